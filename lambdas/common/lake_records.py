@@ -1,0 +1,116 @@
+"""Record schemas for the data lake tables.
+
+These models are the single source of truth for three things: what services append (through
+`common.lake_writer`), the Glue table columns the data lake stack declares, and the Athena queries
+that later code runs. Partition keys (`dt`, `model`) are derived from `event_time` and `model_id`
+and are not stored in the JSON body.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Identifiers end up in S3 keys and Glue partitions: keep them to a safe alphabet.
+SafeId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
+BusinessUnitName = Annotated[str, Field(min_length=2, max_length=24, pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$")]
+
+
+class LakeRecord(BaseModel):
+    """Base of every lake record: strict, immutable, partitioned by day and model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    TABLE: ClassVar[str]
+
+    business_unit: BusinessUnitName
+    model_id: Annotated[str, Field(min_length=1, max_length=256)]
+    event_time: datetime
+
+    @field_validator("event_time")
+    @classmethod
+    def _must_be_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("event_time must be timezone-aware (UTC)")
+        return value.astimezone(UTC)
+
+    def partition(self) -> dict[str, str]:
+        """Hive-style partition values for this record."""
+        return {"dt": self.event_time.strftime("%Y-%m-%d"), "model": partition_safe(self.model_id)}
+
+
+def partition_safe(value: str) -> str:
+    """Model ids such as `anthropic.claude-3:0` or ARNs become a safe partition value."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in value)
+
+
+class Finding(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layer: str
+    type: str
+    score: float | None = None
+
+
+class EvaluationResultRecord(LakeRecord):
+    """One dataset record scored against one model in one evaluation run."""
+
+    TABLE: ClassVar[str] = "evaluation_results"
+
+    run_id: SafeId
+    record_id: SafeId
+    use_case: SafeId
+    category: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    judge_score: float | None = None
+    judge_justification: str | None = None
+    human_score: float | None = None
+    latency_ms: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    error: str | None = None
+
+
+class RatingRecord(LakeRecord):
+    """An end user's rating of one of their own requests; text is already PII-redacted."""
+
+    TABLE: ClassVar[str] = "ratings"
+
+    rating_id: SafeId
+    request_id: SafeId
+    tenant_id: SafeId
+    use_case: SafeId
+    rating_type: Literal["stars", "thumbs"]
+    value: Annotated[int, Field(ge=0, le=5)]
+    comment: str | None = Field(default=None, max_length=2000)
+    prompt_ref: str | None = None
+
+
+class FilterAction(StrEnum):
+    ALLOW = "allow"
+    REDACT = "redact"
+    BLOCK = "block"
+
+
+class FilterDecisionRecord(LakeRecord):
+    """One guardrail verdict; `text_redacted` never holds detected PII."""
+
+    TABLE: ClassVar[str] = "filter_decisions"
+
+    decision_id: SafeId
+    request_id: SafeId
+    tenant_id: SafeId | None = None
+    direction: Literal["input", "output"]
+    action: FilterAction
+    failure_policy_applied: Literal["fail_closed", "fail_open"] | None = None
+    findings: list[Finding] = Field(default_factory=list)
+    layer_latency_ms: dict[str, float] = Field(default_factory=dict)
+    text_redacted: str = ""
+
+
+LAKE_RECORD_TYPES: tuple[type[LakeRecord], ...] = (EvaluationResultRecord, RatingRecord, FilterDecisionRecord)
+PARTITION_KEYS: tuple[str, ...] = ("dt", "model")
