@@ -1,0 +1,28 @@
+#!/usr/bin/env python3
+"""CDK entry point: load the typed config, compose the platform, run cdk-nag on all of it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Stacks import runtime models (settings, record schemas) from lambdas/, the Lambda asset root.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lambdas"))
+
+from stacks.app_factory import compose, create_app
+from stacks.settings import ConfigError, load_config
+
+
+def main() -> None:
+    app = create_app()
+    try:
+        config = load_config(app.node.try_get_context("config"))
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        raise SystemExit(2) from None
+    compose(app, config)
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

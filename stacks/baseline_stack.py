@@ -1,0 +1,45 @@
+"""Per-environment baseline: the CMK, the access-log bucket and the private network every later stack uses."""
+
+from __future__ import annotations
+
+from constructs import Construct
+
+from stacks.blocks.encryption import PlatformKey
+from stacks.blocks.nag import acknowledge_cdk_managed_providers
+from stacks.blocks.network import PlatformNetwork
+from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.retention import retention_for
+from stacks.blocks.storage import AccessLogBucket
+from stacks.settings import EnvironmentSpec
+
+
+class BaselineStack(PlatformStack):
+    def __init__(self, scope: Construct, construct_id: str, *, environment: EnvironmentSpec) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            stack_name=f"{environment.name}-baseline",
+            account=environment.account,
+            region=environment.region,
+            description=f"LLMOps baseline for {environment.name}: KMS key, access-log bucket, isolated VPC",
+        )
+        self.environment_spec = environment
+        self.retention = retention_for(environment.stage)
+        self.key = PlatformKey(
+            self,
+            "PlatformKey",
+            alias=(
+                f"alias/{environment.org_prefix}/{environment.business_unit.name}/{environment.stage.value}/platform"
+            ),
+            retention=self.retention,
+        ).key
+        self.access_logs = AccessLogBucket(
+            self,
+            "AccessLogs",
+            retention=self.retention,
+            expire_after_days=max(environment.settings.log_retention_days, 30),
+        )
+        self.network = PlatformNetwork(
+            self, "Network", settings=environment.settings, key=self.key, retention=self.retention
+        )
+        acknowledge_cdk_managed_providers(self)

@@ -1,0 +1,55 @@
+"""cdk-nag wiring and the one way to acknowledge a finding.
+
+cdk-nag 3 is a policy-validation plugin on the app (not an aspect). Acknowledgements go through
+`Validations.of(construct).acknowledge`; `acknowledge` here refuses vague reasons so every exception in
+the code says specifically why the rule does not apply.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, App, Stack, Validations
+from cdk_nag import AwsSolutionsChecks
+from constructs import IConstruct
+
+MIN_REASON_LENGTH = 40
+
+
+def add_nag_checks(app: App) -> None:
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+
+
+def acknowledge(construct: IConstruct, rule_id: str, reason: str) -> None:
+    """Acknowledge one cdk-nag rule (or one finding, `Rule[Finding]`) on `construct` and its children."""
+    if len(reason) < MIN_REASON_LENGTH:
+        raise ValueError(
+            f"acknowledgement of {rule_id} needs a specific reason (>= {MIN_REASON_LENGTH} chars)"
+        )
+    Validations.of(construct).acknowledge(Acknowledgment(id=rule_id, reason=reason))
+
+
+# CDK creates these singleton providers itself (Node.js code shipped inside aws-cdk-lib); their role and
+# runtime are not configurable from a stack.
+_CDK_MANAGED_PROVIDERS = {
+    "Custom::S3AutoDeleteObjectsCustomResourceProvider": "empties dev buckets before deletion",
+    "Custom::VpcRestrictDefaultSGCustomResourceProvider": "removes the default security group's rules",
+}
+
+
+def acknowledge_cdk_managed_providers(stack: Stack) -> None:
+    """Acknowledge the findings on CDK's own custom-resource providers that a stack may contain."""
+    for child_id, purpose in _CDK_MANAGED_PROVIDERS.items():
+        provider = stack.node.try_find_child(child_id)
+        if provider is None:
+            continue
+        acknowledge(
+            provider,
+            "AwsSolutions-IAM4",
+            f"CDK-managed provider that {purpose}; aws-cdk-lib fixes its role to AWSLambdaBasicExecutionRole "
+            "(logs only) and offers no property to replace it",
+        )
+        acknowledge(
+            provider,
+            "AwsSolutions-L1",
+            f"CDK-managed provider that {purpose}; its Node.js runtime is pinned by the aws-cdk-lib release "
+            "and moves forward when aws-cdk-lib is upgraded",
+        )

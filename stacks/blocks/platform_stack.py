@@ -1,0 +1,35 @@
+"""Base class of every platform stack: explicit environment, no synth-time lookups."""
+
+from __future__ import annotations
+
+from aws_cdk import Environment, Fn, Stack
+from constructs import Construct
+
+MAX_AZS = 3
+
+
+class PlatformStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stack_name: str,
+        account: str,
+        region: str,
+        description: str,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            stack_name=stack_name,
+            env=Environment(account=account, region=region),
+            description=description,
+            termination_protection=False,
+        )
+
+    @property
+    def availability_zones(self) -> list[str]:
+        # An account-bound stack would look its AZs up with credentials at synth time. AZ names differ per
+        # account, so resolve them at deploy time instead: synth stays offline and works for any account.
+        return [Fn.select(index, Fn.get_azs()) for index in range(MAX_AZS)]

@@ -1,0 +1,141 @@
+"""The one way platform stacks create a Python Lambda function.
+
+Packages `lambdas/<service>/` together with `lambdas/common/` (no Docker, no install at synth time), adds
+the published Powertools layer and the service's prebuilt third-party layer, and gives the function its
+own role, an encrypted log group with retention, X-Ray tracing and encrypted environment variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from stacks.blocks.lambda_deps import LAMBDAS_DIR, built_deps_dir
+from stacks.blocks.logs import encrypted_log_group
+from stacks.blocks.nag import acknowledge
+from stacks.blocks.retention import DataRetention
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+DEFAULT_TIMEOUT = Duration.seconds(30)
+POWERTOOLS_LAYER = "arn:{partition}:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-x86_64:{version}"
+
+
+def asset_excludes(service: str) -> list[str]:
+    """Ship only the service's package and lambdas/common, without caches or requirement files."""
+    return [
+        "*",
+        f"!{service}",
+        f"!{service}/**",
+        "!common",
+        "!common/**",
+        "**/__pycache__",
+        "**/*.pyc",
+        "**/requirements.txt",
+    ]
+
+
+class PlatformFunction(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        service: str,
+        handler: str = "handler.lambda_handler",
+        description: str,
+        key: kms.IKey,
+        log_retention_days: int,
+        retention: DataRetention,
+        powertools_layer_version: int,
+        environment: Mapping[str, str] | None = None,
+        memory_size: int = 512,
+        timeout: Duration | None = None,
+        vpc: ec2.IVpc | None = None,
+        security_groups: list[ec2.ISecurityGroup] | None = None,
+        reserved_concurrent_executions: int | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Runs the {service} function ({construct_id})",
+        )
+        self.log_group = encrypted_log_group(
+            self, "Logs", key=key, retention_days=log_retention_days, retention=retention
+        )
+        layers: list[lambda_.ILayerVersion] = [
+            lambda_.LayerVersion.from_layer_version_arn(
+                self,
+                "Powertools",
+                POWERTOOLS_LAYER.format(
+                    partition=stack.partition, region=stack.region, version=powertools_layer_version
+                ),
+            )
+        ]
+        deps = built_deps_dir(service)
+        if deps is not None:
+            layers.append(
+                lambda_.LayerVersion(
+                    self,
+                    "Dependencies",
+                    code=lambda_.Code.from_asset(str(deps), exclude=[".complete"]),
+                    compatible_runtimes=[RUNTIME],
+                    description=f"Third-party libraries of {service}",
+                    removal_policy=retention.removal_policy,
+                )
+            )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            code=lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=asset_excludes(service)),
+            handler=f"{service}.{handler}",
+            description=description,
+            role=self.role,
+            layers=layers,
+            memory_size=memory_size,
+            timeout=timeout or DEFAULT_TIMEOUT,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            environment_encryption=key,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": service,
+                "POWERTOOLS_METRICS_NAMESPACE": "LLMOpsPlatform",
+                **(environment or {}),
+            },
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED) if vpc else None,
+            security_groups=security_groups,
+            reserved_concurrent_executions=reserved_concurrent_executions,
+        )
+        self.log_group.grant_write(self.role)
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Active tracing adds xray:PutTraceSegments and xray:PutTelemetryRecords, which support no "
+            "resource-level permissions; tests check that no other action of this role uses Resource '*'",
+        )
+        if vpc is not None:
+            self.role.add_managed_policy(
+                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole")
+            )
+            acknowledge(
+                self.role,
+                "AwsSolutions-IAM4",
+                "AWSLambdaVPCAccessExecutionRole holds the ec2 network-interface actions Lambda needs to attach "
+                "to the VPC; those actions do not support resource-level permissions, so a custom policy would "
+                "be the same wildcard",
+            )
+
+    def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
+        return self.function.grant_invoke(grantee)

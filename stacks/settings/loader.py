@@ -1,0 +1,105 @@
+"""Load and validate the platform config, turning pydantic errors into messages a person can act on."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from stacks.settings.platform import PlatformConfig
+
+_RELATIVE_FIELD = re.compile(r"^[a-z_][a-z0-9_]*(\[\d+\])?(\.[a-z_][a-z0-9_]*(\[\d+\])?)*$")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO_ROOT / "config" / "platform.yaml"
+
+
+class ConfigError(ValueError):
+    """Raised for any invalid config; `problems` lists one 'field: what is wrong and what is allowed' each."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"invalid platform config {source}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `list[X]`, `X | None` or `Annotated[X, ...]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """Keys the model at `loc` (the parent of an unknown key) accepts, by their YAML spelling."""
+    model: type[BaseModel] | None = PlatformConfig
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        model = _model_in(field.annotation) if field else None
+    if model is None:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _describe(error: Any) -> str:
+    loc: tuple[int | str, ...] = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        return f"{_field_path(loc)}: unknown key{suggestion}; allowed keys: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"{_field_path(loc)}: required but missing"
+    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "enum":
+        message = f"{message} (got {error['input']!r})"
+    path = _field_path(loc)
+    # Cross-field checks name the field they are about ("sandbox_account: required ..."), relative to loc.
+    head, sep, rest = message.partition(": ")
+    if sep and _RELATIVE_FIELD.match(head):
+        return f"{path}.{head}: {rest}" if path else f"{head}: {rest}"
+    return f"{path}: {message}" if path else message
+
+
+def parse_config(raw: Any, source: str = "<memory>") -> PlatformConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            source, ["the file must hold a YAML mapping with the platform settings at its top level"]
+        )
+    try:
+        return PlatformConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
+
+
+def load_config(path: str | Path | None = None) -> PlatformConfig:
+    """Load the config named by `path` (relative to the repository root) or the embedded default."""
+    config_path = Path(path) if path else DEFAULT_CONFIG
+    if not config_path.is_absolute():
+        config_path = REPO_ROOT / config_path
+    if not config_path.is_file():
+        raise ConfigError(str(config_path), ["file not found (pass -c config=path/to/file.yaml)"])
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(config_path), [f"not valid YAML: {exc}"]) from None
+    return parse_config(raw, str(config_path))

@@ -1,0 +1,59 @@
+"""Deployment units: the shared stage (tooling + data lake) and one stage per business unit x stage.
+
+Each is a `cdk.Stage`, so the CI/CD pipelines can deploy exactly one of them per branch, and every
+stack and resource name inside derives from (business unit, stage) and never collides.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Stage as CdkStage
+from aws_cdk import Tags
+from constructs import Construct
+
+from stacks.baseline_stack import BaselineStack
+from stacks.data_lake_stack import DataLakeStack
+from stacks.settings import EnvironmentSpec, PlatformConfig
+from stacks.tooling_stack import ToolingStack
+
+SHARED_BUSINESS_UNIT = "shared"
+SHARED_STAGE = "shared"
+
+
+def tag_cost_allocation(scope: Construct, *, business_unit: str, stage: str, cost_center: str) -> None:
+    """Cost allocation tags on every taggable resource below `scope`."""
+    tags = Tags.of(scope)
+    tags.add("BusinessUnit", business_unit)
+    tags.add("Stage", stage)
+    tags.add("CostCenter", cost_center)
+
+
+class SharedStage(CdkStage):
+    """Tooling and data lake stacks; deployed from the main branch by the shared pipeline."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: PlatformConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.tooling = ToolingStack(self, "Tooling", config=config)
+        self.data_lake = DataLakeStack(self, "DataLake", config=config)
+        tag_cost_allocation(
+            self,
+            business_unit=SHARED_BUSINESS_UNIT,
+            stage=SHARED_STAGE,
+            cost_center=config.organization.cost_center,
+        )
+
+
+class BusinessUnitStage(CdkStage):
+    """Everything one business unit runs in one stage (dev, preprod or prod) of its own account."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: PlatformConfig, environment: EnvironmentSpec
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.environment_spec = environment
+        self.baseline = BaselineStack(self, "Baseline", environment=environment)
+        tag_cost_allocation(
+            self,
+            business_unit=environment.business_unit.name,
+            stage=environment.stage.value,
+            cost_center=environment.business_unit.cost_center,
+        )

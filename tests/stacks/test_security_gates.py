@@ -1,0 +1,117 @@
+"""Whole-app gates: cdk-nag without unacknowledged errors, specific acknowledgements, cfn-lint clean."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import Stack, Validations
+from aws_cdk import aws_s3 as s3
+
+from stacks.app_factory import create_app
+from stacks.blocks.nag import MIN_REASON_LENGTH, acknowledge, add_nag_checks
+from tests.conftest import SynthesizedPlatform
+from tools.synth_report import CFN_LINT_ERROR_BIT, run_cfn_lint
+
+# Actions that support no resource-level permissions: the only ones allowed with Resource "*".
+ACTIONS_WITHOUT_RESOURCE_SCOPE = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+}
+
+
+@pytest.mark.parametrize("platform_fixture", ["default_platform", "sandbox_platform"])
+def test_nag_report_has_no_unacknowledged_findings(
+    platform_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    platform: SynthesizedPlatform = request.getfixturevalue(platform_fixture)
+    report = json.loads((platform.outdir / "validation-report.json").read_text())
+    violations = [v for plugin in report["pluginReports"] for v in plugin.get("violations", [])]
+    assert violations == []
+
+
+def test_nag_gate_fails_synth_on_an_unacknowledged_error(tmp_path: Path) -> None:
+    app = create_app(outdir=str(tmp_path))
+    stack = Stack(app, "Insecure")
+    s3.Bucket(stack, "PlainBucket")
+    add_nag_checks(app)
+    with pytest.raises(Exception, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    rules = {v["ruleName"] for p in report["pluginReports"] for v in p["violations"]}
+    assert {"AwsSolutions-S1", "AwsSolutions-S10"} <= rules
+
+
+def test_vague_acknowledgements_are_refused() -> None:
+    app = create_app()
+    stack = Stack(app, "S")
+    with pytest.raises(ValueError, match="specific reason"):
+        acknowledge(stack, "AwsSolutions-S1", "not needed")
+
+
+def acknowledgements(platform: SynthesizedPlatform) -> list[tuple[str, str, str]]:
+    found = []
+    for construct in platform.platform.shared.node.scope.node.find_all():  # type: ignore[union-attr]
+        for entry in construct.node.metadata:
+            if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
+                for rule, reason in entry.data.items():
+                    found.append((construct.node.path, rule, reason))
+    return found
+
+
+def test_every_platform_acknowledgement_states_a_specific_reason(
+    default_platform: SynthesizedPlatform,
+) -> None:
+    ours = [a for a in acknowledgements(default_platform) if "AwsSolutions-" in a[1]]
+    assert ours, "the access-log buckets at least carry an S1 acknowledgement"
+    for path, rule, reason in ours:
+        assert len(reason) >= MIN_REASON_LENGTH, (path, rule)
+        assert reason[0].isupper() or reason[0].isdigit() or reason.startswith("CDK"), (path, rule)
+
+
+def wildcard_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = []
+    for resource in template["Resources"].values():
+        if resource["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            continue
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            resources = statement.get("Resource")
+            if resources == "*" or (isinstance(resources, list) and "*" in resources):
+                statements.append(statement)
+    return statements
+
+
+@pytest.mark.parametrize("platform_fixture", ["default_platform", "sandbox_platform"])
+def test_resource_wildcards_only_for_actions_without_resource_scope(
+    platform_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    platform: SynthesizedPlatform = request.getfixturevalue(platform_fixture)
+    for stack, template in platform.templates():
+        for statement in wildcard_statements(template):
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert set(actions) <= ACTIONS_WITHOUT_RESOURCE_SCOPE, (stack.stack_name, actions)
+
+
+@pytest.mark.parametrize("platform_fixture", ["default_platform", "sandbox_platform"])
+def test_cfn_lint_reports_no_error(platform_fixture: str, request: pytest.FixtureRequest) -> None:
+    platform: SynthesizedPlatform = request.getfixturevalue(platform_fixture)
+    templates = [Path(s.template_full_path) for s in platform.stacks()]
+    status, output = run_cfn_lint(templates, workers=1)
+    assert status & CFN_LINT_ERROR_BIT == 0, output
+
+
+def test_cfn_lint_gate_detects_an_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.template.json"
+    broken.write_text(
+        json.dumps({"Resources": {"B": {"Type": "AWS::S3::Bucket", "Properties": {"NoSuch": 1}}}})
+    )
+    status, output = run_cfn_lint([broken], workers=1)
+    assert status & CFN_LINT_ERROR_BIT
+    assert "NoSuch" in output

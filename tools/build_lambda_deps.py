@@ -1,0 +1,60 @@
+"""Build each Lambda service's third-party wheels once per requirements hash (see stacks/blocks/lambda_deps.py)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from stacks.blocks.lambda_deps import (
+    COMPLETE_MARKER,
+    DEPS_CACHE,
+    LAMBDA_PLATFORM,
+    LAMBDA_PYTHON_VERSION,
+    LAMBDAS_DIR,
+    deps_dir,
+    requirements_file,
+)
+
+
+def build(service: str) -> Path | None:
+    target = deps_dir(service)
+    if target is None or (target / COMPLETE_MARKER).is_file():
+        return target
+    DEPS_CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=DEPS_CACHE) as staging:
+        subprocess.run(  # noqa: S603 - fixed interpreter and arguments
+            [
+                sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                "--no-compile", "--only-binary=:all:", "--implementation", "cp",
+                "--platform", LAMBDA_PLATFORM, "--python-version", LAMBDA_PYTHON_VERSION,
+                "--target", str(Path(staging) / "python"), "-r", str(requirements_file(service)),
+            ],
+            check=True,
+        )  # fmt: skip
+        # boto3/botocore come with the runtime; tests and caches only add weight.
+        for pattern in ("boto3", "botocore", "s3transfer", "**/__pycache__", "**/tests"):
+            for path in (Path(staging) / "python").glob(pattern):
+                shutil.rmtree(path, ignore_errors=True)
+        (Path(staging) / COMPLETE_MARKER).touch()
+        if target.exists():
+            shutil.rmtree(target)
+        Path(staging).rename(target)
+        Path(staging).mkdir()  # TemporaryDirectory cleans up the (now empty) path it created
+    return target
+
+
+def main() -> int:
+    services = sorted(p.parent.name for p in LAMBDAS_DIR.glob("*/requirements.txt"))
+    for service in services:
+        folder = build(service)
+        print(
+            f"lambda deps: {service} -> {folder.relative_to(DEPS_CACHE.parent.parent) if folder else 'none'}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
