@@ -1,6 +1,7 @@
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -10,6 +11,7 @@ from common import lake_queries
 from common.glue_schema import TABLES, GlueColumn, SchemaError, check_query, hive_type
 from common.lake_layout import Zone
 
+LAMBDAS_ROOT = Path(__file__).resolve().parents[3] / "lambdas"
 PARTITION_KEYS = (GlueColumn("dt", "string"), GlueColumn("model", "string"))
 COMMON = [("business_unit", "string"), ("model_id", "string"), ("event_time", "timestamp")]
 
@@ -137,5 +139,5 @@ def test_a_query_referencing_what_the_tables_lack_fails(query, message):
 def test_importing_the_schema_does_not_need_sqlglot():
     # The stack (synth) and Lambdas import this module; sqlglot is only in requirements-dev.txt.
     code = "import sys, common.glue_schema; sys.exit('sqlglot' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], cwd="lambdas", check=False)
+    result = subprocess.run([sys.executable, "-c", code], cwd=LAMBDAS_ROOT, check=False)
     assert result.returncode == 0
