@@ -69,18 +69,18 @@ def guardrail_properties(definition: BedrockGuardrailDefinition) -> dict[str, An
 
 
 def cdk_keywords(properties: dict[str, Any]) -> dict[str, Any]:
-    """CloudFormation property names -> the L1 construct's keyword names (PascalCase -> snake_case),
-    recursively for keys only: `CfnGuardrail(scope, id, **cdk_keywords(guardrail_properties(d)))`."""
+    """CloudFormation property names -> what the Python L1 construct takes: snake_case keywords at the
+    top, camelCase keys inside nested dicts (jsii reads those as the JavaScript struct names).
+    `CfnGuardrail(scope, id, **cdk_keywords(guardrail_properties(definition)))`."""
 
-    def convert(value: Any) -> Any:
+    def camel(value: Any) -> Any:
         if isinstance(value, dict):
-            return {_snake(key): convert(item) for key, item in value.items()}
+            return {key[:1].lower() + key[1:]: camel(item) for key, item in value.items()}
         if isinstance(value, list):
-            return [convert(item) for item in value]
+            return [camel(item) for item in value]
         return value
 
-    converted: dict[str, Any] = convert(properties)
-    return converted
+    return {_snake(key): camel(value) for key, value in properties.items()}
 
 
 def _snake(name: str) -> str:

@@ -46,7 +46,8 @@ def _error(message: str) -> dict[str, Any]:
 
 def _describe(err: ValidationError) -> str:
     first = err.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "event"
+    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+    field = field.lstrip(".") or "event"
     return f"{field}: {first['msg']}"
 
 
