@@ -1,0 +1,122 @@
+"""Direct-invocation Lambda: validate the event, run the engine, return the verdict.
+
+Response: {"statusCode": 200, "verdict": {...}} or {"statusCode": 400, "error": "<field>: <why>"}.
+Environment: GUARDRAIL_SETTINGS (GuardrailSettings JSON), optional BEDROCK_GUARDRAIL_ID/VERSION (for a
+provisioned guardrail), optional FILTER_DECISIONS_BUCKET (data lake zone for decision records).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from common.lake_records import BusinessUnitName, SafeId
+from guardrail.engine import GuardrailEngine, InvalidRequestError
+from guardrail.model import CheckRequest, ContentItem
+from guardrail.settings import GuardrailSettings
+
+logger = Logger(service="guardrail")
+_engine: GuardrailEngine | None = None
+
+
+class ContentItemEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: Annotated[str, Field(min_length=1)]
+    trusted: bool = False
+
+
+class GuardrailEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    direction: Literal["input", "output"]
+    content: Annotated[list[ContentItemEvent], Field(min_length=1, max_length=100)]
+    business_unit: BusinessUnitName
+    model_id: Annotated[str, Field(min_length=1, max_length=256)]
+    request_id: SafeId
+    tenant_id: SafeId | None = None
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"statusCode": 400, "error": message}
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+    field = field.lstrip(".") or "event"
+    return f"{field}: {first['msg']}"
+
+
+def parse_event(event: Any, settings: GuardrailSettings) -> CheckRequest:
+    """The event as a CheckRequest, or InvalidRequestError naming the field."""
+    if not isinstance(event, dict):
+        raise InvalidRequestError("event: must be a JSON object")
+    try:
+        parsed = GuardrailEvent.model_validate(event)
+    except ValidationError as err:
+        raise InvalidRequestError(_describe(err)) from err
+    size = 0
+    for index, item in enumerate(parsed.content):
+        try:
+            size += len(item.text.encode("utf-8"))
+        except UnicodeEncodeError as err:
+            raise InvalidRequestError(f"content[{index}].text: not valid UTF-8 (lone surrogate)") from err
+    if size > settings.max_request_bytes:
+        raise InvalidRequestError(
+            f"content: {size} bytes of text, more than the limit of {settings.max_request_bytes}"
+        )
+    return CheckRequest(
+        direction=parsed.direction,
+        items=tuple(ContentItem(item.text, item.trusted) for item in parsed.content),
+        business_unit=parsed.business_unit,
+        model_id=parsed.model_id,
+        request_id=parsed.request_id,
+        tenant_id=parsed.tenant_id,
+    )
+
+
+def build_engine() -> GuardrailEngine:
+    settings = GuardrailSettings.model_validate_json(os.environ.get("GUARDRAIL_SETTINGS", "{}"))
+    guardrail_id, version = (
+        os.environ.get("BEDROCK_GUARDRAIL_ID"),
+        os.environ.get("BEDROCK_GUARDRAIL_VERSION"),
+    )
+    bucket = os.environ.get("FILTER_DECISIONS_BUCKET")
+    sink = None
+    if bucket:
+        from common.lake_writer import LakeWriter  # type: ignore[import-not-found, unused-ignore]
+
+        sink = LakeWriter(bucket)
+    return GuardrailEngine(
+        settings, bedrock_ref=(guardrail_id, version) if guardrail_id and version else None, sink=sink
+    )
+
+
+def engine() -> GuardrailEngine:
+    global _engine
+    if _engine is None:
+        _engine = build_engine()
+    return _engine
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    current = engine()
+    try:
+        request = parse_event(event, current.settings)
+        verdict = current.check(request)
+    except InvalidRequestError as err:
+        logger.info("guardrail request rejected", extra={"reason": str(err)})
+        return _error(str(err))
+    flush = getattr(current._sink, "flush", None)
+    if flush is not None:
+        try:
+            flush()
+        except Exception:
+            logger.exception("writing the decision record failed")
+    logger.info("guardrail verdict", extra={"action": verdict.action, "request_id": request.request_id})
+    return {"statusCode": 200, "verdict": verdict.to_dict()}

@@ -1,0 +1,1 @@
+"""Filter layers. Each one is small and implements `guardrail.layers.base.Layer`."""

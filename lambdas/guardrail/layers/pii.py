@@ -1,0 +1,33 @@
+"""Amazon Comprehend DetectPiiEntities, chunked to 100 KB per call with offsets shifted back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guardrail.model import CheckRequest, Finding, FindingAction, LayerResult, Span
+from guardrail.segments import pii_chunks
+from guardrail.settings import DirectionSettings, LanguageCode
+
+
+class PiiLayer:
+    name = "pii"
+
+    def __init__(self, comprehend: Any, language_code: LanguageCode = "en") -> None:
+        self._comprehend = comprehend
+        self._language_code = language_code
+
+    def check(self, request: CheckRequest, settings: DirectionSettings) -> LayerResult:
+        result = LayerResult()
+        for index, item in request.untrusted():
+            for chunk in pii_chunks(item.text):
+                response = self._comprehend.detect_pii_entities(
+                    Text=chunk.text, LanguageCode=self._language_code
+                )
+                for entity in response.get("Entities", []):
+                    # Offsets are characters within the chunk; shift them to the item.
+                    span = Span(index, chunk.start + entity["BeginOffset"], chunk.start + entity["EndOffset"])
+                    action: FindingAction = settings.pii_actions.get(entity["Type"], "flag")
+                    result.findings.append(
+                        Finding(self.name, entity["Type"], action, entity.get("Score"), span, is_pii=True)
+                    )
+        return result

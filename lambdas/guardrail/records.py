@@ -1,0 +1,73 @@
+"""What a verdict leaves behind: a data lake record (PII redacted) and per-layer CloudWatch metrics."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
+
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+from common.lake_records import FilterAction, FilterDecisionRecord, LakeRecord
+from common.lake_records import Finding as LakeFinding
+from guardrail.model import CheckRequest
+
+if TYPE_CHECKING:
+    from guardrail.verdict import Verdict
+
+
+class RecordSink(Protocol):
+    """`common.lake_writer.LakeWriter` satisfies this; tests use a list-backed fake."""
+
+    def append(self, record: LakeRecord) -> None: ...
+
+
+def lake_text(request: CheckRequest, verdict: Verdict, pii_layers: tuple[str, ...]) -> str:
+    """Untrusted text with every PII finding redacted, whatever its action.
+
+    If none of `pii_layers` (the PII detectors enabled for this direction) ran successfully, the text
+    is not stored at all: nothing vouches that it is free of PII.
+    """
+    from guardrail.verdict import redacted_texts
+
+    if not any(name in verdict.latency_ms and name not in verdict.errors for name in pii_layers):
+        return ""
+    texts = redacted_texts(request, [f for f in verdict.findings if f.is_pii], masked={})
+    return "\n\n".join(text for item, text in zip(request.items, texts, strict=True) if not item.trusted)
+
+
+def decision_record(
+    request: CheckRequest, verdict: Verdict, pii_layers: tuple[str, ...] = ("pii",)
+) -> FilterDecisionRecord:
+    return FilterDecisionRecord(
+        business_unit=request.business_unit,
+        model_id=request.model_id,
+        event_time=datetime.now(UTC),
+        decision_id=uuid.uuid4().hex,
+        request_id=request.request_id,
+        tenant_id=request.tenant_id,
+        direction=request.direction,
+        action=FilterAction(verdict.action),
+        failure_policy_applied=verdict.failure_policy_applied,
+        findings=[LakeFinding(layer=f.layer, type=f.type, score=f.score) for f in verdict.findings],
+        layer_latency_ms=verdict.latency_ms,
+        text_redacted=lake_text(request, verdict, pii_layers),
+    )
+
+
+def publish_layer_metrics(request: CheckRequest, verdict: Verdict, namespace: str | None = None) -> None:
+    """One EMF blob per layer: calls, blocks, errors, latency; dimensions layer, direction, business unit.
+
+    EphemeralMetrics keeps each layer's dimensions apart (the shared `Metrics` has one dimension set).
+    """
+    for layer, latency in verdict.latency_ms.items():
+        metrics = EphemeralMetrics(namespace=namespace)
+        metrics.add_dimension("layer", layer)
+        metrics.add_dimension("direction", request.direction)
+        metrics.add_dimension("business_unit", request.business_unit)
+        blocked = any(f.layer == layer and f.action == "block" for f in verdict.findings)
+        metrics.add_metric("calls", MetricUnit.Count, 1)
+        metrics.add_metric("blocks", MetricUnit.Count, int(blocked))
+        metrics.add_metric("errors", MetricUnit.Count, int(layer in verdict.errors))
+        metrics.add_metric("latency", MetricUnit.Milliseconds, latency)
+        metrics.flush_metrics()

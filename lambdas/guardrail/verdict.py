@@ -1,0 +1,93 @@
+"""Merge layer results into one verdict: block > redact > allow, failure policy on errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from guardrail.model import CheckRequest, Finding, LayerResult
+from guardrail.redaction import TypedSpan, redact, redact_literals
+from guardrail.settings import FailurePolicy
+
+Action = Literal["allow", "redact", "block"]
+
+
+@dataclass
+class Verdict:
+    action: Action
+    texts: list[str]  # one per content item, redacted where it applies; trusted items unchanged
+    findings: list[Finding] = field(default_factory=list)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    failure_policy_applied: FailurePolicy | None = None
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(self.texts)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "action": self.action,
+            "text": self.text,
+            "texts": self.texts,
+            "findings": [finding.to_dict() for finding in self.findings],
+            "latency_ms": self.latency_ms,
+            "errors": self.errors,
+            "failure_policy_applied": self.failure_policy_applied,
+        }
+
+
+def redacted_texts(request: CheckRequest, findings: list[Finding], masked: dict[int, str]) -> list[str]:
+    """Item texts with every span of the given findings replaced by `[TYPE]`.
+
+    Where a service returned masked text for an item, that text is the base and the other findings'
+    original substrings are replaced literally (their offsets no longer apply).
+    """
+    texts = []
+    for index, item in enumerate(request.items):
+        spans = [
+            TypedSpan(f.span.start, f.span.end, f.type)
+            for f in findings
+            if f.span is not None and f.span.item == index
+        ]
+        if index in masked:
+            literals = [(item.text[s.start : s.end], s.type) for s in spans]
+            texts.append(redact_literals(masked[index], literals))
+        else:
+            texts.append(redact(item.text, spans))
+    return texts
+
+
+def merge(
+    request: CheckRequest,
+    results: dict[str, LayerResult],
+    errors: dict[str, str],
+    latency_ms: dict[str, float],
+    policy: FailurePolicy,
+) -> Verdict:
+    findings = [finding for result in results.values() for finding in result.findings]
+    masked = {
+        index: text for result in results.values() for index, text in result.masked_texts.items() if text
+    }
+    redactions = [f for f in findings if f.action == "redact"]
+    # A redaction we cannot place (no span, no masked text) would leak: treat it as a block.
+    unplaceable = any(_unplaceable(f, masked) for f in redactions)
+    if any(f.action == "block" for f in findings) or unplaceable or (errors and policy == "fail_closed"):
+        action: Action = "block"
+    elif redactions or masked:
+        action = "redact"
+    else:
+        action = "allow"
+    return Verdict(
+        action=action,
+        texts=redacted_texts(request, redactions, masked),
+        findings=findings,
+        latency_ms=latency_ms,
+        errors=errors,
+        failure_policy_applied=policy if errors else None,
+    )
+
+
+def _unplaceable(finding: Finding, masked: dict[int, str]) -> bool:
+    span = finding.span
+    return span is None or (span.end <= span.start and span.item not in masked)
