@@ -81,7 +81,7 @@ def meteor(output_tokens: Sequence[str], reference_tokens: Sequence[str]) -> flo
 def bleu(output: str, reference: str) -> float:
     import sacrebleu
 
-    return float(sacrebleu.sentence_bleu(output, [reference]).score) / 100
+    return min(1.0, float(sacrebleu.sentence_bleu(output, [reference]).score) / 100)
 
 
 def text_metrics(output: str, reference: str) -> dict[str, float]:

@@ -134,7 +134,11 @@ class EvaluationSettings(_Strict):
     @property
     def map_max_concurrency(self) -> int:
         """Distributed Map MaxConcurrency so that batches x workers stays within the concurrency limit."""
-        return max(1, self.concurrency_limit // self.batch_workers)
+        return max(1, self.concurrency_limit // self.workers_per_batch)
+
+    @property
+    def workers_per_batch(self) -> int:
+        return min(self.batch_workers, self.concurrency_limit)
 
     def candidate(self, name: str) -> CandidateModel | None:
         return next((c for c in self.candidates if c.name == name), None)
