@@ -161,7 +161,9 @@ def score_batch(event: object, rt: Runtime) -> dict[str, Any]:
         sleep=rt.sleep,
         label_set=inp.labels,
     )
-    rows = run_batch(records, rt.models_for(inp.outputs), ctx, rt.store, workers=rt.settings.workers_per_batch)
+    rows = run_batch(
+        records, rt.models_for(inp.outputs), ctx, rt.store, workers=rt.settings.workers_per_batch
+    )
     return {"rows": len(rows), "errors": sum(1 for r in rows if r.error)}
 
 

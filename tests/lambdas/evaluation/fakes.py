@@ -24,7 +24,20 @@ class ScriptedModel:
 
 
 def verdict(overall, **overrides):
-    body = {"helpfulness": overall, "relevance": overall, "accuracy": overall, "level_of_detail": overall,
-            "overall": overall, "justification": f"Scored {overall}."}
+    body = {
+        "helpfulness": overall,
+        "relevance": overall,
+        "accuracy": overall,
+        "level_of_detail": overall,
+        "overall": overall,
+        "justification": f"Scored {overall}.",
+    }
     body.update(overrides)
     return json.dumps(body)
+
+
+def make_settings(**fields):
+    """EvaluationSettings from plain dicts, as the config file gives them."""
+    from evaluation.settings import EvaluationSettings
+
+    return EvaluationSettings.model_validate(fields)

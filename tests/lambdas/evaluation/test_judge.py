@@ -1,5 +1,4 @@
 import pytest
-
 from evaluation.judge import JUDGE_PROMPT, JudgeError, judge_answer, parse_verdict
 
 from .fakes import ScriptedModel, verdict
@@ -10,7 +9,9 @@ def test_parse_verdict_tolerates_fences_and_prose():
     assert parsed.overall == 8 and parsed.justification == "Scored 8."
 
 
-@pytest.mark.parametrize("text", ["no json here", '{"overall": 8}', verdict(11), verdict(7, justification="")])
+@pytest.mark.parametrize(
+    "text", ["no json here", '{"overall": 8}', verdict(11), verdict(7, justification="")]
+)
 def test_parse_verdict_rejects_answers_off_the_rubric(text):
     with pytest.raises(ValueError):
         parse_verdict(text)

@@ -1,5 +1,4 @@
 import pytest
-
 from evaluation import metrics
 from evaluation.metrics import (
     UNKNOWN_LABEL,
@@ -11,12 +10,18 @@ from evaluation.metrics import (
     token_f1,
 )
 
+
 # The nltk METEOR docstring example (nltk/translate/meteor_score.py).
-HYP1 = "It is a guide to action which ensures that the military always obeys the commands of the party".split()
-REF1 = "It is a guide to action that ensures that the military will forever heed Party commands".split()
-REF2 = ("It is the guiding principle which guarantees the military forces always being under the command of "
-        "the Party").split()
-REF3 = "It is the practical guide for the army always to heed the directions of the party".split()
+def words(text: str) -> list[str]:
+    return text.split()
+
+
+HYP1 = words("It is a guide to action which ensures that the military always obeys the commands of the party")
+REF1 = words("It is a guide to action that ensures that the military will forever heed Party commands")
+REF2 = words(
+    "It is the guiding principle which guarantees the military forces always being under the command of the Party"
+)
+REF3 = words("It is the practical guide for the army always to heed the directions of the party")
 
 
 def test_meteor_matches_nltk_documented_value_without_wordnet():
@@ -35,16 +40,21 @@ def test_meteor_multi_reference_documented_value():
 def test_sacrebleu_documented_corpus_example():
     import sacrebleu
 
-    refs = [["The dog bit the man.", "It was not unexpected.", "The man bit him first."],
-            ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."]]
+    refs = [
+        ["The dog bit the man.", "It was not unexpected.", "The man bit him first."],
+        ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."],
+    ]
     hyps = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
     assert round(sacrebleu.corpus_bleu(hyps, refs).score, 2) == 48.53
 
 
 def test_rouge_score_readme_example_by_hand():
-    # rouge-score README: score('The quick brown fox jumps over the lazy dog', 'The quick brown dog jumps on the log.')
+    # rouge-score README example: target "The quick brown fox jumps over the lazy dog",
+    # prediction "The quick brown dog jumps on the log."
     # unigrams in common: the, quick, brown, dog, jumps, the -> 6 of 8 (prediction) and 6 of 9 (target).
-    found = text_metrics("The quick brown dog jumps on the log.", "The quick brown fox jumps over the lazy dog")
+    found = text_metrics(
+        "The quick brown dog jumps on the log.", "The quick brown fox jumps over the lazy dog"
+    )
     assert found["rouge1"] == pytest.approx(2 * 0.75 * (6 / 9) / (0.75 + 6 / 9))
     # LCS: the quick brown jumps the dog? -> "the quick brown jumps the" = 5 words: P 5/8, R 5/9.
     assert found["rougeL"] == pytest.approx(2 * (5 / 8) * (5 / 9) / (5 / 8 + 5 / 9))
