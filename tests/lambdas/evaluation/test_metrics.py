@@ -19,7 +19,8 @@ def words(text: str) -> list[str]:
 HYP1 = words("It is a guide to action which ensures that the military always obeys the commands of the party")
 REF1 = words("It is a guide to action that ensures that the military will forever heed Party commands")
 REF2 = words(
-    "It is the guiding principle which guarantees the military forces always being under the command of the Party"
+    "It is the guiding principle which guarantees the military forces always being under the command of "
+    "the Party"
 )
 REF3 = words("It is the practical guide for the army always to heed the directions of the party")
 
