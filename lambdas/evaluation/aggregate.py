@@ -1,0 +1,136 @@
+"""Per-model and per-model x category summaries of a run's scored rows."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evaluation.metrics import classification_report
+from evaluation.scoring import ScoredRecord
+
+Z_95 = 1.959964  # normal approximation; with n >= 30 per group the t correction is below 4 %
+
+
+class MetricStat(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mean: float
+    stderr: float
+    ci95_low: float
+    ci95_high: float
+    n: int
+
+
+class GroupSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: int
+    errors: int
+    error_rate: float
+    metrics: dict[str, MetricStat] = Field(default_factory=dict)
+    per_class: dict[str, dict[str, float]] = Field(default_factory=dict)
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    cost_per_1k_records_usd: float | None = None
+    human_review: int = 0
+
+
+class ModelSummary(GroupSummary):
+    model: str
+    categories: dict[str, GroupSummary] = Field(default_factory=dict)
+
+
+class HumanScore(BaseModel):
+    """A reviewer's score (1-10) for one record and model, from the review queue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    record_id: str
+    model: str
+    score: float = Field(ge=1, le=10)
+
+
+def merge_human_scores(rows: Sequence[ScoredRecord], scores: Iterable[HumanScore]) -> None:
+    """Join reviewers' scores onto the rows; several reviews of one row are averaged."""
+    collected: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for score in scores:
+        collected[(score.model, score.record_id)].append(score.score)
+    for row in rows:
+        found = collected.get((row.model, row.record_id))
+        if found:
+            row.human_score = statistics.fmean(found)
+            row.metrics["human_score"] = row.human_score
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in 0..100), None for no data."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def metric_stat(values: Sequence[float]) -> MetricStat:
+    mean = statistics.fmean(values)
+    stderr = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return MetricStat(
+        mean=mean, stderr=stderr, ci95_low=mean - Z_95 * stderr, ci95_high=mean + Z_95 * stderr, n=len(values)
+    )
+
+
+def summarize_group(rows: Sequence[ScoredRecord]) -> GroupSummary:
+    ok = [r for r in rows if r.error is None]
+    values: dict[str, list[float]] = defaultdict(list)
+    for row in ok:
+        for name, value in row.metrics.items():
+            values[name].append(value)
+    summary = GroupSummary(
+        count=len(rows),
+        errors=len(rows) - len(ok),
+        error_rate=(len(rows) - len(ok)) / len(rows) if rows else 0.0,
+        metrics={name: metric_stat(v) for name, v in sorted(values.items())},
+        human_review=sum(1 for r in rows if r.human_review),
+    )
+    pairs = [(r.gold_label, r.predicted_label) for r in ok if r.gold_label and r.predicted_label]
+    if pairs:
+        report = classification_report(pairs)
+        for name, value in report.as_metrics().items():
+            summary.metrics[name] = MetricStat(
+                mean=value, stderr=0.0, ci95_low=value, ci95_high=value, n=report.count
+            )
+        summary.per_class = {
+            label: {"precision": m.precision, "recall": m.recall, "f1": m.f1, "support": float(m.support)}
+            for label, m in report.per_class.items()
+        }
+    latencies = [r.latency_ms for r in ok if r.latency_ms is not None]
+    summary.latency_p50_ms, summary.latency_p95_ms = percentile(latencies, 50), percentile(latencies, 95)
+    costs = [r.cost_usd for r in ok if r.cost_usd is not None]
+    if costs:
+        summary.cost_per_1k_records_usd = statistics.fmean(costs) * 1000
+    return summary
+
+
+def summarize(rows: Iterable[ScoredRecord]) -> list[ModelSummary]:
+    by_model: dict[str, list[ScoredRecord]] = defaultdict(list)
+    for row in rows:
+        by_model[row.model].append(row)
+    summaries = []
+    for model, model_rows in sorted(by_model.items()):
+        by_category: dict[str, list[ScoredRecord]] = defaultdict(list)
+        for row in model_rows:
+            by_category[row.category].append(row)
+        overall = summarize_group(model_rows)
+        summaries.append(
+            ModelSummary(
+                model=model,
+                **overall.model_dump(),
+                categories={c: summarize_group(r) for c, r in sorted(by_category.items())},
+            )
+        )
+    return summaries

@@ -1,0 +1,65 @@
+"""Lambda entry points for the evaluation state machine; the work is in `evaluation.service`.
+
+Environment: EVALUATION_SETTINGS (EvaluationSettings JSON), RESULTS_BUCKET, BUSINESS_UNIT,
+REVIEW_QUEUE_URL (optional). A bad event raises InvalidEventError, whose name the state machine
+catches; nothing is written for it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from evaluation import service
+from evaluation.settings import EvaluationSettings
+from evaluation.store import S3ResultStore
+
+logger = Logger()
+
+
+@lru_cache(maxsize=1)
+def runtime() -> service.Runtime:
+    settings = EvaluationSettings.model_validate_json(os.environ.get("EVALUATION_SETTINGS", "{}"))
+    business_unit = os.environ["BUSINESS_UNIT"]
+    bucket = os.environ["RESULTS_BUCKET"]
+
+    def lake_sink() -> Any:
+        from common.lake_writer import LakeWriter
+
+        return LakeWriter(bucket)
+
+    queue = None
+    if os.environ.get("REVIEW_QUEUE_URL"):
+        from evaluation.review import SqsReviewQueue
+
+        queue = SqsReviewQueue(os.environ["REVIEW_QUEUE_URL"])
+    return service.Runtime(
+        settings=settings,
+        business_unit=business_unit,
+        store=S3ResultStore(bucket, f"{business_unit}/evaluation_runs"),
+        sink_factory=lake_sink,
+        review_queue=queue,
+    )
+
+
+@logger.inject_lambda_context
+def prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return service.prepare(event, runtime())
+
+
+@logger.inject_lambda_context
+def score_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return service.score_batch(event, runtime())
+
+
+@logger.inject_lambda_context
+def summarize(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return service.summarize_run(event, runtime())
+
+
+@logger.inject_lambda_context
+def gate(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return service.gate_run(event, runtime())

@@ -1,0 +1,171 @@
+import json
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+from evaluation import service
+from evaluation.store import S3ResultStore
+from moto import mock_aws
+
+from common.evaluation_dataset import EvaluationRecord, dump_records
+from common.lake_records import EvaluationResultRecord
+from common.model_gateway import ModelThrottledError
+
+from .fakes import ScriptedModel, make_settings
+
+BUCKET = "results-bucket"
+
+
+class ListSink:
+    def __init__(self, written):
+        self.written, self.buffer = written, []
+
+    def append(self, record):
+        self.buffer.append(record)
+
+    def flush(self):
+        self.written.extend(self.buffer)
+        keys = [f"key-{len(self.written)}"] if self.buffer else []
+        self.buffer = []
+        return keys
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def make_runtime(s3, models, settings=None):
+    written: list = []
+    rt = service.Runtime(
+        settings=settings or make_settings(batch_workers=1),
+        business_unit="retail",
+        store=S3ResultStore(BUCKET, "retail/evaluation_runs", s3_client=s3),
+        sink_factory=lambda: ListSink(written),
+        now=lambda: datetime(2026, 11, 26, tzinfo=UTC),
+        sleep=lambda _s: None,
+    )
+    rt.models_for = lambda outputs: models  # type: ignore[method-assign]
+    return rt, written
+
+
+def keys(s3):
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []))
+
+
+RECORDS = [
+    EvaluationRecord(id="r1", input="Sentiment: great", labels=["positive"], category="sentiment"),
+    EvaluationRecord(id="r2", input="Sentiment: awful", labels=["negative"], category="sentiment"),
+    EvaluationRecord(id="r3", input="UK PM in 2023?", reference_output="Rishi Sunak", category="qa"),
+]
+
+
+def batch_event(records, run_id="run-1"):
+    return {
+        "Items": [json.loads(r.model_dump_json(exclude_defaults=True)) for r in records],
+        "BatchInput": {"run_id": run_id, "use_case": "support", "labels": ["negative", "positive"]},
+    }
+
+
+def test_prepare_strict_rejects_and_writes_nothing(s3):
+    s3.put_object(Bucket=BUCKET, Key="in/data.jsonl", Body=dump_records(RECORDS) + "{broken\n")
+    rt, _ = make_runtime(s3, [])
+    event = {"run_id": "run-1", "use_case": "support", "dataset": {"bucket": BUCKET, "key": "in/data.jsonl"}}
+    with pytest.raises(service.DatasetRejectedError, match="line 4: not valid JSON"):
+        service.prepare(event, rt)
+    assert keys(s3) == ["in/data.jsonl"]
+
+
+def test_prepare_lenient_writes_clean_copy_and_line_errors(s3):
+    s3.put_object(Bucket=BUCKET, Key="in/data.jsonl", Body="{broken\n" + dump_records(RECORDS))
+    rt, _ = make_runtime(s3, [], make_settings(strict_dataset=False, concurrency_limit=8, batch_workers=4))
+    event = {"run_id": "run-1", "use_case": "support", "dataset": {"bucket": BUCKET, "key": "in/data.jsonl"}}
+    out = service.prepare(event, rt)
+    assert (out["records"], out["skipped_lines"], out["labels"]) == (3, 1, ["negative", "positive"])
+    assert out["max_concurrency"] == 2
+    clean = s3.get_object(Bucket=BUCKET, Key=out["dataset"]["key"])["Body"].read().decode()
+    assert clean == dump_records(RECORDS)
+    errors = json.loads(
+        s3.get_object(Bucket=BUCKET, Key="retail/evaluation_runs/run-1/dataset_errors.json")["Body"].read()
+    )
+    assert errors[0]["line"] == 1
+
+
+def test_score_batch_retry_reuses_successes_and_redoes_failures(s3):
+    state = {"throttle": True}
+
+    def answer(request):
+        if "awful" in request.prompt and state["throttle"]:
+            return ModelThrottledError("busy")
+        return {"r1": "positive", "r2": "negative", "r3": "Rishi Sunak"}[request.record_id]
+
+    model = ScriptedModel("fm1", fn=answer)
+    rt, _ = make_runtime(s3, [model], make_settings(batch_workers=1, max_attempts=2))
+    first = service.score_batch(batch_event(RECORDS), rt)
+    assert first == {"rows": 3, "errors": 1}
+    calls_after_first = len(model.calls)  # r1, r2 twice (throttled), r3
+
+    state["throttle"] = False
+    second = service.score_batch(batch_event(RECORDS), rt)
+    assert second == {"rows": 3, "errors": 0}
+    assert [c.record_id for c in model.calls[calls_after_first:]] == ["r2"]  # only the failure again
+    third = service.score_batch(batch_event(RECORDS), rt)
+    assert third == second and len(model.calls) == calls_after_first + 1
+    batches = [k for k in keys(s3) if "/batches/" in k]
+    assert len(batches) == 1
+    rows = list(rt.store.iter_results("run-1"))
+    assert sorted(r.record_id for r in rows) == ["r1", "r2", "r3"]
+
+
+def test_summarize_writes_summary_report_and_lake_rows_once_then_gate(s3):
+    good = ScriptedModel(
+        "good", fn=lambda r: {"r1": "positive", "r2": "negative", "r3": "Rishi Sunak"}[r.record_id]
+    )
+    bad = ScriptedModel("bad", fn=lambda r: "no idea", latency_ms=5.0)
+    settings = make_settings(batch_workers=2, gate={"min_metrics": {"f1_macro": 0.9}})
+    rt, written = make_runtime(s3, [good, bad], settings)
+    service.score_batch(batch_event(RECORDS[:2]), rt)
+    service.score_batch(batch_event(RECORDS[2:]), rt)
+    out = service.summarize_run({"run_id": "run-1", "use_case": "support"}, rt)
+    assert out["records"] == 6 and out["leaderboard"][0]["model"] == "good"
+    assert len(written) == 6 and all(isinstance(r, EvaluationResultRecord) for r in written)
+    assert {r.partition()["dt"] for r in written} == {"2026-11-26"}
+    service.summarize_run({"run_id": "run-1", "use_case": "support"}, rt)
+    assert len(written) == 6  # a retried summary does not append again
+    report = s3.get_object(Bucket=BUCKET, Key=out["report"]["key"])["Body"].read().decode()
+    assert "<svg" in report and "http://" not in report.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+    gate = service.gate_run({"run_id": "run-1", "use_case": "support"}, rt)
+    assert gate["passed"] is True and gate["model"] == "good"
+    strict_gate = make_settings(
+        gate={"min_metrics": {"f1_macro": 0.9}, "model": None, "max_latency_p95_ms": 1.0}
+    )
+    rt2, _ = make_runtime(s3, [], strict_gate)
+    failed = service.gate_run({"run_id": "run-1", "use_case": "support"}, rt2)
+    assert failed["passed"] is False and "latency_p95_ms" in failed["reason"]
+
+
+def test_gate_without_summary_is_a_named_client_error(s3):
+    rt, _ = make_runtime(s3, [])
+    with pytest.raises(service.InvalidEventError, match="run_id: no summary"):
+        service.gate_run({"run_id": "nope", "use_case": "support"}, rt)
+
+
+def test_human_scores_join_the_results(s3):
+    model = ScriptedModel("fm1", ["A story."])
+    settings = make_settings(human_review={"enabled": True, "sample_rate": 1.0})
+    rt, written = make_runtime(s3, [model], settings)
+    records = [EvaluationRecord(id="s1", input="Tell a story")]
+    service.score_batch(batch_event(records), rt)
+    s3.put_object(
+        Bucket=BUCKET,
+        Key="retail/evaluation_runs/run-1/reviews/alice.jsonl",
+        Body='{"record_id": "s1", "model": "fm1", "score": 7}\n'
+        '{"record_id": "s1", "model": "fm1", "score": 9}\n',
+    )
+    out = service.summarize_run({"run_id": "run-1", "use_case": "support"}, rt)
+    assert out["human_review"] == 1
+    assert written[0].human_score == 8.0
