@@ -11,7 +11,7 @@ from pathlib import Path
 from stacks.blocks.lambda_deps import (
     COMPLETE_MARKER,
     DEPS_CACHE,
-    LAMBDA_PLATFORM,
+    LAMBDA_PLATFORMS,
     LAMBDA_PYTHON_VERSION,
     LAMBDAS_DIR,
     deps_dir,
@@ -29,7 +29,8 @@ def build(service: str) -> Path | None:
             [
                 sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                 "--no-compile", "--only-binary=:all:", "--implementation", "cp",
-                "--platform", LAMBDA_PLATFORM, "--python-version", LAMBDA_PYTHON_VERSION,
+                *(arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)),
+                "--python-version", LAMBDA_PYTHON_VERSION,
                 "--target", str(Path(staging) / "python"), "-r", str(requirements_file(service)),
             ],
             check=True,

@@ -16,7 +16,8 @@ DEPS_CACHE = REPO_ROOT / ".build" / "lambda-deps"
 
 # The Lambda runtime, not the local interpreter, decides which wheels fit.
 LAMBDA_PYTHON_VERSION = "3.14"
-LAMBDA_PLATFORM = "manylinux2014_x86_64"
+# numpy and others publish their newest wheels only as manylinux_2_28; Lambda (Amazon Linux 2023) runs both.
+LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 COMPLETE_MARKER = ".complete"
 
 
@@ -30,7 +31,7 @@ def deps_dir(service: str) -> Path | None:
     if not requirements.is_file():
         return None
     digest = hashlib.sha256()
-    digest.update(f"{LAMBDA_PYTHON_VERSION}|{LAMBDA_PLATFORM}|".encode())
+    digest.update(f"{LAMBDA_PYTHON_VERSION}|{','.join(LAMBDA_PLATFORMS)}|".encode())
     digest.update(requirements.read_bytes())
     return DEPS_CACHE / f"{service}-{digest.hexdigest()[:16]}"
 
