@@ -82,7 +82,9 @@ def synth_once(config_path: Path, outdir: Path) -> tuple[float, int]:
     env["CDK_OUTDIR"] = str(outdir)
     peak = 0
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     done = threading.Event()
 
     def sample() -> None:
@@ -103,7 +105,9 @@ def synth_once(config_path: Path, outdir: Path) -> tuple[float, int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 5, 10, 20])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -136,7 +140,9 @@ def main() -> int:
     xs = [r["business_units"] for r in rows]
     ys = [r["median_s"] for r in rows]
     slope = statistics.linear_regression(xs, ys).slope if len(rows) > 1 else float("nan")
-    print("| business units | stacks | resources | synth median (s) | vs 1 BU | peak memory (MiB) | largest stack (resources) |")
+    print(
+        "| business units | stacks | resources | synth median (s) | vs 1 BU | peak memory (MiB) | largest stack (resources) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(

@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import App
+from aws_cdk import App, Aspects
 
+from stacks.blocks.log_retention import RequireLogRetention
 from stacks.blocks.nag import add_nag_checks
 from stacks.composition import Platform, build_platform
 from stacks.settings import PlatformConfig
@@ -32,6 +33,7 @@ def compose(app: App, config: PlatformConfig) -> Platform:
     """Build the whole platform into `app` with cdk-nag attached (as `cdk synth`, tests and benchmarks do)."""
     platform = build_platform(app, config)
     add_nag_checks(app)
+    Aspects.of(app).add(RequireLogRetention())
     return platform
 
 

@@ -49,6 +49,15 @@ class SynthesizedPlatform:
 def synthesize(config: PlatformConfig, outdir: Path) -> SynthesizedPlatform:
     app, platform = synthesize_platform(config, outdir=str(outdir))
     assembly = app.synth()  # raises when cdk-nag reports an unacknowledged error
+    # Error annotations (e.g. the log-retention aspect) fail `cdk synth`; fail the fixture the same way.
+    errors = [
+        f"{m.id}: {m.entry.data}"
+        for s in assembly.stacks_recursively
+        for m in s.messages
+        if m.level.name == "ERROR"
+    ]
+    if errors:
+        raise AssertionError("synth reported errors:\n" + "\n".join(errors))
     return SynthesizedPlatform(config=config, platform=platform, assembly=assembly, outdir=outdir)
 
 

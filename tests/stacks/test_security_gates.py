@@ -115,3 +115,37 @@ def test_cfn_lint_gate_detects_an_error(tmp_path: Path) -> None:
     status, output = run_cfn_lint([broken], workers=1)
     assert status & CFN_LINT_ERROR_BIT
     assert "NoSuch" in output
+
+
+def test_log_retention_aspect_fails_synth_for_a_log_group_without_retention(tmp_path: Path) -> None:
+    from aws_cdk import Aspects
+    from aws_cdk import aws_logs as logs
+
+    from stacks.blocks.log_retention import RequireLogRetention
+
+    app = create_app(outdir=str(tmp_path))
+    stack = Stack(app, "Forever")
+    logs.LogGroup(stack, "Kept", retention=logs.RetentionDays.INFINITE)
+    logs.LogGroup(stack, "Bounded", retention=logs.RetentionDays.ONE_WEEK)
+    Aspects.of(app).add(RequireLogRetention())
+    assembly = app.synth()
+    # Error annotations make the CDK CLI's synth exit non-zero; in-process they are assembly messages.
+    errors = [
+        (m.id, str(m.entry.data)) for s in assembly.stacks for m in s.messages if m.level.name == "ERROR"
+    ]
+    assert len(errors) == 1
+    assert errors[0][0] == "/Forever/Kept/Resource"
+    assert "LLMOps-LogRetention" in errors[0][1]
+
+
+@pytest.mark.parametrize("platform_fixture", ["default_platform", "sandbox_platform"])
+def test_every_log_group_has_retention(platform_fixture: str, request: pytest.FixtureRequest) -> None:
+    platform: SynthesizedPlatform = request.getfixturevalue(platform_fixture)
+    groups = [
+        (stack.stack_name, logical_id, resource["Properties"].get("RetentionInDays"))
+        for stack, template in platform.templates()
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Logs::LogGroup"
+    ]
+    assert groups
+    assert [g for g in groups if not g[2]] == []

@@ -1,0 +1,21 @@
+"""An aspect that fails synth when a log group would keep its logs forever (and cost money forever)."""
+
+from __future__ import annotations
+
+import jsii
+from aws_cdk import IAspect, Validations
+from aws_cdk import aws_logs as logs
+from constructs import IConstruct
+
+RULE_ID = "LLMOps-LogRetention"
+
+
+@jsii.implements(IAspect)
+class RequireLogRetention:
+    def visit(self, node: IConstruct) -> None:
+        if isinstance(node, logs.CfnLogGroup) and node.retention_in_days is None:
+            Validations.of(node).add_error(
+                RULE_ID,
+                "log group has no retention: create it with stacks.blocks.logs.encrypted_log_group "
+                "(retention from the stage's log_retention_days)",
+            )
