@@ -139,3 +139,17 @@ def call(handler: Any) -> Call:
 
 def prompt_body(name: str = "greet", template: str = "Hello {{ who }}!", **extra: Any) -> dict[str, Any]:
     return {"name": name, "template": template, "variables": [{"name": "who"}], **extra}
+
+
+@pytest.fixture
+def catalog(aws_env: None) -> Any:
+    """A Catalog on moto clients, without the HTTP layer."""
+    from prompt_catalog.repository import CatalogRepository, ObjectStore
+    from prompt_catalog.service import Catalog
+    from prompt_catalog.settings import PromptCatalogSettings
+
+    s3 = boto3.client("s3")
+    repo = CatalogRepository(
+        TABLE, boto3.client("dynamodb"), ObjectStore(BODY_BUCKET, s3), inline_body_max_bytes=2048, sleep=lambda _: None
+    )
+    return Catalog(repo, ObjectStore(DATASET_BUCKET, s3), PromptCatalogSettings())
