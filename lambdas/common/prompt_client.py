@@ -33,11 +33,11 @@ class PromptFetchError(Exception):
     """The catalog refused the request (4xx other than 404, e.g. 403) or is down with no usable copy."""
 
 
-class PromptNotFound(PromptFetchError):
+class PromptNotFoundError(PromptFetchError):
     """404: no such prompt or alias in the caller's business unit."""
 
 
-class CatalogUnavailable(PromptFetchError):
+class CatalogUnavailableError(PromptFetchError):
     """Network error, timeout, throttling or a 5xx; worth serving a stale copy for."""
 
 
@@ -55,7 +55,10 @@ class FetchedPrompt:
 def urllib_transport(timeout_seconds: float = 3.0) -> Transport:
     def send(request: AWSRequest) -> tuple[int, bytes]:
         http = urllib.request.Request(  # noqa: S310 - the URL is the configured https API endpoint
-            request.url, data=request.body or None, headers=dict(request.headers.items()), method=request.method
+            request.url,
+            data=request.body or None,
+            headers=dict(request.headers.items()),
+            method=request.method,
         )
         try:
             with urllib.request.urlopen(http, timeout=timeout_seconds) as response:  # noqa: S310
@@ -63,7 +66,7 @@ def urllib_transport(timeout_seconds: float = 3.0) -> Transport:
         except urllib.error.HTTPError as exc:
             return int(exc.code), exc.read()
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise CatalogUnavailable(f"prompt catalog unreachable: {exc}") from exc
+            raise CatalogUnavailableError(f"prompt catalog unreachable: {exc}") from exc
 
     return send
 
@@ -102,7 +105,7 @@ class PromptClient:
             return cached[0]
         try:
             fresh = self._fetch(name, alias)
-        except CatalogUnavailable:
+        except CatalogUnavailableError:
             if cached is not None and now - cached[1] < self._ttl + self._max_stale:
                 return replace(cached[0], stale=True)
             raise
@@ -116,9 +119,11 @@ class PromptClient:
         SigV4Auth(self._signing_credentials(), "execute-api", self._region).add_auth(request)
         status, body = self._transport(request)
         if status == 404:
-            raise PromptNotFound(f"prompt {name!r} has no alias {alias!r} (or is not visible to this caller)")
+            raise PromptNotFoundError(
+                f"prompt {name!r} has no alias {alias!r} (or is not visible to this caller)"
+            )
         if status == 429 or status >= 500:
-            raise CatalogUnavailable(f"prompt catalog answered {status}")
+            raise CatalogUnavailableError(f"prompt catalog answered {status}")
         if status != 200:
             raise PromptFetchError(f"prompt catalog answered {status}: {body[:200]!r}")
         try:
@@ -133,7 +138,7 @@ class PromptClient:
                 model_parameters=dict(content["model_parameters"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
-            raise CatalogUnavailable(f"prompt catalog answered an unreadable body: {exc}") from exc
+            raise CatalogUnavailableError(f"prompt catalog answered an unreadable body: {exc}") from exc
 
     def _headers(self) -> dict[str, str]:
         return {"x-business-unit": self._business_unit} if self._business_unit else {}

@@ -17,7 +17,7 @@ from pydantic import Field, RootModel
 
 from common.lake_records import BusinessUnitName
 
-from .errors import BadRequest, Forbidden
+from .errors import BadRequestError, ForbiddenError
 
 CALLERS_ENV = "CALLER_BUSINESS_UNITS"
 BUSINESS_UNIT_HEADER = "x-business-unit"
@@ -31,20 +31,24 @@ class CallerMap(RootModel[dict[BusinessUnitName, Annotated[list[ArnPrefix], Fiel
         return cls.model_validate_json(os.environ.get(CALLERS_ENV, "{}"))
 
     def business_units_for(self, caller_arn: str) -> list[str]:
-        return sorted(bu for bu, prefixes in self.root.items() if any(caller_arn.startswith(p) for p in prefixes))
+        return sorted(
+            bu for bu, prefixes in self.root.items() if any(caller_arn.startswith(p) for p in prefixes)
+        )
 
 
 def resolve_business_unit(callers: CallerMap, caller_arn: str | None, requested: str | None) -> str:
     """The caller's business unit; a caller mapped to several picks one with the x-business-unit header."""
     if not caller_arn:
-        raise Forbidden("requestContext.identity.userArn", "no IAM identity on the request")
+        raise ForbiddenError("requestContext.identity.userArn", "no IAM identity on the request")
     candidates = callers.business_units_for(caller_arn)
     if not candidates:
-        raise Forbidden("requestContext.identity.userArn", "caller is not mapped to any business unit")
+        raise ForbiddenError("requestContext.identity.userArn", "caller is not mapped to any business unit")
     if requested is not None:
         if requested not in candidates:
-            raise Forbidden(BUSINESS_UNIT_HEADER, "caller may not act for this business unit")
+            raise ForbiddenError(BUSINESS_UNIT_HEADER, "caller may not act for this business unit")
         return requested
     if len(candidates) > 1:
-        raise BadRequest(BUSINESS_UNIT_HEADER, f"caller maps to several business units; pick one of {candidates}")
+        raise BadRequestError(
+            BUSINESS_UNIT_HEADER, f"caller maps to several business units; pick one of {candidates}"
+        )
     return candidates[0]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 
-from .errors import BadRequest, Unprocessable
+from .errors import BadRequestError, UnprocessableError
 from .models import ChainContent, ChainStep, ModelParameters, PromptContent, VariableValue
 from .rendering import check_values, render
 
@@ -38,20 +38,22 @@ def step_dependencies(step: ChainStep) -> list[str]:
 
 
 def execution_order(chain: ChainContent) -> list[str]:
-    """Step ids in the order they can run; BadRequest naming the step on a cycle or a missing step."""
+    """Step ids in the order they can run; BadRequestError naming the step on a cycle or a missing step."""
     index = {step.id: i for i, step in enumerate(chain.steps)}
     sorter: TopologicalSorter[str] = TopologicalSorter()
     for i, step in enumerate(chain.steps):
         for var, source in step.inputs.items():
             dep = source.split(".")[1]
             if source.startswith("steps.") and dep not in index:
-                raise BadRequest(f"steps[{i}].inputs.{var}", f"refers to step {dep!r}, which the chain does not have")
+                raise BadRequestError(
+                    f"steps[{i}].inputs.{var}", f"refers to step {dep!r}, which the chain does not have"
+                )
         sorter.add(step.id, *step_dependencies(step))
     try:
         sorter.prepare()
     except CycleError as exc:
         cycle = " -> ".join(exc.args[1])
-        raise BadRequest("steps", f"steps form a cycle: {cycle}") from None
+        raise BadRequestError("steps", f"steps form a cycle: {cycle}") from None
     order: list[str] = []
     while sorter.is_active():
         ready = sorted(sorter.get_ready(), key=index.__getitem__)
@@ -60,33 +62,37 @@ def execution_order(chain: ChainContent) -> list[str]:
     return order
 
 
-def check_chain(chain: ChainContent, resolve: Callable[[str, str], ResolvedPrompt], *, max_steps: int) -> None:
+def check_chain(
+    chain: ChainContent, resolve: Callable[[str, str], ResolvedPrompt], *, max_steps: int
+) -> None:
     """Save-time check: graph, request variables, and each step's inputs against its pinned prompt.
 
     `resolve(ref, field)` returns the prompt a step points at (raising an error naming `field`).
     """
     if len(chain.steps) > max_steps:
-        raise BadRequest("steps", f"more than {max_steps} steps")
+        raise BadRequestError("steps", f"more than {max_steps} steps")
     order = execution_order(chain)
     if chain.output is not None and chain.output not in order:
-        raise BadRequest("output", f"names step {chain.output!r}, which the chain does not have")
+        raise BadRequestError("output", f"names step {chain.output!r}, which the chain does not have")
     request_types = {v.name: v.type for v in chain.variables}
     for i, step in enumerate(chain.steps):
         prompt = resolve(step.prompt, f"steps[{i}].prompt")
         declared = {v.name: v.type for v in prompt.content.variables}
         for var in sorted(set(declared) - set(step.inputs)):
-            raise BadRequest(f"steps[{i}].inputs.{var}", f"missing: {step.prompt} needs it")
+            raise BadRequestError(f"steps[{i}].inputs.{var}", f"missing: {step.prompt} needs it")
         for var, source in step.inputs.items():
             field = f"steps[{i}].inputs.{var}"
             if var not in declared:
-                raise BadRequest(field, f"{step.prompt} does not declare this variable")
+                raise BadRequestError(field, f"{step.prompt} does not declare this variable")
             origin, name = source.split(".")[:2]
             if origin == "steps" and declared[var] != "string":
-                raise BadRequest(field, f"a step output is text but {var} is {declared[var]}")
+                raise BadRequestError(field, f"a step output is text but {var} is {declared[var]}")
             if origin == "request" and name not in request_types:
-                raise BadRequest(field, f"request variable {name!r} is not declared in 'variables'")
+                raise BadRequestError(field, f"request variable {name!r} is not declared in 'variables'")
             if origin == "request" and request_types[name] != declared[var]:
-                raise BadRequest(field, f"request.{name} is {request_types[name]} but {var} is {declared[var]}")
+                raise BadRequestError(
+                    field, f"request.{name} is {request_types[name]} but {var} is {declared[var]}"
+                )
 
 
 def final_step(chain: ChainContent) -> str:
@@ -104,7 +110,7 @@ def render_ready_steps(
     steps = {step.id: step for step in chain.steps}
     for step_id in step_outputs:
         if step_id not in steps:
-            raise Unprocessable(f"step_outputs.{step_id}", "the chain has no such step")
+            raise UnprocessableError(f"step_outputs.{step_id}", "the chain has no such step")
     rendered: list[RenderedStep] = []
     waiting: list[str] = []
     for step_id in execution_order(chain):
@@ -118,9 +124,11 @@ def render_ready_steps(
         prompt = prompts[step.prompt]
         try:
             text = render(prompt.content.template, prompt.content.variables, inputs)
-        except Unprocessable as exc:
-            raise Unprocessable(f"steps.{step_id}.{exc.field}", exc.message) from None
-        rendered.append(RenderedStep(step_id, step.prompt, prompt.version, text, prompt.content.model_parameters))
+        except UnprocessableError as exc:
+            raise UnprocessableError(f"steps.{step_id}.{exc.field}", exc.message) from None
+        rendered.append(
+            RenderedStep(step_id, step.prompt, prompt.version, text, prompt.content.model_parameters)
+        )
     return rendered, waiting
 
 
@@ -140,6 +148,8 @@ def run_chain(
             outputs[step.step_id] = invoke(step)
 
 
-def _input_value(source: str, values: Mapping[str, VariableValue], outputs: Mapping[str, str]) -> VariableValue:
+def _input_value(
+    source: str, values: Mapping[str, VariableValue], outputs: Mapping[str, str]
+) -> VariableValue:
     origin, name = source.split(".")[:2]
     return values[name] if origin == "request" else outputs[name]

@@ -14,27 +14,27 @@ class CatalogError(Exception):
         self.message = message
 
 
-class BadRequest(CatalogError):
+class BadRequestError(CatalogError):
     status = 400
 
 
-class Forbidden(CatalogError):
+class ForbiddenError(CatalogError):
     status = 403
 
 
-class NotFound(CatalogError):
+class NotFoundError(CatalogError):
     status = 404
 
 
-class Conflict(CatalogError):
+class ConflictError(CatalogError):
     status = 409
 
 
-class TooLarge(CatalogError):
+class TooLargeError(CatalogError):
     status = 413
 
 
-class Unprocessable(CatalogError):
+class UnprocessableError(CatalogError):
     """Well-formed request that the stored data cannot satisfy (e.g. a render with a wrong variable)."""
 
     status = 422
@@ -50,7 +50,7 @@ def field_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
     return ".".join(parts) or "body"
 
 
-def from_validation_error(exc: ValidationError, prefix: str = "body") -> BadRequest:
-    """The first pydantic error as a BadRequest naming its field (e.g. `body.model_parameters.temperature`)."""
+def from_validation_error(exc: ValidationError, prefix: str = "body") -> BadRequestError:
+    """The first pydantic error, naming its field (e.g. `body.model_parameters.temperature`)."""
     first = exc.errors()[0]
-    return BadRequest(field_path(tuple(first["loc"]), prefix), first["msg"])
+    return BadRequestError(field_path(tuple(first["loc"]), prefix), first["msg"])

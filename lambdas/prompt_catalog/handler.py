@@ -10,9 +10,9 @@ Routes, the same for `prompts`, `chains` and `datasets` (`<kinds>` below):
 | POST   | /<kinds>/{name}/versions             | add an immutable version (next number)        |
 | GET    | /<kinds>/{name}/versions/{version}   | get one version                               |
 | GET    | /<kinds>/{name}/aliases/{alias}      | get the version an alias points at            |
-| PUT    | /<kinds>/{name}/aliases/{alias}      | move the alias `{"version": n}`, records who/when |
+| PUT    | /<kinds>/{name}/aliases/{alias}      | move it: `{"version": n}`; records who and when |
 | POST   | /<kinds>/{name}/archive              | archive (nothing is deleted)                  |
-| POST   | /<kinds>/{name}/render               | prompt: text; chain: steps ready to run; dataset: each record's input |
+| POST   | /<kinds>/{name}/render               | prompt text / chain steps ready / dataset inputs |
 
 The caller's business unit comes from the IAM identity (see `access.py`); a resource of another unit
 is simply not found (404), so names do not leak.
@@ -33,7 +33,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .access import BUSINESS_UNIT_HEADER, CallerMap, resolve_business_unit
-from .errors import BadRequest, CatalogError
+from .errors import BadRequestError, CatalogError
 from .models import Kind
 from .repository import CatalogRepository, ObjectStore
 from .service import Catalog
@@ -80,7 +80,7 @@ def _body() -> Any:
     try:
         return json.loads(raw)
     except (ValueError, RecursionError):
-        raise BadRequest("body", "not valid JSON") from None
+        raise BadRequestError("body", "not valid JSON") from None
 
 
 def _kind(kinds: str) -> Kind:
@@ -95,7 +95,7 @@ def _json(status: int, payload: Any) -> Response[str]:
 
 def _version_number(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 999_999_999:
-        raise BadRequest("path.version", "a version number from 1 up")
+        raise BadRequestError("path.version", "a version number from 1 up")
     return int(text)
 
 
@@ -116,7 +116,7 @@ def create(kinds: str) -> Response[str]:
 def list_resources(kinds: str) -> Response[str]:
     kind = _kind(kinds)
     bu, _ = _caller()
-    return _json(200, catalog().list(kind, bu, app.current_event.query_string_parameters or {}))
+    return _json(200, catalog().list_resources(kind, bu, app.current_event.query_string_parameters or {}))
 
 
 @app.get("/<kinds>/<name>")
@@ -165,7 +165,11 @@ def archive(kinds: str, name: str) -> Response[str]:
 def render(kinds: str, name: str) -> Response[str]:
     kind = _kind(kinds)
     bu, _ = _caller()
-    renderers = {"prompt": catalog().render_prompt, "chain": catalog().render_chain, "dataset": catalog().render_dataset}
+    renderers = {
+        "prompt": catalog().render_prompt,
+        "chain": catalog().render_chain,
+        "dataset": catalog().render_dataset,
+    }
     return _counted("Rendered", lambda: renderers[kind](bu, name, _body()))
 
 

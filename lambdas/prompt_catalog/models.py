@@ -17,7 +17,9 @@ AliasName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_\-]{0,31}$")]
 VariableName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,63}$")]
 StepId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 # Where a chain step's variable comes from: the chain request, or an earlier step's output text.
-InputSource = Annotated[str, Field(pattern=r"^(request\.[a-z_][a-z0-9_]{0,63}|steps\.[a-z][a-z0-9_]{0,63}\.output)$")]
+InputSource = Annotated[
+    str, Field(pattern=r"^(request\.[a-z_][a-z0-9_]{0,63}|steps\.[a-z][a-z0-9_]{0,63}\.output)$")
+]
 Tag = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/=+\-@ ]*$")]
 VariableType = Literal["string", "integer", "number", "boolean"]
 VariableValue = str | int | float | bool
@@ -39,9 +41,9 @@ class VariableSpec(Strict):
 class ModelParameters(Strict):
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.5
     max_tokens: Annotated[int, Field(ge=1, le=200_000)] = 1024
-    stop_sequences: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=8)] = (
-        Field(default_factory=list)
-    )
+    stop_sequences: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=8)
+    ] = Field(default_factory=list)
 
 
 class ResourceMeta(Strict):

@@ -16,7 +16,7 @@ from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.nodes import Template as TemplateAst
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import BadRequest, Unprocessable
+from .errors import BadRequestError, UnprocessableError
 from .models import VariableSpec, VariableValue
 
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -33,36 +33,42 @@ def _parse(template: str) -> TemplateAst:
     try:
         return _ENV.parse(template)
     except TemplateSyntaxError as exc:
-        raise BadRequest("template", f"syntax error on line {exc.lineno}: {exc.message}") from None
+        raise BadRequestError("template", f"syntax error on line {exc.lineno}: {exc.message}") from None
 
 
-def check_template(template: str, variables: Sequence[VariableSpec], *, max_bytes: int, max_variables: int) -> None:
+def check_template(
+    template: str, variables: Sequence[VariableSpec], *, max_bytes: int, max_variables: int
+) -> None:
     """Reject a template at save time: too large, bad syntax, or declarations that differ from its use."""
     if len(template.encode()) > max_bytes:
-        raise BadRequest("template", f"larger than {max_bytes} bytes")
+        raise BadRequestError("template", f"larger than {max_bytes} bytes")
     if len(variables) > max_variables:
-        raise BadRequest("variables", f"more than {max_variables} declared")
+        raise BadRequestError("variables", f"more than {max_variables} declared")
     used = meta.find_undeclared_variables(_parse(template)) - set(_ENV.globals)
     declared = {v.name for v in variables}
     for name in sorted(used - declared):
-        raise BadRequest(f"variables.{name}", "used by the template but not declared")
+        raise BadRequestError(f"variables.{name}", "used by the template but not declared")
     for name in sorted(declared - used):
-        raise BadRequest(f"variables.{name}", "declared but not used by the template")
+        raise BadRequestError(f"variables.{name}", "declared but not used by the template")
 
 
-def check_values(variables: Sequence[VariableSpec], values: Mapping[str, object], field: str = "variables") -> None:
+def check_values(
+    variables: Sequence[VariableSpec], values: Mapping[str, object], field: str = "variables"
+) -> None:
     """Render-time check: every declared variable given, nothing extra, each of its declared type."""
     declared = {v.name: v for v in variables}
     for name in sorted(set(values) - set(declared)):
-        raise Unprocessable(f"{field}.{name}", "not declared by the template")
+        raise UnprocessableError(f"{field}.{name}", "not declared by the template")
     for spec in variables:
         if spec.name not in values:
-            raise Unprocessable(f"{field}.{spec.name}", f"missing (expected {spec.type})")
+            raise UnprocessableError(f"{field}.{spec.name}", f"missing (expected {spec.type})")
         value = values[spec.name]
         # bool is an int subclass in Python; a JSON true is not a number here.
         wrong_bool = isinstance(value, bool) and spec.type != "boolean"
         if wrong_bool or not isinstance(value, _PYTHON_TYPES[spec.type]):
-            raise Unprocessable(f"{field}.{spec.name}", f"expected {spec.type}, got {type(value).__name__}")
+            raise UnprocessableError(
+                f"{field}.{spec.name}", f"expected {spec.type}, got {type(value).__name__}"
+            )
 
 
 @lru_cache(maxsize=512)
@@ -75,9 +81,9 @@ def render(template: str, variables: Sequence[VariableSpec], values: Mapping[str
     try:
         return str(_compiled(template).render(dict(values)))
     except SecurityError as exc:
-        raise Unprocessable("template", f"blocked by the sandbox: {exc}") from None
+        raise UnprocessableError("template", f"blocked by the sandbox: {exc}") from None
     except TemplateError as exc:
-        raise Unprocessable("template", f"failed to render: {exc}") from None
+        raise UnprocessableError("template", f"failed to render: {exc}") from None
     except (ArithmeticError, TypeError, ValueError) as exc:
         # A template expression that fails on these values (e.g. division by zero) is the author's error.
-        raise Unprocessable("template", f"failed to render: {exc}") from None
+        raise UnprocessableError("template", f"failed to render: {exc}") from None

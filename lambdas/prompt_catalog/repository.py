@@ -1,13 +1,13 @@
 """DynamoDB single-table storage of prompts, chains and datasets; large bodies in S3.
 
-Table `pk` / `sk` (both strings), one partition per resource:
+Table `pk` / `sk` (both strings), one partition per resource, `pk` = `<bu>#<kind>#<name>`:
 
-| item        | pk                           | sk                          | attributes                                  |
-| ----------- | ---------------------------- | --------------------------- | ------------------------------------------- |
-| resource    | `<bu>#<kind>#<name>`         | `META`                      | latest_version, archived, tags, doc (meta)  |
-| version     | same                         | `V#000000003` (zero-padded) | version, created_at/by, doc or body_key     |
-| alias       | same                         | `ALIAS#prod`                | version, moved_at, moved_by                 |
-| alias log   | same                         | `ALIASLOG#<time>#<random>`  | alias, version, previous_version, moved_*   |
+| item      | sk                          | attributes                                 |
+| --------- | --------------------------- | ------------------------------------------ |
+| resource  | `META`                      | latest_version, archived, tags, doc (meta) |
+| version   | `V#000000003` (zero-padded) | version, created_at/by, doc or body_key    |
+| alias     | `ALIAS#prod`                | version, moved_at, moved_by                |
+| alias log | `ALIASLOG#<time>#<random>`  | doc: alias, version, previous_version, ... |
 
 GSI `gsi1` (`gsi1pk` = `<bu>#<kind>`, `gsi1sk` = name, projection ALL) holds only META items: it lists
 one business unit's resources of one kind. The business unit is part of every key, so a request can
@@ -31,7 +31,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .errors import BadRequest, Conflict, NotFound
+from .errors import BadRequestError, ConflictError, NotFoundError
 from .models import Kind
 
 GSI1 = "gsi1"
@@ -103,7 +103,7 @@ class CatalogRepository:
     def require_meta(self, key: ResourceKey) -> dict[str, Any]:
         meta = self.get_meta(key)
         if meta is None:
-            raise NotFound(key.field, f"no {key.kind} named {key.name!r}")
+            raise NotFoundError(key.field, f"no {key.kind} named {key.name!r}")
         return meta
 
     def get_version(self, key: ResourceKey, version: int) -> dict[str, Any] | None:
@@ -129,8 +129,15 @@ class CatalogRepository:
     def alias_history(self, key: ResourceKey) -> list[dict[str, Any]]:
         return [json.loads(item["doc"]["S"]) for item in self._query_prefix(key.pk, "ALIASLOG#")]
 
-    def list(
-        self, business_unit: str, kind: Kind, *, tag: str | None, include_archived: bool, limit: int, token: str | None
+    def list_resources(
+        self,
+        business_unit: str,
+        kind: Kind,
+        *,
+        tag: str | None,
+        include_archived: bool,
+        limit: int,
+        token: str | None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         partition = f"{business_unit}#{kind}"
         args: dict[str, Any] = {
@@ -156,10 +163,12 @@ class CatalogRepository:
         return [_meta_from_item(item) for item in page["Items"]], _encode_token(last) if last else None
 
     # --- writes ------------------------------------------------------------------------------------
-    def create(self, key: ResourceKey, meta: dict[str, Any], content: dict[str, Any], caller: str, now: str) -> None:
-        """Create the resource with version 1, or Conflict if the name is taken (archived names too)."""
+    def create(
+        self, key: ResourceKey, meta: dict[str, Any], content: dict[str, Any], caller: str, now: str
+    ) -> None:
+        """Create the resource with version 1, or ConflictError if the name is taken (archived names too)."""
         if self.get_meta(key) is not None:
-            raise Conflict(f"body.name", f"a {key.kind} named {key.name!r} already exists")
+            raise ConflictError("body.name", f"a {key.kind} named {key.name!r} already exists")
         meta_item = {
             "pk": {"S": key.pk},
             "sk": {"S": META},
@@ -180,7 +189,7 @@ class CatalogRepository:
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
-                raise Conflict("body.name", f"a {key.kind} named {key.name!r} already exists") from None
+                raise ConflictError("body.name", f"a {key.kind} named {key.name!r} already exists") from None
             raise
 
     def add_version(self, key: ResourceKey, content: dict[str, Any], caller: str, now: str) -> int:
@@ -191,7 +200,7 @@ class CatalogRepository:
         for attempt in range(MAX_VERSION_ATTEMPTS):
             meta = self.require_meta(key)
             if meta["archived"]:
-                raise Conflict(key.field, "archived; it takes no new versions")
+                raise ConflictError(key.field, "archived; it takes no new versions")
             latest = meta["latest_version"]
             if body is None:
                 body = self._body_attributes(key, content)
@@ -220,14 +229,14 @@ class CatalogRepository:
                 if not _is_condition_failure(exc):
                     raise
             self._sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
-        raise Conflict(key.field, "too many concurrent new versions; retry")
+        raise ConflictError(key.field, "too many concurrent new versions; retry")
 
     def move_alias(self, key: ResourceKey, alias: str, version: int, caller: str, now: str) -> dict[str, Any]:
         meta = self.require_meta(key)
         if meta["archived"]:
-            raise Conflict(key.field, "archived; its aliases are frozen")
+            raise ConflictError(key.field, "archived; its aliases are frozen")
         if self._get(key.pk, version_sk(version)) is None:
-            raise NotFound("body.version", f"{key.field} has no version {version}")
+            raise NotFoundError("body.version", f"{key.field} has no version {version}")
         previous = self.get_alias(key, alias)
         moved = {"version": version, "moved_at": now, "moved_by": caller}
         log = {**moved, "alias": alias, "previous_version": previous["version"] if previous else None}
@@ -268,14 +277,14 @@ class CatalogRepository:
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
-                raise Conflict(key.field, "archived while the alias was moving") from None
+                raise ConflictError(key.field, "archived while the alias was moving") from None
             raise
         return {"alias": alias, **moved, "previous_version": log["previous_version"]}
 
     def archive(self, key: ResourceKey, caller: str, now: str) -> None:
         meta = self.require_meta(key)
         if meta["archived"]:
-            raise Conflict(key.field, "already archived")
+            raise ConflictError(key.field, "already archived")
         try:
             self._ddb.update_item(
                 TableName=self.table,
@@ -291,7 +300,7 @@ class CatalogRepository:
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
-                raise Conflict(key.field, "already archived") from None
+                raise ConflictError(key.field, "already archived") from None
             raise
 
     # --- helpers -----------------------------------------------------------------------------------
@@ -351,7 +360,11 @@ def _meta_from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _alias_from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {"version": int(item["version"]["N"]), "moved_at": item["moved_at"]["S"], "moved_by": item["moved_by"]["S"]}
+    return {
+        "version": int(item["version"]["N"]),
+        "moved_at": item["moved_at"]["S"],
+        "moved_by": item["moved_by"]["S"],
+    }
 
 
 def _encode_token(last_key: dict[str, Any]) -> str:
@@ -362,14 +375,17 @@ def _decode_token(token: str, partition: str) -> dict[str, Any]:
     try:
         value = json.loads(base64.urlsafe_b64decode(token.encode()))
     except (ValueError, binascii.Error):
-        raise BadRequest("next_token", "not a token this API returned") from None
+        raise BadRequestError("next_token", "not a token this API returned") from None
     fields = ("pk", "sk", "gsi1pk", "gsi1sk")
     valid = (
         isinstance(value, dict)
         and set(value) == set(fields)
-        and all(isinstance(value[f], dict) and isinstance(value[f].get("S"), str) and len(value[f]) == 1 for f in fields)
+        and all(
+            isinstance(value[f], dict) and isinstance(value[f].get("S"), str) and len(value[f]) == 1
+            for f in fields
+        )
         and value["gsi1pk"]["S"] == partition
     )
     if not valid:
-        raise BadRequest("next_token", "not a token this API returned")
+        raise BadRequestError("next_token", "not a token this API returned")
     return dict(value)

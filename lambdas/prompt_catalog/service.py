@@ -18,7 +18,15 @@ from pydantic import BaseModel, ValidationError
 from common.evaluation_dataset import DatasetFormatError, EvaluationRecord, dump_records, read_records
 
 from .chains import ResolvedPrompt, check_chain, execution_order, final_step, render_ready_steps
-from .errors import BadRequest, CatalogError, Conflict, NotFound, TooLarge, Unprocessable, from_validation_error
+from .errors import (
+    BadRequestError,
+    CatalogError,
+    ConflictError,
+    NotFoundError,
+    TooLargeError,
+    UnprocessableError,
+    from_validation_error,
+)
 from .models import (
     ChainContent,
     CreateChain,
@@ -41,8 +49,14 @@ from .settings import PromptCatalogSettings
 M = TypeVar("M", bound=BaseModel)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
-_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_\-]{0,63})(@(?P<version>[1-9][0-9]{0,8})|:(?P<alias>[a-z][a-z0-9_\-]{0,31}))$")
-_CREATE_MODELS: dict[Kind, type[ResourceMeta]] = {"prompt": CreatePrompt, "chain": CreateChain, "dataset": CreateDataset}
+_REF = re.compile(
+    r"^(?P<name>[a-z0-9][a-z0-9_\-]{0,63})(@(?P<version>[1-9][0-9]{0,8})|:(?P<alias>[a-z][a-z0-9_\-]{0,31}))$"
+)
+_CREATE_MODELS: dict[Kind, type[ResourceMeta]] = {
+    "prompt": CreatePrompt,
+    "chain": CreateChain,
+    "dataset": CreateDataset,
+}
 _CONTENT_MODELS: dict[Kind, type[BaseModel]] = {
     "prompt": PromptContent,
     "chain": ChainContent,
@@ -63,7 +77,7 @@ def utc_now() -> str:
 
 def resource_key(kind: Kind, business_unit: str, name: str) -> ResourceKey:
     if not _NAME.match(name):
-        raise BadRequest("path.name", "lowercase letters, digits, '-' and '_', at most 64 characters")
+        raise BadRequestError("path.name", "lowercase letters, digits, '-' and '_', at most 64 characters")
     return ResourceKey(kind, business_unit, name)
 
 
@@ -86,7 +100,7 @@ class Catalog:
         request = parse(_CREATE_MODELS[kind], body)
         key = ResourceKey(kind, bu, request.name)
         if self.repo.get_meta(key) is not None:
-            raise Conflict("body.name", f"a {kind} named {request.name!r} already exists")
+            raise ConflictError("body.name", f"a {kind} named {request.name!r} already exists")
         meta_fields = set(ResourceMeta.model_fields)
         content_model = _CONTENT_MODELS[kind]
         content = content_model.model_validate(request.model_dump(exclude=meta_fields))
@@ -107,7 +121,7 @@ class Catalog:
         key = resource_key(kind, bu, name)
         content = parse(_CONTENT_MODELS[kind], body)
         if self.repo.require_meta(key)["archived"]:
-            raise Conflict(key.field, "archived; it takes no new versions")
+            raise ConflictError(key.field, "archived; it takes no new versions")
         stored = self._prepare_content(key, content)
         version = self.repo.add_version(key, stored, caller, self._now())
         return self.get_version(kind, bu, name, version)
@@ -122,7 +136,7 @@ class Catalog:
         found = self.repo.get_version(key, version)
         if found is None:
             self.repo.require_meta(key)
-            raise NotFound("path.version", f"{key.field} has no version {version}")
+            raise NotFoundError("path.version", f"{key.field} has no version {version}")
         return {"name": name, "kind": kind, **found}
 
     def get_by_alias(self, kind: Kind, bu: str, name: str, alias: str) -> dict[str, Any]:
@@ -130,20 +144,22 @@ class Catalog:
         pointer = self.repo.get_alias(key, alias)
         if pointer is None:
             self.repo.require_meta(key)
-            raise NotFound("path.alias", f"{key.field} has no alias {alias!r}")
+            raise NotFoundError("path.alias", f"{key.field} has no alias {alias!r}")
         return {**self.get_version(kind, bu, name, pointer["version"]), "alias": {"name": alias, **pointer}}
 
-    def list(self, kind: Kind, bu: str, query: Mapping[str, str]) -> dict[str, Any]:
+    def list_resources(self, kind: Kind, bu: str, query: Mapping[str, str]) -> dict[str, Any]:
         unknown = set(query) - {"tag", "include_archived", "limit", "next_token"}
         for name in sorted(unknown):
-            raise BadRequest(f"query.{name}", "unknown parameter (tag, include_archived, limit, next_token)")
+            raise BadRequestError(
+                f"query.{name}", "unknown parameter (tag, include_archived, limit, next_token)"
+            )
         limit_text = query.get("limit", "50")
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
-            raise BadRequest("query.limit", "a whole number from 1 to 100")
+            raise BadRequestError("query.limit", "a whole number from 1 to 100")
         archived_text = query.get("include_archived", "false")
         if archived_text not in ("true", "false"):
-            raise BadRequest("query.include_archived", "true or false")
-        items, token = self.repo.list(
+            raise BadRequestError("query.include_archived", "true or false")
+        items, token = self.repo.list_resources(
             bu,
             kind,
             tag=query.get("tag"),
@@ -153,11 +169,13 @@ class Catalog:
         )
         return {"items": items, "next_token": token}
 
-    def move_alias(self, kind: Kind, bu: str, caller: str, name: str, alias: str, body: Any) -> dict[str, Any]:
+    def move_alias(
+        self, kind: Kind, bu: str, caller: str, name: str, alias: str, body: Any
+    ) -> dict[str, Any]:
         key = resource_key(kind, bu, name)
         if not re.match(r"^[a-z][a-z0-9_\-]{0,31}$", alias) or not self.settings.alias_allowed(alias):
             allowed = ", ".join(self.settings.allowed_aliases) or "lowercase names"
-            raise BadRequest("path.alias", f"not an allowed alias name (allowed: {allowed})")
+            raise BadRequestError("path.alias", f"not an allowed alias name (allowed: {allowed})")
         request = parse(MoveAlias, body)
         return self.repo.move_alias(key, alias, request.version, caller, self._now())
 
@@ -191,7 +209,7 @@ class Catalog:
         request = parse(RenderChain, body)
         found = self.select("chain", bu, name, request)
         chain = ChainContent.model_validate(found["content"])
-        prompts = self._chain_prompts(bu, chain, Unprocessable)
+        prompts = self._chain_prompts(bu, chain, UnprocessableError)
         rendered, waiting = render_ready_steps(chain, prompts, request.variables, request.step_outputs)
         return {
             "name": name,
@@ -224,12 +242,16 @@ class Catalog:
             else:
                 field = f"records[{record.id}].prompt_ref"
                 if record.prompt_ref not in resolved:
-                    resolved[record.prompt_ref] = self.resolve_prompt(bu, record.prompt_ref, field, Unprocessable)
+                    resolved[record.prompt_ref] = self.resolve_prompt(
+                        bu, record.prompt_ref, field, UnprocessableError
+                    )
                 prompt = resolved[record.prompt_ref]
                 try:
-                    entry["input"] = render(prompt.content.template, prompt.content.variables, record.variables)
+                    entry["input"] = render(
+                        prompt.content.template, prompt.content.variables, record.variables
+                    )
                 except CatalogError as exc:
-                    raise Unprocessable(f"records[{record.id}].{exc.field}", exc.message) from None
+                    raise UnprocessableError(f"records[{record.id}].{exc.field}", exc.message) from None
                 entry["prompt_version"] = prompt.version
             out.append(entry)
         return {"name": name, "version": found["version"], "records": out}
@@ -239,7 +261,7 @@ class Catalog:
         return list(read_records(text.splitlines(), strict=True))
 
     def resolve_prompt(
-        self, bu: str, ref: str, field: str, error: type[CatalogError] = BadRequest
+        self, bu: str, ref: str, field: str, error: type[CatalogError] = BadRequestError
     ) -> ResolvedPrompt:
         match = _REF.match(ref)
         if match is None:
@@ -247,7 +269,7 @@ class Catalog:
         selector = Selector(version=int(match["version"]) if match["version"] else None, alias=match["alias"])
         try:
             found = self.select("prompt", bu, match["name"], selector)
-        except NotFound as exc:
+        except NotFoundError as exc:
             raise error(field, f"{ref} does not resolve ({exc.message})") from None
         content = PromptContent.model_validate(found["content"])
         return ResolvedPrompt(ref, match["name"], found["version"], content)
@@ -259,7 +281,10 @@ class Catalog:
             s = self.settings
             try:
                 check_template(
-                    content.template, content.variables, max_bytes=s.max_template_bytes, max_variables=s.max_variables
+                    content.template,
+                    content.variables,
+                    max_bytes=s.max_template_bytes,
+                    max_variables=s.max_variables,
                 )
             except CatalogError as exc:
                 raise type(exc)(f"body.{exc.field}", exc.message) from None
@@ -297,7 +322,7 @@ class Catalog:
         limit = self.settings.max_dataset_bytes
         if content.jsonl is not None:
             if len(content.jsonl.encode()) > limit:
-                raise TooLarge("body.jsonl", f"larger than {limit} bytes")
+                raise TooLargeError("body.jsonl", f"larger than {limit} bytes")
             lines, field = content.jsonl.splitlines(), "body.jsonl"
         else:
             lines, field = [json.dumps(r) for r in content.records or []], "body.records"
@@ -306,15 +331,15 @@ class Catalog:
         except DatasetFormatError as exc:
             where = f"line {exc.error.line_number}" if content.jsonl is not None else ""
             target = field if where else f"{field}[{exc.error.line_number - 1}]"
-            raise BadRequest(target, f"{where + ': ' if where else ''}{exc.error.message}") from None
+            raise BadRequestError(target, f"{where + ': ' if where else ''}{exc.error.message}") from None
         if not records:
-            raise BadRequest(field, "a dataset needs at least one record")
+            raise BadRequestError(field, "a dataset needs at least one record")
         if len(records) > self.settings.max_dataset_records:
-            raise TooLarge(field, f"more than {self.settings.max_dataset_records} records")
+            raise TooLargeError(field, f"more than {self.settings.max_dataset_records} records")
         self._check_record_prompts(key.business_unit, records)
         text = dump_records(records).encode()
         if len(text) > limit:
-            raise TooLarge(field, f"larger than {limit} bytes")
+            raise TooLargeError(field, f"larger than {limit} bytes")
         digest = hashlib.sha256(text).hexdigest()
         records_key = f"{key.business_unit}/datasets/{key.name}/{digest}.jsonl"
         self.datasets.put(records_key, text, "application/x-ndjson")
@@ -340,4 +365,4 @@ class Catalog:
             try:
                 check_values(cache[record.prompt_ref].content.variables, record.variables)
             except CatalogError as exc:
-                raise BadRequest(f"{field}.{exc.field}", exc.message) from None
+                raise BadRequestError(f"{field}.{exc.field}", exc.message) from None

@@ -23,7 +23,9 @@ class PromptCatalogSettings(BaseModel):
         default=("dev", "preprod", "prod"),
         description="Alias names a prompt, chain or dataset may carry; an empty list allows any name.",
     )
-    max_template_bytes: int = Field(default=65_536, ge=256, le=262_144, description="UTF-8 size of a template.")
+    max_template_bytes: int = Field(
+        default=65_536, ge=256, le=262_144, description="UTF-8 size of a template."
+    )
     max_variables: int = Field(default=100, ge=1, le=500, description="Declared variables per template.")
     max_chain_steps: int = Field(default=20, ge=1, le=100)
     max_dataset_records: int = Field(default=10_000, ge=1, le=100_000)
@@ -38,7 +40,10 @@ class PromptCatalogSettings(BaseModel):
     )
     cache_ttl_seconds: float = Field(default=60.0, ge=0, le=3_600, description="prompt_client fresh period.")
     cache_max_stale_seconds: float = Field(
-        default=86_400.0, ge=0, le=604_800, description="How long prompt_client serves a stale copy on errors."
+        default=86_400.0,
+        ge=0,
+        le=604_800,
+        description="How long prompt_client serves a stale copy on errors.",
     )
 
     def alias_allowed(self, alias: str) -> bool:

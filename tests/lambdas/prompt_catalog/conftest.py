@@ -15,7 +15,10 @@ ACCOUNT = "111122223333"
 CALLERS = {
     "bu-a": [f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-"],
     "bu-b": [f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-b-"],
-    "shared": [f"arn:aws:sts::{ACCOUNT}:assumed-role/pipeline-", f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-shared-"],
+    "shared": [
+        f"arn:aws:sts::{ACCOUNT}:assumed-role/pipeline-",
+        f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-shared-",
+    ],
 }
 ALICE = f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-prompt-engineer/alice"
 CAROL = f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-shared-tester/carol"  # in bu-a and shared
@@ -150,6 +153,10 @@ def catalog(aws_env: None) -> Any:
 
     s3 = boto3.client("s3")
     repo = CatalogRepository(
-        TABLE, boto3.client("dynamodb"), ObjectStore(BODY_BUCKET, s3), inline_body_max_bytes=2048, sleep=lambda _: None
+        TABLE,
+        boto3.client("dynamodb"),
+        ObjectStore(BODY_BUCKET, s3),
+        inline_body_max_bytes=2048,
+        sleep=lambda _: None,
     )
     return Catalog(repo, ObjectStore(DATASET_BUCKET, s3), PromptCatalogSettings())

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
 from prompt_catalog.chains import ResolvedPrompt, check_chain, execution_order, run_chain
-from prompt_catalog.errors import BadRequest
+from prompt_catalog.errors import BadRequestError
 from prompt_catalog.models import ChainContent, PromptContent
 from prompt_catalog.seed import EXAMPLES, load_seed
+
 from tests.lambdas.prompt_catalog.conftest import ALICE, prompt_body
 
-ECHO = PromptContent(template="{{ text }}", variables=[{"name": "text"}])
+ECHO = PromptContent.model_validate({"template": "{{ text }}", "variables": [{"name": "text"}]})
 
 
 def chain(*steps, variables=({"name": "q"},), output=None):
@@ -30,25 +32,25 @@ def test_order_follows_dependencies_not_list_position():
 
 def test_cycle_is_rejected_naming_the_steps():
     c = chain(step("a", text="steps.b.output"), step("b", text="steps.a.output"))
-    with pytest.raises(BadRequest) as err:
+    with pytest.raises(BadRequestError) as err:
         check_chain(c, resolve_echo, max_steps=10)
     assert err.value.field == "steps"
     assert "cycle" in err.value.message and "a" in err.value.message and "b" in err.value.message
 
 
 def test_self_reference_is_a_cycle():
-    with pytest.raises(BadRequest, match="cycle"):
+    with pytest.raises(BadRequestError, match="cycle"):
         execution_order(chain(step("a", text="steps.a.output")))
 
 
 def test_missing_step_and_undeclared_request_variable_are_rejected():
-    with pytest.raises(BadRequest) as err:
+    with pytest.raises(BadRequestError) as err:
         check_chain(chain(step("a", text="steps.ghost.output")), resolve_echo, max_steps=10)
     assert err.value.field == "steps[0].inputs.text"
-    with pytest.raises(BadRequest) as err:
+    with pytest.raises(BadRequestError) as err:
         check_chain(chain(step("a", text="request.nope")), resolve_echo, max_steps=10)
     assert err.value.field == "steps[0].inputs.text"
-    with pytest.raises(BadRequest) as err:
+    with pytest.raises(BadRequestError) as err:
         check_chain(chain(step("a")), resolve_echo, max_steps=10)
     assert (err.value.field, "missing" in err.value.message) == ("steps[0].inputs.text", True)
 
@@ -98,7 +100,11 @@ def test_example_seed_validates_and_runs_three_steps(catalog):
 
 def test_chain_routes_reject_bad_steps_and_write_nothing(call):
     call("POST", "/prompts", prompt_body())
-    good = {"name": "c1", "variables": [{"name": "q"}], "steps": [{"id": "a", "prompt": "greet@1", "inputs": {"who": "request.q"}}]}
+    good: dict[str, Any] = {
+        "name": "c1",
+        "variables": [{"name": "q"}],
+        "steps": [{"id": "a", "prompt": "greet@1", "inputs": {"who": "request.q"}}],
+    }
     status, err = call("POST", "/chains", {**good, "steps": [{**good["steps"][0], "prompt": "greet@9"}]})
     assert (status, err["field"]) == (400, "body.steps[0].prompt")
     status, err = call("POST", "/chains", {**good, "steps": [{**good["steps"][0], "prompt": "greet:prod"}]})
@@ -114,5 +120,7 @@ def test_chain_routes_reject_bad_steps_and_write_nothing(call):
     assert (status, err["field"]) == (422, "variables.q")
     status, err = call("POST", "/chains/c1/render", {"variables": {"q": "x"}, "step_outputs": {"zz": "y"}})
     assert (status, err["field"]) == (422, "step_outputs.zz")
-    status, v2 = call("POST", "/chains/c1/versions", {**{k: v for k, v in good.items() if k != "name"}, "comment": "same"})
+    status, v2 = call(
+        "POST", "/chains/c1/versions", {**{k: v for k, v in good.items() if k != "name"}, "comment": "same"}
+    )
     assert (status, v2["version"]) == (201, 2)

@@ -6,6 +6,7 @@ from typing import Any
 
 from prompt_catalog.models import PromptContent
 from prompt_catalog.repository import ResourceKey
+
 from tests.lambdas.prompt_catalog.conftest import ALICE, prompt_body
 
 
@@ -75,7 +76,7 @@ def test_writer_that_read_a_stale_counter_retries_with_the_next_number(catalog):
     catalog.create("prompt", "bu-a", ALICE, prompt_body())
     key = ResourceKey("prompt", "bu-a", "greet")
     real_require_meta = catalog.repo.require_meta
-    competitor_done = []
+    competitor_done: list[bool] = []
 
     def read_then_lose_the_race(k):
         meta = real_require_meta(k)

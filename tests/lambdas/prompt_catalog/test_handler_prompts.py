@@ -14,7 +14,11 @@ def test_create_then_get_by_version_and_alias(call):
     status, version = call("GET", "/prompts/greet/versions/1")
     assert status == 200
     assert version["content"]["template"] == "Hello {{ who }}!"
-    assert version["content"]["model_parameters"] == {"temperature": 0.5, "max_tokens": 1024, "stop_sequences": []}
+    assert version["content"]["model_parameters"] == {
+        "temperature": 0.5,
+        "max_tokens": 1024,
+        "stop_sequences": [],
+    }
 
     status, moved = call("PUT", "/prompts/greet/aliases/prod", {"version": 1})
     assert status == 200
@@ -29,7 +33,9 @@ def test_create_then_get_by_version_and_alias(call):
 def test_versions_are_numbered_and_alias_moves_only_when_asked(call):
     call("POST", "/prompts", prompt_body())
     call("PUT", "/prompts/greet/aliases/prod", {"version": 1})
-    status, v2 = call("POST", "/prompts/greet/versions", {"template": "Hi {{ who }}", "variables": [{"name": "who"}]})
+    status, v2 = call(
+        "POST", "/prompts/greet/versions", {"template": "Hi {{ who }}", "variables": [{"name": "who"}]}
+    )
     assert (status, v2["version"]) == (201, 2)
     assert call("GET", "/prompts/greet/aliases/prod")[1]["version"] == 1
     _, moved = call("PUT", "/prompts/greet/aliases/prod", {"version": 2})
@@ -116,11 +122,16 @@ def test_archive_keeps_reads_blocks_writes_and_hides_from_list(call):
     status, archived = call("POST", "/prompts/greet/archive")
     assert (status, archived["archived"], archived["archived_by"]) == (200, True, ALICE)
     assert call("POST", "/prompts/greet/archive")[0] == 409
-    assert call("POST", "/prompts/greet/versions", {"template": "{{ who }}", "variables": [{"name": "who"}]})[0] == 409
+    assert (
+        call("POST", "/prompts/greet/versions", {"template": "{{ who }}", "variables": [{"name": "who"}]})[0]
+        == 409
+    )
     assert call("PUT", "/prompts/greet/aliases/prod", {"version": 1})[0] == 409
     assert call("GET", "/prompts/greet/versions/1")[0] == 200
     assert call("GET", "/prompts")[1]["items"] == []
-    assert [p["name"] for p in call("GET", "/prompts", query={"include_archived": "true"})[1]["items"]] == ["greet"]
+    assert [p["name"] for p in call("GET", "/prompts", query={"include_archived": "true"})[1]["items"]] == [
+        "greet"
+    ]
     assert call("POST", "/prompts", prompt_body())[0] == 409  # names are never reused
 
 

@@ -6,7 +6,7 @@ import urllib.parse
 import pytest
 from botocore.credentials import Credentials
 
-from common.prompt_client import CatalogUnavailable, PromptClient, PromptFetchError, PromptNotFound
+from common.prompt_client import CatalogUnavailableError, PromptClient, PromptFetchError, PromptNotFoundError
 from tests.lambdas.prompt_catalog.conftest import ALICE, FakeContext, api_event, prompt_body
 
 API = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
@@ -26,7 +26,7 @@ class HandlerTransport:
 
     def __init__(self, handler) -> None:
         self.handler = handler
-        self.requests = []
+        self.requests: list = []
         self.fail_with = None
 
     def __call__(self, request):
@@ -50,8 +50,14 @@ def catalog_api(call, handler):
 
 def make_client(transport, clock, **kwargs):
     return PromptClient(
-        API, region="us-east-1", ttl_seconds=60, max_stale_seconds=600, transport=transport,
-        credentials=CREDENTIALS, clock=clock, **kwargs,
+        API,
+        region="us-east-1",
+        ttl_seconds=60,
+        max_stale_seconds=600,
+        transport=transport,
+        credentials=CREDENTIALS,
+        clock=clock,
+        **kwargs,
     )
 
 
@@ -84,7 +90,7 @@ def test_alias_move_is_seen_after_the_ttl(catalog_api, call):
     assert client.get("greet").template == "Hey {{ who }}"
 
 
-@pytest.mark.parametrize("failure", [503, 429, CatalogUnavailable("connection refused")])
+@pytest.mark.parametrize("failure", [503, 429, CatalogUnavailableError("connection refused")])
 def test_outage_serves_the_stale_copy_until_max_stale(catalog_api, failure):
     clock = Clock()
     client = make_client(catalog_api, clock)
@@ -94,27 +100,27 @@ def test_outage_serves_the_stale_copy_until_max_stale(catalog_api, failure):
     stale = client.get("greet")
     assert (stale.version, stale.stale) == (1, True)
     clock.now += 400  # past ttl + max_stale
-    with pytest.raises(CatalogUnavailable):
+    with pytest.raises(CatalogUnavailableError):
         client.get("greet")
 
 
 def test_outage_without_a_cached_copy_raises(catalog_api):
     catalog_api.fail_with = 502
-    with pytest.raises(CatalogUnavailable):
+    with pytest.raises(CatalogUnavailableError):
         make_client(catalog_api, Clock()).get("greet")
 
 
 def test_not_found_and_forbidden_are_not_masked_by_the_cache(catalog_api):
     clock = Clock()
     client = make_client(catalog_api, clock)
-    with pytest.raises(PromptNotFound):
+    with pytest.raises(PromptNotFoundError):
         client.get("greet", "dev")
     client.get("greet")
     catalog_api.fail_with = 403
     clock.now += 61
     with pytest.raises(PromptFetchError) as err:
         client.get("greet")
-    assert not isinstance(err.value, CatalogUnavailable)
+    assert not isinstance(err.value, CatalogUnavailableError)
 
 
 def test_business_unit_header_is_sent_when_configured(catalog_api):

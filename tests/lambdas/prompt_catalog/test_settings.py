@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from prompt_catalog.access import CallerMap
 from prompt_catalog.settings import PromptCatalogSettings
+from pydantic import ValidationError
+
 from stacks.settings.prompt_catalog import PromptCatalogSettings as Reexported
 
 
@@ -23,7 +23,12 @@ def test_empty_alias_list_allows_any_name():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("max_template_bytes", 10), ("allowed_aliases", ["Prod"]), ("inline_body_max_bytes", 10**6), ("typo", 1)],
+    [
+        ("max_template_bytes", 10),
+        ("allowed_aliases", ["Prod"]),
+        ("inline_body_max_bytes", 10**6),
+        ("typo", 1),
+    ],
 )
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(ValidationError) as err:
