@@ -1,0 +1,54 @@
+"""Which business unit a caller acts for, from the IAM identity API Gateway verified.
+
+The stack passes CALLER_BUSINESS_UNITS, a JSON object `{business_unit: [ARN prefix, ...]}`. API
+Gateway's IAM authorization puts the caller's ARN in `requestContext.identity.userArn`, for a role an
+assumed-role ARN `arn:aws:sts::<account>:assumed-role/<role>/<session>`. Prefixes such as
+`arn:aws:sts::111122223333:assumed-role/` (a whole BU account) or
+`arn:aws:sts::111122223333:assumed-role/bu-a-` (a role-name prefix in a shared sandbox account) work
+for multi-account and single-account deployments alike.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+from pydantic import Field, RootModel
+
+from common.lake_records import BusinessUnitName
+
+from .errors import BadRequestError, ForbiddenError
+
+CALLERS_ENV = "CALLER_BUSINESS_UNITS"
+BUSINESS_UNIT_HEADER = "x-business-unit"
+
+ArnPrefix = Annotated[str, Field(pattern=r"^arn:aws[a-z\-]*:(sts|iam)::[0-9]{12}:.*$")]
+
+
+class CallerMap(RootModel[dict[BusinessUnitName, Annotated[list[ArnPrefix], Field(min_length=1)]]]):
+    @classmethod
+    def from_env(cls) -> CallerMap:
+        return cls.model_validate_json(os.environ.get(CALLERS_ENV, "{}"))
+
+    def business_units_for(self, caller_arn: str) -> list[str]:
+        return sorted(
+            bu for bu, prefixes in self.root.items() if any(caller_arn.startswith(p) for p in prefixes)
+        )
+
+
+def resolve_business_unit(callers: CallerMap, caller_arn: str | None, requested: str | None) -> str:
+    """The caller's business unit; a caller mapped to several picks one with the x-business-unit header."""
+    if not caller_arn:
+        raise ForbiddenError("requestContext.identity.userArn", "no IAM identity on the request")
+    candidates = callers.business_units_for(caller_arn)
+    if not candidates:
+        raise ForbiddenError("requestContext.identity.userArn", "caller is not mapped to any business unit")
+    if requested is not None:
+        if requested not in candidates:
+            raise ForbiddenError(BUSINESS_UNIT_HEADER, "caller may not act for this business unit")
+        return requested
+    if len(candidates) > 1:
+        raise BadRequestError(
+            BUSINESS_UNIT_HEADER, f"caller maps to several business units; pick one of {candidates}"
+        )
+    return candidates[0]
