@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
@@ -22,6 +23,11 @@ from stacks.composition import Platform
 from stacks.settings import PlatformConfig, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Timing is measured in bench/, not asserted: no per-example deadline, so a loaded 2-core CI machine
+# cannot turn a slow example into a failure.
+hypothesis_settings.register_profile("platform", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("platform")
 
 
 @dataclass
