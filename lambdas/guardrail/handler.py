@@ -2,7 +2,8 @@
 
 Response: {"statusCode": 200, "verdict": {...}} or {"statusCode": 400, "error": "<field>: <why>"}.
 Environment: GUARDRAIL_SETTINGS (GuardrailSettings JSON), optional BEDROCK_GUARDRAIL_ID/VERSION (for a
-provisioned guardrail), optional FILTER_DECISIONS_BUCKET (data lake zone for decision records).
+provisioned guardrail), optional FILTER_DECISIONS_BUCKET (data lake zone for decision records),
+BUSINESS_UNIT (the one business unit this function serves; requests for any other are refused).
 """
 
 from __future__ import annotations
@@ -51,14 +52,23 @@ def _describe(err: ValidationError) -> str:
     return f"{field}: {first['msg']}"
 
 
-def parse_event(event: Any, settings: GuardrailSettings) -> CheckRequest:
-    """The event as a CheckRequest, or InvalidRequestError naming the field."""
+def parse_event(
+    event: Any, settings: GuardrailSettings, own_business_unit: str | None = None
+) -> CheckRequest:
+    """The event as a CheckRequest, or InvalidRequestError naming the field.
+
+    With `own_business_unit`, a request for another business unit is refused: its settings, prefix in
+    the data lake and metrics dimension would be wrong."""
     if not isinstance(event, dict):
         raise InvalidRequestError("event: must be a JSON object")
     try:
         parsed = GuardrailEvent.model_validate(event)
     except ValidationError as err:
         raise InvalidRequestError(_describe(err)) from err
+    if own_business_unit is not None and parsed.business_unit != own_business_unit:
+        raise InvalidRequestError(
+            f"business_unit: this guardrail serves {own_business_unit!r} only, got {parsed.business_unit!r}"
+        )
     size = 0
     for index, item in enumerate(parsed.content):
         try:
@@ -107,7 +117,7 @@ def engine() -> GuardrailEngine:
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     current = engine()
     try:
-        request = parse_event(event, current.settings)
+        request = parse_event(event, current.settings, os.environ.get("BUSINESS_UNIT") or None)
         verdict = current.check(request)
     except InvalidRequestError as err:
         logger.info("guardrail request rejected", extra={"reason": str(err)})

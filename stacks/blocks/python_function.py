@@ -131,7 +131,8 @@ class PlatformFunction(Construct):
             )
             acknowledge(
                 self.role,
-                "AwsSolutions-IAM4",
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaVPCAccessExecutionRole]",
                 "AWSLambdaVPCAccessExecutionRole holds the ec2 network-interface actions Lambda needs to attach "
                 "to the VPC; those actions do not support resource-level permissions, so a custom policy would "
                 "be the same wildcard",

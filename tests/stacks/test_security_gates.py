@@ -24,6 +24,10 @@ ACTIONS_WITHOUT_RESOURCE_SCOPE = {
     "ec2:DeleteNetworkInterface",
     "ec2:AssignPrivateIpAddresses",
     "ec2:UnassignPrivateIpAddresses",
+    # Comprehend's real-time detection actions list no resource type in the Service Authorization
+    # Reference (Amazon Comprehend), so they only accept "*" (guardrail function).
+    "comprehend:DetectToxicContent",
+    "comprehend:DetectPiiEntities",
 }
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import boto3
 import pytest
 from botocore.stub import Stubber
-from guardrail.model import CheckRequest, ContentItem
+from guardrail.model import CheckRequest, ContentItem, LayerResult
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +42,19 @@ def make_request(*texts: str, direction: str = "input", trusted: tuple[int, ...]
         request_id="req-1",
         tenant_id="tenant-1",
     )
+
+
+class CountingLayer:
+    """A local_rules stand-in that finds nothing and counts its calls."""
+
+    name = "local_rules"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def check(self, request, settings) -> LayerResult:
+        self.calls += 1
+        return LayerResult([])
 
 
 class ListSink:

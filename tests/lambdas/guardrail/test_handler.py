@@ -2,12 +2,11 @@ import pytest
 from guardrail import handler
 from guardrail.engine import GuardrailEngine
 from guardrail.layers.local_rules import LocalRulesLayer
-from guardrail.model import LayerResult
 from guardrail.settings import DirectionSettings, GuardrailSettings, LayerSwitches
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .conftest import ListSink
+from .conftest import CountingLayer, ListSink
 
 
 class Context:
@@ -15,17 +14,6 @@ class Context:
     memory_limit_in_mb = 256
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:guardrail"
     aws_request_id = "req"
-
-
-class CountingLayer:
-    name = "local_rules"
-
-    def __init__(self):
-        self.calls = 0
-
-    def check(self, request, settings):
-        self.calls += 1
-        return LayerResult([])
 
 
 @pytest.fixture
@@ -115,3 +103,34 @@ def test_random_text_gets_a_verdict_or_a_400_never_an_exception(text, direction)
         assert text.strip() and text.encode("utf-8", "surrogatepass").decode("utf-8", "replace") == text
     else:
         assert response["error"].startswith("content[0].text")
+
+
+def test_a_request_for_another_business_unit_is_a_400_and_writes_nothing(engine, monkeypatch):
+    monkeypatch.setenv("BUSINESS_UNIT", "finance")
+    response = handler.lambda_handler(_event(business_unit="retail"), Context())
+    assert response == {
+        "statusCode": 400,
+        "error": "business_unit: this guardrail serves 'finance' only, got 'retail'",
+    }
+    assert engine[0].calls == 0 and engine[1].records == []
+
+
+def test_the_function_s_own_business_unit_is_served(engine, monkeypatch):
+    monkeypatch.setenv("BUSINESS_UNIT", "retail")
+    assert handler.lambda_handler(_event(business_unit="retail"), Context())["statusCode"] == 200
+    assert engine[0].calls == 1
+
+
+@settings(max_examples=50)
+@given(st.from_regex(r"[a-z][a-z0-9-]{1,20}[a-z0-9]", fullmatch=True).filter(lambda bu: bu != "retail"))
+def test_every_other_business_unit_is_refused(business_unit):
+    layer, sink = CountingLayer(), ListSink()
+    handler._engine = GuardrailEngine(
+        GuardrailSettings(), layers={"local_rules": layer}, sink=sink, metrics=False
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BUSINESS_UNIT", "retail")
+        response = handler.lambda_handler(_event(business_unit=business_unit), Context())
+    assert response["statusCode"] == 400
+    assert response["error"].startswith("business_unit: this guardrail serves 'retail' only")
+    assert layer.calls == 0 and sink.records == []

@@ -1,7 +1,5 @@
-import json
-
 import pytest
-from guardrail.bedrock_policy import cdk_keywords, guardrail_properties
+from guardrail.bedrock_policy import guardrail_properties
 from guardrail.settings import (
     BedrockGuardrail,
     BedrockGuardrailDefinition,
@@ -96,20 +94,6 @@ def test_definition_maps_to_cfn_guardrail_properties():
 def test_empty_policies_are_left_out():
     bare = BedrockGuardrailDefinition(content_filters=(), managed_profanity_list=False)
     assert set(guardrail_properties(bare)) == {"Name", "BlockedInputMessaging", "BlockedOutputsMessaging"}
-
-
-def test_cdk_l1_construct_accepts_the_mapping():
-    """The stack's thin wrapper, synthesized once: the template carries the same properties."""
-    from aws_cdk import App, Stack
-    from aws_cdk import aws_bedrock as bedrock
-
-    app = App()
-    stack = Stack(app, "GuardrailPolicy")
-    bedrock.CfnGuardrail(stack, "Guardrail", **cdk_keywords(guardrail_properties(DEFINITION)))
-    template = app.synth().get_stack_by_name("GuardrailPolicy").template
-    [resource] = template["Resources"].values()
-    assert resource["Type"] == "AWS::Bedrock::Guardrail"
-    assert json.loads(json.dumps(resource["Properties"])) == guardrail_properties(DEFINITION)
 
 
 def test_bedrock_layer_setting_with_existing_guardrail_is_valid():
