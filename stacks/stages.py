@@ -12,6 +12,7 @@ from constructs import Construct
 
 from stacks.baseline_stack import BaselineStack
 from stacks.data_lake_stack import DataLakeStack
+from stacks.evaluation_stack import EvaluationStack
 from stacks.settings import EnvironmentSpec, PlatformConfig
 from stacks.tooling_stack import ToolingStack
 
@@ -51,6 +52,12 @@ class BusinessUnitStage(CdkStage):
         super().__init__(scope, construct_id)
         self.environment_spec = environment
         self.baseline = BaselineStack(self, "Baseline", environment=environment)
+
+        # Evaluation engine: state machine, Lambdas, run bucket, review queue; the CI gate role in preprod.
+        self.evaluation = EvaluationStack(
+            self, "Evaluation", config=config, environment=environment, baseline=self.baseline
+        )
+
         tag_cost_allocation(
             self,
             business_unit=environment.business_unit.name,

@@ -24,6 +24,17 @@ ACTIONS_WITHOUT_RESOURCE_SCOPE = {
     "ec2:DeleteNetworkInterface",
     "ec2:AssignPrivateIpAddresses",
     "ec2:UnassignPrivateIpAddresses",
+    # Step Functions logging to CloudWatch Logs (vended log delivery) and X-Ray sampling.
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
 }
 
 
