@@ -13,6 +13,7 @@ from constructs import Construct
 from stacks.baseline_stack import BaselineStack
 from stacks.data_lake_stack import DataLakeStack
 from stacks.guardrail_stack import GuardrailStack
+from stacks.evaluation_stack import EvaluationStack
 from stacks.settings import EnvironmentSpec, PlatformConfig
 from stacks.tooling_stack import ToolingStack
 
@@ -56,6 +57,10 @@ class BusinessUnitStage(CdkStage):
         # Guardrail service: input/output filters every model call of this business unit passes through.
         self.guardrail = GuardrailStack(
             self, "Guardrail", config=config, environment=environment, baseline=self.baseline
+        )
+        # Evaluation engine: state machine, Lambdas, run bucket, review queue; the CI gate role in preprod.
+        self.evaluation = EvaluationStack(
+            self, "Evaluation", config=config, environment=environment, baseline=self.baseline
         )
 
         tag_cost_allocation(

@@ -1,7 +1,8 @@
 """Lambda entry points for the evaluation state machine; the work is in `evaluation.service`.
 
-Environment: EVALUATION_SETTINGS (EvaluationSettings JSON), RESULTS_BUCKET, BUSINESS_UNIT,
-REVIEW_QUEUE_URL (optional). A bad event raises InvalidEventError, whose name the state machine
+Environment: EVALUATION_SETTINGS (EvaluationSettings JSON), RESULTS_BUCKET (the run's working
+bucket), LAKE_RESULTS_BUCKET (the data lake's evaluation_results zone, read by summarize only),
+BUSINESS_UNIT, REVIEW_QUEUE_URL (optional). A bad event raises InvalidEventError, whose name the state machine
 catches; nothing is written for it.
 """
 
@@ -27,9 +28,14 @@ def runtime() -> service.Runtime:
     bucket = os.environ["RESULTS_BUCKET"]
 
     def lake_sink() -> Any:
+        from common.lake_layout import Zone
         from common.lake_writer import LakeWriter
 
-        return LakeWriter(bucket)
+        lake_bucket = os.environ.get("LAKE_RESULTS_BUCKET")
+        if not lake_bucket:
+            raise RuntimeError("LAKE_RESULTS_BUCKET: not set; the evaluation stack sets it on summarize")
+        # No KMS key id: the lake bucket's default encryption (the lake's CMK) applies across accounts.
+        return LakeWriter(lake_bucket, zone=Zone.EVALUATION_RESULTS)
 
     queue = None
     if os.environ.get("REVIEW_QUEUE_URL"):

@@ -56,6 +56,7 @@ class PrepareEvent(_Event):
     use_case: SafeId
     dataset: S3Location
     outputs: S3Location | None = None
+    gate: bool = False  # the execution input's flag for the CI gate; the state machine reads it, not prepare
 
 
 class BatchInput(_Event):

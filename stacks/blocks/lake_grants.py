@@ -7,6 +7,8 @@ The data lake stack owns the other half: bucket policies and the key policy that
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from constructs import Construct
@@ -29,26 +31,31 @@ def lake_key_alias(config: PlatformConfig) -> str:
     return f"alias/{config.organization.prefix}/data-lake"
 
 
-def grant_lake_access(grantee: iam.IGrantable, config: PlatformConfig, request: LakeAccessRequest) -> None:
-    """Add the statements for `request` (its zone, its own prefix only) to `grantee`'s identity policy."""
-    key_arns = f"arn:{Aws.PARTITION}:kms:{config.home_region}:{config.data_lake_account}:key/*"
+def _lake_key_arns(config: PlatformConfig) -> str:
+    return f"arn:{Aws.PARTITION}:kms:{config.home_region}:{config.data_lake_account}:key/*"
+
+
+def lake_statements(config: PlatformConfig, request: LakeAccessRequest) -> list[dict[str, Any]]:
+    """The IAM statement shapes `grant_lake_access` attaches (plain dicts, for tests and reviews)."""
     statements = lake_access_statements(
         [request],
         bucket_arns={request.zone: f"arn:{Aws.PARTITION}:s3:::{lake_bucket_name(config, request.zone)}"},
-        kms_key_arn=key_arns,
+        kms_key_arn=_lake_key_arns(config),
         kms_via_service=f"s3.{config.home_region}.amazonaws.com",
     )
-    _acknowledge_prefix_wildcards(grantee, config, request)
     for statement in statements:
-        condition = dict(statement.get("Condition", {}))
-        if statement["Resource"] == [key_arns]:
+        if any(action.startswith("kms:") for action in statement["Action"]):
             # The lake key's ARN is unknown here: any key of the lake account, but only the one with its alias.
-            condition["ForAnyValue:StringEquals"] = {"kms:ResourceAliases": [lake_key_alias(config)]}
-        grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=statement["Action"], resources=statement["Resource"], conditions=condition or None
-            )
-        )
+            condition = statement.setdefault("Condition", {})
+            condition["ForAnyValue:StringEquals"] = {"kms:ResourceAliases": lake_key_alias(config)}
+    return statements
+
+
+def grant_lake_access(grantee: iam.IGrantable, config: PlatformConfig, request: LakeAccessRequest) -> None:
+    """Add the statements for `request` (its zone, its own prefix only) to `grantee`'s identity policy."""
+    for statement in lake_statements(config, request):
+        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement.from_json(statement))
+    _acknowledge_prefix_wildcards(grantee, config, request)
 
 
 def _acknowledge_prefix_wildcards(

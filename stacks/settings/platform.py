@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from stacks.settings.guardrails import GuardrailSettings
+from stacks.settings.evaluation import EvaluationSettings
 from stacks.settings.regions import KNOWN_REGIONS
 
 
@@ -231,6 +232,9 @@ class BusinessUnit(StrictModel):
     use_cases: Annotated[list[UseCaseName], Field(min_length=1)]
     guardrails: GuardrailSettings = Field(
         default=GuardrailSettings(), description="input/output filters of this business unit's models"
+    )
+    evaluation: EvaluationSettings = Field(
+        default_factory=EvaluationSettings, description="evaluation engine: candidates, weights, gate"
     )
 
     @model_validator(mode="after")

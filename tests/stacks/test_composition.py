@@ -30,6 +30,7 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
         for stage, account in zip(("dev", "preprod", "prod"), accounts, strict=True):
             expected[f"exco-{bu}-{stage}-baseline"] = (account, "eu-west-1")
             expected[f"exco-{bu}-{stage}-guardrail"] = (account, "eu-west-1")
+            expected[f"exco-{bu}-{stage}-evaluation"] = (account, "eu-west-1")
     assert stack_locations(default_platform) == expected
 
 
@@ -45,7 +46,7 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
             f"exsb-{bu}-{stage}-{stack}"
             for bu in ("retail", "finance")
             for stage in ("dev", "preprod", "prod")
-            for stack in ("baseline", "guardrail")
+            for stack in ("baseline", "guardrail", "evaluation")
         ),
     }
 
@@ -142,6 +143,8 @@ STATEFUL_TYPES = ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Logs::LogGroup")
         ("exco-retail-dev-baseline", "Delete", True),
         ("exco-retail-preprod-baseline", "Retain", False),
         ("exco-retail-prod-baseline", "Retain", False),
+        ("exco-retail-dev-evaluation", "Delete", True),
+        ("exco-finance-preprod-evaluation", "Retain", False),
         ("exco-tooling", "Retain", False),
         ("exco-data-lake", "Retain", False),
     ],

@@ -141,7 +141,7 @@ def test_typo_in_a_key_is_rejected_with_a_suggestion(raw: dict[str, Any]) -> Non
     problems = problems_of(raw)
     assert (
         "business_units[0].use_case: unknown key (did you mean 'use_cases'?); "
-        "allowed keys: name, cost_center, region, accounts, use_cases, guardrails"
+        "allowed keys: name, cost_center, region, accounts, use_cases, guardrails, evaluation"
     ) in problems
     assert "business_units[0].use_cases: required but missing" in problems
 
@@ -238,3 +238,11 @@ def test_any_tooling_account_string_is_accepted_only_if_twelve_digits(value: str
         assert is_valid
         assert isinstance(config, PlatformConfig)
         assert config.tooling_account == value
+
+
+def test_evaluation_section_defaults_and_names_a_bad_field(raw: dict[str, Any]) -> None:
+    from stacks.settings.evaluation import EvaluationSettings
+
+    assert parse_config(raw).business_units[0].evaluation == EvaluationSettings()
+    raw["business_units"][0]["evaluation"] = {"weights": {"quality": 0.9, "speed": 0.9, "cost": 0.9}}
+    assert any(p.startswith("business_units[0].evaluation.weights") for p in problems_of(raw))

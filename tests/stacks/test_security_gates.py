@@ -28,6 +28,17 @@ ACTIONS_WITHOUT_RESOURCE_SCOPE = {
     # Reference (Amazon Comprehend), so they only accept "*" (guardrail function).
     "comprehend:DetectToxicContent",
     "comprehend:DetectPiiEntities",
+    # Step Functions logging to CloudWatch Logs (vended log delivery) and X-Ray sampling.
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
 }
 
 

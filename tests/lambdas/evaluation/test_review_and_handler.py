@@ -1,6 +1,7 @@
 import json
 
 import boto3
+import pytest
 from evaluation.review import SqsReviewQueue
 from evaluation.scoring import ScoredRecord
 from moto import mock_aws
@@ -35,5 +36,41 @@ def test_handler_reads_settings_from_the_environment(monkeypatch):
         rt = handler.runtime()
         assert rt.settings.batch_size == 7
         assert rt.store.run_prefix("run-1") == "retail/evaluation_runs/run-1/"
+    finally:
+        handler.runtime.cache_clear()
+
+
+@pytest.fixture
+def handler_env(monkeypatch):
+    monkeypatch.setenv("BUSINESS_UNIT", "retail")
+    monkeypatch.setenv("RESULTS_BUCKET", "working-bucket")
+
+
+def test_lake_rows_go_to_the_lake_results_bucket_not_the_working_bucket(monkeypatch, handler_env):
+    from evaluation import handler
+
+    from common.lake_layout import Zone
+    from common.lake_writer import LakeWriter
+
+    monkeypatch.setenv("LAKE_RESULTS_BUCKET", "exco-lake-evaluation-results-222222222222-eu-west-1")
+    handler.runtime.cache_clear()
+    try:
+        sink = handler.runtime().sink_factory()
+        assert isinstance(sink, LakeWriter)
+        assert sink.bucket == "exco-lake-evaluation-results-222222222222-eu-west-1"
+        assert sink.zone == Zone.EVALUATION_RESULTS
+        assert sink.kms_key_id is None
+    finally:
+        handler.runtime.cache_clear()
+
+
+def test_lake_sink_without_its_bucket_names_the_variable(monkeypatch, handler_env):
+    from evaluation import handler
+
+    monkeypatch.delenv("LAKE_RESULTS_BUCKET", raising=False)
+    handler.runtime.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="LAKE_RESULTS_BUCKET"):
+            handler.runtime().sink_factory()
     finally:
         handler.runtime.cache_clear()

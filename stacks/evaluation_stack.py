@@ -1,0 +1,496 @@
+"""The evaluation engine of one business unit in one stage: Lambdas, the state machine, storage, review queue.
+
+State machine contract (docs/evaluation.md, docs/evaluation-stack.md): prepare -> Distributed Map of
+score_batch over the clean JSON-lines dataset -> summarize -> gate when the input says `"gate": true`.
+A failed gate fails the execution (error `EvaluationGateFailed`, cause = the gate's JSON); a passed gate
+ends with output `{"passed": true, ...}`. In preprod, the CI/CD pipeline starts executions through the
+`<env>-evaluation-gate` role, which trusts the tooling account's platform roles only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Fn, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct, IConstruct
+
+from common.lake_layout import Zone
+from stacks.baseline_stack import BaselineStack
+from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest
+from stacks.blocks.lake_grants import grant_lake_access, lake_bucket_name
+from stacks.blocks.logs import encrypted_log_group
+from stacks.blocks.model_access import (
+    BEDROCK_INVOKE_ACTIONS,
+    SAGEMAKER_INVOKE_ACTIONS,
+    invoked_models,
+    model_resources,
+)
+from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
+from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.python_function import PlatformFunction
+from stacks.blocks.retention import DataRetention
+from stacks.blocks.storage import SecureBucket
+from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
+from stacks.settings.evaluation import EvaluationSettings
+
+# Errors the Lambda service raises when it is busy; retried with exponential backoff and full jitter.
+LAMBDA_TRANSIENT_ERRORS = [
+    "Lambda.TooManyRequestsException",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+]
+# Client mistakes raised by the handlers (evaluation.service): retrying cannot help.
+CLIENT_ERRORS = ["InvalidEventError", "DatasetRejectedError"]
+GATE_FAILED_ERROR = "EvaluationGateFailed"
+# Step Functions passes at most 256 KiB between states; a batch stays well below it.
+MAX_BATCH_BYTES = 200 * 1024
+# Role names in the tooling account that may start gate runs: the platform's own (prefix) roles.
+TOOLING_ROLE_TAG = "shared"
+
+
+def state_machine_name(environment: EnvironmentSpec) -> str:
+    return f"{environment.name}-evaluation"
+
+
+def gate_role_name(environment: EnvironmentSpec) -> str:
+    return f"{environment.name}-evaluation-gate"
+
+
+def nag_resource(stack: Stack, arn: str) -> str:
+    """`arn` (possibly holding tokens) written the way cdk-nag names it in an IAM5 finding."""
+    resolved = stack.resolve(arn)
+    parts = resolved["Fn::Join"][1] if isinstance(resolved, dict) and "Fn::Join" in resolved else [resolved]
+    rendered = []
+    for part in parts:
+        if isinstance(part, str):
+            rendered.append(part)
+        elif isinstance(part, dict) and "Ref" in part:
+            rendered.append(f"<{part['Ref']}>")
+        elif isinstance(part, dict) and "Fn::GetAtt" in part:
+            rendered.append(f"<{'.'.join(part['Fn::GetAtt'])}>")
+        else:
+            rendered.append(json.dumps(part, separators=(",", ":")))
+    return "".join(rendered)
+
+
+def acknowledge_wildcards(construct: IConstruct, resources: Iterable[str], reason: str) -> None:
+    """Acknowledge IAM5 for exactly these wildcard resources, never for the rule as a whole."""
+    stack = Stack.of(construct)
+    for resource in sorted({nag_resource(stack, r) for r in resources}):
+        acknowledge(construct, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
+
+
+def tolerated_failure_percentage(settings: EvaluationSettings) -> float:
+    """Failed batches the map tolerates: the gate's error budget, since more would fail the gate anyway."""
+    return round(settings.gate.max_error_rate * 100, 2)
+
+
+class EvaluationStack(PlatformStack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PlatformConfig,
+        environment: EnvironmentSpec,
+        baseline: BaselineStack,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            stack_name=f"{environment.name}-evaluation",
+            account=environment.account,
+            region=environment.region,
+            description=f"LLMOps evaluation engine for {environment.name}: state machine, Lambdas, review queue",
+        )
+        self.environment_spec = environment
+        self.settings = environment.business_unit.evaluation
+        self.business_unit = environment.business_unit.name
+        self.runs_prefix = f"{self.business_unit}/evaluation_runs/"
+        self.key = baseline.key
+        retention = baseline.retention
+
+        self.working_bucket = self._working_bucket(baseline)
+        self.review_queue = self._review_queue(retention)
+        functions = self._functions(config, retention)
+        self.state_machine = self._state_machine(functions, retention)
+        self.gate_role = self._gate_role(config) if environment.stage is Stage.PREPROD else None
+
+        CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
+        CfnOutput(self, "WorkingBucketName", value=self.working_bucket.bucket_name)
+        CfnOutput(self, "ReviewQueueUrl", value=self.review_queue.queue_url)
+        acknowledge_cdk_managed_providers(self)
+
+    # ---- storage -------------------------------------------------------------------------------------
+
+    def _working_bucket(self, baseline: BaselineStack) -> s3.Bucket:
+        return SecureBucket(
+            self,
+            "RunArtifacts",
+            key=baseline.key,
+            access_logs=baseline.access_logs,
+            retention=baseline.retention,
+            # Batches are rewritten on retries; old versions are of no use after a month.
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-old-versions", noncurrent_version_expiration=Duration.days(30))
+            ],
+        )
+
+    def _review_queue(self, retention: DataRetention) -> sqs.Queue:
+        """Flagged rows for human reviewers (consumer contract: docs/evaluation-stack.md)."""
+        secure: dict[str, Any] = {
+            "encryption": sqs.QueueEncryption.KMS,
+            "encryption_master_key": self.key,
+            "enforce_ssl": True,
+            "retention_period": Duration.days(14),
+            "removal_policy": retention.removal_policy,
+        }
+        dead_letters = sqs.Queue(self, "ReviewDeadLetters", **secure)
+        acknowledge(
+            dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is the dead-letter queue of the human review queue; a dead-letter queue of its own "
+            "would only move the same undeliverable messages once more",
+        )
+        return sqs.Queue(
+            self,
+            "ReviewQueue",
+            visibility_timeout=Duration.minutes(15),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=5),
+            **secure,
+        )
+
+    # ---- functions -----------------------------------------------------------------------------------
+
+    def _functions(self, config: PlatformConfig, retention: DataRetention) -> dict[str, PlatformFunction]:
+        environment = self.environment_spec
+        common_env = {
+            "EVALUATION_SETTINGS": self.settings.model_dump_json(),
+            "RESULTS_BUCKET": self.working_bucket.bucket_name,
+            "BUSINESS_UNIT": self.business_unit,
+        }
+        sizes = {  # entry point -> (memory MB, timeout)
+            "prepare": (1024, Duration.minutes(5)),
+            "score_batch": (1024, Duration.minutes(15)),
+            "summarize": (2048, Duration.minutes(15)),
+            "gate": (512, Duration.minutes(1)),
+        }
+        extra_env = {
+            "summarize": {
+                "LAKE_RESULTS_BUCKET": lake_bucket_name(config, Zone.EVALUATION_RESULTS),
+                "REVIEW_QUEUE_URL": self.review_queue.queue_url,
+            }
+        }
+        functions: dict[str, PlatformFunction] = {}
+        for entry, (memory, timeout) in sizes.items():
+            functions[entry] = PlatformFunction(
+                self,
+                "".join(part.title() for part in entry.split("_")) + "Function",
+                service="evaluation",
+                handler=f"handler.{entry}",
+                description=f"Evaluation {entry} step of {environment.name}",
+                key=self.key,
+                log_retention_days=environment.settings.log_retention_days,
+                retention=retention,
+                powertools_layer_version=config.lambda_.powertools_layer_version,
+                environment={**common_env, **extra_env.get(entry, {})},
+                memory_size=memory,
+                timeout=timeout,
+            )
+        self._grant_steps(config, functions)
+        return functions
+
+    def _grant_steps(self, config: PlatformConfig, functions: dict[str, PlatformFunction]) -> None:
+        """Each step's role gets exactly what its step does (docs/evaluation-stack.md, "Permissions")."""
+        bu = self.business_unit
+        datasets = LakeAccessRequest(business_unit=bu, zone=Zone.EVALUATION_DATASETS, access=LakeAccess.READ)
+        results = LakeAccessRequest(business_unit=bu, zone=Zone.EVALUATION_RESULTS, access=LakeAccess.WRITE)
+        lake_key = f"arn:{self.partition}:kms:{config.home_region}:{config.data_lake_account}:key/*"
+
+        def lake_objects(zone: Zone) -> str:
+            return f"arn:{self.partition}:s3:::{lake_bucket_name(config, zone)}/{bu}/*"
+
+        wildcards: dict[str, list[str]] = {}
+        # Datasets and precomputed outputs come from the lake's dataset zone or the working bucket.
+        for entry in ("prepare", "score_batch"):
+            grant_lake_access(functions[entry].role, config, datasets)
+            wildcards[entry] = [
+                *self._grant_working_bucket(functions[entry].role, read_prefix=f"{bu}/"),
+                lake_objects(Zone.EVALUATION_DATASETS),
+                lake_key,
+            ]
+        grant_lake_access(functions["summarize"].role, config, results)
+        wildcards["summarize"] = [
+            *self._grant_working_bucket(functions["summarize"].role, read_prefix=self.runs_prefix),
+            lake_objects(Zone.EVALUATION_RESULTS),
+            lake_key,
+        ]
+        functions["summarize"].role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.review_queue.queue_arn])
+        )
+        wildcards["gate"] = self._grant_working_bucket(
+            functions["gate"].role, read_prefix=self.runs_prefix, write=False
+        )
+        wildcards["score_batch"] += [
+            arn for arn in self._grant_model_invoke(functions["score_batch"].role) if "*" in arn
+        ]
+        for entry, resources in wildcards.items():
+            acknowledge_wildcards(
+                functions[entry].role,
+                resources,
+                "Object ARNs end in '<business unit prefix>*' (this unit's run artifacts and datasets only); the "
+                "lake key is matched by its alias because key ids are unknown across accounts; a cross-region "
+                "inference profile reaches its one foundation model in the regions it routes to",
+            )
+
+    def _grant_working_bucket(self, role: iam.IRole, *, read_prefix: str, write: bool = True) -> list[str]:
+        """Read under `read_prefix`, write run artifacts; returns the wildcard object ARNs granted."""
+        bucket = self.working_bucket
+        readable = bucket.arn_for_objects(f"{read_prefix}*")
+        writable = bucket.arn_for_objects(f"{self.runs_prefix}*")
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[readable]))
+        # Listing lets a missing object read as NoSuchKey (the idempotency check) instead of AccessDenied.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{read_prefix}*"]}},
+            )
+        )
+        key_actions = ["kms:Decrypt"]
+        if write:
+            role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[writable]))
+            key_actions.append("kms:GenerateDataKey")
+        role.add_to_principal_policy(iam.PolicyStatement(actions=key_actions, resources=[self.key.key_arn]))
+        return [readable, writable] if write else [readable]
+
+    def _grant_model_invoke(self, role: iam.IRole) -> list[str]:
+        """Invoke exactly the configured candidates and judge; returns the ARNs granted."""
+        bedrock, sagemaker = model_resources(
+            invoked_models(self.settings), partition=self.partition, region=self.region, account=self.account
+        )
+        if bedrock:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(actions=list(BEDROCK_INVOKE_ACTIONS), resources=bedrock)
+            )
+        if sagemaker:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(actions=list(SAGEMAKER_INVOKE_ACTIONS), resources=sagemaker)
+            )
+        return [*bedrock, *sagemaker]
+
+    def _invoke(
+        self,
+        construct_id: str,
+        function: PlatformFunction,
+        *,
+        result_path: str,
+        payload: sfn.TaskInput | None = None,
+        input_path: str | None = None,
+    ) -> tasks.LambdaInvoke:
+        task = tasks.LambdaInvoke(
+            self,
+            construct_id,
+            lambda_function=function.function,
+            payload=payload,
+            input_path=input_path,
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path=result_path,
+        )
+        task.add_retry(
+            errors=LAMBDA_TRANSIENT_ERRORS,
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+            max_attempts=6,
+            max_delay=Duration.minutes(2),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        return task
+
+    def _state_machine(
+        self, functions: dict[str, PlatformFunction], retention: DataRetention
+    ) -> sfn.StateMachine:
+        run = {
+            "run_id": sfn.JsonPath.string_at("$.prepared.run_id"),
+            "use_case": sfn.JsonPath.string_at("$.prepared.use_case"),
+        }
+        rejected = sfn.Fail(
+            self,
+            "InputRejected",
+            error_path="$.error.Error",
+            cause_path="$.error.Cause",
+            comment="client mistake",
+        )
+
+        defaults = sfn.Pass(
+            self,
+            "ApplyDefaults",
+            comment="run_id defaults to the execution name; gate defaults to false",
+            parameters={
+                "defaults": {"gate": False, "run_id": sfn.JsonPath.execution_name},
+                "input": sfn.JsonPath.entire_payload,
+            },
+        )
+        merge = sfn.Pass(
+            self,
+            "MergeInput",
+            parameters={
+                "args": sfn.JsonPath.json_merge(
+                    sfn.JsonPath.object_at("$.defaults"), sfn.JsonPath.object_at("$.input")
+                )
+            },
+        )
+        prepare = self._invoke("Prepare", functions["prepare"], input_path="$.args", result_path="$.prepared")
+        score = self._invoke("ScoreBatch", functions["score_batch"], result_path=sfn.JsonPath.DISCARD)
+        score_map = sfn.DistributedMap(
+            self,
+            "ScoreRecords",
+            item_reader=sfn.S3JsonLItemReader(
+                bucket=self.working_bucket, key=sfn.JsonPath.string_at("$.prepared.dataset.key")
+            ),
+            item_batcher=sfn.ItemBatcher(
+                max_items_per_batch=self.settings.batch_size,
+                max_input_bytes_per_batch=MAX_BATCH_BYTES,
+                # ItemBatcher renders BatchInput as given: JSONPath keys carry their ".$" themselves.
+                batch_input={
+                    "run_id.$": "$.prepared.run_id",
+                    "use_case.$": "$.prepared.use_case",
+                    "labels.$": "$.prepared.labels",
+                    "outputs.$": "$.prepared.outputs",
+                },
+            ),
+            max_concurrency=self.settings.map_max_concurrency,
+            tolerated_failure_percentage=tolerated_failure_percentage(self.settings),
+            # Per-batch outcomes (SUCCEEDED / FAILED files with each failed batch's records) for the record.
+            result_writer_v2=sfn.ResultWriterV2(
+                bucket=self.working_bucket, prefix=f"{self.runs_prefix}map-results"
+            ),
+            map_execution_type=sfn.StateMachineType.STANDARD,
+            result_path="$.map",
+        )
+        score_map.item_processor(score)
+        summarize = self._invoke(
+            "Summarize",
+            functions["summarize"],
+            payload=sfn.TaskInput.from_object(run),
+            result_path="$.summary",
+        )
+        gate = self._invoke(
+            "Gate", functions["gate"], payload=sfn.TaskInput.from_object(run), result_path="$.gate"
+        )
+        for step in (prepare, summarize, gate):
+            step.add_catch(rejected, errors=CLIENT_ERRORS, result_path="$.error")
+
+        gate_failed = sfn.Fail(
+            self,
+            "GateFailed",
+            error=GATE_FAILED_ERROR,
+            cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.gate")),
+        )
+        gate_passed = sfn.Succeed(self, "GatePassed", output_path="$.gate")
+        done = sfn.Succeed(self, "Done", output_path="$.summary")
+        gate_decision = (
+            sfn.Choice(self, "GateDecision")
+            .when(sfn.Condition.boolean_equals("$.gate.passed", True), gate_passed)
+            .otherwise(gate_failed)
+        )
+        gate_requested = (
+            sfn.Choice(self, "GateRequested")
+            .when(sfn.Condition.boolean_equals("$.args.gate", True), gate.next(gate_decision))
+            .otherwise(done)
+        )
+        definition = defaults.next(merge).next(prepare).next(score_map).next(summarize).next(gate_requested)
+
+        log_group = encrypted_log_group(
+            self,
+            "StateMachineLogs",
+            key=self.key,
+            retention_days=self.environment_spec.settings.log_retention_days,
+            retention=retention,
+        )
+        machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=state_machine_name(self.environment_spec),
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=Duration.hours(24),
+            tracing_enabled=True,
+            # Records and model outputs stay in S3; execution data in logs would copy prompts there too.
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+        )
+        self.key.grant(machine, "kms:Decrypt", "kms:GenerateDataKey")
+        acknowledge(
+            machine.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Log delivery (logs:*LogDelivery, PutResourcePolicy, Describe*) and X-Ray (PutTraceSegments, "
+            "GetSampling*) support no resource-level permissions; tests check no other action uses '*'",
+        )
+        acknowledge_wildcards(
+            machine.role,
+            [
+                *(f"{f.function.function_arn}:*" for f in functions.values()),
+                f"arn:{self.partition}:s3:::{self.working_bucket.bucket_name}/*",
+            ],
+            "LambdaInvoke grants the step functions' versions ('<function>:*'); the map's item reader and result "
+            "writer use objects of this environment's own run-artifact bucket",
+        )
+        executions = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:" + Fn.select(
+            6, Fn.split(":", machine.state_machine_arn)
+        )
+        acknowledge_wildcards(
+            machine,
+            [f"{executions}:*", f"{executions}/*:*"],
+            "A Distributed Map starts, describes, stops and redrives child executions of this one state "
+            "machine; their names are generated per map run",
+        )
+        return machine
+
+    # ---- CI/CD gate ----------------------------------------------------------------------------------
+
+    def _gate_role(self, config: PlatformConfig) -> iam.Role:
+        tooling = config.tooling_account
+        role = iam.Role(
+            self,
+            "GateRole",
+            role_name=gate_role_name(self.environment_spec),
+            description=f"Lets the tooling account's pipeline run the evaluation gate of {self.environment_spec.name}",
+            assumed_by=iam.AccountPrincipal(tooling).with_conditions(
+                {
+                    "StringEquals": {"aws:PrincipalTag/BusinessUnit": TOOLING_ROLE_TAG},
+                    "ArnLike": {
+                        "aws:PrincipalArn": f"arn:{self.partition}:iam::{tooling}:role/{config.organization.prefix}-*"
+                    },
+                }
+            ),
+            max_session_duration=Duration.hours(1),
+        )
+        name = state_machine_name(self.environment_spec)
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn]
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["states:DescribeExecution"],
+                resources=[f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{name}:*"],
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:"
+            f"{self.region}:{self.account}:execution:{name}:*]",
+            "Execution ARNs carry the execution name chosen at start; the wildcard covers executions of this one "
+            "state machine only",
+        )
+        CfnOutput(self, "GateRoleArn", value=role.role_arn)
+        return role
