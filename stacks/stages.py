@@ -12,8 +12,8 @@ from constructs import Construct
 
 from stacks.baseline_stack import BaselineStack
 from stacks.data_lake_stack import DataLakeStack
-from stacks.guardrail_stack import GuardrailStack
 from stacks.evaluation_stack import EvaluationStack
+from stacks.guardrail_stack import GuardrailStack
 from stacks.settings import EnvironmentSpec, PlatformConfig
 from stacks.tooling_stack import ToolingStack
 

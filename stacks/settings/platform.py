@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from stacks.settings.guardrails import GuardrailSettings
 from stacks.settings.evaluation import EvaluationSettings
+from stacks.settings.guardrails import GuardrailSettings
 from stacks.settings.regions import KNOWN_REGIONS
 
 
