@@ -111,6 +111,11 @@ class DataLakeStack(PlatformStack):
             region=config.home_region,
             description="LLMOps data lake: zoned, encrypted S3 storage, Glue catalog, Athena, Lake Formation",
         )
+        if SHARED_TAG_VALUE in (bu.name for bu in config.business_units):
+            raise ValueError(
+                f"business_units[].name: {SHARED_TAG_VALUE!r} is the tag value of the shared stages' roles, "
+                "which the lake's prefix fence exempts; choose another business unit name"
+            )
         self.config = config
         self.settings = config.data_lake
         self.retention = retention_for(None)

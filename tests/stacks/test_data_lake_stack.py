@@ -534,3 +534,12 @@ def test_lake_formation_admin_and_registered_table_locations(
         for zone in {t.zone for t in TABLES.values()}
     )
     assert {r["UseServiceLinkedRole"] for r in registered} == {False}
+
+
+def test_a_business_unit_named_like_the_shared_tag_is_refused(default_config: PlatformConfig) -> None:
+    shared = default_config.business_units[0].model_copy(update={"name": "shared"})
+    config = default_config.model_copy(
+        update={"business_units": [shared, *default_config.business_units[1:]]}
+    )
+    with pytest.raises(ValueError, match=r"^business_units\[\]\.name: 'shared'"):
+        DataLakeStack(create_app(), "Lake", config=config)
