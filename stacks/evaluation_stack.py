@@ -23,8 +23,7 @@ from constructs import Construct, IConstruct
 
 from common.lake_layout import Zone
 from stacks.baseline_stack import BaselineStack
-from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest
-from stacks.blocks.lake_grants import grant_lake_access, lake_bucket_name
+from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.model_access import (
     BEDROCK_INVOKE_ACTIONS,

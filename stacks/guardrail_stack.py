@@ -21,8 +21,7 @@ from guardrail.settings import BedrockGuardrailDefinition, GuardrailSettings
 
 from common.lake_layout import Zone
 from stacks.baseline_stack import BaselineStack
-from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest
-from stacks.blocks.lake_grants import grant_lake_access, lake_bucket_name
+from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.platform_stack import PlatformStack
 from stacks.blocks.python_function import PlatformFunction
 from stacks.settings import EnvironmentSpec, PlatformConfig

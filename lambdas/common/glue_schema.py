@@ -1,7 +1,11 @@
 """Glue table definitions derived from the lake record models, and a column check for Athena SQL.
 
 The data lake stack declares its tables from `TABLES`, so the columns cannot drift from what the
-writer stores. `dt` and `model` are partition keys (from the key scheme), never body columns.
+writer stores. Objects sit under `dt=YYYY-MM-DD/model=<model>/`, but the Glue tables partition by `dt`
+only: Athena projects `dt` from a date range (no crawler, no partition registration), while projecting
+`model` would need the `injected` type, which refuses any query without `model = <literal>` (so no
+"per model" comparison could run). Athena reads the `model=` folders below a day; queries group by
+the `model_id` column instead.
 
 `check_query` needs sqlglot, a test/tooling dependency (requirements-dev.txt): it is imported inside
 the function so that the stack and the Lambdas can import this module without it.
@@ -20,6 +24,9 @@ from pydantic import BaseModel
 
 from common.lake_layout import TABLE_ZONES, Zone
 from common.lake_records import LAKE_RECORD_TYPES, PARTITION_KEYS, LakeRecord
+
+# Glue partition keys: a subset of the key scheme's PARTITION_KEYS (see the module docstring).
+GLUE_PARTITION_KEYS: tuple[str, ...] = ("dt",)
 
 # The writer stores pydantic's JSON: one object a line, timestamps as ISO 8601 in UTC.
 JSON_SERDE = "org.openx.data.jsonserde.JsonSerDe"
@@ -100,7 +107,7 @@ def table_for(record_type: type[LakeRecord]) -> GlueTable:
         name=record_type.TABLE,
         zone=TABLE_ZONES[record_type.TABLE],
         columns=columns_for(record_type),
-        partition_keys=tuple(GlueColumn(key, "string") for key in PARTITION_KEYS),
+        partition_keys=tuple(GlueColumn(key, "string") for key in GLUE_PARTITION_KEYS),
     )
 
 

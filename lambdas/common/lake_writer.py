@@ -84,7 +84,12 @@ class LakeWriter:
         zone: Zone | None = None,
     ) -> None:
         """`s3_client` defaults to one with botocore's standard retry mode (built on first use).
-        `kms_key_id` is the bucket's CMK; `zone`, when given, refuses tables that belong elsewhere."""
+        `zone`, when given, refuses tables that belong elsewhere.
+
+        Leave `kms_key_id` unset for the lake buckets: their default encryption (the lake CMK, with a
+        bucket key) applies. Asking for `aws:kms` without a key id would make S3 use the *caller's*
+        account key `aws/s3`, which nobody in the lake account can decrypt. Set it only for a bucket
+        whose CMK the caller knows and may use."""
         if max_batch_records < 1:
             raise ValueError("max_batch_records: must be at least 1")
         self.bucket = bucket
@@ -143,8 +148,8 @@ class LakeWriter:
             "Key": key,
             "Body": body,
             "ContentType": "application/x-ndjson",
-            "ServerSideEncryption": "aws:kms",
         }
         if self.kms_key_id:
+            arguments["ServerSideEncryption"] = "aws:kms"
             arguments["SSEKMSKeyId"] = self.kms_key_id
         return arguments

@@ -1,42 +1,51 @@
-"""The one typed way for a stack to ask for access to the data lake (pure part, no CDK here).
+"""The one typed way for a stack to ask for access to the data lake.
 
-A stack states what it needs as `LakeAccessRequest`s; `lake_access_statements` turns them into IAM
-statement shapes (plain dicts: Effect, Action, Resource, Condition) scoped to the requester's own
-prefix, `<business_unit>/` or `<business_unit>/tenant=<tenant_id>/`. Prefixes always end in "/", so
-"fin/*" can never match "fin-ops/...". The CDK block that attaches them to roles and bucket policies
-builds on this.
+A stack states what it needs as a `LakeAccessRequest` and calls `grant_lake_access(role, config,
+request)`; no stack writes its own lake policy. `lake_access_statements` (pure) turns requests into
+IAM statement shapes scoped to the requester's own prefix, `<business_unit>/` or
+`<business_unit>/tenant=<tenant_id>/`. Prefixes always end in "/", so "fin/*" can never match
+"fin-ops/...".
+
+The lake side (bucket and key policies in `DataLakeStack`) allows exactly what the config declares
+(`data_lake.business_unit_access`, every business unit x zone); `grant_lake_access` refuses a request
+beyond that, so an identity policy can never promise what the lake would refuse.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from enum import StrEnum
 from typing import Any
 
+from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
+from constructs import Construct, IConstruct
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from common.lake_layout import Zone, business_unit_prefix, check_business_unit, check_tenant_id, tenant_prefix
 from common.lake_records import BusinessUnitName, SafeId
+from stacks.blocks.nag import acknowledge
+from stacks.settings import PlatformConfig
+from stacks.settings.data_lake import LakeAccess
+
+__all__ = [
+    "LakeAccess",
+    "LakeAccessRequest",
+    "declared_access",
+    "grant_lake_access",
+    "lake_access_statements",
+    "lake_bucket_name",
+    "lake_database_name",
+    "lake_key_alias",
+]
+
+# S3 bucket names: at most 63 characters.
+MAX_BUCKET_NAME = 63
 
 OBJECT_READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
 OBJECT_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
 KMS_READ_ACTIONS = ("kms:Decrypt",)
 # SSE-KMS uploads need a data key; multipart uploads also decrypt it to complete.
 KMS_WRITE_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
-
-
-class LakeAccess(StrEnum):
-    READ = "read"
-    WRITE = "write"
-    READ_WRITE = "read_write"
-
-    @property
-    def reads(self) -> bool:
-        return self in (LakeAccess.READ, LakeAccess.READ_WRITE)
-
-    @property
-    def writes(self) -> bool:
-        return self in (LakeAccess.WRITE, LakeAccess.READ_WRITE)
 
 
 class LakeAccessRequest(BaseModel):
@@ -72,11 +81,13 @@ def lake_access_statements(
     bucket_arns: Mapping[Zone, str],
     kms_key_arn: str,
     kms_via_service: str | None = None,
+    kms_key_alias: str | None = None,
 ) -> list[dict[str, Any]]:
     """IAM statements granting exactly `requests`.
 
     `bucket_arns` maps each zone to its bucket ARN (CDK tokens are fine: they are strings);
-    `kms_via_service` (e.g. "s3.eu-west-1.amazonaws.com") limits key use to calls made through S3.
+    `kms_via_service` (e.g. "s3.eu-west-1.amazonaws.com") limits key use to calls made through S3;
+    `kms_key_alias` limits it to the key carrying that alias (for `key/*` across accounts).
     """
     unique = sorted(set(requests), key=lambda r: (r.zone, r.business_unit, r.tenant_id or "", r.access))
     statements: list[dict[str, Any]] = []
@@ -96,8 +107,12 @@ def lake_access_statements(
         kms_actions.update(KMS_READ_ACTIONS if request.access.reads else ())
         kms_actions.update(KMS_WRITE_ACTIONS if request.access.writes else ())
     if kms_actions:
-        via_s3 = {"StringEquals": {"kms:ViaService": kms_via_service}} if kms_via_service else None
-        statements.append(_allow(tuple(sorted(kms_actions)), [kms_key_arn], via_s3))
+        key_condition: dict[str, Any] = {}
+        if kms_via_service:
+            key_condition["StringEquals"] = {"kms:ViaService": kms_via_service}
+        if kms_key_alias:
+            key_condition["ForAnyValue:StringEquals"] = {"kms:ResourceAliases": [kms_key_alias]}
+        statements.append(_allow(tuple(sorted(kms_actions)), [kms_key_arn], key_condition or None))
     return statements
 
 
@@ -108,3 +123,133 @@ def _allow(
     if condition:
         statement["Condition"] = condition
     return statement
+
+
+# ---- names every account can compute (the cross-account contract) -------------------------------
+
+
+def lake_bucket_name(config: PlatformConfig, zone: Zone) -> str:
+    """The zone bucket's name, known in every account at synth time."""
+    name = (
+        f"{config.organization.prefix}-lake-{Zone(zone).value.replace('_', '-')}-"
+        f"{config.data_lake_account}-{config.home_region}"
+    )
+    if len(name) > MAX_BUCKET_NAME:
+        raise ValueError(
+            f"organization.prefix: bucket name {name!r} is longer than {MAX_BUCKET_NAME} characters; "
+            "use a shorter prefix"
+        )
+    return name
+
+
+def lake_database_name(config: PlatformConfig, business_unit: str) -> str:
+    """The business unit's Glue database in the lake account (underscores: Athena needs no quoting)."""
+    return f"{config.organization.prefix}_{check_business_unit(business_unit)}_lake".replace("-", "_")
+
+
+def lake_key_alias(config: PlatformConfig) -> str:
+    return f"alias/{config.organization.prefix}/data-lake"
+
+
+def lake_bucket_arn(config: PlatformConfig, zone: Zone) -> str:
+    return f"arn:{Aws.PARTITION}:s3:::{lake_bucket_name(config, zone)}"
+
+
+def lake_via_service(config: PlatformConfig) -> str:
+    return f"s3.{config.home_region}.amazonaws.com"
+
+
+# ---- what the config allows -------------------------------------------------------------------
+
+
+class LakeAccessNotDeclaredError(ValueError):
+    """A stack asked for more than `data_lake.business_unit_access` lets the lake allow."""
+
+
+def declared_access(config: PlatformConfig) -> list[LakeAccessRequest]:
+    """Every (business unit, zone, access) the lake side allows, in config order."""
+    return [
+        LakeAccessRequest(business_unit=bu.name, zone=zone, access=access)
+        for bu in config.business_units
+        for zone in Zone
+        if (access := config.data_lake.business_unit_access.for_zone(zone)) is not None
+    ]
+
+
+def check_declared(config: PlatformConfig, request: LakeAccessRequest) -> None:
+    known = [bu.name for bu in config.business_units]
+    if request.business_unit not in known:
+        raise LakeAccessNotDeclaredError(
+            f"business_unit: {request.business_unit!r} is not in the config; known: {', '.join(known)}"
+        )
+    allowed = config.data_lake.business_unit_access.for_zone(request.zone)
+    if (
+        allowed is None
+        or (request.access.reads and not allowed.reads)
+        or (request.access.writes and not allowed.writes)
+    ):
+        raise LakeAccessNotDeclaredError(
+            f"access: {request.access.value!r} on zone {request.zone.value!r} is more than "
+            f"data_lake.business_unit_access.{request.zone.value} ({allowed.value if allowed else 'null'}) "
+            "allows; change the config so the lake side allows it too"
+        )
+
+
+# ---- the CDK block ------------------------------------------------------------------------------
+
+
+def lake_statements(config: PlatformConfig, request: LakeAccessRequest) -> list[dict[str, Any]]:
+    """The identity-side statements for `request` as plain dicts (checked against the config first)."""
+    check_declared(config, request)
+    return lake_access_statements(
+        [request],
+        bucket_arns={zone: lake_bucket_arn(config, zone) for zone in Zone},
+        kms_key_arn=f"arn:{Aws.PARTITION}:kms:{config.home_region}:{config.data_lake_account}:key/*",
+        kms_via_service=lake_via_service(config),
+        kms_key_alias=lake_key_alias(config),
+    )
+
+
+def grant_lake_access(grantee: iam.IGrantable, config: PlatformConfig, request: LakeAccessRequest) -> None:
+    """Give `grantee` (a role in a business unit account) the identity-side half of `request`.
+
+    The lake side already allows it for principals tagged `BusinessUnit=<business unit>` (every role
+    a platform stage creates carries that tag). The lake key is reached through its alias: its ARN is
+    not known in other accounts at synth time.
+    """
+    statements = lake_statements(config, request)
+    for statement in statements:
+        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement.from_json(statement))
+    if isinstance(grantee, Construct):
+        acknowledge_lake_wildcards(grantee, statements, key_reason=_KEY_BY_ALIAS)
+
+
+_KEY_BY_ALIAS = (
+    "The lake key lives in the data lake account and its id is unknown here at synth time; key/* is "
+    "narrowed to the key carrying the lake alias (kms:ResourceAliases) and to calls made through S3"
+)
+_OBJECTS_UNDER_PREFIX = (
+    "Object keys under the business unit's own prefix are created at run time; the wildcard ends in "
+    "'<business_unit>/' (or '<business_unit>/tenant=<id>/') and so never reaches another prefix"
+)
+
+
+def nag_resource(resource: str) -> str:
+    """How cdk-nag names a resource in a finding: CloudFormation pseudo parameters as `<AWS::...>`."""
+    return resource.replace(Aws.PARTITION, "<AWS::Partition>")
+
+
+def acknowledge_lake_wildcards(
+    construct: IConstruct, statements: Iterable[Mapping[str, Any]], *, key_reason: str
+) -> None:
+    """Acknowledge exactly the wildcard findings (AwsSolutions-IAM5) the lake statements cause."""
+    for statement in statements:
+        for resource in statement["Resource"]:
+            if not resource.endswith("*"):
+                continue
+            is_key = ":kms:" in resource
+            acknowledge(
+                construct,
+                f"AwsSolutions-IAM5[Resource::{nag_resource(resource)}]",
+                key_reason if is_key else _OBJECTS_UNDER_PREFIX,
+            )

@@ -1,12 +1,15 @@
-"""Data lake settings: lifecycle and retention per zone, Athena cost limit. Platform-level, not per BU.
+"""Data lake settings: lifecycle and retention per zone, Athena cost limit, and what every business unit
+may do in each zone. Platform-level, not per BU.
 
 Every zone has defaults, so a config that does not mention `data_lake` (or a zone) gets them:
 objects move to Standard-IA after 90 days, are kept until someone sets an expiry, and old versions
-go after 90 days.
+go after 90 days. Business units write the zones their own services fill and read the ones that are
+filled for them (see `ZoneAccess`).
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -66,9 +69,48 @@ class ZoneLifecycles(BaseModel):
         return lifecycle
 
 
+class LakeAccess(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    READ_WRITE = "read_write"
+
+    @property
+    def reads(self) -> bool:
+        return self in (LakeAccess.READ, LakeAccess.READ_WRITE)
+
+    @property
+    def writes(self) -> bool:
+        return self in (LakeAccess.WRITE, LakeAccess.READ_WRITE)
+
+
+class ZoneAccess(BaseModel):
+    """What each business unit's accounts may do under their own `<business_unit>/` prefix of a zone.
+
+    `null` means no access. The defaults: a business unit writes (and reads back) what its own
+    services produce, and only reads what is prepared for it elsewhere (prompt catalog exports from
+    the tooling account, evaluation datasets curated in the lake account). Nothing ever deletes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    raw: LakeAccess | None = LakeAccess.READ_WRITE  # tenant uploads in, preprocessing reads them
+    curated: LakeAccess | None = LakeAccess.READ_WRITE  # preprocessing writes, training reads
+    prompt_catalog: LakeAccess | None = LakeAccess.READ
+    evaluation_datasets: LakeAccess | None = LakeAccess.READ
+    evaluation_results: LakeAccess | None = LakeAccess.READ_WRITE
+    feedback: LakeAccess | None = LakeAccess.READ_WRITE
+    filter_decisions: LakeAccess | None = LakeAccess.READ_WRITE
+    model_metadata: LakeAccess | None = LakeAccess.READ_WRITE
+
+    def for_zone(self, zone: Zone) -> LakeAccess | None:
+        access: LakeAccess | None = getattr(self, zone.value)
+        return access
+
+
 class DataLakeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     zones: ZoneLifecycles = ZoneLifecycles()
+    business_unit_access: ZoneAccess = ZoneAccess()
     athena_bytes_scanned_cutoff_per_query: Annotated[int, Field(ge=MIN_ATHENA_BYTES_SCANNED)] = 10 * 1024**3
     noncurrent_version_expiry_days: Days = 90

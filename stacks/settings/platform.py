@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from stacks.settings.data_lake import DataLakeSettings
 from stacks.settings.evaluation import EvaluationSettings
 from stacks.settings.guardrails import GuardrailSettings
 from stacks.settings.regions import KNOWN_REGIONS
@@ -270,6 +271,7 @@ class PlatformConfig(StrictModel):
     source: Source
     stages: StagesSettings = Field(default_factory=lambda: StagesSettings.model_validate({}))
     lambda_: LambdaSettings = Field(default=LambdaSettings(), alias="lambda")
+    data_lake: DataLakeSettings = DataLakeSettings()
     business_units: Annotated[list[BusinessUnit], Field(min_length=1)]
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

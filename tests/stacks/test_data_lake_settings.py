@@ -1,8 +1,12 @@
+from pathlib import Path
+
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from common.lake_layout import Zone
-from stacks.settings.data_lake import DataLakeSettings, ZoneLifecycle, ZoneLifecycles
+from stacks.settings import ConfigError, load_config, parse_config
+from stacks.settings.data_lake import DataLakeSettings, LakeAccess, ZoneLifecycle, ZoneLifecycles
 
 
 def error_of(data):
@@ -80,3 +84,35 @@ def test_mistakes_name_the_field_and_what_is_allowed(data, field, says):
 def test_expiry_without_transition_is_allowed():
     lifecycle = ZoneLifecycle(transition_to_ia_days=None, expiry_days=7)
     assert lifecycle.expiry_days == 7
+
+
+def test_business_units_write_what_they_produce_and_only_read_what_is_prepared_for_them():
+    access = DataLakeSettings().business_unit_access
+    assert {zone: access.for_zone(zone) for zone in Zone} == {
+        Zone.RAW: LakeAccess.READ_WRITE,
+        Zone.CURATED: LakeAccess.READ_WRITE,
+        Zone.PROMPT_CATALOG: LakeAccess.READ,
+        Zone.EVALUATION_DATASETS: LakeAccess.READ,
+        Zone.EVALUATION_RESULTS: LakeAccess.READ_WRITE,
+        Zone.FEEDBACK: LakeAccess.READ_WRITE,
+        Zone.FILTER_DECISIONS: LakeAccess.READ_WRITE,
+        Zone.MODEL_METADATA: LakeAccess.READ_WRITE,
+    }
+    narrowed = DataLakeSettings.model_validate({"business_unit_access": {"raw": None, "curated": "read"}})
+    assert narrowed.business_unit_access.raw is None
+    assert narrowed.business_unit_access.curated is LakeAccess.READ
+
+
+def test_a_wrong_access_value_names_the_zone():
+    where, message = error_of({"business_unit_access": {"raw": "delete"}})
+    assert where == "business_unit_access.raw"
+    assert "read_write" in message
+
+
+def test_the_platform_config_carries_the_data_lake_section():
+    config = load_config()
+    assert config.data_lake == DataLakeSettings()
+    with pytest.raises(ConfigError, match="data_lake"):
+        raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "platform.yaml").read_text())
+        raw["data_lake"] = {"zones": {"raw": {"expiry_days": 0}}}
+        parse_config(raw)

@@ -246,7 +246,7 @@ def test_lake_access_is_per_step_and_limited_to_the_business_unit_prefix(retail_
     )
     assert lake_key["Condition"] == {
         "StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"},
-        "ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/exco/data-lake"},
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/exco/data-lake"]},
     }
     gate = role_statements(retail_dev, "GateFunction")
     assert {a for s in gate for a in as_list(s["Action"])} == {

@@ -63,7 +63,7 @@ def lake_statements(bu: str) -> list[dict[str, Any]]:
             "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
             "Condition": {
                 "StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"},
-                "ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/exco/data-lake"},
+                "ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/exco/data-lake"]},
             },
             "Effect": "Allow",
             "Resource": {"Fn::Join": ["", ["arn:", PARTITION, f":kms:eu-west-1:{LAKE}:key/*"]]},

@@ -6,8 +6,7 @@ import pytest
 from evaluation.settings import CandidateModel, EvaluationSettings, JudgeSettings
 
 from common.lake_layout import Zone
-from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest
-from stacks.blocks.lake_grants import lake_bucket_name, lake_statements
+from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, lake_bucket_name, lake_statements
 from stacks.blocks.model_access import bedrock_model_arns, invoked_models, model_resources
 from stacks.settings import PlatformConfig
 
@@ -59,7 +58,7 @@ def test_model_resources_include_the_judge_and_lower_case_endpoints_once() -> No
 
 
 def test_lake_bucket_name_follows_the_cross_account_contract(default_config: PlatformConfig) -> None:
-    assert lake_bucket_name(default_config, "evaluation_results") == (
+    assert lake_bucket_name(default_config, Zone.EVALUATION_RESULTS) == (
         "exco-lake-evaluation-results-222222222222-eu-west-1"
     )
 
@@ -72,7 +71,7 @@ def test_lake_key_use_is_limited_by_alias_and_s3(default_config: PlatformConfig)
     assert key["Resource"][0].endswith(":kms:eu-west-1:222222222222:key/*")
     assert key["Condition"] == {
         "StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"},
-        "ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/exco/data-lake"},
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/exco/data-lake"]},
     }
     (objects,) = [s for s in statements if "s3:PutObject" in s["Action"]]
     assert objects["Resource"][0].endswith(

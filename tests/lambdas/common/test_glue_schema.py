@@ -12,7 +12,7 @@ from common.glue_schema import TABLES, GlueColumn, SchemaError, check_query, hiv
 from common.lake_layout import Zone
 
 LAMBDAS_ROOT = Path(__file__).resolve().parents[3] / "lambdas"
-PARTITION_KEYS = (GlueColumn("dt", "string"), GlueColumn("model", "string"))
+PARTITION_KEYS = (GlueColumn("dt", "string"),)
 COMMON = [("business_unit", "string"), ("model_id", "string"), ("event_time", "timestamp")]
 
 
@@ -72,6 +72,15 @@ def test_filter_decisions_columns():
         ("layer_latency_ms", "map<string,double>"),
         ("text_redacted", "string"),
     ]
+
+
+def test_model_is_a_folder_not_a_glue_column():
+    # An injected `model` projection would refuse every query that groups by model.
+    for table in TABLES.values():
+        assert "model" not in table.column_names()
+        assert "model_id" in table.column_names()
+    with pytest.raises(SchemaError, match="model"):
+        check_query("SELECT model, count(*) FROM ratings GROUP BY model")
 
 
 def test_partition_keys_are_never_body_columns():

@@ -91,11 +91,35 @@ def test_objects_are_encrypted_with_the_given_kms_key(s3):
     assert head["ContentType"] == "application/x-ndjson"
 
 
-def test_without_a_key_id_it_still_asks_for_kms_encryption(s3):
+def test_without_a_key_id_it_sends_no_encryption_header_and_the_bucket_default_applies(s3):
+    # With "aws:kms" but no key id, S3 would pick the writer account's aws/s3 key: unusable cross-account.
+    lake_key = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["Arn"]
+    s3.put_bucket_encryption(
+        Bucket=BUCKET,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {
+                        "SSEAlgorithm": "aws:kms",
+                        "KMSMasterKeyID": lake_key,
+                    },
+                    "BucketKeyEnabled": True,
+                }
+            ]
+        },
+    )
+    sent = []
+    s3.meta.events.register("provide-client-params.s3.PutObject", lambda params, **_: sent.append(params))
     writer = LakeWriter(BUCKET, s3_client=s3)
     writer.append(rating())
+
     [key] = writer.flush()
-    assert s3.head_object(Bucket=BUCKET, Key=key)["ServerSideEncryption"] == "aws:kms"
+
+    assert "ServerSideEncryption" not in sent[0]
+    assert "SSEKMSKeyId" not in sent[0]
+    head = s3.head_object(Bucket=BUCKET, Key=key)
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["SSEKMSKeyId"] == lake_key
 
 
 def test_a_failed_put_loses_nothing_and_the_retry_lands_on_the_same_keys(s3):
