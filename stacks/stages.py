@@ -12,7 +12,8 @@ from constructs import Construct
 
 from stacks.baseline_stack import BaselineStack
 from stacks.data_lake_stack import DataLakeStack
-from stacks.settings import EnvironmentSpec, PlatformConfig
+from stacks.registry_events_stack import RegistryEventsStack
+from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.tooling_stack import ToolingStack
 
 SHARED_BUSINESS_UNIT = "shared"
@@ -51,6 +52,14 @@ class BusinessUnitStage(CdkStage):
         super().__init__(scope, construct_id)
         self.environment_spec = environment
         self.baseline = BaselineStack(self, "Baseline", environment=environment)
+
+        # ---- model registry events (tooling): preprod and prod receive model package state changes ----
+        # (sandbox mode: the registry's events already arrive on the one account's default bus)
+        self.registry_events: RegistryEventsStack | None = None
+        if environment.stage is not Stage.DEV and not config.is_sandbox:
+            self.registry_events = RegistryEventsStack(
+                self, "RegistryEvents", config=config, environment=environment
+            )
         tag_cost_allocation(
             self,
             business_unit=environment.business_unit.name,

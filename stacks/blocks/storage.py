@@ -65,10 +65,12 @@ class SecureBucket(s3.Bucket):
         lifecycle_rules: Sequence[s3.LifecycleRule] = (),
         object_lock_default_retention: s3.ObjectLockRetention | None = None,
         event_bridge_enabled: bool = False,
+        bucket_name: str | None = None,
     ) -> None:
         super().__init__(
             scope,
             construct_id,
+            bucket_name=bucket_name,
             encryption=s3.BucketEncryption.KMS,
             encryption_key=key,
             bucket_key_enabled=True,

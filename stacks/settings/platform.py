@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from stacks.settings.regions import KNOWN_REGIONS
+from stacks.settings.tooling import ToolingSettings
 
 
 class Stage(StrEnum):
@@ -262,6 +263,7 @@ class PlatformConfig(StrictModel):
     source: Source
     stages: StagesSettings = Field(default_factory=lambda: StagesSettings.model_validate({}))
     lambda_: LambdaSettings = Field(default=LambdaSettings(), alias="lambda")
+    tooling: ToolingSettings = ToolingSettings()
     business_units: Annotated[list[BusinessUnit], Field(min_length=1)]
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -29,6 +29,8 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
     }.items():
         for stage, account in zip(("dev", "preprod", "prod"), accounts, strict=True):
             expected[f"exco-{bu}-{stage}-baseline"] = (account, "eu-west-1")
+            if stage != "dev":
+                expected[f"exco-{bu}-{stage}-registry-events"] = (account, "eu-west-1")
     assert stack_locations(default_platform) == expected
 
 
