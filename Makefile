@@ -19,7 +19,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt lambdas/*/requirem
 VENV_STAMP := $(VENV)/.installed-$(REQ_HASH)
 NODE_STAMP := node_modules/.installed-$(shell sha256sum package.json package-lock.json | sha256sum | cut -c1-16)
 
-.PHONY: bootstrap synth test lint bench clean
+.PHONY: bootstrap synth test lint bench clean bootstrap-commands
 
 bootstrap: $(VENV_STAMP) $(NODE_STAMP) lambda-deps
 
@@ -50,6 +50,10 @@ lint: bootstrap
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy app.py stacks lambdas tools bench
+
+# The `cdk bootstrap` commands for every account and region of $(CONFIG), tooling first (docs/cicd.md).
+bootstrap-commands: $(VENV_STAMP)
+	@$(PY) -m tools.bootstrap_commands $(CONFIG)
 
 bench: bootstrap
 	$(PY) bench/synth_scaling.py

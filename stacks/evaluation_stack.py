@@ -23,6 +23,7 @@ from constructs import Construct, IConstruct
 
 from common.lake_layout import Zone
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks.evaluation_gate import gate_caller_role_name, gate_role_name, state_machine_name
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.model_access import (
@@ -51,16 +52,6 @@ CLIENT_ERRORS = ["InvalidEventError", "DatasetRejectedError"]
 GATE_FAILED_ERROR = "EvaluationGateFailed"
 # Step Functions passes at most 256 KiB between states; a batch stays well below it.
 MAX_BATCH_BYTES = 200 * 1024
-# Role names in the tooling account that may start gate runs: the platform's own (prefix) roles.
-TOOLING_ROLE_TAG = "shared"
-
-
-def state_machine_name(environment: EnvironmentSpec) -> str:
-    return f"{environment.name}-evaluation"
-
-
-def gate_role_name(environment: EnvironmentSpec) -> str:
-    return f"{environment.name}-evaluation-gate"
 
 
 def nag_resource(stack: Stack, arn: str) -> str:
@@ -183,10 +174,12 @@ class EvaluationStack(PlatformStack):
             "gate": (512, Duration.minutes(1)),
         }
         extra_env = {
+            # Gate runs started by the pipeline name no dataset: prepare reads <bu>/gate/<use case>.jsonl.
+            "prepare": {"DEFAULT_DATASET_BUCKET": lake_bucket_name(config, Zone.EVALUATION_DATASETS)},
             "summarize": {
                 "LAKE_RESULTS_BUCKET": lake_bucket_name(config, Zone.EVALUATION_RESULTS),
                 "REVIEW_QUEUE_URL": self.review_queue.queue_url,
-            }
+            },
         }
         functions: dict[str, PlatformFunction] = {}
         for entry, (memory, timeout) in sizes.items():
@@ -462,12 +455,15 @@ class EvaluationStack(PlatformStack):
             "GateRole",
             role_name=gate_role_name(self.environment_spec),
             description=f"Lets the tooling account's pipeline run the evaluation gate of {self.environment_spec.name}",
+            # Exactly the pipeline's gate-step role; by ARN condition (not as principal) so recreating that
+            # role does not silently break the trust.
             assumed_by=iam.AccountPrincipal(tooling).with_conditions(
                 {
-                    "StringEquals": {"aws:PrincipalTag/BusinessUnit": TOOLING_ROLE_TAG},
-                    "ArnLike": {
-                        "aws:PrincipalArn": f"arn:{self.partition}:iam::{tooling}:role/{config.organization.prefix}-*"
-                    },
+                    "ArnEquals": {
+                        "aws:PrincipalArn": (
+                            f"arn:{self.partition}:iam::{tooling}:role/{gate_caller_role_name(self.environment_spec)}"
+                        )
+                    }
                 }
             ),
             max_session_duration=Duration.hours(1),

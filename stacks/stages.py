@@ -14,7 +14,8 @@ from stacks.baseline_stack import BaselineStack
 from stacks.data_lake_stack import DataLakeStack
 from stacks.evaluation_stack import EvaluationStack
 from stacks.guardrail_stack import GuardrailStack
-from stacks.settings import EnvironmentSpec, PlatformConfig
+from stacks.registry_events_stack import RegistryEventsStack
+from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.tooling_stack import ToolingStack
 
 SHARED_BUSINESS_UNIT = "shared"
@@ -63,6 +64,13 @@ class BusinessUnitStage(CdkStage):
             self, "Evaluation", config=config, environment=environment, baseline=self.baseline
         )
 
+        # ---- model registry events (tooling): preprod and prod receive model package state changes ----
+        # (sandbox mode: the registry's events already arrive on the one account's default bus)
+        self.registry_events: RegistryEventsStack | None = None
+        if environment.stage is not Stage.DEV and not config.is_sandbox:
+            self.registry_events = RegistryEventsStack(
+                self, "RegistryEvents", config=config, environment=environment
+            )
         tag_cost_allocation(
             self,
             business_unit=environment.business_unit.name,

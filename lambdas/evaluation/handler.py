@@ -48,6 +48,7 @@ def runtime() -> service.Runtime:
         store=S3ResultStore(bucket, f"{business_unit}/evaluation_runs"),
         sink_factory=lake_sink,
         review_queue=queue,
+        default_dataset_bucket=os.environ.get("DEFAULT_DATASET_BUCKET"),
     )
 
 

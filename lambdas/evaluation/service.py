@@ -54,9 +54,11 @@ class S3Location(_Event):
 class PrepareEvent(_Event):
     run_id: SafeId
     use_case: SafeId
-    dataset: S3Location
+    # Absent for CI gate runs: the use case's gate dataset in the lake is read (Runtime.default_dataset).
+    dataset: S3Location | None = None
     outputs: S3Location | None = None
     gate: bool = False  # the execution input's flag for the CI gate; the state machine reads it, not prepare
+    commit: Annotated[str, Field(min_length=1, max_length=64)] | None = None  # set by the pipeline's gate
 
 
 class BatchInput(_Event):
@@ -96,9 +98,18 @@ class Runtime:
     sink_factory: Callable[[], RecordSink]
     clients: dict[str, Any] = field(default_factory=dict)  # bedrock=..., sagemaker=...
     review_queue: Any = None  # SqsReviewQueue or None
+    default_dataset_bucket: str | None = None  # the lake's evaluation_datasets zone
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], None] | None = None
     _precomputed: dict[str, dict[str, PrecomputedModel]] = field(default_factory=dict)
+
+    def default_dataset(self, use_case: str) -> S3Location:
+        """The use case's gate dataset, `<business unit>/gate/<use case>.jsonl` in the lake."""
+        if not self.default_dataset_bucket:
+            raise InvalidEventError("dataset: required (this function has no default dataset bucket)")
+        return S3Location(
+            bucket=self.default_dataset_bucket, key=f"{self.business_unit}/gate/{use_case}.jsonl"
+        )
 
     def key(self, run_id: str, name: str) -> str:
         return f"{self.store.run_prefix(run_id)}{name}"
@@ -120,7 +131,8 @@ class Runtime:
 def prepare(event: object, rt: Runtime) -> dict[str, Any]:
     ev: PrepareEvent = parse_event(PrepareEvent, event)
     errors: list[DatasetLineError] = []
-    records = list(read_records(rt.read_lines(ev.dataset), strict=False, errors=errors))
+    dataset = ev.dataset or rt.default_dataset(ev.use_case)
+    records = list(read_records(rt.read_lines(dataset), strict=False, errors=errors))
     described = [f"line {e.line_number}: {e.message}" for e in errors[:MAX_REPORTED_LINE_ERRORS]]
     if errors and rt.settings.strict_dataset:
         raise DatasetRejectedError(f"{len(errors)} malformed line(s): " + " | ".join(described))

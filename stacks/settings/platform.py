@@ -20,6 +20,7 @@ from stacks.settings.data_lake import DataLakeSettings
 from stacks.settings.evaluation import EvaluationSettings
 from stacks.settings.guardrails import GuardrailSettings
 from stacks.settings.regions import KNOWN_REGIONS
+from stacks.settings.tooling import ToolingSettings
 
 
 class Stage(StrEnum):
@@ -272,6 +273,7 @@ class PlatformConfig(StrictModel):
     stages: StagesSettings = Field(default_factory=lambda: StagesSettings.model_validate({}))
     lambda_: LambdaSettings = Field(default=LambdaSettings(), alias="lambda")
     data_lake: DataLakeSettings = DataLakeSettings()
+    tooling: ToolingSettings = ToolingSettings()
     business_units: Annotated[list[BusinessUnit], Field(min_length=1)]
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

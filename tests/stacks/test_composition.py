@@ -22,6 +22,7 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
     expected = {
         "exco-tooling": ("111111111111", "eu-west-1"),
         "exco-data-lake": ("222222222222", "eu-west-1"),
+        "exco-shared-pipeline": ("111111111111", "eu-west-1"),
     }
     for bu, accounts in {
         "retail": ("333333333331", "333333333332", "333333333333"),
@@ -31,6 +32,9 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
             expected[f"exco-{bu}-{stage}-baseline"] = (account, "eu-west-1")
             expected[f"exco-{bu}-{stage}-guardrail"] = (account, "eu-west-1")
             expected[f"exco-{bu}-{stage}-evaluation"] = (account, "eu-west-1")
+            if stage != "dev":
+                expected[f"exco-{bu}-{stage}-registry-events"] = (account, "eu-west-1")
+            expected[f"exco-{bu}-{stage}-pipeline"] = ("111111111111", "eu-west-1")
     assert stack_locations(default_platform) == expected
 
 
@@ -42,11 +46,12 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
     assert set(locations) == {
         "exsb-tooling",
         "exsb-data-lake",
+        "exsb-shared-pipeline",
         *(
             f"exsb-{bu}-{stage}-{stack}"
             for bu in ("retail", "finance")
             for stage in ("dev", "preprod", "prod")
-            for stack in ("baseline", "guardrail", "evaluation")
+            for stack in ("baseline", "guardrail", "evaluation", "pipeline")
         ),
     }
 

@@ -182,7 +182,7 @@ def test_gate_runs_only_when_asked_and_a_failed_gate_fails_the_execution(retail_
     assert states["GatePassed"] == {"Type": "Succeed", "OutputPath": "$.gate"}
 
 
-def test_gate_role_exists_in_preprod_only_and_trusts_only_the_tooling_accounts_platform_roles(
+def test_gate_role_exists_in_preprod_only_and_trusts_only_the_pipelines_gate_caller(
     default_platform: SynthesizedPlatform,
 ) -> None:
     for stage in ("dev", "prod"):
@@ -196,10 +196,8 @@ def test_gate_role_exists_in_preprod_only_and_trusts_only_the_tooling_accounts_p
     assert role["RoleName"] == "exco-retail-preprod-evaluation-gate"
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"AWS": json.loads(joined(f"arn:<partition>:iam::{TOOLING}:root"))}
-    assert trust["Condition"] == {
-        "StringEquals": {"aws:PrincipalTag/BusinessUnit": "shared"},
-        "ArnLike": {"aws:PrincipalArn": json.loads(joined(f"arn:<partition>:iam::{TOOLING}:role/exco-*"))},
-    }
+    caller = f"arn:<partition>:iam::{TOOLING}:role/exco-retail-preprod-eval-gate-caller"
+    assert trust["Condition"] == {"ArnEquals": {"aws:PrincipalArn": json.loads(joined(caller))}}
     statements = role_statements(template, "GateRole")
     assert grants(statements, "states") == {
         (

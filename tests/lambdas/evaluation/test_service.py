@@ -94,6 +94,24 @@ def test_prepare_lenient_writes_clean_copy_and_line_errors(s3):
     assert errors[0]["line"] == 1
 
 
+def test_gate_run_without_dataset_reads_the_use_cases_gate_dataset(s3):
+    # The pipeline's gate step names no dataset (stacks/blocks/evaluation_gate.py); the lake's copy is read.
+    s3.put_object(Bucket=BUCKET, Key="retail/gate/support.jsonl", Body=dump_records(RECORDS))
+    rt, _ = make_runtime(s3, [])
+    rt.default_dataset_bucket = BUCKET
+    event = {"run_id": "gate-1", "use_case": "support", "gate": True, "commit": "0123456789ab"}
+    out = service.prepare(event, rt)
+    assert out["records"] == 3
+    assert out["dataset"]["key"] == "retail/evaluation_runs/gate-1/dataset.jsonl"
+
+
+def test_gate_run_without_dataset_or_default_bucket_names_the_field(s3):
+    rt, _ = make_runtime(s3, [])
+    with pytest.raises(service.InvalidEventError, match=r"^dataset: required"):
+        service.prepare({"run_id": "gate-1", "use_case": "support", "gate": True}, rt)
+    assert keys(s3) == []
+
+
 def test_score_batch_retry_reuses_successes_and_redoes_failures(s3):
     state = {"throttle": True}
 

@@ -1,0 +1,88 @@
+"""Model registry events across accounts: SageMaker model package state changes (e.g. "Approved").
+
+Tooling side: one rule per business unit matching its groups, with that business unit's preprod and
+prod default event buses as targets. Receiving side: a default-bus policy in preprod and prod that
+lets the tooling account put exactly these events. In sandbox mode every bus is the one account's
+default bus, where the registry's events already arrive (EventBridge refuses a rule that targets its
+own bus), so nothing is forwarded there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+EVENT_SOURCE = "aws.sagemaker"
+EVENT_DETAIL_TYPE = "SageMaker Model Package State Change"
+
+
+def default_bus_arn(partition: str, region: str, account: str) -> str:
+    return f"arn:{partition}:events:{region}:{account}:event-bus/default"
+
+
+class RegistryEventForwarding(Construct):
+    """Forwards one business unit's model package state changes to the given (account, region) buses."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        business_unit: str,
+        group_names: Sequence[str],
+        destinations: Sequence[tuple[str, str]],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
+            description=f"Puts {business_unit}'s model registry events on its preprod and prod event buses",
+        )
+        self.rule = events.Rule(
+            self,
+            "Rule",
+            description=f"Model package state changes of {business_unit}'s groups, to its preprod and prod",
+            event_pattern=events.EventPattern(
+                source=[EVENT_SOURCE],
+                detail_type=[EVENT_DETAIL_TYPE],
+                detail={"ModelPackageGroupName": list(group_names)},
+            ),
+        )
+        for account, region in destinations:
+            bus = events.EventBus.from_event_bus_arn(
+                self, f"Bus{account}{region}", default_bus_arn(stack.partition, region, account)
+            )
+            self.rule.add_target(targets.EventBus(bus, role=self.role))
+
+
+class RegistryEventReceiver(Construct):
+    """Lets the tooling account put model registry events on this account's default event bus."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, statement_id: str, tooling_account: str
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.policy = events.CfnEventBusPolicy(
+            self,
+            "DefaultBusPolicy",
+            event_bus_name="default",
+            statement_id=statement_id,
+            statement={
+                "Sid": statement_id,
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{stack.partition}:iam::{tooling_account}:root"},
+                "Action": "events:PutEvents",
+                "Resource": default_bus_arn(stack.partition, stack.region, stack.account),
+                "Condition": {
+                    "StringEquals": {"events:source": EVENT_SOURCE, "events:detail-type": EVENT_DETAIL_TYPE}
+                },
+            },
+        )

@@ -1,0 +1,279 @@
+"""CDK Pipelines in the tooling account: one per business unit x stage, one for the shared stage.
+
+Branch -> stage (config `source.branches`): dev -> dev, test -> preprod (then unit tests and the
+evaluation gate), main -> prod (after a manual approval). The shared stage (tooling, data lake) is
+deployed off main, also after an approval. Every pipeline synthesizes the whole app with `make synth`
+and the same config file, updates itself first (self-mutation), then deploys its one stage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Duration, pipelines
+from aws_cdk import Stage as CdkStage
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_codecommit as codecommit
+from aws_cdk import aws_codepipeline as codepipeline
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.blocks.encryption import PlatformKey
+from stacks.blocks.evaluation_gate import gate_caller_role_name, gate_role_name, state_machine_name
+from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
+from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.retention import retention_for
+from stacks.blocks.storage import AccessLogBucket, SecureBucket
+from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
+from stacks.settings.loader import DEFAULT_CONFIG, REPO_ROOT
+from stacks.settings.platform import SourceProvider
+
+# The CodeBuild image's runtimes: the Makefile needs Python >= 3.11 and the Node.js the CDK CLI runs on.
+BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
+RUNTIME_VERSIONS = {"python": "3.12", "nodejs": "20"}
+GATE_SCRIPT = "tools/evaluation_gate.py"
+# Action wildcards of the L2 grant methods CDK Pipelines uses on its artifact bucket and key.
+PIPELINE_GRANT_ACTIONS = (
+    "s3:Abort*",
+    "s3:DeleteObject*",
+    "s3:GetBucket*",
+    "s3:GetObject*",
+    "s3:List*",
+    "kms:GenerateDataKey*",
+    "kms:ReEncrypt*",
+)
+
+
+def cdk_cli_version() -> str:
+    """The CLI version package.json pins, so pipelines deploy with the same CLI as `make synth`."""
+    package = json.loads((REPO_ROOT / "package.json").read_text(encoding="utf-8"))
+    return str(package["devDependencies"]["aws-cdk"])
+
+
+def pipeline_config_path(scope: Construct) -> str:
+    """The config file this app was synthesized from (`-c config=...`), relative to the repository."""
+    given = scope.node.try_get_context("config")
+    path = Path(given) if given else DEFAULT_CONFIG
+    if path.is_absolute():
+        try:
+            path = path.relative_to(REPO_ROOT)
+        except ValueError:
+            raise ValueError(
+                f"config: pipelines synthesize from the repository, so {given} must be inside {REPO_ROOT}"
+            ) from None
+    return path.as_posix()
+
+
+def evaluation_gate_role_arn(environment: EnvironmentSpec) -> str:
+    """This role in the preprod account starts the gate run (created by the evaluation stack)."""
+    return f"arn:aws:iam::{environment.account}:role/{gate_role_name(environment)}"
+
+
+def evaluation_state_machine_arn(environment: EnvironmentSpec) -> str:
+    return (
+        f"arn:aws:states:{environment.region}:{environment.account}:stateMachine:"
+        f"{state_machine_name(environment)}"
+    )
+
+
+def join_as_sub(join: dict[str, Any]) -> dict[str, str]:
+    """`Fn::Join ["", ["arn:", {"Ref": "AWS::Partition"}, ...]]` -> `Fn::Sub "arn:${AWS::Partition}..."`."""
+    separator, parts = join["Fn::Join"]
+    if separator != "" or not all(isinstance(p, str) or set(p) == {"Ref"} for p in parts):
+        raise ValueError(f"cannot rewrite {join} as Fn::Sub")
+    return {"Fn::Sub": "".join(p if isinstance(p, str) else "${" + p["Ref"] + "}" for p in parts)}
+
+
+class PipelineStack(PlatformStack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PlatformConfig,
+        name: str,
+        branch: str,
+        deploys: CdkStage,
+        environment: EnvironmentSpec | None,
+    ) -> None:
+        prefix = config.organization.prefix
+        super().__init__(
+            scope,
+            construct_id,
+            stack_name=f"{prefix}-{name}-pipeline",
+            account=config.tooling_account,
+            region=config.home_region,
+            description=f"LLMOps CI/CD: branch {branch} deploys {name}",
+        )
+        self.config = config
+        self.branch = branch
+        self.retention = retention_for(None)
+        key = PlatformKey(
+            self, "ArtifactKey", alias=f"alias/{prefix}/pipelines/{name}", retention=self.retention
+        ).key
+        access_logs = AccessLogBucket(self, "AccessLogs", retention=self.retention, expire_after_days=365)
+        expiry = Duration.days(config.tooling.pipelines.artifact_expiry_days)
+        self.artifact_bucket = SecureBucket(
+            self,
+            "Artifacts",
+            key=key,
+            access_logs=access_logs,
+            retention=self.retention,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-pipeline-artifacts", expiration=expiry, noncurrent_version_expiration=expiry
+                )
+            ],
+        )
+        self.source = self._source(branch)
+        self.gate_caller: iam.Role | None = None
+        self.pipeline = pipelines.CodePipeline(
+            self,
+            "Pipeline",
+            pipeline_name=f"{prefix}-{name}",
+            synth=pipelines.ShellStep(
+                "Synth",
+                input=self.source,
+                commands=[f"make synth CONFIG={pipeline_config_path(self)}"],
+                primary_output_directory="cdk.out",
+            ),
+            artifact_bucket=self.artifact_bucket,
+            cross_account_keys=True,
+            enable_key_rotation=True,
+            self_mutation=True,
+            cli_version=cdk_cli_version(),
+            publish_assets_in_parallel=False,
+            code_build_defaults=pipelines.CodeBuildOptions(
+                build_environment=codebuild.BuildEnvironment(
+                    build_image=BUILD_IMAGE, compute_type=codebuild.ComputeType.SMALL
+                ),
+                partial_build_spec=codebuild.BuildSpec.from_object(
+                    {"phases": {"install": {"runtime-versions": RUNTIME_VERSIONS}}}
+                ),
+            ),
+        )
+        stage = environment.stage if environment else None
+        self.deployment = self.pipeline.add_stage(
+            deploys,
+            pre=self._approval(name) if stage in (Stage.PROD, None) else None,
+            post=self._checks(environment) if stage is Stage.PREPROD and environment else None,
+        )
+        self.pipeline.build_pipeline()
+        self._role_arns_as_sub()
+        self._acknowledge_pipeline_findings()
+        acknowledge_cdk_managed_providers(self)
+
+    def _role_arns_as_sub(self) -> None:
+        """CDK writes action role ARNs as Fn::Join; cfn-lint (E3703) accepts only a string or Fn::Sub there."""
+        cfn = self.pipeline.pipeline.node.default_child
+        assert isinstance(cfn, codepipeline.CfnPipeline)
+        for s_index, stage in enumerate(self.resolve(cfn.stages)):
+            for a_index, action in enumerate(stage["actions"]):
+                role_arn = action.get("configuration", {}).get("RoleArn")
+                if isinstance(role_arn, dict) and "Fn::Join" in role_arn:
+                    cfn.add_property_override(
+                        f"Stages.{s_index}.Actions.{a_index}.Configuration.RoleArn", join_as_sub(role_arn)
+                    )
+
+    def _source(self, branch: str) -> pipelines.CodePipelineSource:
+        source = self.config.source
+        if source.provider is SourceProvider.CODECOMMIT:
+            repository = codecommit.Repository.from_repository_name(self, "Repository", source.repository)
+            return pipelines.CodePipelineSource.code_commit(repository, branch)
+        assert source.connection_arn is not None  # guaranteed by config validation
+        return pipelines.CodePipelineSource.connection(
+            source.repository, branch, connection_arn=source.connection_arn
+        )
+
+    @staticmethod
+    def _approval(name: str) -> list[pipelines.Step]:
+        return [
+            pipelines.ManualApprovalStep(
+                "ApproveDeployment",
+                comment=f"Deploy {name}: check the change set and the preprod evaluation before approving",
+            )
+        ]
+
+    def _checks(self, environment: EnvironmentSpec) -> list[pipelines.Step]:
+        """After preprod: the unit tests, then (if enabled) the evaluation gate in the preprod account."""
+        unit_tests = pipelines.ShellStep("UnitTests", input=self.source, commands=["make test"])
+        steps: list[pipelines.Step] = [unit_tests]
+        settings = self.config.tooling.pipelines
+        if settings.evaluation_gate:
+            gate_role = evaluation_gate_role_arn(environment)
+            caller = self.gate_caller = iam.Role(
+                self,
+                "EvaluationGateCaller",
+                role_name=gate_caller_role_name(environment),
+                assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
+                description=f"Runs the evaluation gate of {environment.name} from the pipeline",
+            )
+            caller.add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[gate_role]))
+            gate = pipelines.CodeBuildStep(
+                "EvaluationGate",
+                input=self.source,
+                role=caller,
+                install_commands=["python -m pip install --quiet $(grep '^boto3==' requirements.txt)"],
+                commands=[f"python {GATE_SCRIPT}"],
+                env={
+                    "GATE_ROLE_ARN": gate_role,
+                    "STATE_MACHINE_ARN": evaluation_state_machine_arn(environment),
+                    "USE_CASES": ",".join(environment.business_unit.use_cases),
+                    "TIMEOUT_SECONDS": str(settings.evaluation_gate_timeout_minutes * 60),
+                    "AWS_REGION": environment.region,
+                },
+                timeout=Duration.minutes(settings.evaluation_gate_timeout_minutes + 10),
+            )
+            gate.add_step_dependency(unit_tests)
+            steps.append(gate)
+        return steps
+
+    def _acknowledge_pipeline_findings(self) -> None:
+        """cdk-nag findings on the roles CDK Pipelines generates, each with the reason it holds."""
+        targets: list[Construct] = [self.pipeline]
+        if self.gate_caller is not None:
+            targets.append(self.gate_caller)
+        bucket = self.resolve(self.get_logical_id(self.artifact_bucket.node.default_child))  # type: ignore[arg-type]
+        grant_reason = (
+            "CDK Pipelines gives its roles the standard action sets of the L2 grant methods (s3:GetObject*, "
+            "kms:ReEncrypt* ...) on this pipeline's own artifact bucket and KMS key, and on nothing else"
+        )
+        logs = f"arn:<AWS::Partition>:logs:{self.region}:{self.account}:log-group:/aws/codebuild/"
+        reports = f"arn:<AWS::Partition>:codebuild:{self.region}:{self.account}:report-group/"
+        project_reason = (
+            "CodeBuild writes a project's logs and test reports to groups named after the project's generated "
+            "name, so the ARN ends in a wildcard; the prefix pins it to this one project"
+        )
+        findings = {
+            **dict.fromkeys(
+                [f"Action::{a}" for a in PIPELINE_GRANT_ACTIONS] + [f"Resource::<{bucket}.Arn>/*"],
+                grant_reason,
+            ),
+            f"Resource::{logs}*": (
+                "The asset-publishing role is shared by every asset project CDK Pipelines creates; their "
+                "names are generated, so CDK scopes logs to /aws/codebuild/* of this account and region"
+            ),
+            f"Resource::{reports}*": (
+                "The asset-publishing role is shared by every asset project CDK Pipelines creates; their "
+                "names are generated, so CDK scopes report groups to this account and region"
+            ),
+            "Resource::*": (
+                "Generated by CDK Pipelines: self-mutation calls cloudformation:DescribeStacks and s3:ListBucket "
+                "through the CDK CLI, and the asset role starts and watches its CodeBuild builds"
+            ),
+            f"Resource::arn:*:iam::{self.account}:role/*": (
+                "Self-mutation may assume only roles tagged aws-cdk:bootstrap-role (deploy, file and image "
+                "publishing) created by cdk bootstrap; the tag condition is in the statement"
+            ),
+        }
+        for project in self.node.find_all():
+            if isinstance(project, codebuild.CfnProject):
+                project_id = self.resolve(self.get_logical_id(project))
+                findings[f"Resource::{logs}<{project_id}>:*"] = project_reason
+                findings[f"Resource::{reports}<{project_id}>-*"] = project_reason
+        for target in targets:
+            for finding, reason in findings.items():
+                acknowledge(target, f"AwsSolutions-IAM5[{finding}]", reason)
