@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from stacks.settings.prompt_catalog import PromptCatalogStackSettings
 from stacks.settings.regions import KNOWN_REGIONS
 
 
@@ -262,6 +263,10 @@ class PlatformConfig(StrictModel):
     source: Source
     stages: StagesSettings = Field(default_factory=lambda: StagesSettings.model_validate({}))
     lambda_: LambdaSettings = Field(default=LambdaSettings(), alias="lambda")
+    prompt_catalog: PromptCatalogStackSettings = Field(
+        default=PromptCatalogStackSettings(),
+        description="the shared prompt catalog service (tooling account)",
+    )
     business_units: Annotated[list[BusinessUnit], Field(min_length=1)]
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

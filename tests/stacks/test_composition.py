@@ -22,6 +22,7 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
     expected = {
         "exco-tooling": ("111111111111", "eu-west-1"),
         "exco-data-lake": ("222222222222", "eu-west-1"),
+        "exco-prompt-catalog": ("111111111111", "eu-west-1"),
     }
     for bu, accounts in {
         "retail": ("333333333331", "333333333332", "333333333333"),
@@ -40,6 +41,7 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
     assert set(locations) == {
         "exsb-tooling",
         "exsb-data-lake",
+        "exsb-prompt-catalog",
         *(
             f"exsb-{bu}-{stage}-baseline"
             for bu in ("retail", "finance")
@@ -141,6 +143,7 @@ STATEFUL_TYPES = ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Logs::LogGroup")
         ("exco-retail-prod-baseline", "Retain", False),
         ("exco-tooling", "Retain", False),
         ("exco-data-lake", "Retain", False),
+        ("exco-prompt-catalog", "Retain", False),
     ],
 )
 def test_removal_policy_follows_the_stage(
