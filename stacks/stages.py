@@ -14,6 +14,7 @@ from stacks.baseline_stack import BaselineStack
 from stacks.data_lake_stack import DataLakeStack
 from stacks.evaluation_stack import EvaluationStack
 from stacks.guardrail_stack import GuardrailStack
+from stacks.prompt_catalog_stack import PromptCatalogStack
 from stacks.registry_events_stack import RegistryEventsStack
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.tooling_stack import ToolingStack
@@ -37,6 +38,10 @@ class SharedStage(CdkStage):
         super().__init__(scope, construct_id)
         self.tooling = ToolingStack(self, "Tooling", config=config)
         self.data_lake = DataLakeStack(self, "DataLake", config=config)
+        # The prompt catalog serves every business unit from the tooling account.
+        self.prompt_catalog = PromptCatalogStack(
+            self, "PromptCatalog", config=config, access_logs=self.tooling.access_logs
+        )
         tag_cost_allocation(
             self,
             business_unit=SHARED_BUSINESS_UNIT,

@@ -115,9 +115,7 @@ class PromptClient:
 
     def _fetch(self, name: str, alias: str) -> FetchedPrompt:
         path = f"/prompts/{urllib.parse.quote(name, safe='')}/aliases/{urllib.parse.quote(alias, safe='')}"
-        request = AWSRequest(method="GET", url=self._base + path, headers=self._headers())
-        SigV4Auth(self._signing_credentials(), "execute-api", self._region).add_auth(request)
-        status, body = self._transport(request)
+        status, body = self.send("GET", path)
         if status == 404:
             raise PromptNotFoundError(
                 f"prompt {name!r} has no alias {alias!r} (or is not visible to this caller)"
@@ -139,6 +137,14 @@ class PromptClient:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CatalogUnavailableError(f"prompt catalog answered an unreadable body: {exc}") from exc
+
+    def send(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        """One SigV4-signed call to any catalog route, uncached (tools such as the seeder use it)."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = self._headers() | ({"content-type": "application/json"} if data is not None else {})
+        request = AWSRequest(method=method, url=self._base + path, data=data, headers=headers)
+        SigV4Auth(self._signing_credentials(), "execute-api", self._region).add_auth(request)
+        return self._transport(request)
 
     def _headers(self) -> dict[str, str]:
         return {"x-business-unit": self._business_unit} if self._business_unit else {}

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from stacks.settings.data_lake import DataLakeSettings
 from stacks.settings.evaluation import EvaluationSettings
 from stacks.settings.guardrails import GuardrailSettings
+from stacks.settings.prompt_catalog import PromptCatalogStackSettings
 from stacks.settings.regions import KNOWN_REGIONS
 from stacks.settings.tooling import ToolingSettings
 
@@ -274,6 +275,10 @@ class PlatformConfig(StrictModel):
     lambda_: LambdaSettings = Field(default=LambdaSettings(), alias="lambda")
     data_lake: DataLakeSettings = DataLakeSettings()
     tooling: ToolingSettings = ToolingSettings()
+    prompt_catalog: PromptCatalogStackSettings = Field(
+        default=PromptCatalogStackSettings(),
+        description="the shared prompt catalog service (tooling account)",
+    )
     business_units: Annotated[list[BusinessUnit], Field(min_length=1)]
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -23,6 +23,7 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
         "exco-tooling": ("111111111111", "eu-west-1"),
         "exco-data-lake": ("222222222222", "eu-west-1"),
         "exco-shared-pipeline": ("111111111111", "eu-west-1"),
+        "exco-prompt-catalog": ("111111111111", "eu-west-1"),
     }
     for bu, accounts in {
         "retail": ("333333333331", "333333333332", "333333333333"),
@@ -47,6 +48,7 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
         "exsb-tooling",
         "exsb-data-lake",
         "exsb-shared-pipeline",
+        "exsb-prompt-catalog",
         *(
             f"exsb-{bu}-{stage}-{stack}"
             for bu in ("retail", "finance")
@@ -152,6 +154,7 @@ STATEFUL_TYPES = ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Logs::LogGroup")
         ("exco-finance-preprod-evaluation", "Retain", False),
         ("exco-tooling", "Retain", False),
         ("exco-data-lake", "Retain", False),
+        ("exco-prompt-catalog", "Retain", False),
     ],
 )
 def test_removal_policy_follows_the_stage(

@@ -1,0 +1,108 @@
+"""Who may call the shared prompt catalog API, and how a business unit stack gets the right to.
+
+The catalog runs in the tooling account and serves every business unit. Two sides decide access:
+
+- the catalog side: the API's resource policy admits the business units' accounts, and the function maps
+  each caller to one business unit with `CALLER_BUSINESS_UNITS` (`caller_business_units` below);
+- the caller side: a role in a business unit account needs `execute-api:Invoke` in its own policy
+  (`grant_prompt_catalog_invoke`), because cross-account IAM authorization needs both sides.
+
+API Gateway reports an assumed role as `arn:aws:sts::<account>:assumed-role/<role name>/<session>`, so the
+map holds STS prefixes. In multi-account mode every role of a business unit's accounts acts for that unit.
+In sandbox mode all units share one account and are told apart by role name: CloudFormation names a role
+`<stack name>-<logical id>-<random>`, and business unit stack names start with `<prefix>-<bu>-<stage>-`, so
+`.../assumed-role/<prefix>-<bu>-` matches exactly that unit's roles. CloudFormation shortens the stack
+part of a generated role name to 25 characters when the whole name would pass IAM's 64, so the prefix must
+fit in 25 characters; `caller_business_units` refuses configs where prefixes could overlap or be cut.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from aws_cdk import aws_iam as iam
+
+from stacks.settings import PlatformConfig
+
+# Every region the config accepts is a commercial region (stacks/settings/regions.py).
+PARTITION = "aws"
+# The API's stage name. The API id is random and unknown to other accounts at synth time, so callers'
+# policies name the tooling account, the region and this distinctive stage instead of the id.
+API_STAGE = "prompt-catalog"
+KINDS = ("prompts", "chains", "datasets")
+# Names of the shared stacks' roles in a sandbox account start with `<prefix>-<one of these>-`.
+SHARED_STACK_NAMES = ("tooling", "data-lake", "prompt-catalog")
+# CloudFormation keeps at least this much of the stack name in a generated IAM role name.
+GENERATED_ROLE_STACK_PART = 25
+
+
+class CatalogAccess(StrEnum):
+    READ = "read"  # get, list, render: what applications and evaluation jobs need
+    READ_WRITE = "read_write"  # also create, add versions, move aliases, archive: prompt engineers, pipelines
+
+
+def assumed_role_prefix(account: str, role_name_prefix: str = "") -> str:
+    return f"arn:{PARTITION}:sts::{account}:assumed-role/{role_name_prefix}"
+
+
+def caller_business_units(config: PlatformConfig) -> dict[str, list[str]]:
+    """CALLER_BUSINESS_UNITS for the catalog function: business unit -> caller ARN prefixes."""
+    if not config.is_sandbox:
+        return {
+            bu.name: sorted({assumed_role_prefix(account) for account in config.accounts_of(bu).values()})
+            for bu in config.business_units
+        }
+    _check_sandbox_role_prefixes(config)
+    prefix = config.organization.prefix
+    return {
+        bu.name: [assumed_role_prefix(config.tooling_account, f"{prefix}-{bu.name}-")]
+        for bu in config.business_units
+    }
+
+
+def _check_sandbox_role_prefixes(config: PlatformConfig) -> None:
+    prefix = config.organization.prefix
+    names = [bu.name for bu in config.business_units]
+    for index, name in enumerate(names):
+        field = f"business_units[{index}].name"
+        role_prefix = f"{prefix}-{name}-"
+        if len(role_prefix) > GENERATED_ROLE_STACK_PART:
+            raise ValueError(
+                f"{field}: in sandbox mode '{role_prefix}' must fit in {GENERATED_ROLE_STACK_PART} characters "
+                "(CloudFormation cuts longer stack names out of generated role names, and the prompt catalog "
+                "tells business units apart by that prefix); use a shorter business unit name or prefix"
+            )
+        clashes = [other for other in (*names, *SHARED_STACK_NAMES) if other.startswith(f"{name}-")]
+        clashes += [shared for shared in SHARED_STACK_NAMES if shared == name]
+        if clashes:
+            raise ValueError(
+                f"{field}: in sandbox mode '{name}' would also match the roles of {', '.join(sorted(clashes))} "
+                f"(role names starting with '{role_prefix}'); rename one of them"
+            )
+
+
+def api_client_accounts(config: PlatformConfig) -> list[str]:
+    """The accounts the API's resource policy admits: every business unit account (one in sandbox mode)."""
+    return sorted({account for bu in config.business_units for account in config.accounts_of(bu).values()})
+
+
+def prompt_catalog_invoke_arns(
+    config: PlatformConfig, access: CatalogAccess = CatalogAccess.READ
+) -> list[str]:
+    """execute-api ARNs for a caller policy: any API id, but only the tooling account and the catalog stage."""
+    base = f"arn:{PARTITION}:execute-api:{config.home_region}:{config.tooling_account}:*/{API_STAGE}"
+    if access is CatalogAccess.READ_WRITE:
+        return [f"{base}/*"]
+    # Render is a POST but only reads; every other POST and PUT writes.
+    return [f"{base}/GET/*", *(f"{base}/POST/{kind}/*/render" for kind in KINDS)]
+
+
+def grant_prompt_catalog_invoke(
+    grantee: iam.IGrantable, config: PlatformConfig, access: CatalogAccess = CatalogAccess.READ
+) -> iam.Grant:
+    """Let `grantee` (a role in a business unit account) call the prompt catalog API."""
+    return iam.Grant.add_to_principal(
+        grantee=grantee,
+        actions=["execute-api:Invoke"],
+        resource_arns=prompt_catalog_invoke_arns(config, access),
+    )
