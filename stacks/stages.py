@@ -12,6 +12,7 @@ from constructs import Construct
 
 from stacks.baseline_stack import BaselineStack
 from stacks.data_lake_stack import DataLakeStack
+from stacks.serving_stack import ServingStack
 from stacks.settings import EnvironmentSpec, PlatformConfig
 from stacks.tooling_stack import ToolingStack
 
@@ -51,6 +52,14 @@ class BusinessUnitStage(CdkStage):
         super().__init__(scope, construct_id)
         self.environment_spec = environment
         self.baseline = BaselineStack(self, "Baseline", environment=environment)
+
+        # GPU serving of fine-tuned models (business_units[].serving.stages; preprod and prod by default).
+        self.serving: ServingStack | None = None
+        if environment.stage.value in environment.business_unit.serving.stages:
+            self.serving = ServingStack(
+                self, "Serving", config=config, environment=environment, baseline=self.baseline
+            )
+
         tag_cost_allocation(
             self,
             business_unit=environment.business_unit.name,

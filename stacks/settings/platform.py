@@ -16,7 +16,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from stacks.settings.fine_tuning import FineTuningSettings
 from stacks.settings.regions import KNOWN_REGIONS
+from stacks.settings.serving import ServingSettings
 
 
 class Stage(StrEnum):
@@ -228,6 +230,8 @@ class BusinessUnit(StrictModel):
     region: Region | None = Field(default=None, description="defaults to home_region")
     accounts: StageAccounts | None = Field(default=None, description="required in multi_account mode")
     use_cases: Annotated[list[UseCaseName], Field(min_length=1)]
+    serving: ServingSettings = ServingSettings()
+    fine_tuning: FineTuningSettings = FineTuningSettings()
 
     @model_validator(mode="after")
     def _unique_use_cases(self) -> BusinessUnit:

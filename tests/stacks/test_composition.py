@@ -29,6 +29,8 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
     }.items():
         for stage, account in zip(("dev", "preprod", "prod"), accounts, strict=True):
             expected[f"exco-{bu}-{stage}-baseline"] = (account, "eu-west-1")
+            if stage != "dev":
+                expected[f"exco-{bu}-{stage}-serving"] = (account, "eu-west-1")
     assert stack_locations(default_platform) == expected
 
 
@@ -45,6 +47,7 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
             for bu in ("retail", "finance")
             for stage in ("dev", "preprod", "prod")
         ),
+        *(f"exsb-{bu}-{stage}-serving" for bu in ("retail", "finance") for stage in ("preprod", "prod")),
     }
 
 

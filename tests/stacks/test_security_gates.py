@@ -24,6 +24,14 @@ ACTIONS_WITHOUT_RESOURCE_SCOPE = {
     "ec2:DeleteNetworkInterface",
     "ec2:AssignPrivateIpAddresses",
     "ec2:UnassignPrivateIpAddresses",
+    # SageMaker endpoint execution role and the serving deployer (issue 9).
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",
+    "sagemaker:ListInferenceComponents",
 }
 
 
