@@ -14,8 +14,6 @@ an encrypted SNS topic. The deployer Lambda reacts to model package approvals fr
 
 from __future__ import annotations
 
-import re
-
 from aws_cdk import Duration
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -33,6 +31,7 @@ from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import PlatformStack
 from stacks.blocks.python_function import PlatformFunction
+from stacks.blocks.sagemaker_access import grant_sagemaker_runtime
 from stacks.blocks.storage import SecureBucket
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.settings.serving import (
@@ -46,21 +45,6 @@ from stacks.settings.serving import (
 VARIANT_NAME = "AllTraffic"
 MME_PREFIX = "mme/"
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
-
-
-_ECR_IMAGE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<repo>[^:@]+)"
-)
-
-
-def ecr_repository_arn(image_uri: str, partition: str) -> str:
-    """The repository ARN of an ECR image URI, so the execution role pulls exactly that repository."""
-    match = _ECR_IMAGE.match(image_uri)
-    if match is None:
-        raise ValueError(
-            f"serving.image_uri: {image_uri!r} is not an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>)"
-        )
-    return f"arn:{partition}:ecr:{match['region']}:{match['account']}:repository/{match['repo']}"
 
 
 def endpoint_name(environment: EnvironmentSpec) -> str:
@@ -226,67 +210,12 @@ class ServingStack(PlatformStack):
             iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.models_bucket.bucket_arn])
         )
         role.add_to_policy(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self.key.key_arn]))
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="PullDeepLearningContainers",
-                actions=[
-                    "ecr:BatchGetImage",
-                    "ecr:GetDownloadUrlForLayer",
-                    "ecr:BatchCheckLayerAvailability",
-                ],
-                resources=[ecr_repository_arn(image, self.partition)],
-            )
-        )
-        role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "AWS/SageMaker"]}},
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[
-                    f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:/aws/sagemaker/*"
-                ],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="AttachToTheVpc",
-                actions=[
-                    "ec2:CreateNetworkInterface",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeVpcs",
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                ],
-                resources=["*"],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterfacePermission"],
-                resources=[f"arn:{self.partition}:ec2:{self.region}:{self.account}:network-interface/*"],
-            )
-        )
+        grant_sagemaker_runtime(role, images=[image])
         self._acknowledge_wildcards(
             role,
             {
-                "Resource::*": "The actions ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited to SageMaker "
-                "namespaces) and the ec2 Describe/network-interface actions support no resource scope",
                 f"Resource::<{self._logical_id(self.models_bucket)}.Arn>/*": "Model objects in this stack's "
                 "bucket are named at deploy time (one per approved model); the endpoint only reads them",
-                f"Resource::arn:<AWS::Partition>:logs:{self.region}:{self.account}:log-group:/aws/sagemaker/*": (
-                    "SageMaker names the endpoint's log groups under /aws/sagemaker/ at deploy time"
-                ),
-                f"Resource::arn:<AWS::Partition>:ec2:{self.region}:{self.account}:network-interface/*": (
-                    "SageMaker creates the endpoint's network interfaces at deploy time, so their ids are unknown"
-                ),
             },
         )
         return role

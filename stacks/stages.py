@@ -12,6 +12,7 @@ from constructs import Construct
 
 from stacks.baseline_stack import BaselineStack
 from stacks.data_lake_stack import DataLakeStack
+from stacks.fine_tuning_stack import FineTuningStack
 from stacks.serving_stack import ServingStack
 from stacks.settings import EnvironmentSpec, PlatformConfig
 from stacks.tooling_stack import ToolingStack
@@ -52,6 +53,13 @@ class BusinessUnitStage(CdkStage):
         super().__init__(scope, construct_id)
         self.environment_spec = environment
         self.baseline = BaselineStack(self, "Baseline", environment=environment)
+
+        # Fine-tuning pipeline (business_units[].fine_tuning.stages; dev by default).
+        self.fine_tuning: FineTuningStack | None = None
+        if environment.stage.value in environment.business_unit.fine_tuning.stages:
+            self.fine_tuning = FineTuningStack(
+                self, "FineTuning", config=config, environment=environment, baseline=self.baseline
+            )
 
         # GPU serving of fine-tuned models (business_units[].serving.stages; preprod and prod by default).
         self.serving: ServingStack | None = None

@@ -108,3 +108,8 @@ def _allow(
     if condition:
         statement["Condition"] = condition
     return statement
+
+
+def lake_bucket_name(config: Any, zone: str) -> str:
+    """Deterministic zone bucket name (the lead's cross-account contract; the data-lake branch owns it)."""
+    return f"{config.organization.prefix}-lake-{zone.replace('_', '-')}-{config.data_lake_account}-{config.home_region}"
