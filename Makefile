@@ -58,5 +58,11 @@ bootstrap-commands: $(VENV_STAMP)
 bench: bootstrap
 	$(PY) bench/synth_scaling.py
 
+# Monthly GPU serving cost per business unit vs one endpoint per model (MODELS=10,100,1000 by default).
+MODELS ?= 10,100,1000
+.PHONY: cost
+cost: $(VENV_STAMP)
+	$(PY) -m tools.serving_cost --config $(CONFIG) --models $(MODELS)
+
 clean:
 	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache

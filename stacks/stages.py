@@ -13,9 +13,11 @@ from constructs import Construct
 from stacks.baseline_stack import BaselineStack
 from stacks.data_lake_stack import DataLakeStack
 from stacks.evaluation_stack import EvaluationStack
+from stacks.fine_tuning_stack import FineTuningStack
 from stacks.guardrail_stack import GuardrailStack
 from stacks.prompt_catalog_stack import PromptCatalogStack
 from stacks.registry_events_stack import RegistryEventsStack
+from stacks.serving_stack import ServingStack
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.tooling_stack import ToolingStack
 
@@ -76,6 +78,20 @@ class BusinessUnitStage(CdkStage):
             self.registry_events = RegistryEventsStack(
                 self, "RegistryEvents", config=config, environment=environment
             )
+        # Fine-tuning pipeline (business_units[].fine_tuning.stages; dev by default).
+        self.fine_tuning: FineTuningStack | None = None
+        if environment.stage.value in environment.business_unit.fine_tuning.stages:
+            self.fine_tuning = FineTuningStack(
+                self, "FineTuning", config=config, environment=environment, baseline=self.baseline
+            )
+
+        # GPU serving of fine-tuned models (business_units[].serving.stages; preprod and prod by default).
+        self.serving: ServingStack | None = None
+        if environment.stage.value in environment.business_unit.serving.stages:
+            self.serving = ServingStack(
+                self, "Serving", config=config, environment=environment, baseline=self.baseline
+            )
+
         tag_cost_allocation(
             self,
             business_unit=environment.business_unit.name,

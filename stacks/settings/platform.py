@@ -18,9 +18,11 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from stacks.settings.data_lake import DataLakeSettings
 from stacks.settings.evaluation import EvaluationSettings
+from stacks.settings.fine_tuning import FineTuningSettings
 from stacks.settings.guardrails import GuardrailSettings
 from stacks.settings.prompt_catalog import PromptCatalogStackSettings
 from stacks.settings.regions import KNOWN_REGIONS
+from stacks.settings.serving import ServingSettings
 from stacks.settings.tooling import ToolingSettings
 
 
@@ -239,6 +241,8 @@ class BusinessUnit(StrictModel):
     evaluation: EvaluationSettings = Field(
         default_factory=EvaluationSettings, description="evaluation engine: candidates, weights, gate"
     )
+    serving: ServingSettings = ServingSettings()
+    fine_tuning: FineTuningSettings = FineTuningSettings()
 
     @model_validator(mode="after")
     def _unique_use_cases(self) -> BusinessUnit:

@@ -36,6 +36,10 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
             if stage != "dev":
                 expected[f"exco-{bu}-{stage}-registry-events"] = (account, "eu-west-1")
             expected[f"exco-{bu}-{stage}-pipeline"] = ("111111111111", "eu-west-1")
+            if stage != "dev":
+                expected[f"exco-{bu}-{stage}-serving"] = (account, "eu-west-1")
+            else:
+                expected[f"exco-{bu}-{stage}-fine-tuning"] = (account, "eu-west-1")
     assert stack_locations(default_platform) == expected
 
 
@@ -55,6 +59,8 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
             for stage in ("dev", "preprod", "prod")
             for stack in ("baseline", "guardrail", "evaluation", "pipeline")
         ),
+        *(f"exsb-{bu}-{stage}-serving" for bu in ("retail", "finance") for stage in ("preprod", "prod")),
+        *(f"exsb-{bu}-dev-fine-tuning" for bu in ("retail", "finance")),
     }
 
 

@@ -22,12 +22,22 @@ NEW_STACKS = {
         for stage in ("dev", "preprod", "prod")
         for stack in ("baseline", "guardrail", "evaluation", "pipeline")
     ),
+    "exco-legal-dev-fine-tuning",
+    "exco-legal-preprod-serving",
+    "exco-legal-prod-serving",
     "exco-legal-preprod-registry-events",
     "exco-legal-prod-registry-events",
 }
 # Shared resources whose policies gain the new business unit's statements (same logical id, more statements):
 # bucket and key policies, and the Lake Formation location role that reads every business unit's prefixes.
-SHARED_POLICY_HOLDERS = {"AWS::S3::BucketPolicy", "AWS::KMS::Key", "AWS::IAM::Policy"}
+SHARED_POLICY_HOLDERS = {
+    "AWS::S3::BucketPolicy",
+    "AWS::KMS::Key",
+    "AWS::IAM::Policy",
+    "AWS::ApiGateway::RestApi",
+    "AWS::ApiGateway::Stage",  # points at the new deployment of the changed API
+    "AWS::Lambda::Function",  # the prompt catalog's caller map (environment)
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +49,12 @@ def onboarded(tmp_path_factory: pytest.TempPathFactory) -> SynthesizedPlatform:
 
 
 def resources(template: dict[str, Any]) -> dict[str, str]:
-    return {logical_id: r["Type"] for logical_id, r in template["Resources"].items()}
+    # An API Gateway deployment's logical id hashes the API; a changed resource policy replaces it by design.
+    return {
+        logical_id: r["Type"]
+        for logical_id, r in template["Resources"].items()
+        if r["Type"] != "AWS::ApiGateway::Deployment"
+    }
 
 
 def test_only_the_new_business_units_stacks_appear(
@@ -51,7 +66,7 @@ def test_only_the_new_business_units_stacks_appear(
     assert before <= after
 
 
-SHARED_STACKS = ("exco-tooling", "exco-data-lake")
+SHARED_STACKS = ("exco-tooling", "exco-data-lake", "exco-prompt-catalog")
 
 
 def test_every_existing_business_unit_stack_is_unchanged(
@@ -83,6 +98,8 @@ def test_every_existing_business_unit_stack_is_unchanged(
             "exco-data-lake",
             ["AWS::Glue::Database", "AWS::Glue::Table", "AWS::LakeFormation::PrincipalPermissions"],
         ),
+        # The catalog adds nothing: its API policy and caller map gain the new business unit.
+        ("exco-prompt-catalog", []),
     ],
 )
 def test_shared_stacks_gain_only_the_new_business_units_resources(

@@ -201,13 +201,14 @@ def test_function_reaches_only_the_table_its_index_and_the_units_prefixes(
     assert all(r["Fn::Join"][1][0] == {"Fn::GetAtt": [bucket_id, "Arn"]} for r in objects)
 
 
-def sandbox_roles(platform: SynthesizedPlatform) -> list[tuple[str, str, str]]:
-    """(stack name, business unit tag, logical id) of every IAM role CloudFormation will name."""
+def sandbox_roles(platform: SynthesizedPlatform) -> list[tuple[str, str, str, str | None]]:
+    """(stack name, business unit tag, logical id, explicit role name) of every IAM role."""
     roles = []
     for stack, template in platform.templates():
         for logical_id, resource in of_type(template, "AWS::IAM::Role").items():
-            assert "RoleName" not in resource["Properties"], (stack.stack_name, logical_id)
-            roles.append((stack.stack_name, stack.tags["BusinessUnit"], logical_id))
+            explicit = resource["Properties"].get("RoleName")
+            assert explicit is None or isinstance(explicit, str), (stack.stack_name, logical_id)
+            roles.append((stack.stack_name, stack.tags["BusinessUnit"], logical_id, explicit))
     return roles
 
 
@@ -219,10 +220,11 @@ def test_sandbox_role_names_map_to_their_own_business_unit_only(
         function_env(sandbox_platform.template(SANDBOX_STACK))["CALLER_BUSINESS_UNITS"]
     )
     roles = sandbox_roles(sandbox_platform)
-    assert {bu for _, bu, _ in roles} == {"retail", "finance", "shared"}
-    for stack_name, business_unit, logical_id in roles:
-        # CloudFormation names a role `<stack name>-<logical id>-<random>` (stack part cut when too long).
-        role_name = f"{stack_name[:stack_part]}-{logical_id[:25]}-ABCDEFGHIJKL"
+    assert {bu for _, bu, _, _ in roles} == {"retail", "finance", "shared"}
+    for stack_name, business_unit, logical_id, explicit in roles:
+        # CloudFormation names a role `<stack name>-<logical id>-<random>` (stack part cut when too long);
+        # platform stacks that name a role start it with the environment name `<prefix>-<bu>-<stage>`.
+        role_name = explicit or f"{stack_name[:stack_part]}-{logical_id[:25]}-ABCDEFGHIJKL"
         caller = f"arn:aws:sts::555555555555:assumed-role/{role_name}/session"
         expected = [] if business_unit == "shared" else [business_unit]
         assert callers.business_units_for(caller) == expected, role_name

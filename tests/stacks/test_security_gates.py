@@ -39,6 +39,14 @@ ACTIONS_WITHOUT_RESOURCE_SCOPE = {
     "logs:DescribeLogGroups",
     "xray:GetSamplingRules",
     "xray:GetSamplingTargets",
+    # SageMaker endpoint execution role and the serving deployer (issue 9).
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",
+    "sagemaker:ListInferenceComponents",
 }
 
 

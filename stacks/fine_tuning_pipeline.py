@@ -1,0 +1,347 @@
+"""The fine-tuning SageMaker Pipeline definition, written as plain dicts (pipeline definition schema 2020-12-01).
+
+preprocess (CPU processing: tenant JSON lines -> train / validation / held-out) -> fine-tune (LoRA on a GPU
+training instance, optional managed spot with checkpoints) -> evaluate (GPU processing: the evaluation
+engine's text metrics on the held-out split, written as a property file) -> condition (every configured
+threshold met) -> register (central registry in the tooling account, PendingManualApproval, with the
+evaluation report as model quality metrics) or fail.
+
+Values only known at deploy time (role, bucket, key, subnets, security group, code location) are
+`${Name}` placeholders; the stack fills them with `Fn::Sub`. Run-time values are pipeline parameters.
+No SageMaker SDK is needed (see docs/fine-tuning.md for why).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stacks.settings.fine_tuning import FineTuningSettings
+
+SCHEMA_VERSION = "2020-12-01"
+CODE_DIR = "/opt/ml/processing/input/code"
+REPORT_FILE = "evaluation.json"
+# Placeholders the stack substitutes (Fn::Sub).
+PLACEHOLDERS = (
+    "RoleArn",
+    "Bucket",
+    "KmsKeyArn",
+    "SecurityGroup",
+    "CodeUri",
+    "Image",
+    "ServingImage",
+    "RegistryArnPrefix",
+)
+
+
+def get(path: str) -> dict[str, str]:
+    return {"Get": path}
+
+
+def join(*values: Any, on: str = "") -> dict[str, Any]:
+    return {"Std:Join": {"On": on, "Values": list(values)}}
+
+
+def _s3(*parts: Any) -> dict[str, Any]:
+    return join("s3://${Bucket}/", *parts)
+
+
+def _run_prefix(stage: str) -> dict[str, Any]:
+    # Every output lands under <bu>/tenant=<id>/<execution id>/<stage>/ of the fine-tuning bucket.
+    return _s3(
+        get("Parameters.BusinessUnit"),
+        "/tenant=",
+        get("Parameters.TenantId"),
+        "/",
+        get("Execution.PipelineExecutionId"),
+        f"/{stage}",
+    )
+
+
+def _network(subnet_count: int) -> dict[str, Any]:
+    return {
+        "EnableNetworkIsolation": True,
+        "VpcConfig": {
+            "SecurityGroupIds": ["${SecurityGroup}"],
+            "Subnets": [f"${{Subnet{i}}}" for i in range(subnet_count)],
+        },
+    }
+
+
+def _processing(
+    name: str,
+    script: str,
+    instance_type: str,
+    inputs: list[dict[str, Any]],
+    outputs: list[str],
+    settings: FineTuningSettings,
+    subnet_count: int,
+    env: dict[str, Any],
+) -> dict[str, Any]:
+    network = _network(subnet_count)
+    return {
+        "Name": name,
+        "Type": "Processing",
+        "Arguments": {
+            "ProcessingResources": {
+                "ClusterConfig": {
+                    "InstanceType": instance_type,
+                    "InstanceCount": 1,
+                    "VolumeSizeInGB": settings.volume_size_gb,
+                    "VolumeKmsKeyId": "${KmsKeyArn}",
+                }
+            },
+            "AppSpecification": {
+                "ImageUri": "${Image}",
+                # The code arrives as the stack's zipped asset; unpack it and run the step's script.
+                "ContainerEntrypoint": [
+                    "bash",
+                    "-c",
+                    f"cd /tmp && python3 -m zipfile -e {CODE_DIR}/*.zip code && PYTHONPATH=/tmp/code python3 -m fine_tuning_jobs.{script}",
+                ],
+            },
+            "RoleArn": "${RoleArn}",
+            "NetworkConfig": {
+                "EnableNetworkIsolation": network["EnableNetworkIsolation"],
+                "EnableInterContainerTrafficEncryption": True,
+                "VpcConfig": network["VpcConfig"],
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_runtime_hours * 3600},
+            "Environment": env,
+            "ProcessingInputs": [
+                {
+                    "InputName": "code",
+                    "S3Input": {
+                        "S3Uri": "${CodeUri}",
+                        "LocalPath": CODE_DIR,
+                        "S3DataType": "S3Prefix",
+                        "S3InputMode": "File",
+                    },
+                },
+                *inputs,
+            ],
+            "ProcessingOutputConfig": {
+                "KmsKeyId": "${KmsKeyArn}",
+                "Outputs": [
+                    {
+                        "OutputName": output,
+                        "S3Output": {
+                            "S3Uri": _run_prefix(f"{name.lower()}/{output}"),
+                            "LocalPath": f"/opt/ml/processing/output/{output}",
+                            "S3UploadMode": "EndOfJob",
+                        },
+                    }
+                    for output in outputs
+                ],
+            },
+        },
+    }
+
+
+def _input(name: str, uri: Any) -> dict[str, Any]:
+    return {
+        "InputName": name,
+        "S3Input": {
+            "S3Uri": uri,
+            "LocalPath": f"/opt/ml/processing/input/{name}",
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+        },
+    }
+
+
+def _preprocess_output(name: str) -> dict[str, str]:
+    return get(f"Steps.Preprocess.ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri")
+
+
+def _training(settings: FineTuningSettings, subnet_count: int) -> dict[str, Any]:
+    lora = settings.lora
+    channel = {"S3DataType": "S3Prefix", "S3DataDistributionType": "FullyReplicated"}
+    arguments: dict[str, Any] = {
+        "AlgorithmSpecification": {
+            "TrainingImage": "${Image}",
+            "TrainingInputMode": "File",
+            "ContainerEntrypoint": [
+                "bash",
+                "-c",
+                "cd /tmp && python3 -m zipfile -e /opt/ml/input/data/code/*.zip code && PYTHONPATH=/tmp/code python3 -m fine_tuning_jobs.train",
+            ],
+        },
+        "RoleArn": "${RoleArn}",
+        "HyperParameters": {
+            "lora_rank": str(lora.rank),
+            "lora_alpha": str(lora.alpha),
+            "lora_dropout": str(lora.dropout),
+            "epochs": str(lora.epochs),
+            "learning_rate": str(lora.learning_rate),
+        },
+        "InputDataConfig": [
+            {"ChannelName": "code", "DataSource": {"S3DataSource": {**channel, "S3Uri": "${CodeUri}"}}},
+            {
+                "ChannelName": "base_model",
+                "DataSource": {"S3DataSource": {**channel, "S3Uri": get("Parameters.BaseModelUri")}},
+            },
+            {
+                "ChannelName": "train",
+                "DataSource": {"S3DataSource": {**channel, "S3Uri": _preprocess_output("train")}},
+            },
+            {
+                "ChannelName": "validation",
+                "DataSource": {"S3DataSource": {**channel, "S3Uri": _preprocess_output("validation")}},
+            },
+        ],
+        "OutputDataConfig": {
+            "S3OutputPath": _s3(
+                "models/", get("Parameters.BusinessUnit"), "/tenant=", get("Parameters.TenantId")
+            ),
+            "KmsKeyId": "${KmsKeyArn}",
+        },
+        "ResourceConfig": {
+            "InstanceType": settings.training_instance_type,
+            "InstanceCount": settings.training_instance_count,
+            "VolumeSizeInGB": settings.volume_size_gb,
+            "VolumeKmsKeyId": "${KmsKeyArn}",
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_runtime_hours * 3600},
+        "EnableInterContainerTrafficEncryption": True,
+        **_network(subnet_count),
+    }
+    if settings.use_spot:
+        arguments["EnableManagedSpotTraining"] = True
+        arguments["StoppingCondition"]["MaxWaitTimeInSeconds"] = settings.max_wait_hours * 3600
+        arguments["CheckpointConfig"] = {
+            "S3Uri": _run_prefix("checkpoints"),
+            "LocalPath": "/opt/ml/checkpoints",
+        }
+    return {"Name": "FineTune", "Type": "Training", "Arguments": arguments}
+
+
+def _condition(settings: FineTuningSettings, register: dict[str, Any]) -> dict[str, Any]:
+    conditions = [
+        {
+            "Type": "GreaterThanOrEqualTo",
+            "LeftValue": {
+                "Std:JsonGet": {
+                    "PropertyFile": get("Steps.Evaluate.PropertyFiles.EvaluationReport"),
+                    "Path": f"metrics.{metric}.value",
+                }
+            },
+            "RightValue": get(f"Parameters.Min_{metric}"),
+        }
+        for metric in sorted(settings.thresholds)
+    ]
+    fail = {
+        "Name": "BelowThresholds",
+        "Type": "Fail",
+        "Arguments": {
+            "ErrorMessage": join(
+                "Held-out metrics below the thresholds for tenant ", get("Parameters.TenantId")
+            )
+        },
+    }
+    return {
+        "Name": "CheckThresholds",
+        "Type": "Condition",
+        "Arguments": {"Conditions": conditions, "IfSteps": [register], "ElseSteps": [fail]},
+    }
+
+
+def _register(settings: FineTuningSettings) -> dict[str, Any]:
+    return {
+        "Name": "Register",
+        "Type": "RegisterModel",
+        "Arguments": {
+            # An ARN, not a name: the group lives in the tooling account (cross-account registration).
+            "ModelPackageGroupName": join("${RegistryArnPrefix}", get("Parameters.UseCase")),
+            "ModelPackageDescription": join("LoRA fine-tune for tenant ", get("Parameters.TenantId")),
+            "ModelApprovalStatus": get("Parameters.ModelApprovalStatus"),
+            "InferenceSpecification": {
+                "Containers": [
+                    {
+                        "Image": "${ServingImage}",
+                        "ModelDataUrl": get("Steps.FineTune.ModelArtifacts.S3ModelArtifacts"),
+                        "Environment": {"TENANT_ID": get("Parameters.TenantId")},
+                    }
+                ],
+                "SupportedContentTypes": ["application/json"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+            "ModelMetrics": {
+                "ModelQuality": {
+                    "Statistics": {
+                        "ContentType": "application/json",
+                        "S3Uri": join(
+                            get("Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"),
+                            f"/{REPORT_FILE}",
+                        ),
+                    }
+                }
+            },
+            "CustomerMetadataProperties": {
+                "TenantId": get("Parameters.TenantId"),
+                "BusinessUnit": get("Parameters.BusinessUnit"),
+            },
+        },
+    }
+
+
+def pipeline_definition(
+    settings: FineTuningSettings, *, business_unit: str, default_use_case: str, subnet_count: int
+) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"Name": "TenantId", "Type": "String"},
+        {"Name": "InputDataUri", "Type": "String"},
+        {"Name": "BusinessUnit", "Type": "String", "DefaultValue": business_unit},
+        {"Name": "UseCase", "Type": "String", "DefaultValue": default_use_case},
+        {
+            "Name": "BaseModelUri",
+            "Type": "String",
+            "DefaultValue": f"s3://${{Bucket}}/{settings.base_model_prefix}",
+        },
+        {"Name": "HeldOutFraction", "Type": "Float", "DefaultValue": settings.held_out_fraction},
+        {"Name": "ModelApprovalStatus", "Type": "String", "DefaultValue": settings.approval_status},
+        *(
+            {"Name": f"Min_{m}", "Type": "Float", "DefaultValue": v}
+            for m, v in sorted(settings.thresholds.items())
+        ),
+    ]
+    preprocess = _processing(
+        "Preprocess",
+        "preprocess",
+        settings.processing_instance_type,
+        [_input("data", get("Parameters.InputDataUri"))],
+        ["train", "validation", "heldout"],
+        settings,
+        subnet_count,
+        {
+            "HELD_OUT_FRACTION": join(get("Parameters.HeldOutFraction")),
+            "TENANT_ID": get("Parameters.TenantId"),
+        },
+    )
+    evaluate = _processing(
+        "Evaluate",
+        "evaluate",
+        settings.evaluation_instance_type,
+        [
+            _input("model", get("Steps.FineTune.ModelArtifacts.S3ModelArtifacts")),
+            _input("base_model", get("Parameters.BaseModelUri")),
+            _input("heldout", _preprocess_output("heldout")),
+        ],
+        ["evaluation"],
+        settings,
+        subnet_count,
+        {"METRICS": ",".join(sorted(settings.thresholds))},
+    )
+    evaluate["PropertyFiles"] = [
+        {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": REPORT_FILE}
+    ]
+    return {
+        "Version": SCHEMA_VERSION,
+        "Metadata": {},
+        "Parameters": parameters,
+        "Steps": [
+            preprocess,
+            _training(settings, subnet_count),
+            evaluate,
+            _condition(settings, _register(settings)),
+        ],
+    }

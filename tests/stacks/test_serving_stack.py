@@ -1,0 +1,171 @@
+"""Serving stacks: endpoint config per mode, scaling policies, alarms, the deployer's trigger, config checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from stacks.settings.serving import (
+    ServingMode,
+    ServingSettings,
+    check_instance_type,
+    load_catalog,
+    shared_instances,
+)
+from tests.conftest import SynthesizedPlatform
+
+
+def of_type(template: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in template["Resources"].values() if r["Type"] == resource_type]
+
+
+@pytest.fixture(scope="module")
+def mme(default_platform: SynthesizedPlatform) -> dict[str, Any]:
+    return default_platform.template("exco-retail-prod-serving")  # retail: multi_model_endpoint
+
+
+@pytest.fixture(scope="module")
+def components(default_platform: SynthesizedPlatform) -> dict[str, Any]:
+    return default_platform.template(
+        "exco-finance-preprod-serving"
+    )  # finance: defaults (inference components)
+
+
+def test_multi_model_endpoint_runs_the_gpu_container_in_multi_model_mode_inside_the_vpc(
+    mme: dict[str, Any],
+) -> None:
+    (model,) = of_type(mme, "AWS::SageMaker::Model")
+    container = model["PrimaryContainer"]
+    assert container["Mode"] == "MultiModel"
+    assert (
+        container["Image"] == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-tritonserver:24.09-py3"
+    )
+    assert model["EnableNetworkIsolation"] is True
+    assert len(model["VpcConfig"]["Subnets"]) == 2
+    (config,) = of_type(mme, "AWS::SageMaker::EndpointConfig")
+    (variant,) = config["ProductionVariants"]
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.g5.2xlarge", 1)
+    # g5 keeps models on NVMe instance storage: SageMaker refuses a KMS volume key there.
+    assert "KmsKeyId" not in config
+    (endpoint,) = of_type(mme, "AWS::SageMaker::Endpoint")
+    assert endpoint["EndpointName"] == "exco-retail-prod-serving"
+
+
+def test_multi_model_endpoint_scales_instances_on_invocations_per_instance(mme: dict[str, Any]) -> None:
+    (target,) = of_type(mme, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 4)
+    assert target["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+    assert target["ResourceId"] == "endpoint/exco-retail-prod-serving/variant/AllTraffic"
+    (policy,) = of_type(mme, "AWS::ApplicationAutoScaling::ScalingPolicy")
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert (
+        tracking["PredefinedMetricSpecification"]["PredefinedMetricType"]
+        == "SageMakerVariantInvocationsPerInstance"
+    )
+    assert tracking["TargetValue"] == 4.0
+
+
+def test_inference_components_scale_base_copies_to_zero(components: dict[str, Any]) -> None:
+    (config,) = of_type(components, "AWS::SageMaker::EndpointConfig")
+    (variant,) = config["ProductionVariants"]
+    assert variant["ManagedInstanceScaling"] == {
+        "Status": "ENABLED",
+        "MinInstanceCount": 0,
+        "MaxInstanceCount": 2,
+    }
+    assert "ExecutionRoleArn" in config and "VpcConfig" in config
+    (component,) = of_type(components, "AWS::SageMaker::InferenceComponent")
+    assert component["InferenceComponentName"] == "exco-finance-preprod-serving-base"
+    assert (
+        component["Specification"]["ComputeResourceRequirements"]["NumberOfAcceleratorDevicesRequired"] == 1
+    )
+    (target,) = of_type(components, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert (target["MinCapacity"], target["ScalableDimension"]) == (
+        0,
+        "sagemaker:inference-component:DesiredCopyCount",
+    )
+    policies = of_type(components, "AWS::ApplicationAutoScaling::ScalingPolicy")
+    assert {p["PolicyType"] for p in policies} == {"TargetTrackingScaling", "StepScaling"}
+    (model,) = of_type(components, "AWS::SageMaker::Model")
+    assert model["PrimaryContainer"]["Image"].endswith("/djl-inference:0.31.0-lmi13.0.0-cu124")
+
+
+def test_alarms_cover_errors_latency_and_gpu_memory_and_notify_an_encrypted_topic(
+    mme: dict[str, Any],
+) -> None:
+    alarms = {a["MetricName"]: a for a in of_type(mme, "AWS::CloudWatch::Alarm")}
+    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency", "GPUMemoryUtilization"}
+    assert alarms["ModelLatency"]["Threshold"] == 3_000_000  # microseconds
+    assert alarms["GPUMemoryUtilization"]["Namespace"] == "/aws/sagemaker/Endpoints"
+    assert all(a["AlarmActions"] for a in alarms.values())
+    (topic,) = of_type(mme, "AWS::SNS::Topic")
+    assert "KmsMasterKeyId" in topic
+
+
+def test_deployer_listens_to_this_business_units_registry_groups(mme: dict[str, Any]) -> None:
+    (rule,) = of_type(mme, "AWS::Events::Rule")
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.sagemaker"]
+    assert pattern["detail-type"] == ["SageMaker Model Package State Change"]
+    assert pattern["detail"]["ModelPackageGroupName"] == [
+        "exco-retail-product-qa",
+        "exco-retail-review-summarization",
+    ]
+    assert pattern["detail"]["ModelApprovalStatus"] == ["Approved", "Rejected"]
+    (function,) = [
+        f for f in of_type(mme, "AWS::Lambda::Function") if f["Handler"].startswith("serving_deployer.")
+    ]
+    env = function["Environment"]["Variables"]
+    assert (
+        ServingSettings.model_validate_json(env["SERVING_SETTINGS"]).mode is ServingMode.MULTI_MODEL_ENDPOINT
+    )
+    assert env["ENDPOINT_NAME"] == "exco-retail-prod-serving"
+
+
+def test_dev_gets_no_serving_stack(default_platform: SynthesizedPlatform) -> None:
+    names = {s.stack_name for s in default_platform.stacks()}
+    assert "exco-retail-dev-serving" not in names
+    assert "exco-retail-preprod-serving" in names
+
+
+def test_instance_types_are_checked_against_the_region() -> None:
+    check_instance_type("ml.g5.2xlarge", region="eu-west-1", field="serving.instance_type")
+    with pytest.raises(
+        ValueError,
+        match=r"serving\.instance_type: ml\.g6e\.xlarge is not a GPU instance type offered in eu-west-1",
+    ):
+        check_instance_type("ml.g6e.xlarge", region="eu-west-1", field="serving.instance_type")
+    with pytest.raises(
+        ValueError, match=r"serving\.instance_type: region ap-south-2 has no GPU instance list"
+    ):
+        check_instance_type("ml.g5.2xlarge", region="ap-south-2", field="serving.instance_type")
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"mode": "multi_model_endpoint", "min_capacity": 0}, "min_capacity"),
+        ({"min_capacity": 3, "max_capacity": 2}, "min_capacity"),
+        ({"initial_instances": 5, "max_capacity": 2}, "initial_instances"),
+        ({"instance_type": "g5.xlarge"}, "instance_type"),
+        ({"stages": ["qa"]}, "stages"),
+    ],
+)
+def test_bad_serving_settings_name_the_field(settings: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        ServingSettings.model_validate(settings)
+
+
+def test_every_catalog_region_lists_only_priced_instance_types() -> None:
+    catalog = load_catalog()
+    for region, offered in catalog.regions.items():
+        assert set(offered) <= set(catalog.instances), region
+        assert region in catalog.dlc_registries, region
+
+
+def test_shared_instances_grow_with_models_and_respect_the_floor() -> None:
+    settings = ServingSettings(mode=ServingMode.MULTI_MODEL_ENDPOINT, min_capacity=1, models_per_instance=50)
+    assert [shared_instances(settings, n) for n in (0, 10, 100, 1000)] == [1, 1, 2, 20]
+    assert shared_instances(ServingSettings(), 0) == 0
