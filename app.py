@@ -4,10 +4,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-# Stacks import runtime models (settings, record schemas) from lambdas/, the Lambda asset root.
-sys.path.insert(0, str(Path(__file__).resolve().parent / "lambdas"))
 
 from stacks.app_factory import compose, create_app
 from stacks.settings import ConfigError, load_config
