@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from stacks.app_factory import compose, create_app
+from stacks.blocks.nag import failed_validations
 from stacks.settings import ConfigError, load_config
 
 
@@ -17,7 +18,13 @@ def main() -> None:
         print(error, file=sys.stderr)
         raise SystemExit(2) from None
     compose(app, config)
-    app.synth()
+    assembly = app.synth()
+    violations = failed_validations(assembly.directory)
+    if violations:
+        print(
+            "cdk-nag: unacknowledged findings:\n" + "\n".join(f"  - {v}" for v in violations), file=sys.stderr
+        )
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 from aws_cdk import cx_api
 
 from stacks.app_factory import synthesize_platform
+from stacks.blocks.nag import failed_validations
 from stacks.composition import Platform
 from stacks.settings import PlatformConfig, load_config
 
@@ -54,7 +55,10 @@ class SynthesizedPlatform:
 
 def synthesize(config: PlatformConfig, outdir: Path) -> SynthesizedPlatform:
     app, platform = synthesize_platform(config, outdir=str(outdir))
-    assembly = app.synth()  # raises when cdk-nag reports an unacknowledged error
+    assembly = app.synth()  # raises when cdk-nag reports an unacknowledged error at the top level
+    violations = failed_validations(outdir)
+    if violations:
+        raise AssertionError("cdk-nag findings:\n" + "\n".join(violations))
     # Error annotations (e.g. the log-retention aspect) fail `cdk synth`; fail the fixture the same way.
     errors = [
         f"{m.id}: {m.entry.data}"

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from stacks.blocks.nag import failed_validations
+
 # cfn-lint exit status is a bit mask: 2 = error, 4 = warning, 8 = informational.
 CFN_LINT_ERROR_BIT = 2
 # CloudFormation's hard limit is 500 resources per stack; warn well before it.
@@ -101,6 +103,12 @@ def main(argv: list[str]) -> int:
     assembly = Path(argv[0] if argv else "cdk.out")
     if not (assembly / "manifest.json").is_file():
         print(f"no cloud assembly at {assembly}: run the synth first", file=sys.stderr)
+        return 1
+    violations = failed_validations(assembly)
+    if violations:
+        print(
+            "cdk-nag: unacknowledged findings:\n" + "\n".join(f"  - {v}" for v in violations), file=sys.stderr
+        )
         return 1
     stacks = sorted(iter_stacks(assembly), key=lambda s: (s.business_unit != "shared", s.name))
     status, lint_output = run_cfn_lint([s.template for s in stacks], workers=max(os.cpu_count() or 1, 1))

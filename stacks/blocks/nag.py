@@ -7,6 +7,9 @@ the code says specifically why the rule does not apply.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from aws_cdk import Acknowledgment, App, Stack, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
@@ -16,6 +19,25 @@ MIN_REASON_LENGTH = 40
 
 def add_nag_checks(app: App) -> None:
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+
+
+def failed_validations(outdir: str | Path) -> list[str]:
+    """Violations recorded in a cloud assembly's validation report, one line each.
+
+    Under the CDK CLI, a violation inside a nested `cdk.Stage` is written to the report without failing
+    the synth, so the gate reads the report instead of trusting the exit status.
+    """
+    report_path = Path(outdir) / "validation-report.json"
+    if not report_path.is_file():
+        return []
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    return [
+        f"{violation['ruleName']} at {construct['constructPath']}: {violation['description']}"
+        for plugin in report.get("pluginReports", [])
+        if plugin.get("conclusion") != "success"
+        for violation in plugin.get("violations", [])
+        for construct in violation.get("violatingConstructs", [])
+    ]
 
 
 def acknowledge(construct: IConstruct, rule_id: str, reason: str) -> None:

@@ -188,3 +188,36 @@ def test_every_log_group_has_retention(platform_fixture: str, request: pytest.Fi
     ]
     assert groups
     assert [g for g in groups if not g[2]] == []
+
+
+def test_gate_reads_nested_stage_violations_from_the_validation_report(tmp_path: Path) -> None:
+    # Under the CDK CLI a violation inside a nested Stage lands in the report without failing synth.
+    from stacks.blocks.nag import failed_validations
+    from tools.synth_report import main as synth_report_main
+
+    report = {
+        "version": "55.0.0",
+        "title": "Validation Report",
+        "pluginReports": [
+            {
+                "pluginName": "AwsSolutions",
+                "conclusion": "failure",
+                "violations": [
+                    {
+                        "ruleName": "AwsSolutions-S10",
+                        "description": "TLS not required",
+                        "violatingConstructs": [{"constructPath": "retail-dev/Baseline/Bucket/Resource"}],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "validation-report.json").write_text(json.dumps(report))
+    (tmp_path / "manifest.json").write_text(json.dumps({"version": "55.0.0", "artifacts": {}}))
+    assert failed_validations(tmp_path) == [
+        "AwsSolutions-S10 at retail-dev/Baseline/Bucket/Resource: TLS not required"
+    ]
+    assert synth_report_main([str(tmp_path)]) == 1
+    report["pluginReports"] = []
+    (tmp_path / "validation-report.json").write_text(json.dumps(report))
+    assert failed_validations(tmp_path) == []
