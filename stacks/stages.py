@@ -10,6 +10,7 @@ from aws_cdk import Stage as CdkStage
 from aws_cdk import Tags
 from constructs import Construct
 
+from stacks.application_stack import ApplicationStack
 from stacks.baseline_stack import BaselineStack
 from stacks.data_lake_stack import DataLakeStack
 from stacks.settings import EnvironmentSpec, PlatformConfig
@@ -51,6 +52,10 @@ class BusinessUnitStage(CdkStage):
         super().__init__(scope, construct_id)
         self.environment_spec = environment
         self.baseline = BaselineStack(self, "Baseline", environment=environment)
+        # Application backend (issue 8): end-user API of this business unit and stage.
+        self.application = ApplicationStack(
+            self, "Application", config=config, environment=environment, key=self.baseline.key
+        )
         tag_cost_allocation(
             self,
             business_unit=environment.business_unit.name,

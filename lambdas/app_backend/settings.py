@@ -94,7 +94,12 @@ class ApplicationSettings(_Strict):
     default_model: DefaultModel = DefaultModel()
     uploads: Uploads = Uploads()
     ratings: Ratings = Ratings()
-    max_input_chars: Annotated[int, Field(ge=1, le=200_000)] = 20_000
+    prompt_catalog_url: (
+        Annotated[str, Field(pattern=r"^https://[A-Za-z0-9.\-]+(/[A-Za-z0-9._\-]+)*/?$")] | None
+    ) = Field(default=None, description="the prompt catalog API's URL; until set, /invoke answers 503")
+    fine_tuning_pipeline: Annotated[str, Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")] | None = (
+        Field(default=None, description="SageMaker pipeline name; until set, POST /fine-tunes answers 503")
+    )
 
     @classmethod
     def from_env(cls) -> ApplicationSettings:

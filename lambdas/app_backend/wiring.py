@@ -1,9 +1,9 @@
 """Build the service from the function's environment (the stack sets these variables).
 
-APP_SETTINGS (ApplicationSettings JSON), BUSINESS_UNIT, TABLE_NAME, PROMPT_CATALOG_URL, FEEDBACK_BUCKET,
-EVALUATION_DATASETS_BUCKET, RAW_BUCKET, UPLOAD_ROLE_ARN, GUARDRAIL_SETTINGS; optional
-FINE_TUNING_PIPELINE (the SageMaker pipeline name: without it POST /fine-tunes answers 503) and
-FILTER_DECISIONS_BUCKET (guardrail decision records).
+APP_SETTINGS (ApplicationSettings JSON), BUSINESS_UNIT, USE_CASE, TABLE_NAME, FEEDBACK_BUCKET,
+EVALUATION_DATASETS_BUCKET, RAW_BUCKET, UPLOAD_ROLE_ARN, GUARDRAIL_SETTINGS; optional FILTER_DECISIONS_BUCKET (guardrail decision
+records). The catalog URL and the fine-tuning pipeline come from the settings (or PROMPT_CATALOG_URL /
+FINE_TUNING_PIPELINE): an unreachable catalog answers 503, a missing pipeline makes /fine-tunes 503.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
     business_unit = env["BUSINESS_UNIT"]
     region = env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1"))
     transport = urllib_transport()
-    catalog_url = env["PROMPT_CATALOG_URL"]
+    catalog_url = settings.prompt_catalog_url or env.get("PROMPT_CATALOG_URL") or "https://catalog.invalid"
     catalog = ApiCatalog(
         PromptClient(catalog_url, region=region, business_unit=business_unit, transport=transport),
         signed_get_json(catalog_url, region=region, transport=transport, business_unit=business_unit),
@@ -97,7 +97,7 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
         sink=LakeWriter(decisions) if decisions else None,
     )
     s3 = retrying_s3_client()
-    pipeline = env.get("FINE_TUNING_PIPELINE")
+    pipeline = settings.fine_tuning_pipeline or env.get("FINE_TUNING_PIPELINE")
     return AppService(
         settings=settings,
         business_unit=business_unit,

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from stacks.settings.application import ApplicationSettings
 from stacks.settings.regions import KNOWN_REGIONS
 
 
@@ -228,6 +229,7 @@ class BusinessUnit(StrictModel):
     region: Region | None = Field(default=None, description="defaults to home_region")
     accounts: StageAccounts | None = Field(default=None, description="required in multi_account mode")
     use_cases: Annotated[list[UseCaseName], Field(min_length=1)]
+    application: ApplicationSettings = ApplicationSettings()
 
     @model_validator(mode="after")
     def _unique_use_cases(self) -> BusinessUnit:

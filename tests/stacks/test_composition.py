@@ -29,6 +29,7 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
     }.items():
         for stage, account in zip(("dev", "preprod", "prod"), accounts, strict=True):
             expected[f"exco-{bu}-{stage}-baseline"] = (account, "eu-west-1")
+            expected[f"exco-{bu}-{stage}-application"] = (account, "eu-west-1")
     assert stack_locations(default_platform) == expected
 
 
@@ -41,9 +42,10 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
         "exsb-tooling",
         "exsb-data-lake",
         *(
-            f"exsb-{bu}-{stage}-baseline"
+            f"exsb-{bu}-{stage}-{stack}"
             for bu in ("retail", "finance")
             for stage in ("dev", "preprod", "prod")
+            for stack in ("baseline", "application")
         ),
     }
 
@@ -60,6 +62,9 @@ def explicit_physical_names(platform: SynthesizedPlatform) -> Counter[tuple[str,
         "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
         "AWS::ECR::Repository": "RepositoryName",
         "AWS::CodePipeline::Pipeline": "Name",
+        "AWS::Cognito::UserPool": "UserPoolName",
+        "AWS::ApiGateway::RestApi": "Name",
+        "AWS::WAFv2::WebACL": "Name",
     }
     names: Counter[tuple[str, str]] = Counter()
     for stack, template in platform.templates():

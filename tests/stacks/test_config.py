@@ -141,7 +141,7 @@ def test_typo_in_a_key_is_rejected_with_a_suggestion(raw: dict[str, Any]) -> Non
     problems = problems_of(raw)
     assert (
         "business_units[0].use_case: unknown key (did you mean 'use_cases'?); "
-        "allowed keys: name, cost_center, region, accounts, use_cases"
+        "allowed keys: name, cost_center, region, accounts, use_cases, application"
     ) in problems
     assert "business_units[0].use_cases: required but missing" in problems
 

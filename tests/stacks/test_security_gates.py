@@ -24,6 +24,9 @@ ACTIONS_WITHOUT_RESOURCE_SCOPE = {
     "ec2:DeleteNetworkInterface",
     "ec2:AssignPrivateIpAddresses",
     "ec2:UnassignPrivateIpAddresses",
+    # Comprehend's synchronous PII and toxicity detection (the in-process guardrail) have no resource types.
+    "comprehend:DetectPiiEntities",
+    "comprehend:DetectToxicContent",
 }
 
 
