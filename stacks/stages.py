@@ -10,6 +10,7 @@ from aws_cdk import Stage as CdkStage
 from aws_cdk import Tags
 from constructs import Construct
 
+from stacks.application_stack import ApplicationStack
 from stacks.baseline_stack import BaselineStack
 from stacks.data_lake_stack import DataLakeStack
 from stacks.evaluation_stack import EvaluationStack
@@ -92,6 +93,10 @@ class BusinessUnitStage(CdkStage):
                 self, "Serving", config=config, environment=environment, baseline=self.baseline
             )
 
+        # Application backend (issue 8): end-user API of this business unit and stage.
+        self.application = ApplicationStack(
+            self, "Application", config=config, environment=environment, key=self.baseline.key
+        )
         tag_cost_allocation(
             self,
             business_unit=environment.business_unit.name,

@@ -26,12 +26,13 @@ DEFAULT_TIMEOUT = Duration.seconds(30)
 POWERTOOLS_LAYER = "arn:{partition}:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-x86_64:{version}"
 
 
-def asset_excludes(service: str) -> list[str]:
-    """Ship only the service's package and lambdas/common, without caches or requirement files."""
+def asset_excludes(service: str, extra_packages: tuple[str, ...] = ()) -> list[str]:
+    """Ship only the service's package, lambdas/common and the other packages it imports in-process,
+    without caches or requirement files."""
+    shipped = [item for package in (service, *extra_packages) for item in (f"!{package}", f"!{package}/**")]
     return [
         "*",
-        f"!{service}",
-        f"!{service}/**",
+        *shipped,
         "!common",
         "!common/**",
         "**/__pycache__",
@@ -59,6 +60,7 @@ class PlatformFunction(Construct):
         vpc: ec2.IVpc | None = None,
         security_groups: list[ec2.ISecurityGroup] | None = None,
         reserved_concurrent_executions: int | None = None,
+        extra_packages: tuple[str, ...] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -97,7 +99,7 @@ class PlatformFunction(Construct):
             "Function",
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
-            code=lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=asset_excludes(service)),
+            code=lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=asset_excludes(service, extra_packages)),
             handler=f"{service}.{handler}",
             description=description,
             role=self.role,

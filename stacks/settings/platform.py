@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from stacks.settings.application import ApplicationSettings
 from stacks.settings.data_lake import DataLakeSettings
 from stacks.settings.evaluation import EvaluationSettings
 from stacks.settings.fine_tuning import FineTuningSettings
@@ -243,6 +244,7 @@ class BusinessUnit(StrictModel):
     )
     serving: ServingSettings = ServingSettings()
     fine_tuning: FineTuningSettings = FineTuningSettings()
+    application: ApplicationSettings = ApplicationSettings()
 
     @model_validator(mode="after")
     def _unique_use_cases(self) -> BusinessUnit:

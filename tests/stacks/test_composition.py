@@ -40,6 +40,7 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
                 expected[f"exco-{bu}-{stage}-serving"] = (account, "eu-west-1")
             else:
                 expected[f"exco-{bu}-{stage}-fine-tuning"] = (account, "eu-west-1")
+            expected[f"exco-{bu}-{stage}-application"] = (account, "eu-west-1")
     assert stack_locations(default_platform) == expected
 
 
@@ -57,7 +58,7 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
             f"exsb-{bu}-{stage}-{stack}"
             for bu in ("retail", "finance")
             for stage in ("dev", "preprod", "prod")
-            for stack in ("baseline", "guardrail", "evaluation", "pipeline")
+            for stack in ("baseline", "guardrail", "evaluation", "pipeline", "application")
         ),
         *(f"exsb-{bu}-{stage}-serving" for bu in ("retail", "finance") for stage in ("preprod", "prod")),
         *(f"exsb-{bu}-dev-fine-tuning" for bu in ("retail", "finance")),
@@ -77,6 +78,9 @@ def explicit_physical_names(platform: SynthesizedPlatform) -> Counter[tuple[str,
         "AWS::ECR::Repository": "RepositoryName",
         "AWS::CodePipeline::Pipeline": "Name",
         "AWS::Bedrock::Guardrail": "Name",
+        "AWS::Cognito::UserPool": "UserPoolName",
+        "AWS::ApiGateway::RestApi": "Name",
+        "AWS::WAFv2::WebACL": "Name",
     }
     names: Counter[tuple[str, str]] = Counter()
     for stack, template in platform.templates():

@@ -1,0 +1,181 @@
+"""Application backend benchmark: /invoke overhead with fixed-latency doubles, and cold-start import time.
+
+    python bench/app_backend_bench.py [--requests 300]
+
+Overhead = wall time of `handler.app.resolve(event)` minus the time measured inside the doubles
+(input filter, catalog, model, output filter, table), so it is what the backend itself adds: routing,
+parsing, validation, rendering, hashing, response shaping. Doubles sleep a fixed latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "lambdas"), str(ROOT)]
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+LATENCY_S = {"filter": 0.005, "catalog": 0.0, "model": 0.050, "table": 0.003}
+
+
+class Clocked:
+    spent = 0.0
+
+    @classmethod
+    def wait(cls, seconds: float) -> None:
+        start = time.perf_counter()
+        if seconds:
+            time.sleep(seconds)
+        cls.spent += time.perf_counter() - start
+
+
+class FilterDouble:
+    def check(self, event: Any) -> dict[str, Any]:
+        Clocked.wait(LATENCY_S["filter"])
+        texts = [item["text"] for item in event["content"]]
+        return {"action": "allow", "text": "\n\n".join(texts), "texts": texts, "findings": [], "errors": {}}
+
+
+class ModelDouble:
+    name = "bench-model"
+
+    def invoke(self, request: Any) -> Any:
+        from common.model_gateway import ModelResponse
+
+        Clocked.wait(LATENCY_S["model"])
+        return ModelResponse(text="x" * 800, latency_ms=LATENCY_S["model"] * 1000)
+
+
+class TableDouble:
+    def put_item(self, **_: Any) -> None:
+        Clocked.wait(LATENCY_S["table"])
+
+
+class CatalogDouble:
+    def __init__(self) -> None:
+        from prompt_catalog.chains import ResolvedPrompt
+        from prompt_catalog.models import PromptContent
+
+        content = PromptContent.model_validate(
+            {
+                "template": "Answer as a support agent.\n{{ question }}\nContext: {{ context }}",
+                "variables": [{"name": "question"}, {"name": "context"}],
+            }
+        )
+        self.resolved = ResolvedPrompt("qa:prod", "qa", 4, content)
+
+    def prompt(self, name: str, alias: str) -> Any:
+        Clocked.wait(LATENCY_S["catalog"])
+        return self.resolved
+
+    def chain(self, name: str, alias: str) -> Any:
+        raise NotImplementedError
+
+
+def build() -> Any:
+    from app_backend import handler
+    from app_backend.service import AppService
+    from app_backend.settings import ApplicationSettings
+    from app_backend.store import AppStore
+
+    service = AppService(
+        settings=ApplicationSettings(),
+        business_unit="retail",
+        use_case="product-qa",
+        guard=FilterDouble(),
+        catalog=CatalogDouble(),
+        store=AppStore(TableDouble()),
+        default_model=ModelDouble(),
+        tenant_model=lambda item: ModelDouble(),
+        ratings=None,  # type: ignore[arg-type]
+        candidates=None,  # type: ignore[arg-type]
+    )
+    handler.use_service(service)
+    return handler
+
+
+def event() -> dict[str, Any]:
+    body = {"prompt": "qa", "variables": {"question": "Where is my order 1234? " * 10, "context": "c" * 2000}}
+    return {
+        "path": "/invoke",
+        "httpMethod": "POST",
+        "resource": "/invoke",
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+        "requestContext": {"authorizer": {"claims": {"sub": "5f1c7e0a-aaaa-bbbb-cccc-123456789012"}}},
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def invoke_overhead(requests: int) -> dict[str, float]:
+    handler = build()
+    sample = event()
+    for _ in range(20):  # warm caches (jinja compile, pydantic)
+        handler.app.resolve(sample, None)
+    overheads, walls = [], []
+    for _ in range(requests):
+        Clocked.spent = 0.0
+        start = time.perf_counter()
+        answer = handler.app.resolve(sample, None)
+        wall = time.perf_counter() - start
+        assert answer["statusCode"] == 200, answer
+        walls.append(wall * 1000)
+        overheads.append((wall - Clocked.spent) * 1000)
+    return {
+        "overhead_p50_ms": statistics.median(overheads),
+        "overhead_p99_ms": percentile(overheads, 0.99),
+        "wall_p50_ms": statistics.median(walls),
+        "doubles_ms": sum(LATENCY_S.values()) * 1000 + LATENCY_S["filter"] * 1000,  # two filter calls
+    }
+
+
+def import_time(module: str, runs: int = 7) -> float:
+    code = f"import time; t=time.perf_counter(); import {module}; print(time.perf_counter()-t)"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "lambdas")}
+    times = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(runs)
+    ]
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+    result = invoke_overhead(args.requests)
+    handler_ms = import_time("app_backend.handler")
+    baseline_ms = import_time("aws_lambda_powertools.event_handler")
+    print(f"/invoke, {args.requests} requests, doubles sum {result['doubles_ms']:.0f} ms per request")
+    print(f"  wall p50 {result['wall_p50_ms']:.2f} ms")
+    print(
+        f"  backend overhead p50 {result['overhead_p50_ms']:.3f} ms, p99 {result['overhead_p99_ms']:.3f} ms"
+    )
+    print("cold-start import (median of 7 fresh interpreters)")
+    print(
+        f"  app_backend.handler {handler_ms:.0f} ms; Powertools event_handler alone {baseline_ms:.0f} ms "
+        f"(ratio {handler_ms / baseline_ms:.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()

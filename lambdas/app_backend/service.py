@@ -1,0 +1,309 @@
+"""What each route does, with every AWS dependency injected (tests pass doubles, moto or Stubber)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from prompt_catalog.chains import RenderedStep, final_step, run_chain
+from prompt_catalog.rendering import render
+
+from app_backend.catalog import PromptSource
+from app_backend.filters import InputOutputFilter, filter_event, redacted_or_none
+from app_backend.models import (
+    ConflictError,
+    FineTuneBody,
+    InvokeBody,
+    NotEnabledError,
+    NotFoundError,
+    RatingBody,
+    UnprocessableError,
+    UploadBody,
+    UpstreamUnavailableError,
+)
+from app_backend.settings import ApplicationSettings
+from app_backend.store import AppStore, StoredRequest
+from app_backend.uploads import TenantUploads
+from common.evaluation_dataset import EvaluationRecord, dump_records
+from common.lake_records import LakeRecord, RatingRecord
+from common.model_gateway import ModelClient, ModelError, ModelRequest, ModelThrottledError
+from common.prompt_client import PromptFetchError, PromptNotFoundError
+
+ModelFactory = Callable[[Mapping[str, Any]], ModelClient]
+
+
+class RecordSink(Protocol):
+    """`common.lake_writer.LakeWriter` satisfies this."""
+
+    def append(self, record: LakeRecord) -> None: ...
+
+    def flush(self) -> list[str]: ...
+
+
+class CandidateSink(Protocol):
+    def put(self, key: str, body: str) -> None: ...
+
+
+class FineTunePipeline(Protocol):
+    def start(self, tenant_id: str, client_token: str) -> str: ...
+
+    def status(self, execution_arn: str) -> dict[str, Any]: ...
+
+
+@dataclass
+class AppService:
+    settings: ApplicationSettings
+    business_unit: str
+    use_case: str
+    guard: InputOutputFilter
+    catalog: PromptSource
+    store: AppStore
+    default_model: ModelClient
+    tenant_model: ModelFactory
+    ratings: RecordSink
+    candidates: CandidateSink
+    uploads: TenantUploads | None = None
+    fine_tunes: FineTunePipeline | None = None
+    clock: Callable[[], float] = time.time
+
+    # ---- POST /invoke ----------------------------------------------------------------------------
+
+    def invoke(self, tenant_id: str, body: InvokeBody) -> dict[str, Any]:
+        model = self._model_for(tenant_id, body.model)
+        request_id = uuid.uuid4().hex
+        values: dict[str, Any] = dict(body.variables)
+        untrusted = [name for name, value in values.items() if isinstance(value, str) and value.strip()]
+        verdicts: dict[str, Any] = {}
+        input_verdict: Mapping[str, Any] = {"action": "allow", "texts": [], "errors": {}}
+        if untrusted:
+            event = filter_event("input", "", **self._ids(model.name, request_id, tenant_id))
+            event["content"] = [{"text": values[name]} for name in untrusted]
+            input_verdict = self.guard.check(event)
+            verdicts["input"] = _summary(input_verdict)
+            if input_verdict["action"] == "block":
+                return {"output": None, "request_id": request_id, "blocked": "input", "verdicts": verdicts}
+            if input_verdict["action"] == "redact":
+                values.update(zip(untrusted, input_verdict["texts"], strict=True))
+
+        output, prompt_ref = self._run(body, values, model)
+        output_verdict = self.guard.check(
+            filter_event("output", output or " ", **self._ids(model.name, request_id, tenant_id))
+        )
+        verdicts["output"] = _summary(output_verdict)
+        blocked = output_verdict["action"] == "block"
+        answer = None if blocked else str(output_verdict["text"])
+
+        # `values` now holds the redacted strings; kept only when every input layer ran.
+        stored_values = None if input_verdict.get("errors") else json.dumps(values, sort_keys=True)
+        self.store.put_request(
+            tenant_id,
+            StoredRequest(
+                request_id=request_id,
+                prompt_ref=prompt_ref,
+                kind="prompt" if body.prompt else "chain",
+                model=model.name,
+                variables_redacted=stored_values,
+                output_redacted=redacted_or_none(output_verdict),
+                input_sha256=_sha256(json.dumps(body.variables, sort_keys=True)),
+                output_sha256=_sha256(output),
+                created_at=int(self.clock()),
+            ),
+        )
+        result = {"output": answer, "request_id": request_id, "verdicts": verdicts}
+        if blocked:
+            result["blocked"] = "output"
+        return result
+
+    def _model_for(self, tenant_id: str, choice: str) -> ModelClient:
+        if choice == "default":
+            return self.default_model
+        models = self.store.list_models(tenant_id)
+        if not models:
+            raise ConflictError("model", "you have no personal model yet; use 'default'")
+        return self.tenant_model(models[0])
+
+    def _run(self, body: InvokeBody, values: dict[str, Any], model: ModelClient) -> tuple[str, str]:
+        try:
+            if body.prompt:
+                prompt = self.catalog.prompt(body.prompt, body.alias)
+                text = render(prompt.content.template, prompt.content.variables, values)
+                params = prompt.content.model_parameters
+                call = ModelRequest(prompt=text, max_tokens=params.max_tokens, temperature=params.temperature)
+                return _call(model, call), f"{prompt.name}@{prompt.version}"
+            chain, prompts = self.catalog.chain(body.name, body.alias)
+
+            def invoke_step(step: RenderedStep) -> str:
+                params = step.model_parameters
+                return _call(
+                    model,
+                    ModelRequest(
+                        prompt=step.text, max_tokens=params.max_tokens, temperature=params.temperature
+                    ),
+                )
+
+            outputs = run_chain(chain, prompts, values, invoke_step)
+            return outputs[final_step(chain)], f"chain/{body.name}:{body.alias}"
+        except PromptNotFoundError:
+            field = "prompt" if body.prompt else "chain"
+            raise NotFoundError(field, f"{body.name!r} has no alias {body.alias!r}") from None
+        except PromptFetchError as exc:
+            raise UpstreamUnavailableError("prompt", f"the prompt catalog is unavailable ({exc})") from None
+
+    def _ids(self, model: str, request_id: str, tenant_id: str) -> dict[str, str]:
+        return {
+            "business_unit": self.business_unit,
+            "model_id": model,
+            "request_id": request_id,
+            "tenant_id": tenant_id,
+        }
+
+    # ---- POST /ratings ---------------------------------------------------------------------------
+
+    def rate(self, tenant_id: str, body: RatingBody) -> dict[str, Any]:
+        request = self.store.get_request(tenant_id, body.request_id)
+        if request is None:
+            raise NotFoundError("request_id", "no request with this id was made by you")
+        comment = None
+        if body.comment and body.comment.strip():
+            event = filter_event(
+                "input", body.comment, **self._ids(request.model, request.request_id, tenant_id)
+            )
+            comment = redacted_or_none(self.guard.check(event))
+            comment = comment[: self.settings.ratings.max_comment_chars] if comment else None
+        rating_id = _sha256(f"{tenant_id}\n{request.request_id}")[:32]
+        stored, created = self.store.claim_rating(
+            tenant_id,
+            request.request_id,
+            {
+                "rating_id": rating_id,
+                "rating_type": "stars" if body.stars is not None else "thumbs",
+                "value": body.stars if body.stars is not None else int(body.thumbs == "up"),
+                "comment": comment,
+                "event_time": datetime.fromtimestamp(self.clock(), UTC).isoformat(),
+            },
+        )
+        if not stored.get("published"):
+            try:
+                self._publish(tenant_id, request, stored)
+            except Exception as exc:
+                # The rating is kept; a retry of the same rating finishes publishing it.
+                raise UpstreamUnavailableError(
+                    "ratings", f"saved but not yet published, retry ({exc})"
+                ) from exc
+            self.store.mark_published(tenant_id, request.request_id)
+        return {"rating_id": stored["rating_id"], "request_id": request.request_id, "duplicate": not created}
+
+    def _publish(self, tenant_id: str, request: StoredRequest, rating: Mapping[str, Any]) -> None:
+        """Lake record and evaluation candidate, rebuilt from the stored rating: a retry writes the same."""
+        record = RatingRecord(
+            business_unit=self.business_unit,
+            model_id=request.model,
+            event_time=datetime.fromisoformat(str(rating["event_time"])),
+            rating_id=str(rating["rating_id"]),
+            request_id=request.request_id,
+            tenant_id=tenant_id,
+            use_case=self.use_case,
+            rating_type=rating["rating_type"],
+            value=int(rating["value"]),
+            comment=rating.get("comment"),
+            prompt_ref=request.prompt_ref,
+        )
+        self.ratings.append(record)
+        self.ratings.flush()
+        candidate = self._candidate(record, request)
+        if candidate is not None:
+            key = f"{self.business_unit}/candidates/{self.use_case}/{record.rating_id}.jsonl"
+            self.candidates.put(key, dump_records([candidate]))
+
+    def _candidate(self, rating: RatingRecord, request: StoredRequest) -> EvaluationRecord | None:
+        """Well or badly rated prompt requests become candidate records (redacted); chains do not:
+        a candidate must name one catalog prompt the evaluation engine can render again."""
+        bands = self.settings.ratings
+        if rating.rating_type == "stars":
+            good, bad = rating.value >= bands.good_at_least, rating.value <= bands.bad_at_most
+        else:
+            good, bad = rating.value == 1, rating.value == 0
+        if not (good or bad) or request.kind != "prompt" or request.variables_redacted is None:
+            return None
+        return EvaluationRecord(
+            id=f"rating-{rating.rating_id}",
+            prompt_ref=request.prompt_ref,
+            variables=json.loads(request.variables_redacted),
+            reference_output=request.output_redacted if good else None,
+            category="user-rating",
+            labels=["rated-good" if good else "rated-bad"],
+        )
+
+    # ---- uploads ---------------------------------------------------------------------------------
+
+    def create_upload(self, tenant_id: str, body: UploadBody) -> dict[str, Any]:
+        uploads = self._uploads()
+        if body.content_type not in uploads.settings.content_types:
+            raise UnprocessableError(
+                "body.content_type", f"allowed: {', '.join(uploads.settings.content_types)}"
+            )
+        return uploads.presigned_post(tenant_id, body.file_name, body.content_type)
+
+    def list_uploads(self, tenant_id: str) -> dict[str, Any]:
+        return {"uploads": self._uploads().list(tenant_id)}
+
+    def _uploads(self) -> TenantUploads:
+        if self.uploads is None:
+            raise NotEnabledError("uploads", "uploads are not enabled in this environment")
+        return self.uploads
+
+    # ---- fine-tunes and models -------------------------------------------------------------------
+
+    def start_fine_tune(self, tenant_id: str, body: FineTuneBody) -> dict[str, Any]:
+        if self.fine_tunes is None:
+            raise NotEnabledError("fine_tunes", "fine-tuning is not enabled in this environment")
+        fine_tune_id = uuid.uuid4().hex
+        try:
+            arn = self.fine_tunes.start(tenant_id, fine_tune_id)
+        except Exception as exc:
+            raise UpstreamUnavailableError("fine_tunes", f"the pipeline did not start ({exc})") from None
+        self.store.put_fine_tune(tenant_id, fine_tune_id, body.model_name, arn)
+        return {"fine_tune_id": fine_tune_id, "model_name": body.model_name, "status": "Executing"}
+
+    def get_fine_tune(self, tenant_id: str, fine_tune_id: str) -> dict[str, Any]:
+        item = self.store.get_fine_tune(tenant_id, fine_tune_id)
+        if item is None:
+            raise NotFoundError("fine_tune_id", "no fine-tune with this id was started by you")
+        status = self.fine_tunes.status(str(item["execution_arn"])) if self.fine_tunes else {}
+        return {"fine_tune_id": fine_tune_id, "model_name": item["model_name"], **status}
+
+    def list_models(self, tenant_id: str) -> dict[str, Any]:
+        models = self.store.list_models(tenant_id)
+        return {
+            "models": [
+                {"name": str(m["sk"]).removeprefix("MODEL#"), "created_at": int(m.get("created_at", 0))}
+                for m in models
+            ]
+        }
+
+
+def _call(model: ModelClient, request: ModelRequest) -> str:
+    try:
+        return model.invoke(request).text
+    except ModelThrottledError as exc:
+        raise UpstreamUnavailableError("model", f"the model is busy, retry later ({exc})") from None
+    except ModelError as exc:
+        raise UpstreamUnavailableError("model", f"the model call failed ({exc})") from None
+
+
+def _summary(verdict: Mapping[str, Any]) -> dict[str, Any]:
+    findings = [
+        {"layer": f.get("layer"), "type": f.get("type"), "action": f.get("action")}
+        for f in verdict.get("findings", [])
+    ]
+    return {"action": verdict.get("action"), "findings": findings}
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

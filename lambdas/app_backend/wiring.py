@@ -1,0 +1,120 @@
+"""Build the service from the function's environment (the stack sets these variables).
+
+APP_SETTINGS (ApplicationSettings JSON), BUSINESS_UNIT, USE_CASE, TABLE_NAME, FEEDBACK_BUCKET,
+EVALUATION_DATASETS_BUCKET, RAW_BUCKET, UPLOAD_ROLE_ARN, GUARDRAIL_SETTINGS; optional FILTER_DECISIONS_BUCKET (guardrail decision
+records). The catalog URL and the fine-tuning pipeline come from the settings (or PROMPT_CATALOG_URL /
+FINE_TUNING_PIPELINE): an unreachable catalog answers 503, a missing pipeline makes /fine-tunes 503.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from app_backend.catalog import ApiCatalog, signed_get_json
+from app_backend.filters import EngineFilter
+from app_backend.service import AppService
+from app_backend.settings import ApplicationSettings, DefaultModel
+from app_backend.store import AppStore
+from app_backend.uploads import TenantUploads
+from common.model_gateway import BedrockConverseModel, ModelClient, SageMakerEndpointModel
+from common.prompt_client import PromptClient, urllib_transport
+
+
+class S3Candidates:
+    """Evaluation-catalog candidates: one JSON-lines object per rating, named by the rating id."""
+
+    def __init__(self, bucket: str, s3: Any) -> None:
+        self.bucket = bucket
+        self._s3 = s3
+
+    def put(self, key: str, body: str) -> None:
+        self._s3.put_object(Bucket=self.bucket, Key=key, Body=body.encode(), ContentType="application/jsonl")
+
+
+class SageMakerPipeline:
+    """The fine-tuning pipeline as a black box: started with TenantId, described by execution ARN."""
+
+    def __init__(self, pipeline_name: str, sagemaker: Any) -> None:
+        self.pipeline_name = pipeline_name
+        self._sagemaker = sagemaker
+
+    def start(self, tenant_id: str, client_token: str) -> str:
+        answer = self._sagemaker.start_pipeline_execution(
+            PipelineName=self.pipeline_name,
+            PipelineParameters=[{"Name": "TenantId", "Value": tenant_id}],
+            ClientRequestToken=client_token,
+        )
+        return str(answer["PipelineExecutionArn"])
+
+    def status(self, execution_arn: str) -> dict[str, Any]:
+        answer = self._sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
+        status = {"status": answer.get("PipelineExecutionStatus", "Unknown")}
+        if answer.get("FailureReason"):
+            status["failure_reason"] = str(answer["FailureReason"])[:500]
+        return status
+
+
+def default_model(settings: DefaultModel) -> ModelClient:
+    if settings.provider == "bedrock":
+        return BedrockConverseModel(name=settings.name, model_id=settings.model_id or "")
+    return SageMakerEndpointModel(
+        name=settings.name, endpoint_name=settings.endpoint_name or "", payload_format=settings.payload_format
+    )
+
+
+def tenant_model(item: Mapping[str, Any]) -> ModelClient:
+    name = str(item["sk"]).removeprefix("MODEL#")
+    return SageMakerEndpointModel(
+        name=f"tenant-model-{name}",
+        endpoint_name=str(item["endpoint_name"]),
+        target_model=item.get("target_model"),
+        payload_format=item.get("payload_format", "messages"),
+    )
+
+
+def build_service(env: Mapping[str, str] | None = None) -> AppService:
+    import boto3
+    from guardrail.engine import GuardrailEngine
+    from guardrail.settings import GuardrailSettings
+
+    from common.lake_writer import LakeWriter, retrying_s3_client
+
+    env = os.environ if env is None else env
+    settings = ApplicationSettings.model_validate_json(env.get("APP_SETTINGS", "{}"))
+    business_unit = env["BUSINESS_UNIT"]
+    region = env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1"))
+    transport = urllib_transport()
+    catalog_url = settings.prompt_catalog_url or env.get("PROMPT_CATALOG_URL") or "https://catalog.invalid"
+    catalog = ApiCatalog(
+        PromptClient(catalog_url, region=region, business_unit=business_unit, transport=transport),
+        signed_get_json(catalog_url, region=region, transport=transport, business_unit=business_unit),
+    )
+    decisions = env.get("FILTER_DECISIONS_BUCKET")
+    engine = GuardrailEngine(
+        GuardrailSettings.model_validate_json(env.get("GUARDRAIL_SETTINGS", "{}")),
+        sink=LakeWriter(decisions) if decisions else None,
+    )
+    s3 = retrying_s3_client()
+    pipeline = settings.fine_tuning_pipeline or env.get("FINE_TUNING_PIPELINE")
+    return AppService(
+        settings=settings,
+        business_unit=business_unit,
+        use_case=settings.use_case or env["USE_CASE"],
+        guard=EngineFilter(engine),
+        catalog=catalog,
+        store=AppStore(boto3.resource("dynamodb").Table(env["TABLE_NAME"])),
+        default_model=default_model(settings.default_model),
+        tenant_model=tenant_model,
+        ratings=LakeWriter(env["FEEDBACK_BUCKET"], s3_client=s3),
+        candidates=S3Candidates(env["EVALUATION_DATASETS_BUCKET"], s3),
+        uploads=TenantUploads(
+            bucket=env["RAW_BUCKET"],
+            business_unit=business_unit,
+            role_arn=env["UPLOAD_ROLE_ARN"],
+            settings=settings.uploads,
+            sts=boto3.client("sts"),
+        ),
+        fine_tunes=SageMakerPipeline(pipeline, boto3.client("sagemaker")) if pipeline else None,
+    )

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import boto3
+from app_backend import handler
+from app_backend.wiring import SageMakerPipeline
+from botocore.stub import ANY, Stubber
+from moto import mock_aws
+
+from common.evaluation_dataset import read_records
+
+from .conftest import BU, DATASETS, RAW, USE_CASE, Backend, build_backend
+
+
+def _invoke(backend: Backend, name: str = "alice@example.com", sub: str = "tenant-a") -> str:
+    status, body = backend.call("POST", "/invoke", {"prompt": "greet", "variables": {"name": name}}, sub=sub)
+    assert status == 200
+    return str(body["request_id"])
+
+
+def test_a_retried_rating_is_stored_once_and_a_good_one_becomes_a_redacted_candidate(
+    backend: Backend,
+) -> None:
+    request_id = _invoke(backend)
+    rating = {"request_id": request_id, "stars": 5, "comment": "great, mail alice@example.com"}
+
+    first = backend.call("POST", "/ratings", rating)
+    second = backend.call("POST", "/ratings", rating)
+
+    assert first[0] == second[0] == 201
+    assert first[1]["rating_id"] == second[1]["rating_id"]
+    assert (first[1]["duplicate"], second[1]["duplicate"]) == (False, True)
+    [record] = backend.ratings.written
+    assert (record.tenant_id, record.request_id, record.value, record.rating_type) == (
+        "tenant-a",
+        request_id,
+        5,
+        "stars",
+    )
+    assert record.comment == "great, mail [EMAIL]"
+    assert record.use_case == USE_CASE
+    [key] = backend.objects(DATASETS)
+    assert key == f"{BU}/candidates/{USE_CASE}/{record.rating_id}.jsonl"
+    text = backend.s3.get_object(Bucket=DATASETS, Key=key)["Body"].read().decode()
+    [candidate] = list(read_records(text.splitlines()))
+    assert candidate.prompt_ref == "greet@3"
+    assert candidate.variables == {"name": "[EMAIL]"}
+    assert candidate.reference_output == "answer to: Hello [EMAIL]"
+    assert candidate.labels == ["rated-good"]
+    assert "alice@example.com" not in text
+
+
+def test_bad_thumbs_become_a_candidate_without_reference_and_middling_stars_do_not(backend: Backend) -> None:
+    down = _invoke(backend, "x")
+    middling = _invoke(backend, "y")
+    assert backend.call("POST", "/ratings", {"request_id": down, "thumbs": "down"})[0] == 201
+    assert backend.call("POST", "/ratings", {"request_id": middling, "stars": 3})[0] == 201
+
+    assert [r.value for r in backend.ratings.written] == [0, 3]
+    [key] = backend.objects(DATASETS)
+    [candidate] = list(
+        read_records(backend.s3.get_object(Bucket=DATASETS, Key=key)["Body"].read().decode().splitlines())
+    )
+    assert candidate.labels == ["rated-bad"]
+    assert candidate.reference_output is None
+
+
+def test_a_retry_after_a_failed_lake_write_publishes_the_same_record_once(backend: Backend) -> None:
+    request_id = _invoke(backend, "x")
+    backend.ratings.fail_next_flush = True
+    status, body = backend.call("POST", "/ratings", {"request_id": request_id, "stars": 2})
+    assert (status, body["field"]) == (503, "ratings")
+    backend.ratings.buffer.clear()  # a new Lambda instance starts with an empty buffer
+
+    status, body = backend.call("POST", "/ratings", {"request_id": request_id, "stars": 4})
+
+    assert status == 201
+    [record] = backend.ratings.written
+    assert record.value == 2  # the first rating stands; the retry finished publishing it
+    assert body["duplicate"] is True
+
+
+def test_a_tenant_cannot_rate_another_tenants_request(backend: Backend) -> None:
+    request_id = _invoke(backend, "x", sub="tenant-a")
+    before = backend.table_items()
+
+    status, body = backend.call("POST", "/ratings", {"request_id": request_id, "stars": 1}, sub="tenant-b")
+
+    assert (status, body["field"]) == (404, "request_id")
+    assert backend.table_items() == before
+    assert backend.ratings.written == []
+
+
+def _policy(post: dict[str, Any]) -> dict[str, Any]:
+    policy: dict[str, Any] = json.loads(base64.b64decode(post["fields"]["policy"]))
+    return policy
+
+
+def test_presigned_post_is_limited_to_the_tenants_prefix_size_and_type(backend: Backend) -> None:
+    status, post = backend.call(
+        "POST", "/uploads", {"file_name": "train.jsonl", "content_type": "application/jsonl"}
+    )
+
+    assert status == 201
+    assert post["key"].startswith(f"{BU}/tenant=tenant-a/uploads/")
+    assert post["key"].endswith("/train.jsonl")
+    conditions = _policy(post)["conditions"]
+    assert ["content-length-range", 1, 50 * 1024**2] in conditions
+    assert {"Content-Type": "application/jsonl"} in conditions
+    assert {"key": post["key"]} in conditions
+    [call] = backend.sts.calls
+    assert call["Tags"] == [{"Key": "TenantId", "Value": "tenant-a"}]
+
+
+def test_upload_content_type_outside_the_allowed_list_is_refused(backend: Backend) -> None:
+    status, body = backend.call(
+        "POST", "/uploads", {"file_name": "x.exe", "content_type": "application/x-msdownload"}
+    )
+    assert (status, body["field"]) == (422, "body.content_type")
+    assert backend.sts.calls == []
+
+
+def test_two_tenants_through_the_api_see_only_their_own_uploads_and_models(aws_env: None) -> None:
+    with mock_aws():
+        built = build_backend()
+        handler.use_service(built.service)
+        cognito = boto3.client("cognito-idp")
+        pool = cognito.create_user_pool(PoolName="end-users")["UserPool"]["Id"]
+        subs = {}
+        for user in ("ann", "ben"):
+            attrs = cognito.admin_create_user(UserPoolId=pool, Username=user)["User"]["Attributes"]
+            subs[user] = next(a["Value"] for a in attrs if a["Name"] == "sub")
+        for user, sub in subs.items():
+            built.s3.put_object(Bucket=RAW, Key=f"{BU}/tenant={sub}/uploads/1/{user}.jsonl", Body=b"{}")
+            built.table.put_item(
+                Item={
+                    "pk": f"TENANT#{sub}",
+                    "sk": f"MODEL#{user}-model",
+                    "endpoint_name": "e",
+                    "created_at": 1,
+                }
+            )
+
+        for user, sub in subs.items():
+            status, body = built.call("GET", "/uploads", sub=sub)
+            assert status == 200
+            assert [u["key"].rsplit("/", 1)[1] for u in body["uploads"]] == [f"{user}.jsonl"]
+            status, body = built.call("GET", "/models", sub=sub)
+            assert body == {"models": [{"name": f"{user}-model", "created_at": 1}]}
+        handler.use_service(None)
+
+
+def test_fine_tunes_are_503_when_the_pipeline_is_not_configured(backend: Backend) -> None:
+    status, body = backend.call("POST", "/fine-tunes", {"model_name": "mine"})
+    assert status == 503
+    assert body["message"] == "fine-tuning is not enabled in this environment"
+    assert backend.table_items() == []
+
+
+def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_read_it(aws_env: None) -> None:
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/ft/execution/abc"
+    with mock_aws(), Stubber(sagemaker) as stub:
+        built = build_backend(fine_tunes=SageMakerPipeline("ft", sagemaker))
+        handler.use_service(built.service)
+        stub.add_response(
+            "start_pipeline_execution",
+            {"PipelineExecutionArn": arn},
+            {
+                "PipelineName": "ft",
+                "PipelineParameters": [{"Name": "TenantId", "Value": "tenant-a"}],
+                "ClientRequestToken": ANY,
+            },
+        )
+        stub.add_response(
+            "describe_pipeline_execution",
+            {"PipelineExecutionStatus": "Executing"},
+            {"PipelineExecutionArn": arn},
+        )
+
+        status, started = built.call("POST", "/fine-tunes", {"model_name": "mine"})
+        assert status == 202
+        status, state = built.call("GET", f"/fine-tunes/{started['fine_tune_id']}")
+        assert (status, state["status"], state["model_name"]) == (200, "Executing", "mine")
+        status, body = built.call("GET", f"/fine-tunes/{started['fine_tune_id']}", sub="tenant-b")
+        assert (status, body["field"]) == (404, "fine_tune_id")
+        stub.assert_no_pending_responses()
+        handler.use_service(None)
