@@ -66,3 +66,12 @@ cost: $(VENV_STAMP)
 
 clean:
 	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache
+
+# Remove one environment completely (docs/operations.md): `make destroy STAGE=dev BU=retail`.
+# Other stages are refused unless DESTROY_FLAGS=--force-retained (their data is retained anyway).
+STAGE ?= dev
+.PHONY: destroy
+destroy: bootstrap
+	rm -rf cdk.out
+	$(CDK) synth --quiet $(CDK_FLAGS) -c config=$(CONFIG) > /dev/null
+	$(PY) -m tools.destroy_environment --bu $(BU) --stage $(STAGE) --config $(CONFIG) $(DESTROY_FLAGS)

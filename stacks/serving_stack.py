@@ -8,8 +8,8 @@ Two modes (config `serving.mode`):
   component's copy count scales on concurrent requests per copy, down to zero where the config allows,
   and managed instance scaling follows the copies.
 
-The endpoint runs in the baseline VPC's isolated subnets. Alarms (errors, latency, GPU memory) publish to
-an encrypted SNS topic. The deployer Lambda reacts to model package approvals from the central registry.
+The endpoint runs in the baseline VPC's isolated subnets. Its alarms (errors, latency, GPU memory, thresholds
+in `serving.alarms`) live in the monitoring stack, on the stage's one alarm topic. The deployer Lambda reacts to model package approvals from the central registry.
 """
 
 from __future__ import annotations
@@ -23,11 +23,9 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
-from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.baseline_stack import BaselineStack
-from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import PlatformStack
 from stacks.blocks.python_function import PlatformFunction
@@ -189,8 +187,6 @@ class ServingStack(PlatformStack):
         if settings.mode is ServingMode.INFERENCE_COMPONENTS:
             self._base_component(settings, image)
         self.scalable_target = self._autoscaling(settings)
-        self.alarm_topic = self._alarm_topic(environment, baseline)
-        self.alarms = self._alarms(settings)
         self.deployer = self._deployer(config, environment, baseline, settings)
         acknowledge_cdk_managed_providers(self)
 
@@ -351,84 +347,6 @@ class ServingStack(PlatformStack):
             alarm.add_alarm_action(cw_actions.ApplicationScalingAction(from_zero))
         return target
 
-    def _alarm_topic(self, environment: EnvironmentSpec, baseline: BaselineStack) -> sns.Topic:
-        key = PlatformKey(
-            self,
-            "AlarmKey",
-            alias=f"alias/{environment.org_prefix}/{environment.business_unit.name}/{environment.stage.value}/serving-alarms",
-            retention=baseline.retention,
-        ).key
-        # CloudWatch alarms publish to the encrypted topic with this key.
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
-            )
-        )
-        return sns.Topic(
-            self, "AlarmTopic", master_key=key, enforce_ssl=True, display_name=f"{self.endpoint_name} alarms"
-        )
-
-    def _alarms(self, settings: ServingSettings) -> list[cloudwatch.Alarm]:
-        dims = {"EndpointName": self.endpoint_name, "VariantName": VARIANT_NAME}
-        five_minutes = Duration.minutes(5)
-        definitions = [
-            (
-                "Errors",
-                "Model invocation 5XX errors",
-                cloudwatch.Metric(
-                    namespace="AWS/SageMaker",
-                    metric_name="Invocation5XXErrors",
-                    dimensions_map=dims,
-                    statistic="Sum",
-                    period=five_minutes,
-                ),
-                settings.alarms.errors_per_5_minutes,
-            ),
-            (
-                "Latency",
-                "p90 model latency above the configured bound",
-                cloudwatch.Metric(
-                    namespace="AWS/SageMaker",
-                    metric_name="ModelLatency",  # microseconds
-                    dimensions_map=dims,
-                    statistic="p90",
-                    period=five_minutes,
-                ),
-                settings.alarms.latency_p90_ms * 1000,
-            ),
-            (
-                "GpuMemory",
-                "GPU memory utilization above the configured bound",
-                cloudwatch.Metric(
-                    namespace="/aws/sagemaker/Endpoints",
-                    metric_name="GPUMemoryUtilization",
-                    dimensions_map=dims,
-                    statistic="Average",
-                    period=five_minutes,
-                ),
-                settings.alarms.gpu_memory_percent,
-            ),
-        ]
-        alarms = []
-        for name, description, metric, threshold in definitions:
-            alarm = cloudwatch.Alarm(
-                self,
-                f"{name}Alarm",
-                alarm_description=f"{self.endpoint_name}: {description}",
-                metric=metric,
-                threshold=threshold,
-                evaluation_periods=2,
-                datapoints_to_alarm=2,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
-            alarm.add_alarm_action(cw_actions.SnsAction(self.alarm_topic))
-            alarms.append(alarm)
-        return alarms
-
     def _deployer(
         self,
         config: PlatformConfig,
@@ -454,6 +372,7 @@ class ServingStack(PlatformStack):
                 "MODEL_BUCKET": self.models_bucket.bucket_name,
                 "MODEL_PREFIX": MME_PREFIX,
                 "BASE_COMPONENT_NAME": self.base_component_name or "",
+                "BUSINESS_UNIT": environment.business_unit.name,
             },
         )
         role = deployer.role

@@ -6,6 +6,7 @@ stack and resource name inside derives from (business unit, stage) and never col
 
 from __future__ import annotations
 
+from aws_cdk import Stack as CdkStack
 from aws_cdk import Stage as CdkStage
 from aws_cdk import Tags
 from constructs import Construct
@@ -16,6 +17,7 @@ from stacks.data_lake_stack import DataLakeStack
 from stacks.evaluation_stack import EvaluationStack
 from stacks.fine_tuning_stack import FineTuningStack
 from stacks.guardrail_stack import GuardrailStack
+from stacks.monitoring_stack import MonitoringStack
 from stacks.prompt_catalog_stack import PromptCatalogStack
 from stacks.registry_events_stack import RegistryEventsStack
 from stacks.serving_stack import ServingStack
@@ -97,6 +99,13 @@ class BusinessUnitStage(CdkStage):
         self.application = ApplicationStack(
             self, "Application", config=config, environment=environment, key=self.baseline.key
         )
+        # ---- monitoring: keep this block LAST; it discovers what the stacks above run ----
+        # (dashboard, alarms on one encrypted topic, budget; a later stack: self.monitoring.monitor_stack(s))
+        self.monitoring = MonitoringStack(self, "Monitoring", environment=environment, baseline=self.baseline)
+        for stack in self.node.children:
+            if stack is not self.monitoring and stack is not self.baseline and isinstance(stack, CdkStack):
+                self.monitoring.monitor_stack(stack)
+
         tag_cost_allocation(
             self,
             business_unit=environment.business_unit.name,

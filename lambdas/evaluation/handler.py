@@ -18,7 +18,7 @@ from evaluation import service
 from evaluation.settings import EvaluationSettings
 from evaluation.store import S3ResultStore
 
-logger = Logger()
+logger = Logger(business_unit=os.environ.get("BUSINESS_UNIT", ""))
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from common.evaluation_dataset import DatasetLineError, EvaluationRecord, dump_records, read_records
 from common.lake_records import SafeId
 from common.model_gateway import ModelClient, PrecomputedModel, load_precomputed
+from common.quality_metrics import emit_judge_score
 from evaluation.aggregate import HumanScore, ModelSummary, merge_human_scores, summarize
 from evaluation.engine import deduplicate, label_set, run_batch
 from evaluation.lake import RecordSink, write_results
@@ -205,6 +206,7 @@ def summarize_run(event: object, rt: Runtime) -> dict[str, Any]:
             rows, rt.sink_factory(), business_unit=rt.business_unit, use_case=ev.use_case, event_time=rt.now()
         )
         rt.store.put_text(marker, json.dumps(keys), "application/json")
+        emit_judge_scores(summaries, rt.business_unit)  # once per run, like the lake rows
     flagged = sum(1 for r in rows if r.human_review)
     if (
         rt.review_queue is not None
@@ -222,6 +224,14 @@ def summarize_run(event: object, rt: Runtime) -> dict[str, Any]:
         "errors": sum(1 for r in rows if r.error),
         "human_review": flagged,
     }
+
+
+def emit_judge_scores(summaries: list[ModelSummary], business_unit: str) -> None:
+    """Mean judge score per model as EMF (common.quality_metrics): the monitoring stack alarms on it."""
+    for summary in summaries:
+        judged = summary.metrics.get("judge_overall")
+        if judged is not None:
+            emit_judge_score(business_unit, summary.model, judged.mean)
 
 
 def _human_scores(rt: Runtime, run_id: str) -> Iterator[HumanScore]:

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEve
 
 from fine_tuning_trigger.core import Upload, start_pipeline
 
-logger = Logger()
+logger = Logger(business_unit=os.environ.get("BUSINESS_UNIT", ""))
 tracer = Tracer()
 
 

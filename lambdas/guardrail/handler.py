@@ -19,7 +19,7 @@ from guardrail.engine import GuardrailEngine, InvalidRequestError
 from guardrail.model import CheckRequest, ContentItem
 from guardrail.settings import GuardrailSettings
 
-logger = Logger(service="guardrail")
+logger = Logger(service="guardrail", business_unit=os.environ.get("BUSINESS_UNIT", ""))
 _engine: GuardrailEngine | None = None
 
 

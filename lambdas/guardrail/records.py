@@ -56,7 +56,8 @@ def decision_record(
 
 
 def publish_layer_metrics(request: CheckRequest, verdict: Verdict, namespace: str | None = None) -> None:
-    """One EMF blob per layer: calls, blocks, errors, latency; dimensions layer, direction, business unit.
+    """One EMF blob per layer: calls, blocks, findings, errors, latency; dimensions layer, direction, business
+    unit; then one per request: requests, blocked; dimensions direction, business unit (common.quality_metrics).
 
     EphemeralMetrics keeps each layer's dimensions apart (the shared `Metrics` has one dimension set).
     """
@@ -66,8 +67,17 @@ def publish_layer_metrics(request: CheckRequest, verdict: Verdict, namespace: st
         metrics.add_dimension("direction", request.direction)
         metrics.add_dimension("business_unit", request.business_unit)
         blocked = any(f.layer == layer and f.action == "block" for f in verdict.findings)
+        found = any(f.layer == layer for f in verdict.findings)
         metrics.add_metric("calls", MetricUnit.Count, 1)
         metrics.add_metric("blocks", MetricUnit.Count, int(blocked))
+        metrics.add_metric("findings", MetricUnit.Count, int(found))  # any action: redactions count
         metrics.add_metric("errors", MetricUnit.Count, int(layer in verdict.errors))
         metrics.add_metric("latency", MetricUnit.Milliseconds, latency)
         metrics.flush_metrics()
+    # Per request (no layer): a request blocked by two layers counts once in the block rate.
+    metrics = EphemeralMetrics(namespace=namespace)
+    metrics.add_dimension("direction", request.direction)
+    metrics.add_dimension("business_unit", request.business_unit)
+    metrics.add_metric("requests", MetricUnit.Count, 1)
+    metrics.add_metric("blocked", MetricUnit.Count, int(verdict.action == "block"))
+    metrics.flush_metrics()

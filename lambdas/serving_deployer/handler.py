@@ -20,7 +20,7 @@ from serving_deployer.core import (
 from serving_deployer.events import ModelPackageStateChange
 from serving_deployer.settings import ServingMode, ServingSettings
 
-logger = Logger()
+logger = Logger(business_unit=os.environ.get("BUSINESS_UNIT", ""))
 tracer = Tracer()
 
 

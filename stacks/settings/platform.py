@@ -21,6 +21,7 @@ from stacks.settings.data_lake import DataLakeSettings
 from stacks.settings.evaluation import EvaluationSettings
 from stacks.settings.fine_tuning import FineTuningSettings
 from stacks.settings.guardrails import GuardrailSettings
+from stacks.settings.monitoring import MonitoringSettings
 from stacks.settings.prompt_catalog import PromptCatalogStackSettings
 from stacks.settings.regions import KNOWN_REGIONS
 from stacks.settings.serving import ServingSettings
@@ -245,6 +246,9 @@ class BusinessUnit(StrictModel):
     serving: ServingSettings = ServingSettings()
     fine_tuning: FineTuningSettings = FineTuningSettings()
     application: ApplicationSettings = ApplicationSettings()
+    monitoring: MonitoringSettings = Field(
+        default=MonitoringSettings(), description="dashboards, alarm thresholds, notifications, budgets"
+    )
 
     @model_validator(mode="after")
     def _unique_use_cases(self) -> BusinessUnit:

@@ -33,6 +33,7 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
             expected[f"exco-{bu}-{stage}-baseline"] = (account, "eu-west-1")
             expected[f"exco-{bu}-{stage}-guardrail"] = (account, "eu-west-1")
             expected[f"exco-{bu}-{stage}-evaluation"] = (account, "eu-west-1")
+            expected[f"exco-{bu}-{stage}-monitoring"] = (account, "eu-west-1")
             if stage != "dev":
                 expected[f"exco-{bu}-{stage}-registry-events"] = (account, "eu-west-1")
             expected[f"exco-{bu}-{stage}-pipeline"] = ("111111111111", "eu-west-1")
@@ -58,7 +59,7 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
             f"exsb-{bu}-{stage}-{stack}"
             for bu in ("retail", "finance")
             for stage in ("dev", "preprod", "prod")
-            for stack in ("baseline", "guardrail", "evaluation", "pipeline", "application")
+            for stack in ("baseline", "guardrail", "evaluation", "pipeline", "application", "monitoring")
         ),
         *(f"exsb-{bu}-{stage}-serving" for bu in ("retail", "finance") for stage in ("preprod", "prod")),
         *(f"exsb-{bu}-dev-fine-tuning" for bu in ("retail", "finance")),
@@ -81,6 +82,8 @@ def explicit_physical_names(platform: SynthesizedPlatform) -> Counter[tuple[str,
         "AWS::Cognito::UserPool": "UserPoolName",
         "AWS::ApiGateway::RestApi": "Name",
         "AWS::WAFv2::WebACL": "Name",
+        "AWS::CloudWatch::Dashboard": "DashboardName",
+        "AWS::SNS::Topic": "TopicName",
     }
     names: Counter[tuple[str, str]] = Counter()
     for stack, template in platform.templates():

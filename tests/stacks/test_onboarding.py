@@ -20,7 +20,7 @@ NEW_STACKS = {
     *(
         f"exco-legal-{stage}-{stack}"
         for stage in ("dev", "preprod", "prod")
-        for stack in ("baseline", "guardrail", "evaluation", "pipeline", "application")
+        for stack in ("baseline", "guardrail", "evaluation", "pipeline", "application", "monitoring")
     ),
     "exco-legal-dev-fine-tuning",
     "exco-legal-preprod-serving",

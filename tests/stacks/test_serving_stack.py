@@ -92,18 +92,6 @@ def test_inference_components_scale_base_copies_to_zero(components: dict[str, An
     assert model["PrimaryContainer"]["Image"].endswith("/djl-inference:0.31.0-lmi13.0.0-cu124")
 
 
-def test_alarms_cover_errors_latency_and_gpu_memory_and_notify_an_encrypted_topic(
-    mme: dict[str, Any],
-) -> None:
-    alarms = {a["MetricName"]: a for a in of_type(mme, "AWS::CloudWatch::Alarm")}
-    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency", "GPUMemoryUtilization"}
-    assert alarms["ModelLatency"]["Threshold"] == 3_000_000  # microseconds
-    assert alarms["GPUMemoryUtilization"]["Namespace"] == "/aws/sagemaker/Endpoints"
-    assert all(a["AlarmActions"] for a in alarms.values())
-    (topic,) = of_type(mme, "AWS::SNS::Topic")
-    assert "KmsMasterKeyId" in topic
-
-
 def test_deployer_listens_to_this_business_units_registry_groups(mme: dict[str, Any]) -> None:
     (rule,) = of_type(mme, "AWS::Events::Rule")
     pattern = rule["EventPattern"]

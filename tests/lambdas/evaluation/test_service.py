@@ -187,3 +187,22 @@ def test_human_scores_join_the_results(s3):
     out = service.summarize_run({"run_id": "run-1", "use_case": "support"}, rt)
     assert out["human_review"] == 1
     assert written[0].human_score == 8.0
+
+
+def test_summaries_emit_mean_judge_score_per_judged_model(capsys):
+    from evaluation.aggregate import MetricStat, ModelSummary
+
+    def summary(model: str, metrics: dict[str, float]) -> ModelSummary:
+        stats = {k: MetricStat(mean=v, stderr=0, ci95_low=v, ci95_high=v, n=3) for k, v in metrics.items()}
+        return ModelSummary(model=model, count=3, errors=0, error_rate=0.0, metrics=stats)
+
+    service.emit_judge_scores(
+        [summary("haiku", {"judge_overall": 7.5, "rougeL": 0.4}), summary("labels", {"f1_macro": 0.9})],
+        "retail",
+    )
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (blob,) = blobs
+    assert blob["judge_score_mean"] == [7.5] and blob["model"] == "haiku"
+    assert blob["business_unit"] == "retail" and blob["service"] == "evaluation"
+    assert blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LLMOpsPlatform"
+    assert blob["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["business_unit", "model", "service"]]

@@ -211,9 +211,15 @@ def test_metrics_per_layer_with_dimensions(capsys):
     }
     GuardrailEngine(settings, layers=layers, executor=POOL).check(make_request("hi"))
     blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    by_layer = {blob["layer"]: blob for blob in blobs}
+    by_layer = {blob["layer"]: blob for blob in blobs if "layer" in blob}
+    (per_request,) = [blob for blob in blobs if "layer" not in blob]
     assert set(by_layer) == {"pii", "local_rules"}
     assert by_layer["local_rules"]["blocks"] == [1.0] and by_layer["pii"]["blocks"] == [0.0]
+    assert by_layer["local_rules"]["findings"] == [1.0] and by_layer["pii"]["findings"] == [0.0]
+    assert per_request["requests"] == [1.0] and per_request["blocked"] == [1.0]
+    assert per_request["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+        ["direction", "business_unit", "service"]
+    ]
     assert by_layer["pii"]["calls"] == [1.0] and by_layer["pii"]["errors"] == [0.0]
     assert by_layer["pii"]["business_unit"] == "retail" and by_layer["pii"]["direction"] == "input"
     assert by_layer["pii"]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [

@@ -1,0 +1,511 @@
+"""Observability and cost control of one business unit in one stage.
+
+One encrypted SNS topic receives every alarm and the budget alerts (email / HTTPS subscriptions from
+`business_units[].monitoring`). One dashboard shows what the stage runs: every PlatformFunction and state
+machine found in the stage's stacks, the serving endpoint where there is one, the foundation-model quality
+signals (guardrail rates, judge score and its drift, low ratings) and, once added, the app's REST API.
+Plain aws_cloudwatch (not cdk-monitoring-constructs): see docs/monitoring.md for the measurement.
+
+Later services are one call each: `monitor_stack(stack)` discovers functions / state machines / endpoints /
+REST APIs, or `add_api(api)`, `add_function(label, fn)` name them explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_budgets as budgets
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from common import quality_metrics as qm
+from stacks.baseline_stack import BaselineStack
+from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.python_function import DEFAULT_TIMEOUT, PlatformFunction
+from stacks.serving_stack import VARIANT_NAME, ServingStack
+from stacks.settings import EnvironmentSpec
+
+FIVE_MINUTES = Duration.minutes(5)
+ONE_DAY = Duration.days(1)
+GT = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+LT = cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
+DIRECTIONS = ("input", "output")
+FINDINGS_LAYERS = ("toxicity", "pii")  # findings rate per direction is shown for these layers
+
+
+def dashboard_name(environment: EnvironmentSpec) -> str:
+    return f"{environment.name}-platform"
+
+
+def budget_name(environment: EnvironmentSpec) -> str:
+    return f"{environment.name}-monthly"
+
+
+class MonitoringStack(PlatformStack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, environment: EnvironmentSpec, baseline: BaselineStack
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            stack_name=f"{environment.name}-monitoring",
+            account=environment.account,
+            region=environment.region,
+            description=f"LLMOps monitoring for {environment.name}: alarm topic, dashboard, alarms, budget",
+        )
+        self.environment_spec = environment
+        self.settings = environment.business_unit.monitoring
+        self.thresholds = self.settings.alarms
+        self.alarms: list[cloudwatch.Alarm] = []
+        self.topic = self._topic(baseline)
+        self.dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=dashboard_name(environment),
+            default_interval=Duration.hours(6),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(
+                markdown=f"# {environment.name}\nAlarms notify SNS topic `{environment.name}-alarms`.",
+                width=24,
+                height=2,
+            )
+        )
+        self._guardrail_signals()
+        self._evaluation_signals()
+        self._rating_signals()
+        self.budget = self._budget()
+
+    # ---- topic and budget --------------------------------------------------------------------------
+
+    def _topic(self, baseline: BaselineStack) -> sns.Topic:
+        # The topic uses the baseline CMK: CloudWatch alarms and AWS Budgets must be able to use it.
+        baseline.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowAlarmAndBudgetNotifications",
+                principals=[
+                    iam.ServicePrincipal("cloudwatch.amazonaws.com"),
+                    iam.ServicePrincipal("budgets.amazonaws.com"),
+                ],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            )
+        )
+        topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            topic_name=f"{self.environment_spec.name}-alarms",
+            display_name=f"{self.environment_spec.name} alarms",
+            master_key=baseline.key,
+            enforce_ssl=True,
+        )
+        # A topic policy replaces SNS's default owner-only policy: name both publishers explicitly.
+        publishers = {
+            "CloudWatchAlarmsPublish": (
+                "cloudwatch.amazonaws.com",
+                f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:*",
+            ),
+            "BudgetsPublish": ("budgets.amazonaws.com", f"arn:{self.partition}:budgets::{self.account}:*"),
+        }
+        for sid, (service, source_arn) in publishers.items():
+            topic.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    principals=[iam.ServicePrincipal(service)],
+                    actions=["sns:Publish"],
+                    resources=[topic.topic_arn],
+                    conditions={
+                        "StringEquals": {"aws:SourceAccount": self.account},
+                        "ArnLike": {"aws:SourceArn": source_arn},
+                    },
+                )
+            )
+        for index, email in enumerate(self.settings.emails):
+            sns.Subscription(
+                self, f"Email{index}", topic=topic, protocol=sns.SubscriptionProtocol.EMAIL, endpoint=email
+            )
+        for index, url in enumerate(self.settings.https_endpoints):
+            sns.Subscription(
+                self, f"Https{index}", topic=topic, protocol=sns.SubscriptionProtocol.HTTPS, endpoint=str(url)
+            )
+        return topic
+
+    def _budget(self) -> budgets.CfnBudget:
+        env = self.environment_spec
+        subscriber = budgets.CfnBudget.SubscriberProperty(
+            subscription_type="SNS", address=self.topic.topic_arn
+        )
+
+        def alert(kind: str, percent: float) -> budgets.CfnBudget.NotificationWithSubscribersProperty:
+            return budgets.CfnBudget.NotificationWithSubscribersProperty(
+                notification=budgets.CfnBudget.NotificationProperty(
+                    notification_type=kind,
+                    comparison_operator="GREATER_THAN",
+                    threshold=percent,
+                    threshold_type="PERCENTAGE",
+                ),
+                subscribers=[subscriber],
+            )
+
+        budget = budgets.CfnBudget(
+            self,
+            "Budget",
+            budget=budgets.CfnBudget.BudgetDataProperty(
+                budget_name=budget_name(env),  # budgets are account-wide: the name carries BU and stage
+                budget_type="COST",
+                time_unit="MONTHLY",
+                budget_limit=budgets.CfnBudget.SpendProperty(
+                    amount=self.settings.budgets.of(env.stage.value), unit="USD"
+                ),
+                # Both cost allocation tags (activate them in the payer account's Billing console).
+                filter_expression=budgets.CfnBudget.ExpressionProperty(
+                    and_=[
+                        budgets.CfnBudget.ExpressionProperty(
+                            tags=budgets.CfnBudget.TagValuesProperty(
+                                key="BusinessUnit", values=[env.business_unit.name], match_options=["EQUALS"]
+                            )
+                        ),
+                        budgets.CfnBudget.ExpressionProperty(
+                            tags=budgets.CfnBudget.TagValuesProperty(
+                                key="Stage", values=[env.stage.value], match_options=["EQUALS"]
+                            )
+                        ),
+                    ]
+                ),
+            ),
+            notifications_with_subscribers=[
+                alert("ACTUAL", self.settings.budget_actual_percent),
+                alert("FORECASTED", self.settings.budget_forecast_percent),
+            ],
+        )
+        budget.node.add_dependency(self.topic)  # the topic policy must exist before Budgets validates it
+        return budget
+
+    # ---- alarms --------------------------------------------------------------------------------------
+
+    def add_alarm(
+        self,
+        construct_id: str,
+        description: str,
+        metric: cloudwatch.IMetric,
+        threshold: float,
+        comparison: cloudwatch.ComparisonOperator = GT,
+        periods: int = 2,
+    ) -> cloudwatch.Alarm:
+        """Every alarm of this stack notifies the topic (a test checks every alarm has an action)."""
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_description=f"{self.environment_spec.name}: {description}",
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=periods,
+            datapoints_to_alarm=periods,
+            comparison_operator=comparison,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        action = cw_actions.SnsAction(self.topic)
+        alarm.add_alarm_action(action)
+        alarm.add_ok_action(action)
+        self.alarms.append(alarm)
+        return alarm
+
+    # ---- services ----------------------------------------------------------------------------------
+
+    def monitor_stack(self, stack: Stack) -> None:
+        """Discover what `stack` runs and add it: Python functions, state machines, REST APIs, endpoints."""
+        for node in stack.node.find_all():
+            if isinstance(node, PlatformFunction):
+                label = node.node.path.removeprefix(stack.node.path + "/")
+                self.add_function(
+                    f"{stack.stack_name.removeprefix(self.environment_spec.name + '-')} {label}",
+                    node.function,
+                )
+            elif isinstance(node, sfn.StateMachine):
+                self.add_state_machine(node)
+            elif isinstance(node, apigw.RestApi):
+                self.add_api(node)
+        if isinstance(stack, ServingStack):
+            self.add_endpoint(stack)
+
+    def add_function(self, label: str, function: lambda_.Function) -> None:
+        t = self.thresholds
+        timeout = (function.timeout or DEFAULT_TIMEOUT).to_milliseconds()
+        errors = function.metric_errors(period=FIVE_MINUTES, statistic="Sum")
+        throttles = function.metric_throttles(period=FIVE_MINUTES, statistic="Sum")
+        duration = function.metric_duration(period=FIVE_MINUTES, statistic="p99")
+        invocations = function.metric_invocations(period=FIVE_MINUTES, statistic="Sum")
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title=f"{label}: invocations, errors, throttles",
+                left=[invocations, errors, throttles],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(title=f"{label}: duration p99 (ms)", left=[duration], width=12),
+        )
+        scope_id = label.title().replace(" ", "").replace("/", "").replace("-", "")
+        self.add_alarm(f"{scope_id}Errors", f"{label} errors", errors, t.lambda_errors_per_5_minutes)
+        self.add_alarm(
+            f"{scope_id}Throttles", f"{label} throttles", throttles, t.lambda_throttles_per_5_minutes
+        )
+        self.add_alarm(
+            f"{scope_id}Duration",
+            f"{label} p99 duration near its timeout",
+            duration,
+            timeout * t.lambda_duration_p99_percent_of_timeout / 100,
+        )
+
+    def add_state_machine(self, machine: sfn.StateMachine) -> None:
+        failed = machine.metric_failed(period=FIVE_MINUTES, statistic="Sum")
+        timed_out = machine.metric_timed_out(period=FIVE_MINUTES, statistic="Sum")
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Evaluation state machine: executions",
+                left=[
+                    machine.metric_started(period=FIVE_MINUTES),
+                    machine.metric_succeeded(period=FIVE_MINUTES),
+                    failed,
+                    timed_out,
+                ],
+                width=24,
+            )
+        )
+        failures = cloudwatch.MathExpression(
+            expression="failed + timed_out",
+            using_metrics={"failed": failed, "timed_out": timed_out},
+            period=FIVE_MINUTES,
+        )
+        self.add_alarm(
+            f"{machine.node.id}Failures",
+            "evaluation executions failed or timed out",
+            failures,
+            self.thresholds.evaluation_failed_executions,
+            periods=1,
+        )
+
+    def add_api(self, api: apigw.RestApi) -> None:
+        """The app backend's REST API: latency and 4xx / 5xx (call this or pass its stack to monitor_stack)."""
+        count = api.metric_count(period=FIVE_MINUTES, statistic="Sum")
+        client = api.metric_client_error(period=FIVE_MINUTES, statistic="Sum")
+        server = api.metric_server_error(period=FIVE_MINUTES, statistic="Sum")
+        latency = api.metric_latency(period=FIVE_MINUTES, statistic="p90")
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title=f"API {api.node.id}: requests, 4xx, 5xx", left=[count, client, server], width=12
+            ),
+            cloudwatch.GraphWidget(title=f"API {api.node.id}: latency p90 (ms)", left=[latency], width=12),
+        )
+        self.add_alarm(
+            f"Api{api.node.id}ServerErrors",
+            f"API {api.node.id} 5xx",
+            server,
+            self.thresholds.lambda_errors_per_5_minutes,
+        )
+
+    def add_endpoint(self, serving: ServingStack) -> None:
+        """Serving endpoint: invocations, latency, GPU utilization and memory, errors; alarms from serving.alarms."""
+        dims = {"EndpointName": serving.endpoint_name, "VariantName": VARIANT_NAME}
+
+        def metric(name: str, statistic: str, namespace: str = "AWS/SageMaker") -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=namespace,
+                metric_name=name,
+                dimensions_map=dims,
+                statistic=statistic,
+                period=FIVE_MINUTES,
+            )
+
+        instance_ns = "/aws/sagemaker/Endpoints"
+        errors = metric("Invocation5XXErrors", "Sum")
+        latency = metric("ModelLatency", "p90")  # microseconds
+        gpu_memory = metric("GPUMemoryUtilization", "Average", instance_ns)
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title=f"Endpoint {serving.endpoint_name}: invocations and model errors",
+                left=[metric("Invocations", "Sum"), errors, metric("Invocation4XXErrors", "Sum")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(title="Endpoint model latency p90 (us)", left=[latency], width=8),
+            cloudwatch.GraphWidget(
+                title="Endpoint GPU utilization / memory (%)",
+                left=[metric("GPUUtilization", "Average", instance_ns), gpu_memory],
+                width=8,
+            ),
+        )
+        limits = serving.settings.alarms
+        self.add_alarm("EndpointErrors", "model invocation 5XX errors", errors, limits.errors_per_5_minutes)
+        self.add_alarm(
+            "EndpointLatency", "p90 model latency above the bound", latency, limits.latency_p90_ms * 1000
+        )
+        self.add_alarm(
+            "EndpointGpuMemory",
+            "GPU memory utilization above the bound",
+            gpu_memory,
+            limits.gpu_memory_percent,
+        )
+
+    # ---- foundation-model quality signals (emitted by the services, see common.quality_metrics) -------
+
+    def _quality_metric(
+        self, name: str, service: str, period: Duration = FIVE_MINUTES, statistic: str = "Sum", **dims: str
+    ) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=qm.NAMESPACE,
+            metric_name=name,
+            dimensions_map={
+                **dims,
+                "business_unit": self.environment_spec.business_unit.name,
+                "service": service,
+            },
+            statistic=statistic,
+            period=period,
+        )
+
+    def _guardrail_signals(self) -> None:
+        t = self.thresholds
+        guardrails = self.environment_spec.business_unit.guardrails
+        rates: list[cloudwatch.IMetric] = []
+        findings: list[cloudwatch.IMetric] = []
+        for direction in DIRECTIONS:
+            switches = getattr(guardrails, direction).layers
+            layers = [
+                name for name in ("toxicity", "pii", "bedrock", "local_rules") if getattr(switches, name)
+            ]
+            if not layers:
+                continue
+            per_request = {
+                f"requests_{direction}": self._quality_metric(
+                    qm.GUARDRAIL_REQUESTS, qm.GUARDRAIL_SERVICE, direction=direction
+                ),
+                f"blocked_{direction}": self._quality_metric(
+                    qm.GUARDRAIL_BLOCKED, qm.GUARDRAIL_SERVICE, direction=direction
+                ),
+            }
+            block_rate = cloudwatch.MathExpression(
+                expression=f"100 * blocked_{direction} / requests_{direction}",
+                using_metrics=per_request,
+                label=f"{direction} block rate %",
+                period=FIVE_MINUTES,
+            )
+            # Errors and calls summed over the layers that run in this direction.
+            layer_metrics = {
+                f"{kind}_{direction}_{index}": self._quality_metric(
+                    kind, qm.GUARDRAIL_SERVICE, direction=direction, layer=layer
+                )
+                for index, layer in enumerate(layers)
+                for kind in ("calls", "errors")
+            }
+            errors_sum = " + ".join(f"errors_{direction}_{i}" for i in range(len(layers)))
+            calls_sum = " + ".join(f"calls_{direction}_{i}" for i in range(len(layers)))
+            error_rate = cloudwatch.MathExpression(
+                expression=f"100 * ({errors_sum}) / ({calls_sum})",
+                using_metrics=layer_metrics,
+                label=f"{direction} layer error rate %",
+                period=FIVE_MINUTES,
+            )
+            rates += [block_rate, error_rate]
+            title = direction.title()
+            self.add_alarm(
+                f"Guardrail{title}BlockRate",
+                f"guardrail {direction} block rate",
+                block_rate,
+                t.guardrail_block_rate_percent,
+            )
+            self.add_alarm(
+                f"Guardrail{title}ErrorRate",
+                f"guardrail {direction} layer error rate",
+                error_rate,
+                t.guardrail_error_rate_percent,
+            )
+            for layer in FINDINGS_LAYERS:
+                if layer in layers:
+                    findings.append(
+                        cloudwatch.MathExpression(
+                            expression=f"100 * findings_{layer}_{direction} / calls_{layer}_{direction}",
+                            using_metrics={
+                                f"findings_{layer}_{direction}": self._quality_metric(
+                                    "findings", qm.GUARDRAIL_SERVICE, direction=direction, layer=layer
+                                ),
+                                f"calls_{layer}_{direction}": self._quality_metric(
+                                    "calls", qm.GUARDRAIL_SERVICE, direction=direction, layer=layer
+                                ),
+                            },
+                            label=f"{layer} findings % ({direction})",
+                            period=FIVE_MINUTES,
+                        )
+                    )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Guardrail block and error rate per direction (%)", left=rates, width=12
+            ),
+            cloudwatch.GraphWidget(title="Toxicity and PII findings rate (%)", left=findings, width=12),
+        )
+
+    def _evaluation_signals(self) -> None:
+        t = self.thresholds
+        scores: list[cloudwatch.IMetric] = []
+        drifts: list[cloudwatch.IMetric] = []
+        for index, candidate in enumerate(self.environment_spec.business_unit.evaluation.candidates):
+            score = self._quality_metric(
+                qm.JUDGE_SCORE_MEAN, qm.EVALUATION_SERVICE, ONE_DAY, "Average", model=candidate.name
+            )
+            # DIFF: this run's daily mean minus the previous one; a fall beyond the bound alarms.
+            drift = cloudwatch.MathExpression(
+                expression=f"DIFF(score_{index})",
+                using_metrics={f"score_{index}": score},
+                label=f"{candidate.name} drift",
+                period=ONE_DAY,
+            )
+            scores.append(score)
+            drifts.append(drift)
+            self.add_alarm(
+                f"JudgeScore{index}",
+                f"{candidate.name} mean judge score below the minimum",
+                score,
+                t.min_judge_score,
+                LT,
+                periods=1,
+            )
+            self.add_alarm(
+                f"JudgeScoreDrop{index}",
+                f"{candidate.name} judge score fell between runs",
+                drift,
+                -t.max_judge_score_drop,
+                LT,
+                periods=1,
+            )
+        if scores:
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(title="Mean judge score per model (1-10)", left=scores, width=12),
+                cloudwatch.GraphWidget(title="Judge score change between runs", left=drifts, width=12),
+            )
+
+    def _rating_signals(self) -> None:
+        share = cloudwatch.MathExpression(
+            expression="100 * low / ratings",
+            using_metrics={
+                "low": self._quality_metric(qm.LOW_RATINGS, qm.APP_SERVICE, Duration.hours(1)),
+                "ratings": self._quality_metric(qm.RATINGS, qm.APP_SERVICE, Duration.hours(1)),
+            },
+            label="low ratings %",
+            period=Duration.hours(1),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Share of low end-user ratings (%)", left=[share], width=24)
+        )
+        self.add_alarm(
+            "LowRatingShare", "share of low end-user ratings", share, self.thresholds.low_rating_percent
+        )
+
+
+def monitor_stage(monitoring: MonitoringStack, stacks: Sequence[Stack]) -> None:
+    for stack in stacks:
+        monitoring.monitor_stack(stack)
