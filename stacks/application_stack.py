@@ -1,5 +1,10 @@
 """The business unit's end-user API: Cognito, API Gateway (Cognito authorizer), WAF, the backend function,
-its table, and the tenant-scoped upload role (ABAC on the raw zone prefix)."""
+its table, and the tenant-scoped upload role (ABAC on the raw zone prefix).
+
+The backend uses the stage's guardrail (its Lambda, or the engine in-process, as `guardrails.packaging`
+says), the shared prompt catalog (read access, SigV4) and, where the stage has one, the fine-tuning
+pipeline. Lake access goes through `grant_lake_access`, so the lake side allows what the roles ask for.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +17,16 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from common.lake_layout import Zone, business_unit_prefix
-from stacks.application_lake_access import (
-    grant_lake_access,
-    lake_bucket_name,
-    lake_key_arn_pattern,
-    lake_key_condition,
-)
-from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest
+from common.lake_layout import Zone
+from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.nag import acknowledge
 from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.prompt_catalog_access import grant_prompt_catalog_invoke, prompt_catalog_invoke_arns
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.retention import retention_for
+from stacks.fine_tuning_stack import FineTuningStack
+from stacks.guardrail_stack import GuardrailStack, settings_env
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.settings.application import ApplicationSettings
 
@@ -54,21 +56,16 @@ _TABLE_KEY = (
     "CDK's DynamoDB read/write grant on the table's customer managed key; the resource is that one key "
     "ARN, the wildcard is only in the action names (GenerateDataKey*, ReEncrypt*)"
 )
-_LAKE_KEY = (
-    "The lake key lives in the data lake account and its id is unknown here at synth time; key/* is "
-    "narrowed to the key carrying the lake alias (kms:ResourceAliases) and to calls made through S3"
+_CATALOG = (
+    "The prompt catalog API lives in the tooling account and its id is not known here at synth time; "
+    "the grant is limited to that account, region and the catalog's stage, and to reading routes"
 )
-_OWN_PREFIX = (
-    "Object keys under the business unit's own lake prefix are created at run time; the wildcard ends "
-    "in '<business_unit>/' and so never reaches another business unit's prefix"
-)
+TENANT_TAG = "TenantId"
 
 
 def nag_name(value: str) -> str:
-    """How cdk-nag prints a resource: pseudo parameters and IAM policy variables in angle brackets."""
-    return value.replace(Aws.PARTITION, "<AWS::Partition>").replace(
-        "${aws:PrincipalTag/TenantId}", "<aws:PrincipalTag/TenantId>"
-    )
+    """How cdk-nag prints a resource: pseudo parameters in angle brackets."""
+    return value.replace(Aws.PARTITION, "<AWS::Partition>")
 
 
 def acknowledge_findings(construct: Construct, findings: dict[str, str]) -> None:
@@ -80,30 +77,15 @@ def waf_enabled(environment: EnvironmentSpec, settings: ApplicationSettings) -> 
     return environment.stage is not Stage.DEV or settings.waf_in_dev
 
 
-def upload_prefix_pattern(business_unit: str) -> str:
-    """The raw-zone prefix a tagged upload session may touch: resolved by IAM per session."""
-    return f"{business_unit_prefix(business_unit)}tenant=${{aws:PrincipalTag/TenantId}}/uploads/"
-
-
-def upload_policy_statements(config: PlatformConfig, business_unit: str) -> list[dict[str, object]]:
-    """What a session tagged TenantId=<t> may do: its own uploads prefix in the raw zone, nothing else."""
-    bucket_arn = f"arn:{Aws.PARTITION}:s3:::{lake_bucket_name(config, Zone.RAW)}"
-    prefix = upload_prefix_pattern(business_unit)
-    return [
-        {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [f"{bucket_arn}/{prefix}*"]},
-        {
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket"],
-            "Resource": [bucket_arn],
-            "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}},
-        },
-        {
-            "Effect": "Allow",
-            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-            "Resource": [lake_key_arn_pattern(config)],
-            "Condition": lake_key_condition(config),
-        },
-    ]
+def upload_request(business_unit: str) -> LakeAccessRequest:
+    """What a session tagged TenantId=<t> may do: read and write its own tenant prefix of the raw zone
+    (presigned POSTs under `uploads/`, listing them back), nothing else."""
+    return LakeAccessRequest(
+        business_unit=business_unit,
+        zone=Zone.RAW,
+        access=LakeAccess.READ_WRITE,
+        tenant_from_principal_tag=TENANT_TAG,
+    )
 
 
 class ApplicationStack(PlatformStack):
@@ -115,6 +97,8 @@ class ApplicationStack(PlatformStack):
         config: PlatformConfig,
         environment: EnvironmentSpec,
         key: kms.IKey,
+        guardrail: GuardrailStack,
+        fine_tuning: FineTuningStack | None = None,
     ) -> None:
         super().__init__(
             scope,
@@ -159,6 +143,8 @@ class ApplicationStack(PlatformStack):
             removal_policy=self.retention.removal_policy,
         )
         self.backend = self._backend(config, environment, use_case)
+        self._use_guardrail(config, guardrail)
+        self._use_fine_tuning(fine_tuning)
         self.upload_role = self._upload_role(config, environment)
         self.backend.function.add_environment("UPLOAD_ROLE_ARN", self.upload_role.role_arn)
         self.api = self._rest_api(environment)
@@ -218,7 +204,7 @@ class ApplicationStack(PlatformStack):
     def _backend(
         self, config: PlatformConfig, environment: EnvironmentSpec, use_case: str
     ) -> PlatformFunction:
-        bu = environment.business_unit.name
+        bu = environment.business_unit
         backend = PlatformFunction(
             self,
             "Backend",
@@ -231,50 +217,76 @@ class ApplicationStack(PlatformStack):
             powertools_layer_version=config.lambda_.powertools_layer_version,
             memory_size=1024,
             environment={
-                "APP_SETTINGS": self.settings.model_dump_json(),
-                "BUSINESS_UNIT": bu,
+                # Defaults left out (the same models fill them back in): Lambda allows 4 KB of variables.
+                "APP_SETTINGS": self.settings.model_dump_json(exclude_defaults=True),
+                "GUARDRAIL_SETTINGS": settings_env(bu.name, bu.guardrails),
+                "BUSINESS_UNIT": bu.name,
                 "USE_CASE": use_case,
                 "TABLE_NAME": self.table.table_name,
+                # Ratings and the evaluation candidates made from them (evaluation_datasets is read-only
+                # for business units: testers accept candidates into it).
                 "FEEDBACK_BUCKET": lake_bucket_name(config, Zone.FEEDBACK),
-                "EVALUATION_DATASETS_BUCKET": lake_bucket_name(config, Zone.EVALUATION_DATASETS),
-                "FILTER_DECISIONS_BUCKET": lake_bucket_name(config, Zone.FILTER_DECISIONS),
                 "RAW_BUCKET": lake_bucket_name(config, Zone.RAW),
-                "GUARDRAIL_SETTINGS": "{}",
             },
         )
         role = backend.role
         self.table.grant_read_write_data(role)
-        for zone in (Zone.FEEDBACK, Zone.EVALUATION_DATASETS, Zone.FILTER_DECISIONS):
-            grant_lake_access(
-                role, config, LakeAccessRequest(business_unit=bu, zone=zone, access=LakeAccess.WRITE)
-            )
-        # The in-process guardrail's Comprehend layers: these Detect* actions have no resource scope.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["comprehend:DetectPiiEntities", "comprehend:DetectToxicContent"], resources=["*"]
-            )
+        grant_lake_access(
+            role,
+            config,
+            LakeAccessRequest(business_unit=bu.name, zone=Zone.FEEDBACK, access=LakeAccess.WRITE),
         )
-        self._grant_models(role, config, environment)
-        bucket = f"arn:{Aws.PARTITION}:s3:::"
+        # SigV4 calls to the shared catalog; its URL is configured after the shared stage is deployed.
+        grant_prompt_catalog_invoke(role, config)
+        self._grant_models(role, environment)
         findings = {
             "Action::kms:GenerateDataKey*": _TABLE_KEY,
             "Action::kms:ReEncrypt*": _TABLE_KEY,
-            f"Resource::{lake_key_arn_pattern(config)}": _LAKE_KEY,
-            f"Resource::arn:{Aws.PARTITION}:execute-api:{config.home_region}:{config.tooling_account}:*/*/GET/*": (
-                "The prompt catalog API lives in the tooling account and its id is not known here at synth "
-                "time; the grant is limited to GET routes (reads) of that one account and region"
-            ),
             f"Resource::arn:{Aws.PARTITION}:sagemaker:{environment.region}:{environment.account}:endpoint/{environment.name}-*": (
                 "Tenants' personal models are deployed at run time to endpoints named after this environment; "
                 "the wildcard stays inside this business unit's and stage's own endpoint names"
             ),
         }
-        for zone in (Zone.FEEDBACK, Zone.EVALUATION_DATASETS, Zone.FILTER_DECISIONS):
-            findings[f"Resource::{bucket}{lake_bucket_name(config, zone)}/{bu}/*"] = _OWN_PREFIX
+        findings.update({f"Resource::{arn}": _CATALOG for arn in prompt_catalog_invoke_arns(config)})
         acknowledge_findings(role, findings)
         return backend
 
-    def _grant_models(self, role: iam.IRole, config: PlatformConfig, environment: EnvironmentSpec) -> None:
+    def _use_guardrail(self, config: PlatformConfig, guardrail: GuardrailStack) -> None:
+        """The stage's guardrail as the business unit packaged it: invoke its function, or run its engine
+        here with the same permissions the function has."""
+        function, role = self.backend.function, self.backend.role
+        if guardrail.settings.packaging == "lambda":
+            function.add_environment("GUARDRAIL_FUNCTION", guardrail.function_name)
+            guardrail.grant_invoke(role)
+            return
+        guardrail.grant_runtime_permissions(role)
+        function.add_environment("FILTER_DECISIONS_BUCKET", lake_bucket_name(config, Zone.FILTER_DECISIONS))
+        if guardrail.bedrock_ref is not None:
+            function.add_environment("BEDROCK_GUARDRAIL_ID", guardrail.bedrock_ref[0])
+            function.add_environment("BEDROCK_GUARDRAIL_VERSION", guardrail.bedrock_ref[1])
+
+    def _use_fine_tuning(self, fine_tuning: FineTuningStack | None) -> None:
+        """POST /fine-tunes starts the stage's pipeline; without one the route answers 503."""
+        if fine_tuning is None:
+            return
+        role = self.backend.role
+        self.backend.function.add_environment("FINE_TUNING_PIPELINE", fine_tuning.pipeline_name)
+        role.add_managed_policy(fine_tuning.start_policy)
+        executions = f"{fine_tuning.pipeline_arn}/execution/*"
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sagemaker:DescribePipelineExecution"], resources=[executions])
+        )
+        acknowledge_findings(
+            role,
+            {
+                f"Resource::{executions}": (
+                    "Pipeline executions get their ids at run time; GET /fine-tunes/{id} describes executions "
+                    "of this stage's one fine-tuning pipeline only"
+                )
+            },
+        )
+
+    def _grant_models(self, role: iam.IRole, environment: EnvironmentSpec) -> None:
         model = self.settings.default_model
         region, account = environment.region, environment.account
         if model.provider == "bedrock":
@@ -296,32 +308,6 @@ class ApplicationStack(PlatformStack):
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=endpoints)
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["execute-api:Invoke"],
-                resources=[
-                    f"arn:{Aws.PARTITION}:execute-api:{config.home_region}:{config.tooling_account}:*/*/GET/*"
-                ],
-            )
-        )
-        pipeline = self.settings.fine_tuning_pipeline
-        if pipeline:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=["sagemaker:StartPipelineExecution"],
-                    resources=[
-                        f"arn:{Aws.PARTITION}:sagemaker:{region}:{account}:pipeline/{pipeline.lower()}"
-                    ],
-                )
-            )
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=["sagemaker:DescribePipelineExecution"],
-                    resources=[
-                        f"arn:{Aws.PARTITION}:sagemaker:{region}:{account}:pipeline/{pipeline.lower()}/execution/*"
-                    ],
-                )
-            )
 
     def _upload_role(self, config: PlatformConfig, environment: EnvironmentSpec) -> iam.Role:
         """Assumed by the backend once per upload request with the session tag TenantId=<user>."""
@@ -343,21 +329,9 @@ class ApplicationStack(PlatformStack):
                     conditions={"Null": {"aws:RequestTag/TenantId": "true"}},
                 )
             )
-        for statement in upload_policy_statements(config, environment.business_unit.name):
-            role.add_to_policy(iam.PolicyStatement.from_json(statement))
+        grant_lake_access(role, config, upload_request(environment.business_unit.name))
         backend_role.add_to_principal_policy(
             iam.PolicyStatement(actions=["sts:AssumeRole", "sts:TagSession"], resources=[role.role_arn])
-        )
-        raw_objects = f"arn:{Aws.PARTITION}:s3:::{lake_bucket_name(config, Zone.RAW)}/"
-        acknowledge_findings(
-            role,
-            {
-                f"Resource::{raw_objects}{upload_prefix_pattern(environment.business_unit.name)}*": (
-                    "Upload keys are created at run time under the tenant's own prefix; the tenant segment is "
-                    "the session tag ${aws:PrincipalTag/TenantId}, so one session reaches one tenant only"
-                ),
-                f"Resource::{lake_key_arn_pattern(config)}": _LAKE_KEY,
-            },
         )
         return role
 

@@ -85,6 +85,8 @@ class GuardrailStack(PlatformStack):
             "FILTER_DECISIONS_BUCKET": lake_bucket_name(config, Zone.FILTER_DECISIONS),
         }
         reference = self._bedrock_guardrail(settings, environment, baseline)
+        # (id, version) of the Bedrock guardrail, for services running the engine in-process.
+        self.bedrock_ref = reference
         if reference is not None:
             environment_variables["BEDROCK_GUARDRAIL_ID"] = reference[0]
             environment_variables["BEDROCK_GUARDRAIL_VERSION"] = reference[1]
@@ -106,15 +108,18 @@ class GuardrailStack(PlatformStack):
             vpc=vpc,
             security_groups=security_groups,
         )
-        self._grant_runtime_permissions(settings, config, environment)
+        self.settings = settings
+        self._config = config
+        self.grant_runtime_permissions(self.function.role)
 
     @property
     def function_name(self) -> str:
         return self.function.function.function_name
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Let another service's role call the guardrail (the only way in: no URL, no API)."""
-        return self.function.grant_invoke(grantee)
+        """Let another service's role call the guardrail (the only way in: no URL, no API). Callers invoke
+        the unqualified function name, so no version or alias wildcard is granted."""
+        return self.function.function.grant_invoke_latest_version(grantee)
 
     def _bedrock_guardrail(
         self, settings: GuardrailSettings, environment: EnvironmentSpec, baseline: BaselineStack
@@ -172,10 +177,12 @@ class GuardrailStack(PlatformStack):
         security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to the VPC endpoints")
         return network.vpc, [security_group]
 
-    def _grant_runtime_permissions(
-        self, settings: GuardrailSettings, config: PlatformConfig, environment: EnvironmentSpec
-    ) -> None:
-        role = self.function.role
+    def grant_runtime_permissions(self, grantee: iam.IGrantable) -> None:
+        """What running the filter takes: the function's own role, or (`packaging: in_process`) the role of
+        the service that imports the engine. Comprehend and ApplyGuardrail for the enabled layers, the
+        guardrail's key, and writing decision records under the business unit's lake prefix."""
+        settings = self.settings
+        role = grantee.grant_principal
         switches = [settings.input.layers, settings.output.layers]
         comprehend_actions = sorted(
             {"comprehend:DetectToxicContent" for s in switches if s.toxicity}
@@ -191,12 +198,12 @@ class GuardrailStack(PlatformStack):
             )
             if self.guardrail is not None:
                 # The provisioned guardrail is encrypted with the environment key; applying it decrypts.
-                self.guardrail_key.grant_decrypt(role)
+                self.guardrail_key.grant_decrypt(grantee)
         grant_lake_access(
-            role,
-            config,
+            grantee,
+            self._config,
             LakeAccessRequest(
-                business_unit=environment.business_unit.name,
+                business_unit=self.environment_spec.business_unit.name,
                 zone=Zone.FILTER_DECISIONS,
                 access=LakeAccess.WRITE,
             ),

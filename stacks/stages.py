@@ -96,8 +96,15 @@ class BusinessUnitStage(CdkStage):
             )
 
         # Application backend (issue 8): end-user API of this business unit and stage.
+        # Its guardrail and (where this stage has it) fine-tuning pipeline are the ones above.
         self.application = ApplicationStack(
-            self, "Application", config=config, environment=environment, key=self.baseline.key
+            self,
+            "Application",
+            config=config,
+            environment=environment,
+            key=self.baseline.key,
+            guardrail=self.guardrail,
+            fine_tuning=self.fine_tuning,
         )
         # ---- monitoring: keep this block LAST; it discovers what the stacks above run ----
         # (dashboard, alarms on one encrypted topic, budget; a later stack: self.monitoring.monitor_stack(s))

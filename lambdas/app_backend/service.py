@@ -9,14 +9,16 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from guardrail.engine import InvalidRequestError
 from prompt_catalog.chains import RenderedStep, final_step, run_chain
 from prompt_catalog.rendering import render
 
 from app_backend.catalog import PromptSource
-from app_backend.filters import InputOutputFilter, filter_event, redacted_or_none
+from app_backend.filters import filter_event, redacted_or_none
 from app_backend.models import (
+    BadRequestError,
     ConflictError,
     FineTuneBody,
     InvokeBody,
@@ -34,6 +36,10 @@ from common.evaluation_dataset import EvaluationRecord, dump_records
 from common.lake_records import LakeRecord, RatingRecord
 from common.model_gateway import ModelClient, ModelError, ModelRequest, ModelThrottledError
 from common.prompt_client import PromptFetchError, PromptNotFoundError
+from common.quality_metrics import emit_rating
+
+if TYPE_CHECKING:
+    from guardrail.client import GuardrailCaller
 
 ModelFactory = Callable[[Mapping[str, Any]], ModelClient]
 
@@ -56,12 +62,17 @@ class FineTunePipeline(Protocol):
     def status(self, execution_arn: str) -> dict[str, Any]: ...
 
 
+def candidate_key(business_unit: str, use_case: str, rating_id: str) -> str:
+    """Where a candidate goes in the feedback zone; testers accept it into the evaluation datasets."""
+    return f"{business_unit}/evaluation_candidates/{use_case}/{rating_id}.jsonl"
+
+
 @dataclass
 class AppService:
     settings: ApplicationSettings
     business_unit: str
     use_case: str
-    guard: InputOutputFilter
+    guard: GuardrailCaller
     catalog: PromptSource
     store: AppStore
     default_model: ModelClient
@@ -84,7 +95,10 @@ class AppService:
         if untrusted:
             event = filter_event("input", "", **self._ids(model.name, request_id, tenant_id))
             event["content"] = [{"text": values[name]} for name in untrusted]
-            input_verdict = self.guard.check(event)
+            try:
+                input_verdict = self.guard.check(event)
+            except InvalidRequestError as exc:  # e.g. more text than the guardrail accepts
+                raise BadRequestError("variables", f"refused by the guardrail ({exc})") from None
             verdicts["input"] = _summary(input_verdict)
             if input_verdict["action"] == "block":
                 return {"output": None, "request_id": request_id, "blocked": "input", "verdicts": verdicts}
@@ -188,6 +202,9 @@ class AppService:
                 "event_time": datetime.fromtimestamp(self.clock(), UTC).isoformat(),
             },
         )
+        if created:
+            # The quality signal "share of low ratings" (docs/monitoring.md): once per stored rating.
+            emit_rating(self.business_unit, str(stored["rating_type"]), int(stored["value"]))
         if not stored.get("published"):
             try:
                 self._publish(tenant_id, request, stored)
@@ -218,7 +235,7 @@ class AppService:
         self.ratings.flush()
         candidate = self._candidate(record, request)
         if candidate is not None:
-            key = f"{self.business_unit}/candidates/{self.use_case}/{record.rating_id}.jsonl"
+            key = candidate_key(self.business_unit, self.use_case, record.rating_id)
             self.candidates.put(key, dump_records([candidate]))
 
     def _candidate(self, rating: RatingRecord, request: StoredRequest) -> EvaluationRecord | None:

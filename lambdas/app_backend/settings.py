@@ -96,9 +96,9 @@ class ApplicationSettings(_Strict):
     ratings: Ratings = Ratings()
     prompt_catalog_url: (
         Annotated[str, Field(pattern=r"^https://[A-Za-z0-9.\-]+(/[A-Za-z0-9._\-]+)*/?$")] | None
-    ) = Field(default=None, description="the prompt catalog API's URL; until set, /invoke answers 503")
-    fine_tuning_pipeline: Annotated[str, Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")] | None = (
-        Field(default=None, description="SageMaker pipeline name; until set, POST /fine-tunes answers 503")
+    ) = Field(
+        default=None,
+        description="the prompt catalog API's URL (its stage is /prompt-catalog); until set, /invoke answers 503",
     )
 
     @classmethod

@@ -1,8 +1,9 @@
 """Presigned uploads into the tenant's own prefix of the raw zone, signed with tenant-scoped credentials.
 
 The function's own role cannot write to the raw zone. For each request it assumes the upload role with
-the session tag `TenantId=<tenant>`; that role's policy allows only
-`<business_unit>/tenant=${aws:PrincipalTag/TenantId}/uploads/*`. A presigned POST carries the signer's
+the session tag `TenantId=<tenant>`; that role's policy (`grant_lake_access` with
+`tenant_from_principal_tag`) reaches only `<business_unit>/tenant=${aws:PrincipalTag/TenantId}/`, and the
+presigned POST pins the key under its `uploads/` folder. A presigned POST carries the signer's
 credentials, so even a tampered form cannot reach another tenant's prefix: S3 evaluates the policy of
 the tagged session, not the function's.
 """

@@ -1,25 +1,29 @@
 """Build the service from the function's environment (the stack sets these variables).
 
-APP_SETTINGS (ApplicationSettings JSON), BUSINESS_UNIT, USE_CASE, TABLE_NAME, FEEDBACK_BUCKET,
-EVALUATION_DATASETS_BUCKET, RAW_BUCKET, UPLOAD_ROLE_ARN, GUARDRAIL_SETTINGS; optional FILTER_DECISIONS_BUCKET (guardrail decision
-records). The catalog URL and the fine-tuning pipeline come from the settings (or PROMPT_CATALOG_URL /
-FINE_TUNING_PIPELINE): an unreachable catalog answers 503, a missing pipeline makes /fine-tunes 503.
+APP_SETTINGS (ApplicationSettings JSON), BUSINESS_UNIT, USE_CASE, TABLE_NAME, FEEDBACK_BUCKET (ratings and
+evaluation candidates), RAW_BUCKET, UPLOAD_ROLE_ARN, GUARDRAIL_SETTINGS (the guardrail stack's JSON) with
+GUARDRAIL_FUNCTION (`packaging: lambda`) or, in-process, FILTER_DECISIONS_BUCKET and the optional
+BEDROCK_GUARDRAIL_ID / BEDROCK_GUARDRAIL_VERSION. The catalog URL comes from the settings (or
+PROMPT_CATALOG_URL): an unreachable catalog answers 503. FINE_TUNING_PIPELINE is set where the stage has
+the fine-tuning pipeline; without it /fine-tunes answers 503.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app_backend.catalog import ApiCatalog, signed_get_json
-from app_backend.filters import EngineFilter
 from app_backend.service import AppService
 from app_backend.settings import ApplicationSettings, DefaultModel
 from app_backend.store import AppStore
-from app_backend.uploads import TenantUploads
+from app_backend.uploads import TenantUploads, uploads_prefix
 from common.model_gateway import BedrockConverseModel, ModelClient, SageMakerEndpointModel
 from common.prompt_client import PromptClient, urllib_transport
+
+if TYPE_CHECKING:
+    from guardrail.client import GuardrailCaller
 
 
 class S3Candidates:
@@ -34,16 +38,22 @@ class S3Candidates:
 
 
 class SageMakerPipeline:
-    """The fine-tuning pipeline as a black box: started with TenantId, described by execution ARN."""
+    """The fine-tuning pipeline as a black box: started for a tenant on its uploads, described by ARN."""
 
-    def __init__(self, pipeline_name: str, sagemaker: Any) -> None:
+    def __init__(self, pipeline_name: str, sagemaker: Any, *, raw_bucket: str, business_unit: str) -> None:
         self.pipeline_name = pipeline_name
         self._sagemaker = sagemaker
+        self.raw_bucket = raw_bucket
+        self.business_unit = business_unit
 
     def start(self, tenant_id: str, client_token: str) -> str:
+        uploads = f"s3://{self.raw_bucket}/{uploads_prefix(self.business_unit, tenant_id)}"
         answer = self._sagemaker.start_pipeline_execution(
             PipelineName=self.pipeline_name,
-            PipelineParameters=[{"Name": "TenantId", "Value": tenant_id}],
+            PipelineParameters=[
+                {"Name": "TenantId", "Value": tenant_id},
+                {"Name": "InputDataUri", "Value": uploads},
+            ],
             ClientRequestToken=client_token,
         )
         return str(answer["PipelineExecutionArn"])
@@ -74,10 +84,33 @@ def tenant_model(item: Mapping[str, Any]) -> ModelClient:
     )
 
 
-def build_service(env: Mapping[str, str] | None = None) -> AppService:
-    import boto3
+def guard_from_env(env: Mapping[str, str]) -> GuardrailCaller:
+    """The guardrail as the business unit configured it: its Lambda, or the engine in this process."""
+    from guardrail.client import guardrail_client
     from guardrail.engine import GuardrailEngine
     from guardrail.settings import GuardrailSettings
+
+    from common.lake_writer import LakeWriter
+
+    settings = GuardrailSettings.model_validate_json(env.get("GUARDRAIL_SETTINGS", "{}"))
+    guardrail_id, version = env.get("BEDROCK_GUARDRAIL_ID"), env.get("BEDROCK_GUARDRAIL_VERSION")
+    bedrock_ref = (guardrail_id, version) if guardrail_id and version else None
+    decisions = env.get("FILTER_DECISIONS_BUCKET")
+    engine = None
+    if settings.packaging == "in_process":
+        engine = GuardrailEngine(
+            settings, bedrock_ref=bedrock_ref, sink=LakeWriter(decisions) if decisions else None
+        )
+    return guardrail_client(
+        settings,
+        business_unit=env["BUSINESS_UNIT"],
+        function_name=env.get("GUARDRAIL_FUNCTION"),
+        engine=engine,
+    )
+
+
+def build_service(env: Mapping[str, str] | None = None) -> AppService:
+    import boto3
 
     from common.lake_writer import LakeWriter, retrying_s3_client
 
@@ -91,24 +124,19 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
         PromptClient(catalog_url, region=region, business_unit=business_unit, transport=transport),
         signed_get_json(catalog_url, region=region, transport=transport, business_unit=business_unit),
     )
-    decisions = env.get("FILTER_DECISIONS_BUCKET")
-    engine = GuardrailEngine(
-        GuardrailSettings.model_validate_json(env.get("GUARDRAIL_SETTINGS", "{}")),
-        sink=LakeWriter(decisions) if decisions else None,
-    )
     s3 = retrying_s3_client()
-    pipeline = settings.fine_tuning_pipeline or env.get("FINE_TUNING_PIPELINE")
+    pipeline = env.get("FINE_TUNING_PIPELINE")
     return AppService(
         settings=settings,
         business_unit=business_unit,
         use_case=settings.use_case or env["USE_CASE"],
-        guard=EngineFilter(engine),
+        guard=guard_from_env(env),
         catalog=catalog,
         store=AppStore(boto3.resource("dynamodb").Table(env["TABLE_NAME"])),
         default_model=default_model(settings.default_model),
         tenant_model=tenant_model,
         ratings=LakeWriter(env["FEEDBACK_BUCKET"], s3_client=s3),
-        candidates=S3Candidates(env["EVALUATION_DATASETS_BUCKET"], s3),
+        candidates=S3Candidates(env["FEEDBACK_BUCKET"], s3),
         uploads=TenantUploads(
             bucket=env["RAW_BUCKET"],
             business_unit=business_unit,
@@ -116,5 +144,11 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
             settings=settings.uploads,
             sts=boto3.client("sts"),
         ),
-        fine_tunes=SageMakerPipeline(pipeline, boto3.client("sagemaker")) if pipeline else None,
+        fine_tunes=(
+            SageMakerPipeline(
+                pipeline, boto3.client("sagemaker"), raw_bucket=env["RAW_BUCKET"], business_unit=business_unit
+            )
+            if pipeline
+            else None
+        ),
     )

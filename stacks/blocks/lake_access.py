@@ -13,13 +13,14 @@ beyond that, so an identity policy can never promise what the lake would refuse.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from constructs import Construct, IConstruct
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from common.lake_layout import Zone, business_unit_prefix, check_business_unit, check_tenant_id, tenant_prefix
 from common.lake_records import BusinessUnitName, SafeId
@@ -38,6 +39,8 @@ __all__ = [
     "lake_key_alias",
 ]
 
+# IAM tag keys that are safe inside a policy variable (no "}", "$", "*" or "/").
+PRINCIPAL_TAG_KEY = r"^[A-Za-z0-9_.:=+@-]{1,128}$"
 # S3 bucket names: at most 63 characters.
 MAX_BUCKET_NAME = 63
 
@@ -57,6 +60,9 @@ class LakeAccessRequest(BaseModel):
     zone: Zone
     access: LakeAccess
     tenant_id: SafeId | None = None
+    # The tenant segment as an IAM policy variable: `${aws:PrincipalTag/<tag>}` (ABAC; one role serves
+    # every tenant, each session reaches the tenant its session tag names).
+    tenant_from_principal_tag: Annotated[str, Field(pattern=PRINCIPAL_TAG_KEY)] | None = None
 
     @field_validator("business_unit")
     @classmethod
@@ -68,8 +74,17 @@ class LakeAccessRequest(BaseModel):
     def _tenant_is_a_key_segment(cls, value: str | None) -> str | None:
         return None if value is None else check_tenant_id(value)
 
+    @model_validator(mode="after")
+    def _one_tenant_source(self) -> LakeAccessRequest:
+        if self.tenant_id is not None and self.tenant_from_principal_tag is not None:
+            raise ValueError("tenant_from_principal_tag: set either tenant_id or tenant_from_principal_tag")
+        return self
+
     @property
     def prefix(self) -> str:
+        if self.tenant_from_principal_tag is not None:
+            tenant = "${aws:PrincipalTag/" + self.tenant_from_principal_tag + "}"
+            return f"{business_unit_prefix(self.business_unit)}tenant={tenant}/"
         if self.tenant_id is None:
             return business_unit_prefix(self.business_unit)
         return tenant_prefix(self.business_unit, self.tenant_id)
@@ -89,7 +104,7 @@ def lake_access_statements(
     `kms_via_service` (e.g. "s3.eu-west-1.amazonaws.com") limits key use to calls made through S3;
     `kms_key_alias` limits it to the key carrying that alias (for `key/*` across accounts).
     """
-    unique = sorted(set(requests), key=lambda r: (r.zone, r.business_unit, r.tenant_id or "", r.access))
+    unique = sorted(set(requests), key=lambda r: (r.zone, r.business_unit, r.prefix, r.access))
     statements: list[dict[str, Any]] = []
     kms_actions: set[str] = set()
     for request in unique:
@@ -230,13 +245,14 @@ _KEY_BY_ALIAS = (
 )
 _OBJECTS_UNDER_PREFIX = (
     "Object keys under the business unit's own prefix are created at run time; the wildcard ends in "
-    "'<business_unit>/' (or '<business_unit>/tenant=<id>/') and so never reaches another prefix"
+    "'<business_unit>/' (or '<business_unit>/tenant=<id>/', the id possibly filled per session from a "
+    "principal tag) and so never reaches another prefix"
 )
 
 
 def nag_resource(resource: str) -> str:
-    """How cdk-nag names a resource in a finding: CloudFormation pseudo parameters as `<AWS::...>`."""
-    return resource.replace(Aws.PARTITION, "<AWS::Partition>")
+    """How cdk-nag names a resource in a finding: pseudo parameters and policy variables as `<...>`."""
+    return re.sub(r"\$\{([^}]+)\}", r"<\1>", resource.replace(Aws.PARTITION, "<AWS::Partition>"))
 
 
 def acknowledge_lake_wildcards(

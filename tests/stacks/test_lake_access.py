@@ -145,3 +145,57 @@ def test_a_tenant_never_gets_another_tenants_prefix_or_the_business_units_tables
     statements = lake_access_statements([request], bucket_arns=BUCKETS, kms_key_arn=KEY)
     for key in (f"finance/tenant={other}/{key_rest}", f"finance/ratings/{key_rest}"):
         assert not granted_keys(statements, BUCKETS[Zone.RAW], key, "s3:GetObject")
+
+
+# ---- the tenant from a session tag (ABAC: one role, one tenant per session) ----------------------
+
+
+def test_a_tenant_from_a_principal_tag_is_a_policy_variable_in_the_prefix():
+    request = LakeAccessRequest(
+        business_unit="retail", zone=Zone.RAW, access=LakeAccess.WRITE, tenant_from_principal_tag="TenantId"
+    )
+    assert request.prefix == "retail/tenant=${aws:PrincipalTag/TenantId}/"
+    [objects, key] = lake_access_statements([request], bucket_arns=BUCKETS, kms_key_arn=KEY)
+    assert objects["Resource"] == ["arn:aws:s3:::lake-raw/retail/tenant=${aws:PrincipalTag/TenantId}/*"]
+    assert key["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+
+
+@given(mine=tenants, other=tenants, key_rest=st.from_regex(r"\A[a-z0-9=/._-]{0,30}\Z"))
+@example(mine="t1", other="t10", key_rest="x")
+def test_a_tagged_session_reaches_only_the_tenant_its_tag_names(mine, other, key_rest):
+    request = LakeAccessRequest(
+        business_unit="retail",
+        zone=Zone.RAW,
+        access=LakeAccess.READ_WRITE,
+        tenant_from_principal_tag="TenantId",
+    )
+    statements = lake_access_statements([request], bucket_arns=BUCKETS, kms_key_arn=KEY)
+    # IAM fills the variable from the session before matching.
+    filled = [
+        {**s, "Resource": [r.replace("${aws:PrincipalTag/TenantId}", mine) for r in s["Resource"]]}
+        for s in statements
+    ]
+    bucket = BUCKETS[Zone.RAW]
+    assert granted_keys(filled, bucket, f"retail/tenant={mine}/{key_rest}x", "s3:PutObject")
+    assert not granted_keys(filled, bucket, f"retail/ratings/{key_rest}", "s3:PutObject")
+    if mine != other:
+        assert not granted_keys(filled, bucket, f"retail/tenant={other}/{key_rest}", "s3:PutObject")
+
+
+@pytest.mark.parametrize("tag", ["Tenant}Id", "a/b", "x*", "$x", ""])
+def test_a_principal_tag_that_could_break_the_variable_is_refused(tag):
+    with pytest.raises(ValidationError, match="tenant_from_principal_tag"):
+        LakeAccessRequest(
+            business_unit="retail", zone=Zone.RAW, access=LakeAccess.WRITE, tenant_from_principal_tag=tag
+        )
+
+
+def test_a_fixed_tenant_and_a_tag_tenant_are_exclusive():
+    with pytest.raises(ValidationError, match="tenant_from_principal_tag: set either"):
+        LakeAccessRequest(
+            business_unit="retail",
+            zone=Zone.RAW,
+            access=LakeAccess.WRITE,
+            tenant_id="t1",
+            tenant_from_principal_tag="TenantId",
+        )

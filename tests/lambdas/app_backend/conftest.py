@@ -22,7 +22,7 @@ from common.model_gateway import ModelRequest, ModelResponse
 
 TABLE = "app-requests"
 RAW = "lake-raw"
-DATASETS = "lake-evaluation-datasets"
+CANDIDATES = "lake-feedback"  # ratings' evaluation candidates
 UPLOAD_ROLE = "arn:aws:iam::123456789012:role/app-upload"
 BU = "retail"
 USE_CASE = "support-bot"
@@ -229,7 +229,7 @@ def build_backend(settings: ApplicationSettings | None = None, fine_tunes: Any =
     settings = settings or ApplicationSettings()
     table = create_table(boto3.resource("dynamodb"))
     s3 = boto3.client("s3")
-    for bucket in (RAW, DATASETS):
+    for bucket in (RAW, CANDIDATES):
         s3.create_bucket(Bucket=bucket)
     guard, model, ratings = RecordingFilter(), RecordingModel(), ListSink()
     sts = RecordingSts(boto3.client("sts"))
@@ -249,7 +249,7 @@ def build_backend(settings: ApplicationSettings | None = None, fine_tunes: Any =
         default_model=model,
         tenant_model=tenant_model,
         ratings=ratings,
-        candidates=S3Candidates(DATASETS, s3),
+        candidates=S3Candidates(CANDIDATES, s3),
         uploads=TenantUploads(
             bucket=RAW, business_unit=BU, role_arn=UPLOAD_ROLE, settings=settings.uploads, sts=sts
         ),

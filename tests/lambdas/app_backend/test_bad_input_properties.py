@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import DATASETS, RAW, Backend
+from .conftest import CANDIDATES, RAW, Backend
 
 ROUTES = [
     ("POST", "/invoke"),
@@ -58,7 +58,7 @@ def _state(backend: Backend) -> tuple[Any, ...]:
     return (
         json.dumps(backend.table_items(), sort_keys=True, default=str),
         tuple(backend.objects(RAW)),
-        tuple(backend.objects(DATASETS)),
+        tuple(backend.objects(CANDIDATES)),
         len(backend.ratings.written),
         len(backend.model.calls),
     )

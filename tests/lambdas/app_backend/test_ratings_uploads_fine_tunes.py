@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from common.evaluation_dataset import read_records
 
-from .conftest import BU, DATASETS, RAW, USE_CASE, Backend, build_backend
+from .conftest import BU, CANDIDATES, RAW, USE_CASE, Backend, build_backend
 
 
 def _invoke(backend: Backend, name: str = "alice@example.com", sub: str = "tenant-a") -> str:
@@ -42,9 +42,9 @@ def test_a_retried_rating_is_stored_once_and_a_good_one_becomes_a_redacted_candi
     )
     assert record.comment == "great, mail [EMAIL]"
     assert record.use_case == USE_CASE
-    [key] = backend.objects(DATASETS)
-    assert key == f"{BU}/candidates/{USE_CASE}/{record.rating_id}.jsonl"
-    text = backend.s3.get_object(Bucket=DATASETS, Key=key)["Body"].read().decode()
+    [key] = backend.objects(CANDIDATES)
+    assert key == f"{BU}/evaluation_candidates/{USE_CASE}/{record.rating_id}.jsonl"
+    text = backend.s3.get_object(Bucket=CANDIDATES, Key=key)["Body"].read().decode()
     [candidate] = list(read_records(text.splitlines()))
     assert candidate.prompt_ref == "greet@3"
     assert candidate.variables == {"name": "[EMAIL]"}
@@ -60,9 +60,9 @@ def test_bad_thumbs_become_a_candidate_without_reference_and_middling_stars_do_n
     assert backend.call("POST", "/ratings", {"request_id": middling, "stars": 3})[0] == 201
 
     assert [r.value for r in backend.ratings.written] == [0, 3]
-    [key] = backend.objects(DATASETS)
+    [key] = backend.objects(CANDIDATES)
     [candidate] = list(
-        read_records(backend.s3.get_object(Bucket=DATASETS, Key=key)["Body"].read().decode().splitlines())
+        read_records(backend.s3.get_object(Bucket=CANDIDATES, Key=key)["Body"].read().decode().splitlines())
     )
     assert candidate.labels == ["rated-bad"]
     assert candidate.reference_output is None
@@ -164,14 +164,17 @@ def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_r
     sagemaker = boto3.client("sagemaker", region_name="us-east-1")
     arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/ft/execution/abc"
     with mock_aws(), Stubber(sagemaker) as stub:
-        built = build_backend(fine_tunes=SageMakerPipeline("ft", sagemaker))
+        built = build_backend(fine_tunes=SageMakerPipeline("ft", sagemaker, raw_bucket=RAW, business_unit=BU))
         handler.use_service(built.service)
         stub.add_response(
             "start_pipeline_execution",
             {"PipelineExecutionArn": arn},
             {
                 "PipelineName": "ft",
-                "PipelineParameters": [{"Name": "TenantId", "Value": "tenant-a"}],
+                "PipelineParameters": [
+                    {"Name": "TenantId", "Value": "tenant-a"},
+                    {"Name": "InputDataUri", "Value": f"s3://{RAW}/{BU}/tenant=tenant-a/uploads/"},
+                ],
                 "ClientRequestToken": ANY,
             },
         )
@@ -189,3 +192,21 @@ def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_r
         assert (status, body["field"]) == (404, "fine_tune_id")
         stub.assert_no_pending_responses()
         handler.use_service(None)
+
+
+def _rating_metrics(captured: str) -> list[dict[str, Any]]:
+    blobs = [json.loads(line) for line in captured.splitlines() if line.startswith("{") and '"_aws"' in line]
+    return [b for b in blobs if "ratings" in b]
+
+
+def test_each_stored_rating_emits_the_low_rating_signal_once(backend: Backend, capsys: Any) -> None:
+    good, bad = _invoke(backend, "x"), _invoke(backend, "y")
+    capsys.readouterr()
+    for _ in range(2):  # the retry is stored once and counted once
+        assert backend.call("POST", "/ratings", {"request_id": good, "stars": 5})[0] == 201
+    assert backend.call("POST", "/ratings", {"request_id": bad, "thumbs": "down"})[0] == 201
+    metrics = _rating_metrics(capsys.readouterr().out)
+    assert [(m["ratings"], m["low_ratings"], m["business_unit"]) for m in metrics] == [
+        ([1.0], [0.0], BU),
+        ([1.0], [1.0], BU),
+    ]
