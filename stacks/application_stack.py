@@ -21,7 +21,7 @@ from common.lake_layout import Zone
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.nag import acknowledge
-from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.prompt_catalog_access import grant_prompt_catalog_invoke, prompt_catalog_invoke_arns
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.retention import retention_for
@@ -88,7 +88,7 @@ def upload_request(business_unit: str) -> LakeAccessRequest:
     )
 
 
-class ApplicationStack(PlatformStack):
+class ApplicationStack(EnvironmentStack):
     def __init__(
         self,
         scope: Construct,
@@ -103,9 +103,8 @@ class ApplicationStack(PlatformStack):
         super().__init__(
             scope,
             construct_id,
-            stack_name=f"{environment.name}-application",
-            account=environment.account,
-            region=environment.region,
+            environment=environment,
+            name="application",
             description=f"LLMOps application backend for {environment.name}: Cognito, REST API, WAF, backend",
         )
         bu = environment.business_unit
@@ -115,7 +114,6 @@ class ApplicationStack(PlatformStack):
             raise ValueError(
                 f"business_units[{bu.name}].application.use_case: {use_case!r} is not one of {bu.use_cases}"
             )
-        self.environment_spec = environment
         self.retention = retention_for(environment.stage)
         self.key = key
         self.user_pool = self._user_pool(environment)

@@ -7,23 +7,21 @@ from constructs import Construct
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.nag import acknowledge_cdk_managed_providers
 from stacks.blocks.network import PlatformNetwork
-from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.retention import retention_for
 from stacks.blocks.storage import AccessLogBucket
 from stacks.settings import EnvironmentSpec
 
 
-class BaselineStack(PlatformStack):
+class BaselineStack(EnvironmentStack):
     def __init__(self, scope: Construct, construct_id: str, *, environment: EnvironmentSpec) -> None:
         super().__init__(
             scope,
             construct_id,
-            stack_name=f"{environment.name}-baseline",
-            account=environment.account,
-            region=environment.region,
+            environment=environment,
+            name="baseline",
             description=f"LLMOps baseline for {environment.name}: KMS key, access-log bucket, isolated VPC",
         )
-        self.environment_spec = environment
         self.retention = retention_for(environment.stage)
         self.key = PlatformKey(
             self,

@@ -33,7 +33,7 @@ from stacks.blocks.model_access import (
     model_resources,
 )
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
-from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.retention import DataRetention
 from stacks.blocks.storage import SecureBucket
@@ -83,7 +83,7 @@ def tolerated_failure_percentage(settings: EvaluationSettings) -> float:
     return round(settings.gate.max_error_rate * 100, 2)
 
 
-class EvaluationStack(PlatformStack):
+class EvaluationStack(EnvironmentStack):
     def __init__(
         self,
         scope: Construct,
@@ -96,12 +96,10 @@ class EvaluationStack(PlatformStack):
         super().__init__(
             scope,
             construct_id,
-            stack_name=f"{environment.name}-evaluation",
-            account=environment.account,
-            region=environment.region,
+            environment=environment,
+            name="evaluation",
             description=f"LLMOps evaluation engine for {environment.name}: state machine, Lambdas, review queue",
         )
-        self.environment_spec = environment
         self.settings = environment.business_unit.evaluation
         self.business_unit = environment.business_unit.name
         self.runs_prefix = f"{self.business_unit}/evaluation_runs/"

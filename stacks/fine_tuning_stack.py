@@ -25,7 +25,7 @@ from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.lambda_deps import LAMBDAS_DIR
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
-from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.sagemaker_access import grant_sagemaker_runtime
 from stacks.blocks.storage import SecureBucket
@@ -36,7 +36,7 @@ from stacks.settings.serving import check_instance_type, image_uri_for, serving_
 JOB_CODE_PACKAGES = ("fine_tuning_jobs", "evaluation", "common")
 
 
-class FineTuningStack(PlatformStack):
+class FineTuningStack(EnvironmentStack):
     def __init__(
         self,
         scope: Construct,
@@ -49,9 +49,8 @@ class FineTuningStack(PlatformStack):
         super().__init__(
             scope,
             construct_id,
-            stack_name=f"{environment.name}-fine-tuning",
-            account=environment.account,
-            region=environment.region,
+            environment=environment,
+            name="fine-tuning",
             description=f"LLMOps fine-tuning pipeline for {environment.name}",
         )
         bu = environment.business_unit

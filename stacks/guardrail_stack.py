@@ -22,7 +22,7 @@ from guardrail.settings import BedrockGuardrailDefinition, GuardrailSettings
 from common.lake_layout import Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
-from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
 from stacks.settings import EnvironmentSpec, PlatformConfig
 
@@ -53,7 +53,7 @@ def definition_digest(properties: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(properties, sort_keys=True).encode()).hexdigest()[:16]
 
 
-class GuardrailStack(PlatformStack):
+class GuardrailStack(EnvironmentStack):
     def __init__(
         self,
         scope: Construct,
@@ -66,12 +66,10 @@ class GuardrailStack(PlatformStack):
         super().__init__(
             scope,
             construct_id,
-            stack_name=f"{environment.name}-guardrail",
-            account=environment.account,
-            region=environment.region,
+            environment=environment,
+            name="guardrail",
             description=f"LLMOps guardrail service for {environment.name}: Bedrock guardrail, filter function",
         )
-        self.environment_spec = environment
         settings = environment.business_unit.guardrails
         encoded = settings_env(environment.business_unit.name, settings)
 

@@ -27,7 +27,7 @@ from constructs import Construct
 
 from common import quality_metrics as qm
 from stacks.baseline_stack import BaselineStack
-from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import DEFAULT_TIMEOUT, PlatformFunction
 from stacks.serving_stack import VARIANT_NAME, ServingStack
 from stacks.settings import EnvironmentSpec
@@ -48,19 +48,17 @@ def budget_name(environment: EnvironmentSpec) -> str:
     return f"{environment.name}-monthly"
 
 
-class MonitoringStack(PlatformStack):
+class MonitoringStack(EnvironmentStack):
     def __init__(
         self, scope: Construct, construct_id: str, *, environment: EnvironmentSpec, baseline: BaselineStack
     ) -> None:
         super().__init__(
             scope,
             construct_id,
-            stack_name=f"{environment.name}-monitoring",
-            account=environment.account,
-            region=environment.region,
+            environment=environment,
+            name="monitoring",
             description=f"LLMOps monitoring for {environment.name}: alarm topic, dashboard, alarms, budget",
         )
-        self.environment_spec = environment
         self.settings = environment.business_unit.monitoring
         self.thresholds = self.settings.alarms
         self.alarms: list[cloudwatch.Alarm] = []

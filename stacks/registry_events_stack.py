@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from constructs import Construct
 
-from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.registry_events import RegistryEventReceiver
 from stacks.settings import EnvironmentSpec, PlatformConfig
 
 
-class RegistryEventsStack(PlatformStack):
+class RegistryEventsStack(EnvironmentStack):
     def __init__(
         self, scope: Construct, construct_id: str, *, config: PlatformConfig, environment: EnvironmentSpec
     ) -> None:
         super().__init__(
             scope,
             construct_id,
-            stack_name=f"{environment.name}-registry-events",
-            account=environment.account,
-            region=environment.region,
+            environment=environment,
+            name="registry-events",
             description=(
                 f"LLMOps {environment.name}: lets the tooling account's model registry rule deliver "
                 "model package state changes to this account's default event bus"

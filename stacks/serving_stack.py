@@ -27,7 +27,7 @@ from constructs import Construct
 
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
-from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.sagemaker_access import grant_sagemaker_runtime
 from stacks.blocks.storage import SecureBucket
@@ -59,7 +59,7 @@ def fine_tuning_stack_name(config: PlatformConfig, environment: EnvironmentSpec)
     return f"{config.environment(environment.business_unit, Stage.DEV).name}-fine-tuning"
 
 
-class ServingStack(PlatformStack):
+class ServingStack(EnvironmentStack):
     def __init__(
         self,
         scope: Construct,
@@ -72,9 +72,8 @@ class ServingStack(PlatformStack):
         super().__init__(
             scope,
             construct_id,
-            stack_name=f"{environment.name}-serving",
-            account=environment.account,
-            region=environment.region,
+            environment=environment,
+            name="serving",
             description=f"LLMOps GPU serving for {environment.name}: shared endpoint, autoscaling, deployer",
         )
         settings = environment.business_unit.serving

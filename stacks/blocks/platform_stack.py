@@ -5,6 +5,8 @@ from __future__ import annotations
 from aws_cdk import Environment, Fn, Stack
 from constructs import Construct
 
+from stacks.settings import EnvironmentSpec
+
 MAX_AZS = 3
 
 
@@ -33,3 +35,30 @@ class PlatformStack(Stack):
         # An account-bound stack would look its AZs up with credentials at synth time. AZ names differ per
         # account, so resolve them at deploy time instead: synth stays offline and works for any account.
         return [Fn.select(index, Fn.get_azs()) for index in range(MAX_AZS)]
+
+
+class EnvironmentStack(PlatformStack):
+    """A stack of one business unit in one stage, deployed to that environment's account and region.
+
+    Named `<prefix>-<business unit>-<stage>-<name>`, so two business units, or sandbox mode where every
+    environment shares one account, never collide.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        environment: EnvironmentSpec,
+        name: str,
+        description: str,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            stack_name=f"{environment.name}-{name}",
+            account=environment.account,
+            region=environment.region,
+            description=description,
+        )
+        self.environment_spec = environment
