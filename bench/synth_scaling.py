@@ -112,7 +112,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
+    # Inside the repository: the pipelines synthesize from the repo and refuse a config outside it.
+    scratch_root = REPO_ROOT / "bench" / "results"
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch_root) as scratch:
         for size in args.sizes:
             config_path = Path(scratch) / f"bu{size}.yaml"
             config_path.write_text(yaml.safe_dump(generated_config(size)))
