@@ -276,7 +276,7 @@ class ServingStack(EnvironmentStack):
                 copy_count=settings.initial_instances
             ),
         )
-        component.add_dependency(self.endpoint)
+        component.add_resource_dependency(self.endpoint)
         self.base_component = component
 
     def _autoscaling(self, settings: ServingSettings) -> appscaling.ScalableTarget:
