@@ -6,7 +6,9 @@ Services are fakes that sleep a fixed time and return canned answers, so only ou
 
 from __future__ import annotations
 
+import base64
 import os
+import random
 import statistics
 import sys
 import time
@@ -39,6 +41,12 @@ def text_of(kib: int) -> str:
     return text.decode("utf-8", "ignore")
 
 
+def blob_of(kib: int) -> str:
+    """A base64url blob (a pasted token or file): one long run of e-mail local-part characters."""
+    raw = random.Random(0).randbytes(kib * 1024)
+    return base64.urlsafe_b64encode(raw).decode()[: kib * 1024]
+
+
 def percentiles(samples_ms: list[float]) -> tuple[float, float]:
     cuts = statistics.quantiles(samples_ms, n=100, method="inclusive")
     return statistics.median(samples_ms), cuts[98]
@@ -49,22 +57,48 @@ def request(text: str) -> CheckRequest:
     return CheckRequest("input", items, "retail", "anthropic.claude-3:0", "bench-1")
 
 
-def bench_local_rules(runs: int = 300) -> None:
+def bench_local_rules(runs: int = 300, blob_runs: int = 30) -> None:
     layer = LocalRulesLayer()
     settings = DirectionSettings(
         local_rules=LocalRules(deny_terms=("acme-secret", "project x"), deny_patterns=(r"\bORD-\d{6}\b",))
     )
     print("local rules layer (one check):")
+    inputs = [("sentence", text_of, runs), ("base64url blob", blob_of, blob_runs)]
+    for label, make_text, count in inputs:
+        for kib in (1, 4, 16):
+            req = request(make_text(kib))
+            layer.check(req, settings)  # warm the compiled-pattern cache
+            samples = []
+            for _ in range(count):
+                start = time.perf_counter()
+                layer.check(req, settings)
+                samples.append((time.perf_counter() - start) * 1000)
+            p50, p99 = percentiles(samples)
+            print(f"  {label} {kib:>2} KB: p50 {p50:.3f} ms  p99 {p99:.3f} ms  ({count} runs)")
+
+
+def bench_email_scan(runs: int = 10) -> None:
+    """The e-mail scan alone on the blob: plain finditer (the old code path) against email_matches."""
+    try:
+        from guardrail.layers.local_rules import EMAIL_REGEX, email_matches
+    except ImportError:  # benchmarking a revision from before the linear scan
+        return
+    print("e-mail scan alone, base64url blob:")
     for kib in (1, 4, 16):
-        req = request(text_of(kib))
-        layer.check(req, settings)  # warm the compiled-pattern cache
-        samples = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            layer.check(req, settings)
-            samples.append((time.perf_counter() - start) * 1000)
-        p50, p99 = percentiles(samples)
-        print(f"  {kib:>2} KB: p50 {p50:.3f} ms  p99 {p99:.3f} ms  ({runs} runs)")
+        text = blob_of(kib)
+        medians = []
+        for scan in (EMAIL_REGEX.finditer, email_matches):
+            samples = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                list(scan(text))
+                samples.append((time.perf_counter() - start) * 1000)
+            medians.append(statistics.median(samples))
+        plain, linear = medians
+        print(
+            f"  {kib:>2} KB: finditer p50 {plain:.3f} ms, email_matches p50 {linear:.3f} ms "
+            f"({plain / linear:.0f}x, {runs} runs)"
+        )
 
 
 class SlowComprehend:
@@ -115,4 +149,5 @@ def bench_orchestration(runs: int = 60) -> None:
 if __name__ == "__main__":
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     bench_local_rules()
+    bench_email_scan()
     bench_orchestration()

@@ -7,7 +7,7 @@ say things like "you are an assistant" or "ignore", and filters are known to fir
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -25,16 +25,43 @@ INJECTION_PATTERNS: tuple[str, ...] = (
 )
 
 
+_EMAIL_LOCAL_CHARS = "A-Za-z0-9._%+-"
+EMAIL_REGEX = re.compile(rf"[{_EMAIL_LOCAL_CHARS}]+@[A-Za-z0-9.-]+\.[A-Za-z]{{2,}}")
+# The same pattern, allowed to start only where a run of local-part characters begins.
+_EMAIL_AT_RUN_START = re.compile(rf"(?<![{_EMAIL_LOCAL_CHARS}])" + EMAIL_REGEX.pattern)
+_NON_DIGIT = re.compile(r"\D")
+
+
+def email_matches(text: str) -> Iterator[re.Match[str]]:
+    """Exactly the matches of `EMAIL_REGEX.finditer(text)`, in linear instead of quadratic time.
+
+    finditer retries at every position of a long run of local-part characters (a token, a base64
+    blob) and each try scans to the end of the run: 16 KB of letters took 0.3 s. The local part can
+    only end right before the "@" that follows the run, so a try from inside a run succeeds exactly
+    when the try from the run's start (or from where the last match ended) does: only those
+    positions need trying.
+    """
+    pos = 0
+    while True:
+        match = EMAIL_REGEX.match(text, pos) if pos else None  # continuing inside a run
+        if match is None:
+            match = _EMAIL_AT_RUN_START.search(text, pos)  # lookbehind sees text before pos
+        if match is None:
+            return
+        yield match
+        pos = match.end()
+
+
 @dataclass(frozen=True)
 class _PiiPattern:
     type: str  # Comprehend entity type name, so `pii_actions` applies to both layers
-    regex: re.Pattern[str]
+    finditer: Callable[[str], Iterator[re.Match[str]]]
 
 
 _PII_PATTERNS = (
-    _PiiPattern("EMAIL", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")),
-    _PiiPattern("CREDIT_DEBIT_NUMBER", re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")),
-    _PiiPattern("SSN", re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")),
+    _PiiPattern("EMAIL", email_matches),
+    _PiiPattern("CREDIT_DEBIT_NUMBER", re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)").finditer),
+    _PiiPattern("SSN", re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)").finditer),
 )
 
 
@@ -50,7 +77,7 @@ def luhn_valid(digits: str) -> bool:
 
 def _valid(pattern: _PiiPattern, match: str) -> bool:
     if pattern.type == "CREDIT_DEBIT_NUMBER":
-        digits = re.sub(r"\D", "", match)
+        digits = _NON_DIGIT.sub("", match)
         return 13 <= len(digits) <= 19 and luhn_valid(digits)
     return True
 
@@ -110,7 +137,7 @@ class LocalRulesLayer:
             )
         if rules.pii_regex_fallback:
             for pii in _PII_PATTERNS:
-                for match in pii.regex.finditer(text):
+                for match in pii.finditer(text):
                     if _valid(pii, match.group()):
                         action: FindingAction = settings.pii_actions.get(pii.type, "flag")
                         span = Span(index, match.start(), match.end())
