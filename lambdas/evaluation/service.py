@@ -23,11 +23,11 @@ from common.lake_records import SafeId
 from common.model_gateway import ModelClient, PrecomputedModel, load_precomputed
 from common.quality_metrics import emit_judge_score
 from evaluation.aggregate import HumanScore, ModelSummary, merge_human_scores, summarize
-from evaluation.engine import deduplicate, label_set, run_batch
+from evaluation.engine import add_missing_rows, deduplicate, label_set, run_batch
 from evaluation.lake import RecordSink, write_results
 from evaluation.models import build_candidates, build_judge
 from evaluation.report import render_report
-from evaluation.scoring import ScoringContext
+from evaluation.scoring import ScoredRecord, ScoringContext
 from evaluation.selection import GateResult, Ranking, evaluate_gate, rank_models
 from evaluation.settings import EvaluationSettings
 from evaluation.store import S3ResultStore
@@ -183,7 +183,7 @@ def score_batch(event: object, rt: Runtime) -> dict[str, Any]:
 
 def summarize_run(event: object, rt: Runtime) -> dict[str, Any]:
     ev: RunEvent = parse_event(RunEvent, event)
-    rows = deduplicate(rt.store.iter_results(ev.run_id))
+    rows = _with_missing_rows(rt, ev.run_id, deduplicate(rt.store.iter_results(ev.run_id)))
     merge_human_scores(rows, _human_scores(rt, ev.run_id))
     summaries = summarize(rows)
     ranking = rank_models(summaries, rt.settings)
@@ -232,6 +232,22 @@ def emit_judge_scores(summaries: list[ModelSummary], business_unit: str) -> None
         judged = summary.metrics.get("judge_overall")
         if judged is not None:
             emit_judge_score(business_unit, summary.model, judged.mean)
+
+
+def _with_missing_rows(rt: Runtime, run_id: str, rows: list[ScoredRecord]) -> list[ScoredRecord]:
+    """Count records of failed map batches as errors: prepare's clean dataset lists every record."""
+    dataset = rt.store.get_text(rt.key(run_id, "dataset.jsonl"))
+    if dataset is None:  # summarize over stored batches only (no prepare step, e.g. the command line)
+        return rows
+    # Candidates from the config: a model whose every batch failed still counts (precomputed runs
+    # name their models in the outputs file, so only the models seen in rows count there).
+    configured = [c.name for c in rt.settings.candidates] if not _precomputed_run(rows, rt) else []
+    return add_missing_rows(rows, read_records(dataset.splitlines()), run_id=run_id, models=configured)
+
+
+def _precomputed_run(rows: list[ScoredRecord], rt: Runtime) -> bool:
+    names = {c.name for c in rt.settings.candidates}
+    return any(row.model not in names for row in rows)
 
 
 def _human_scores(rt: Runtime, run_id: str) -> Iterator[HumanScore]:
