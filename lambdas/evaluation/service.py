@@ -183,7 +183,10 @@ def score_batch(event: object, rt: Runtime) -> dict[str, Any]:
 
 def summarize_run(event: object, rt: Runtime) -> dict[str, Any]:
     ev: RunEvent = parse_event(RunEvent, event)
-    rows = _with_missing_rows(rt, ev.run_id, deduplicate(rt.store.iter_results(ev.run_id)))
+    records = _prepared_records(rt, ev.run_id)
+    rows = deduplicate(rt.store.iter_results(ev.run_id))
+    if records is not None:  # count records of failed map batches as errors
+        rows = add_missing_rows(rows, records, run_id=ev.run_id, models=_configured_models(rows, rt))
     merge_human_scores(rows, _human_scores(rt, ev.run_id))
     summaries = summarize(rows)
     ranking = rank_models(summaries, rt.settings)
@@ -213,7 +216,7 @@ def summarize_run(event: object, rt: Runtime) -> dict[str, Any]:
         and flagged
         and rt.store.get_text(rt.key(ev.run_id, "review_sent")) is None
     ):
-        rt.review_queue.submit(rows)
+        rt.review_queue.submit(rows, {r.id: r for r in records or []})
         rt.store.put_text(rt.key(ev.run_id, "review_sent"), str(flagged), "text/plain")
     return {
         "run_id": ev.run_id,
@@ -234,15 +237,16 @@ def emit_judge_scores(summaries: list[ModelSummary], business_unit: str) -> None
             emit_judge_score(business_unit, summary.model, judged.mean)
 
 
-def _with_missing_rows(rt: Runtime, run_id: str, rows: list[ScoredRecord]) -> list[ScoredRecord]:
-    """Count records of failed map batches as errors: prepare's clean dataset lists every record."""
+def _prepared_records(rt: Runtime, run_id: str) -> list[EvaluationRecord] | None:
+    """Prepare's clean dataset: every record the run had to score (None when summarize runs without prepare)."""
     dataset = rt.store.get_text(rt.key(run_id, "dataset.jsonl"))
-    if dataset is None:  # summarize over stored batches only (no prepare step, e.g. the command line)
-        return rows
-    # Candidates from the config: a model whose every batch failed still counts (precomputed runs
-    # name their models in the outputs file, so only the models seen in rows count there).
-    configured = [c.name for c in rt.settings.candidates] if not _precomputed_run(rows, rt) else []
-    return add_missing_rows(rows, read_records(dataset.splitlines()), run_id=run_id, models=configured)
+    return None if dataset is None else list(read_records(dataset.splitlines()))
+
+
+def _configured_models(rows: list[ScoredRecord], rt: Runtime) -> list[str]:
+    """Candidates from the config, so a model whose every batch failed still counts; precomputed runs
+    name their models in the outputs file, so only the models seen in rows count there."""
+    return [] if _precomputed_run(rows, rt) else [c.name for c in rt.settings.candidates]
 
 
 def _precomputed_run(rows: list[ScoredRecord], rt: Runtime) -> bool:
