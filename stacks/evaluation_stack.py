@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Fn, Stack
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
@@ -50,6 +51,18 @@ LAMBDA_TRANSIENT_ERRORS = [
 # Client mistakes raised by the handlers (evaluation.service): retrying cannot help.
 CLIENT_ERRORS = ["InvalidEventError", "DatasetRejectedError"]
 GATE_FAILED_ERROR = "EvaluationGateFailed"
+# One JSON line per review request: who (the reviewer's ARN), what, and how it went.
+REVIEW_ACCESS_LOG_FORMAT = apigw.AccessLogFormat.json_with_standard_fields(
+    caller=True,
+    http_method=True,
+    ip=True,
+    protocol=True,
+    request_time=True,
+    resource_path=True,
+    response_length=True,
+    status=True,
+    user=True,
+)
 # Step Functions passes at most 256 KiB between states; a batch stays well below it.
 MAX_BATCH_BYTES = 200 * 1024
 
@@ -109,12 +122,14 @@ class EvaluationStack(EnvironmentStack):
         self.working_bucket = self._working_bucket(baseline)
         self.review_queue = self._review_queue(retention)
         functions = self._functions(config, retention)
+        self.review_api = self._review_api(config, retention)
         self.state_machine = self._state_machine(functions, retention)
         self.gate_role = self._gate_role(config) if environment.stage is Stage.PREPROD else None
 
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
         CfnOutput(self, "WorkingBucketName", value=self.working_bucket.bucket_name)
         CfnOutput(self, "ReviewQueueUrl", value=self.review_queue.queue_url)
+        CfnOutput(self, "ReviewApiUrl", value=self.review_api.url_for_path("/reviews"))
         acknowledge_cdk_managed_providers(self)
 
     # ---- storage -------------------------------------------------------------------------------------
@@ -443,6 +458,123 @@ class EvaluationStack(EnvironmentStack):
             "machine; their names are generated per map run",
         )
         return machine
+
+    # ---- human review API ----------------------------------------------------------------------------
+
+    def _review_api(self, config: PlatformConfig, retention: DataRetention) -> apigw.RestApi:
+        """GET /reviews/next, POST /reviews (lambdas/evaluation/review_api.py) for reviewers who are IAM
+        principals of this account; SigV4 on every method, no Cognito (reviewers are staff, not end users)."""
+        environment = self.environment_spec
+        function = PlatformFunction(
+            self,
+            "ReviewApiFunction",
+            service="evaluation",
+            handler="handler.review_api",
+            description=f"Human review API of {environment.name}",
+            key=self.key,
+            log_retention_days=environment.settings.log_retention_days,
+            retention=retention,
+            powertools_layer_version=config.lambda_.powertools_layer_version,
+            environment={
+                "RESULTS_BUCKET": self.working_bucket.bucket_name,
+                "BUSINESS_UNIT": self.business_unit,
+                "REVIEW_QUEUE_URL": self.review_queue.queue_url,
+            },
+            memory_size=256,
+            timeout=Duration.seconds(20),
+        )
+        role = function.role
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"],
+                resources=[self.review_queue.queue_arn],
+            )
+        )
+        reviews = self.working_bucket.arn_for_objects(f"{self.runs_prefix}*/reviews/*")
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[reviews]))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn])
+        )
+        acknowledge_wildcards(
+            role,
+            [reviews],
+            "Reviewer scores are written only under '<run>/reviews/' of this unit's run artifacts; run ids are "
+            "chosen per execution",
+        )
+
+        review = self.settings.human_review
+        access_logs = encrypted_log_group(
+            self,
+            "ReviewApiAccessLogs",
+            key=self.key,
+            retention_days=environment.settings.log_retention_days,
+            retention=retention,
+        )
+        api = apigw.RestApi(
+            self,
+            "ReviewApi",
+            rest_api_name=f"{environment.name}-evaluation-review",
+            description=f"Human review of evaluation results of {environment.name} (IAM-authorized)",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # The account's API Gateway logging role is set once per account by the application stack.
+            cloud_watch_role=False,
+            policy=iam.PolicyDocument(
+                statements=[
+                    iam.PolicyStatement(
+                        sid="ThisAccountOnly",
+                        principals=[iam.AccountPrincipal(self.account)],
+                        actions=["execute-api:Invoke"],
+                        resources=["execute-api:/*"],
+                    )
+                ]
+            ),
+            default_method_options=apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM),
+            deploy_options=apigw.StageOptions(
+                stage_name="v1",
+                tracing_enabled=True,
+                throttling_rate_limit=review.api_rate_limit,
+                throttling_burst_limit=review.api_burst_limit,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # bodies hold model outputs and reviewer comments
+                metrics_enabled=True,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=REVIEW_ACCESS_LOG_FORMAT,
+            ),
+        )
+        validator = api.add_request_validator(
+            "Validator", validate_request_body=True, validate_request_parameters=True
+        )
+        submission = api.add_model(
+            "ReviewSubmission",
+            content_type="application/json",
+            schema=apigw.JsonSchema(
+                schema=apigw.JsonSchemaVersion.DRAFT4,
+                type=apigw.JsonSchemaType.OBJECT,
+                required=["run_id", "record_id", "model", "score", "receipt_handle"],
+            ),
+        )
+        integration = apigw.LambdaIntegration(function.function, scope_permission_to_method=False)
+        reviews_resource = api.root.add_resource("reviews")
+        reviews_resource.add_method(
+            "POST",
+            integration,
+            request_validator=validator,
+            request_models={"application/json": submission},
+        )
+        reviews_resource.add_resource("next").add_method("GET", integration, request_validator=validator)
+        acknowledge(
+            api,
+            "AwsSolutions-COG4",
+            "Reviewers are IAM principals of this business unit account (no Cognito pool in scope): every method "
+            "requires SigV4 and the resource policy admits this account only",
+        )
+        acknowledge(
+            api.deployment_stage,
+            "AwsSolutions-APIG3",
+            "Every method requires SigV4 from this account, so unsigned traffic is refused before the "
+            "integration; the stage throttles per second and in bursts (human_review settings)",
+        )
+        return api
 
     # ---- CI/CD gate ----------------------------------------------------------------------------------
 

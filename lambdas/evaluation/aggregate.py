@@ -52,6 +52,9 @@ class HumanScore(BaseModel):
     record_id: str
     model: str
     score: float = Field(ge=1, le=10)
+    # Written by the review API (evaluation.review_api); the summary only uses the score.
+    comment: str | None = None
+    reviewer: str | None = None
 
 
 def merge_human_scores(rows: Sequence[ScoredRecord], scores: Iterable[HumanScore]) -> None:

@@ -47,3 +47,29 @@ def deduplicate(rows: Iterable[ScoredRecord]) -> list[ScoredRecord]:
         if key not in best or (best[key].error is not None and row.error is None):
             best[key] = row
     return [best[k] for k in sorted(best)]
+
+
+MISSING_ROW_ERROR = "missing: no scored row for this record (its map batch failed)"
+
+
+def add_missing_rows(
+    rows: Sequence[ScoredRecord],
+    records: Iterable[EvaluationRecord],
+    *,
+    run_id: str,
+    models: Iterable[str] = (),
+) -> list[ScoredRecord]:
+    """`rows` plus an error row for each record x model that no batch scored.
+
+    A Distributed Map tolerates some failed batches; their records leave no row at all, so without
+    this the error rate (and the gate) would only see the batches that succeeded.
+    """
+    names = sorted({row.model for row in rows} | set(models))
+    scored = {(row.model, row.record_id) for row in rows}
+    missing = [
+        ScoredRecord(run_id=run_id, record_id=r.id, model=name, category=r.category, error=MISSING_ROW_ERROR)
+        for r in records
+        for name in names
+        if (name, r.id) not in scored
+    ]
+    return [*rows, *missing]

@@ -70,3 +70,11 @@ def summarize(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @logger.inject_lambda_context
 def gate(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return service.gate_run(event, runtime())
+
+
+@logger.inject_lambda_context
+def review_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The human review API behind API Gateway (evaluation.review_api)."""
+    from evaluation.review_api import app
+
+    return app.resolve(event, context)

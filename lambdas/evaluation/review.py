@@ -3,21 +3,25 @@ and writes reviewers' scores back as JSON lines of `HumanScore` under the run's 
 
 SQS + API rather than Amazon Augmented AI: A2I needs a SageMaker workteam, a task UI template and
 a flow definition per account and region, has no local emulation (no moto), and its reviewers
-live outside the platform's Cognito users; a queue keeps reviewers in the same user pool, is
-testable with moto, and costs nothing while idle.
+live outside the platform's IAM principals; a queue keeps reviewers as IAM principals of the business
+unit account (the review API is IAM-authorized), is testable with moto, and costs nothing while idle.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from common.evaluation_dataset import EvaluationRecord
 from evaluation.scoring import ScoredRecord
 
+# SQS takes 256 KiB per message; a longer record is left out (the reviewer sees the output only).
+MAX_MESSAGE_BYTES = 240 * 1024
 
-def review_message(row: ScoredRecord) -> dict[str, Any]:
-    return {
+
+def review_message(row: ScoredRecord, record: EvaluationRecord | None = None) -> dict[str, Any]:
+    message = {
         "run_id": row.run_id,
         "record_id": row.record_id,
         "model": row.model,
@@ -25,7 +29,11 @@ def review_message(row: ScoredRecord) -> dict[str, Any]:
         "output": row.output,
         "judge_score": row.judge_score,
         "judge_justification": row.judge_justification,
+        "record": None if record is None else record.model_dump(mode="json", exclude_defaults=True),
     }
+    if len(json.dumps(message).encode()) > MAX_MESSAGE_BYTES:
+        message["record"] = None
+    return message
 
 
 class SqsReviewQueue:
@@ -41,7 +49,9 @@ class SqsReviewQueue:
             self._sqs = boto3.client("sqs")
         return self._sqs
 
-    def submit(self, rows: Iterable[ScoredRecord]) -> int:
+    def submit(
+        self, rows: Iterable[ScoredRecord], records: Mapping[str, EvaluationRecord] | None = None
+    ) -> int:
         """Send flagged rows, ten per call (the SQS batch limit); returns how many were sent."""
         flagged: Sequence[ScoredRecord] = [r for r in rows if r.human_review and r.error is None]
         for start in range(0, len(flagged), 10):
@@ -49,7 +59,11 @@ class SqsReviewQueue:
             answer = self.sqs.send_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[
-                    {"Id": str(i), "MessageBody": json.dumps(review_message(r))} for i, r in enumerate(chunk)
+                    {
+                        "Id": str(i),
+                        "MessageBody": json.dumps(review_message(r, (records or {}).get(r.record_id))),
+                    }
+                    for i, r in enumerate(chunk)
                 ],
             )
             if answer.get("Failed"):

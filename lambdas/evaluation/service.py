@@ -23,11 +23,11 @@ from common.lake_records import SafeId
 from common.model_gateway import ModelClient, PrecomputedModel, load_precomputed
 from common.quality_metrics import emit_judge_score
 from evaluation.aggregate import HumanScore, ModelSummary, merge_human_scores, summarize
-from evaluation.engine import deduplicate, label_set, run_batch
+from evaluation.engine import add_missing_rows, deduplicate, label_set, run_batch
 from evaluation.lake import RecordSink, write_results
 from evaluation.models import build_candidates, build_judge
 from evaluation.report import render_report
-from evaluation.scoring import ScoringContext
+from evaluation.scoring import ScoredRecord, ScoringContext
 from evaluation.selection import GateResult, Ranking, evaluate_gate, rank_models
 from evaluation.settings import EvaluationSettings
 from evaluation.store import S3ResultStore
@@ -183,7 +183,10 @@ def score_batch(event: object, rt: Runtime) -> dict[str, Any]:
 
 def summarize_run(event: object, rt: Runtime) -> dict[str, Any]:
     ev: RunEvent = parse_event(RunEvent, event)
+    records = _prepared_records(rt, ev.run_id)
     rows = deduplicate(rt.store.iter_results(ev.run_id))
+    if records is not None:  # count records of failed map batches as errors
+        rows = add_missing_rows(rows, records, run_id=ev.run_id, models=_configured_models(rows, rt))
     merge_human_scores(rows, _human_scores(rt, ev.run_id))
     summaries = summarize(rows)
     ranking = rank_models(summaries, rt.settings)
@@ -213,7 +216,7 @@ def summarize_run(event: object, rt: Runtime) -> dict[str, Any]:
         and flagged
         and rt.store.get_text(rt.key(ev.run_id, "review_sent")) is None
     ):
-        rt.review_queue.submit(rows)
+        rt.review_queue.submit(rows, {r.id: r for r in records or []})
         rt.store.put_text(rt.key(ev.run_id, "review_sent"), str(flagged), "text/plain")
     return {
         "run_id": ev.run_id,
@@ -232,6 +235,23 @@ def emit_judge_scores(summaries: list[ModelSummary], business_unit: str) -> None
         judged = summary.metrics.get("judge_overall")
         if judged is not None:
             emit_judge_score(business_unit, summary.model, judged.mean)
+
+
+def _prepared_records(rt: Runtime, run_id: str) -> list[EvaluationRecord] | None:
+    """Prepare's clean dataset: every record the run had to score (None when summarize runs without prepare)."""
+    dataset = rt.store.get_text(rt.key(run_id, "dataset.jsonl"))
+    return None if dataset is None else list(read_records(dataset.splitlines()))
+
+
+def _configured_models(rows: list[ScoredRecord], rt: Runtime) -> list[str]:
+    """Candidates from the config, so a model whose every batch failed still counts; precomputed runs
+    name their models in the outputs file, so only the models seen in rows count there."""
+    return [] if _precomputed_run(rows, rt) else [c.name for c in rt.settings.candidates]
+
+
+def _precomputed_run(rows: list[ScoredRecord], rt: Runtime) -> bool:
+    names = {c.name for c in rt.settings.candidates}
+    return any(row.model not in names for row in rows)
 
 
 def _human_scores(rt: Runtime, run_id: str) -> Iterator[HumanScore]:

@@ -96,6 +96,9 @@ class HumanReviewSettings(_Strict):
     enabled: bool = False
     below_judge_score: Annotated[float, Field(ge=1, le=10)] = 5.0
     sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.02
+    # The review API's stage throttling (requests per second, burst): a handful of reviewers.
+    api_rate_limit: Annotated[int, Field(ge=1, le=10_000)] = 10
+    api_burst_limit: Annotated[int, Field(ge=1, le=5_000)] = 20
 
 
 class EvaluationSettings(_Strict):

@@ -267,7 +267,7 @@ def test_functions_get_their_settings_and_buckets_from_the_environment(
     functions = {
         k: r["Properties"]
         for k, r in resources(retail_dev, "AWS::Lambda::Function").items()
-        if "Function" in k
+        if "Function" in k and not k.startswith("ReviewApi")
     }
     handlers = {p["Handler"] for p in functions.values()}
     assert handlers == {f"evaluation.handler.{h}" for h in ("prepare", "score_batch", "summarize", "gate")}
@@ -372,3 +372,49 @@ def test_map_concurrency_and_batch_size_follow_the_config(with_candidates: dict[
     score = definition(with_candidates)["States"]["ScoreRecords"]
     assert score["MaxConcurrency"] == 30 // 4
     assert score["ItemBatcher"]["MaxItemsPerBatch"] == 50
+
+
+# ---- human review API ------------------------------------------------------------------------------
+
+
+def test_review_api_is_iam_only_throttled_traced_and_access_logged(retail_dev: dict[str, Any]) -> None:
+    api = only(retail_dev, "AWS::ApiGateway::RestApi")["Properties"]
+    assert api["Name"] == "exco-retail-dev-evaluation-review"
+    (statement,) = api["Policy"]["Statement"]
+    assert statement["Action"] == "execute-api:Invoke" and statement["Effect"] == "Allow"
+    methods = resources(retail_dev, "AWS::ApiGateway::Method")
+    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == ["GET", "POST"]
+    assert all(m["Properties"]["AuthorizationType"] == "AWS_IAM" for m in methods.values())
+    assert not resources(retail_dev, "AWS::ApiGateway::Account")  # the application stack owns it
+    stage = only(retail_dev, "AWS::ApiGateway::Stage")["Properties"]
+    assert stage["TracingEnabled"] is True
+    (settings,) = stage["MethodSettings"]
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (10, 20)
+    assert settings["DataTraceEnabled"] is False
+    log_group_id = stage["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0]
+    assert "KmsKeyId" in retail_dev["Resources"][log_group_id]["Properties"]
+    assert "$context.identity.user" in stage["AccessLogSetting"]["Format"]
+
+
+def test_review_api_function_takes_answers_and_writes_only_reviews(retail_dev: dict[str, Any]) -> None:
+    (function,) = [
+        r["Properties"]
+        for k, r in resources(retail_dev, "AWS::Lambda::Function").items()
+        if k.startswith("ReviewApiFunction")
+    ]
+    assert function["Handler"] == "evaluation.handler.review_api"
+    assert function["TracingConfig"] == {"Mode": "Active"}
+    assert {"RESULTS_BUCKET", "BUSINESS_UNIT", "REVIEW_QUEUE_URL"} <= set(
+        function["Environment"]["Variables"]
+    )
+    statements = role_statements(retail_dev, "ReviewApiFunction")
+    queue_id = next(
+        k for k, q in resources(retail_dev, "AWS::SQS::Queue").items() if "RedrivePolicy" in q["Properties"]
+    )
+    queue_arn = json.dumps({"Fn::GetAtt": [queue_id, "Arn"]})
+    assert grants(statements, "sqs") == {
+        (a, queue_arn) for a in ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage")
+    }
+    s3_grants = grants(statements, "s3")
+    assert {a for a, _ in s3_grants} == {"s3:PutObject"}
+    assert all(r.endswith('/retail/evaluation_runs/*/reviews/*"]]}') for _, r in s3_grants)

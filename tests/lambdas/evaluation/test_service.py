@@ -206,3 +206,20 @@ def test_summaries_emit_mean_judge_score_per_judged_model(capsys):
     assert blob["business_unit"] == "retail" and blob["service"] == "evaluation"
     assert blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LLMOpsPlatform"
     assert blob["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["business_unit", "model", "service"]]
+
+
+def test_records_of_failed_map_batches_count_as_errors_and_fail_the_gate(s3):
+    s3.put_object(Bucket=BUCKET, Key="in/data.jsonl", Body=dump_records(RECORDS))
+    model = ScriptedModel("fm1", fn=lambda r: {"r1": "positive", "r2": "negative"}[r.record_id])
+    rt, written = make_runtime(s3, [model], make_settings(gate={"max_error_rate": 0.1}))
+    event = {"run_id": "run-1", "use_case": "support", "dataset": {"bucket": BUCKET, "key": "in/data.jsonl"}}
+    assert service.prepare(event, rt)["records"] == 3
+    service.score_batch(batch_event(RECORDS[:2]), rt)  # the batch holding r3 failed in the map
+    out = service.summarize_run({"run_id": "run-1", "use_case": "support"}, rt)
+    assert (out["records"], out["errors"]) == (3, 1)
+    missing = [r for r in written if r.record_id == "r3"]
+    assert len(missing) == 1 and missing[0].error.startswith("missing:")
+    gate = service.gate_run({"run_id": "run-1", "use_case": "support"}, rt)
+    assert gate["passed"] is False
+    error_check = next(c for c in gate["checks"] if c["rule"].startswith("error_rate"))
+    assert error_check["observed"] == pytest.approx(1 / 3)
