@@ -349,8 +349,8 @@ class ApplicationStack(EnvironmentStack):
             rest_api_name=f"{environment.name}-application",
             description=f"End-user API of {environment.name} (Cognito sign-in)",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=self.retention.removal_policy,
+            # The account-level logging role belongs to the account's baseline (stacks/blocks/api_gateway_account.py).
+            cloud_watch_role=False,
             default_method_options=apigw.MethodOptions(
                 authorizer=authorizer, authorization_type=apigw.AuthorizationType.COGNITO
             ),
@@ -401,12 +401,6 @@ class ApplicationStack(EnvironmentStack):
             throttle=apigw.ThrottleSettings(rate_limit=limits.rate_limit, burst_limit=limits.burst_limit),
             quota=apigw.QuotaSettings(limit=limits.daily_quota, period=apigw.Period.DAY),
             api_stages=[apigw.UsagePlanPerApiStage(api=api, stage=api.deployment_stage)],
-        )
-        acknowledge(
-            api.node.find_child("CloudWatchRole"),
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
-            "The account-level role API Gateway uses to write execution logs of every REST API in the account "
-            "and region; this AWS policy is the documented scope for it",
         )
         return api
 

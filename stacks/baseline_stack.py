@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from constructs import Construct
 
+from stacks.blocks.api_gateway_account import ApiGatewayAccountLogging
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.nag import acknowledge_cdk_managed_providers
 from stacks.blocks.network import PlatformNetwork
@@ -14,7 +15,14 @@ from stacks.settings import EnvironmentSpec
 
 
 class BaselineStack(EnvironmentStack):
-    def __init__(self, scope: Construct, construct_id: str, *, environment: EnvironmentSpec) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        environment: EnvironmentSpec,
+        owns_account_singletons: bool = True,
+    ) -> None:
         super().__init__(
             scope,
             construct_id,
@@ -39,5 +47,12 @@ class BaselineStack(EnvironmentStack):
         )
         self.network = PlatformNetwork(
             self, "Network", settings=environment.settings, key=self.key, retention=self.retention
+        )
+        # Account-wide singletons (API Gateway's logging role) belong to the stack that owns the account:
+        # this baseline in multi-account mode; the tooling stack when every environment shares one account.
+        self.api_gateway_logging = (
+            ApiGatewayAccountLogging(self, "ApiGatewayLogging", retention=self.retention)
+            if owns_account_singletons
+            else None
         )
         acknowledge_cdk_managed_providers(self)

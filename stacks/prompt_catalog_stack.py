@@ -181,8 +181,8 @@ class PromptCatalogStack(PlatformStack):
             rest_api_name=f"{config.organization.prefix}-prompt-catalog",
             description="Prompt catalog: IAM-authorized, callers from the business unit accounts",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=self.retention.removal_policy,
+            # The account-level logging role belongs to the account's baseline (stacks/blocks/api_gateway_account.py).
+            cloud_watch_role=False,
             policy=iam.PolicyDocument(
                 statements=[
                     iam.PolicyStatement(
@@ -244,12 +244,4 @@ class PromptCatalogStack(PlatformStack):
             "AwsSolutions-APIG3",
             "Every method requires SigV4 from the platform's accounts, so unsigned traffic is refused "
             "before the integration; the stage throttles per second and in bursts (prompt_catalog settings)",
-        )
-        cloud_watch_role = api.node.find_child("CloudWatchRole")
-        acknowledge(
-            cloud_watch_role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
-            "The account-level role API Gateway uses to write execution and access logs of every REST API "
-            "in the account and region; it creates the log groups it names itself, so this AWS policy is "
-            "the documented scope",
         )

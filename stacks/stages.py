@@ -63,7 +63,9 @@ class BusinessUnitStage(CdkStage):
     ) -> None:
         super().__init__(scope, construct_id)
         self.environment_spec = environment
-        self.baseline = BaselineStack(self, "Baseline", environment=environment)
+        self.baseline = BaselineStack(
+            self, "Baseline", environment=environment, owns_account_singletons=not config.is_sandbox
+        )
 
         # Guardrail service: input/output filters every model call of this business unit passes through.
         self.guardrail = GuardrailStack(
@@ -106,9 +108,6 @@ class BusinessUnitStage(CdkStage):
             guardrail=self.guardrail,
             fine_tuning=self.fine_tuning,
         )
-        # The evaluation review API's access logs need the account's API Gateway logging role (the
-        # application stack's AWS::ApiGateway::Account, one per account and region): deploy that first.
-        self.evaluation.add_dependency(self.application, "account-level API Gateway CloudWatch role")
         # ---- monitoring: keep this block LAST; it discovers what the stacks above run ----
         # (dashboard, alarms on one encrypted topic, budget; a later stack: self.monitoring.monitor_stack(s))
         self.monitoring = MonitoringStack(self, "Monitoring", environment=environment, baseline=self.baseline)

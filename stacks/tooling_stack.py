@@ -10,6 +10,7 @@ from typing import Any
 
 from constructs import Construct
 
+from stacks.blocks.api_gateway_account import ApiGatewayAccountLogging
 from stacks.blocks.business_unit_access import BusinessUnitAccess, business_unit_accesses
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.image_repositories import ImageRepositories
@@ -83,6 +84,10 @@ class ToolingStack(PlatformStack):
         )
         if not config.is_sandbox:
             self._forward_registry_events()
+        # The tooling account's API Gateway logging role (the prompt catalog's API; in sandbox mode every API).
+        self.api_gateway_logging = ApiGatewayAccountLogging(
+            self, "ApiGatewayLogging", retention=self.retention
+        )
         acknowledge_cdk_managed_providers(self)
 
     def _share_artifacts(self, access: BusinessUnitAccess) -> None:

@@ -180,3 +180,22 @@ def test_removal_policy_follows_the_stage(
     auto_deleters = [r for r in resources if r["Type"] == "Custom::S3AutoDeleteObjects"]
     buckets = [r for r in resources if r["Type"] == "AWS::S3::Bucket"]
     assert len(auto_deleters) == (len(buckets) if auto_delete else 0)
+
+
+@pytest.mark.parametrize("platform_fixture", ["default_platform", "sandbox_platform"])
+def test_api_gateway_account_singleton_is_set_once_per_account_and_region(
+    platform_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    platform: SynthesizedPlatform = request.getfixturevalue(platform_fixture)
+    owners: Counter[tuple[str, str]] = Counter()
+    apis: set[tuple[str, str]] = set()
+    for stack, template in platform.templates():
+        where = (stack.environment.account, stack.environment.region)
+        types = [r["Type"] for r in template["Resources"].values()]
+        owners[where] += types.count("AWS::ApiGateway::Account")
+        if "AWS::ApiGateway::RestApi" in types:
+            apis.add(where)
+    assert apis
+    # Every account with a REST API has exactly one owner of the logging role; none has two.
+    assert {where: owners[where] for where in apis} == dict.fromkeys(apis, 1)
+    assert max(owners.values()) == 1

@@ -67,9 +67,7 @@ def test_empty_queue_answers_204(aws):
 
 def test_reviewer_score_joins_the_summary_and_the_message_is_deleted(aws):
     model = ScriptedModel("fm1", ["Once upon a time."])
-    rt, _ = make_runtime(
-        aws.s3, [model], make_settings(human_review={"enabled": True, "sample_rate": 1.0})
-    )
+    rt, _ = make_runtime(aws.s3, [model], make_settings(human_review={"enabled": True, "sample_rate": 1.0}))
     record = EvaluationRecord(id="s1", input="Tell a story")
     aws.s3.put_object(Bucket=BUCKET, Key="in/data.jsonl", Body=record.model_dump_json() + "\n")
     rt.review_queue = SqsReviewQueue(aws.url, sqs_client=aws.sqs)
