@@ -280,42 +280,52 @@ class ServingStack(EnvironmentStack):
         self.base_component = component
 
     def _autoscaling(self, settings: ServingSettings) -> appscaling.ScalableTarget:
+        # Each mode scales its own unit on its own metric: instances of the variant on invocations per
+        # instance (MME), copies of the base component on concurrent requests per copy (inference components).
+        scaled: Construct
         if settings.mode is ServingMode.MULTI_MODEL_ENDPOINT:
-            target = appscaling.ScalableTarget(
-                self,
+            target_id, scaled, resource_id, dimension = (
                 "ScalableVariant",
-                service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
-                resource_id=f"endpoint/{self.endpoint_name}/variant/{VARIANT_NAME}",
-                scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-                min_capacity=settings.min_capacity,
-                max_capacity=settings.max_capacity,
+                self.endpoint,
+                f"endpoint/{self.endpoint_name}/variant/{VARIANT_NAME}",
+                "sagemaker:variant:DesiredInstanceCount",
             )
-            target.node.add_dependency(self.endpoint)
-            target.scale_to_track_metric(
+            policy_id, metric, scale_out = (
                 "InvocationsPerInstance",
-                target_value=settings.scaling_target,
-                predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
-                scale_in_cooldown=Duration.minutes(10),
-                scale_out_cooldown=Duration.minutes(2),
+                appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
+                Duration.minutes(2),
             )
-            return target
+        else:
+            target_id, scaled, resource_id, dimension = (
+                "ScalableBaseComponent",
+                self.base_component,
+                f"inference-component/{self.base_component_name}",
+                "sagemaker:inference-component:DesiredCopyCount",
+            )
+            policy_id, metric, scale_out = (
+                "ConcurrentRequestsPerCopy",
+                appscaling.PredefinedMetric.SAGEMAKER_INFERENCE_COMPONENT_CONCURRENT_REQUESTS_PER_COPY_HIGH_RESOLUTION,
+                Duration.minutes(1),
+            )
         target = appscaling.ScalableTarget(
             self,
-            "ScalableBaseComponent",
+            target_id,
             service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
-            resource_id=f"inference-component/{self.base_component_name}",
-            scalable_dimension="sagemaker:inference-component:DesiredCopyCount",
+            resource_id=resource_id,
+            scalable_dimension=dimension,
             min_capacity=settings.min_capacity,
             max_capacity=settings.max_capacity,
         )
-        target.node.add_dependency(self.base_component)
+        target.node.add_dependency(scaled)
         target.scale_to_track_metric(
-            "ConcurrentRequestsPerCopy",
+            policy_id,
             target_value=settings.scaling_target,
-            predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_INFERENCE_COMPONENT_CONCURRENT_REQUESTS_PER_COPY_HIGH_RESOLUTION,
+            predefined_metric=metric,
             scale_in_cooldown=Duration.minutes(10),
-            scale_out_cooldown=Duration.minutes(1),
+            scale_out_cooldown=scale_out,
         )
+        if settings.mode is ServingMode.MULTI_MODEL_ENDPOINT:
+            return target
         if settings.min_capacity == 0:
             # Target tracking cannot leave zero copies (no traffic reaches a component without copies);
             # requests that found no capacity trigger one copy.
