@@ -492,14 +492,27 @@ class EvaluationStack(EnvironmentStack):
         )
         reviews = self.working_bucket.arn_for_objects(f"{self.runs_prefix}*/reviews/*")
         role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[reviews]))
+        # Claims bind a receipt handle to its row and reviewer (review_api.check_claim).
+        claims = self.working_bucket.arn_for_objects(f"{self.runs_prefix}_claims/*")
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources=[claims])
+        )
+        # Listing lets a missing claim read as NoSuchKey (a 400) instead of AccessDenied.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.working_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{self.runs_prefix}_claims/*"]}},
+            )
+        )
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn])
         )
         acknowledge_wildcards(
             role,
-            [reviews],
-            "Reviewer scores are written only under '<run>/reviews/' of this unit's run artifacts; run ids are "
-            "chosen per execution",
+            [reviews, claims],
+            "Reviewer scores are written only under '<run>/reviews/' of this unit's run artifacts (run ids are "
+            "chosen per execution); claims are named by the hash of an SQS receipt handle under '_claims/'",
         )
 
         review = self.settings.human_review

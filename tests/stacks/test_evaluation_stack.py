@@ -416,5 +416,10 @@ def test_review_api_function_takes_answers_and_writes_only_reviews(retail_dev: d
         (a, queue_arn) for a in ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage")
     }
     s3_grants = grants(statements, "s3")
-    assert {a for a, _ in s3_grants} == {"s3:PutObject"}
-    assert all(r.endswith('/retail/evaluation_runs/*/reviews/*"]]}') for _, r in s3_grants)
+    writes = {r for a, r in s3_grants if a == "s3:PutObject"}
+    assert {a for a, _ in s3_grants} == {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"}
+    reviews = [r for r in writes if r.endswith('/retail/evaluation_runs/*/reviews/*"]]}')]
+    claims = [r for r in writes if r.endswith('/retail/evaluation_runs/_claims/*"]]}')]
+    assert len(reviews) == 1 and len(claims) == 1 and len(writes) == 2
+    # Claims (issue 16 item 9) are the only objects the function reads or deletes.
+    assert {r for a, r in s3_grants if a in ("s3:GetObject", "s3:DeleteObject")} == set(claims)
