@@ -15,7 +15,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from common.lake_layout import Zone
 from stacks.blocks.encryption import PlatformKey
+from stacks.blocks.lake_access import lake_bucket_name, lake_key_alias, lake_via_service
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import PlatformStack
@@ -119,12 +121,14 @@ class PromptCatalogStack(PlatformStack):
             environment={
                 "TABLE_NAME": self.table.table_name,
                 "BODY_BUCKET": self.bucket.bucket_name,
-                "DATASET_BUCKET": self.bucket.bucket_name,
+                # The one home of evaluation datasets: the lake's evaluation_datasets zone (_grant_dataset_home).
+                "DATASET_BUCKET": lake_bucket_name(config, Zone.EVALUATION_DATASETS),
                 "PROMPT_CATALOG_SETTINGS": settings.runtime().model_dump_json(),
                 "CALLER_BUSINESS_UNITS": json.dumps(callers, sort_keys=True),
             },
         )
         self._grant_data_access(sorted(callers))
+        self._grant_dataset_home(config, sorted(callers))
         self.api = self._rest_api(config)
         self.api_url = self.api.url_for_path("/")
         CfnOutput(self, "ApiUrl", value=self.api_url, description="Base URL of the prompt catalog API")
@@ -165,6 +169,33 @@ class PromptCatalogStack(PlatformStack):
                 resources=[self.key.key_arn],
             )
         )
+
+    def _grant_dataset_home(self, config: PlatformConfig, business_units: list[str]) -> None:
+        """Dataset versions are written to `<bu>/shared/datasets/` of the lake's evaluation_datasets zone
+        (the audited promotion path into `shared`); the lake's bucket policy admits this role there."""
+        role = self.handler.role
+        bucket = lake_bucket_name(config, Zone.EVALUATION_DATASETS)
+        objects = [f"arn:{self.partition}:s3:::{bucket}/{bu}/shared/datasets/*" for bu in business_units]
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=objects))
+        lake_key = f"arn:{self.partition}:kms:{config.home_region}:{config.data_lake_account}:key/*"
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[lake_key],
+                conditions={
+                    "ForAnyValue:StringEquals": {"kms:ResourceAliases": lake_key_alias(config)},
+                    "StringEquals": {"kms:ViaService": lake_via_service(config)},
+                },
+            )
+        )
+        for resource in [*objects, lake_key]:
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::{resource.replace(self.partition, '<AWS::Partition>')}]",
+                "Dataset versions are created at run time under '<bu>/shared/datasets/' of the lake's dataset "
+                "zone; the lake key's id is unknown in this account, so key/* is narrowed to the key carrying "
+                "the lake alias and to calls made through S3",
+            )
 
     def _rest_api(self, config: PlatformConfig) -> apigw.RestApi:
         access_log_group = encrypted_log_group(

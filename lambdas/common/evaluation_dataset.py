@@ -20,6 +20,17 @@ PROMPT_REF_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,63}(@[1-9][0-9]*|:[a-z][a-z0-9_\-]
 PromptRef = Annotated[str, Field(pattern=PROMPT_REF_PATTERN)]
 
 
+def dataset_version_prefix(business_unit: str, dataset: str) -> str:
+    """`<bu>/shared/datasets/<dataset>/`: every version of one dataset in the lake's evaluation_datasets zone."""
+    return f"{business_unit}/shared/datasets/{dataset}/"
+
+
+def dataset_version_key(business_unit: str, dataset: str, version: int) -> str:
+    """`<bu>/shared/datasets/<dataset>/<version>/dataset.jsonl`: one immutable dataset version (the one home
+    of evaluation datasets; written only by the prompt catalog, read by every stage of the business unit)."""
+    return f"{dataset_version_prefix(business_unit, dataset)}{int(version)}/dataset.jsonl"
+
+
 class EvaluationRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

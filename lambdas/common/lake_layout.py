@@ -21,6 +21,7 @@ from common.lake_records import (
     BusinessUnitName,
     EvaluationResultRecord,
     FilterDecisionRecord,
+    HumanReviewRecord,
     RatingRecord,
     SafeId,
 )
@@ -41,6 +42,7 @@ TABLE_ZONES: dict[str, Zone] = {
     EvaluationResultRecord.TABLE: Zone.EVALUATION_RESULTS,
     RatingRecord.TABLE: Zone.FEEDBACK,
     FilterDecisionRecord.TABLE: Zone.FILTER_DECISIONS,
+    HumanReviewRecord.TABLE: Zone.EVALUATION_RESULTS,
 }
 
 # Partition values come from `partition_safe`, which may leave dots: "." and ".." stay refused below.

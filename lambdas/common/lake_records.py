@@ -75,6 +75,21 @@ class EvaluationResultRecord(LakeRecord):
     error: str | None = None
 
 
+class HumanReviewRecord(LakeRecord):
+    """One reviewer's score of one evaluated row, written when the run's human review completes."""
+
+    TABLE: ClassVar[str] = "human_reviews"
+
+    run_id: SafeId
+    record_id: SafeId
+    use_case: SafeId
+    category: str | None = None
+    reviewer: Annotated[str, Field(min_length=1, max_length=512)]  # the IAM principal (evaluation.review_api)
+    score: Annotated[float, Field(ge=1, le=10)]
+    comment: str | None = Field(default=None, max_length=4000)
+    completed_by: Literal["drained", "deadline"]
+
+
 class RatingRecord(LakeRecord):
     """An end user's rating of one of their own requests; text is already PII-redacted."""
 
@@ -112,5 +127,10 @@ class FilterDecisionRecord(LakeRecord):
     text_redacted: str = ""
 
 
-LAKE_RECORD_TYPES: tuple[type[LakeRecord], ...] = (EvaluationResultRecord, RatingRecord, FilterDecisionRecord)
+LAKE_RECORD_TYPES: tuple[type[LakeRecord], ...] = (
+    EvaluationResultRecord,
+    RatingRecord,
+    FilterDecisionRecord,
+    HumanReviewRecord,
+)
 PARTITION_KEYS: tuple[str, ...] = ("dt", "model")

@@ -113,12 +113,27 @@ class PromptClient:
             self._cache[key] = (fresh, self._clock())
         return fresh
 
-    def _fetch(self, name: str, alias: str) -> FetchedPrompt:
-        path = f"/prompts/{urllib.parse.quote(name, safe='')}/aliases/{urllib.parse.quote(alias, safe='')}"
+    def get_version(self, name: str, version: int) -> FetchedPrompt:
+        """One immutable version (`name@version`); kept for the life of the client, no TTL needed."""
+        key = (name, f"@{version}")
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None:
+            return cached[0]
+        path = f"/prompts/{urllib.parse.quote(name, safe='')}/versions/{int(version)}"
+        fetched = self._fetch(name, f"@{version}", path)
+        with self._lock:
+            self._cache[key] = (fetched, self._clock())
+        return fetched
+
+    def _fetch(self, name: str, alias: str, path: str | None = None) -> FetchedPrompt:
+        if path is None:
+            path = f"/prompts/{urllib.parse.quote(name, safe='')}/aliases/{urllib.parse.quote(alias, safe='')}"
         status, body = self.send("GET", path)
         if status == 404:
             raise PromptNotFoundError(
-                f"prompt {name!r} has no alias {alias!r} (or is not visible to this caller)"
+                f"prompt {name!r} has no {'version ' + alias[1:] if alias.startswith('@') else 'alias ' + repr(alias)}"
+                " (or is not visible to this caller)"
             )
         if status == 429 or status >= 500:
             raise CatalogUnavailableError(f"prompt catalog answered {status}")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from evaluation.metrics import classification_report
 from evaluation.scoring import ScoredRecord
+from evaluation.settings import metric_range
 
 Z_95 = 1.959964  # normal approximation; with n >= 30 per group the t correction is below 4 %
 
@@ -37,11 +38,33 @@ class GroupSummary(BaseModel):
     latency_p95_ms: float | None = None
     cost_per_1k_records_usd: float | None = None
     human_review: int = 0
+    # Rows that succeeded but got no score at all (no reference, no labels, no judge, no human review yet).
+    unscored: int = 0
+
+
+class Example(BaseModel):
+    """One of a model's worst rows, for the report: errors first, then the lowest quality."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    record_id: str
+    category: str
+    quality: float | None = None  # the row's own quality on a 0..1 scale; None for errors and unscored rows
+    error: str | None = None
+    output: str | None = None
+    judge_justification: str | None = None
 
 
 class ModelSummary(GroupSummary):
     model: str
     categories: dict[str, GroupSummary] = Field(default_factory=dict)
+    worst: list[Example] = Field(default_factory=list)
+
+
+# A row's own quality, tried in order; judge and human scores (1..10) are mapped onto 0..1.
+ROW_QUALITY = ("label_correct", "rougeL", "judge_overall", "human_score")
+WORST_EXAMPLES = 5
+EXAMPLE_OUTPUT_CHARS = 300
 
 
 class HumanScore(BaseModel):
@@ -79,12 +102,45 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def metric_stat(values: Sequence[float]) -> MetricStat:
+def metric_stat(values: Sequence[float], bounds: tuple[float, float] | None = None) -> MetricStat:
+    """Mean, standard error and 95 % interval; the interval is clipped to the metric's range, since a
+    normal approximation can reach past it (1.08 for a 0..1 metric) where no value can lie."""
     mean = statistics.fmean(values)
     stderr = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-    return MetricStat(
-        mean=mean, stderr=stderr, ci95_low=mean - Z_95 * stderr, ci95_high=mean + Z_95 * stderr, n=len(values)
+    low, high = mean - Z_95 * stderr, mean + Z_95 * stderr
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return MetricStat(mean=mean, stderr=stderr, ci95_low=low, ci95_high=high, n=len(values))
+
+
+def row_quality(row: ScoredRecord) -> float | None:
+    for name in ROW_QUALITY:
+        if name in row.metrics:
+            value = row.metrics[name]
+            return (value - 1) / 9 if name in ("judge_overall", "human_score") else value
+    return None
+
+
+def worst_examples(rows: Sequence[ScoredRecord], limit: int = WORST_EXAMPLES) -> list[Example]:
+    def badness(row: ScoredRecord) -> tuple[int, float, str]:
+        quality = row_quality(row)
+        rank = 0 if row.error else (1 if quality is not None else 2)
+        return rank, quality if quality is not None else 0.0, row.record_id
+
+    chosen = sorted(
+        (r for r in rows if r.error or row_quality(r) is not None and row_quality(r) < 1.0), key=badness
     )
+    return [
+        Example(
+            record_id=r.record_id,
+            category=r.category,
+            quality=row_quality(r),
+            error=r.error,
+            output=None if r.output is None else r.output[:EXAMPLE_OUTPUT_CHARS],
+            judge_justification=r.judge_justification,
+        )
+        for r in chosen[:limit]
+    ]
 
 
 def summarize_group(rows: Sequence[ScoredRecord]) -> GroupSummary:
@@ -97,8 +153,9 @@ def summarize_group(rows: Sequence[ScoredRecord]) -> GroupSummary:
         count=len(rows),
         errors=len(rows) - len(ok),
         error_rate=(len(rows) - len(ok)) / len(rows) if rows else 0.0,
-        metrics={name: metric_stat(v) for name, v in sorted(values.items())},
+        metrics={name: metric_stat(v, metric_range(name)) for name, v in sorted(values.items())},
         human_review=sum(1 for r in rows if r.human_review),
+        unscored=sum(1 for r in ok if not r.metrics),
     )
     pairs = [(r.gold_label, r.predicted_label) for r in ok if r.gold_label and r.predicted_label]
     if pairs:
@@ -134,6 +191,7 @@ def summarize(rows: Iterable[ScoredRecord]) -> list[ModelSummary]:
                 model=model,
                 **overall.model_dump(),
                 categories={c: summarize_group(r) for c, r in sorted(by_category.items())},
+                worst=worst_examples(model_rows),
             )
         )
     return summaries

@@ -2,7 +2,9 @@
 
 Environment: EVALUATION_SETTINGS (EvaluationSettings JSON), RESULTS_BUCKET (the run's working
 bucket), LAKE_RESULTS_BUCKET (the data lake's evaluation_results zone, read by summarize only),
-BUSINESS_UNIT, REVIEW_QUEUE_URL (optional). A bad event raises InvalidEventError, whose name the state machine
+BUSINESS_UNIT, REVIEW_QUEUE_URL (optional), DEFAULT_DATASET_BUCKET (the lake's evaluation_datasets zone,
+prepare). Catalog prompts are fetched from `prompt_catalog_url` of the settings, signed with the function's
+role. A bad event raises InvalidEventError, whose name the state machine
 catches; nothing is written for it.
 """
 
@@ -42,6 +44,14 @@ def runtime() -> service.Runtime:
         from evaluation.review import SqsReviewQueue
 
         queue = SqsReviewQueue(os.environ["REVIEW_QUEUE_URL"])
+    def prompt_fetcher() -> Any:
+        from common.prompt_client import PromptClient
+
+        assert settings.prompt_catalog_url is not None  # service.prepare asks only when it is set
+        return PromptClient(
+            settings.prompt_catalog_url, region=os.environ["AWS_REGION"], business_unit=business_unit
+        )
+
     return service.Runtime(
         settings=settings,
         business_unit=business_unit,
@@ -49,6 +59,7 @@ def runtime() -> service.Runtime:
         sink_factory=lake_sink,
         review_queue=queue,
         default_dataset_bucket=os.environ.get("DEFAULT_DATASET_BUCKET"),
+        prompt_fetcher=prompt_fetcher if settings.prompt_catalog_url else None,
     )
 
 
@@ -70,6 +81,12 @@ def summarize(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @logger.inject_lambda_context
 def gate(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return service.gate_run(event, runtime())
+
+
+@logger.inject_lambda_context
+def complete_reviews(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Scheduled: closes runs whose human review is drained or past its deadline."""
+    return service.complete_reviews(event, runtime())
 
 
 @logger.inject_lambda_context

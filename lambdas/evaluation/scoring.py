@@ -15,7 +15,14 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.evaluation_dataset import EvaluationRecord
-from common.model_gateway import ModelClient, ModelError, ModelRequest, ModelResponse, invoke_with_retry
+from common.model_gateway import (
+    ModelClient,
+    ModelError,
+    ModelRequest,
+    ModelResponse,
+    PrecomputedModel,
+    invoke_with_retry,
+)
 from evaluation.judge import JudgeError, judge_answer
 from evaluation.metrics import match_label, text_metrics
 from evaluation.settings import EvaluationSettings
@@ -49,18 +56,6 @@ class PromptResolver(Protocol):
     """Renders a catalog prompt (`name@version` or `name:alias`) with a record's variables."""
 
     def render(self, prompt_ref: str, variables: Mapping[str, object]) -> str: ...
-
-
-@dataclass
-class TemplatePrompts:
-    """Prompt templates held in memory (`str.format` fields), e.g. exported from the catalog."""
-
-    templates: Mapping[str, str]
-
-    def render(self, prompt_ref: str, variables: Mapping[str, object]) -> str:
-        if prompt_ref not in self.templates:
-            raise KeyError(f"prompt {prompt_ref!r} is not in the catalog export")
-        return self.templates[prompt_ref].format_map(dict(variables))
 
 
 @dataclass
@@ -106,7 +101,8 @@ def score_record(record: EvaluationRecord, model: ModelClient, ctx: ScoringConte
         row.error = f"model: {exc}"
         return row
     row.output = response.text
-    row.latency_ms = response.latency_ms
+    # A precomputed output was not timed here: no latency rather than a flattering 0 ms.
+    row.latency_ms = None if isinstance(model, PrecomputedModel) else response.latency_ms
     row.input_tokens, row.output_tokens = response.input_tokens, response.output_tokens
     candidate = ctx.settings.candidate(model.name)
     if candidate is not None:
@@ -118,8 +114,8 @@ def score_record(record: EvaluationRecord, model: ModelClient, ctx: ScoringConte
         row.metrics["label_correct"] = float(row.predicted_label in record.labels)
     if record.reference_output is not None:
         row.metrics.update(text_metrics(response.text, record.reference_output))
-    if not record.is_labeled and ctx.judge is not None:
-        _judge(row, prompt, response.text, ctx)
+    if ctx.judge is not None and (not record.is_labeled or ctx.settings.judge.judge_references):
+        _judge(row, prompt, response.text, ctx, reference=record.reference_output)
     review = ctx.settings.human_review
     if review.enabled:
         low = row.judge_score is not None and row.judge_score < review.below_judge_score
@@ -127,7 +123,9 @@ def score_record(record: EvaluationRecord, model: ModelClient, ctx: ScoringConte
     return row
 
 
-def _judge(row: ScoredRecord, question: str, answer: str, ctx: ScoringContext) -> None:
+def _judge(
+    row: ScoredRecord, question: str, answer: str, ctx: ScoringContext, *, reference: str | None = None
+) -> None:
     assert ctx.judge is not None
     try:
         result = judge_answer(
@@ -137,6 +135,7 @@ def _judge(row: ScoredRecord, question: str, answer: str, ctx: ScoringContext) -
             samples=ctx.settings.judge.samples,
             max_parse_attempts=ctx.settings.judge.max_parse_attempts,
             call=ctx.call,
+            reference=reference,
         )
     except (JudgeError, ModelError) as exc:
         row.error = f"judge: {exc}"

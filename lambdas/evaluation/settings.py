@@ -70,16 +70,63 @@ class SelectionWeights(_Strict):
         return self
 
 
+# Every metric the engine produces, with its range: a gate floor outside it could never (or always) hold.
+UNIT_METRICS = (
+    "exact_match", "quasi_exact_match", "token_f1", "rouge1", "rouge2", "rougeL", "bleu", "meteor",
+    "label_correct", "accuracy", "precision_macro", "recall_macro", "f1_macro", "balanced_accuracy",
+)  # fmt: skip
+SCORE_METRICS = (  # 1..10: the judge's rubric and human reviewers
+    "judge_overall", "judge_helpfulness", "judge_relevance", "judge_accuracy", "judge_level_of_detail",
+    "human_score",
+)  # fmt: skip
+DEFAULT_QUALITY_FLOOR = {"judge_overall": 6.0}
+
+
+def metric_range(name: str) -> tuple[float, float] | None:
+    """(lowest, highest) value of a metric the engine produces; None for a name it does not produce."""
+    if name in UNIT_METRICS:
+        return (0.0, 1.0)
+    if name in SCORE_METRICS:
+        return (1.0, 10.0)
+    if name == "judge_overall_stdev":
+        return (0.0, 9.0)
+    return None
+
+
 class GateThresholds(_Strict):
-    """Pass/fail rules for the promoted model; an unset rule is not checked."""
+    """Pass/fail rules for the promoted model. A quality floor is required: by default the judge's mean
+    overall score; a gate without any quality threshold must say why in `quality_floor_opt_out`."""
 
     model: ModelName | None = Field(default=None, description="model to gate; default: the top-ranked one")
     min_metrics: dict[str, float] = Field(
-        default_factory=dict, description="metric name -> lowest acceptable mean, e.g. {'f1_macro': 0.8}"
+        default_factory=lambda: dict(DEFAULT_QUALITY_FLOOR),
+        description="metric name -> lowest acceptable mean, e.g. {'f1_macro': 0.8}",
+    )
+    quality_floor_opt_out: Annotated[str, Field(min_length=10, max_length=500)] | None = Field(
+        default=None, description="the reason this gate checks no quality metric (refused without one)"
     )
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
     max_latency_p95_ms: Annotated[float, Field(gt=0)] | None = None
     max_cost_per_1k_records_usd: Annotated[float, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _quality_floor(self) -> GateThresholds:
+        for name, floor in sorted(self.min_metrics.items()):
+            bounds = metric_range(name)
+            if bounds is None:
+                known = ", ".join((*UNIT_METRICS, *SCORE_METRICS))
+                raise ValueError(f"min_metrics.{name}: not a metric the engine produces (known: {known})")
+            if not bounds[0] <= floor <= bounds[1]:
+                raise ValueError(
+                    f"min_metrics.{name}: {floor:g} is outside the metric's range {bounds[0]:g}..{bounds[1]:g}"
+                )
+        if not self.min_metrics and self.quality_floor_opt_out is None:
+            raise ValueError(
+                "min_metrics: the gate needs at least one quality threshold (default "
+                f"{DEFAULT_QUALITY_FLOOR}); to gate on errors, latency and cost only, set "
+                "quality_floor_opt_out to the reason"
+            )
+        return self
 
 
 class JudgeSettings(_Strict):
@@ -88,6 +135,9 @@ class JudgeSettings(_Strict):
     model: CandidateModel | None = Field(default=None, description="the judge; unset = no LLM-as-judge")
     samples: Annotated[int, Field(ge=1, le=10)] = 1
     max_parse_attempts: Annotated[int, Field(ge=1, le=5)] = 2
+    judge_references: bool = Field(
+        default=False, description="also judge records with a reference answer, showing the judge the reference"
+    )
 
 
 class HumanReviewSettings(_Strict):
@@ -99,6 +149,8 @@ class HumanReviewSettings(_Strict):
     # The review API's stage throttling (requests per second, burst): a handful of reviewers.
     api_rate_limit: Annotated[int, Field(ge=1, le=10_000)] = 10
     api_burst_limit: Annotated[int, Field(ge=1, le=5_000)] = 20
+    # A run's human review completes when its flagged rows are all scored, or at this deadline.
+    deadline_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 72.0
 
 
 class EvaluationSettings(_Strict):
@@ -121,6 +173,12 @@ class EvaluationSettings(_Strict):
         default=5, description="tries per throttled call"
     )
     strict_dataset: bool = Field(default=True, description="reject the run on a malformed dataset line")
+    prompt_catalog_url: (
+        Annotated[str, Field(pattern=r"^https://[A-Za-z0-9.\-]+(/[A-Za-z0-9._\-]+)*/?$")] | None
+    ) = Field(
+        default=None,
+        description="the prompt catalog API (stage /prompt-catalog); needed for records with prompt_ref",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> EvaluationSettings:

@@ -13,6 +13,10 @@ Routes, the same for `prompts`, `chains` and `datasets` (`<kinds>` below):
 | PUT    | /<kinds>/{name}/aliases/{alias}      | move it: `{"version": n}`; records who and when |
 | POST   | /<kinds>/{name}/archive              | archive (nothing is deleted)                  |
 | POST   | /<kinds>/{name}/render               | prompt text / chain steps ready / dataset inputs |
+| POST   | /datasets/{name}/records             | accept records: a new version = latest + these |
+
+Dataset versions live in the lake's evaluation_datasets zone at
+`<bu>/shared/datasets/<name>/<version>/dataset.jsonl` (DATASET_BUCKET), written once, never overwritten.
 
 The caller's business unit comes from the IAM identity (see `access.py`); a resource of another unit
 is simply not found (404), so names do not leak.
@@ -159,6 +163,13 @@ def archive(kinds: str, name: str) -> Response[str]:
     kind = _kind(kinds)
     bu, arn = _caller()
     return _counted("Archived", lambda: catalog().archive(kind, bu, arn, name))
+
+
+@app.post("/datasets/<name>/records")
+def accept_records(name: str) -> Response[str]:
+    """Append accepted records (review API): a new immutable dataset version in the lake."""
+    bu, arn = _caller()
+    return _counted("RecordsAccepted", lambda: catalog().accept_records(bu, arn, name, _body()), 201)
 
 
 @app.post("/<kinds>/<name>/render")

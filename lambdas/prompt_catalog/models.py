@@ -104,6 +104,15 @@ class DatasetContent(Strict):
         return self
 
 
+class AcceptRecords(Strict):
+    """Records accepted into a dataset (review API): the next version is the latest one plus these."""
+
+    records: Annotated[list[dict[str, object]], Field(min_length=1, max_length=1000)]
+    accepted_by: Annotated[str, Field(min_length=1, max_length=512)]
+    source: Annotated[str, Field(min_length=1, max_length=128)] = "review"
+    comment: Annotated[str, Field(max_length=1024)] = ""
+
+
 class CreatePrompt(ResourceMeta, PromptContent):
     pass
 

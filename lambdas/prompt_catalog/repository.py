@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -72,6 +73,21 @@ class ObjectStore:
 
     def get(self, key: str) -> bytes:
         return bytes(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def last_modified(self, key: str) -> datetime:
+        return datetime.fromisoformat(str(self._s3.head_object(Bucket=self.bucket, Key=key)["LastModified"]))
+
+    def put_new(self, key: str, data: bytes, content_type: str) -> bool:
+        """Write only if `key` does not exist yet (S3 conditional write); False when it already does."""
+        try:
+            self._s3.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
 
 
 def _is_condition_failure(exc: ClientError) -> bool:
@@ -192,16 +208,21 @@ class CatalogRepository:
                 raise ConflictError("body.name", f"a {key.kind} named {key.name!r} already exists") from None
             raise
 
-    def add_version(self, key: ResourceKey, content: dict[str, Any], caller: str, now: str) -> int:
+    def add_version(
+        self, key: ResourceKey, content: dict[str, Any], caller: str, now: str, *, exact: int | None = None
+    ) -> int:
         """Append the next version number. The META counter and the version item change in one
         transaction conditioned on the counter, so concurrent callers get distinct numbers: a loser
-        re-reads the counter and tries the next number."""
+        re-reads the counter and tries the next number. With `exact` (datasets, whose content was already
+        written under its version number) only that number is tried; a lost race is a ConflictError."""
         body: dict[str, Any] | None = None
         for attempt in range(MAX_VERSION_ATTEMPTS):
             meta = self.require_meta(key)
             if meta["archived"]:
                 raise ConflictError(key.field, "archived; it takes no new versions")
             latest = meta["latest_version"]
+            if exact is not None and latest + 1 != exact:
+                raise ConflictError(key.field, f"version {exact} was taken by a concurrent request; retry")
             if body is None:
                 body = self._body_attributes(key, content)
             item = {**self._version_keys(key, latest + 1, caller, now), **body}

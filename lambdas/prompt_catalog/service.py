@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from common.evaluation_dataset import DatasetFormatError, EvaluationRecord, dump_records, read_records
+from common.evaluation_dataset import (
+    DatasetFormatError,
+    EvaluationRecord,
+    dataset_version_key,
+    dump_records,
+    read_records,
+)
 
 from .chains import ResolvedPrompt, check_chain, execution_order, final_step, render_ready_steps
 from .errors import (
@@ -28,6 +34,7 @@ from .errors import (
     from_validation_error,
 )
 from .models import (
+    AcceptRecords,
     ChainContent,
     CreateChain,
     CreateDataset,
@@ -52,6 +59,8 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 _REF = re.compile(
     r"^(?P<name>[a-z0-9][a-z0-9_\-]{0,63})(@(?P<version>[1-9][0-9]{0,8})|:(?P<alias>[a-z][a-z0-9_\-]{0,31}))$"
 )
+# A dataset object older than this without a catalog entry is left over from an interrupted write.
+ORPHANED_DATASET_SECONDS = 15 * 60
 _CREATE_MODELS: dict[Kind, type[ResourceMeta]] = {
     "prompt": CreatePrompt,
     "chain": CreateChain,
@@ -104,7 +113,7 @@ class Catalog:
         meta_fields = set(ResourceMeta.model_fields)
         content_model = _CONTENT_MODELS[kind]
         content = content_model.model_validate(request.model_dump(exclude=meta_fields))
-        stored = self._prepare_content(key, content)
+        stored = self._prepare_content(key, content, version=1)
         now = self._now()
         meta = {
             **request.model_dump(include=meta_fields),
@@ -122,9 +131,46 @@ class Catalog:
         content = parse(_CONTENT_MODELS[kind], body)
         if self.repo.require_meta(key)["archived"]:
             raise ConflictError(key.field, "archived; it takes no new versions")
-        stored = self._prepare_content(key, content)
-        version = self.repo.add_version(key, stored, caller, self._now())
+        if kind != "dataset":
+            stored = self._prepare_content(key, content)
+            version = self.repo.add_version(key, stored, caller, self._now())
+            return self.get_version(kind, bu, name, version)
+        # A dataset version is written to the lake under its number first, so the number is fixed here.
+        number = self.repo.require_meta(key)["latest_version"] + 1
+        stored = self._prepare_content(key, content, version=number)
+        version = self.repo.add_version(key, stored, caller, self._now(), exact=number)
         return self.get_version(kind, bu, name, version)
+
+    def accept_records(self, bu: str, caller: str, name: str, body: Any) -> dict[str, Any]:
+        """A new dataset version: the latest version's records plus the accepted ones (review API).
+        Records who accepted what; an id already in the dataset is a 409 naming the record."""
+        request = parse(AcceptRecords, body)
+        key = resource_key("dataset", bu, name)
+        meta = self.repo.require_meta(key)
+        if meta["archived"]:
+            raise ConflictError(key.field, "archived; it takes no new versions")
+        latest = self.get_version("dataset", bu, name, meta["latest_version"])
+        existing = self.dataset_records(latest["content"])
+        known = {r.id for r in existing}
+        for index, raw in enumerate(request.records):
+            if isinstance(raw, dict) and raw.get("id") in known:
+                raise ConflictError(
+                    f"body.records[{index}].id", f"{raw['id']!r} is already in {key.field} version {latest['version']}"
+                )
+        accepted = [json.loads(r.model_dump_json(exclude_defaults=True)) for r in existing]
+        comment = request.comment or f"accepted {len(request.records)} record(s) from {request.source}"
+        content = DatasetContent(records=[*accepted, *request.records], comment=comment)
+        number = latest["version"] + 1
+        stored = self._prepare_content(key, content, version=number)
+        stored["accepted"] = {
+            "by": request.accepted_by,
+            "through": caller,
+            "source": request.source,
+            "record_ids": [str(r.get("id")) for r in request.records],
+            "base_version": latest["version"],
+        }
+        version = self.repo.add_version(key, stored, caller, self._now(), exact=number)
+        return self.get_version("dataset", bu, name, version)
 
     def describe(self, kind: Kind, bu: str, name: str) -> dict[str, Any]:
         key = resource_key(kind, bu, name)
@@ -275,7 +321,7 @@ class Catalog:
         return ResolvedPrompt(ref, match["name"], found["version"], content)
 
     # --- save-time checks, per kind ----------------------------------------------------------------
-    def _prepare_content(self, key: ResourceKey, content: BaseModel) -> dict[str, Any]:
+    def _prepare_content(self, key: ResourceKey, content: BaseModel, *, version: int = 0) -> dict[str, Any]:
         """Validate a new version's content and return the document to store (datasets go to S3 here)."""
         if isinstance(content, PromptContent):
             s = self.settings
@@ -293,7 +339,7 @@ class Catalog:
             self._check_chain(key.business_unit, content)
             return content.model_dump()
         if isinstance(content, DatasetContent):
-            return self._store_dataset(key, content)
+            return self._store_dataset(key, content, version)
         raise TypeError(f"unexpected content {type(content).__name__}")
 
     def _check_chain(self, bu: str, chain: ChainContent) -> None:
@@ -318,7 +364,7 @@ class Catalog:
                 prompts[step.prompt] = self.resolve_prompt(bu, step.prompt, f"steps[{i}].prompt", error)
         return prompts
 
-    def _store_dataset(self, key: ResourceKey, content: DatasetContent) -> dict[str, Any]:
+    def _store_dataset(self, key: ResourceKey, content: DatasetContent, version: int) -> dict[str, Any]:
         limit = self.settings.max_dataset_bytes
         if content.jsonl is not None:
             if len(content.jsonl.encode()) > limit:
@@ -341,8 +387,8 @@ class Catalog:
         if len(text) > limit:
             raise TooLargeError(field, f"larger than {limit} bytes")
         digest = hashlib.sha256(text).hexdigest()
-        records_key = f"{key.business_unit}/datasets/{key.name}/{digest}.jsonl"
-        self.datasets.put(records_key, text, "application/x-ndjson")
+        records_key = dataset_version_key(key.business_unit, key.name, version)
+        self._publish_dataset(key, version, records_key, text, digest)
         return {
             "records_key": records_key,
             "bucket": self.datasets.bucket,
@@ -352,6 +398,24 @@ class Catalog:
             "categories": dict(Counter(r.category for r in records)),
             "comment": content.comment,
         }
+
+    def _publish_dataset(self, key: ResourceKey, version: int, records_key: str, text: bytes, digest: str) -> None:
+        """Write version `version` to the lake's evaluation_datasets zone, never over another version.
+
+        The conditional write is the lock on the version number: of two concurrent requests only one
+        writes `<version>/dataset.jsonl`, the other gets a 409. The same content again (a retried
+        request) is accepted. An object left by an interrupted write (no catalog entry after
+        ORPHANED_DATASET_SECONDS) is replaced, conditioned on it being unchanged."""
+        if self.datasets.put_new(records_key, text, "application/x-ndjson"):
+            return
+        existing = self.datasets.get(records_key)
+        if hashlib.sha256(existing).hexdigest() == digest:
+            return
+        age = datetime.now(UTC) - self.datasets.last_modified(records_key)
+        if self.repo.get_version(key, version) is None and age.total_seconds() > ORPHANED_DATASET_SECONDS:
+            self.datasets.put(records_key, text, "application/x-ndjson")
+            return
+        raise ConflictError(key.field, f"version {version} is being written by a concurrent request; retry")
 
     def _check_record_prompts(self, bu: str, records: list[EvaluationRecord]) -> None:
         """A record's prompt_ref must resolve now and its variables must fit that prompt."""

@@ -166,7 +166,9 @@ def test_function_environment_is_complete(default_platform: SynthesizedPlatform)
     bucket_id, _ = only(template, "AWS::S3::Bucket")
     env = function_env(template)
     assert env["TABLE_NAME"] == {"Ref": table_id}
-    assert env["BODY_BUCKET"] == env["DATASET_BUCKET"] == {"Ref": bucket_id}
+    assert env["BODY_BUCKET"] == {"Ref": bucket_id}
+    # Evaluation datasets live in the lake's evaluation_datasets zone, not in the catalog's bucket.
+    assert env["DATASET_BUCKET"] == "exco-lake-evaluation-datasets-222222222222-eu-west-1"
     assert (
         PromptCatalogSettings.model_validate_json(env["PROMPT_CATALOG_SETTINGS"]) == PromptCatalogSettings()
     )
@@ -196,9 +198,15 @@ def test_function_reaches_only_the_table_its_index_and_the_units_prefixes(
     assert "dynamodb:DeleteItem" not in dynamodb["Action"]
     assert dynamodb["Resource"][0] == {"Fn::GetAtt": [table_id, "Arn"]}
     assert dynamodb["Resource"][1]["Fn::Join"][1][1] == "/index/gsi1"
-    objects = by_action[json.dumps(["s3:GetObject", "s3:PutObject"])]
-    assert sorted(r["Fn::Join"][1][1] for r in objects) == ["/finance/*", "/retail/*"]
-    assert all(r["Fn::Join"][1][0] == {"Fn::GetAtt": [bucket_id, "Arn"]} for r in objects)
+    object_statements = [s["Resource"] for s in statements if s["Action"] == ["s3:GetObject", "s3:PutObject"]]
+    own = next(r for r in object_statements if isinstance(r[0]["Fn::Join"][1][0], dict))
+    assert sorted(r["Fn::Join"][1][1] for r in own) == ["/finance/*", "/retail/*"]
+    assert all(r["Fn::Join"][1][0] == {"Fn::GetAtt": [bucket_id, "Arn"]} for r in own)
+    lake = next(r for r in object_statements if r is not own)
+    assert sorted("".join(p if isinstance(p, str) else "<partition>" for p in r["Fn::Join"][1]) for r in lake) == [
+        f"arn:<partition>:s3:::exco-lake-evaluation-datasets-222222222222-eu-west-1/{bu}/shared/datasets/*"
+        for bu in ("finance", "retail")
+    ]
 
 
 def sandbox_roles(platform: SynthesizedPlatform) -> list[tuple[str, str, str, str | None]]:

@@ -1,12 +1,13 @@
+from evaluation.prompts import PinnedPrompt, PinnedPrompts
 from evaluation.scoring import (
     ScoringContext,
-    TemplatePrompts,
     sampled_for_review,
     score_record,
     score_records,
 )
 
 from common.evaluation_dataset import EvaluationRecord
+from prompt_catalog.models import PromptContent
 
 from .fakes import ScriptedModel, make_settings, verdict
 
@@ -59,9 +60,17 @@ def test_prompt_ref_records_are_rendered_from_the_catalog():
         id="p1", prompt_ref="sentiment@2", variables={"text": "great"}, labels=["positive"]
     )
     ctx = context()
-    ctx.prompts = TemplatePrompts({"sentiment@2": "Classify: {text}"})
+    # A jinja2 template (filter and condition): the catalog's own renderer, not str.format.
+    content = PromptContent(
+        template="Classify{% if text|length > 3 %} carefully{% endif %}: {{ text | upper }}",
+        variables=[{"name": "text"}],
+    )
+    ctx.prompts = PinnedPrompts({"sentiment@2": PinnedPrompt("sentiment@2", "sentiment", 2, content)})
     row = score_record(record, model, ctx)
-    assert model.calls[0].prompt == "Classify: great" and row.predicted_label == "positive"
+    assert model.calls[0].prompt == "Classify carefully: GREAT" and row.predicted_label == "positive"
+    wrong = EvaluationRecord(id="p2", prompt_ref="sentiment@2", variables={"txt": "x"}, labels=["positive"])
+    error = score_record(wrong, model, ctx).error or ""
+    assert error.startswith("prompt: sentiment@2 (version 2): variables.") and len(model.calls) == 1
     ctx.prompts = None
     assert "no prompt catalog" in (score_record(record, model, ctx).error or "")
 

@@ -94,20 +94,34 @@ def test_prepare_lenient_writes_clean_copy_and_line_errors(s3):
     assert errors[0]["line"] == 1
 
 
-def test_gate_run_without_dataset_reads_the_use_cases_gate_dataset(s3):
-    # The pipeline's gate step names no dataset (stacks/blocks/evaluation_gate.py); the lake's copy is read.
-    s3.put_object(Bucket=BUCKET, Key="retail/gate/support.jsonl", Body=dump_records(RECORDS))
+def test_gate_run_without_dataset_reads_the_latest_catalog_version_and_names_it(s3):
+    # The pipeline's gate step names no dataset: the catalog dataset named after the use case, in the lake.
+    for version, records in ((1, RECORDS[:1]), (2, RECORDS), (10, RECORDS[1:])):
+        key = f"retail/shared/datasets/support/{version}/dataset.jsonl"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=dump_records(records))
     rt, _ = make_runtime(s3, [])
     rt.default_dataset_bucket = BUCKET
     event = {"run_id": "gate-1", "use_case": "support", "gate": True, "commit": "0123456789ab"}
     out = service.prepare(event, rt)
-    assert out["records"] == 3
+    assert out["records"] == 2 and out["dataset_version"] == {"name": "support", "version": 10}  # 10 > 2
     assert out["dataset"]["key"] == "retail/evaluation_runs/gate-1/dataset.jsonl"
+    pinned = service.prepare({**event, "run_id": "gate-2", "dataset": {"name": "support", "version": 2}}, rt)
+    assert pinned["records"] == 3 and pinned["dataset_version"] == {"name": "support", "version": 2}
+
+
+def test_a_dataset_version_that_does_not_exist_is_rejected_by_name(s3):
+    rt, _ = make_runtime(s3, [])
+    rt.default_dataset_bucket = BUCKET
+    with pytest.raises(service.DatasetRejectedError, match="no version of dataset 'support'"):
+        service.prepare({"run_id": "gate-1", "use_case": "support", "gate": True}, rt)
+    with pytest.raises(service.DatasetRejectedError, match="support/3/dataset.jsonl does not exist"):
+        service.prepare({"run_id": "r", "use_case": "x", "dataset": {"name": "support", "version": 3}}, rt)
+    assert keys(s3) == []
 
 
 def test_gate_run_without_dataset_or_default_bucket_names_the_field(s3):
     rt, _ = make_runtime(s3, [])
-    with pytest.raises(service.InvalidEventError, match=r"^dataset: required"):
+    with pytest.raises(service.InvalidEventError, match=r"^dataset: a catalog dataset needs"):
         service.prepare({"run_id": "gate-1", "use_case": "support", "gate": True}, rt)
     assert keys(s3) == []
 
