@@ -64,6 +64,15 @@ MODELS ?= 10,100,1000
 cost: $(VENV_STAMP)
 	$(PY) -m tools.serving_cost --config $(CONFIG) --models $(MODELS)
 
+# The evaluation CLI on the worked example of docs/evaluation.md; EVALUATE_ARGS runs it on your own files.
+EXAMPLE := docs/examples/evaluation
+EVALUATE_ARGS ?= --dataset $(CURDIR)/$(EXAMPLE)/dataset.jsonl --outputs $(CURDIR)/$(EXAMPLE)/outputs.jsonl \
+	--settings $(CURDIR)/$(EXAMPLE)/settings.json --prompts $(CURDIR)/$(EXAMPLE)/prompts.json \
+	--report $(CURDIR)/.build/evaluation-report.html
+.PHONY: evaluate
+evaluate: $(VENV_STAMP)
+	cd lambdas && ../$(PY) -m evaluation.cli $(EVALUATE_ARGS)
+
 clean:
 	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache
 

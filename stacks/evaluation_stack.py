@@ -15,6 +15,8 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Fn, Stack
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
@@ -25,7 +27,14 @@ from constructs import Construct, IConstruct
 from common.lake_layout import Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.evaluation_gate import gate_caller_role_name, gate_role_name, state_machine_name
-from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
+from stacks.blocks.lake_access import (
+    LakeAccess,
+    LakeAccessRequest,
+    grant_lake_access,
+    lake_bucket_name,
+    lake_key_alias,
+    lake_via_service,
+)
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.model_access import (
     BEDROCK_INVOKE_ACTIONS,
@@ -34,6 +43,7 @@ from stacks.blocks.model_access import (
     model_resources,
 )
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
+from stacks.blocks.prompt_catalog_access import API_STAGE, PARTITION
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.retention import DataRetention
@@ -116,6 +126,8 @@ class EvaluationStack(EnvironmentStack):
         self.settings = environment.business_unit.evaluation
         self.business_unit = environment.business_unit.name
         self.runs_prefix = f"{self.business_unit}/evaluation_runs/"
+        # Where the app backend leaves rating candidates (app_backend.service.candidate_key).
+        self.candidates_prefix = f"{self.business_unit}/evaluation_candidates/"
         self.key = baseline.key
         retention = baseline.retention
 
@@ -185,14 +197,16 @@ class EvaluationStack(EnvironmentStack):
             "score_batch": (1024, Duration.minutes(15)),
             "summarize": (2048, Duration.minutes(15)),
             "gate": (512, Duration.minutes(1)),
+            "complete_reviews": (2048, Duration.minutes(15)),
         }
         extra_env = {
-            # Gate runs started by the pipeline name no dataset: prepare reads <bu>/gate/<use case>.jsonl.
+            # Catalog datasets (and gate runs, which name none) are read from the lake's dataset zone.
             "prepare": {"DEFAULT_DATASET_BUCKET": lake_bucket_name(config, Zone.EVALUATION_DATASETS)},
             "summarize": {
                 "LAKE_RESULTS_BUCKET": lake_bucket_name(config, Zone.EVALUATION_RESULTS),
                 "REVIEW_QUEUE_URL": self.review_queue.queue_url,
             },
+            "complete_reviews": {"LAKE_RESULTS_BUCKET": lake_bucket_name(config, Zone.EVALUATION_RESULTS)},
         }
         functions: dict[str, PlatformFunction] = {}
         for entry, (memory, timeout) in sizes.items():
@@ -209,8 +223,18 @@ class EvaluationStack(EnvironmentStack):
                 environment={**common_env, **extra_env.get(entry, {})},
                 memory_size=memory,
                 timeout=timeout,
+                # The catalog's own renderer renders catalog prompts (evaluation.prompts).
+                extra_packages=("prompt_catalog",),
             )
         self._grant_steps(config, functions)
+        # Human reviews complete by themselves: drained or past the deadline (service.complete_reviews).
+        events.Rule(
+            self,
+            "CompleteReviewsSchedule",
+            description=f"Closes drained or overdue human reviews of {environment.name}",
+            schedule=events.Schedule.rate(Duration.minutes(15)),
+            targets=[targets.LambdaFunction(functions["complete_reviews"].function, retry_attempts=2)],
+        )
         return functions
 
     def _grant_steps(self, config: PlatformConfig, functions: dict[str, PlatformFunction]) -> None:
@@ -223,15 +247,27 @@ class EvaluationStack(EnvironmentStack):
         def lake_objects(zone: Zone) -> str:
             return f"arn:{self.partition}:s3:::{lake_bucket_name(config, zone)}/{bu}/*"
 
-        wildcards: dict[str, list[str]] = {}
+        # Catalog prompts of a dataset are resolved once per run, by prepare: exactly the two GET routes.
+        catalog_reads = [self._catalog_route(config, f"GET/prompts/*/{kind}/*") for kind in ("versions", "aliases")]
+        functions["prepare"].role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["execute-api:Invoke"], resources=catalog_reads)
+        )
+        wildcards: dict[str, list[str]] = {"prepare": catalog_reads, "score_batch": []}
         # Datasets and precomputed outputs come from the lake's dataset zone or the working bucket.
         for entry in ("prepare", "score_batch"):
             grant_lake_access(functions[entry].role, config, datasets)
-            wildcards[entry] = [
+            wildcards[entry] += [
                 *self._grant_working_bucket(functions[entry].role, read_prefix=f"{bu}/"),
                 lake_objects(Zone.EVALUATION_DATASETS),
                 lake_key,
             ]
+        grant_lake_access(functions["complete_reviews"].role, config, results)
+        wildcards["complete_reviews"] = [
+            *self._grant_working_bucket(functions["complete_reviews"].role, read_prefix=self.runs_prefix),
+            *self._grant_open_reviews(functions["complete_reviews"].role),
+            lake_objects(Zone.EVALUATION_RESULTS),
+            lake_key,
+        ]
         grant_lake_access(functions["summarize"].role, config, results)
         wildcards["summarize"] = [
             *self._grant_working_bucket(functions["summarize"].role, read_prefix=self.runs_prefix),
@@ -253,8 +289,15 @@ class EvaluationStack(EnvironmentStack):
                 resources,
                 "Object ARNs end in '<business unit prefix>*' (this unit's run artifacts and datasets only); the "
                 "lake key is matched by its alias because key ids are unknown across accounts; a cross-region "
-                "inference profile reaches its one foundation model in the regions it routes to",
+                "inference profile reaches its one foundation model in the regions it routes to; the prompt "
+                "catalog's API id is random, so its ARN names the tooling account and the catalog stage",
             )
+
+    def _grant_open_reviews(self, role: iam.IRole) -> list[str]:
+        """complete_reviews removes a run's `_open_reviews/` marker once the run is closed."""
+        markers = self.working_bucket.arn_for_objects(f"{self.runs_prefix}_open_reviews/*")
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[markers]))
+        return [markers]
 
     def _grant_working_bucket(self, role: iam.IRole, *, read_prefix: str, write: bool = True) -> list[str]:
         """Read under `read_prefix`, write run artifacts; returns the wildcard object ARNs granted."""
@@ -479,9 +522,14 @@ class EvaluationStack(EnvironmentStack):
                 "RESULTS_BUCKET": self.working_bucket.bucket_name,
                 "BUSINESS_UNIT": self.business_unit,
                 "REVIEW_QUEUE_URL": self.review_queue.queue_url,
+                "EVALUATION_SETTINGS": self.settings.model_dump_json(),
+                # End users' rated requests (app backend) wait here until a tester accepts them.
+                "CANDIDATES_BUCKET": lake_bucket_name(config, Zone.FEEDBACK),
+                "CANDIDATES_PREFIX": self.candidates_prefix,
             },
             memory_size=256,
             timeout=Duration.seconds(20),
+            extra_packages=("prompt_catalog",),  # evaluation.handler imports the engine, which renders with it
         )
         role = function.role
         role.add_to_principal_policy(
@@ -508,11 +556,15 @@ class EvaluationStack(EnvironmentStack):
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn])
         )
+        curation = self._grant_curation(config, role)
         acknowledge_wildcards(
             role,
-            [reviews, claims],
+            [reviews, claims, *curation],
             "Reviewer scores are written only under '<run>/reviews/' of this unit's run artifacts (run ids are "
-            "chosen per execution); claims are named by the hash of an SQS receipt handle under '_claims/'",
+            "chosen per execution); claims are named by the hash of an SQS receipt handle under '_claims/'; "
+            "candidates are read under this unit's '<bu>/evaluation_candidates/' of the feedback zone (lake key by "
+            "its alias); the catalog's API id is random, so its ARN names the tooling account, the catalog "
+            "stage and the one accept route",
         )
 
         review = self.settings.human_review
@@ -575,6 +627,20 @@ class EvaluationStack(EnvironmentStack):
             request_models={"application/json": submission},
         )
         reviews_resource.add_resource("next").add_method("GET", integration, request_validator=validator)
+        api.root.add_resource("candidates").add_method(
+            "GET",
+            integration,
+            request_validator=validator,
+            request_parameters={"method.request.querystring.use_case": True},
+        )
+        accept = api.add_model(
+            "AcceptRecords",
+            content_type="application/json",
+            schema=apigw.JsonSchema(schema=apigw.JsonSchemaVersion.DRAFT4, type=apigw.JsonSchemaType.OBJECT),
+        )
+        api.root.add_resource("datasets").add_resource("{name}").add_resource("accept").add_method(
+            "POST", integration, request_validator=validator, request_models={"application/json": accept}
+        )
         acknowledge(
             api,
             "AwsSolutions-COG4",
@@ -588,6 +654,49 @@ class EvaluationStack(EnvironmentStack):
             "integration; the stage throttles per second and in bursts (human_review settings)",
         )
         return api
+
+    def _catalog_route(self, config: PlatformConfig, route: str) -> str:
+        """One route of the shared prompt catalog API: its id is random, so the ARN names the tooling account
+        and the catalog's stage (stacks/blocks/prompt_catalog_access.py)."""
+        return f"arn:{PARTITION}:execute-api:{config.home_region}:{config.tooling_account}:*/{API_STAGE}/{route}"
+
+    def _grant_curation(self, config: PlatformConfig, role: iam.IRole) -> list[str]:
+        """Read rating candidates and run datasets, mark candidates accepted, call the catalog's accept route."""
+        feedback = lake_bucket_name(config, Zone.FEEDBACK)
+        candidates = f"arn:{self.partition}:s3:::{feedback}/{self.candidates_prefix}*"
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[candidates]))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[f"arn:{self.partition}:s3:::{feedback}"],
+                conditions={"StringLike": {"s3:prefix": [f"{self.candidates_prefix}*"]}},
+            )
+        )
+        lake_key = f"arn:{self.partition}:kms:{config.home_region}:{config.data_lake_account}:key/*"
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt"],
+                resources=[lake_key],
+                conditions={
+                    "ForAnyValue:StringEquals": {"kms:ResourceAliases": lake_key_alias(config)},
+                    "StringEquals": {"kms:ViaService": lake_via_service(config)},
+                },
+            )
+        )
+        datasets = self.working_bucket.arn_for_objects(f"{self.runs_prefix}*/dataset.jsonl")
+        accepted = self.working_bucket.arn_for_objects(f"{self.runs_prefix}_accepted/*")
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[datasets, accepted]))
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[accepted]))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.working_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{self.runs_prefix}_accepted/*"]}},
+            )
+        )
+        accept_route = self._catalog_route(config, "POST/datasets/*/records")
+        role.add_to_principal_policy(iam.PolicyStatement(actions=["execute-api:Invoke"], resources=[accept_route]))
+        return [candidates, lake_key, datasets, accepted, accept_route]
 
     # ---- CI/CD gate ----------------------------------------------------------------------------------
 

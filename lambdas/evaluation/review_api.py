@@ -5,6 +5,10 @@ and answer with a score that summarize joins onto the results (`HumanScore` JSON
     GET  /reviews/next  one message from the queue: record, model output, judge score, receipt handle
                         (204 when the queue is empty)
     POST /reviews       {run_id, record_id, model, score 1-10, comment?, receipt_handle}
+    GET  /candidates?use_case=  end users' rated requests waiting in the feedback zone (not yet accepted)
+    POST /datasets/{name}/accept  {use_case?, candidates: [rating id], flagged: [{run_id, record_id,
+                        reference_output?, new_id?}], comment?}: the prompt catalog appends them as a new
+                        immutable version of the dataset and records the reviewer who accepted them
 
 A rejected request (4xx naming the field) writes nothing. Binding (issue 16 item 9): taking a message
 writes a claim (`<bu>/evaluation_runs/_claims/<sha256 of the receipt handle>.json`: run, record, model and the
@@ -26,9 +30,9 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, ForbiddenError
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from common.evaluation_dataset import RecordId
+from common.evaluation_dataset import EvaluationRecord, RecordId, read_records
 from common.lake_records import SafeId
 from evaluation.aggregate import HumanScore
 from evaluation.settings import ModelName
@@ -174,6 +178,147 @@ class ReviewService:
         return key
 
 
+class FlaggedAnswer(BaseModel):
+    """A row a reviewer saw (from a run's dataset), optionally with the answer it should have had."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: SafeId
+    record_id: RecordId
+    reference_output: Annotated[str, Field(min_length=1, max_length=100_000)] | None = None
+    new_id: RecordId | None = None  # the id in the target dataset, when the run's id is taken there
+
+
+class AcceptRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    use_case: SafeId | None = None
+    candidates: Annotated[list[SafeId], Field(max_length=500)] = Field(default_factory=list)
+    flagged: Annotated[list[FlaggedAnswer], Field(max_length=500)] = Field(default_factory=list)
+    comment: Annotated[str, Field(max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _something_to_accept(self) -> AcceptRequest:
+        if not self.candidates and not self.flagged:
+            raise ValueError("candidates: give at least one candidate or flagged answer")
+        if self.candidates and self.use_case is None:
+            raise ValueError("use_case: required with candidates")
+        return self
+
+
+DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+
+
+class Curation:
+    """Rating candidates and flagged answers -> the prompt catalog, which writes the new dataset version."""
+
+    def __init__(
+        self, store: S3ResultStore, catalog: Any, *, candidates_bucket: str, candidates_prefix: str, s3: Any = None
+    ) -> None:
+        self.store, self.catalog = store, catalog
+        self.candidates_bucket, self.candidates_prefix = candidates_bucket, candidates_prefix
+        self._s3 = s3
+
+    @property
+    def s3(self) -> Any:
+        return self._s3 or self.store.s3
+
+    def accepted_key(self, use_case: str, rating_id: str) -> str:
+        return f"{self.store.prefix}/_accepted/{use_case}/{rating_id}"
+
+    def candidate_key(self, use_case: str, rating_id: str) -> str:
+        return f"{self.candidates_prefix}{use_case}/{rating_id}.jsonl"
+
+    def pending(self, use_case: str, limit: int = 50) -> list[dict[str, Any]]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.candidates_bucket, Prefix=f"{self.candidates_prefix}{use_case}/"
+        )
+        found: list[dict[str, Any]] = []
+        for page in pages:
+            for item in page.get("Contents", []):
+                rating_id = item["Key"].rsplit("/", 1)[-1].removesuffix(".jsonl")
+                if self.store.get_text(self.accepted_key(use_case, rating_id)) is not None:
+                    continue
+                found.append({"rating_id": rating_id, "record": self._candidate(use_case, rating_id, None)})
+                if len(found) >= limit:
+                    return found
+        return found
+
+    def _candidate(self, use_case: str, rating_id: str, field: str | None) -> dict[str, Any]:
+        try:
+            body = self.s3.get_object(Bucket=self.candidates_bucket, Key=self.candidate_key(use_case, rating_id))
+        except self.s3.exceptions.NoSuchKey:
+            raise BadRequestError(f"{field}: no candidate {rating_id!r} for use case {use_case!r}") from None
+        [record] = list(read_records(body["Body"].read().decode().splitlines()))
+        return json.loads(record.model_dump_json(exclude_defaults=True))
+
+    def _flagged(self, answer: FlaggedAnswer, field: str) -> dict[str, Any]:
+        text = self.store.get_text(f"{self.store.run_prefix(answer.run_id)}dataset.jsonl")
+        if text is None:
+            raise BadRequestError(f"{field}.run_id: no run {answer.run_id!r}")
+        record: EvaluationRecord | None = next(
+            (r for r in read_records(text.splitlines()) if r.id == answer.record_id), None
+        )
+        if record is None:
+            raise BadRequestError(f"{field}.record_id: {answer.record_id!r} is not in run {answer.run_id!r}")
+        updates: dict[str, Any] = {}
+        if answer.reference_output is not None:
+            updates["reference_output"] = answer.reference_output
+        if answer.new_id is not None:
+            updates["id"] = answer.new_id
+        return json.loads(record.model_copy(update=updates).model_dump_json(exclude_defaults=True))
+
+    def accept(self, dataset: str, request: AcceptRequest, reviewer: str) -> tuple[int, dict[str, Any]]:
+        if not DATASET_NAME.match(dataset):
+            raise BadRequestError("path.name: lowercase letters, digits, '-' and '_', at most 64 characters")
+        records = [
+            self._candidate(request.use_case or "", rating_id, f"candidates[{i}]")
+            for i, rating_id in enumerate(request.candidates)
+        ]
+        records += [self._flagged(answer, f"flagged[{i}]") for i, answer in enumerate(request.flagged)]
+        body = {
+            "records": records,
+            "accepted_by": reviewer,
+            "source": "review-api",
+            "comment": request.comment or f"accepted {len(records)} record(s) through the review API",
+        }
+        status, answer = self.catalog.send("POST", f"/datasets/{dataset}/records", body)
+        try:
+            document = json.loads(answer or b"{}")
+        except ValueError:
+            document = {}
+        if status >= 500 or status == 429:
+            return 503, {"message": f"prompt catalog: answered {status}; nothing was accepted, retry"}
+        if status != 201:
+            return status, {"message": f"prompt catalog: {document.get('message', status)}"}
+        for rating_id in request.candidates:
+            self.store.put_text(self.accepted_key(request.use_case or "", rating_id), reviewer, "text/plain")
+        return 201, {
+            "dataset": dataset,
+            "version": document.get("version"),
+            "records_key": (document.get("content") or {}).get("records_key"),
+            "accepted": [r["id"] for r in records],
+        }
+
+
+@lru_cache(maxsize=1)
+def curation() -> Curation:
+    from common.prompt_client import PromptClient
+    from evaluation.settings import EvaluationSettings
+
+    business_unit = os.environ["BUSINESS_UNIT"]
+    settings = EvaluationSettings.model_validate_json(os.environ.get("EVALUATION_SETTINGS", "{}"))
+    if not settings.prompt_catalog_url:
+        raise ForbiddenError("dataset: accepting needs evaluation.prompt_catalog_url in the config")
+    catalog = PromptClient(settings.prompt_catalog_url, region=os.environ["AWS_REGION"], business_unit=business_unit)
+    return Curation(
+        review_service().store,
+        catalog,
+        candidates_bucket=os.environ["CANDIDATES_BUCKET"],
+        candidates_prefix=os.environ["CANDIDATES_PREFIX"],
+    )
+
+
 @lru_cache(maxsize=1)
 def review_service() -> ReviewService:
     business_unit = os.environ["BUSINESS_UNIT"]
@@ -207,6 +352,41 @@ def submit_review() -> Response[str]:
     return Response(
         status_code=201, content_type="application/json", body=json.dumps({"stored": key.rsplit("/", 1)[-1]})
     )
+
+
+@app.get("/candidates")
+def list_candidates() -> dict[str, Any]:
+    current_reviewer()
+    use_case = app.current_event.get_query_string_value("use_case") or ""
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$", use_case):
+        raise BadRequestError("use_case: required, the use case whose candidates to list")
+    return {"use_case": use_case, "candidates": curation().pending(use_case)}
+
+
+@app.post("/datasets/<name>/accept")
+def accept(name: str) -> Response[str]:
+    reviewer = current_reviewer()
+    request = parse_body(AcceptRequest, app.current_event.body)
+    status, body = curation().accept(name, request, reviewer)
+    return Response(status_code=status, content_type="application/json", body=json.dumps(body))
+
+
+def parse_body(model: type[BaseModel], body: str | None) -> Any:
+    try:
+        data = json.loads(body or "")
+    except ValueError:
+        raise BadRequestError("body: not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequestError("body: must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if ":" in message and not err["loc"]:
+            raise BadRequestError(message) from None
+        raise BadRequestError(f"{field}: {message}") from None
 
 
 def parse_submission(body: str | None) -> ReviewSubmission:

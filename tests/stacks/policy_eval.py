@@ -27,7 +27,7 @@ def resolve(value: Any, template: dict[str, Any]) -> Any:
         if "Fn::GetAtt" in value:
             logical_id, attribute = value["Fn::GetAtt"]
             resource = template["Resources"][logical_id]
-            if resource["Type"] == "AWS::S3::Bucket" and attribute == "Arn":
+            if resource["Type"] == "AWS::S3::Bucket" and attribute == "Arn" and "BucketName" in resource.get("Properties", {}):
                 return f"arn:{PARTITION}:s3:::{resource['Properties']['BucketName']}"
             return f"<{logical_id}.{attribute}>"
         if "Fn::Join" in value:
@@ -123,3 +123,8 @@ def decide(statements: list[dict[str, Any]], request: Request) -> str:
 
 def secure_context(**context: str) -> dict[str, str]:
     return {"aws:SecureTransport": "true", "s3:TlsVersion": "1.3", **context}
+
+
+def decide_identity(statements: list[dict[str, Any]], request: Request) -> str:
+    """`decide` for identity-based statements (a role's own policies, which carry no Principal)."""
+    return decide([{**s, "Principal": "*"} if "Principal" not in s else s for s in statements], request)

@@ -270,7 +270,9 @@ def test_functions_get_their_settings_and_buckets_from_the_environment(
         if "Function" in k and not k.startswith("ReviewApi")
     }
     handlers = {p["Handler"] for p in functions.values()}
-    assert handlers == {f"evaluation.handler.{h}" for h in ("prepare", "score_batch", "summarize", "gate")}
+    assert handlers == {
+        f"evaluation.handler.{h}" for h in ("prepare", "score_batch", "summarize", "gate", "complete_reviews")
+    }
     for props in functions.values():
         variables = props["Environment"]["Variables"]
         assert EvaluationSettings.model_validate_json(variables["EVALUATION_SETTINGS"]) == (
@@ -383,7 +385,8 @@ def test_review_api_is_iam_only_throttled_traced_and_access_logged(retail_dev: d
     (statement,) = api["Policy"]["Statement"]
     assert statement["Action"] == "execute-api:Invoke" and statement["Effect"] == "Allow"
     methods = resources(retail_dev, "AWS::ApiGateway::Method")
-    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == ["GET", "POST"]
+    # GET /reviews/next, POST /reviews, GET /candidates, POST /datasets/{name}/accept
+    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == ["GET", "GET", "POST", "POST"]
     assert all(m["Properties"]["AuthorizationType"] == "AWS_IAM" for m in methods.values())
     assert not resources(retail_dev, "AWS::ApiGateway::Account")  # the application stack owns it
     stage = only(retail_dev, "AWS::ApiGateway::Stage")["Properties"]
@@ -420,6 +423,11 @@ def test_review_api_function_takes_answers_and_writes_only_reviews(retail_dev: d
     assert {a for a, _ in s3_grants} == {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"}
     reviews = [r for r in writes if r.endswith('/retail/evaluation_runs/*/reviews/*"]]}')]
     claims = [r for r in writes if r.endswith('/retail/evaluation_runs/_claims/*"]]}')]
-    assert len(reviews) == 1 and len(claims) == 1 and len(writes) == 2
-    # Claims (issue 16 item 9) are the only objects the function reads or deletes.
-    assert {r for a, r in s3_grants if a in ("s3:GetObject", "s3:DeleteObject")} == set(claims)
+    accepted = [r for r in writes if r.endswith('/retail/evaluation_runs/_accepted/*"]]}')]
+    assert len(reviews) == 1 and len(claims) == 1 and len(accepted) == 1 and len(writes) == 3
+    # Claims (issue 16 item 9) are the only objects the function deletes.
+    assert {r for a, r in s3_grants if a == "s3:DeleteObject"} == set(claims)
+    reads = {r for a, r in s3_grants if a == "s3:GetObject"}
+    assert set(claims) | set(accepted) <= reads
+    assert any(r.endswith('/retail/evaluation_runs/*/dataset.jsonl"]]}') for r in reads)  # flagged answers
+    assert any("/retail/evaluation_candidates/*" in r for r in reads)  # rating candidates, feedback zone
