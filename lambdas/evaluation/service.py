@@ -288,6 +288,15 @@ def summarize_run(event: object, rt: Runtime) -> dict[str, Any]:
     ranking = rank_models(summaries, rt.settings)
     gate = evaluate_gate(summaries, ranking, rt.settings.gate)
     summary_key = rt.key(ev.run_id, "summary.json")
+    flagged = sum(1 for r in rows if r.human_review)
+    if (
+        rt.review_queue is not None
+        and flagged
+        and rt.store.get_text(rt.key(ev.run_id, "review_sent")) is None
+    ):
+        rt.review_queue.submit(rows, {r.id: r for r in records or []})
+        _open_review(rt, ev.run_id, ev.use_case, rows)
+        rt.store.put_text(rt.key(ev.run_id, "review_sent"), str(flagged), "text/plain")
     run = _run_record(rt, ev.run_id)
     human = _human_completion(rt, ev.run_id)
     document = {
@@ -312,15 +321,6 @@ def summarize_run(event: object, rt: Runtime) -> dict[str, Any]:
         )
         rt.store.put_text(marker, json.dumps(keys), "application/json")
         emit_judge_scores(summaries, rt.business_unit)  # once per run, like the lake rows
-    flagged = sum(1 for r in rows if r.human_review)
-    if (
-        rt.review_queue is not None
-        and flagged
-        and rt.store.get_text(rt.key(ev.run_id, "review_sent")) is None
-    ):
-        rt.review_queue.submit(rows, {r.id: r for r in records or []})
-        _open_review(rt, ev.run_id, ev.use_case, rows)
-        rt.store.put_text(rt.key(ev.run_id, "review_sent"), str(flagged), "text/plain")
     return {
         "run_id": ev.run_id,
         "dataset_version": run.get("dataset") if "name" in run.get("dataset", {}) else None,
