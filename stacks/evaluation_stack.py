@@ -43,8 +43,8 @@ from stacks.blocks.model_access import (
     model_resources,
 )
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
-from stacks.blocks.prompt_catalog_access import API_STAGE, PARTITION
 from stacks.blocks.platform_stack import EnvironmentStack
+from stacks.blocks.prompt_catalog_access import API_STAGE, PARTITION
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.retention import DataRetention
 from stacks.blocks.storage import SecureBucket
@@ -248,7 +248,9 @@ class EvaluationStack(EnvironmentStack):
             return f"arn:{self.partition}:s3:::{lake_bucket_name(config, zone)}/{bu}/*"
 
         # Catalog prompts of a dataset are resolved once per run, by prepare: exactly the two GET routes.
-        catalog_reads = [self._catalog_route(config, f"GET/prompts/*/{kind}/*") for kind in ("versions", "aliases")]
+        catalog_reads = [
+            self._catalog_route(config, f"GET/prompts/*/{kind}/*") for kind in ("versions", "aliases")
+        ]
         functions["prepare"].role.add_to_principal_policy(
             iam.PolicyStatement(actions=["execute-api:Invoke"], resources=catalog_reads)
         )
@@ -529,7 +531,9 @@ class EvaluationStack(EnvironmentStack):
             },
             memory_size=256,
             timeout=Duration.seconds(20),
-            extra_packages=("prompt_catalog",),  # evaluation.handler imports the engine, which renders with it
+            extra_packages=(
+                "prompt_catalog",
+            ),  # evaluation.handler imports the engine, which renders with it
         )
         role = function.role
         role.add_to_principal_policy(
@@ -543,7 +547,9 @@ class EvaluationStack(EnvironmentStack):
         # Claims bind a receipt handle to its row and reviewer (review_api.check_claim).
         claims = self.working_bucket.arn_for_objects(f"{self.runs_prefix}_claims/*")
         role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources=[claims])
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources=[claims]
+            )
         )
         # Listing lets a missing claim read as NoSuchKey (a 400) instead of AccessDenied.
         role.add_to_principal_policy(
@@ -658,7 +664,9 @@ class EvaluationStack(EnvironmentStack):
     def _catalog_route(self, config: PlatformConfig, route: str) -> str:
         """One route of the shared prompt catalog API: its id is random, so the ARN names the tooling account
         and the catalog's stage (stacks/blocks/prompt_catalog_access.py)."""
-        return f"arn:{PARTITION}:execute-api:{config.home_region}:{config.tooling_account}:*/{API_STAGE}/{route}"
+        return (
+            f"arn:{PARTITION}:execute-api:{config.home_region}:{config.tooling_account}:*/{API_STAGE}/{route}"
+        )
 
     def _grant_curation(self, config: PlatformConfig, role: iam.IRole) -> list[str]:
         """Read rating candidates and run datasets, mark candidates accepted, call the catalog's accept route."""
@@ -685,7 +693,9 @@ class EvaluationStack(EnvironmentStack):
         )
         datasets = self.working_bucket.arn_for_objects(f"{self.runs_prefix}*/dataset.jsonl")
         accepted = self.working_bucket.arn_for_objects(f"{self.runs_prefix}_accepted/*")
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[datasets, accepted]))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[datasets, accepted])
+        )
         role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[accepted]))
         role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -695,7 +705,9 @@ class EvaluationStack(EnvironmentStack):
             )
         )
         accept_route = self._catalog_route(config, "POST/datasets/*/records")
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["execute-api:Invoke"], resources=[accept_route]))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["execute-api:Invoke"], resources=[accept_route])
+        )
         return [candidates, lake_key, datasets, accepted, accept_route]
 
     # ---- CI/CD gate ----------------------------------------------------------------------------------

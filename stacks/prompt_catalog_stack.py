@@ -176,7 +176,9 @@ class PromptCatalogStack(PlatformStack):
         role = self.handler.role
         bucket = lake_bucket_name(config, Zone.EVALUATION_DATASETS)
         objects = [f"arn:{self.partition}:s3:::{bucket}/{bu}/shared/datasets/*" for bu in business_units]
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=objects))
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=objects)
+        )
         lake_key = f"arn:{self.partition}:kms:{config.home_region}:{config.data_lake_account}:key/*"
         role.add_to_principal_policy(
             iam.PolicyStatement(

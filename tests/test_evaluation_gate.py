@@ -138,3 +138,9 @@ def test_gate_stops_a_run_that_exceeds_the_timeout_and_fails(sfn: Any) -> None:
 )
 def test_only_a_succeeded_run_with_passed_true_passes(execution: dict[str, Any], passed: bool) -> None:
     assert judge("qa", execution).passed is passed
+
+
+def test_a_passed_gate_names_the_dataset_version_it_judged() -> None:
+    output = {"passed": True, "reason": "all rules hold", "dataset": {"name": "product-qa", "version": 4}}
+    result = judge("product-qa", {"status": "SUCCEEDED", "output": json.dumps(output)})
+    assert result.passed and result.reason == "all rules hold (dataset product-qa version 4)"

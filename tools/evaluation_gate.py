@@ -72,7 +72,15 @@ def judge(use_case: str, execution: Mapping[str, Any]) -> GateResult:
         return GateResult(use_case, False, "evaluation output is not JSON")
     if output.get("passed") is not True:
         return GateResult(use_case, False, f"gate not passed: {output.get('reason', 'no reason given')}")
-    return GateResult(use_case, True, str(output.get("reason", "passed")))
+    return GateResult(use_case, True, str(output.get("reason", "passed")) + dataset_note(output))
+
+
+def dataset_note(output: Mapping[str, Any]) -> str:
+    """Which dataset version the run judged (the engine names it in the gate's output)."""
+    dataset = output.get("dataset")
+    if isinstance(dataset, dict) and "name" in dataset:
+        return f" (dataset {dataset['name']} version {dataset.get('version')})"
+    return ""
 
 
 def run_gate(

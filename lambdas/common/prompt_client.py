@@ -128,7 +128,9 @@ class PromptClient:
 
     def _fetch(self, name: str, alias: str, path: str | None = None) -> FetchedPrompt:
         if path is None:
-            path = f"/prompts/{urllib.parse.quote(name, safe='')}/aliases/{urllib.parse.quote(alias, safe='')}"
+            path = (
+                f"/prompts/{urllib.parse.quote(name, safe='')}/aliases/{urllib.parse.quote(alias, safe='')}"
+            )
         status, body = self.send("GET", path)
         if status == 404:
             raise PromptNotFoundError(

@@ -127,9 +127,11 @@ def worst_examples(rows: Sequence[ScoredRecord], limit: int = WORST_EXAMPLES) ->
         rank = 0 if row.error else (1 if quality is not None else 2)
         return rank, quality if quality is not None else 0.0, row.record_id
 
-    chosen = sorted(
-        (r for r in rows if r.error or row_quality(r) is not None and row_quality(r) < 1.0), key=badness
-    )
+    def below_full(row: ScoredRecord) -> bool:
+        quality = row_quality(row)
+        return quality is not None and quality < 1.0
+
+    chosen = sorted((r for r in rows if r.error or below_full(r)), key=badness)
     return [
         Example(
             record_id=r.record_id,

@@ -11,7 +11,6 @@ Exit status: 0 when the gate passes; 1 when it fails (unless --report-only) or w
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 from collections.abc import Sequence
@@ -24,8 +23,8 @@ from common.model_gateway import ModelClient, load_precomputed
 from evaluation.aggregate import ModelSummary, summarize
 from evaluation.engine import label_set
 from evaluation.models import build_candidates, build_judge
-from evaluation.report import render_report
 from evaluation.prompts import PinnedPrompts, PromptResolutionError
+from evaluation.report import render_report
 from evaluation.scoring import ScoredRecord, ScoringContext, score_records
 from evaluation.selection import Ranking, evaluate_gate, rank_models
 from evaluation.settings import EvaluationSettings
@@ -45,7 +44,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="catalog prompts for prompt_ref records: JSON object ref -> {name, version, content} as the catalog "
         "API returns a version",
     )
-    parser.add_argument("--catalog-url", help="fetch prompt_ref prompts from this catalog API (SigV4, your credentials)")
+    parser.add_argument(
+        "--catalog-url", help="fetch prompt_ref prompts from this catalog API (SigV4, your credentials)"
+    )
     parser.add_argument("--region", help="region of --catalog-url (default: AWS_REGION)")
     strictness = parser.add_mutually_exclusive_group()
     strictness.add_argument("--strict", dest="strict", action="store_true", default=None)
@@ -107,7 +108,9 @@ def report_counts(rows: Sequence[ScoredRecord], unknown_ids: Sequence[str]) -> l
     errors = [r for r in rows if r.error]
     if errors:
         first = errors[0]
-        lines.append(f"{len(errors)} of {len(rows)} rows errored; first: {first.record_id} x {first.model}: {first.error}")
+        lines.append(
+            f"{len(errors)} of {len(rows)} rows errored; first: {first.record_id} x {first.model}: {first.error}"
+        )
     unscored = [r for r in rows if r.error is None and not r.metrics]
     if unscored:
         lines.append(

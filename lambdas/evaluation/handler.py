@@ -44,6 +44,7 @@ def runtime() -> service.Runtime:
         from evaluation.review import SqsReviewQueue
 
         queue = SqsReviewQueue(os.environ["REVIEW_QUEUE_URL"])
+
     def prompt_fetcher() -> Any:
         from common.prompt_client import PromptClient
 

@@ -22,7 +22,9 @@ from prompt_catalog.rendering import render
 
 from common.prompt_client import CatalogUnavailableError, FetchedPrompt, PromptFetchError
 
-_REF = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_\-]{0,63})(@(?P<version>[1-9][0-9]*)|:(?P<alias>[a-z][a-z0-9_\-]{0,31}))$")
+_REF = re.compile(
+    r"^(?P<name>[a-z0-9][a-z0-9_\-]{0,63})(@(?P<version>[1-9][0-9]*)|:(?P<alias>[a-z][a-z0-9_\-]{0,31}))$"
+)
 
 
 class PromptResolutionError(ValueError):
@@ -62,7 +64,11 @@ def fetch_prompt(fetcher: PromptFetcher, ref: str) -> PinnedPrompt:
     except PromptFetchError as exc:
         raise PromptResolutionError(f"prompt_ref {ref!r}: {exc}") from None
     content = PromptContent.model_validate(
-        {"template": fetched.template, "variables": fetched.variables, "model_parameters": fetched.model_parameters}
+        {
+            "template": fetched.template,
+            "variables": fetched.variables,
+            "model_parameters": fetched.model_parameters,
+        }
     )
     return PinnedPrompt(ref, fetched.name, fetched.version, content)
 
@@ -82,7 +88,9 @@ class PinnedPrompts:
         doc = json.loads(text)
         return cls(
             {
-                ref: PinnedPrompt(ref, p["name"], int(p["version"]), PromptContent.model_validate(p["content"]))
+                ref: PinnedPrompt(
+                    ref, p["name"], int(p["version"]), PromptContent.model_validate(p["content"])
+                )
                 for ref, p in doc.items()
             }
         )

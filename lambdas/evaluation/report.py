@@ -35,9 +35,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 def _stat(stat: MetricStat | None) -> str:
     if stat is None:
         return MISSING
-    return (
-        f"{stat.mean:.3f} <span class=\"ci\">[{stat.ci95_low:.3f}, {stat.ci95_high:.3f}] n={stat.n}</span>"
-    )
+    return f'{stat.mean:.3f} <span class="ci">[{stat.ci95_low:.3f}, {stat.ci95_high:.3f}] n={stat.n}</span>'
 
 
 def leaderboard_svg(ranking: Ranking, width: int = 640) -> str:
@@ -124,7 +122,9 @@ def _metric_table(groups: Sequence[tuple[str, GroupSummary]]) -> str:
     names = sorted({name for _, g in groups for name in g.metrics})
     head = "".join(f"<th>{escape(label)}</th>" for label, _ in groups)
     body = "".join(
-        f"<tr><td>{escape(name)}</td>" + "".join(f"<td>{_stat(g.metrics.get(name))}</td>" for _, g in groups) + "</tr>"
+        f"<tr><td>{escape(name)}</td>"
+        + "".join(f"<td>{_stat(g.metrics.get(name))}</td>" for _, g in groups)
+        + "</tr>"
         for name in names
     )
     counts = "".join(f"<td>{g.count} / {g.errors} / {g.unscored}</td>" for _, g in groups)

@@ -213,7 +213,13 @@ class Curation:
     """Rating candidates and flagged answers -> the prompt catalog, which writes the new dataset version."""
 
     def __init__(
-        self, store: S3ResultStore, catalog: Any, *, candidates_bucket: str, candidates_prefix: str, s3: Any = None
+        self,
+        store: S3ResultStore,
+        catalog: Any,
+        *,
+        candidates_bucket: str,
+        candidates_prefix: str,
+        s3: Any = None,
     ) -> None:
         self.store, self.catalog = store, catalog
         self.candidates_bucket, self.candidates_prefix = candidates_bucket, candidates_prefix
@@ -246,7 +252,9 @@ class Curation:
 
     def _candidate(self, use_case: str, rating_id: str, field: str | None) -> dict[str, Any]:
         try:
-            body = self.s3.get_object(Bucket=self.candidates_bucket, Key=self.candidate_key(use_case, rating_id))
+            body = self.s3.get_object(
+                Bucket=self.candidates_bucket, Key=self.candidate_key(use_case, rating_id)
+            )
         except self.s3.exceptions.NoSuchKey:
             raise BadRequestError(f"{field}: no candidate {rating_id!r} for use case {use_case!r}") from None
         [record] = list(read_records(body["Body"].read().decode().splitlines()))
@@ -310,7 +318,9 @@ def curation() -> Curation:
     settings = EvaluationSettings.model_validate_json(os.environ.get("EVALUATION_SETTINGS", "{}"))
     if not settings.prompt_catalog_url:
         raise ForbiddenError("dataset: accepting needs evaluation.prompt_catalog_url in the config")
-    catalog = PromptClient(settings.prompt_catalog_url, region=os.environ["AWS_REGION"], business_unit=business_unit)
+    catalog = PromptClient(
+        settings.prompt_catalog_url, region=os.environ["AWS_REGION"], business_unit=business_unit
+    )
     return Curation(
         review_service().store,
         catalog,

@@ -71,7 +71,9 @@ def _normalize(values: Sequence[float | None], higher_is_better: bool) -> list[f
     return out
 
 
-def weighted_score(w: SelectionWeights, quality: float | None, speed: float | None, cost: float | None) -> float:
+def weighted_score(
+    w: SelectionWeights, quality: float | None, speed: float | None, cost: float | None
+) -> float:
     """Sum of weight x normalized value over the dimensions with data; a missing one adds nothing."""
     return w.quality * (quality or 0.0) + w.speed * (speed or 0.0) + w.cost * (cost or 0.0)
 

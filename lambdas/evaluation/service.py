@@ -131,14 +131,18 @@ class Runtime:
     def dataset_location(self, ref: DatasetRef) -> tuple[S3Location, int]:
         """Where a catalog dataset version lives in the lake, and which version that is."""
         if not self.default_dataset_bucket:
-            raise InvalidEventError("dataset: a catalog dataset needs DEFAULT_DATASET_BUCKET (the lake's zone)")
+            raise InvalidEventError(
+                "dataset: a catalog dataset needs DEFAULT_DATASET_BUCKET (the lake's zone)"
+            )
         version = ref.version or self.latest_dataset_version(ref.name)
         key = dataset_version_key(self.business_unit, ref.name, version)
         return S3Location(bucket=self.default_dataset_bucket, key=key), version
 
     def latest_dataset_version(self, name: str) -> int:
         pages = self.store.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.default_dataset_bucket, Prefix=dataset_version_prefix(self.business_unit, name), Delimiter="/"
+            Bucket=self.default_dataset_bucket,
+            Prefix=dataset_version_prefix(self.business_unit, name),
+            Delimiter="/",
         )
         versions = [
             int(folder)
@@ -241,7 +245,9 @@ def _pin_prompts(rt: Runtime, records: list[EvaluationRecord]) -> PinnedPrompts 
         raise DatasetRejectedError(str(exc)) from None
 
 
-def _unknown_output_ids(rt: Runtime, outputs: S3Location | None, records: list[EvaluationRecord]) -> list[str]:
+def _unknown_output_ids(
+    rt: Runtime, outputs: S3Location | None, records: list[EvaluationRecord]
+) -> list[str]:
     """Precomputed outputs whose id is in no dataset record: counted and reported, never silently dropped."""
     if outputs is None:
         return []

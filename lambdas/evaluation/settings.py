@@ -136,7 +136,8 @@ class JudgeSettings(_Strict):
     samples: Annotated[int, Field(ge=1, le=10)] = 1
     max_parse_attempts: Annotated[int, Field(ge=1, le=5)] = 2
     judge_references: bool = Field(
-        default=False, description="also judge records with a reference answer, showing the judge the reference"
+        default=False,
+        description="also judge records with a reference answer, showing the judge the reference",
     )
 
 

@@ -84,7 +84,10 @@ class ObjectStore:
                 Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*"
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if exc.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            ):
                 return False
             raise
         return True

@@ -155,7 +155,8 @@ class Catalog:
         for index, raw in enumerate(request.records):
             if isinstance(raw, dict) and raw.get("id") in known:
                 raise ConflictError(
-                    f"body.records[{index}].id", f"{raw['id']!r} is already in {key.field} version {latest['version']}"
+                    f"body.records[{index}].id",
+                    f"{raw['id']!r} is already in {key.field} version {latest['version']}",
                 )
         accepted = [json.loads(r.model_dump_json(exclude_defaults=True)) for r in existing]
         comment = request.comment or f"accepted {len(request.records)} record(s) from {request.source}"
@@ -399,7 +400,9 @@ class Catalog:
             "comment": content.comment,
         }
 
-    def _publish_dataset(self, key: ResourceKey, version: int, records_key: str, text: bytes, digest: str) -> None:
+    def _publish_dataset(
+        self, key: ResourceKey, version: int, records_key: str, text: bytes, digest: str
+    ) -> None:
         """Write version `version` to the lake's evaluation_datasets zone, never over another version.
 
         The conditional write is the lock on the version number: of two concurrent requests only one

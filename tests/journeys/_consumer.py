@@ -65,7 +65,11 @@ def resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[st
 
 
 def function(template: dict[str, Any], logical_prefix: str) -> tuple[str, dict[str, Any]]:
-    found = [(k, r) for k, r in resources(template, "AWS::Lambda::Function").items() if k.startswith(logical_prefix)]
+    found = [
+        (k, r)
+        for k, r in resources(template, "AWS::Lambda::Function").items()
+        if k.startswith(logical_prefix)
+    ]
     assert len(found) == 1, (logical_prefix, [k for k, _ in found])
     return found[0]
 
@@ -91,7 +95,8 @@ def state_machine(template: dict[str, Any]) -> dict[str, Any]:
     body = machine["Properties"]["DefinitionString"]
     parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
     text = "".join(
-        p if isinstance(p, str) else f"<{p['Fn::GetAtt'][0]}>" if "Fn::GetAtt" in p else "TOKEN" for p in parts
+        p if isinstance(p, str) else f"<{p['Fn::GetAtt'][0]}>" if "Fn::GetAtt" in p else "TOKEN"
+        for p in parts
     )
     return dict(json.loads(text))
 
@@ -102,15 +107,14 @@ def walk(definition: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     while name:
         state = states[name]
         yield name, state
-        if state["Type"] == "Choice":
-            name = state["Choices"][0]["Next"]
-        else:
-            name = state.get("Next")
+        name = state["Choices"][0]["Next"] if state["Type"] == "Choice" else state.get("Next")
 
 
 def task_function(state: dict[str, Any]) -> str:
     """The logical id of the Lambda function a Task state invokes."""
-    found = re.search(r"<([A-Za-z0-9]+)>", json.dumps(state.get("Parameters", {})) + state.get("Resource", ""))
+    found = re.search(
+        r"<([A-Za-z0-9]+)>", json.dumps(state.get("Parameters", {})) + state.get("Resource", "")
+    )
     assert found, state
     return found.group(1)
 

@@ -47,7 +47,9 @@ API_ARN = f"arn:aws:execute-api:{REGION}:{TOOLING}:abc123/prompt-catalog"
 USE_CASE = "product-qa"
 ENGINEER = "arn:aws:sts::333333333331:assumed-role/prompt-engineer/alice"
 TESTER = f"arn:aws:sts::{PREPROD}:assumed-role/evaluation-tester/tara"
-PREPARE_SESSION = f"arn:aws:sts::{PREPROD}:assumed-role/exco-retail-preprod-evaluation-PrepareFunctionRole/run"
+PREPARE_SESSION = (
+    f"arn:aws:sts::{PREPROD}:assumed-role/exco-retail-preprod-evaluation-PrepareFunctionRole/run"
+)
 REVIEW_SESSION = f"arn:aws:sts::{PREPROD}:assumed-role/exco-retail-preprod-evaluation-ReviewApiRole/review"
 APP_SESSION = f"arn:aws:sts::{PROD}:assumed-role/exco-retail-prod-application-BackendRole/app"
 RUNS_BUCKET = "retail-preprod-evaluation-runs"  # the stack's RunArtifacts bucket (generated name)
@@ -69,7 +71,9 @@ RECORDS = [
 
 @pytest.fixture(scope="module")
 def templates(default_platform: SynthesizedPlatform) -> dict[str, dict[str, Any]]:
-    return {name: default_platform.template(name) for name in (CATALOG_STACK, EVALUATION_STACK, APPLICATION_STACK)}
+    return {
+        name: default_platform.template(name) for name in (CATALOG_STACK, EVALUATION_STACK, APPLICATION_STACK)
+    }
 
 
 class Journey:
@@ -101,8 +105,13 @@ class Journey:
         boto3.client("dynamodb", region_name=REGION).create_table(
             TableName="catalog-table_name",
             BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")
+            ],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
             GlobalSecondaryIndexes=[
                 {
                     "IndexName": "gsi1",
@@ -134,7 +143,9 @@ class Journey:
     def allowed(self, stack: str, function_prefix: str, action: str, resource: str, **context: str) -> str:
         template = self.templates[stack]
         statements = resolve(role_statements(template, function_prefix), template)
-        return decide_identity(statements, Request(account="", action=action, resource=resource, context=context))
+        return decide_identity(
+            statements, Request(account="", action=action, resource=resource, context=context)
+        )
 
 
 @pytest.fixture
@@ -148,10 +159,11 @@ def journey(templates: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatc
 
 def evaluation_runtime(journey: Journey) -> Any:
     """The engine as evaluation.handler.runtime() builds it, from the stack's environment, moto clients."""
-    from common.prompt_client import PromptClient
     from evaluation import service
     from evaluation.settings import EvaluationSettings
     from evaluation.store import S3ResultStore
+
+    from common.prompt_client import PromptClient
 
     template = journey.templates[EVALUATION_STACK]
     env = function_env(template, "PrepareFunction")
@@ -190,16 +202,27 @@ def evaluation_runtime(journey: Journey) -> Any:
     return runtime
 
 
-ENTRY_POINTS = {"prepare": "prepare", "score_batch": "score_batch", "summarize": "summarize_run", "gate": "gate_run"}
+ENTRY_POINTS = {
+    "prepare": "prepare",
+    "score_batch": "score_batch",
+    "summarize": "summarize_run",
+    "gate": "gate_run",
+}
 
 
-def run_state_machine(journey: Journey, execution: dict[str, Any], outputs: dict[str, dict[str, str]]) -> dict[str, Any]:
+def run_state_machine(
+    journey: Journey, execution: dict[str, Any], outputs: dict[str, dict[str, str]]
+) -> dict[str, Any]:
     """Execute the synthesized definition's main path with the real step functions (service module)."""
     from evaluation import handler, service
 
     template = journey.templates[EVALUATION_STACK]
     key = f"retail/evaluation_runs/outputs/{execution['run_id']}.jsonl"
-    lines = "".join(json.dumps({"id": i, "model": m, "output": o}) + "\n" for m, by_id in outputs.items() for i, o in by_id.items())
+    lines = "".join(
+        json.dumps({"id": i, "model": m, "output": o}) + "\n"
+        for m, by_id in outputs.items()
+        for i, o in by_id.items()
+    )
     journey.s3.put_object(Bucket=RUNS_BUCKET, Key=key, Body=lines.encode())
     rt = evaluation_runtime(journey)
     execution_input = {**execution, "outputs": {"bucket": RUNS_BUCKET, "key": key}}
@@ -217,7 +240,9 @@ def run_state_machine(journey: Journey, execution: dict[str, Any], outputs: dict
             assert step["Parameters"]["args.$"] == "States.JsonMerge($.defaults, $.input, false)"
             state = {"args": {**state["defaults"], **state["input"]}}
         elif step["Type"] == "Task":
-            entry = function(template, task_function(step))[1]["Properties"]["Handler"].removeprefix("evaluation.handler.")
+            entry = function(template, task_function(step))[1]["Properties"]["Handler"].removeprefix(
+                "evaluation.handler."
+            )
             assert hasattr(handler, entry)
             if step.get("InputPath"):
                 event = json_path(state, step["InputPath"])
@@ -227,12 +252,18 @@ def run_state_machine(journey: Journey, execution: dict[str, Any], outputs: dict
         elif step["Type"] == "Map":
             reader = step["ItemReader"]
             assert reader["ReaderConfig"]["InputType"] == "JSONL"
-            dataset = journey.s3.get_object(Bucket=RUNS_BUCKET, Key=json_path(state, reader["Parameters"]["Key.$"]))
+            dataset = journey.s3.get_object(
+                Bucket=RUNS_BUCKET, Key=json_path(state, reader["Parameters"]["Key.$"])
+            )
             items = [json.loads(line) for line in dataset["Body"].read().decode().splitlines() if line]
             batcher = step["ItemBatcher"]
-            batch_input = {k.removesuffix(".$"): json_path(state, v) for k, v in batcher["BatchInput"].items()}
+            batch_input = {
+                k.removesuffix(".$"): json_path(state, v) for k, v in batcher["BatchInput"].items()
+            }
             [(inner_name, inner)] = step["ItemProcessor"]["States"].items()
-            entry = function(template, task_function(inner))[1]["Properties"]["Handler"].removeprefix("evaluation.handler.")
+            entry = function(template, task_function(inner))[1]["Properties"]["Handler"].removeprefix(
+                "evaluation.handler."
+            )
             assert entry == "score_batch", inner_name
             size = batcher["MaxItemsPerBatch"]
             for start in range(0, len(items), size):
@@ -268,9 +299,13 @@ def test_consumer_journey(journey: Journey) -> None:
     # 1. The prompt engineer saves a jinja2 prompt and a dataset referring to it in the catalog.
     status, _ = journey.catalog_call(ENGINEER, "POST", "/prompts", PROMPT)
     assert status == 201, _
-    status, moved = journey.catalog_call(ENGINEER, "PUT", "/prompts/support-answer/aliases/prod", {"version": 1})
+    status, moved = journey.catalog_call(
+        ENGINEER, "PUT", "/prompts/support-answer/aliases/prod", {"version": 1}
+    )
     assert status == 200, moved
-    status, dataset = journey.catalog_call(ENGINEER, "POST", "/datasets", {"name": USE_CASE, "records": RECORDS})
+    status, dataset = journey.catalog_call(
+        ENGINEER, "POST", "/datasets", {"name": USE_CASE, "records": RECORDS}
+    )
     assert status == 201, dataset
     v1_key = dataset_version_key("retail", USE_CASE, 1)
     v1 = journey.s3.get_object(Bucket=journey.dataset_bucket, Key=v1_key)["Body"].read().decode()
@@ -305,7 +340,9 @@ def test_consumer_journey(journey: Journey) -> None:
     journey.as_caller(APP_SESSION)
     signed = Credentials("AKID", "secret", "token")
     catalog = ApiCatalog(
-        PromptClient(CATALOG_URL, region=REGION, business_unit="retail", transport=journey.catalog, credentials=signed),
+        PromptClient(
+            CATALOG_URL, region=REGION, business_unit="retail", transport=journey.catalog, credentials=signed
+        ),
         signed_get_json(CATALOG_URL, region=REGION, transport=journey.catalog, business_unit="retail"),
     )
     app = AppService(
@@ -323,16 +360,20 @@ def test_consumer_journey(journey: Journey) -> None:
         fine_tunes=None,
     )
     from app_backend import handler as app_handler
+
     from tests.lambdas.app_backend.conftest import api_event
 
     app_handler.use_service(app)
     try:
         invoke = {"prompt": "support-answer", "variables": {"tone": "brief", "question": "Return window?"}}
-        answer = app_handler.app.resolve(api_event("POST", "/invoke", invoke, sub="tenant-a"), LambdaContext())
+        answer = app_handler.app.resolve(
+            api_event("POST", "/invoke", invoke, sub="tenant-a"), LambdaContext()
+        )
         assert answer["statusCode"] == 200, answer["body"]
         request_id = json.loads(answer["body"])["request_id"]
         rated = app_handler.app.resolve(
-            api_event("POST", "/ratings", {"request_id": request_id, "stars": 5}, sub="tenant-a"), LambdaContext()
+            api_event("POST", "/ratings", {"request_id": request_id, "stars": 5}, sub="tenant-a"),
+            LambdaContext(),
         )
         assert rated["statusCode"] == 201, rated["body"]
         rating_id = json.loads(rated["body"])["rating_id"]
@@ -362,7 +403,9 @@ def test_consumer_journey(journey: Journey) -> None:
     review_api.curation.cache_clear()
     journey.as_caller(REVIEW_SESSION)
 
-    def review_call(method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> tuple[int, Any]:
+    def review_call(
+        method: str, path: str, body: Any = None, query: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         event = {
             "resource": path, "path": path, "httpMethod": method, "headers": {"Content-Type": "application/json"},
             "queryStringParameters": query, "pathParameters": None,
@@ -374,15 +417,21 @@ def test_consumer_journey(journey: Journey) -> None:
 
     status, listed = review_call("GET", "/candidates", query={"use_case": USE_CASE})
     assert status == 200 and [c["rating_id"] for c in listed["candidates"]] == [rating_id]
-    status, accepted = review_call("POST", f"/datasets/{USE_CASE}/accept", {"use_case": USE_CASE, "candidates": [rating_id]})
+    status, accepted = review_call(
+        "POST", f"/datasets/{USE_CASE}/accept", {"use_case": USE_CASE, "candidates": [rating_id]}
+    )
     assert status == 201, accepted
     assert accepted["version"] == 2 and accepted["records_key"] == dataset_version_key("retail", USE_CASE, 2)
     assert (REVIEW_SESSION, "POST", f"/datasets/{USE_CASE}/records") in journey.catalog.calls
     accept_route = f"{API_ARN}/POST/datasets/{USE_CASE}/records"
-    assert journey.allowed(EVALUATION_STACK, "ReviewApiFunction", "execute-api:Invoke", accept_route) == "allow"
+    assert (
+        journey.allowed(EVALUATION_STACK, "ReviewApiFunction", "execute-api:Invoke", accept_route) == "allow"
+    )
     status, version2 = journey.catalog_call(ENGINEER, "GET", f"/datasets/{USE_CASE}/versions/2")
     assert version2["content"]["accepted"]["by"] == "arn:aws:iam::333333333332:role/evaluation-tester"
-    assert review_call("GET", "/candidates", query={"use_case": USE_CASE})[1]["candidates"] == []  # accepted once
+    assert (
+        review_call("GET", "/candidates", query={"use_case": USE_CASE})[1]["candidates"] == []
+    )  # accepted once
 
     # 6. The next gate run includes the accepted record and names dataset version 2.
     new_id = f"rating-{rating_id}"
@@ -391,11 +440,20 @@ def test_consumer_journey(journey: Journey) -> None:
         {"run_id": "gate-2", "use_case": USE_CASE, "gate": True},
         {"fm-good": {**GOOD, new_id: "Within 30 days of delivery."}, "fm-bad": {**BAD, new_id: "no"}},
     )
-    assert second["prepared"]["records"] == 4 and second["prepared"]["dataset_version"] == {"name": USE_CASE, "version": 2}
+    assert second["prepared"]["records"] == 4 and second["prepared"]["dataset_version"] == {
+        "name": USE_CASE,
+        "version": 2,
+    }
     assert second["gate"]["dataset"] == {"name": USE_CASE, "version": 2}
-    clean = journey.s3.get_object(Bucket=RUNS_BUCKET, Key=second["prepared"]["dataset"]["key"])["Body"].read().decode()
+    clean = (
+        journey.s3.get_object(Bucket=RUNS_BUCKET, Key=second["prepared"]["dataset"]["key"])["Body"]
+        .read()
+        .decode()
+    )
     assert new_id in {r.id for r in read_records(clean.splitlines())}
-    summary = json.loads(journey.s3.get_object(Bucket=RUNS_BUCKET, Key=second["summary"]["summary"]["key"])["Body"].read())
+    summary = json.loads(
+        journey.s3.get_object(Bucket=RUNS_BUCKET, Key=second["summary"]["summary"]["key"])["Body"].read()
+    )
     assert summary["dataset"] == {"name": USE_CASE, "version": 2} and summary["models"][0]["count"] == 4
 
 
@@ -427,4 +485,6 @@ def test_negative_no_stage_role_writes_the_shared_zone_only_the_catalog_does(jou
     # The review API reaches the catalog's accept route only, not prompt or alias writes.
     for route in ("POST/prompts", "PUT/prompts/support-answer/aliases/prod", "POST/datasets"):
         arn = f"{API_ARN}/{route}"
-        assert journey.allowed(EVALUATION_STACK, "ReviewApiFunction", "execute-api:Invoke", arn) != "allow", route
+        assert journey.allowed(EVALUATION_STACK, "ReviewApiFunction", "execute-api:Invoke", arn) != "allow", (
+            route
+        )

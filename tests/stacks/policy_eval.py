@@ -27,7 +27,11 @@ def resolve(value: Any, template: dict[str, Any]) -> Any:
         if "Fn::GetAtt" in value:
             logical_id, attribute = value["Fn::GetAtt"]
             resource = template["Resources"][logical_id]
-            if resource["Type"] == "AWS::S3::Bucket" and attribute == "Arn" and "BucketName" in resource.get("Properties", {}):
+            if (
+                resource["Type"] == "AWS::S3::Bucket"
+                and attribute == "Arn"
+                and "BucketName" in resource.get("Properties", {})
+            ):
                 return f"arn:{PARTITION}:s3:::{resource['Properties']['BucketName']}"
             return f"<{logical_id}.{attribute}>"
         if "Fn::Join" in value:

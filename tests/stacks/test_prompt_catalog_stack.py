@@ -193,7 +193,6 @@ def test_function_reaches_only_the_table_its_index_and_the_units_prefixes(
         for policy in of_type(template, "AWS::IAM::Policy").values()
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
-    by_action = {json.dumps(s["Action"]): s["Resource"] for s in statements}
     dynamodb = next(s for s in statements if "dynamodb:Query" in s["Action"])
     assert "dynamodb:DeleteItem" not in dynamodb["Action"]
     assert dynamodb["Resource"][0] == {"Fn::GetAtt": [table_id, "Arn"]}
@@ -205,7 +204,9 @@ def test_function_reaches_only_the_table_its_index_and_the_units_prefixes(
     assert sorted(r["Fn::Join"][1][1] for r in own) == ["/finance/*", "/retail/*"]
     # Evaluation datasets: only '<bu>/shared/datasets/' of the lake's dataset zone (the one home).
     lake = sorted(
-        "".join(p if isinstance(p, str) else "<partition>" for p in r["Fn::Join"][1]) for r in objects if r not in own
+        "".join(p if isinstance(p, str) else "<partition>" for p in r["Fn::Join"][1])
+        for r in objects
+        if r not in own
     )
     assert lake == [
         f"arn:<partition>:s3:::exco-lake-evaluation-datasets-222222222222-eu-west-1/{bu}/shared/datasets/*"

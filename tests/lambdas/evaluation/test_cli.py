@@ -97,7 +97,9 @@ def test_a_config_without_a_quality_threshold_is_refused_by_name(tmp_path, capsy
     args = ["--dataset", str(data), "--outputs", str(outputs), "--settings", str(settings)]
     assert cli.main(args) == 2
     assert "min_metrics: the gate needs at least one quality threshold" in capsys.readouterr().err
-    settings.write_text(json.dumps({"gate": {"min_metrics": {}, "quality_floor_opt_out": "smoke test of wiring"}}))
+    settings.write_text(
+        json.dumps({"gate": {"min_metrics": {}, "quality_floor_opt_out": "smoke test of wiring"}})
+    )
     assert cli.main([*args, "--quiet"]) == 0
 
 
@@ -105,11 +107,18 @@ def test_every_record_errored_scores_nothing_exits_1_and_prints_the_first_cause(
     data = write_lines(tmp_path / "d.jsonl", DATASET)
     outputs = write_lines(tmp_path / "o.jsonl", [{"id": "zz", "model": "fm1", "output": "x"}])
     settings = tmp_path / "s.json"
-    settings.write_text(json.dumps({"gate": {"min_metrics": {}, "quality_floor_opt_out": "errors only, on purpose"}}))
-    code = cli.main(["--dataset", str(data), "--outputs", str(outputs), "--settings", str(settings), "--quiet"])
+    settings.write_text(
+        json.dumps({"gate": {"min_metrics": {}, "quality_floor_opt_out": "errors only, on purpose"}})
+    )
+    code = cli.main(
+        ["--dataset", str(data), "--outputs", str(outputs), "--settings", str(settings), "--quiet"]
+    )
     captured = capsys.readouterr()
     assert code == 1
-    assert "2 of 2 rows errored; first: r1 x fm1: model: precomputed fm1: no output for record 'r1'" in captured.err
+    assert (
+        "2 of 2 rows errored; first: r1 x fm1: model: precomputed fm1: no output for record 'r1'"
+        in captured.err
+    )
     assert "1 output ids are in no dataset record and were ignored: zz" in captured.err
     assert "nothing was scored" in captured.err
     assert " 1.000 " not in captured.out  # an all-error model gets no quality credit
@@ -132,7 +141,8 @@ def test_live_without_settings_says_what_is_missing(tmp_path, capsys):
 
 def test_prompt_ref_records_need_prompts_and_render_with_jinja2(tmp_path, capsys):
     data = write_lines(
-        tmp_path / "d.jsonl", [{"id": "p1", "prompt_ref": "greet@1", "variables": {"who": "Ann"}, "labels": ["hi"]}]
+        tmp_path / "d.jsonl",
+        [{"id": "p1", "prompt_ref": "greet@1", "variables": {"who": "Ann"}, "labels": ["hi"]}],
     )
     outputs = write_lines(tmp_path / "o.jsonl", [{"id": "p1", "model": "fm1", "output": "hi"}])
     args = ["--dataset", str(data), "--outputs", str(outputs), "--quiet", "--report-only"]
@@ -141,7 +151,13 @@ def test_prompt_ref_records_need_prompts_and_render_with_jinja2(tmp_path, capsys
     prompts = tmp_path / "p.json"
     prompts.write_text(
         json.dumps(
-            {"greet@1": {"name": "greet", "version": 1, "content": {"template": "Hi {{ who }}", "variables": [{"name": "who"}]}}}
+            {
+                "greet@1": {
+                    "name": "greet",
+                    "version": 1,
+                    "content": {"template": "Hi {{ who }}", "variables": [{"name": "who"}]},
+                }
+            }
         )
     )
     assert cli.main([*args, "--prompts", str(prompts), "--report", str(tmp_path / "r.html")]) == 0

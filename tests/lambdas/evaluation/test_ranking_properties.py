@@ -26,7 +26,11 @@ def summaries(draw):
     for i in range(count):
         quality = draw(maybe)
         errors = draw(st.integers(min_value=0, max_value=10))
-        metrics = {} if quality is None else {"rougeL": MetricStat(mean=quality, stderr=0, ci95_low=quality, ci95_high=quality, n=10)}
+        metrics = (
+            {}
+            if quality is None
+            else {"rougeL": MetricStat(mean=quality, stderr=0, ci95_low=quality, ci95_high=quality, n=10)}
+        )
         out.append(
             ModelSummary(
                 model=f"m{i}",
@@ -42,7 +46,9 @@ def summaries(draw):
 
 
 def ranked(models, w):
-    return rank_models(models, make_settings(weights=w, gate={"min_metrics": {"rougeL": 0.5}, "max_error_rate": 0.2}))
+    return rank_models(
+        models, make_settings(weights=w, gate={"min_metrics": {"rougeL": 0.5}, "max_error_rate": 0.2})
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -62,7 +68,11 @@ def test_a_dimension_without_data_gets_no_credit_and_is_shown_missing(models, w)
     ranking = ranked(models, w)
     for m in ranking.models:
         s = next(s for s in models if s.model == m.model)
-        raw = {"quality": s.metrics.get("rougeL"), "speed": s.latency_p50_ms, "cost": s.cost_per_1k_records_usd}
+        raw = {
+            "quality": s.metrics.get("rougeL"),
+            "speed": s.latency_p50_ms,
+            "cost": s.cost_per_1k_records_usd,
+        }
         for dimension in DIMENSIONS:
             norm = getattr(m, f"{dimension}_norm")
             assert (norm is None) == (raw[dimension] is None)

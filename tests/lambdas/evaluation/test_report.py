@@ -14,13 +14,24 @@ from evaluation.selection import evaluate_gate, rank_models
 from .fakes import make_settings
 
 SECTIONS = ("run", "leaderboard", "gate", "models", "metrics", "categories", "examples")
-TEXT_METRICS = ("exact_match", "quasi_exact_match", "token_f1", "rouge1", "rouge2", "rougeL", "bleu", "meteor")
+TEXT_METRICS = (
+    "exact_match",
+    "quasi_exact_match",
+    "token_f1",
+    "rouge1",
+    "rouge2",
+    "rougeL",
+    "bleu",
+    "meteor",
+)
 
 
 def rows():
     """Three models, two categories, label and text and judge metrics over different records, errors."""
     out = []
-    for m, name in enumerate(("claude-3-haiku-20240307-a-rather-long-name", "tuned-llama-3-8b-lora-v7", "no-data")):
+    for m, name in enumerate(
+        ("claude-3-haiku-20240307-a-rather-long-name", "tuned-llama-3-8b-lora-v7", "no-data")
+    ):
         for i in range(12):
             category = "qa" if i % 2 else "sentiment"
             metrics: dict[str, float] = {}
@@ -121,7 +132,7 @@ def test_the_report_renders_in_a_headless_browser_and_fits_1280_px(tmp_path):
     html, _ = report()
     page = tmp_path / "report.html"
     page.write_text(html.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
-    done = subprocess.run(  # noqa: S603 - fixed arguments, a local file
+    done = subprocess.run(
         [
             str(browser()),
             "--headless",

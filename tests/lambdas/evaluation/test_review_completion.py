@@ -52,7 +52,9 @@ def service_store(aws):  # noqa: F811
 
 
 def summary(aws):  # noqa: F811
-    return json.loads(aws.s3.get_object(Bucket=BUCKET, Key="retail/evaluation_runs/run-1/summary.json")["Body"].read())
+    return json.loads(
+        aws.s3.get_object(Bucket=BUCKET, Key="retail/evaluation_runs/run-1/summary.json")["Body"].read()
+    )
 
 
 def test_a_drained_review_recomputes_the_summary_and_writes_human_scores_to_the_lake(aws):  # noqa: F811
@@ -67,7 +69,9 @@ def test_a_drained_review_recomputes_the_summary_and_writes_human_scores_to_the_
     assert service.complete_reviews({}, rt) == {"completed": [{"run_id": "run-1", "completed_by": "drained"}]}
     human = [r for r in written[before:] if isinstance(r, HumanReviewRecord)]
     assert sorted(r.record_id for r in human) == ["s0", "s1", "s2"]
-    assert {(r.reviewer, r.score, r.completed_by, r.category) for r in human} == {(REVIEWER, 8.0, "drained", "stories")}
+    assert {(r.reviewer, r.score, r.completed_by, r.category) for r in human} == {
+        (REVIEWER, 8.0, "drained", "stories")
+    }
     assert summary(aws)["models"][0]["metrics"]["human_score"]["mean"] == 8.0
     assert summary(aws)["human_review"]["state"] == "complete"
     assert service.complete_reviews({}, rt) == {"completed": []}  # closed once
@@ -98,20 +102,29 @@ class FakeCatalog:
 def curation(aws, catalog):  # noqa: F811
     aws.s3.create_bucket(Bucket="feedback")
     return Curation(
-        service_store(aws), catalog, candidates_bucket="feedback", candidates_prefix="retail/evaluation_candidates/"
+        service_store(aws),
+        catalog,
+        candidates_bucket="feedback",
+        candidates_prefix="retail/evaluation_candidates/",
     )
 
 
 def test_accepting_sends_candidates_and_flagged_rows_with_the_reviewer(aws):  # noqa: F811
     flagged_run(aws)
-    candidate = EvaluationRecord(id="rating-r1", prompt_ref="qa@1", variables={"q": "x"}, labels=["rated-good"])
+    candidate = EvaluationRecord(
+        id="rating-r1", prompt_ref="qa@1", variables={"q": "x"}, labels=["rated-good"]
+    )
     catalog = FakeCatalog()
     cur = curation(aws, catalog)
-    aws.s3.put_object(Bucket="feedback", Key="retail/evaluation_candidates/qa/r1.jsonl", Body=dump_records([candidate]))
+    aws.s3.put_object(
+        Bucket="feedback", Key="retail/evaluation_candidates/qa/r1.jsonl", Body=dump_records([candidate])
+    )
     request = AcceptRequest(
         use_case="qa",
         candidates=["r1"],
-        flagged=[{"run_id": "run-1", "record_id": "s1", "reference_output": "A fine story.", "new_id": "story-1"}],
+        flagged=[
+            {"run_id": "run-1", "record_id": "s1", "reference_output": "A fine story.", "new_id": "story-1"}
+        ],
     )
     status, body = cur.accept("qa", request, REVIEWER)
     assert (status, body["version"], body["accepted"]) == (201, 2, ["rating-r1", "story-1"])
@@ -127,7 +140,9 @@ def test_accepting_sends_candidates_and_flagged_rows_with_the_reviewer(aws):  # 
 def test_a_catalog_refusal_accepts_nothing(aws, status, expected):  # noqa: F811
     cur = curation(aws, FakeCatalog(status=status, answer={"message": "body.records[0].id: taken"}))
     record = EvaluationRecord(id="rating-r1", input="hi")
-    aws.s3.put_object(Bucket="feedback", Key="retail/evaluation_candidates/qa/r1.jsonl", Body=dump_records([record]))
+    aws.s3.put_object(
+        Bucket="feedback", Key="retail/evaluation_candidates/qa/r1.jsonl", Body=dump_records([record])
+    )
     answer = cur.accept("qa", AcceptRequest(use_case="qa", candidates=["r1"]), REVIEWER)
     assert answer[0] == expected
     assert [c["rating_id"] for c in cur.pending("qa")] == ["r1"]  # still pending

@@ -5,9 +5,9 @@ from evaluation.scoring import (
     score_record,
     score_records,
 )
+from prompt_catalog.models import PromptContent
 
 from common.evaluation_dataset import EvaluationRecord
-from prompt_catalog.models import PromptContent
 
 from .fakes import ScriptedModel, make_settings, verdict
 

@@ -114,7 +114,7 @@ def test_a_dataset_version_that_does_not_exist_is_rejected_by_name(s3):
     rt.default_dataset_bucket = BUCKET
     with pytest.raises(service.DatasetRejectedError, match="no version of dataset 'support'"):
         service.prepare({"run_id": "gate-1", "use_case": "support", "gate": True}, rt)
-    with pytest.raises(service.DatasetRejectedError, match="support/3/dataset.jsonl does not exist"):
+    with pytest.raises(service.DatasetRejectedError, match=r"support/3/dataset\.jsonl does not exist"):
         service.prepare({"run_id": "r", "use_case": "x", "dataset": {"name": "support", "version": 3}}, rt)
     assert keys(s3) == []
 

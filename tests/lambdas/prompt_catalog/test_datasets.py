@@ -67,7 +67,9 @@ def test_accepted_records_make_a_new_version_that_records_who_accepted(call):
         "record_ids": ["rating-7"],
         "base_version": 1,
     }
-    text = boto3.client("s3").get_object(Bucket=DATASET_BUCKET, Key=v2["content"]["records_key"])["Body"].read()
+    text = (
+        boto3.client("s3").get_object(Bucket=DATASET_BUCKET, Key=v2["content"]["records_key"])["Body"].read()
+    )
     assert [r.id for r in read_records(text.decode().splitlines())] == ["r1", "r2", "r3", "rating-7"]
 
     status, error = call("POST", "/datasets/greeting-eval/records", body)  # the same id again
@@ -82,10 +84,14 @@ def test_a_version_number_whose_object_exists_with_other_content_is_a_conflict(c
     call("POST", "/datasets", {"name": "greeting-eval", "records": RECORDS})
     # A concurrent request already wrote version 2 (its catalog entry not yet committed).
     s3 = boto3.client("s3")
-    s3.put_object(Bucket=DATASET_BUCKET, Key="bu-a/shared/datasets/greeting-eval/2/dataset.jsonl", Body=b"{}\n")
+    s3.put_object(
+        Bucket=DATASET_BUCKET, Key="bu-a/shared/datasets/greeting-eval/2/dataset.jsonl", Body=b"{}\n"
+    )
     status, error = call("POST", "/datasets/greeting-eval/versions", {"records": RECORDS[1:]})
     assert status == 409 and "concurrent" in error["message"]
-    body = s3.get_object(Bucket=DATASET_BUCKET, Key="bu-a/shared/datasets/greeting-eval/2/dataset.jsonl")["Body"]
+    body = s3.get_object(Bucket=DATASET_BUCKET, Key="bu-a/shared/datasets/greeting-eval/2/dataset.jsonl")[
+        "Body"
+    ]
     assert body.read() == b"{}\n"  # never overwritten
     assert call("GET", "/datasets/greeting-eval")[1]["latest_version"] == 1
 
