@@ -162,3 +162,42 @@ def test_prompt_ref_records_need_prompts_and_render_with_jinja2(tmp_path, capsys
     )
     assert cli.main([*args, "--prompts", str(prompts), "--report", str(tmp_path / "r.html")]) == 0
     assert "prompt greet@1" in (tmp_path / "r.html").read_text()
+
+
+def test_catalog_url_fetches_the_prompts_and_needs_a_region(tmp_path, capsys, monkeypatch):
+    from common import prompt_client
+
+    fetched = []
+
+    class Client:
+        def __init__(self, url, *, region):
+            fetched.append((url, region))
+
+        def get_version(self, name, version):
+            return prompt_client.FetchedPrompt(
+                name, f"@{version}", version, "Hi {{ who }}", [{"name": "who"}], {}
+            )
+
+    monkeypatch.setattr(prompt_client, "PromptClient", Client)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    data = write_lines(
+        tmp_path / "d.jsonl",
+        [{"id": "p1", "prompt_ref": "greet@1", "variables": {"who": "Ann"}, "labels": ["hi"]}],
+    )
+    outputs = write_lines(tmp_path / "o.jsonl", [{"id": "p1", "model": "fm1", "output": "hi"}])
+    url = "https://abc.execute-api.eu-west-1.amazonaws.com/prompt-catalog"
+    args = [
+        "--dataset",
+        str(data),
+        "--outputs",
+        str(outputs),
+        "--quiet",
+        "--report-only",
+        "--catalog-url",
+        url,
+    ]
+    assert cli.main(args) == 2
+    assert capsys.readouterr().err.startswith("--region: required")
+    assert cli.main([*args, "--region", "eu-west-1"]) == 0
+    assert fetched == [(url, "eu-west-1")]
