@@ -431,3 +431,42 @@ def test_review_api_function_takes_answers_and_writes_only_reviews(retail_dev: d
     assert set(claims) | set(accepted) <= reads
     assert any(r.endswith('/retail/evaluation_runs/*/dataset.jsonl"]]}') for r in reads)  # flagged answers
     assert any("/retail/evaluation_candidates/*" in r for r in reads)  # rating candidates, feedback zone
+
+
+# ---- catalog prompts, human review completion (issue 14) ------------------------------------------
+
+
+def test_prepare_may_read_exactly_the_catalogs_prompt_version_and_alias_routes(
+    retail_dev: dict[str, Any],
+) -> None:
+    invoke = grants(role_statements(retail_dev, "PrepareFunction"), "execute-api")
+    base = f"arn:aws:execute-api:eu-west-1:{TOOLING}:*/prompt-catalog"
+    assert invoke == {
+        ("execute-api:Invoke", f"{base}/GET/prompts/*/versions/*"),
+        ("execute-api:Invoke", f"{base}/GET/prompts/*/aliases/*"),
+    }
+    for entry in ("ScoreBatchFunction", "SummarizeFunction", "GateFunction", "CompleteReviewsFunction"):
+        assert grants(role_statements(retail_dev, entry), "execute-api") == set(), entry
+    accept = grants(role_statements(retail_dev, "ReviewApiFunction"), "execute-api")
+    assert accept == {("execute-api:Invoke", f"{base}/POST/datasets/*/records")}
+
+
+def test_complete_reviews_runs_every_15_minutes_and_may_only_close_runs(retail_dev: dict[str, Any]) -> None:
+    (function_id,) = [
+        k for k in resources(retail_dev, "AWS::Lambda::Function") if k.startswith("CompleteReviews")
+    ]
+    function = retail_dev["Resources"][function_id]["Properties"]
+    assert function["Handler"] == "evaluation.handler.complete_reviews"
+    assert function["Environment"]["Variables"]["LAKE_RESULTS_BUCKET"] == (
+        f"exco-lake-evaluation-results-{LAKE}-eu-west-1"
+    )
+    rules = [
+        r["Properties"]
+        for r in resources(retail_dev, "AWS::Events::Rule").values()
+        if any(t["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]} for t in r["Properties"].get("Targets", []))
+    ]
+    assert [r["ScheduleExpression"] for r in rules] == ["rate(15 minutes)"]
+    statements = role_statements(retail_dev, "CompleteReviewsFunction")
+    deletes = {r for a, r in grants(statements, "s3") if a == "s3:DeleteObject"}
+    assert len(deletes) == 1 and next(iter(deletes)).endswith('/retail/evaluation_runs/_open_reviews/*"]]}')
+    assert grants(statements, "sqs") == set()
