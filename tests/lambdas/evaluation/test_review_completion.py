@@ -179,3 +179,39 @@ def test_bad_accept_bodies_are_refused_by_field(body):
         AcceptRequest.model_validate(body)
     first = caught.value.errors()[0]
     assert first["loc"] or ":" in first["msg"]  # a field path, or a message that starts with the field
+
+
+HANDLER_BAD_BODIES = st.one_of(
+    st.sampled_from(["", "not json", "[]", "null", "42"]),
+    BAD_ACCEPT.map(json.dumps),
+)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=HANDLER_BAD_BODIES, name=st.sampled_from(["qa", "product-qa"]))
+def test_the_accept_route_answers_bad_bodies_with_a_400_naming_the_field(aws, body, name):  # noqa: F811
+    from .test_review_binding import call_as
+
+    status, answer = call_as(REVIEWER, "POST", f"/datasets/{name}/accept", None)
+    assert status == 400 and answer["message"].startswith("body:")
+    from evaluation import handler
+
+    event = {
+        "resource": f"/datasets/{name}/accept",
+        "path": f"/datasets/{name}/accept",
+        "httpMethod": "POST",
+        "headers": {"Content-Type": "application/json"},
+        "queryStringParameters": None,
+        "pathParameters": None,
+        "requestContext": {"httpMethod": "POST", "identity": {"userArn": REVIEWER}},
+        "body": body,
+        "isBase64Encoded": False,
+    }
+    from .test_review_api import CONTEXT
+
+    out = handler.review_api(event, CONTEXT)
+    assert out["statusCode"] == 400, out
+    field = json.loads(out["body"])["message"].split(":", 1)[0]
+    assert field in {"body", "use_case", "candidates", "flagged", "extra"} or field.startswith(
+        ("candidates.", "flagged.")
+    )
