@@ -36,7 +36,8 @@ from tests.journeys._consumer import (
 from tests.stacks.policy_eval import Request, decide_identity, resolve
 
 CATALOG_STACK = "exco-prompt-catalog"
-EVALUATION_STACK = "exco-retail-preprod-evaluation"
+EVALUATION_STACK = "exco-retail-preprod-evaluation"  # the gate runs here
+REVIEW_STACK = "exco-retail-prod-evaluation"  # testers review prod's rated requests in prod
 APPLICATION_STACK = "exco-retail-prod-application"
 REGION = "eu-west-1"
 TOOLING = "111111111111"
@@ -46,11 +47,11 @@ CATALOG_URL = f"https://abc123.execute-api.{REGION}.amazonaws.com/prompt-catalog
 API_ARN = f"arn:aws:execute-api:{REGION}:{TOOLING}:abc123/prompt-catalog"
 USE_CASE = "product-qa"
 ENGINEER = "arn:aws:sts::333333333331:assumed-role/prompt-engineer/alice"
-TESTER = f"arn:aws:sts::{PREPROD}:assumed-role/evaluation-tester/tara"
+TESTER = f"arn:aws:sts::{PROD}:assumed-role/evaluation-tester/tara"
 PREPARE_SESSION = (
     f"arn:aws:sts::{PREPROD}:assumed-role/exco-retail-preprod-evaluation-PrepareFunctionRole/run"
 )
-REVIEW_SESSION = f"arn:aws:sts::{PREPROD}:assumed-role/exco-retail-preprod-evaluation-ReviewApiRole/review"
+REVIEW_SESSION = f"arn:aws:sts::{PROD}:assumed-role/exco-retail-prod-evaluation-ReviewApiRole/review"
 APP_SESSION = f"arn:aws:sts::{PROD}:assumed-role/exco-retail-prod-application-BackendRole/app"
 RUNS_BUCKET = "retail-preprod-evaluation-runs"  # the stack's RunArtifacts bucket (generated name)
 
@@ -379,7 +380,7 @@ def test_consumer_journey(journey: Journey) -> None:
         rating_id = json.loads(rated["body"])["rating_id"]
     finally:
         app_handler.use_service(None)
-    review_env = function_env(journey.templates[EVALUATION_STACK], "ReviewApiFunction")
+    review_env = function_env(journey.templates[REVIEW_STACK], "ReviewApiFunction")
     [candidate_key] = [
         o["Key"] for o in journey.s3.list_objects_v2(Bucket=journey.feedback_bucket).get("Contents", [])
         if "evaluation_candidates" in o["Key"]
@@ -388,7 +389,7 @@ def test_consumer_journey(journey: Journey) -> None:
     assert review_env["CANDIDATES_BUCKET"] == journey.feedback_bucket
     assert candidate_key == f"{review_env['CANDIDATES_PREFIX']}{USE_CASE}/{rating_id}.jsonl"
     candidate_arn = f"arn:aws:s3:::{journey.feedback_bucket}/{candidate_key}"
-    assert journey.allowed(EVALUATION_STACK, "ReviewApiFunction", "s3:GetObject", candidate_arn) == "allow"
+    assert journey.allowed(REVIEW_STACK, "ReviewApiFunction", "s3:GetObject", candidate_arn) == "allow"
 
     # 5. A tester lists the candidate and accepts it: the catalog writes version 2 and records who accepted.
     # The review API function's environment as synthesized; tokens (bucket, queue) become this journey's.
@@ -424,11 +425,9 @@ def test_consumer_journey(journey: Journey) -> None:
     assert accepted["version"] == 2 and accepted["records_key"] == dataset_version_key("retail", USE_CASE, 2)
     assert (REVIEW_SESSION, "POST", f"/datasets/{USE_CASE}/records") in journey.catalog.calls
     accept_route = f"{API_ARN}/POST/datasets/{USE_CASE}/records"
-    assert (
-        journey.allowed(EVALUATION_STACK, "ReviewApiFunction", "execute-api:Invoke", accept_route) == "allow"
-    )
+    assert journey.allowed(REVIEW_STACK, "ReviewApiFunction", "execute-api:Invoke", accept_route) == "allow"
     status, version2 = journey.catalog_call(ENGINEER, "GET", f"/datasets/{USE_CASE}/versions/2")
-    assert version2["content"]["accepted"]["by"] == "arn:aws:iam::333333333332:role/evaluation-tester"
+    assert version2["content"]["accepted"]["by"] == f"arn:aws:iam::{PROD}:role/evaluation-tester"
     assert (
         review_call("GET", "/candidates", query={"use_case": USE_CASE})[1]["candidates"] == []
     )  # accepted once
@@ -479,6 +478,7 @@ def test_negative_no_stage_role_writes_the_shared_zone_only_the_catalog_does(jou
         (EVALUATION_STACK, "ScoreBatchFunction"),
         (EVALUATION_STACK, "SummarizeFunction"),
         (EVALUATION_STACK, "ReviewApiFunction"),
+        (REVIEW_STACK, "ReviewApiFunction"),
         (APPLICATION_STACK, "Backend"),
     ):
         assert journey.allowed(stack, prefix, "s3:PutObject", shared) != "allow", (stack, prefix)
