@@ -378,6 +378,12 @@ def test_consumer_journey(journey: Journey) -> None:
         )
         assert rated["statusCode"] == 201, rated["body"]
         rating_id = json.loads(rated["body"])["rating_id"]
+        # Another tenant cannot rate tenant-a's request into a candidate.
+        foreign = app_handler.app.resolve(
+            api_event("POST", "/ratings", {"request_id": request_id, "stars": 1}, sub="tenant-b"),
+            LambdaContext(),
+        )
+        assert 400 <= foreign["statusCode"] < 500, foreign["body"]
     finally:
         app_handler.use_service(None)
     review_env = function_env(journey.templates[REVIEW_STACK], "ReviewApiFunction")
