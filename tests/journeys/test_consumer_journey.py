@@ -33,12 +33,13 @@ from tests.journeys._consumer import (
     task_function,
     walk,
 )
-from tests.stacks.policy_eval import Request, decide_identity, resolve
+from tests.stacks.policy_eval import Request, decide, decide_identity, resolve, secure_context
 
 CATALOG_STACK = "exco-prompt-catalog"
 EVALUATION_STACK = "exco-retail-preprod-evaluation"  # the gate runs here
 REVIEW_STACK = "exco-retail-prod-evaluation"  # testers review prod's rated requests in prod
 APPLICATION_STACK = "exco-retail-prod-application"
+LAKE_STACK = "exco-data-lake"
 REGION = "eu-west-1"
 TOOLING = "111111111111"
 PREPROD, PROD = "333333333332", "333333333333"
@@ -140,6 +141,20 @@ class Journey:
         client = PromptClient(CATALOG_URL, region=REGION, credentials=Credentials("AKID", "secret", "token"))
         status, raw = client.send(method, path, body)
         return status, json.loads(raw or b"null")
+
+    def lake_admits(self, account: str, action: str, object_arn: str) -> str:
+        """The lake bucket's own policy for a business unit role (tagged BusinessUnit=retail) of `account`."""
+        template = self.templates[LAKE_STACK]
+        bucket = object_arn.removeprefix("arn:aws:s3:::").split("/", 1)[0]
+        for resource in template["Resources"].values():
+            if resource["Type"] == "AWS::S3::BucketPolicy":
+                statements = resolve(resource["Properties"]["PolicyDocument"]["Statement"], template)
+                if resolve(resource["Properties"]["Bucket"], template) in (bucket, f"<{bucket}>") or any(
+                    f"arn:aws:s3:::{bucket}" in json.dumps(s.get("Resource")) for s in statements
+                ):
+                    context = secure_context(**{"aws:PrincipalTag/BusinessUnit": "retail"})
+                    return decide(statements, Request(account, action, object_arn, context))
+        raise KeyError(bucket)
 
     def allowed(self, stack: str, function_prefix: str, action: str, resource: str, **context: str) -> str:
         template = self.templates[stack]
@@ -315,6 +330,9 @@ def test_consumer_journey(journey: Journey) -> None:
     # The catalog (tooling) writes the shared zone; the preprod engine reads it and may not write it.
     assert journey.allowed(CATALOG_STACK, "Api", "s3:PutObject", object_arn) == "allow"
     assert journey.allowed(EVALUATION_STACK, "PrepareFunction", "s3:GetObject", object_arn) == "allow"
+    assert (
+        journey.lake_admits(PREPROD, "s3:GetObject", object_arn) == "allow"
+    )  # the lake side admits the reader
     assert journey.allowed(EVALUATION_STACK, "PrepareFunction", "s3:PutObject", object_arn) != "allow"
     assert journey.allowed(
         EVALUATION_STACK, "PrepareFunction", "s3:ListBucket", f"arn:aws:s3:::{journey.dataset_bucket}",
@@ -396,6 +414,7 @@ def test_consumer_journey(journey: Journey) -> None:
     assert candidate_key == f"{review_env['CANDIDATES_PREFIX']}{USE_CASE}/{rating_id}.jsonl"
     candidate_arn = f"arn:aws:s3:::{journey.feedback_bucket}/{candidate_key}"
     assert journey.allowed(REVIEW_STACK, "ReviewApiFunction", "s3:GetObject", candidate_arn) == "allow"
+    assert journey.lake_admits(PROD, "s3:GetObject", candidate_arn) == "allow"
 
     # 5. A tester lists the candidate and accepts it: the catalog writes version 2 and records who accepted.
     # The review API function's environment as synthesized; tokens (bucket, queue) become this journey's.
