@@ -73,9 +73,8 @@ RECORDS = [
 
 @pytest.fixture(scope="module")
 def templates(default_platform: SynthesizedPlatform) -> dict[str, dict[str, Any]]:
-    return {
-        name: default_platform.template(name) for name in (CATALOG_STACK, EVALUATION_STACK, APPLICATION_STACK)
-    }
+    names = (CATALOG_STACK, EVALUATION_STACK, REVIEW_STACK, APPLICATION_STACK, LAKE_STACK)
+    return {name: default_platform.template(name) for name in names}
 
 
 class Journey:
