@@ -77,11 +77,12 @@ def waf_enabled(environment: EnvironmentSpec, settings: ApplicationSettings) -> 
     return environment.stage is not Stage.DEV or settings.waf_in_dev
 
 
-def upload_request(business_unit: str) -> LakeAccessRequest:
-    """What a session tagged TenantId=<t> may do: read and write its own tenant prefix of the raw zone
-    (presigned POSTs under `uploads/`, listing them back), nothing else."""
+def upload_request(business_unit: str, stage: str) -> LakeAccessRequest:
+    """What a session tagged TenantId=<t> may do: read and write its own tenant prefix of the stage's raw
+    zone (presigned POSTs under `uploads/`, listing them back), nothing else."""
     return LakeAccessRequest(
         business_unit=business_unit,
+        stage=stage,
         zone=Zone.RAW,
         access=LakeAccess.READ_WRITE,
         tenant_from_principal_tag=TENANT_TAG,
@@ -225,6 +226,7 @@ class ApplicationStack(EnvironmentStack):
                 # for business units: testers accept candidates into it).
                 "FEEDBACK_BUCKET": lake_bucket_name(config, Zone.FEEDBACK),
                 "RAW_BUCKET": lake_bucket_name(config, Zone.RAW),
+                "LAKE_STAGE": environment.stage.value,
             },
         )
         role = backend.role
@@ -232,7 +234,9 @@ class ApplicationStack(EnvironmentStack):
         grant_lake_access(
             role,
             config,
-            LakeAccessRequest(business_unit=bu.name, zone=Zone.FEEDBACK, access=LakeAccess.WRITE),
+            LakeAccessRequest(
+                business_unit=bu.name, stage=environment.stage.value, zone=Zone.FEEDBACK, access=LakeAccess.WRITE
+            ),
         )
         # SigV4 calls to the shared catalog; its URL is configured after the shared stage is deployed.
         grant_prompt_catalog_invoke(role, config)
@@ -327,7 +331,7 @@ class ApplicationStack(EnvironmentStack):
                     conditions={"Null": {"aws:RequestTag/TenantId": "true"}},
                 )
             )
-        grant_lake_access(role, config, upload_request(environment.business_unit.name))
+        grant_lake_access(role, config, upload_request(environment.business_unit.name, environment.stage.value))
         backend_role.add_to_principal_policy(
             iam.PolicyStatement(actions=["sts:AssumeRole", "sts:TagSession"], resources=[role.role_arn])
         )
