@@ -15,6 +15,7 @@ from typing import Any
 
 from aws_cdk import DefaultStackSynthesizer, Duration
 from aws_cdk import aws_athena as athena
+from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lakeformation as lakeformation
@@ -55,6 +56,8 @@ SHARED_WRITE_ACTIONS = ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject",
 # Platform roles of the shared stages carry this tag value (stacks.stages.SHARED_BUSINESS_UNIT); they
 # serve every business unit (e.g. the Lake Formation location role), so the prefix fence skips them.
 SHARED_TAG_VALUE = "shared"
+# Where the CloudTrail trail of writes to <bu>/shared/ lands in the access-log bucket.
+SHARED_WRITES_TRAIL_PREFIX = "audit/shared-writes"
 # First day Athena projects `dt` partitions for; days before it are never scanned.
 PROJECTION_START = "2024-01-01"
 QUERY_RESULTS_EXPIRY_DAYS = 30
@@ -153,6 +156,7 @@ class DataLakeStack(PlatformStack):
         if not config.is_sandbox:
             # In sandbox mode the key's own account is every business unit's: its IAM policies decide.
             self._allow_key_use()
+        self.shared_writes_trail = self._audit_shared_writes()
         self.databases = {bu.name: self._catalog(bu.name) for bu in config.business_units}
         self.workgroup = self._athena()
         self._lake_formation()
@@ -352,6 +356,36 @@ class DataLakeStack(PlatformStack):
 
     def _objects(self, request: LakeAccessRequest) -> str:
         return f"{lake_bucket_arn(self.config, request.zone)}/{request.prefix}*"
+
+    def _audit_shared_writes(self) -> cloudtrail.Trail:
+        """A CloudTrail trail of every write to `<bu>/shared/` in the datasets zone: who promoted what, when.
+
+        Data events only (no management events, one region): each PutObject/DeleteObject on a shared key,
+        with the caller's ARN, delivered to the lake's access-log bucket with log file validation (a
+        digest per hour proves the files were not changed). Server access logs of every zone bucket go
+        to the same bucket.
+        """
+        datasets = self.zone_buckets[PROMOTION_ZONE]
+        trail = cloudtrail.Trail(
+            self,
+            "SharedWritesTrail",
+            bucket=self.access_logs,
+            s3_key_prefix=SHARED_WRITES_TRAIL_PREFIX,
+            is_multi_region_trail=False,
+            include_global_service_events=False,
+            management_events=cloudtrail.ReadWriteType.NONE,
+            enable_file_validation=True,
+            send_to_cloud_watch_logs=False,
+        )
+        trail.add_s3_event_selector(
+            [
+                cloudtrail.S3EventSelector(bucket=datasets, object_prefix=f"{bu.name}/{LakeScope.SHARED.value}/")
+                for bu in self.config.business_units
+            ],
+            read_write_type=cloudtrail.ReadWriteType.WRITE_ONLY,
+            include_management_events=False,
+        )
+        return trail
 
     # ---- catalog and queries ------------------------------------------------------------------
 

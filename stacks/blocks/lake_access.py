@@ -265,8 +265,8 @@ def dataset_promotion_role_name(config: PlatformConfig) -> str:
     return f"{config.organization.prefix}-dataset-promotion"
 
 
-def dataset_promotion_role_arn(config: PlatformConfig) -> str:
-    return f"arn:{Aws.PARTITION}:iam::{config.tooling_account}:role/{dataset_promotion_role_name(config)}"
+def dataset_promotion_role_arn(config: PlatformConfig, partition: str = Aws.PARTITION) -> str:
+    return f"arn:{partition}:iam::{config.tooling_account}:role/{dataset_promotion_role_name(config)}"
 
 
 def dataset_promotion_requests(config: PlatformConfig) -> list[LakeAccessRequest]:
