@@ -26,8 +26,8 @@ from common.glue_schema import INPUT_FORMAT, JSON_SERDE, OUTPUT_FORMAT, TABLES, 
 from common.lake_layout import LAKE_STAGES, LakeScope, Zone, check_business_unit
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.lake_access import (
-    LakeAccess,
     PROMOTION_ZONE,
+    LakeAccess,
     LakeAccessRequest,
     acknowledge_lake_wildcards,
     dataset_promotion_requests,
@@ -203,7 +203,9 @@ class DataLakeStack(PlatformStack):
         """Exactly the statements each business unit stage's roles get, from the lake side, tag-conditioned."""
         for grant in (g for g in self.grants if g.zone is zone):
             statements = s3_statements(grant, bucket.bucket_arn)
-            principals = [iam.AccountPrincipal(a) for a in self._scope_accounts(grant.business_unit, grant.stage)]
+            principals = [
+                iam.AccountPrincipal(a) for a in self._scope_accounts(grant.business_unit, grant.stage)
+            ]
             for statement in statements:
                 conditions = dict(statement.get("Condition", {}))
                 conditions["StringEquals"] = self._principal_tags(grant.business_unit, grant.stage)
@@ -320,7 +322,11 @@ class DataLakeStack(PlatformStack):
                 principals = [iam.AccountPrincipal(a) for a in self._scope_accounts(bu.name, scope)]
                 for sid, actions, objects in (
                     ("Decrypt", ["kms:Decrypt"], [self._objects(g) for g in grants]),
-                    ("Encrypt", ["kms:GenerateDataKey"], [self._objects(g) for g in grants if g.access.writes]),
+                    (
+                        "Encrypt",
+                        ["kms:GenerateDataKey"],
+                        [self._objects(g) for g in grants if g.access.writes],
+                    ),
                 ):
                     if not objects:
                         continue
@@ -379,7 +385,9 @@ class DataLakeStack(PlatformStack):
         )
         trail.add_s3_event_selector(
             [
-                cloudtrail.S3EventSelector(bucket=datasets, object_prefix=f"{bu.name}/{LakeScope.SHARED.value}/")
+                cloudtrail.S3EventSelector(
+                    bucket=datasets, object_prefix=f"{bu.name}/{LakeScope.SHARED.value}/"
+                )
                 for bu in self.config.business_units
             ],
             read_write_type=cloudtrail.ReadWriteType.WRITE_ONLY,

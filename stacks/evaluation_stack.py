@@ -22,7 +22,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct, IConstruct
 
-from common.lake_layout import Zone
+from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.evaluation_gate import gate_caller_role_name, gate_role_name, state_machine_name
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
@@ -220,10 +220,10 @@ class EvaluationStack(EnvironmentStack):
         stage = self.environment_spec.stage.value
         # Datasets are curated once for the business unit (`<bu>/shared/`); results stay in the stage.
         datasets = LakeAccessRequest(
-            business_unit=bu, stage="shared", zone=Zone.EVALUATION_DATASETS, access=LakeAccess.READ
+            business_unit=bu, stage=LakeScope.SHARED, zone=Zone.EVALUATION_DATASETS, access=LakeAccess.READ
         )
         results = LakeAccessRequest(
-            business_unit=bu, stage=stage, zone=Zone.EVALUATION_RESULTS, access=LakeAccess.WRITE
+            business_unit=bu, stage=LakeScope(stage), zone=Zone.EVALUATION_RESULTS, access=LakeAccess.WRITE
         )
         lake_key = f"arn:{self.partition}:kms:{config.home_region}:{config.data_lake_account}:key/*"
 

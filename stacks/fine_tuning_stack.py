@@ -19,7 +19,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from common.lake_layout import Zone, stage_prefix
+from common.lake_layout import LakeScope, Zone, stage_prefix
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
@@ -225,7 +225,10 @@ class FineTuningStack(EnvironmentStack):
             role,
             config,
             LakeAccessRequest(
-                business_unit=bu.name, stage=environment.stage.value, zone=Zone.RAW, access=LakeAccess.READ
+                business_unit=bu.name,
+                stage=LakeScope(environment.stage.value),
+                zone=Zone.RAW,
+                access=LakeAccess.READ,
             ),
         )
         grant_sagemaker_runtime(role, images=[image, serving_image])

@@ -19,7 +19,7 @@ from constructs import Construct
 from guardrail.bedrock_policy import cdk_keywords, guardrail_properties
 from guardrail.settings import BedrockGuardrailDefinition, GuardrailSettings
 
-from common.lake_layout import Zone
+from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.platform_stack import EnvironmentStack
@@ -203,7 +203,7 @@ class GuardrailStack(EnvironmentStack):
             self._config,
             LakeAccessRequest(
                 business_unit=self.environment_spec.business_unit.name,
-                stage=self.environment_spec.stage.value,
+                stage=LakeScope(self.environment_spec.stage.value),
                 zone=Zone.FILTER_DECISIONS,
                 access=LakeAccess.WRITE,
             ),

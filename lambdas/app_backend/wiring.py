@@ -102,7 +102,9 @@ def guard_from_env(env: Mapping[str, str]) -> GuardrailCaller:
     engine = None
     if settings.packaging == "in_process":
         engine = GuardrailEngine(
-            settings, bedrock_ref=bedrock_ref, sink=LakeWriter(decisions, stage=env.get("LAKE_STAGE")) if decisions else None
+            settings,
+            bedrock_ref=bedrock_ref,
+            sink=LakeWriter(decisions, stage=env.get("LAKE_STAGE")) if decisions else None,
         )
     return guardrail_client(
         settings,

@@ -101,7 +101,9 @@ class LakeWriter:
         whose CMK the caller knows and may use."""
         if max_batch_records < 1:
             raise ValueError("max_batch_records: must be at least 1")
-        self.stage: LakeScope = check_stage(stage if stage is not None else os.environ.get(LAKE_STAGE_ENV, ""))
+        self.stage: LakeScope = check_stage(
+            stage if stage is not None else os.environ.get(LAKE_STAGE_ENV, "")
+        )
         self.bucket = bucket
         self.max_batch_records = max_batch_records
         self.kms_key_id = kms_key_id

@@ -111,7 +111,8 @@ class Runtime:
         if not self.default_dataset_bucket:
             raise InvalidEventError("dataset: required (this function has no default dataset bucket)")
         return S3Location(
-            bucket=self.default_dataset_bucket, key=f"{shared_prefix(self.business_unit)}gate/{use_case}.jsonl"
+            bucket=self.default_dataset_bucket,
+            key=f"{shared_prefix(self.business_unit)}gate/{use_case}.jsonl",
         )
 
     def key(self, run_id: str, name: str) -> str:

@@ -44,7 +44,10 @@ def start_pipeline(
         PipelineExecutionDisplayName=f"tenant-{tenant}"[:82],
         PipelineParameters=[
             {"Name": "TenantId", "Value": tenant},
-            {"Name": "InputDataUri", "Value": f"s3://{upload.bucket}/{tenant_prefix(business_unit, stage, tenant)}"},
+            {
+                "Name": "InputDataUri",
+                "Value": f"s3://{upload.bucket}/{tenant_prefix(business_unit, stage, tenant)}",
+            },
         ],
         # EventBridge delivers at least once: the same upload starts one execution.
         ClientRequestToken=hashlib.sha256(f"{upload.bucket}/{upload.key}".encode()).hexdigest(),

@@ -225,7 +225,9 @@ def declared_access(config: PlatformConfig) -> list[LakeAccessRequest]:
                     if not access.reads:
                         continue
                     access = LakeAccess.READ
-                requests.append(LakeAccessRequest(business_unit=bu.name, stage=stage, zone=zone, access=access))
+                requests.append(
+                    LakeAccessRequest(business_unit=bu.name, stage=stage, zone=zone, access=access)
+                )
     return requests
 
 
@@ -298,7 +300,9 @@ def grant_dataset_promotion(role: iam.Role, config: PlatformConfig) -> None:
     expected = dataset_promotion_role_name(config)
     physical = role.node.default_child.role_name if isinstance(role.node.default_child, iam.CfnRole) else None
     if physical != expected:
-        raise ValueError(f"role_name: the dataset promotion role must be named {expected!r}, got {physical!r}")
+        raise ValueError(
+            f"role_name: the dataset promotion role must be named {expected!r}, got {physical!r}"
+        )
     statements = dataset_promotion_statements(config)
     for statement in statements:
         role.add_to_principal_policy(iam.PolicyStatement.from_json(statement))

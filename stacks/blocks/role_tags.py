@@ -22,11 +22,14 @@ class TagUntaggableRoles:
         self.tags = dict(tags)
 
     def visit(self, node: IConstruct) -> None:
-        if isinstance(node, CfnResource) and not isinstance(node, iam.CfnRole):
-            if node.cfn_resource_type == "AWS::IAM::Role":
-                node.add_property_override(
-                    "Tags", [{"Key": key, "Value": value} for key, value in sorted(self.tags.items())]
-                )
+        if (
+            isinstance(node, CfnResource)
+            and not isinstance(node, iam.CfnRole)
+            and node.cfn_resource_type == "AWS::IAM::Role"
+        ):
+            node.add_property_override(
+                "Tags", [{"Key": key, "Value": value} for key, value in sorted(self.tags.items())]
+            )
 
 
 def tag_untaggable_roles(scope: IConstruct, tags: Mapping[str, str]) -> None:

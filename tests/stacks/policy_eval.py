@@ -98,9 +98,13 @@ def statement_applies(statement: dict[str, Any], request: Request) -> bool:
     principals = as_list(principal.get("AWS", [])) if isinstance(principal, dict) else [principal]
     if "*" not in principals and f"arn:{PARTITION}:iam::{request.account}:root" not in principals:
         return False
-    if "Action" in statement and not any(wildcard_match(a, request.action) for a in as_list(statement["Action"])):
+    if "Action" in statement and not any(
+        wildcard_match(a, request.action) for a in as_list(statement["Action"])
+    ):
         return False
-    if "NotAction" in statement and any(wildcard_match(a, request.action) for a in as_list(statement["NotAction"])):
+    if "NotAction" in statement and any(
+        wildcard_match(a, request.action) for a in as_list(statement["NotAction"])
+    ):
         return False
     if "Resource" in statement and not _matches_any(
         as_list(statement["Resource"]), request.resource, request

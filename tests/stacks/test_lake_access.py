@@ -79,7 +79,9 @@ def test_write_only_grants_neither_reads_nor_listing_nor_deletes():
 
 
 def test_a_zone_without_a_bucket_is_named():
-    request = LakeAccessRequest(business_unit="finance", stage="dev", zone=Zone.CURATED, access=LakeAccess.READ)
+    request = LakeAccessRequest(
+        business_unit="finance", stage="dev", zone=Zone.CURATED, access=LakeAccess.READ
+    )
     with pytest.raises(ValueError, match="curated"):
         lake_access_statements([request], bucket_arns={Zone.RAW: BUCKETS[Zone.RAW]}, kms_key_arn=KEY)
 
@@ -240,7 +242,9 @@ def test_the_stage_is_required():
 def test_a_stage_never_gets_another_stages_prefix(mine, other, zone, access, tenant, key_rest):
     if mine == other:
         return
-    request = LakeAccessRequest(business_unit="finance", stage=mine, zone=zone, access=access, tenant_id=tenant)
+    request = LakeAccessRequest(
+        business_unit="finance", stage=mine, zone=zone, access=access, tenant_id=tenant
+    )
     statements = lake_access_statements([request], bucket_arns=BUCKETS, kms_key_arn=KEY)
     other_key = f"finance/{other}/{key_rest}"
     for action in ("s3:GetObject", "s3:PutObject"):
@@ -263,4 +267,6 @@ def test_a_shared_request_reaches_the_business_units_shared_prefix():
 @pytest.mark.parametrize("tenant", [{"tenant_id": "t1"}, {"tenant_from_principal_tag": "TenantId"}])
 def test_the_shared_prefix_holds_no_tenant_data(tenant):
     with pytest.raises(ValidationError, match="tenant_id: <business_unit>/shared/ holds no tenant data"):
-        LakeAccessRequest(business_unit="finance", stage="shared", zone=Zone.RAW, access=LakeAccess.READ, **tenant)
+        LakeAccessRequest(
+            business_unit="finance", stage="shared", zone=Zone.RAW, access=LakeAccess.READ, **tenant
+        )

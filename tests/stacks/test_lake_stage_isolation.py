@@ -286,3 +286,19 @@ def test_a_trail_records_every_write_to_the_shared_prefixes(default_platform: Sy
         if s.get("Principal") == {"Service": "cloudtrail.amazonaws.com"} and s["Action"] == "s3:PutObject"
     ]
     assert delivery and all("/audit/shared-writes/AWSLogs/" in str(s["Resource"]) for s in delivery)
+
+
+def test_the_upload_role_accepts_no_session_tag_but_the_tenant(default_platform: SynthesizedPlatform) -> None:
+    """A session tag Stage=prod would override the role's own Stage tag and pass the lake's fence."""
+    checked = 0
+    for stack, template in default_platform.templates():
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] != "AWS::IAM::Role" or not logical_id.startswith("TenantUploadRole"):
+                continue
+            trust = resource["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+            denies = [s for s in trust if s["Effect"] == "Deny" and "aws:TagKeys" in str(s.get("Condition"))]
+            assert [d["Condition"] for d in denies] == [
+                {"ForAnyValue:StringNotEquals": {"aws:TagKeys": ["TenantId"]}}
+            ], stack.stack_name
+            checked += 1
+    assert checked >= 2

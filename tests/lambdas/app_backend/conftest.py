@@ -253,7 +253,12 @@ def build_backend(settings: ApplicationSettings | None = None, fine_tunes: Any =
         candidates=S3Candidates(CANDIDATES, s3),
         stage=STAGE,
         uploads=TenantUploads(
-            bucket=RAW, business_unit=BU, stage=STAGE, role_arn=UPLOAD_ROLE, settings=settings.uploads, sts=sts
+            bucket=RAW,
+            business_unit=BU,
+            stage=STAGE,
+            role_arn=UPLOAD_ROLE,
+            settings=settings.uploads,
+            sts=sts,
         ),
         fine_tunes=fine_tunes,
     )

@@ -134,7 +134,9 @@ def test_two_tenants_through_the_api_see_only_their_own_uploads_and_models(aws_e
             attrs = cognito.admin_create_user(UserPoolId=pool, Username=user)["User"]["Attributes"]
             subs[user] = next(a["Value"] for a in attrs if a["Name"] == "sub")
         for user, sub in subs.items():
-            built.s3.put_object(Bucket=RAW, Key=f"{BU}/{STAGE}/tenant={sub}/uploads/1/{user}.jsonl", Body=b"{}")
+            built.s3.put_object(
+                Bucket=RAW, Key=f"{BU}/{STAGE}/tenant={sub}/uploads/1/{user}.jsonl", Body=b"{}"
+            )
             built.table.put_item(
                 Item={
                     "pk": f"TENANT#{sub}",
@@ -164,7 +166,9 @@ def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_r
     sagemaker = boto3.client("sagemaker", region_name="us-east-1")
     arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/ft/execution/abc"
     with mock_aws(), Stubber(sagemaker) as stub:
-        built = build_backend(fine_tunes=SageMakerPipeline("ft", sagemaker, raw_bucket=RAW, business_unit=BU, stage=STAGE))
+        built = build_backend(
+            fine_tunes=SageMakerPipeline("ft", sagemaker, raw_bucket=RAW, business_unit=BU, stage=STAGE)
+        )
         handler.use_service(built.service)
         stub.add_response(
             "start_pipeline_execution",

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from common.lake_layout import (
     TABLE_ZONES,
     LakeLayoutError,
-    Zone,
     LakeScope,
+    Zone,
     check_scope,
     check_stage,
     partition_prefix,
@@ -71,7 +71,9 @@ def test_scopes_are_the_three_stages_and_shared():
     assert check_stage("prod") is LakeScope.PROD
 
 
-@pytest.mark.parametrize("bad", ["", "Prod", "production", "test", "../prod", "prod/", "*", "shared ", None, 1])
+@pytest.mark.parametrize(
+    "bad", ["", "Prod", "production", "test", "../prod", "prod/", "*", "shared ", None, 1]
+)
 def test_unknown_scope_is_refused_naming_the_stage_field(bad):
     with pytest.raises(LakeLayoutError) as caught:
         check_scope(bad)

@@ -70,7 +70,9 @@ def test_a_tenant_upload_starts_the_pipeline_with_its_tenant_id(sagemaker: Any) 
 def test_other_keys_start_nothing(sagemaker: Any, key: str) -> None:
     client, _ = sagemaker
     assert (
-        start_pipeline(client, pipeline_name="p", business_unit="retail", stage="dev", upload=Upload("raw", key))
+        start_pipeline(
+            client, pipeline_name="p", business_unit="retail", stage="dev", upload=Upload("raw", key)
+        )
         is None
     )
 
