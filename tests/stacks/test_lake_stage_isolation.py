@@ -8,6 +8,7 @@ tags alone separate the stages; every stage reads `<bu>/shared/` but only the pr
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from common.lake_layout import Zone, partition_prefix, shared_dataset_key, tenan
 from stacks.blocks.lake_access import dataset_promotion_role_arn, lake_bucket_name
 from stacks.settings import PlatformConfig, Stage
 from tests.conftest import SynthesizedPlatform
-from tests.stacks.policy_eval import Request, decide, resolve, secure_context
+from tests.stacks.policy_eval import Request, as_list, decide, resolve, secure_context
 
 BU_TAG = "aws:PrincipalTag/BusinessUnit"
 STAGE_TAG = "aws:PrincipalTag/Stage"
@@ -271,21 +272,21 @@ def test_a_trail_records_every_write_to_the_shared_prefixes(default_platform: Sy
     )
     assert trail["EnableLogFileValidation"] is True
     assert trail["S3KeyPrefix"] == "audit/shared-writes"
-    # The trail's bucket admits CloudTrail's deliveries (and only under the trail's prefix).
-    bucket_id = template["Resources"][
-        next(k for k, r in template["Resources"].items() if r["Type"] == "AWS::CloudTrail::Trail")
-    ]["Properties"]["S3BucketName"]["Ref"]
+    # The trail's bucket admits CloudTrail's deliveries under the trail's prefix.
+    trail_id = next(k for k, r in template["Resources"].items() if r["Type"] == "AWS::CloudTrail::Trail")
+    bucket_ref = template["Resources"][trail_id]["Properties"]["S3BucketName"]
     (policy,) = [
         r["Properties"]["PolicyDocument"]["Statement"]
         for r in template["Resources"].values()
-        if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": bucket_id}
+        if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == bucket_ref
     ]
     delivery = [
         s
-        for s in resolve(policy, template)
+        for s in policy
         if s.get("Principal") == {"Service": "cloudtrail.amazonaws.com"} and s["Action"] == "s3:PutObject"
     ]
-    assert delivery and all("/audit/shared-writes/AWSLogs/" in str(s["Resource"]) for s in delivery)
+    assert delivery
+    assert all("/audit/shared-writes/AWSLogs/" in json.dumps(s["Resource"]) for s in delivery)
 
 
 def test_the_upload_role_accepts_no_session_tag_but_the_tenant(default_platform: SynthesizedPlatform) -> None:
@@ -302,3 +303,49 @@ def test_the_upload_role_accepts_no_session_tag_but_the_tenant(default_platform:
             ], stack.stack_name
             checked += 1
     assert checked >= 2
+
+
+# ---- the promotion role's identity side (the consumer's catalog calls this helper) ----------------
+
+
+def test_grant_dataset_promotion_gives_the_named_role_the_shared_prefixes_only(
+    default_config: PlatformConfig,
+) -> None:
+    from aws_cdk import Environment, Stack
+    from aws_cdk import aws_iam as iam
+
+    from stacks.app_factory import create_app
+    from stacks.blocks.lake_access import dataset_promotion_role_name, grant_dataset_promotion
+    from stacks.blocks.nag import add_nag_checks
+
+    app = create_app()
+    stack = Stack(
+        app,
+        "Catalog",
+        env=Environment(account=default_config.tooling_account, region=default_config.home_region),
+    )
+    role = iam.Role(
+        stack,
+        "Promotion",
+        role_name=dataset_promotion_role_name(default_config),
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+    )
+    grant_dataset_promotion(role, default_config)
+    add_nag_checks(app)
+    template = app.synth().get_stack_by_name("Catalog").template  # raises on an unacknowledged nag finding
+    (policy,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"]
+    statements = resolve(policy["Properties"]["PolicyDocument"]["Statement"], template)
+    datasets = lake_bucket_name(default_config, Zone.EVALUATION_DATASETS)
+    objects = sorted(r for s in statements if "s3:PutObject" in s["Action"] for r in as_list(s["Resource"]))
+    assert objects == sorted(
+        f"arn:aws:s3:::{datasets}/{bu.name}/shared/*" for bu in default_config.business_units
+    )
+    assert "s3:DeleteObject" not in json.dumps(statements)
+
+    wrong = iam.Role(
+        stack, "Other", role_name="exco-other", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com")
+    )
+    with pytest.raises(
+        ValueError, match="^role_name: the dataset promotion role must be named 'exco-dataset-promotion'"
+    ):
+        grant_dataset_promotion(wrong, default_config)
