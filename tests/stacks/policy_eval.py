@@ -28,7 +28,8 @@ def resolve(value: Any, template: dict[str, Any]) -> Any:
             logical_id, attribute = value["Fn::GetAtt"]
             resource = template["Resources"][logical_id]
             if resource["Type"] == "AWS::S3::Bucket" and attribute == "Arn":
-                return f"arn:{PARTITION}:s3:::{resource['Properties']['BucketName']}"
+                # A bucket without a fixed name gets its logical id (it cannot be a lake bucket).
+                return f"arn:{PARTITION}:s3:::{resource['Properties'].get('BucketName', logical_id.lower())}"
             return f"<{logical_id}.{attribute}>"
         if "Fn::Join" in value:
             separator, parts = value["Fn::Join"]
