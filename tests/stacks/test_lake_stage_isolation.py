@@ -346,6 +346,6 @@ def test_grant_dataset_promotion_gives_the_named_role_the_shared_prefixes_only(
         stack, "Other", role_name="exco-other", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com")
     )
     with pytest.raises(
-        ValueError, match="^role_name: the dataset promotion role must be named 'exco-dataset-promotion'"
+        ValueError, match=r"^role_name: the dataset promotion role must be named 'exco-dataset-promotion'"
     ):
         grant_dataset_promotion(wrong, default_config)
