@@ -349,3 +349,25 @@ def test_grant_dataset_promotion_gives_the_named_role_the_shared_prefixes_only(
         ValueError, match=r"^role_name: the dataset promotion role must be named 'exco-dataset-promotion'"
     ):
         grant_dataset_promotion(wrong, default_config)
+
+
+# AWS limits: a bucket policy may hold 20 KB, a key policy 32 KB (whitespace does not count).
+BUCKET_POLICY_LIMIT, KEY_POLICY_LIMIT = 20 * 1024, 32 * 1024
+
+
+@pytest.mark.parametrize("platform_fixture", PLATFORMS)
+def test_the_per_stage_policies_fit_the_aws_size_limits(
+    platform_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    """Per-stage statements multiply with business units x stages (docs/data-lake.md, "Limits")."""
+    platform: SynthesizedPlatform = request.getfixturevalue(platform_fixture)
+    template = lake_template(platform)
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::S3::BucketPolicy":
+            document, limit = resource["Properties"]["PolicyDocument"], BUCKET_POLICY_LIMIT
+        elif resource["Type"] == "AWS::KMS::Key":
+            document, limit = resource["Properties"]["KeyPolicy"], KEY_POLICY_LIMIT
+        else:
+            continue
+        size = len(json.dumps(resolve(document, template), separators=(",", ":")))
+        assert (logical_id, size <= limit) == (logical_id, True), size
