@@ -24,7 +24,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct, IConstruct
 
-from common.lake_layout import Zone
+from common.lake_layout import LakeScope, Zone, stage_prefix
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.evaluation_gate import gate_caller_role_name, gate_role_name, state_machine_name
 from stacks.blocks.lake_access import (
@@ -126,8 +126,10 @@ class EvaluationStack(EnvironmentStack):
         self.settings = environment.business_unit.evaluation
         self.business_unit = environment.business_unit.name
         self.runs_prefix = f"{self.business_unit}/evaluation_runs/"
-        # Where the app backend leaves rating candidates (app_backend.service.candidate_key).
-        self.candidates_prefix = f"{self.business_unit}/evaluation_candidates/"
+        # Where this stage's app backend leaves rating candidates (app_backend.service.candidate_key).
+        self.candidates_prefix = (
+            f"{stage_prefix(self.business_unit, environment.stage.value)}evaluation_candidates/"
+        )
         self.key = baseline.key
         retention = baseline.retention
 
@@ -204,9 +206,13 @@ class EvaluationStack(EnvironmentStack):
             "prepare": {"DEFAULT_DATASET_BUCKET": lake_bucket_name(config, Zone.EVALUATION_DATASETS)},
             "summarize": {
                 "LAKE_RESULTS_BUCKET": lake_bucket_name(config, Zone.EVALUATION_RESULTS),
+                "LAKE_STAGE": environment.stage.value,
                 "REVIEW_QUEUE_URL": self.review_queue.queue_url,
             },
-            "complete_reviews": {"LAKE_RESULTS_BUCKET": lake_bucket_name(config, Zone.EVALUATION_RESULTS)},
+            "complete_reviews": {
+                "LAKE_RESULTS_BUCKET": lake_bucket_name(config, Zone.EVALUATION_RESULTS),
+                "LAKE_STAGE": environment.stage.value,
+            },
         }
         functions: dict[str, PlatformFunction] = {}
         for entry, (memory, timeout) in sizes.items():
@@ -240,12 +246,18 @@ class EvaluationStack(EnvironmentStack):
     def _grant_steps(self, config: PlatformConfig, functions: dict[str, PlatformFunction]) -> None:
         """Each step's role gets exactly what its step does (docs/evaluation-stack.md, "Permissions")."""
         bu = self.business_unit
-        datasets = LakeAccessRequest(business_unit=bu, zone=Zone.EVALUATION_DATASETS, access=LakeAccess.READ)
-        results = LakeAccessRequest(business_unit=bu, zone=Zone.EVALUATION_RESULTS, access=LakeAccess.WRITE)
+        stage = self.environment_spec.stage.value
+        # Datasets are curated once for the business unit (`<bu>/shared/`); results stay in the stage.
+        datasets = LakeAccessRequest(
+            business_unit=bu, stage=LakeScope.SHARED, zone=Zone.EVALUATION_DATASETS, access=LakeAccess.READ
+        )
+        results = LakeAccessRequest(
+            business_unit=bu, stage=LakeScope(stage), zone=Zone.EVALUATION_RESULTS, access=LakeAccess.WRITE
+        )
         lake_key = f"arn:{self.partition}:kms:{config.home_region}:{config.data_lake_account}:key/*"
 
-        def lake_objects(zone: Zone) -> str:
-            return f"arn:{self.partition}:s3:::{lake_bucket_name(config, zone)}/{bu}/*"
+        def lake_objects(zone: Zone, scope: str) -> str:
+            return f"arn:{self.partition}:s3:::{lake_bucket_name(config, zone)}/{bu}/{scope}/*"
 
         # Catalog prompts of a dataset are resolved once per run, by prepare: exactly the two GET routes.
         catalog_reads = [
@@ -260,20 +272,20 @@ class EvaluationStack(EnvironmentStack):
             grant_lake_access(functions[entry].role, config, datasets)
             wildcards[entry] += [
                 *self._grant_working_bucket(functions[entry].role, read_prefix=f"{bu}/"),
-                lake_objects(Zone.EVALUATION_DATASETS),
+                lake_objects(Zone.EVALUATION_DATASETS, "shared"),
                 lake_key,
             ]
         grant_lake_access(functions["complete_reviews"].role, config, results)
         wildcards["complete_reviews"] = [
             *self._grant_working_bucket(functions["complete_reviews"].role, read_prefix=self.runs_prefix),
             *self._grant_open_reviews(functions["complete_reviews"].role),
-            lake_objects(Zone.EVALUATION_RESULTS),
+            lake_objects(Zone.EVALUATION_RESULTS, stage),
             lake_key,
         ]
         grant_lake_access(functions["summarize"].role, config, results)
         wildcards["summarize"] = [
             *self._grant_working_bucket(functions["summarize"].role, read_prefix=self.runs_prefix),
-            lake_objects(Zone.EVALUATION_RESULTS),
+            lake_objects(Zone.EVALUATION_RESULTS, stage),
             lake_key,
         ]
         functions["summarize"].role.add_to_principal_policy(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import CfnOutput
+from aws_cdk import CfnOutput, Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -17,7 +17,7 @@ from constructs import Construct
 
 from common.lake_layout import Zone
 from stacks.blocks.encryption import PlatformKey
-from stacks.blocks.lake_access import lake_bucket_name, lake_key_alias, lake_via_service
+from stacks.blocks.lake_access import dataset_promotion_role_name, grant_dataset_promotion, lake_bucket_name
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import PlatformStack
@@ -171,33 +171,23 @@ class PromptCatalogStack(PlatformStack):
         )
 
     def _grant_dataset_home(self, config: PlatformConfig, business_units: list[str]) -> None:
-        """Dataset versions are written to `<bu>/shared/datasets/` of the lake's evaluation_datasets zone
-        (the audited promotion path into `shared`); the lake's bucket policy admits this role there."""
-        role = self.handler.role
-        bucket = lake_bucket_name(config, Zone.EVALUATION_DATASETS)
-        objects = [f"arn:{self.partition}:s3:::{bucket}/{bu}/shared/datasets/*" for bu in business_units]
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=objects)
+        """Dataset versions go to `<bu>/shared/datasets/` of the lake's evaluation_datasets zone through the
+        one identity the lake lets write `<bu>/shared/`: the dataset promotion role, which only this
+        function may assume (handler: DATASET_WRITER_ROLE_ARN). The catalog records who accepted what."""
+        promotion = iam.Role(
+            self,
+            "DatasetPromotion",
+            role_name=dataset_promotion_role_name(config),
+            description="Writes evaluation dataset versions to <bu>/shared/ of the lake (prompt catalog only)",
+            assumed_by=iam.ArnPrincipal(self.handler.role.role_arn),
+            max_session_duration=Duration.hours(1),
         )
-        lake_key = f"arn:{self.partition}:kms:{config.home_region}:{config.data_lake_account}:key/*"
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=[lake_key],
-                conditions={
-                    "ForAnyValue:StringEquals": {"kms:ResourceAliases": lake_key_alias(config)},
-                    "StringEquals": {"kms:ViaService": lake_via_service(config)},
-                },
-            )
+        grant_dataset_promotion(promotion, config)
+        self.handler.function.add_environment("DATASET_WRITER_ROLE_ARN", promotion.role_arn)
+        self.handler.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[promotion.role_arn])
         )
-        for resource in [*objects, lake_key]:
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM5[Resource::{resource.replace(self.partition, '<AWS::Partition>')}]",
-                "Dataset versions are created at run time under '<bu>/shared/datasets/' of the lake's dataset "
-                "zone; the lake key's id is unknown in this account, so key/* is narrowed to the key carrying "
-                "the lake alias and to calls made through S3",
-            )
+        self.dataset_promotion_role = promotion
 
     def _rest_api(self, config: PlatformConfig) -> apigw.RestApi:
         access_log_group = encrypted_log_group(

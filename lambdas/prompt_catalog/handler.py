@@ -62,7 +62,34 @@ def catalog() -> Catalog:
         ObjectStore(os.environ["BODY_BUCKET"], s3),
         inline_body_max_bytes=settings.inline_body_max_bytes,
     )
-    return Catalog(repo, ObjectStore(os.environ["DATASET_BUCKET"], s3), settings)
+    return Catalog(repo, ObjectStore(os.environ["DATASET_BUCKET"], dataset_writer_s3(s3)), settings)
+
+
+def dataset_writer_s3(default: Any) -> Any:
+    """S3 as the dataset promotion role (the only writer of the lake's `<bu>/shared/`), credentials
+    refreshed before they expire; the function's own client where no role is configured (tests)."""
+    role_arn = os.environ.get("DATASET_WRITER_ROLE_ARN")
+    if not role_arn:
+        return default
+    from botocore.credentials import RefreshableCredentials
+    from botocore.session import get_session
+
+    sts = boto3.client("sts")
+
+    def refresh() -> dict[str, str]:
+        issued = sts.assume_role(RoleArn=role_arn, RoleSessionName="prompt-catalog-datasets")["Credentials"]
+        return {
+            "access_key": issued["AccessKeyId"],
+            "secret_key": issued["SecretAccessKey"],
+            "token": issued["SessionToken"],
+            "expiry_time": issued["Expiration"].isoformat(),
+        }
+
+    session = get_session()
+    session._credentials = RefreshableCredentials.create_from_metadata(
+        metadata=refresh(), refresh_using=refresh, method="sts-assume-role"
+    )
+    return boto3.Session(botocore_session=session).client("s3")
 
 
 @lru_cache(maxsize=1)

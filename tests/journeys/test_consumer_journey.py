@@ -141,8 +141,41 @@ class Journey:
         status, raw = client.send(method, path, body)
         return status, json.loads(raw or b"null")
 
-    def lake_admits(self, account: str, action: str, object_arn: str) -> str:
-        """The lake bucket's own policy for a business unit role (tagged BusinessUnit=retail) of `account`."""
+    def promotion_role(self) -> tuple[str, str]:
+        """(logical id, ARN) of the catalog's dataset promotion role, as the lake names it."""
+        template = self.templates[CATALOG_STACK]
+        [(logical_id, role)] = [
+            (k, r)
+            for k, r in template["Resources"].items()
+            if r["Type"] == "AWS::IAM::Role" and r["Properties"].get("RoleName") == "exco-dataset-promotion"
+        ]
+        arn = f"arn:aws:iam::{TOOLING}:role/{role['Properties']['RoleName']}"
+        trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        [api_role] = [
+            k
+            for k, r in template["Resources"].items()
+            if k.startswith("ApiRole") and r["Type"] == "AWS::IAM::Role"
+        ]
+        assert [t["Principal"]["AWS"] for t in trust] == [
+            {"Fn::GetAtt": [api_role, "Arn"]}
+        ]  # the catalog only
+        env = function_env(template, "Api")
+        assert env["DATASET_WRITER_ROLE_ARN"] == {"Fn::GetAtt": [logical_id, "Arn"]}
+        return logical_id, arn
+
+    def role_allows(self, stack: str, role_id: str, action: str, resource: str) -> str:
+        template = self.templates[stack]
+        statements = [
+            s
+            for policy in template["Resources"].values()
+            if policy["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in policy["Properties"]["Roles"]
+            for s in resolve(policy["Properties"]["PolicyDocument"]["Statement"], template)
+        ]
+        return decide_identity(statements, Request(account="", action=action, resource=resource))
+
+    def lake_admits(self, account: str, action: str, object_arn: str, principal: str | None = None) -> str:
+        """The lake bucket's own policy for a business unit stage role (tags BusinessUnit=retail and the
+        account's Stage) of `account`, or for the role `principal` (by ARN)."""
         template = self.templates[LAKE_STACK]
         bucket = object_arn.removeprefix("arn:aws:s3:::").split("/", 1)[0]
         for resource in template["Resources"].values():
@@ -151,7 +184,13 @@ class Journey:
                 if resolve(resource["Properties"]["Bucket"], template) in (bucket, f"<{bucket}>") or any(
                     f"arn:aws:s3:::{bucket}" in json.dumps(s.get("Resource")) for s in statements
                 ):
-                    context = secure_context(**{"aws:PrincipalTag/BusinessUnit": "retail"})
+                    stage = {PREPROD: "preprod", PROD: "prod"}.get(account, "")
+                    tags = (
+                        {"aws:PrincipalTag/BusinessUnit": "retail", "aws:PrincipalTag/Stage": stage}
+                        if principal is None
+                        else {}
+                    )
+                    context = secure_context(**tags, **({"aws:PrincipalArn": principal} if principal else {}))
                     return decide(statements, Request(account, action, object_arn, context))
         raise KeyError(bucket)
 
@@ -326,8 +365,14 @@ def test_consumer_journey(journey: Journey) -> None:
     v1 = journey.s3.get_object(Bucket=journey.dataset_bucket, Key=v1_key)["Body"].read().decode()
     assert [r.id for r in read_records(v1.splitlines())] == ["q1", "q2", "q3"]
     object_arn = f"arn:aws:s3:::{journey.dataset_bucket}/{v1_key}"
-    # The catalog (tooling) writes the shared zone; the preprod engine reads it and may not write it.
-    assert journey.allowed(CATALOG_STACK, "Api", "s3:PutObject", object_arn) == "allow"
+    # The catalog (tooling) writes the shared zone as the dataset promotion role, the one identity the
+    # lake admits there; the preprod engine reads it and may not write it.
+    promotion_id, promotion_arn = journey.promotion_role()
+    # (the function's statement names the role by GetAtt, which the evaluator writes `<LogicalId.Arn>`)
+    assert journey.allowed(CATALOG_STACK, "Api", "sts:AssumeRole", f"<{promotion_id}.Arn>") == "allow"
+    assert journey.role_allows(CATALOG_STACK, promotion_id, "s3:PutObject", object_arn) == "allow"
+    assert journey.lake_admits(TOOLING, "s3:PutObject", object_arn, principal=promotion_arn) == "allow"
+    assert journey.lake_admits(TOOLING, "s3:PutObject", object_arn) != "allow"  # any other tooling role
     assert journey.allowed(EVALUATION_STACK, "PrepareFunction", "s3:GetObject", object_arn) == "allow"
     assert (
         journey.lake_admits(PREPROD, "s3:GetObject", object_arn) == "allow"
@@ -366,6 +411,7 @@ def test_consumer_journey(journey: Journey) -> None:
     app = AppService(
         settings=ApplicationSettings.model_validate_json(app_env["APP_SETTINGS"]),
         business_unit=app_env["BUSINESS_UNIT"],
+        stage=app_env["LAKE_STAGE"],
         use_case=app_env["USE_CASE"],
         guard=RecordingFilter(),
         catalog=catalog,
@@ -512,3 +558,14 @@ def test_negative_no_stage_role_writes_the_shared_zone_only_the_catalog_does(jou
         assert journey.allowed(EVALUATION_STACK, "ReviewApiFunction", "execute-api:Invoke", arn) != "allow", (
             route
         )
+
+
+def test_negative_another_stage_cannot_read_prod_rating_candidates(journey: Journey) -> None:
+    prod_candidate = (
+        f"arn:aws:s3:::{journey.feedback_bucket}/retail/prod/evaluation_candidates/{USE_CASE}/r-1.jsonl"
+    )
+    # The prod review API reads them; preprod's may not, and the lake refuses a preprod principal too.
+    assert journey.allowed(REVIEW_STACK, "ReviewApiFunction", "s3:GetObject", prod_candidate) == "allow"
+    assert journey.allowed(EVALUATION_STACK, "ReviewApiFunction", "s3:GetObject", prod_candidate) != "allow"
+    assert journey.lake_admits(PREPROD, "s3:GetObject", prod_candidate) != "allow"
+    assert journey.lake_admits(PROD, "s3:GetObject", prod_candidate) == "allow"

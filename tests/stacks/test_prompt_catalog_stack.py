@@ -198,20 +198,27 @@ def test_function_reaches_only_the_table_its_index_and_the_units_prefixes(
     assert dynamodb["Resource"][0] == {"Fn::GetAtt": [table_id, "Arn"]}
     assert dynamodb["Resource"][1]["Fn::Join"][1][1] == "/index/gsi1"
     objects = [
-        r for s in statements if set(s["Action"]) == {"s3:GetObject", "s3:PutObject"} for r in s["Resource"]
+        r
+        for s in statements
+        if set(s["Action"]) == {"s3:GetObject", "s3:PutObject"}
+        for r in s["Resource"]
+        if isinstance(r, dict) and r["Fn::Join"][1][0] == {"Fn::GetAtt": [bucket_id, "Arn"]}
     ]
-    own = [r for r in objects if r["Fn::Join"][1][0] == {"Fn::GetAtt": [bucket_id, "Arn"]}]
-    assert sorted(r["Fn::Join"][1][1] for r in own) == ["/finance/*", "/retail/*"]
-    # Evaluation datasets: only '<bu>/shared/datasets/' of the lake's dataset zone (the one home).
-    lake = sorted(
-        "".join(p if isinstance(p, str) else "<partition>" for p in r["Fn::Join"][1])
-        for r in objects
-        if r not in own
-    )
-    assert lake == [
-        f"arn:<partition>:s3:::exco-lake-evaluation-datasets-222222222222-eu-west-1/{bu}/shared/datasets/*"
-        for bu in ("finance", "retail")
+    # The function's own objects; the lake's shared datasets only through the dataset promotion role.
+    assert sorted(r["Fn::Join"][1][1] for r in objects) == ["/finance/*", "/retail/*"]
+    lake_writes = json.dumps([s for s in statements if "s3:PutObject" in s["Action"]])
+    assert "exco-lake-evaluation-datasets-222222222222-eu-west-1/retail/shared/" in lake_writes
+    roles = of_type(template, "AWS::IAM::Role")
+    [(promotion_id, promotion)] = [
+        (k, r) for k, r in roles.items() if r["Properties"].get("RoleName") == "exco-dataset-promotion"
     ]
+    [function_role] = [k for k in roles if k.startswith("ApiServiceRole") or k.startswith("ApiRole")]
+    trust = promotion["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [t["Principal"]["AWS"] for t in trust] == [{"Fn::GetAtt": [function_role, "Arn"]}]
+    assume = [s for s in statements if s["Action"] == "sts:AssumeRole"]
+    assert [s["Resource"] for s in assume] == [{"Fn::GetAtt": [promotion_id, "Arn"]}]
+    env = function_env(template)
+    assert env["DATASET_WRITER_ROLE_ARN"] == {"Fn::GetAtt": [promotion_id, "Arn"]}
 
 
 def sandbox_roles(platform: SynthesizedPlatform) -> list[tuple[str, str, str, str | None]]:
