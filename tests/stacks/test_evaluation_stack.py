@@ -431,7 +431,7 @@ def test_review_api_function_takes_answers_and_writes_only_reviews(retail_dev: d
     reads = {r for a, r in s3_grants if a == "s3:GetObject"}
     assert set(claims) | set(accepted) <= reads
     assert any(r.endswith('/retail/evaluation_runs/*/dataset.jsonl"]]}') for r in reads)  # flagged answers
-    assert any("/retail/evaluation_candidates/*" in r for r in reads)  # rating candidates, feedback zone
+    assert any("/retail/dev/evaluation_candidates/*" in r for r in reads)  # this stage's rating candidates
 
 
 # ---- catalog prompts, human review completion (issue 14) ------------------------------------------
