@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from common.lake_layout import DATASET_FILE, shared_dataset_key
+
 RecordId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
 # "name@version" (immutable) or "name:alias" (moves with the alias), e.g. "summarize@3", "summarize:prod".
 PROMPT_REF_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,63}(@[1-9][0-9]*|:[a-z][a-z0-9_\-]{0,31})$"
@@ -22,13 +24,13 @@ PromptRef = Annotated[str, Field(pattern=PROMPT_REF_PATTERN)]
 
 def dataset_version_prefix(business_unit: str, dataset: str) -> str:
     """`<bu>/shared/datasets/<dataset>/`: every version of one dataset in the lake's evaluation_datasets zone."""
-    return f"{business_unit}/shared/datasets/{dataset}/"
+    return shared_dataset_key(business_unit, dataset, "1").removesuffix(f"1/{DATASET_FILE}")
 
 
 def dataset_version_key(business_unit: str, dataset: str, version: int) -> str:
     """`<bu>/shared/datasets/<dataset>/<version>/dataset.jsonl`: one immutable dataset version (the one home
     of evaluation datasets; written only by the prompt catalog, read by every stage of the business unit)."""
-    return f"{dataset_version_prefix(business_unit, dataset)}{int(version)}/dataset.jsonl"
+    return shared_dataset_key(business_unit, dataset, str(int(version)))
 
 
 class EvaluationRecord(BaseModel):
