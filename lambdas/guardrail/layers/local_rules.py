@@ -35,14 +35,27 @@ _OVERRIDE_VERB = (
     r"|skip|discard|neglect|abandon|drop|set aside|put aside|throw away|pay no (?:attention|heed) to"
     r"|stop (?:following|obeying)|(?:do not|don't|dont|no longer) (?:follow|obey|adhere to|comply with))"
 )
-_CONTROL_NOUN = (
-    r"(?:instructions?|prompts?|directives?|guidelines?|guardrails?|restrictions?|constraints?|rules"
-    r"|polic(?:y|ies)|programming|safeguards?|(?:content |safety )?filters?|system message|commands?)"
+# Nouns that name an assistant's controls. The first group also names ordinary things ("the rules of
+# chess", "instructions for the coffee machine"): followed by of/for/about/on they count only when what
+# follows is the assistant or this conversation.
+_GENERAL_CONTROL_NOUN = r"(?:instructions?|directions|directives?|guidelines?|rules|polic(?:y|ies)|commands?)"
+_AI_CONTROL_NOUN = (
+    r"(?:(?:system )?prompts?|guardrails?|restrictions?|constraints?|programming|safeguards?"
+    r"|(?:content |safety )?filters?|system message)"
+)
+_NOT_ABOUT_SOMETHING_ELSE = (
+    r"(?!\s+(?:of|for|about|on)\s+(?!(?:the|this|that|your|my|any)\s+(?:ai|assistant|model|chat|conversation"
+    r"|system|request|session|question|one|task|answer|reply)\b))"
 )
 _LIMITS = r"(?:rules|restrictions|limits|limitations|filters|guidelines|censorship|boundaries|guardrails)"
 INJECTION_PATTERNS: tuple[str, ...] = (
     # "ignore all previous instructions", "disregard your guidelines", "forget the rules you were given"
-    rf"\b{_OVERRIDE_VERB}\W+(?:[\w'-]+\W+){{0,5}}?{_CONTROL_NOUN}\b(?!\s+(?:of|for|about|on)\s+(?!(?:the|this)\s+(?:ai|assistant|model|chat|conversation|system)\b))",
+    rf"\b{_OVERRIDE_VERB}\W+(?:[\w'-]+\W+){{0,5}}?(?:{_GENERAL_CONTROL_NOUN}\b{_NOT_ABOUT_SOMETHING_ELSE}|{_AI_CONTROL_NOUN}\b)",
+    r"\b(?:ignore|disregard|forget)\s+(?:all\s+|everything\s+)?(?:of\s+)?(?:the\s+)?(?:above|preceding)"
+    r"(?:\s+(?:text|instructions|prompt|messages?))?\s*(?:and\b|,|;|\.|!)",
+    r"\b(?:your|all|the|any)\s+(?:previous\s+|prior\s+|safety\s+|content\s+|old\s+)?(?:rules|restrictions"
+    r"|guidelines|instructions|filters|guardrails|policies)\s+(?:no longer apply|(?:are|is)\s+(?:now\s+)?"
+    r"(?:void|lifted|disabled|suspended|off|cancel(?:l)?ed)|do not apply|don't apply)",
     r"\b(?:forget|ignore|disregard)\W+(?:everything|anything|all)\W+(?:(?:you(?:'ve| have)? (?:been |were )?(?:told|given|said))|(?:above|before|so far|previously|earlier))",
     # personas without limits: "you are now DAN", "act as an AI without restrictions", "developer mode"
     rf"\byou(?: are|'re)\s+(?:now\s+|no longer\s+)(?:[\w'-]+\s+){{0,3}}?(?:dan|jailbroken|unrestricted|unfiltered|uncensored|evil|free of|free from|without (?:any )?{_LIMITS}|not bound by)",
@@ -53,7 +66,8 @@ INJECTION_PATTERNS: tuple[str, ...] = (
     # prompt extraction: "print your system prompt", "repeat the text above"
     r"\b(?:reveal|print|show|repeat|output|leak|display|tell me|give me|write out|dump|recite|spell out|what (?:is|are|was|were))\W+(?:\w+\W+){0,4}?(?:(?:your|the|this chat's|the assistant's|its) (?:system (?:prompt|message)|initial (?:prompt|instructions)|hidden (?:prompt|instructions|rules)|original (?:prompt|instructions)|(?:instructions|prompt|guidelines|rules) (?:you were|you've been|you have been) given)|(?:everything|all|the text|the words) (?:above|before this)(?: this)?(?: line| message)?)",
     # new orders smuggled as the conversation's structure
-    r"\b(?:new|updated|revised|real|actual|true|secret) (?:system )?(?:instructions?|rules|directives?|prompt|orders)\s*:",
+    r"\b(?:new|updated|revised|real|actual|true|secret) (?:system )?(?:instructions?|directives?|prompt|orders)\s*:",
+    r"\bsystem override\b",
     r"\bfrom now on,?\s+(?:you\s+(?:will|must|shall|are to)|ignore|disregard|there are no)\b",
     r"<\|(?:im_start|im_end|system|endoftext)\|>|\[/?INST\]|<</?SYS>>|</?(?:system|assistant)>|(?:^|\n)\s*#{2,}\s*(?:system|instructions?)\s*:",
 )
@@ -61,7 +75,8 @@ INJECTION_PATTERNS: tuple[str, ...] = (
 _INJECTION_ANCHORS = frozenset(
     (
         "instruction instructions prompt prompts directive directives guideline guidelines guardrail "
-        "guardrails restriction restrictions constraint constraints rules policy policies programming "
+        "guardrails restriction restrictions constraint constraints rules policy policies programming directions "
+        "preceding override apply void lifted disabled "
         "safeguard safeguards filter filters message command commands everything anything all dan jailbroken "
         "jailbreak unrestricted unfiltered uncensored evil free bound limits limitations censorship "
         "boundaries mode above before orders now inst sys im_start im_end endoftext system"
@@ -77,7 +92,8 @@ _MENTION_CUES = re.compile(
     r"|such as|for example|e\.g\.|like the phrase|the phrase|phrases like|the sentence|the words|means?|meaning"
     r"|detect(?:s|ed|ing|ion)?|classif(?:y|ies|ier)|defend|protect(?:s|ing)? against|red[- ]team(?:ing)?"
     r"|attackers?|researchers?|paper|article|blog|talk about|explain|what does|what do|why do|how do (?:i|we|you) "
-    r"(?:stop|prevent|detect|block|handle|defend))\b",
+    r"(?:stop|prevent|detect|block|handle|defend)"
+    r"|(?:on|in) (?:my|the|your|an?) (?:android|iphone|phone|device|browser|chrome|firefox|windows|mac|pc|tv|router))\b",
     re.IGNORECASE,
 )
 _QUOTES = "\"“”«»„`"
@@ -117,8 +133,10 @@ _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
 _NON_DIGIT = re.compile(r"\D")
 _PHONE_SHAPE = re.compile(r"[+(]?\d[\d ().-]{5,}\d")
+# Dates and version numbers have a phone number's digits but not its meaning.
+_DATE_OR_VERSION = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,4}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d+(?:\.\d+){2,}")
 # Access key ids (AKIA long-term, ASIA temporary, ...): 20 upper-case base32 characters.
-_AWS_ACCESS_KEY = re.compile(r"A(?:KIA|SIA|ROA|IDA|GPA|NPA|NVA|PKA|CCA|BIA)[A-Z2-7]{16}(?![A-Za-z0-9])")
+_AWS_ACCESS_KEY = re.compile(r"A(?:KIA|SIA|ROA|IDA|GPA|NPA|NVA|PKA|CCA|BIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
 # A secret access key is 40 base64 characters: only next to a word that names it, else hashes would match.
 _AWS_SECRET = re.compile(
     r"secret(?:[ _-]?access)?(?:[ _-]?key)?[\"']?\s*(?:[:=]|=>|is)\s*[\"']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
@@ -198,7 +216,7 @@ def _phone_findings(text: str, start: int, end: int, region: str) -> Iterator[tu
     if shape is None:
         return
     digits = _NON_DIGIT.sub("", shape.group())
-    if not 7 <= len(digits) <= 15:
+    if not 7 <= len(digits) <= 15 or _DATE_OR_VERSION.fullmatch(shape.group()):
         return
     try:
         number = phonenumbers.parse(shape.group(), region)
