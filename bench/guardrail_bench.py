@@ -188,7 +188,9 @@ def compare(revision: str | None, rounds: int, runs: int) -> None:
         for _ in range(rounds):
             for name, lambdas in versions.items():  # alternate: both see the same load
                 per_version[name].append(run_worker(lambdas, "latency", runs))
-        print(f"local rules layer, one check; median over {rounds} rounds of {runs} runs each (p50 / p99 ms):")
+        print(
+            f"local rules layer, one check; median over {rounds} rounds of {runs} runs each (p50 / p99 ms):"
+        )
         header = f"  {'input':16s}" + "".join(f"{name:>32s}" for name in versions)
         print(header + ("    ratio p50 / p99" if revision else ""))
         medians: dict[str, dict[str, tuple[float, float]]] = {}
@@ -211,7 +213,9 @@ def compare(revision: str | None, rounds: int, runs: int) -> None:
         for label in INPUTS:
             growth = after[f"{label} 16 KB"][0] / after[f"{label} 1 KB"][0]
             print(f"  {label}: 16 KB / 1 KB p50 = {growth:.1f}x for 16x the text (linear: about 16x)")
-        quality = {name: quality_table(run_worker(path, "quality", 1)["found"]) for name, path in versions.items()}
+        quality = {
+            name: quality_table(run_worker(path, "quality", 1)["found"]) for name, path in versions.items()
+        }
         print_quality(quality)
 
 
@@ -274,7 +278,9 @@ def bench_orchestration(runs: int = 60) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--compare", metavar="REV", help="also measure lambdas/guardrail of this git revision")
+    parser.add_argument(
+        "--compare", metavar="REV", help="also measure lambdas/guardrail of this git revision"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--worker", choices=["latency", "quality"], help=argparse.SUPPRESS)

@@ -193,7 +193,9 @@ def validate_request(request: CheckRequest) -> None:
         try:
             request.rendered.encode("utf-8")
         except UnicodeEncodeError as err:
-            raise InvalidRequestError(f"rendered: not valid UTF-8 (lone surrogate at character {err.start})") from err
+            raise InvalidRequestError(
+                f"rendered: not valid UTF-8 (lone surrogate at character {err.start})"
+            ) from err
 
 
 class _Lazy:

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - look-alike characters are this file's subject
 """The view of a text the local rules match on, and the way back to the original's offsets.
 
 Folding: compatibility decomposition (NFKD: fullwidth forms, mathematical letters, ligatures, superscripts),
@@ -85,7 +86,7 @@ def _char_class(ranges: tuple[tuple[int, int], ...]) -> re.Pattern[str]:
 # compiles to a slow range list, so above U+FFFF a coarse class stands in: all of the planes' resizing
 # characters lie in it (emoji, above it, fold to themselves); text in it takes the exact per-character path.
 _RESIZING = _char_class(tuple(r for r in RESIZING_RANGES if r[1] <= 0xFFFF))
-_MAYBE_RESIZING_ASTRAL = re.compile("[\U00010000-\U0001F2FF\U000E0000-\U000E01EF]")
+_MAYBE_RESIZING_ASTRAL = re.compile("[\U00010000-\U0001f2ff\U000e0000-\U000e01ef]")
 
 
 @dataclass(frozen=True)

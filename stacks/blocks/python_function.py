@@ -153,7 +153,9 @@ class PlatformFunction(Construct):
                     interfaces,
                     *(stack.format_arn(service="ec2", resource="subnet", resource_name=s) for s in subnets),
                     *(
-                        stack.format_arn(service="ec2", resource="security-group", resource_name=g.security_group_id)
+                        stack.format_arn(
+                            service="ec2", resource="security-group", resource_name=g.security_group_id
+                        )
                         for g in security_groups
                     ),
                 ],
@@ -171,7 +173,9 @@ class PlatformFunction(Construct):
         )
         # Describe* actions have no resource type: "*" is the only resource they accept.
         self.role.add_to_policy(
-            iam.PolicyStatement(actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"], resources=["*"])
+            iam.PolicyStatement(
+                actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"], resources=["*"]
+            )
         )
         acknowledge(
             self.role,

@@ -271,7 +271,9 @@ def test_dev_function_outside_the_vpc_has_no_network_interface_rights(
 def test_filter_role_attaches_only_to_its_own_subnets(default_platform: SynthesizedPlatform) -> None:
     template = default_platform.template("exco-retail-prod-guardrail")
     (role,) = of_type(template, "AWS::IAM::Role")
-    assert "ManagedPolicyArns" not in role["Properties"]  # no AWSLambdaVPCAccessExecutionRole ("*" on every action)
+    assert (
+        "ManagedPolicyArns" not in role["Properties"]
+    )  # no AWSLambdaVPCAccessExecutionRole ("*" on every action)
     create = next(s for s in statements(template) if s["Action"] == "ec2:CreateNetworkInterface")
     resources = [json.dumps(r) for r in create["Resource"]]
     subnet_ids = [json.dumps(s) for s in the_function(template)["VpcConfig"]["SubnetIds"]]
@@ -370,7 +372,10 @@ def test_settings_too_large_for_a_lambda_environment_are_refused_naming_the_fiel
 def test_settings_env_leaves_defaults_out_and_round_trips() -> None:
     # The one resolved default kept: input applies the Bedrock guardrail that is provisioned by default.
     assert settings_env("retail", GuardrailSettings()) == '{"input":{"layers":{"bedrock":true}}}'
-    assert GuardrailSettings.model_validate_json(settings_env("retail", GuardrailSettings())) == GuardrailSettings()
+    assert (
+        GuardrailSettings.model_validate_json(settings_env("retail", GuardrailSettings()))
+        == GuardrailSettings()
+    )
     custom = GuardrailSettings(
         output=Direction(failure_policy="fail_open"),
         bedrock_guardrail={"definition": BedrockGuardrailDefinition(name="x")},  # type: ignore[arg-type]

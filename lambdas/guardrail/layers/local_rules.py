@@ -2,7 +2,7 @@
 
 Everything matches on a normalized view of the text (`guardrail.normalize`: NFKC, format characters and
 combining marks removed, look-alike letters folded), and every span is mapped back to the original
-characters, so a zero-width space, a Cyrillic "о" or a fullwidth digit neither hides a match nor survives
+characters, so a zero-width space, a Cyrillic o or a fullwidth digit neither hides a match nor survives
 its redaction.
 
 Injection heuristics look only at untrusted items: system prompts and tool definitions legitimately say
@@ -73,14 +73,67 @@ INJECTION_PATTERNS: tuple[str, ...] = (
 )
 # Every injection pattern needs one of these words: a text without any skips the patterns (the common case).
 _INJECTION_ANCHORS = frozenset(
-    (
-        "instruction instructions prompt prompts directive directives guideline guidelines guardrail "
-        "guardrails restriction restrictions constraint constraints rules policy policies programming directions "
-        "preceding override apply void lifted disabled "
-        "safeguard safeguards filter filters message command commands everything anything all dan jailbroken "
-        "jailbreak unrestricted unfiltered uncensored evil free bound limits limitations censorship "
-        "boundaries mode above before orders now inst sys im_start im_end endoftext system"
-    ).split()
+    [
+        "instruction",
+        "instructions",
+        "prompt",
+        "prompts",
+        "directive",
+        "directives",
+        "guideline",
+        "guidelines",
+        "guardrail",
+        "guardrails",
+        "restriction",
+        "restrictions",
+        "constraint",
+        "constraints",
+        "rules",
+        "policy",
+        "policies",
+        "programming",
+        "directions",
+        "preceding",
+        "override",
+        "apply",
+        "void",
+        "lifted",
+        "disabled",
+        "safeguard",
+        "safeguards",
+        "filter",
+        "filters",
+        "message",
+        "command",
+        "commands",
+        "everything",
+        "anything",
+        "all",
+        "dan",
+        "jailbroken",
+        "jailbreak",
+        "unrestricted",
+        "unfiltered",
+        "uncensored",
+        "evil",
+        "free",
+        "bound",
+        "limits",
+        "limitations",
+        "censorship",
+        "boundaries",
+        "mode",
+        "above",
+        "before",
+        "orders",
+        "now",
+        "inst",
+        "sys",
+        "im_start",
+        "im_end",
+        "endoftext",
+        "system",
+    ]
 )
 _WORD_TABLE = bytes.maketrans(
     (string.punctuation.replace("_", "") + string.ascii_uppercase).encode(),
@@ -96,18 +149,25 @@ _MENTION_CUES = re.compile(
     r"|(?:on|in) (?:my|the|your|an?) (?:android|iphone|phone|device|browser|chrome|firefox|windows|mac|pc|tv|router))\b",
     re.IGNORECASE,
 )
-_QUOTES = "\"“”«»„`"
+_QUOTES = '"“”«»„`'
 _SENTENCE_END = re.compile(r"[.!?\n]")
 
 
+_CONTEXT = 300  # characters looked at around a match: bounded, so many matches stay linear
+
+
 def _is_mention(text: str, start: int, end: int) -> bool:
-    line_start = text.rfind("\n", 0, start) + 1
+    window_start = max(0, start - _CONTEXT)
+    line_start = max(text.rfind("\n", window_start, start) + 1, window_start)
     before = text[line_start:start]
-    if sum(before.count(q) for q in _QUOTES) % 2 == 1 or before.count("'") % 2 == 1 and "'" in text[end:]:
+    after = text[end : end + _CONTEXT]
+    if sum(before.count(q) for q in _QUOTES) % 2 == 1 or (before.count("'") % 2 == 1 and "'" in after):
         return True  # inside quotes
-    sentence_start = max((m.end() for m in _SENTENCE_END.finditer(text, max(0, start - 300), start)), default=0)
-    following = _SENTENCE_END.search(text, end)
-    sentence_end = following.start() if following else len(text)
+    sentence_start = max(
+        (m.end() for m in _SENTENCE_END.finditer(text, window_start, start)), default=window_start
+    )
+    following = _SENTENCE_END.search(text, end, end + _CONTEXT)
+    sentence_end = following.start() if following else min(len(text), end + _CONTEXT)
     return _MENTION_CUES.search(text, sentence_start, sentence_end) is not None
 
 
@@ -127,14 +187,19 @@ _EMAIL_DOMAIN = re.compile(r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}")
 # The same e-mail as one regular expression: what `email_matches` must find (a test checks it).
 EMAIL_REGEX = re.compile(r"[\w.%+-]{1,64}@" + _EMAIL_DOMAIN.pattern)
 
-# Digit runs: card, SSN and phone candidates in one scan; validated in Python.
-_DIGIT_RUN = re.compile(r"[+(]?\d[\d ()./-]{5,}\d")
+# Digit runs: card, SSN and phone candidates in one scan (a leading "+" or "(" is taken from the text
+# before the run: a pattern starting with a plain class scans several times faster); validated in Python.
+_DIGIT_RUN = re.compile(r"\d[\d ()./-]{5,}\d")
+# A run that is one card as written ("4111 1111 1111 1111", "4111-1111-..."): no per-match regex needed.
+_CARD_RUN = re.compile(r"(?:\d[ -]?){12,18}\d")
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
 _NON_DIGIT = re.compile(r"\D")
 _PHONE_SHAPE = re.compile(r"[+(]?\d[\d ().-]{5,}\d")
 # Dates and version numbers have a phone number's digits but not its meaning.
-_DATE_OR_VERSION = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,4}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d+(?:\.\d+){2,}")
+_DATE_OR_VERSION = re.compile(
+    r"\d{4}[-./]\d{1,2}[-./]\d{1,4}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d+(?:\.\d+){2,}"
+)
 # Access key ids (AKIA long-term, ASIA temporary, ...): 20 upper-case base32 characters.
 _AWS_ACCESS_KEY = re.compile(r"A(?:KIA|SIA|ROA|IDA|GPA|NPA|NVA|PKA|CCA|BIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
 # A secret access key is 40 base64 characters: only next to a word that names it, else hashes would match.
@@ -197,16 +262,25 @@ def email_matches(text: str) -> Iterator[tuple[int, int]]:
 def _digit_run_findings(text: str, region: str) -> Iterator[tuple[str, int, int]]:
     for run in _DIGIT_RUN.finditer(text):
         start, end = run.span()
+        # 13-19 digits by the pattern, then the checksum
+        if _CARD_RUN.fullmatch(text, start, end) and luhn_valid(
+            run.group().replace(" ", "").replace("-", "")
+        ):
+            yield "CREDIT_DEBIT_NUMBER", start, end
+            continue
         found = False
         for card in _CARD.finditer(text, start, end):
             digits = _NON_DIGIT.sub("", card.group())
             if 13 <= len(digits) <= 19 and luhn_valid(digits):
                 found = True
                 yield "CREDIT_DEBIT_NUMBER", card.start(), card.end()
-        for ssn in _SSN.finditer(text, start, end):
-            found = True
-            yield "SSN", ssn.start(), ssn.end()
+        if "-" in run.group():
+            for ssn in _SSN.finditer(text, start, end):
+                found = True
+                yield "SSN", ssn.start(), ssn.end()
         if not found and region:
+            if start and text[start - 1] in "+(":
+                start -= 1
             yield from _phone_findings(text, start, end, region)
 
 
@@ -255,7 +329,9 @@ def pii_spans(text: str, phone_region: str = "US") -> Iterator[tuple[str, int, i
 
 @dataclass(frozen=True)
 class _Compiled:
+    # Deny terms, folded and lower-cased like the text they are matched in; longest first.
     deny_terms: re.Pattern[str] | None
+    deny_term_list: tuple[str, ...]
     deny_patterns: tuple[re.Pattern[str], ...]
     injection: re.Pattern[str]
 
@@ -263,20 +339,54 @@ class _Compiled:
 @lru_cache(maxsize=32)
 def _compile(rules: LocalRules) -> _Compiled:
     terms = None
-    if rules.deny_terms:
-        # Whole-word match where the term starts/ends with a word character; terms are folded like the text.
-        alternatives = [
-            (r"\b" if term[0].isalnum() else "")
-            + re.escape(NormalizedText(term).text)
-            + (r"\b" if term[-1].isalnum() else "")
-            for term in rules.deny_terms
-        ]
-        terms = re.compile("|".join(alternatives), re.IGNORECASE)
+    folded = tuple(sorted({NormalizedText(t).text.lower() for t in rules.deny_terms}, key=len, reverse=True))
+    if folded:
+        # No \b in the pattern (it would make `re` try every position); word edges are checked per match.
+        terms = re.compile("|".join(re.escape(term) for term in folded))
     return _Compiled(
         deny_terms=terms,
+        deny_term_list=folded,
         deny_patterns=tuple(re.compile(p) for p in rules.deny_patterns),
         injection=re.compile("|".join(f"(?:{p})" for p in INJECTION_PATTERNS), re.IGNORECASE),
     )
+
+
+def deny_term_spans(
+    folded: str, terms: re.Pattern[str], term_list: tuple[str, ...]
+) -> Iterator[tuple[int, int]]:
+    """Whole-word, case-insensitive matches of the deny terms: a term that starts (ends) with a letter or
+    digit must not continue a word there. Where the longest term at a position is part of a longer word,
+    the shorter terms are tried there, then the search goes on one character later."""
+    lowered = folded.lower()
+    if len(lowered) != len(folded):  # lower() changes the length of a few characters: keep offsets exact
+        lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in folded)
+    pos = 0
+    while (match := terms.search(lowered, pos)) is not None:
+        start = match.start()
+        term = next(
+            (
+                t
+                for t in term_list
+                if lowered.startswith(t, start) and _whole_word(lowered, start, start + len(t), t)
+            ),
+            None,
+        )
+        if term is None:
+            pos = start + 1
+            continue
+        yield start, start + len(term)
+        pos = start + len(term)
+
+
+def _whole_word(text: str, start: int, end: int, term: str) -> bool:
+    return not (
+        (term[0].isalnum() and start and _is_word_char(text[start - 1]))
+        or (term[-1].isalnum() and end < len(text) and _is_word_char(text[end]))
+    )
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 def injection_spans(folded: str, injection: re.Pattern[str] | None = None) -> Iterator[tuple[int, int]]:
@@ -326,8 +436,8 @@ class LocalRulesLayer:
             return Span(index, original_start, original_end)
 
         if compiled.deny_terms is not None:
-            for match in compiled.deny_terms.finditer(folded):
-                yield Finding(name, "deny_term", "block", span=span(*match.span()))
+            for start, end in deny_term_spans(folded, compiled.deny_terms, compiled.deny_term_list):
+                yield Finding(name, "deny_term", "block", span=span(start, end))
         for pattern in compiled.deny_patterns:
             for match in pattern.finditer(folded):
                 if match.end() > match.start():

@@ -18,7 +18,6 @@ from common.lake_records import FilterDecisionRecord
 from .conftest import ListSink, make_request
 
 
-
 class FakeLayer:
     """Returns fixed findings, or raises."""
 
@@ -48,9 +47,7 @@ def _engine(layers, policy="fail_closed", timeout=2.0, sink=None):
     )
     guardrail = BedrockGuardrail(guardrail_id="abc123", version="1")
     settings = GuardrailSettings(input=direction, output=direction, bedrock_guardrail=guardrail)
-    return GuardrailEngine(
-        settings, layers={layer.name: layer for layer in layers}, sink=sink, metrics=False
-    )
+    return GuardrailEngine(settings, layers={layer.name: layer for layer in layers}, sink=sink, metrics=False)
 
 
 def _redact(item, start, end, kind="EMAIL", layer="pii"):

@@ -31,7 +31,10 @@ def test_email_match_continuing_inside_a_run_is_kept():
 def test_email_after_a_long_run_without_at_sign():
     text = "x" * 5000 + " ann@example.org " + "a." * 2000 + "b@c.de"
     # A local part holds at most 64 characters: the rest of the run is not part of the address.
-    assert [text[s:e] for s, e in email_matches(text)] == ["ann@example.org", ("a." * 2000 + "b")[-64:] + "@c.de"]
+    assert [text[s:e] for s, e in email_matches(text)] == [
+        "ann@example.org",
+        ("a." * 2000 + "b")[-64:] + "@c.de",
+    ]
 
 
 def test_non_ascii_addresses_are_found_whole():
