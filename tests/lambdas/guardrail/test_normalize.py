@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001 - look-alike characters are this file's subject
+# ruff: noqa: RUF001, RUF003 - look-alike characters are this file's subject
 """The folded view the local rules match on, and its map back to the original text."""
 
 import unicodedata
