@@ -209,9 +209,9 @@ def compare(revision: str | None, rounds: int, runs: int) -> None:
                 before, after = medians[f"before ({revision})"][key], medians["after (this tree)"][key]
                 ratio = f"    {before[0] / after[0]:.2f}x / {before[1] / after[1]:.2f}x"
             print(f"  {key:16s}{cells}{ratio}")
-        after = medians["after (this tree)"]
+        this_tree = medians["after (this tree)"]
         for label in INPUTS:
-            growth = after[f"{label} 16 KB"][0] / after[f"{label} 1 KB"][0]
+            growth = this_tree[f"{label} 16 KB"][0] / this_tree[f"{label} 1 KB"][0]
             print(f"  {label}: 16 KB / 1 KB p50 = {growth:.1f}x for 16x the text (linear: about 16x)")
         quality = {
             name: quality_table(run_worker(path, "quality", 1)["found"]) for name, path in versions.items()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
 from typing import Any
 
 from guardrail import clients
@@ -125,7 +126,7 @@ class GuardrailEngine:
 
         start = self._clock()
         futures: dict[str, Future[tuple[LayerResult, float]]] = {
-            name: self._runners[name].submit(lambda layer=self._layers[name]: self._timed(layer, request))
+            name: self._runners[name].submit(partial(self._timed, self._layers[name], request))
             for name in enabled
         }
         results: dict[str, LayerResult] = {}
