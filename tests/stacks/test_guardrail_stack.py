@@ -47,7 +47,7 @@ def key_import(bu: str, stage: str) -> dict[str, str]:
     }
 
 
-def lake_statements(bu: str) -> list[dict[str, Any]]:
+def lake_statements(bu: str, stage: str) -> list[dict[str, Any]]:
     return [
         {
             "Action": ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:PutObject"],
@@ -55,7 +55,7 @@ def lake_statements(bu: str) -> list[dict[str, Any]]:
             "Resource": {
                 "Fn::Join": [
                     "",
-                    ["arn:", PARTITION, f":s3:::exco-lake-filter-decisions-{LAKE}-eu-west-1/{bu}/*"],
+                    ["arn:", PARTITION, f":s3:::exco-lake-filter-decisions-{LAKE}-eu-west-1/{bu}/{stage}/*"],
                 ]
             },
         },
@@ -254,7 +254,7 @@ def test_finance_function_may_apply_its_own_guardrail_only(default_platform: Syn
             "Resource": network_interface_arn("444444444443"),
         },
         *apply_own_guardrail("finance", "prod"),
-        *lake_statements("finance"),
+        *lake_statements("finance", "prod"),
     ]
     assert same_statements(found, expected)
 
@@ -264,7 +264,7 @@ def test_dev_function_outside_the_vpc_has_no_network_interface_rights(
 ) -> None:
     assert same_statements(
         statements(default_platform.template("exco-retail-dev-guardrail")),
-        [DETECT_AND_TRACE, LOGS, *apply_own_guardrail("retail", "dev"), *lake_statements("retail")],
+        [DETECT_AND_TRACE, LOGS, *apply_own_guardrail("retail", "dev"), *lake_statements("retail", "dev")],
     )
 
 
@@ -323,7 +323,7 @@ def s3_resources(template: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("platform_fixture", ["default_platform", "sandbox_platform"])
-def test_no_function_reaches_another_business_unit_s_prefix(
+def test_no_function_reaches_another_business_unit_s_or_stage_s_prefix(
     platform_fixture: str, request: pytest.FixtureRequest
 ) -> None:
     platform: SynthesizedPlatform = request.getfixturevalue(platform_fixture)
@@ -332,11 +332,11 @@ def test_no_function_reaches_another_business_unit_s_prefix(
     for stack, template in platform.templates():
         if not stack.stack_name.endswith("-guardrail"):
             continue
-        own = stack.tags["BusinessUnit"]
+        own, stage = stack.tags["BusinessUnit"], stack.tags["Stage"]
         resources = s3_resources(template)
         assert resources == [
             f"arn::s3:::{prefix}-lake-filter-decisions-{platform.config.data_lake_account}-"
-            f"{platform.config.home_region}/{own}/*"
+            f"{platform.config.home_region}/{own}/{stage}/*"
         ], stack.stack_name
         checked += 1
     assert checked == 6

@@ -184,7 +184,7 @@ def test_in_process_guardrail_writes_each_decision_record_to_the_lake():
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="lake-filter-decisions")
-        engine = local_engine(sink=LakeWriter("lake-filter-decisions", s3_client=s3))
+        engine = local_engine(sink=LakeWriter("lake-filter-decisions", s3_client=s3, stage="prod"))
         guard = InProcessGuardrail(LOCAL_SETTINGS, business_unit="retail", engine=engine)
         event = {
             "direction": "input",
@@ -202,6 +202,7 @@ def test_in_process_guardrail_writes_each_decision_record_to_the_lake():
             for line in s3.get_object(Bucket="lake-filter-decisions", Key=key)["Body"].read().splitlines()
         ]
     assert sorted(line["request_id"] for line in lines) == ["req-1", "req-2"]
+    assert keys and all(key.startswith("retail/prod/") for key in keys)
     assert all(CARD not in line["text_redacted"] for line in lines)
 
 
