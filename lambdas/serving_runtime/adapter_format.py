@@ -59,7 +59,7 @@ def parse_adapter_config(raw: Any) -> AdapterSpec:
     if not isinstance(alpha, int | float) or isinstance(alpha, bool) or alpha <= 0:
         raise AdapterFormatError(f"{ADAPTER_CONFIG}.lora_alpha: must be a positive number, got {alpha!r}")
     targets = raw.get("target_modules")
-    if isinstance(targets, str) or not targets or not all(isinstance(t, str) for t in targets):
+    if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
         raise AdapterFormatError(
             f"{ADAPTER_CONFIG}.target_modules: must be a list of module names (a regular expression or "
             f"'all-linear' cannot be checked before loading), got {targets!r}"

@@ -35,7 +35,7 @@ from serving_runtime.adapter_format import (
 MANIFEST = "manifest.json"
 MAX_MEMBER_BYTES = 2 * 1024**3  # an adapter of a 70B model at rank 256 stays well below this
 MULTI_MODEL_REFUSAL = (
-    "serving.mode: multi_model_endpoint cannot serve the fine-tuning pipeline's LoRA adapters: the GPU "
+    "multi_model_endpoint cannot serve the fine-tuning pipeline's LoRA adapters: the GPU "
     "multi-model container (Triton) loads each target model as a complete, separate model, so every tenant "
     "would need its own copy of the base weights (an adapter is about 1 % of them) and no batch could mix "
     "tenants; use mode inference_components"
@@ -147,7 +147,7 @@ def build_serving_package(
     projections LoRA is applied to); `source` (e.g. the artifact's S3 URL) is recorded in the manifest.
     """
     if mode == "multi_model_endpoint":
-        raise ServingModeError(MULTI_MODEL_REFUSAL)
+        raise ServingModeError(f"serving.mode: {MULTI_MODEL_REFUSAL}")
     if mode != "inference_components":
         raise ServingModeError(f"serving.mode: unknown mode {mode!r}")
     files = read_artifact(artifact)

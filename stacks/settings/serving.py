@@ -16,6 +16,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from serving_deployer.settings import ServingAlarms, ServingMode, ServingSettings
+from serving_runtime.packaging import MULTI_MODEL_REFUSAL
 
 CATALOG_FILE = Path(__file__).resolve().parents[2] / "config" / "gpu_catalog.yaml"
 
@@ -95,7 +96,16 @@ def shared_instances(settings: ServingSettings, models: int) -> int:
     return max(needed, floor)
 
 
+def check_adapter_serving(settings: ServingSettings, *, fine_tunes: bool) -> None:
+    """Refuse, at config time, a serving mode that cannot serve the adapters this business unit trains."""
+    if fine_tunes and settings.stages and settings.mode is ServingMode.MULTI_MODEL_ENDPOINT:
+        raise ValueError(
+            f"serving.mode: {MULTI_MODEL_REFUSAL} (or set fine_tuning.stages: [] to serve only complete models)"
+        )
+
+
 __all__ = [
+    "check_adapter_serving",
     "GpuCatalog",
     "GpuInstance",
     "ServingAlarms",
