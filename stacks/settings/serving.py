@@ -89,9 +89,10 @@ def serving_image_uri(settings: ServingSettings, *, region: str, field: str) -> 
     return image_uri_for(settings.default_image, region=region, field=f"{field}.image")
 
 
-def shared_instances(settings: ServingSettings, models: int) -> int:
-    """Instances the shared endpoint needs to keep `models` fine-tuned models servable at the target load."""
-    needed = math.ceil(models / settings.models_per_instance) if models else 0
+def shared_instances(settings: ServingSettings, models: int, per_instance: int | None = None) -> int:
+    """Instances the shared endpoint needs to keep `models` fine-tuned models servable at the target load
+    (`per_instance` models each; default: the configured `models_per_instance`)."""
+    needed = math.ceil(models / (per_instance or settings.models_per_instance)) if models else 0
     floor = max(settings.min_capacity, 1 if settings.mode is ServingMode.MULTI_MODEL_ENDPOINT else 0)
     return max(needed, floor)
 
