@@ -343,7 +343,10 @@ def pipeline_definition(
         ["evaluation"],
         settings,
         subnet_count,
-        {"METRICS": ",".join(sorted(settings.thresholds)), "EVAL_BATCH_SIZE": str(settings.evaluation_batch_size)},
+        {
+            "METRICS": ",".join(sorted(settings.thresholds)),
+            "EVAL_BATCH_SIZE": str(settings.evaluation_batch_size),
+        },
         deps=True,
     )
     evaluate["PropertyFiles"] = [

@@ -256,7 +256,9 @@ class ServingStack(EnvironmentStack):
                     )
                 ),
                 # LMI (vLLM) serves LoRA adapters on top of the base model; adapters arrive as components.
-                environment=lmi_environment(settings.lmi, tensor_parallel_degree=settings.accelerators_per_copy),
+                environment=lmi_environment(
+                    settings.lmi, tensor_parallel_degree=settings.accelerators_per_copy
+                ),
             ),
         )
         self.base_component_name = f"{self.endpoint_name}-base"

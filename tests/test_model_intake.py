@@ -15,7 +15,11 @@ from moto import mock_aws
 
 from tools.model_intake import main
 
-FILES = {"config.json": b'{"model_type": "llama"}', "model.safetensors": b"\x08" * 4096, "tokenizer.json": b"{}"}
+FILES = {
+    "config.json": b'{"model_type": "llama"}',
+    "model.safetensors": b"\x08" * 4096,
+    "tokenizer.json": b"{}",
+}
 
 
 @pytest.fixture
@@ -31,7 +35,10 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def vet(s3: Any, contents: dict[str, bytes] = FILES, **manifest: Any) -> None:
-    body = {"model": "llama-test-1b", "files": {n: hashlib.sha256(d).hexdigest() for n, d in contents.items()}}
+    body = {
+        "model": "llama-test-1b",
+        "files": {n: hashlib.sha256(d).hexdigest() for n, d in contents.items()},
+    }
     body.update(manifest)
     for name, data in contents.items():
         s3.put_object(Bucket="vetted", Key=f"llama/{name}", Body=data)
@@ -42,10 +49,19 @@ def keys(s3: Any, bucket: str) -> list[str]:
     return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
 
 
-ARGS = ["--from", "s3://vetted/llama/", "--to", "s3://serving/base-models/default/", "--to", "s3://tuning/base-models/default/"]
+ARGS = [
+    "--from",
+    "s3://vetted/llama/",
+    "--to",
+    "s3://serving/base-models/default/",
+    "--to",
+    "s3://tuning/base-models/default/",
+]
 
 
-def test_a_vetted_model_lands_in_every_destination_with_its_manifest(s3: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_vetted_model_lands_in_every_destination_with_its_manifest(
+    s3: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     vet(s3)
     assert main(ARGS, s3=s3) == 0
     for bucket in ("serving", "tuning"):
@@ -57,7 +73,9 @@ def test_a_vetted_model_lands_in_every_destination_with_its_manifest(s3: Any, ca
     assert "already at s3://serving/base-models/default/" in capsys.readouterr().out
 
 
-def test_a_checksum_mismatch_stops_the_intake_and_leaves_nothing(s3: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_checksum_mismatch_stops_the_intake_and_leaves_nothing(
+    s3: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     vet(s3)
     s3.put_object(Bucket="vetted", Key="llama/model.safetensors", Body=b"tampered")
     assert main(ARGS, s3=s3) == 2
@@ -82,7 +100,11 @@ def test_files_the_manifest_does_not_name_are_refused(s3: Any, capsys: pytest.Ca
     ],
 )
 def test_bad_manifests_name_the_field(
-    s3: Any, capsys: pytest.CaptureFixture[str], files: dict[str, bytes], manifest: dict[str, Any], message: str
+    s3: Any,
+    capsys: pytest.CaptureFixture[str],
+    files: dict[str, bytes],
+    manifest: dict[str, Any],
+    message: str,
 ) -> None:
     vet(s3, files, **manifest)
     assert main(ARGS, s3=s3) == 2
@@ -90,7 +112,9 @@ def test_bad_manifests_name_the_field(
     assert keys(s3, "serving") == []
 
 
-def test_another_models_destination_is_kept_unless_replaced(s3: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_another_models_destination_is_kept_unless_replaced(
+    s3: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     vet(s3)
     s3.put_object(Bucket="serving", Key="base-models/default/manifest.json", Body=b'{"model": "other"}')
     assert main(ARGS, s3=s3) == 2

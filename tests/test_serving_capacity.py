@@ -11,7 +11,9 @@ from tools.serving_cost import cost_rows
 
 ONE_GPU = GpuInstance(usd_per_hour=1.0, gpus=1, gpu_memory_gib=24, local_nvme=True)
 FOUR_GPUS = GpuInstance(usd_per_hour=4.0, gpus=4, gpu_memory_gib=96, local_nvme=True)
-MEASURED = MeasuredCapacity(adapters_per_gpu=1024, gpu="NVIDIA H100", p50_vs_merged=1.2, source="bench/gpu/results/x.json")
+MEASURED = MeasuredCapacity(
+    adapters_per_gpu=1024, gpu="NVIDIA H100", p50_vs_merged=1.2, source="bench/gpu/results/x.json"
+)
 
 
 def write_result(folder: Path, name: str, runs: dict[str, int]) -> None:

@@ -20,9 +20,15 @@ from serving_runtime.intake import IntakeError, Location, take_in
 
 def main(argv: list[str] | None = None, s3: object | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--from", dest="source", required=True, help="s3://bucket/prefix/ holding manifest.json")
-    parser.add_argument("--to", dest="destinations", action="append", required=True, help="s3://bucket/prefix/")
-    parser.add_argument("--replace", action="store_true", help="overwrite a destination holding another model")
+    parser.add_argument(
+        "--from", dest="source", required=True, help="s3://bucket/prefix/ holding manifest.json"
+    )
+    parser.add_argument(
+        "--to", dest="destinations", action="append", required=True, help="s3://bucket/prefix/"
+    )
+    parser.add_argument(
+        "--replace", action="store_true", help="overwrite a destination holding another model"
+    )
     args = parser.parse_args(argv)
     try:
         source = Location.parse(args.source, "--from")

@@ -58,7 +58,10 @@ def models_per_instance(
             f"{measured.p50_vs_merged}x a merged model's p50 on {measured.gpu} ({measured.source}), "
             f"x {instance.gpus} GPU(s), capped by lmi.max_cpu_loras {settings.lmi.max_cpu_loras:,}"
         )
-    return settings.models_per_instance, f"assumed: serving.models_per_instance {settings.models_per_instance}"
+    return (
+        settings.models_per_instance,
+        f"assumed: serving.models_per_instance {settings.models_per_instance}",
+    )
 
 
 def capacity_notes(config: PlatformConfig, catalog: GpuCatalog) -> list[str]:
@@ -66,6 +69,8 @@ def capacity_notes(config: PlatformConfig, catalog: GpuCatalog) -> list[str]:
     measured = measured_capacity()
     notes = []
     for bu in config.business_units:
-        per_instance, source = models_per_instance(bu.serving, catalog.instance(bu.serving.instance_type), measured)
+        per_instance, source = models_per_instance(
+            bu.serving, catalog.instance(bu.serving.instance_type), measured
+        )
         notes.append(f"Capacity {bu.name}: {per_instance:,} models per instance ({source})")
     return notes

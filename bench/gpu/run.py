@@ -78,7 +78,11 @@ def tenant_records(count: int) -> list[str]:
     lines = []
     for item in range(count):
         colour = rng.choice(COLOURS)
-        record = {"id": f"r{item}", "prompt": f"what colour is item {item} ?", "reference": f"item {item} is {colour} ."}
+        record = {
+            "id": f"r{item}",
+            "prompt": f"what colour is item {item} ?",
+            "reference": f"item {item} is {colour} .",
+        }
         lines.append(json.dumps(record))
     return lines
 
@@ -87,7 +91,14 @@ def build_tokenizer(lines: list[str], target: Path) -> Any:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = sorted({w for line in lines for r in [json.loads(line)] for w in (r["prompt"] + " " + r["reference"]).split()})
+    words = sorted(
+        {
+            w
+            for line in lines
+            for r in [json.loads(line)]
+            for w in (r["prompt"] + " " + r["reference"]).split()
+        }
+    )
     vocab = {tok: i for i, tok in enumerate(["<unk>", "<s>", "</s>", "<pad>", *words])}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -121,9 +132,13 @@ def pipeline(sizes: Sizes, work: Path, device: str) -> dict[str, Any]:
     trained = train(base, work / "train" / "train.jsonl", work / "validation" / "validation.jsonl",
                     work / "adapter", work / "checkpoints", hp, bf16=device == "cuda")  # fmt: skip
     train_s = time.perf_counter() - started
-    heldout = [json.loads(line) for line in (work / "heldout" / "heldout.jsonl").read_text().splitlines() if line]
+    heldout = [
+        json.loads(line) for line in (work / "heldout" / "heldout.jsonl").read_text().splitlines() if line
+    ]
     started = time.perf_counter()
-    report = evaluate(base, work / "adapter", heldout, ["token_f1", "rougeL"], batch_size=16, max_new_tokens=12)
+    report = evaluate(
+        base, work / "adapter", heldout, ["token_f1", "rougeL"], batch_size=16, max_new_tokens=12
+    )
     evaluate_s = time.perf_counter() - started
     (work / "evaluation.json").write_text(json.dumps(report))
     for name in ("token_f1", "rougeL"):  # the condition step's JsonGet paths
@@ -143,7 +158,11 @@ def pipeline(sizes: Sizes, work: Path, device: str) -> dict[str, Any]:
         "validation_loss": [round(e["eval_loss"], 4) for e in trained["eval_history"]],
         "evaluate_seconds": round(evaluate_s, 2),
         "evaluation_json": report,
-        "package": {"sha256": package.sha256, "files": sorted(package.manifest["files"]), "dropped": package.dropped},
+        "package": {
+            "sha256": package.sha256,
+            "files": sorted(package.manifest["files"]),
+            "dropped": package.dropped,
+        },
     }
 
 
@@ -176,7 +195,9 @@ def correctness(work: Path, device: str) -> dict[str, Any]:
         torch.manual_seed(seed)
         fresh = get_peft_model(
             AutoModelForCausalLM.from_pretrained(str(base), dtype=dtype),
-            LoraConfig(r=4 * seed, lora_alpha=8, target_modules=list(TARGET_MODULES), init_lora_weights=False),
+            LoraConfig(
+                r=4 * seed, lora_alpha=8, target_modules=list(TARGET_MODULES), init_lora_weights=False
+            ),
         )
         fresh.save_pretrained(str(work / name))
     peft_model = PeftModel.from_pretrained(reference, str(work / "adapter"), adapter_name="trained")
@@ -230,7 +251,11 @@ def timed_generate(fn: Any, reps: int) -> list[float]:
 
 def summary(times: list[float], tokens: int) -> dict[str, float]:
     p50 = statistics.median(times)
-    return {"p50_s": round(p50, 4), "p99_s": round(percentile(times, 0.99), 4), "tokens_per_s": round(tokens / p50, 1)}
+    return {
+        "p50_s": round(p50, 4),
+        "p99_s": round(percentile(times, 0.99), 4),
+        "tokens_per_s": round(tokens / p50, 1),
+    }
 
 
 def serving(sizes: Sizes, work: Path, device: str) -> dict[str, Any]:
@@ -267,15 +292,28 @@ def serving(sizes: Sizes, work: Path, device: str) -> dict[str, Any]:
                 module.weight += (b @ a * 2.0).to(dtype)
     log("timing the merged model")
     with torch.inference_mode():
-        merged = summary(timed_generate(lambda: model.generate(input_ids=prompts, attention_mask=mask, **generation), sizes.reps), tokens)
+        merged = summary(
+            timed_generate(
+                lambda: model.generate(input_ids=prompts, attention_mask=mask, **generation), sizes.reps
+            ),
+            tokens,
+        )
 
     slots = max(sizes.ks)
     if device == "cuda":
         torch.cuda.empty_cache()
         before = torch.cuda.memory_allocated()
     served = MultiLoraModel(model, target_modules=TARGET_MODULES, max_rank=sizes.rank, gpu_slots=slots)
-    gpu_stack_bytes = torch.cuda.memory_allocated() - before if device == "cuda" else served.bytes_per_slot() * slots
-    spec = AdapterSpec(rank=sizes.rank, alpha=2.0 * sizes.rank, use_rslora=False, target_modules=TARGET_MODULES, base_model=None)
+    gpu_stack_bytes = (
+        torch.cuda.memory_allocated() - before if device == "cuda" else served.bytes_per_slot() * slots
+    )
+    spec = AdapterSpec(
+        rank=sizes.rank,
+        alpha=2.0 * sizes.rank,
+        use_rslora=False,
+        target_modules=TARGET_MODULES,
+        base_model=None,
+    )
 
     # Adapters as files in peft's layout, loaded through the same reader the runtime uses for the artifact.
     from safetensors.torch import save_file
@@ -296,7 +334,9 @@ def serving(sizes: Sizes, work: Path, device: str) -> dict[str, Any]:
     log(f"loaded {sizes.files} adapter files")
     total = slots + sizes.extra_host
     for index in range(sizes.files, total):
-        served.add_adapter(f"tenant-{index:04d}", spec, random_adapter(served.layers, sizes.rank, index, device=device))
+        served.add_adapter(
+            f"tenant-{index:04d}", spec, random_adapter(served.layers, sizes.rank, index, device=device)
+        )
     log(f"{total} adapters in host memory")
     ids = [f"tenant-{i:04d}" for i in range(total)]
 
@@ -311,7 +351,10 @@ def serving(sizes: Sizes, work: Path, device: str) -> dict[str, Any]:
     for k in sizes.ks:
         rows = [ids[rng.randrange(k)] if k > sizes.batch else ids[i % k] for i in range(sizes.batch)]
         log(f"timing K={k}: {len(set(rows))} distinct tenants in a batch of {sizes.batch}")
-        times = timed_generate(lambda rows=rows: served.generate(rows, input_ids=prompts, attention_mask=mask, **generation), sizes.reps)  # type: ignore[misc]
+        times = timed_generate(
+            lambda rows=rows: served.generate(rows, input_ids=prompts, attention_mask=mask, **generation),
+            sizes.reps,
+        )
         results[str(k)] = {**summary(times, tokens), "distinct_tenants_in_batch": len(set(rows))}
         results[str(k)]["p50_vs_merged"] = round(results[str(k)]["p50_s"] / merged["p50_s"], 3)
 
@@ -337,16 +380,34 @@ def serving(sizes: Sizes, work: Path, device: str) -> dict[str, Any]:
     return {
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "torch": torch.__version__,
-        "model": {"parameters": parameters, "bytes": base_bytes, "dtype": str(dtype), "layers": sizes.serve_layers,
-                  "hidden": sizes.serve_hidden},  # fmt: skip
-        "workload": {"batch": sizes.batch, "prompt_tokens": sizes.prompt_tokens, "new_tokens": sizes.new_tokens,
-                     "greedy": True, "reps": sizes.reps, "lora_rank": sizes.rank, "targets": list(TARGET_MODULES)},  # fmt: skip
+        "model": {
+            "parameters": parameters,
+            "bytes": base_bytes,
+            "dtype": str(dtype),
+            "layers": sizes.serve_layers,
+            "hidden": sizes.serve_hidden,
+        },
+        "workload": {
+            "batch": sizes.batch,
+            "prompt_tokens": sizes.prompt_tokens,
+            "new_tokens": sizes.new_tokens,
+            "greedy": True,
+            "reps": sizes.reps,
+            "lora_rank": sizes.rank,
+            "targets": list(TARGET_MODULES),
+        },
         "merged_model": merged,
         "batched_lora": results,
-        "adapter_load_from_file_ms": {"p50": round(1000 * statistics.median(load_times), 2),
-                                      "p99": round(1000 * percentile(load_times, 0.99), 2), "count": len(load_times)},  # fmt: skip
-        "page_in_from_host_ms": {"p50": round(1000 * statistics.median(page_times), 3),
-                                 "p99": round(1000 * percentile(page_times, 0.99), 3), "count": len(page_times)},  # fmt: skip
+        "adapter_load_from_file_ms": {
+            "p50": round(1000 * statistics.median(load_times), 2),
+            "p99": round(1000 * percentile(load_times, 0.99), 2),
+            "count": len(load_times),
+        },
+        "page_in_from_host_ms": {
+            "p50": round(1000 * statistics.median(page_times), 3),
+            "p99": round(1000 * percentile(page_times, 0.99), 3),
+            "count": len(page_times),
+        },
         "cold_batch_all_paged_in": {**summary(cold_times, tokens), "adapters_paged_per_batch": sizes.batch},
         "fill_all_slots_s": round(fill_s, 3),
         "gpu_slots": slots,

@@ -74,7 +74,9 @@ def evaluate(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(adapter if (adapter / "tokenizer_config.json").exists() else base_model))
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(adapter if (adapter / "tokenizer_config.json").exists() else base_model)
+    )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     base = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=dtype).to(device)

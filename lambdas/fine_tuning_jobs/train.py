@@ -36,7 +36,9 @@ def load_hyperparameters(path: Path = HYPERPARAMETERS) -> dict[str, float]:
     raw = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
-        raise ValueError(f"hyperparameters: unknown name(s) {', '.join(unknown)}; allowed: {', '.join(DEFAULTS)}")
+        raise ValueError(
+            f"hyperparameters: unknown name(s) {', '.join(unknown)}; allowed: {', '.join(DEFAULTS)}"
+        )
     values: dict[str, float] = {}
     for key, default in DEFAULTS.items():
         try:
@@ -46,7 +48,9 @@ def load_hyperparameters(path: Path = HYPERPARAMETERS) -> dict[str, float]:
     return values
 
 
-def answer_only_example(prompt_ids: Sequence[int], answer_ids: Sequence[int], max_length: int) -> dict[str, list[int]]:
+def answer_only_example(
+    prompt_ids: Sequence[int], answer_ids: Sequence[int], max_length: int
+) -> dict[str, list[int]]:
     """Prompt then answer as one sequence; only the answer's positions keep their label.
 
     Truncation cuts the prompt's start, never the answer's, so each example keeps something to learn from.
@@ -65,7 +69,9 @@ def answer_only_example(prompt_ids: Sequence[int], answer_ids: Sequence[int], ma
 
 def encode(tokenizer: Any, record: dict[str, str], max_length: int) -> dict[str, list[int]]:
     prompt_ids = tokenizer(record["prompt"] + "\n", add_special_tokens=True)["input_ids"]
-    answer_ids = tokenizer(record["reference"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    answer_ids = tokenizer(record["reference"], add_special_tokens=False)["input_ids"] + [
+        tokenizer.eos_token_id
+    ]
     return answer_only_example(prompt_ids, answer_ids, max_length)
 
 
@@ -135,7 +141,9 @@ def train(
         eval_dataset=validation_set or None,
         # Pads labels with -100 as well, so padding never counts as an answer token.
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)] if args.load_best_model_at_end else [],
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)]
+        if args.load_best_model_at_end
+        else [],
     )
     resume = any(checkpoint_dir.glob("checkpoint-*"))
     result = trainer.train(resume_from_checkpoint=resume or None)

@@ -73,7 +73,9 @@ def parse_adapter_config(raw: Any) -> AdapterSpec:
         ("bias", ("none", None)),
     ):
         if raw.get(name) not in allowed:
-            raise AdapterFormatError(f"{ADAPTER_CONFIG}.{name}: {raw.get(name)!r} is not supported for serving")
+            raise AdapterFormatError(
+                f"{ADAPTER_CONFIG}.{name}: {raw.get(name)!r} is not supported for serving"
+            )
     base = raw.get("base_model_name_or_path")
     return AdapterSpec(
         rank=rank,
@@ -88,5 +90,7 @@ def lora_weight_key(key: str) -> tuple[str, str]:
     """`base_model.model.<module>.lora_A.weight` -> (`<module>`, "A"); anything else is refused."""
     match = _KEY.match(key)
     if match is None:
-        raise AdapterFormatError(f"{ADAPTER_WEIGHTS}: unexpected tensor {key!r} (only lora_A / lora_B weights)")
+        raise AdapterFormatError(
+            f"{ADAPTER_WEIGHTS}: unexpected tensor {key!r} (only lora_A / lora_B weights)"
+        )
     return match.group("module"), match.group("factor")

@@ -34,9 +34,6 @@ from serving_runtime.adapter_format import (
 )
 from serving_runtime.slots import SlotTable
 
-
-
-
 # Projections that read the same hidden state: their A factors are stacked side by side, so one batched
 # product x @ [A_q | A_k | A_v] serves all three (fewer kernel launches per decoding step).
 SHARED_INPUT = (frozenset({"q_proj", "k_proj", "v_proj"}), frozenset({"gate_proj", "up_proj"}))
@@ -49,7 +46,8 @@ class SharedInputA(nn.Module):
         super().__init__()
         self.rank = rank
         self.a = nn.Parameter(
-            torch.zeros(slots, fan_in, members * rank, dtype=like.dtype, device=like.device), requires_grad=False
+            torch.zeros(slots, fan_in, members * rank, dtype=like.dtype, device=like.device),
+            requires_grad=False,
         )
         self.gathered: torch.Tensor | None = None
         self._x: torch.Tensor | None = None
@@ -95,7 +93,9 @@ class StackedLoraLinear(nn.Module):
         if self.gathered is None:
             return y
         rank = self.group.rank
-        xa = self.group.project(x)[..., self.member * rank : (self.member + 1) * rank]  # a strided view, no copy
+        xa = self.group.project(x)[
+            ..., self.member * rank : (self.member + 1) * rank
+        ]  # a strided view, no copy
         # y + (x @ A_row) @ B_row for every row at once, as one fused multiply-add.
         return torch.baddbmm(y.reshape(x.shape[0], -1, y.shape[-1]), xa, self.gathered).reshape(y.shape)
 
@@ -131,7 +131,11 @@ class MultiLoraModel:
             raise ValueError(f"target_modules: none of {sorted(self.targets)} is a linear layer of the model")
         for (parent_name, _), members in found.items():
             group = SharedInputA(
-                members[0][1].in_features, len(members), slots=gpu_slots, rank=max_rank, like=members[0][1].weight
+                members[0][1].in_features,
+                len(members),
+                slots=gpu_slots,
+                rank=max_rank,
+                like=members[0][1].weight,
             )
             self.groups.append(group)
             for index, (name, module) in enumerate(members):
@@ -152,9 +156,13 @@ class MultiLoraModel:
         spec = parse_adapter_config(json.loads((directory / ADAPTER_CONFIG).read_text(encoding="utf-8")))
         return self.add_adapter(adapter_id, spec, load_file(str(directory / ADAPTER_WEIGHTS)))
 
-    def add_adapter(self, adapter_id: str, spec: AdapterSpec, tensors: Mapping[str, torch.Tensor]) -> HostAdapter:
+    def add_adapter(
+        self, adapter_id: str, spec: AdapterSpec, tensors: Mapping[str, torch.Tensor]
+    ) -> HostAdapter:
         if spec.rank > self.max_rank:
-            raise AdapterFormatError(f"{ADAPTER_CONFIG}.r: {spec.rank} is above the runtime's maximum {self.max_rank}")
+            raise AdapterFormatError(
+                f"{ADAPTER_CONFIG}.r: {spec.rank} is above the runtime's maximum {self.max_rank}"
+            )
         if not set(spec.target_modules) <= self.targets:
             raise AdapterFormatError(
                 f"{ADAPTER_CONFIG}.target_modules: {sorted(set(spec.target_modules) - self.targets)} not served "
@@ -164,7 +172,9 @@ class MultiLoraModel:
         for key, tensor in tensors.items():
             module, factor = lora_weight_key(key)
             if module not in self.layers:
-                raise AdapterFormatError(f"{ADAPTER_WEIGHTS}: {key!r} names no targeted layer of the base model")
+                raise AdapterFormatError(
+                    f"{ADAPTER_WEIGHTS}: {key!r} names no targeted layer of the base model"
+                )
             pairs.setdefault(module, {})[factor] = tensor
         sizes = {name: (layer.in_features, layer.out_features) for name, layer in self.layers.items()}
         total = sum((i + o) * self.max_rank for i, o in sizes.values())

@@ -74,7 +74,9 @@ def parse_manifest(raw: bytes) -> tuple[str, dict[str, str]]:
         if name.startswith("/") or ".." in name.split("/") or name == MANIFEST:
             raise IntakeError(f"{MANIFEST}.files[{name!r}]: not a file name inside the model's prefix")
         if name.endswith(REFUSED_SUFFIXES):
-            raise IntakeError(f"{MANIFEST}.files[{name!r}]: pickled weights are refused; convert to safetensors")
+            raise IntakeError(
+                f"{MANIFEST}.files[{name!r}]: pickled weights are refused; convert to safetensors"
+            )
         files[name] = digest
     if "config.json" not in files or not any(n.endswith(".safetensors") for n in files):
         raise IntakeError(f"{MANIFEST}.files: needs config.json and the weights as .safetensors")
@@ -109,7 +111,9 @@ class _HashingReader:
         return chunk
 
 
-def take_in(s3: Any, source: Location, destinations: list[Location], *, replace: bool = False) -> IntakeResult:
+def take_in(
+    s3: Any, source: Location, destinations: list[Location], *, replace: bool = False
+) -> IntakeResult:
     if not destinations:
         raise IntakeError("to: name at least one destination")
     raw = _read(s3, source, MANIFEST)
@@ -119,7 +123,9 @@ def take_in(s3: Any, source: Location, destinations: list[Location], *, replace:
     unlisted = sorted(k.removeprefix(source.prefix) for k in _keys(s3, source))
     unlisted = [n for n in unlisted if n != MANIFEST and n not in files]
     if unlisted:
-        raise IntakeError(f"source: {', '.join(unlisted[:5])} not in {MANIFEST}: only vetted files are taken in")
+        raise IntakeError(
+            f"source: {', '.join(unlisted[:5])} not in {MANIFEST}: only vetted files are taken in"
+        )
     pending: list[Location] = []
     skipped: list[str] = []
     for destination in destinations:
@@ -127,7 +133,9 @@ def take_in(s3: Any, source: Location, destinations: list[Location], *, replace:
         if present == raw:
             skipped.append(str(destination))
         elif present is not None and not replace:
-            raise IntakeError(f"to: {destination} holds another model's {MANIFEST}; pass --replace to overwrite it")
+            raise IntakeError(
+                f"to: {destination} holds another model's {MANIFEST}; pass --replace to overwrite it"
+            )
         else:
             pending.append(destination)
     written: list[tuple[str, str]] = []

@@ -153,7 +153,9 @@ def build_serving_package(
     files = read_artifact(artifact)
     for required in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if required not in files:
-            raise AdapterFormatError(f"artifact: {required} missing (found: {', '.join(sorted(files)) or 'nothing'})")
+            raise AdapterFormatError(
+                f"artifact: {required} missing (found: {', '.join(sorted(files)) or 'nothing'})"
+            )
     try:
         raw_config = json.loads(files[ADAPTER_CONFIG])
     except ValueError as exc:
@@ -165,7 +167,9 @@ def build_serving_package(
         )
     unserved = sorted(set(spec.target_modules) - set(served_target_modules))
     if unserved:
-        raise AdapterFormatError(f"{ADAPTER_CONFIG}.target_modules: {unserved} are not served by the base component")
+        raise AdapterFormatError(
+            f"{ADAPTER_CONFIG}.target_modules: {unserved} are not served by the base component"
+        )
     pairs = check_weights(safetensors_header(files[ADAPTER_WEIGHTS]), spec)
     kept = {n: d for n, d in files.items() if n in (ADAPTER_CONFIG, ADAPTER_WEIGHTS) or n in TOKENIZER_FILES}
     manifest: dict[str, Any] = {

@@ -43,7 +43,9 @@ def check_training_image(image: str) -> None:
             "(or none in its tag); the training script needs `dtype` and `eval_strategy`"
         )
     if f"-{JOB_PYTHON_TAG}-" not in f"-{tag}-":
-        raise ValueError(f"training_image: {tag} is not a {JOB_PYTHON_TAG} image; the job wheels are built for it")
+        raise ValueError(
+            f"training_image: {tag} is not a {JOB_PYTHON_TAG} image; the job wheels are built for it"
+        )
 
 
 class LoraSettings(BaseModel):

@@ -106,12 +106,12 @@ def check_adapter_serving(settings: ServingSettings, *, fine_tunes: bool) -> Non
 
 
 __all__ = [
-    "check_adapter_serving",
     "GpuCatalog",
     "GpuInstance",
     "ServingAlarms",
     "ServingMode",
     "ServingSettings",
+    "check_adapter_serving",
     "check_instance_type",
     "image_uri_for",
     "load_catalog",

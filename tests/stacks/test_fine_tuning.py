@@ -124,7 +124,10 @@ def test_only_known_placeholders_are_left_for_the_stack() -> None:
         ({"use_spot": True, "max_wait_hours": 2}, "max_wait_hours"),
         ({"held_out_fraction": 0.7}, "held_out_fraction"),
         # The configured default of old: transformers 4.36 rejects the script's `dtype` and `eval_strategy`.
-        ({"training_image": "huggingface-pytorch-training:2.1.0-transformers4.36.0-gpu-py310-cu121"}, "training_image"),
+        (
+            {"training_image": "huggingface-pytorch-training:2.1.0-transformers4.36.0-gpu-py310-cu121"},
+            "training_image",
+        ),
         ({"training_image": "huggingface-pytorch-training:2.9.0-transformers5.3.0-gpu-py311-cu130"}, "py312"),
         ({"training_image": "huggingface-pytorch-training:2.9.0-gpu-py312-cu130"}, "training_image"),
         ({"lora": {"early_stopping_patience": -1}}, "early_stopping_patience"),
@@ -200,7 +203,9 @@ def test_evaluate_installs_the_shipped_wheels_offline_before_its_script() -> Non
     s = steps(definition(evaluation_batch_size=32))
     evaluate = s["Evaluate"]["Arguments"]
     command = evaluate["AppSpecification"]["ContainerEntrypoint"][2]
-    install = "python3 -m pip install --quiet --no-index --find-links deps/wheels -r deps/job-requirements.txt"
+    install = (
+        "python3 -m pip install --quiet --no-index --find-links deps/wheels -r deps/job-requirements.txt"
+    )
     assert install in command
     assert command.index(install) < command.index("python3 -m fine_tuning_jobs.evaluate")
     inputs = {i["InputName"]: i["S3Input"] for i in evaluate["ProcessingInputs"]}

@@ -29,7 +29,9 @@ def mme(default_platform: SynthesizedPlatform) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def components(sandbox_platform: SynthesizedPlatform) -> dict[str, Any]:
-    return sandbox_platform.template("exsb-finance-preprod-serving")  # sandbox: defaults (inference components)
+    return sandbox_platform.template(
+        "exsb-finance-preprod-serving"
+    )  # sandbox: defaults (inference components)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +115,9 @@ def test_deployer_listens_to_this_business_units_registry_groups(mme: dict[str, 
     assert env["ENDPOINT_NAME"] == "exco-finance-prod-serving"
 
 
-def test_base_component_ships_the_lmi_configuration_from_the_settings(retail_components: dict[str, Any]) -> None:
+def test_base_component_ships_the_lmi_configuration_from_the_settings(
+    retail_components: dict[str, Any],
+) -> None:
     (model,) = of_type(retail_components, "AWS::SageMaker::Model")
     env = model["PrimaryContainer"]["Environment"]
     lmi = ServingSettings().lmi
@@ -129,9 +133,13 @@ def test_base_component_ships_the_lmi_configuration_from_the_settings(retail_com
     assert model["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix"
 
 
-def test_deployer_receives_the_lmi_limits_it_checks_adapters_against(retail_components: dict[str, Any]) -> None:
+def test_deployer_receives_the_lmi_limits_it_checks_adapters_against(
+    retail_components: dict[str, Any],
+) -> None:
     (function,) = [
-        f for f in of_type(retail_components, "AWS::Lambda::Function") if f["Handler"].startswith("serving_deployer.")
+        f
+        for f in of_type(retail_components, "AWS::Lambda::Function")
+        if f["Handler"].startswith("serving_deployer.")
     ]
     settings = ServingSettings.model_validate_json(function["Environment"]["Variables"]["SERVING_SETTINGS"])
     assert settings.mode is ServingMode.INFERENCE_COMPONENTS
@@ -199,7 +207,9 @@ def test_a_business_unit_that_fine_tunes_cannot_serve_on_a_multi_model_endpoint(
     raw = yaml.safe_load(Path("config/platform.yaml").read_text(encoding="utf-8"))
     retail = next(bu for bu in raw["business_units"] if bu["name"] == "retail")
     retail["serving"]["mode"] = "multi_model_endpoint"
-    with pytest.raises(ValidationError, match=r"serving\.mode: multi_model_endpoint cannot serve .* LoRA adapters"):
+    with pytest.raises(
+        ValidationError, match=r"serving\.mode: multi_model_endpoint cannot serve .* LoRA adapters"
+    ):
         PlatformConfig.model_validate(raw)
     # The same business unit without a fine-tuning pipeline serves complete models there.
     retail["fine_tuning"]["stages"] = []

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from fine_tuning_jobs.evaluate import batches
 from fine_tuning_jobs.train import IGNORE_INDEX, answer_only_example, load_hyperparameters
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def test_prompt_positions_are_ignored_by_the_loss_and_the_answer_is_learned() -> None:
@@ -62,7 +61,11 @@ def test_early_stopping_and_unknown_hyperparameters(tmp_path: Path) -> None:
     path = tmp_path / "hp.json"
     path.write_text(json.dumps({"early_stopping_patience": "2", "batch_size": "8"}))
     values = load_hyperparameters(path)
-    assert (values["early_stopping_patience"], values["batch_size"], values["max_length"]) == (2.0, 8.0, 1024.0)
+    assert (values["early_stopping_patience"], values["batch_size"], values["max_length"]) == (
+        2.0,
+        8.0,
+        1024.0,
+    )
     path.write_text(json.dumps({"lora_rnk": "8"}))
     with pytest.raises(ValueError, match=r"hyperparameters: unknown name\(s\) lora_rnk"):
         load_hyperparameters(path)

@@ -22,7 +22,9 @@ def safetensors_bytes(shapes: dict[str, list[int]]) -> bytes:
     return struct.pack("<Q", len(encoded)) + encoded + b"\0" * offset
 
 
-def lora_shapes(rank: int, modules: tuple[str, ...] = ("q_proj", "v_proj"), layers: int = 2) -> dict[str, list[int]]:
+def lora_shapes(
+    rank: int, modules: tuple[str, ...] = ("q_proj", "v_proj"), layers: int = 2
+) -> dict[str, list[int]]:
     shapes = {}
     for layer in range(layers):
         for module in modules:

@@ -35,14 +35,17 @@ def adapters(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ):
         torch.manual_seed(seed)
         model = peft.get_peft_model(
-            tiny_llama(), peft.LoraConfig(r=rank, lora_alpha=3 * rank + 1, target_modules=targets, init_lora_weights=False)
+            tiny_llama(),
+            peft.LoraConfig(r=rank, lora_alpha=3 * rank + 1, target_modules=targets, init_lora_weights=False),
         )
         model.save_pretrained(str(root / name))
         folders[name] = root / name
     return folders
 
 
-def test_a_mixed_batch_gives_peft_logits_row_by_row_while_adapters_page_in_and_out(adapters: dict[str, Path]) -> None:
+def test_a_mixed_batch_gives_peft_logits_row_by_row_while_adapters_page_in_and_out(
+    adapters: dict[str, Path],
+) -> None:
     reference = peft.PeftModel.from_pretrained(tiny_llama(), str(adapters["t1"]), adapter_name="t1")
     for name in ("t2", "t3"):
         reference.load_adapter(str(adapters[name]), adapter_name=name)
@@ -81,7 +84,9 @@ def test_generate_uses_each_rows_adapter(adapters: dict[str, Path]) -> None:
 
 def test_adapters_the_runtime_cannot_serve_are_refused(adapters: dict[str, Path]) -> None:
     served = MultiLoraModel(tiny_llama(), target_modules=["q_proj", "v_proj"], max_rank=4, gpu_slots=2)
-    with pytest.raises(AdapterFormatError, match=r"adapter_config\.json\.r: 8 is above the runtime's maximum 4"):
+    with pytest.raises(
+        AdapterFormatError, match=r"adapter_config\.json\.r: 8 is above the runtime's maximum 4"
+    ):
         served.load_adapter_dir("t2", adapters["t2"])
     with pytest.raises(AdapterFormatError, match=r"target_modules: \['k_proj', 'o_proj'\] not served"):
         served.load_adapter_dir("t1", adapters["t1"])

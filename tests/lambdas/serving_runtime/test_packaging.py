@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from serving_runtime.adapter_format import AdapterFormatError
 from serving_runtime.packaging import (
     MANIFEST,
@@ -19,6 +18,7 @@ from serving_runtime.packaging import (
     build_serving_package,
     safetensors_header,
 )
+
 from tests.lambdas.serving_runtime._artifacts import (
     adapter_artifact,
     adapter_config,
@@ -31,7 +31,11 @@ SERVED = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 def package(data: bytes, **kwargs: Any) -> Any:
-    options: dict[str, Any] = {"mode": "inference_components", "max_lora_rank": 16, "served_target_modules": SERVED}
+    options: dict[str, Any] = {
+        "mode": "inference_components",
+        "max_lora_rank": 16,
+        "served_target_modules": SERVED,
+    }
     options.update(kwargs)
     return build_serving_package(data, **options)
 
@@ -56,7 +60,11 @@ def test_the_package_holds_the_adapter_at_its_root_with_a_checksum_manifest() ->
     assert manifest["source_sha256"] == hashlib.sha256(source).hexdigest()
     for name, digest in manifest["files"].items():
         assert hashlib.sha256(files[name]).hexdigest() == digest
-    assert (manifest["rank"], manifest["lora_layers"], manifest["target_modules"]) == (8, 4, ["q_proj", "v_proj"])
+    assert (manifest["rank"], manifest["lora_layers"], manifest["target_modules"]) == (
+        8,
+        4,
+        ["q_proj", "v_proj"],
+    )
     assert result.dropped == ["README.md"]
     assert result.spec.scale == 2.0
 
@@ -74,7 +82,10 @@ def test_multi_model_endpoints_are_refused_with_the_reason() -> None:
 @pytest.mark.parametrize(
     ("data", "field"),
     [
-        (adapter_artifact(rank=32), r"adapter_config\.json\.r: rank 32 is above the endpoint's max_lora_rank 16"),
+        (
+            adapter_artifact(rank=32),
+            r"adapter_config\.json\.r: rank 32 is above the endpoint's max_lora_rank 16",
+        ),
         (adapter_artifact(target_modules=["q_proj", "gate_proj"]), r"target_modules: \['gate_proj'\]"),
         (adapter_artifact(use_dora=True), r"use_dora"),
         (adapter_artifact(rank_pattern={"q_proj": 4}), r"rank_pattern"),
@@ -91,11 +102,16 @@ def test_bad_artifacts_name_the_field(data: bytes, field: str) -> None:
 
 def test_weights_must_match_the_declared_rank_and_targets() -> None:
     config = json.dumps(adapter_config(r=8)).encode()
-    wrong_rank = artifact({"adapter_config.json": config, "adapter_model.safetensors": safetensors_bytes(lora_shapes(4))})
+    wrong_rank = artifact(
+        {"adapter_config.json": config, "adapter_model.safetensors": safetensors_bytes(lora_shapes(4))}
+    )
     with pytest.raises(AdapterFormatError, match=r"has rank 4/4, adapter_config\.json\.r says 8"):
         package(wrong_rank)
     outside = artifact(
-        {"adapter_config.json": config, "adapter_model.safetensors": safetensors_bytes(lora_shapes(8, ("o_proj",)))}
+        {
+            "adapter_config.json": config,
+            "adapter_model.safetensors": safetensors_bytes(lora_shapes(8, ("o_proj",))),
+        }
     )
     with pytest.raises(AdapterFormatError, match=r"outside adapter_config\.json\.target_modules"):
         package(outside)
@@ -133,7 +149,9 @@ def test_any_bytes_as_safetensors_give_a_named_error_or_a_header(data: bytes) ->
 @given(
     st.dictionaries(
         st.sampled_from(["peft_type", "r", "lora_alpha", "target_modules", "bias", "use_dora"]),
-        st.one_of(st.none(), st.integers(-3, 300), st.text(max_size=5), st.lists(st.text(max_size=5), max_size=3)),
+        st.one_of(
+            st.none(), st.integers(-3, 300), st.text(max_size=5), st.lists(st.text(max_size=5), max_size=3)
+        ),
     )
 )
 def test_any_config_overrides_give_a_package_or_a_named_error(overrides: dict[str, Any]) -> None:

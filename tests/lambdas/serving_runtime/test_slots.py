@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from serving_runtime.slots import SlotTable, TooManyAdaptersError
 
 
@@ -37,14 +36,18 @@ def test_a_batch_never_evicts_its_own_adapters() -> None:
 
 
 def test_more_distinct_adapters_than_slots_is_a_named_error() -> None:
-    with pytest.raises(TooManyAdaptersError, match=r"adapter_ids: a batch names 3 distinct adapters, the GPU holds 2"):
+    with pytest.raises(
+        TooManyAdaptersError, match=r"adapter_ids: a batch names 3 distinct adapters, the GPU holds 2"
+    ):
         SlotTable(2).assign(["a", "b", "c"])
     with pytest.raises(ValueError, match="capacity"):
         SlotTable(0)
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.integers(1, 6), st.lists(st.lists(st.sampled_from("abcdefghij"), min_size=1, max_size=6), max_size=20))
+@given(
+    st.integers(1, 6), st.lists(st.lists(st.sampled_from("abcdefghij"), min_size=1, max_size=6), max_size=20)
+)
 def test_slots_stay_consistent_over_any_sequence_of_batches(capacity: int, batches: list[list[str]]) -> None:
     table = SlotTable(capacity)
     for batch in batches:
