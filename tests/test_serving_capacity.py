@@ -11,9 +11,7 @@ from tools.serving_cost import cost_rows
 
 ONE_GPU = GpuInstance(usd_per_hour=1.0, gpus=1, gpu_memory_gib=24, local_nvme=True)
 FOUR_GPUS = GpuInstance(usd_per_hour=4.0, gpus=4, gpu_memory_gib=96, local_nvme=True)
-MEASURED = MeasuredCapacity(
-    adapters_per_gpu=1024, gpu="NVIDIA H100", p50_vs_merged=1.2, source="bench/gpu/results/x.json"
-)
+MEASURED = MeasuredCapacity(adapters_per_gpu=1024, gpu="NVIDIA H100", source="bench/gpu/results/x.json")
 
 
 def write_result(folder: Path, name: str, runs: dict[str, int]) -> None:
@@ -36,7 +34,7 @@ def test_inference_components_use_the_measurement_times_gpus_capped_by_host_slot
     settings = ServingSettings(lmi={"max_cpu_loras": 2048})
     assert models_per_instance(settings, ONE_GPU, MEASURED)[0] == 1024
     count, source = models_per_instance(settings, FOUR_GPUS, MEASURED)
-    assert count == 2048 and "measured: 1,024 adapters per GPU" in source and "x.json" in source
+    assert count == 2048 and "measured: 1,024 adapters resident per GPU" in source and "x.json" in source
 
 
 def test_multi_model_endpoints_and_missing_measurements_keep_the_configured_assumption() -> None:
@@ -47,6 +45,6 @@ def test_multi_model_endpoints_and_missing_measurements_keep_the_configured_assu
 
 def test_cost_rows_size_the_shared_endpoint_with_that_capacity() -> None:
     rows = {(bu, stage, n): instances for bu, stage, _, n, instances, _, _ in cost_rows(None, [1000])}
-    assert measured_capacity() is not None  # bench/gpu/results/h100.json is committed
+    assert measured_capacity() is not None  # bench/gpu/results/h100-run-*.json are committed
     assert rows[("retail", "preprod", 1000)] == 1  # measured: 1,024 adapters per GPU, one GPU per g5.2xlarge
     assert rows[("finance", "preprod", 1000)] == 20  # multi-model endpoint: 50 per instance, assumed

@@ -23,7 +23,6 @@ RESULTS = Path(__file__).resolve().parents[1] / "bench" / "gpu" / "results"
 class MeasuredCapacity:
     adapters_per_gpu: int
     gpu: str
-    p50_vs_merged: float
     source: str
 
 
@@ -39,7 +38,6 @@ def measured_capacity(results: Path = RESULTS) -> MeasuredCapacity | None:
         candidate = MeasuredCapacity(
             adapters_per_gpu=int(largest),
             gpu=serving["device"],
-            p50_vs_merged=runs[largest]["p50_vs_merged"],
             source=str(path.relative_to(results.parents[2])),
         )
         if best is None or candidate.adapters_per_gpu > best.adapters_per_gpu:
@@ -54,8 +52,8 @@ def models_per_instance(
     if settings.mode is ServingMode.INFERENCE_COMPONENTS and measured is not None:
         per_instance = min(measured.adapters_per_gpu * instance.gpus, settings.lmi.max_cpu_loras)
         return per_instance, (
-            f"measured: {measured.adapters_per_gpu:,} adapters per GPU with mixed-tenant batches at "
-            f"{measured.p50_vs_merged}x a merged model's p50 on {measured.gpu} ({measured.source}), "
+            f"measured: {measured.adapters_per_gpu:,} adapters resident per GPU with mixed-tenant batches "
+            f"on {measured.gpu} ({measured.source}), "
             f"x {instance.gpus} GPU(s), capped by lmi.max_cpu_loras {settings.lmi.max_cpu_loras:,}"
         )
     return (

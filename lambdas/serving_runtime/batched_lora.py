@@ -1,11 +1,12 @@
 """Serve many tenants' LoRA adapters from one GPU with mixed-tenant batches (PyTorch, in process).
 
-Every targeted projection of the base model becomes a `StackedLoraLinear`: the adapters of all resident
-tenants are stacked as A [slots, in, r] and B [slots, r, out] on the GPU. Each batch gathers its rows' A and B
-by slot once, and every forward pass adds (x @ A[row]) @ B[row] with one batched matrix product per factor,
-however many tenants the batch mixes (peft's `adapter_names` loops over the adapters present instead).
-Projections that read the same input (q, k, v) share one product x @ [A_q | A_k | A_v]. Ranks below the
-maximum are zero-padded, and the adapter's scale is folded into B when it is copied in.
+Every targeted projection of the base model becomes a `StackedLoraLinear` of a `LoraGroup`: the adapters of
+all resident tenants are stacked as A [slots, in, r] and B [slots, r, out] on the GPU. Each batch gathers its
+rows' A and B by slot once, and every forward pass adds (x @ A[row]) @ B[row] with one batched matrix product
+per factor, however many tenants the batch mixes (peft's `adapter_names` loops over the adapters present
+instead). Projections that read the same input (q, k, v) form one group: one GEMM over their concatenated
+base weights and one pair of batched products for all three. Ranks below the maximum are zero-padded, and
+the adapter's scale is folded into B when it is copied in.
 
 Adapters live in pinned host memory, one flat buffer each; `MultiLoraModel.assign` pages missing ones into
 GPU slots (least recently used out, `slots.SlotTable`) before the batch runs. The same adapter files the
@@ -34,70 +35,94 @@ from serving_runtime.adapter_format import (
 )
 from serving_runtime.slots import SlotTable
 
-# Projections that read the same hidden state: their A factors are stacked side by side, so one batched
-# product x @ [A_q | A_k | A_v] serves all three (fewer kernel launches per decoding step).
+# Projections that read the same hidden state run as one group: one GEMM with their concatenated base
+# weights, one product x @ [A_q | A_k | A_v] and one fused multiply-add with a block-diagonal B, so LoRA on
+# q, k and v adds no kernel launch per decoding step beyond two batched products for the whole group.
 SHARED_INPUT = (frozenset({"q_proj", "k_proj", "v_proj"}), frozenset({"gate_proj", "up_proj"}))
 
 
-class SharedInputA(nn.Module):
-    """A factors [slots, in, members * rank] of the projections of one module that share their input."""
+class LoraGroup(nn.Module):
+    """The stacked adapters of the projections of one module that share their input.
 
-    def __init__(self, fan_in: int, members: int, *, slots: int, rank: int, like: torch.Tensor) -> None:
+    A [slots, in, members * r]; B [slots, members * r, sum of outs], block-diagonal (member i's B at rows
+    i*r.., columns of its own output). The members' base weights become views of one concatenated matrix.
+    """
+
+    def __init__(self, bases: list[nn.Linear], *, slots: int, rank: int) -> None:
         super().__init__()
         self.rank = rank
+        like = bases[0].weight
+        with torch.no_grad():
+            weight = torch.cat([b.weight for b in bases])
+            bias = (
+                torch.cat(
+                    [b.bias if b.bias is not None else b.weight.new_zeros(b.out_features) for b in bases]
+                )
+                if any(b.bias is not None for b in bases)
+                else None
+            )
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+        self.offsets = [0]
+        for base in bases:
+            self.offsets.append(self.offsets[-1] + base.out_features)
+        for index, base in enumerate(bases):  # one copy of the weights: the originals become views
+            base.weight = nn.Parameter(
+                self.weight.data[self.offsets[index] : self.offsets[index + 1]], requires_grad=False
+            )
         self.a = nn.Parameter(
-            torch.zeros(slots, fan_in, members * rank, dtype=like.dtype, device=like.device),
+            torch.zeros(slots, bases[0].in_features, len(bases) * rank, dtype=like.dtype, device=like.device),
             requires_grad=False,
         )
-        self.gathered: torch.Tensor | None = None
+        self.b = nn.Parameter(
+            torch.zeros(slots, len(bases) * rank, self.offsets[-1], dtype=like.dtype, device=like.device),
+            requires_grad=False,
+        )
+        self.gathered: tuple[torch.Tensor, torch.Tensor] | None = None
         self._x: torch.Tensor | None = None
-        self._xa: torch.Tensor | None = None
+        self._y: torch.Tensor | None = None
 
     def gather(self, slots: torch.Tensor | None) -> None:
-        self.gathered = None if slots is None else self.a.index_select(0, slots)
-        self._x = self._xa = None
+        """Each row's A and B, gathered once per batch (a batch keeps its rows for every decoding step)."""
+        self.gathered = (
+            None if slots is None else (self.a.index_select(0, slots), self.b.index_select(0, slots))
+        )
+        self._x = self._y = None
 
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        """x @ A for every member at once; the second and third member reuse the first one's product."""
+    def output(self, x: torch.Tensor) -> torch.Tensor:
+        """Base output plus every row's LoRA delta for all members; computed once per input."""
         if x is not self._x:
-            assert self.gathered is not None
-            self._x, self._xa = x, torch.bmm(x.reshape(x.shape[0], -1, x.shape[-1]), self.gathered)
-        assert self._xa is not None
-        return self._xa
+            y = nn.functional.linear(x, self.weight, self.bias)
+            if self.gathered is not None:
+                a, b = self.gathered
+                rows = x.shape[0]
+                xa = torch.bmm(x.reshape(rows, -1, x.shape[-1]), a)
+                y = torch.baddbmm(y.reshape(rows, -1, y.shape[-1]), xa, b).reshape(y.shape)
+            self._x, self._y = x, y
+        assert self._y is not None
+        return self._y
+
+    def a_slot(self, slot: int, member: int) -> torch.Tensor:
+        return self.a.data[slot, :, member * self.rank : (member + 1) * self.rank]
+
+    def b_slot(self, slot: int, member: int) -> torch.Tensor:
+        rows = slice(member * self.rank, (member + 1) * self.rank)
+        return self.b.data[slot, rows, self.offsets[member] : self.offsets[member + 1]]
 
 
 class StackedLoraLinear(nn.Module):
-    def __init__(self, base: nn.Linear, *, group: SharedInputA, member: int, slots: int, rank: int) -> None:
+    """One projection of a `LoraGroup`: its slice of the group's output (a view, no copy)."""
+
+    def __init__(self, base: nn.Linear, *, group: LoraGroup, member: int) -> None:
         super().__init__()
         self.base = base
         self.group = group
         self.member = member
         self.in_features, self.out_features = base.in_features, base.out_features
-        weight = base.weight
-        self.b = nn.Parameter(
-            torch.zeros(slots, rank, base.out_features, dtype=weight.dtype, device=weight.device),
-            requires_grad=False,
-        )
-        # Each row's B, gathered once per batch (a batch keeps its rows for every decoding step).
-        self.gathered: torch.Tensor | None = None
-
-    def a_slot(self, slot: int) -> torch.Tensor:
-        rank = self.group.rank
-        return self.group.a.data[slot, :, self.member * rank : (self.member + 1) * rank]
-
-    def gather(self, slots: torch.Tensor | None) -> None:
-        self.gathered = None if slots is None else self.b.index_select(0, slots)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = nn.functional.linear(x, self.base.weight, self.base.bias)  # no second module call per projection
-        if self.gathered is None:
-            return y
-        rank = self.group.rank
-        xa = self.group.project(x)[
-            ..., self.member * rank : (self.member + 1) * rank
-        ]  # a strided view, no copy
-        # y + (x @ A_row) @ B_row for every row at once, as one fused multiply-add.
-        return torch.baddbmm(y.reshape(x.shape[0], -1, y.shape[-1]), xa, self.gathered).reshape(y.shape)
+        offsets = self.group.offsets
+        return self.group.output(x)[..., offsets[self.member] : offsets[self.member + 1]]
 
 
 @dataclass
@@ -120,7 +145,7 @@ class MultiLoraModel:
         self.max_rank = max_rank
         self.targets = frozenset(target_modules)
         self.layers: dict[str, StackedLoraLinear] = {}
-        self.groups: list[SharedInputA] = []
+        self.groups: list[LoraGroup] = []
         found: dict[tuple[str, frozenset[str] | str], list[tuple[str, nn.Linear]]] = {}
         for name, module in list(model.named_modules()):
             parent_name, _, leaf = name.rpartition(".")
@@ -130,22 +155,15 @@ class MultiLoraModel:
         if not found:
             raise ValueError(f"target_modules: none of {sorted(self.targets)} is a linear layer of the model")
         for (parent_name, _), members in found.items():
-            group = SharedInputA(
-                members[0][1].in_features,
-                len(members),
-                slots=gpu_slots,
-                rank=max_rank,
-                like=members[0][1].weight,
-            )
+            group = LoraGroup([module for _, module in members], slots=gpu_slots, rank=max_rank)
             self.groups.append(group)
             for index, (name, module) in enumerate(members):
-                stacked = StackedLoraLinear(module, group=group, member=index, slots=gpu_slots, rank=max_rank)
+                stacked = StackedLoraLinear(module, group=group, member=index)
                 setattr(model.get_submodule(parent_name), name.rpartition(".")[2], stacked)
                 self.layers[name] = stacked
         self.table = SlotTable(gpu_slots)
         self.host: dict[str, HostAdapter] = {}
-        first = next(iter(self.layers.values()))
-        self.dtype, self.device = first.b.dtype, first.b.device
+        self.dtype, self.device = self.groups[0].a.dtype, self.groups[0].a.device
 
     # ---- adapters into host memory -----------------------------------------------------------------
 
@@ -211,8 +229,8 @@ class MultiLoraModel:
         adapter = self.host[adapter_id]
         for name, layer in self.layers.items():
             a, b = adapter.factors[name]
-            layer.a_slot(slot).copy_(a, non_blocking=True)
-            layer.b.data[slot].copy_(b, non_blocking=True)
+            layer.group.a_slot(slot, layer.member).copy_(a, non_blocking=True)
+            layer.group.b_slot(slot, layer.member).copy_(b, non_blocking=True)
 
     def assign(self, adapter_ids: Sequence[str]) -> torch.Tensor:
         unknown = sorted(set(adapter_ids) - set(self.host))
@@ -227,20 +245,17 @@ class MultiLoraModel:
     def adapters(self, adapter_ids: Sequence[str] | None) -> Iterator[None]:
         """Within the block, row i of every forward pass uses adapter_ids[i] (None: the base model)."""
         slots = None if adapter_ids is None else self.assign(adapter_ids)
-        gathering: list[SharedInputA | StackedLoraLinear] = [*self.groups, *self.layers.values()]
-        for module in gathering:
-            module.gather(slots)
+        for group in self.groups:
+            group.gather(slots)
         try:
             yield
         finally:
-            for module in gathering:
-                module.gather(None)
+            for group in self.groups:
+                group.gather(None)
 
     def generate(self, adapter_ids: Sequence[str] | None, **kwargs: Any) -> Any:
         with torch.inference_mode(), self.adapters(adapter_ids):
             return self.model.generate(**kwargs)
 
     def bytes_per_slot(self) -> int:
-        return sum(g.a[0].numel() * g.a.element_size() for g in self.groups) + sum(
-            layer.b[0].numel() * layer.b.element_size() for layer in self.layers.values()
-        )
+        return sum((g.a[0].numel() + g.b[0].numel()) * g.a.element_size() for g in self.groups)
