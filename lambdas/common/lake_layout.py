@@ -23,6 +23,7 @@ from common.lake_records import (
     FilterDecisionRecord,
     RatingRecord,
     SafeId,
+    UsageRecord,
 )
 
 
@@ -41,6 +42,8 @@ TABLE_ZONES: dict[str, Zone] = {
     EvaluationResultRecord.TABLE: Zone.EVALUATION_RESULTS,
     RatingRecord.TABLE: Zone.FEEDBACK,
     FilterDecisionRecord.TABLE: Zone.FILTER_DECISIONS,
+    # Usage of the models (tokens, latency, estimated cost per call) is metadata about the models' use.
+    UsageRecord.TABLE: Zone.MODEL_METADATA,
 }
 
 # Partition values come from `partition_safe`, which may leave dots: "." and ".." stay refused below.
