@@ -354,10 +354,11 @@ def test_score_batch_may_invoke_exactly_the_configured_models(with_candidates: d
         s for s in statements if "bedrock:InvokeModel" in as_list(s["Action"]) and "Condition" not in s
     ]
     routed = [s for s in statements if "bedrock:InvokeModel" in as_list(s["Action"]) and "Condition" in s]
-    assert len(profiles) == 3 and all("Fn::ImportValue" in json.dumps(s["Resource"]) for s in profiles)
+    imported = [r["Fn::ImportValue"] for s in profiles for r in as_list(s["Resource"])]
+    assert len(imported) == 3 and all("-model-profiles:" in name for name in imported)
     assert {
         s["Condition"]["StringEquals"]["bedrock:InferenceProfileArn"]["Fn::ImportValue"] for s in routed
-    } == {s["Resource"]["Fn::ImportValue"] for s in profiles}
+    } == set(imported)
     assert grants(routed, "bedrock") == {
         ("bedrock:InvokeModel", r)
         for r in (
