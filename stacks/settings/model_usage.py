@@ -12,6 +12,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+StageName = Literal["dev", "preprod", "prod"]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -32,7 +35,7 @@ class OnlineEvaluation(_Strict):
     sample_rate: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.0, description="share of answered /invoke requests sent to the judge; 0 = off"
     )
-    stages: list[Literal["dev", "preprod", "prod"]] = Field(default_factory=lambda: ["preprod", "prod"])
+    stages: list[StageName] = Field(default_factory=lambda: list[StageName](["preprod", "prod"]))
     low_score_below: Annotated[float, Field(ge=1, le=10)] = Field(
         default=5.0, description="samples the judge scores below this go to the human review queue"
     )
