@@ -107,7 +107,7 @@ class ApplicationStack(EnvironmentStack):
         key: kms.IKey,
         guardrail: GuardrailStack,
         fine_tuning: FineTuningStack | None = None,
-        profiles: ModelProfilesStack | None = None,
+        profiles: ModelProfilesStack,
         usage: ModelUsageStack | None = None,
     ) -> None:
         super().__init__(
@@ -304,8 +304,8 @@ class ApplicationStack(EnvironmentStack):
         model = self.settings.default_model
         region, account = environment.region, environment.account
         key = application_key(environment.business_unit, use_case)
-        if self.profiles is not None and key is not None:
-            # The default model only through this stage's (and use case's) inference profile.
+        if key is not None:
+            # The default Bedrock model only through this stage's (and use case's) inference profile.
             profile = self.profiles.profile_arn(key.model_id, key.use_case)
             wildcards = self.profiles.grant_invoke(role, key.model_id, key.use_case)
             backend.function.add_environment("DEFAULT_MODEL_PROFILE_ARN", profile)
@@ -318,16 +318,6 @@ class ApplicationStack(EnvironmentStack):
                     )
                     for arn in wildcards
                 },
-            )
-        elif model.provider == "bedrock":
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=["bedrock:InvokeModel"],
-                    resources=[
-                        f"arn:{Aws.PARTITION}:bedrock:{region}::foundation-model/{model.model_id}",
-                        f"arn:{Aws.PARTITION}:bedrock:{region}:{account}:inference-profile/{model.model_id}",
-                    ],
-                )
             )
         price = (
             load_price_table().price_of(model.model_id)

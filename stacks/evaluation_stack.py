@@ -29,7 +29,6 @@ from stacks.blocks.inference_profiles import evaluation_models
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.model_access import (
-    BEDROCK_INVOKE_ACTIONS,
     SAGEMAKER_INVOKE_ACTIONS,
     invoked_models,
     model_resources,
@@ -109,7 +108,7 @@ class EvaluationStack(EnvironmentStack):
         config: PlatformConfig,
         environment: EnvironmentSpec,
         baseline: BaselineStack,
-        profiles: ModelProfilesStack | None = None,
+        profiles: ModelProfilesStack,
     ) -> None:
         super().__init__(
             scope,
@@ -183,9 +182,7 @@ class EvaluationStack(EnvironmentStack):
     def _functions(self, config: PlatformConfig, retention: DataRetention) -> dict[str, PlatformFunction]:
         environment = self.environment_spec
         common_env = {
-            "EVALUATION_SETTINGS": (
-                self.profiles.route(self.settings) if self.profiles else self.settings
-            ).model_dump_json(),
+            "EVALUATION_SETTINGS": self.profiles.route(self.settings).model_dump_json(),
             "RESULTS_BUCKET": self.working_bucket.bucket_name,
             "BUSINESS_UNIT": self.business_unit,
         }
@@ -288,20 +285,15 @@ class EvaluationStack(EnvironmentStack):
 
     def _grant_model_invoke(self, role: iam.IRole) -> list[str]:
         """Invoke exactly the configured candidates and judge; returns the ARNs granted."""
-        bedrock, sagemaker = model_resources(
+        _, sagemaker = model_resources(
             invoked_models(self.settings), partition=self.partition, region=self.region, account=self.account
         )
-        if self.profiles is not None:
-            # Each Bedrock model only through its profile: the profile, and its models on that condition.
-            bedrock = [
-                arn
-                for model_id in evaluation_models(self.settings)
-                for arn in self.profiles.grant_invoke(role, model_id)
-            ]
-        elif bedrock:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(actions=list(BEDROCK_INVOKE_ACTIONS), resources=bedrock)
-            )
+        # Each Bedrock model only through its profile: the profile, and its models on that condition.
+        bedrock = [
+            arn
+            for model_id in evaluation_models(self.settings)
+            for arn in self.profiles.grant_invoke(role, model_id)
+        ]
         if sagemaker:
             role.add_to_principal_policy(
                 iam.PolicyStatement(actions=list(SAGEMAKER_INVOKE_ACTIONS), resources=sagemaker)

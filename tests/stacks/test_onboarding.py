@@ -20,7 +20,16 @@ NEW_STACKS = {
     *(
         f"exco-legal-{stage}-{stack}"
         for stage in ("dev", "preprod", "prod")
-        for stack in ("baseline", "guardrail", "evaluation", "pipeline", "application", "monitoring")
+        for stack in (
+            "baseline",
+            "guardrail",
+            "evaluation",
+            "pipeline",
+            "application",
+            "monitoring",
+            "model-profiles",
+            "model-usage",
+        )
     ),
     "exco-legal-dev-fine-tuning",
     "exco-legal-preprod-serving",
