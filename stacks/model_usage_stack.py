@@ -22,7 +22,7 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from common.lake_layout import Zone
+from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.model_access import SAGEMAKER_INVOKE_ACTIONS, sagemaker_endpoint_arn
@@ -123,6 +123,7 @@ class ModelUsageStack(EnvironmentStack):
             f"Usage records of {self.environment_spec.name} into the lake's model_usage table",
             environment={
                 "BUSINESS_UNIT": self.business_unit,
+                "LAKE_STAGE": self.environment_spec.stage.value,  # the writer's prefix <bu>/<stage>/
                 "USAGE_BUCKET": lake_bucket_name(config, Zone.MODEL_METADATA),
             },
             timeout=Duration.seconds(60),
@@ -132,7 +133,10 @@ class ModelUsageStack(EnvironmentStack):
             function.role,
             config,
             LakeAccessRequest(
-                business_unit=self.business_unit, zone=Zone.MODEL_METADATA, access=LakeAccess.WRITE
+                business_unit=self.business_unit,
+                stage=LakeScope(self.environment_spec.stage.value),
+                zone=Zone.MODEL_METADATA,
+                access=LakeAccess.WRITE,
             ),
         )
         # Up to 100 records a minute per object: few, larger lake objects for Athena.
@@ -164,6 +168,7 @@ class ModelUsageStack(EnvironmentStack):
             extra_packages=("evaluation",),
             environment={
                 "BUSINESS_UNIT": self.business_unit,
+                "LAKE_STAGE": self.environment_spec.stage.value,
                 # The offline judge settings, its Bedrock model called through the stage's profile.
                 "EVALUATION_SETTINGS": profiles.route(settings).model_dump_json(
                     include={"judge": True, "max_attempts": True}
@@ -197,7 +202,10 @@ class ModelUsageStack(EnvironmentStack):
             role,
             config,
             LakeAccessRequest(
-                business_unit=self.business_unit, zone=Zone.EVALUATION_RESULTS, access=LakeAccess.WRITE
+                business_unit=self.business_unit,
+                stage=LakeScope(self.environment_spec.stage.value),
+                zone=Zone.EVALUATION_RESULTS,
+                access=LakeAccess.WRITE,
             ),
         )
         role.add_to_principal_policy(

@@ -251,8 +251,11 @@ def test_an_invoke_produces_a_usage_row_and_when_sampled_a_judge_score_row(
         assert lake_allows(refs, Zone.MODEL_METADATA, key, BU, Stage.PROD) == "allow", key
 
     # ---- hop 4: the documented query turns the rows into each tenant's monthly cost ----------------------
-    table = [{**row, "dt": key.split("/dt=")[1][:10]} for key, row in rows]
-    sql = MONTHLY_COST_PER_TENANT.replace("?", "'2000-01-01'", 1).replace("?", "'2999-12-31'", 1)
+    # Partition values come from the key, as Athena's projection reads them: <bu>/<stage>/<table>/dt=.../
+    table = [{**row, "stage": key.split("/")[1], "dt": key.split("/dt=")[1][:10]} for key, row in rows]
+    sql = MONTHLY_COST_PER_TENANT
+    for value in ("prod", "2000-01-01", "2999-12-31"):
+        sql = sql.replace("?", f"'{value}'", 1)
     result = execute(sql, dialect="athena", tables={"model_usage": table})
     by_tenant = {
         r[result.columns.index("tenant_id")]: dict(zip(result.columns, r, strict=True)) for r in result.rows
@@ -358,7 +361,7 @@ def test_another_business_unit_and_another_stage_never_take_part(
     retail = env_of(default_platform, "retail", Stage.PROD)
     dev = env_of(default_platform, BU, Stage.DEV)
     usage = f"{prod.name}-model-usage"
-    key = "finance/model_usage/dt=2026-11-26/model=amazon.nova-lite-v1_0/part-0.jsonl"
+    key = "finance/prod/model_usage/dt=2026-11-26/model=amazon.nova-lite-v1_0/part-0.jsonl"
 
     # Another business unit: its writer refuses finance's record, its role cannot write finance's prefix,
     # and the lake refuses its tag on finance's prefix.
@@ -369,6 +372,8 @@ def test_another_business_unit_and_another_stage_never_take_part(
     retail_writer = refs.role_statements(retail_usage, "UsageWriter")
     assert decide(retail_writer, Request("any", "s3:PutObject", f"arn:aws:s3:::{bucket}/{key}")) == "implicit"
     assert lake_allows(refs, Zone.MODEL_METADATA, key, "retail", Stage.PROD) != "allow"
+    # Another stage of the same business unit: the lake refuses finance dev's tag on finance prod's prefix.
+    assert lake_allows(refs, Zone.MODEL_METADATA, key, BU, Stage.DEV) != "allow"
     from model_usage.core import write_usage
 
     from tests.lambdas.model_usage.conftest import usage_record

@@ -193,6 +193,7 @@ def test_wiring_sends_to_the_queues_the_stack_names(aws_env: None, monkeypatch: 
         samples_url = sqs.create_queue(QueueName="samples")["QueueUrl"]
         env: dict[str, Any] = {
             "BUSINESS_UNIT": BU,
+            "LAKE_STAGE": "prod",
             "USE_CASE": USE_CASE,
             "TABLE_NAME": "t",
             "FEEDBACK_BUCKET": "f",

@@ -27,6 +27,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "POWERTOOLS_METRICS_NAMESPACE": "test",
+        "LAKE_STAGE": "prod",  # the stack sets it: writers write under <bu>/<stage>/
     }.items():
         monkeypatch.setenv(name, value)
     with mock_aws():

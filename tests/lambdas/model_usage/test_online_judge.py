@@ -60,7 +60,7 @@ def test_a_sample_is_judged_with_the_offline_rubric_and_lands_in_evaluation_resu
     assert request.system == JUDGE_SYSTEM
     assert "Summarize the report for [NAME]." in request.prompt and "Revenue grew 4 %." in request.prompt
     [(key, row)] = lake_rows(RESULTS_BUCKET)
-    assert key.startswith("finance/evaluation_results/dt=2026-11-26/model=amazon.nova-lite-v1_0/")
+    assert key.startswith("finance/prod/evaluation_results/dt=2026-11-26/model=amazon.nova-lite-v1_0/")
     assert row["run_id"] == online_run_id(WHEN) == "online-2026-11-26"
     assert (row["record_id"], row["judge_score"], row["use_case"]) == ("r1", 8.0, "report-summarization")
     assert row["category"] == "online" and row["judge_justification"] == "scored 8"

@@ -27,7 +27,7 @@ def test_a_batch_becomes_one_object_per_partition(aws: None) -> None:
     assert answer == {"batchItemFailures": []}
     rows = lake_rows(USAGE_BUCKET)
     assert {key.rsplit("/", 1)[0] for key, _ in rows} == {
-        "finance/model_usage/dt=2026-11-26/model=amazon.nova-lite-v1_0"
+        "finance/prod/model_usage/dt=2026-11-26/model=amazon.nova-lite-v1_0"
     }
     assert len({key for key, _ in rows}) == 1
     assert sorted(row["request_id"] for _, row in rows) == [f"r{i}" for i in range(5)]
