@@ -192,6 +192,7 @@ def test_an_invoke_produces_a_usage_row_and_when_sampled_a_judge_score_row(
     service = AppService(
         settings=bu.application,
         business_unit=backend_env["BUSINESS_UNIT"],
+        stage=backend_env["LAKE_STAGE"],
         use_case=backend_env["USE_CASE"],
         guard=RecordingFilter(),
         catalog=FakeCatalog(),
