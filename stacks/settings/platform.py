@@ -25,7 +25,7 @@ from stacks.settings.model_usage import ModelUsageSettings
 from stacks.settings.monitoring import MonitoringSettings
 from stacks.settings.prompt_catalog import PromptCatalogStackSettings
 from stacks.settings.regions import KNOWN_REGIONS
-from stacks.settings.serving import ServingSettings
+from stacks.settings.serving import ServingSettings, check_adapter_serving
 from stacks.settings.tooling import ToolingSettings
 
 
@@ -269,6 +269,11 @@ class BusinessUnit(StrictModel):
                 "model_usage.online_evaluation.sample_rate: online evaluation uses the offline judge; "
                 "set evaluation.judge.model or set sample_rate to 0"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _adapters_need_inference_components(self) -> BusinessUnit:
+        check_adapter_serving(self.serving, fine_tunes=bool(self.fine_tuning.stages))
         return self
 
 
