@@ -77,4 +77,4 @@ def _whole_numbers(text: str) -> bool:
 
 @given(text=st.text(max_size=12).filter(lambda t: not _whole_numbers(t)))
 def test_any_non_numeric_request_volume_exits_2(text: str) -> None:
-    assert model_cost.main(["--requests", text]) == 2
+    assert model_cost.main([f"--requests={text}"]) == 2
