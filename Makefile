@@ -60,11 +60,14 @@ bootstrap-commands: $(VENV_STAMP)
 bench: bootstrap
 	$(PY) bench/synth_scaling.py
 
-# Monthly GPU serving cost per business unit vs one endpoint per model (MODELS=10,100,1000 by default).
+# Monthly GPU serving cost per business unit vs one endpoint per model (MODELS=10,100,1000 by default),
+# and model (token) spend of each application at REQUESTS answered /invoke calls a month (docs/cost.md).
 MODELS ?= 10,100,1000
+REQUESTS ?= 100000,1000000
 .PHONY: cost
 cost: $(VENV_STAMP)
 	$(PY) -m tools.serving_cost --config $(CONFIG) --models $(MODELS)
+	$(PY) -m tools.model_cost --config $(CONFIG) --requests $(REQUESTS)
 
 # The evaluation CLI on the worked example of docs/evaluation.md; EVALUATE_ARGS runs it on your own files.
 EXAMPLE := docs/examples/evaluation

@@ -8,6 +8,8 @@ pipeline. Lake access goes through `grant_lake_access`, so the lake side allows 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cognito as cognito
@@ -18,6 +20,8 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from common.lake_layout import LakeScope, Zone
+from common.model_pricing import load_price_table
+from stacks.blocks.inference_profiles import application_key
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.nag import acknowledge
@@ -29,6 +33,10 @@ from stacks.fine_tuning_stack import FineTuningStack
 from stacks.guardrail_stack import GuardrailStack, settings_env
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.settings.application import ApplicationSettings
+
+if TYPE_CHECKING:
+    from stacks.model_profiles_stack import ModelProfilesStack
+    from stacks.model_usage_stack import ModelUsageStack
 
 API_STAGE = "v1"
 # (path, methods) the backend serves; every one gets the Cognito authorizer.
@@ -100,6 +108,8 @@ class ApplicationStack(EnvironmentStack):
         key: kms.IKey,
         guardrail: GuardrailStack,
         fine_tuning: FineTuningStack | None = None,
+        profiles: ModelProfilesStack,
+        usage: ModelUsageStack | None = None,
     ) -> None:
         super().__init__(
             scope,
@@ -117,6 +127,7 @@ class ApplicationStack(EnvironmentStack):
             )
         self.retention = retention_for(environment.stage)
         self.key = key
+        self.profiles = profiles
         self.user_pool = self._user_pool(environment)
         self.client = self.user_pool.add_client(
             "WebClient",
@@ -144,6 +155,10 @@ class ApplicationStack(EnvironmentStack):
         self.backend = self._backend(config, environment, use_case)
         self._use_guardrail(config, guardrail)
         self._use_fine_tuning(fine_tuning)
+        if usage is not None:
+            # Usage records and online-evaluation samples (docs/cost.md), queued after each answer.
+            for name, value in usage.grant_send(self.backend.role).items():
+                self.backend.function.add_environment(name, value)
         self.upload_role = self._upload_role(config, environment)
         self.backend.function.add_environment("UPLOAD_ROLE_ARN", self.upload_role.role_arn)
         self.api = self._rest_api(environment)
@@ -243,7 +258,7 @@ class ApplicationStack(EnvironmentStack):
         )
         # SigV4 calls to the shared catalog; its URL is configured after the shared stage is deployed.
         grant_prompt_catalog_invoke(role, config)
-        self._grant_models(role, environment)
+        self._grant_models(backend, environment, use_case)
         findings = {
             "Action::kms:GenerateDataKey*": _TABLE_KEY,
             "Action::kms:ReEncrypt*": _TABLE_KEY,
@@ -291,19 +306,33 @@ class ApplicationStack(EnvironmentStack):
             },
         )
 
-    def _grant_models(self, role: iam.IRole, environment: EnvironmentSpec) -> None:
+    def _grant_models(self, backend: PlatformFunction, environment: EnvironmentSpec, use_case: str) -> None:
+        role = backend.role
         model = self.settings.default_model
         region, account = environment.region, environment.account
-        if model.provider == "bedrock":
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=["bedrock:InvokeModel"],
-                    resources=[
-                        f"arn:{Aws.PARTITION}:bedrock:{region}::foundation-model/{model.model_id}",
-                        f"arn:{Aws.PARTITION}:bedrock:{region}:{account}:inference-profile/{model.model_id}",
-                    ],
-                )
+        key = application_key(environment.business_unit, use_case)
+        if key is not None:
+            # The default Bedrock model only through this stage's (and use case's) inference profile.
+            profile = self.profiles.profile_arn(key.model_id, key.use_case)
+            wildcards = self.profiles.grant_invoke(role, key.model_id, key.use_case)
+            backend.function.add_environment("DEFAULT_MODEL_PROFILE_ARN", profile)
+            acknowledge_findings(
+                role,
+                {
+                    f"Resource::{arn}": (
+                        "A cross-region inference profile reaches its one foundation model in the regions it "
+                        "routes to; the statement only holds with bedrock:InferenceProfileArn = this stage's profile"
+                    )
+                    for arn in wildcards
+                },
             )
+        price = (
+            load_price_table().price_of(model.model_id)
+            if model.provider == "bedrock" and model.model_id
+            else None
+        )
+        if price is not None:
+            backend.function.add_environment("MODEL_PRICE", price.model_dump_json())
         # The BU's endpoint and tenants' personal models: endpoints named after this environment.
         endpoints = [f"arn:{Aws.PARTITION}:sagemaker:{region}:{account}:endpoint/{environment.name}-*"]
         if model.endpoint_name:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_cdk import CfnOutput, Duration, Fn, Stack
 from aws_cdk import aws_apigateway as apigw
@@ -27,6 +27,7 @@ from constructs import Construct, IConstruct
 from common.lake_layout import LakeScope, Zone, stage_prefix
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.evaluation_gate import gate_caller_role_name, gate_role_name, state_machine_name
+from stacks.blocks.inference_profiles import evaluation_models
 from stacks.blocks.lake_access import (
     LakeAccess,
     LakeAccessRequest,
@@ -37,7 +38,6 @@ from stacks.blocks.lake_access import (
 )
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.model_access import (
-    BEDROCK_INVOKE_ACTIONS,
     SAGEMAKER_INVOKE_ACTIONS,
     invoked_models,
     model_resources,
@@ -50,6 +50,9 @@ from stacks.blocks.retention import DataRetention
 from stacks.blocks.storage import SecureBucket
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.settings.evaluation import EvaluationSettings
+
+if TYPE_CHECKING:
+    from stacks.model_profiles_stack import ModelProfilesStack
 
 # Errors the Lambda service raises when it is busy; retried with exponential backoff and full jitter.
 LAMBDA_TRANSIENT_ERRORS = [
@@ -115,6 +118,7 @@ class EvaluationStack(EnvironmentStack):
         config: PlatformConfig,
         environment: EnvironmentSpec,
         baseline: BaselineStack,
+        profiles: ModelProfilesStack,
     ) -> None:
         super().__init__(
             scope,
@@ -124,6 +128,8 @@ class EvaluationStack(EnvironmentStack):
             description=f"LLMOps evaluation engine for {environment.name}: state machine, Lambdas, review queue",
         )
         self.settings = environment.business_unit.evaluation
+        # Bedrock candidates and the judge are called through the stage's inference profiles (docs/cost.md).
+        self.profiles = profiles
         self.business_unit = environment.business_unit.name
         self.runs_prefix = f"{self.business_unit}/evaluation_runs/"
         # Where this stage's app backend leaves rating candidates (app_backend.service.candidate_key).
@@ -190,7 +196,7 @@ class EvaluationStack(EnvironmentStack):
     def _functions(self, config: PlatformConfig, retention: DataRetention) -> dict[str, PlatformFunction]:
         environment = self.environment_spec
         common_env = {
-            "EVALUATION_SETTINGS": self.settings.model_dump_json(),
+            "EVALUATION_SETTINGS": self.profiles.route(self.settings).model_dump_json(),
             "RESULTS_BUCKET": self.working_bucket.bucket_name,
             "BUSINESS_UNIT": self.business_unit,
         }
@@ -336,13 +342,15 @@ class EvaluationStack(EnvironmentStack):
 
     def _grant_model_invoke(self, role: iam.IRole) -> list[str]:
         """Invoke exactly the configured candidates and judge; returns the ARNs granted."""
-        bedrock, sagemaker = model_resources(
+        _, sagemaker = model_resources(
             invoked_models(self.settings), partition=self.partition, region=self.region, account=self.account
         )
-        if bedrock:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(actions=list(BEDROCK_INVOKE_ACTIONS), resources=bedrock)
-            )
+        # Each Bedrock model only through its profile: the profile, and its models on that condition.
+        bedrock = [
+            arn
+            for model_id in evaluation_models(self.settings)
+            for arn in self.profiles.grant_invoke(role, model_id)
+        ]
         if sagemaker:
             role.add_to_principal_policy(
                 iam.PolicyStatement(actions=list(SAGEMAKER_INVOKE_ACTIONS), resources=sagemaker)

@@ -29,6 +29,7 @@ from common import quality_metrics as qm
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import DEFAULT_TIMEOUT, PlatformFunction
+from stacks.model_usage_stack import ModelUsageStack
 from stacks.serving_stack import VARIANT_NAME, ServingStack
 from stacks.settings import EnvironmentSpec
 
@@ -48,9 +49,23 @@ def budget_name(environment: EnvironmentSpec) -> str:
     return f"{environment.name}-monthly"
 
 
+def model_budget_name(environment: EnvironmentSpec) -> str:
+    return f"{environment.name}-model-spend"
+
+
+# Cost Explorer's name of the service every Bedrock model call is billed under.
+BEDROCK_SERVICE = "Amazon Bedrock"
+
+
 class MonitoringStack(EnvironmentStack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, environment: EnvironmentSpec, baseline: BaselineStack
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        environment: EnvironmentSpec,
+        baseline: BaselineStack,
+        shared_account: bool = False,
     ) -> None:
         super().__init__(
             scope,
@@ -60,6 +75,8 @@ class MonitoringStack(EnvironmentStack):
             description=f"LLMOps monitoring for {environment.name}: alarm topic, dashboard, alarms, budget",
         )
         self.settings = environment.business_unit.monitoring
+        # Sandbox mode: every environment shares one account, so only cost allocation tags tell them apart.
+        self.shared_account = shared_account
         self.thresholds = self.settings.alarms
         self.alarms: list[cloudwatch.Alarm] = []
         self.topic = self._topic(baseline)
@@ -80,6 +97,7 @@ class MonitoringStack(EnvironmentStack):
         self._evaluation_signals()
         self._rating_signals()
         self.budget = self._budget()
+        self.model_budget = self._model_budget()
 
     # ---- topic and budget --------------------------------------------------------------------------
 
@@ -136,14 +154,13 @@ class MonitoringStack(EnvironmentStack):
             )
         return topic
 
-    def _budget(self) -> budgets.CfnBudget:
-        env = self.environment_spec
+    def _alerts(self) -> list[budgets.CfnBudget.NotificationWithSubscribersProperty]:
+        """Actual and forecast alerts to this business unit stage's own topic."""
         subscriber = budgets.CfnBudget.SubscriberProperty(
             subscription_type="SNS", address=self.topic.topic_arn
         )
-
-        def alert(kind: str, percent: float) -> budgets.CfnBudget.NotificationWithSubscribersProperty:
-            return budgets.CfnBudget.NotificationWithSubscribersProperty(
+        return [
+            budgets.CfnBudget.NotificationWithSubscribersProperty(
                 notification=budgets.CfnBudget.NotificationProperty(
                     notification_type=kind,
                     comparison_operator="GREATER_THAN",
@@ -152,7 +169,35 @@ class MonitoringStack(EnvironmentStack):
                 ),
                 subscribers=[subscriber],
             )
+            for kind, percent in (
+                ("ACTUAL", self.settings.budget_actual_percent),
+                ("FORECASTED", self.settings.budget_forecast_percent),
+            )
+        ]
 
+    def _tag_filters(self) -> list[budgets.CfnBudget.ExpressionProperty]:
+        """BusinessUnit and Stage cost allocation tags (activate them in the payer account once)."""
+        env = self.environment_spec
+        return [
+            budgets.CfnBudget.ExpressionProperty(
+                tags=budgets.CfnBudget.TagValuesProperty(key=key, values=[value], match_options=["EQUALS"])
+            )
+            for key, value in (("BusinessUnit", env.business_unit.name), ("Stage", env.stage.value))
+        ]
+
+    def _budget(self) -> budgets.CfnBudget:
+        """All spend of the stage. With an account of its own that is the account's spend, so untaggable
+        usage (on-demand model tokens, Comprehend calls) counts too; in the shared sandbox account only
+        tagged resources (the inference profiles among them) can be told apart."""
+        env = self.environment_spec
+        if self.shared_account:
+            scope = budgets.CfnBudget.ExpressionProperty(and_=self._tag_filters())
+        else:
+            scope = budgets.CfnBudget.ExpressionProperty(
+                dimensions=budgets.CfnBudget.ExpressionDimensionValuesProperty(
+                    key="LINKED_ACCOUNT", values=[env.account], match_options=["EQUALS"]
+                )
+            )
         budget = budgets.CfnBudget(
             self,
             "Budget",
@@ -163,28 +208,37 @@ class MonitoringStack(EnvironmentStack):
                 budget_limit=budgets.CfnBudget.SpendProperty(
                     amount=self.settings.budgets.of(env.stage.value), unit="USD"
                 ),
-                # Both cost allocation tags (activate them in the payer account's Billing console).
-                filter_expression=budgets.CfnBudget.ExpressionProperty(
-                    and_=[
-                        budgets.CfnBudget.ExpressionProperty(
-                            tags=budgets.CfnBudget.TagValuesProperty(
-                                key="BusinessUnit", values=[env.business_unit.name], match_options=["EQUALS"]
-                            )
-                        ),
-                        budgets.CfnBudget.ExpressionProperty(
-                            tags=budgets.CfnBudget.TagValuesProperty(
-                                key="Stage", values=[env.stage.value], match_options=["EQUALS"]
-                            )
-                        ),
-                    ]
-                ),
+                filter_expression=scope,
             ),
-            notifications_with_subscribers=[
-                alert("ACTUAL", self.settings.budget_actual_percent),
-                alert("FORECASTED", self.settings.budget_forecast_percent),
-            ],
+            notifications_with_subscribers=self._alerts(),
         )
         budget.node.add_dependency(self.topic)  # the topic policy must exist before Budgets validates it
+        return budget
+
+    def _model_budget(self) -> budgets.CfnBudget:
+        """Model spend of the stage: Amazon Bedrock usage carrying the stage's tags, which every model call
+        of the platform has because it goes through the stage's tagged application inference profiles."""
+        env = self.environment_spec
+        bedrock = budgets.CfnBudget.ExpressionProperty(
+            dimensions=budgets.CfnBudget.ExpressionDimensionValuesProperty(
+                key="SERVICE", values=[BEDROCK_SERVICE], match_options=["EQUALS"]
+            )
+        )
+        budget = budgets.CfnBudget(
+            self,
+            "ModelSpendBudget",
+            budget=budgets.CfnBudget.BudgetDataProperty(
+                budget_name=model_budget_name(env),
+                budget_type="COST",
+                time_unit="MONTHLY",
+                budget_limit=budgets.CfnBudget.SpendProperty(
+                    amount=self.settings.model_budgets.of(env.stage.value), unit="USD"
+                ),
+                filter_expression=budgets.CfnBudget.ExpressionProperty(and_=[bedrock, *self._tag_filters()]),
+            ),
+            notifications_with_subscribers=self._alerts(),
+        )
+        budget.node.add_dependency(self.topic)
         return budget
 
     # ---- alarms --------------------------------------------------------------------------------------
@@ -233,6 +287,58 @@ class MonitoringStack(EnvironmentStack):
                 self.add_api(node)
         if isinstance(stack, ServingStack):
             self.add_endpoint(stack)
+        if isinstance(stack, ModelUsageStack):
+            self.add_model_usage(stack)
+
+    def add_model_usage(self, usage: ModelUsageStack) -> None:
+        """Dead letters of the usage and sample queues, usage records the backend could not queue, and the
+        online judge score with its day-to-day drift (the same bounds as offline runs)."""
+        t = self.thresholds
+        for name, queue in usage.dead_letter_queues.items():
+            depth = queue.metric_approximate_number_of_messages_visible(
+                period=FIVE_MINUTES, statistic="Maximum"
+            )
+            self.add_alarm(
+                f"{name}DeadLetters", f"{name} messages that could not be processed", depth, 1, periods=1
+            )
+        failures = self._quality_metric(qm.DELIVERY_FAILURES, qm.APP_SERVICE, kind="usage")
+        self.add_alarm(
+            "UsageDeliveryFailures", "usage records the app backend could not queue", failures, 1, periods=1
+        )
+        if usage.online_judge is None:
+            return
+        model = self.environment_spec.business_unit.application.default_model.name
+        score = self._quality_metric(
+            qm.JUDGE_SCORE_MEAN, qm.ONLINE_EVALUATION_SERVICE, ONE_DAY, "Average", model=model
+        )
+        drift = cloudwatch.MathExpression(
+            expression="DIFF(online_score)",
+            using_metrics={"online_score": score},
+            label=f"{model} online drift",
+            period=ONE_DAY,
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Online judge score of production answers (1-10)", left=[score], width=12
+            ),
+            cloudwatch.GraphWidget(title="Online judge score change per day", left=[drift], width=12),
+        )
+        self.add_alarm(
+            "OnlineJudgeScore",
+            f"{model} online judge score below the minimum",
+            score,
+            t.min_judge_score,
+            LT,
+            periods=1,
+        )
+        self.add_alarm(
+            "OnlineJudgeScoreDrop",
+            f"{model} online judge score fell from one day to the next",
+            drift,
+            -t.max_judge_score_drop,
+            LT,
+            periods=1,
+        )
 
     def add_function(self, label: str, function: lambda_.Function) -> None:
         t = self.thresholds

@@ -18,6 +18,8 @@ from stacks.data_lake_stack import DataLakeStack
 from stacks.evaluation_stack import EvaluationStack
 from stacks.fine_tuning_stack import FineTuningStack
 from stacks.guardrail_stack import GuardrailStack
+from stacks.model_profiles_stack import ModelProfilesStack
+from stacks.model_usage_stack import ModelUsageStack
 from stacks.monitoring_stack import MonitoringStack
 from stacks.prompt_catalog_stack import PromptCatalogStack
 from stacks.registry_events_stack import RegistryEventsStack
@@ -70,13 +72,33 @@ class BusinessUnitStage(CdkStage):
             self, "Baseline", environment=environment, owns_account_singletons=not config.is_sandbox
         )
 
+        # Model cost attribution: the Bedrock inference profiles every model call below goes through, and
+        # Bedrock model invocation logging (docs/cost.md).
+        self.model_profiles = ModelProfilesStack(
+            self, "ModelProfiles", config=config, environment=environment, baseline=self.baseline
+        )
         # Guardrail service: input/output filters every model call of this business unit passes through.
         self.guardrail = GuardrailStack(
             self, "Guardrail", config=config, environment=environment, baseline=self.baseline
         )
         # Evaluation engine: state machine, Lambdas, run bucket, review queue; the CI gate role in preprod.
         self.evaluation = EvaluationStack(
-            self, "Evaluation", config=config, environment=environment, baseline=self.baseline
+            self,
+            "Evaluation",
+            config=config,
+            environment=environment,
+            baseline=self.baseline,
+            profiles=self.model_profiles,
+        )
+        # Usage records of every /invoke and the online evaluation of sampled answers (docs/cost.md).
+        self.model_usage = ModelUsageStack(
+            self,
+            "ModelUsage",
+            config=config,
+            environment=environment,
+            baseline=self.baseline,
+            profiles=self.model_profiles,
+            evaluation=self.evaluation,
         )
 
         # ---- model registry events (tooling): preprod and prod receive model package state changes ----
@@ -110,10 +132,18 @@ class BusinessUnitStage(CdkStage):
             key=self.baseline.key,
             guardrail=self.guardrail,
             fine_tuning=self.fine_tuning,
+            profiles=self.model_profiles,
+            usage=self.model_usage,
         )
         # ---- monitoring: keep this block LAST; it discovers what the stacks above run ----
         # (dashboard, alarms on one encrypted topic, budget; a later stack: self.monitoring.monitor_stack(s))
-        self.monitoring = MonitoringStack(self, "Monitoring", environment=environment, baseline=self.baseline)
+        self.monitoring = MonitoringStack(
+            self,
+            "Monitoring",
+            environment=environment,
+            baseline=self.baseline,
+            shared_account=config.is_sandbox,
+        )
         for stack in self.node.children:
             if stack is not self.monitoring and stack is not self.baseline and isinstance(stack, CdkStack):
                 self.monitoring.monitor_stack(stack)

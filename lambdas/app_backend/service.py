@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -34,15 +35,18 @@ from app_backend.store import AppStore, StoredRequest
 from app_backend.uploads import TenantUploads
 from common.evaluation_dataset import EvaluationRecord, dump_records
 from common.lake_layout import stage_prefix
-from common.lake_records import LakeRecord, RatingRecord
-from common.model_gateway import ModelClient, ModelError, ModelRequest, ModelThrottledError
+from common.lake_records import LakeRecord, RatingRecord, UsageRecord
+from common.model_gateway import ModelClient, ModelError, ModelRequest, ModelResponse, ModelThrottledError
+from common.model_pricing import ModelPrice
+from common.model_usage import OnlineSample, sampled
 from common.prompt_client import PromptFetchError, PromptNotFoundError
-from common.quality_metrics import emit_rating
+from common.quality_metrics import emit_delivery_failure, emit_rating
 
 if TYPE_CHECKING:
     from guardrail.client import GuardrailCaller
 
 ModelFactory = Callable[[Mapping[str, Any]], ModelClient]
+logger = logging.getLogger(__name__)
 
 
 class RecordSink(Protocol):
@@ -51,6 +55,12 @@ class RecordSink(Protocol):
     def append(self, record: LakeRecord) -> None: ...
 
     def flush(self) -> list[str]: ...
+
+
+class MessageSink(Protocol):
+    """`common.model_usage.SqsMessages` satisfies this: one queue message per call."""
+
+    def send(self, message: UsageRecord | OnlineSample) -> None: ...
 
 
 class CandidateSink(Protocol):
@@ -86,12 +96,22 @@ class AppService:
     uploads: TenantUploads | None = None
     fine_tunes: FineTunePipeline | None = None
     clock: Callable[[], float] = time.time
+    # Cost and quality of production traffic (docs/cost.md): a usage record per answered /invoke, a sample
+    # of exchanges for the online judge, the default model's dated price and the inference profile it uses.
+    usage: MessageSink | None = None
+    samples: MessageSink | None = None
+    sample_rate: float = 0.0
+    model_price: ModelPrice | None = None
+    inference_profile: str | None = None
+    timer: Callable[[], float] = time.perf_counter
 
     # ---- POST /invoke ----------------------------------------------------------------------------
 
     def invoke(self, tenant_id: str, body: InvokeBody) -> dict[str, Any]:
+        started = self.timer()
         model = self._model_for(tenant_id, body.model)
         request_id = uuid.uuid4().hex
+        calls: list[ModelResponse] = []
         values: dict[str, Any] = dict(body.variables)
         untrusted = [name for name, value in values.items() if isinstance(value, str) and value.strip()]
         verdicts: dict[str, Any] = {}
@@ -105,11 +125,12 @@ class AppService:
                 raise BadRequestError("variables", f"refused by the guardrail ({exc})") from None
             verdicts["input"] = _summary(input_verdict)
             if input_verdict["action"] == "block":
+                self._record_usage(tenant_id, body, model, request_id, calls, started, blocked="input")
                 return {"output": None, "request_id": request_id, "blocked": "input", "verdicts": verdicts}
             if input_verdict["action"] == "redact":
                 values.update(zip(untrusted, input_verdict["texts"], strict=True))
 
-        output, prompt_ref = self._run(body, values, model)
+        output, prompt_ref, question = self._run(body, values, model, calls)
         output_verdict = self.guard.check(
             filter_event("output", output or " ", **self._ids(model.name, request_id, tenant_id))
         )
@@ -136,7 +157,83 @@ class AppService:
         result = {"output": answer, "request_id": request_id, "verdicts": verdicts}
         if blocked:
             result["blocked"] = "output"
+        # Only what passed both filters, redacted, with every layer run, is sampled for the judge.
+        redacted_answer = redacted_or_none(output_verdict)
+        sample = None
+        clean = not blocked and question and redacted_answer and not input_verdict.get("errors")
+        if clean and redacted_answer and sampled(request_id, self.sample_rate):
+            sample = OnlineSample(
+                business_unit=self.business_unit,
+                request_id=request_id,
+                tenant_id=tenant_id,
+                use_case=self.use_case,
+                model_id=model.name,
+                prompt_ref=prompt_ref,
+                question=question,
+                answer=redacted_answer,
+                event_time=datetime.fromtimestamp(self.clock(), UTC),
+            )
+        self._record_usage(
+            tenant_id,
+            body,
+            model,
+            request_id,
+            calls,
+            started,
+            prompt_ref=prompt_ref,
+            blocked="output" if blocked else None,
+            sample=sample,
+        )
         return result
+
+    def _record_usage(
+        self,
+        tenant_id: str,
+        body: InvokeBody,
+        model: ModelClient,
+        request_id: str,
+        calls: list[ModelResponse],
+        started: float,
+        *,
+        prompt_ref: str | None = None,
+        blocked: str | None = None,
+        sample: OnlineSample | None = None,
+    ) -> None:
+        """Queue the usage record (and the sample): the answer is already paid for, so a queue outage is
+        logged and counted (alarm `UsageDeliveryFailures`), never turned into an error for the user."""
+        default = body.model == "default"
+        provider = self.settings.default_model.provider if default else "sagemaker"
+        price = self.model_price if default and provider == "bedrock" else None
+        input_tokens = _total([c.input_tokens for c in calls])
+        output_tokens = _total([c.output_tokens for c in calls])
+        record = UsageRecord(
+            business_unit=self.business_unit,
+            model_id=model.name,
+            event_time=datetime.fromtimestamp(self.clock(), UTC),
+            request_id=request_id,
+            tenant_id=tenant_id,
+            use_case=self.use_case,
+            provider=provider,
+            inference_profile=self.inference_profile if default and provider == "bedrock" else None,
+            prompt_ref=prompt_ref,
+            model_calls=len(calls),
+            input_tokens=input_tokens if calls else 0,
+            output_tokens=output_tokens if calls else 0,
+            model_latency_ms=sum(c.latency_ms for c in calls),
+            request_latency_ms=max(0.0, (self.timer() - started) * 1000),
+            cost_usd=(price.cost_usd(input_tokens, output_tokens) if calls else 0.0) if price else None,
+            price_table_date=price.price_date if price else None,
+            blocked=blocked,  # type: ignore[arg-type]  # "input" | "output" | None by construction
+            sampled_for_evaluation=sample is not None,
+        )
+        for kind, sink, message in (("usage", self.usage, record), ("sample", self.samples, sample)):
+            if sink is None or message is None:
+                continue
+            try:
+                sink.send(message)
+            except Exception:
+                logger.exception("could not queue the %s message of request %s", kind, request_id)
+                emit_delivery_failure(self.business_unit, kind)
 
     def _model_for(self, tenant_id: str, choice: str) -> ModelClient:
         if choice == "default":
@@ -146,14 +243,19 @@ class AppService:
             raise ConflictError("model", "you have no personal model yet; use 'default'")
         return self.tenant_model(models[0])
 
-    def _run(self, body: InvokeBody, values: dict[str, Any], model: ModelClient) -> tuple[str, str]:
+    def _run(
+        self, body: InvokeBody, values: dict[str, Any], model: ModelClient, calls: list[ModelResponse]
+    ) -> tuple[str, str, str]:
+        """(output, prompt reference, the question for the online judge). The question is built from the
+        input-filtered variables only: the rendered prompt, or for a chain the variables themselves, because
+        a chain's later steps contain model outputs that never passed the output filter."""
         try:
             if body.prompt:
                 prompt = self.catalog.prompt(body.prompt, body.alias)
                 text = render(prompt.content.template, prompt.content.variables, values)
                 params = prompt.content.model_parameters
                 call = ModelRequest(prompt=text, max_tokens=params.max_tokens, temperature=params.temperature)
-                return _call(model, call), f"{prompt.name}@{prompt.version}"
+                return _call(model, call, calls), f"{prompt.name}@{prompt.version}", text
             chain, prompts = self.catalog.chain(body.name, body.alias)
 
             def invoke_step(step: RenderedStep) -> str:
@@ -163,10 +265,12 @@ class AppService:
                     ModelRequest(
                         prompt=step.text, max_tokens=params.max_tokens, temperature=params.temperature
                     ),
+                    calls,
                 )
 
             outputs = run_chain(chain, prompts, values, invoke_step)
-            return outputs[final_step(chain)], f"chain/{body.name}:{body.alias}"
+            question = json.dumps(values, sort_keys=True, ensure_ascii=False)
+            return outputs[final_step(chain)], f"chain/{body.name}:{body.alias}", question
         except PromptNotFoundError:
             field = "prompt" if body.prompt else "chain"
             raise NotFoundError(field, f"{body.name!r} has no alias {body.alias!r}") from None
@@ -309,13 +413,21 @@ class AppService:
         }
 
 
-def _call(model: ModelClient, request: ModelRequest) -> str:
+def _call(model: ModelClient, request: ModelRequest, calls: list[ModelResponse]) -> str:
     try:
-        return model.invoke(request).text
+        response = model.invoke(request)
     except ModelThrottledError as exc:
         raise UpstreamUnavailableError("model", f"the model is busy, retry later ({exc})") from None
     except ModelError as exc:
         raise UpstreamUnavailableError("model", f"the model call failed ({exc})") from None
+    calls.append(response)
+    return response.text
+
+
+def _total(counts: list[int | None]) -> int | None:
+    """Sum of the reported token counts; None when no call reported any."""
+    reported = [c for c in counts if c is not None]
+    return sum(reported) if reported else None
 
 
 def _summary(verdict: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,9 @@ GUARDRAIL_FUNCTION (`packaging: lambda`) or, in-process, FILTER_DECISIONS_BUCKET
 BEDROCK_GUARDRAIL_ID / BEDROCK_GUARDRAIL_VERSION. The catalog URL comes from the settings (or
 PROMPT_CATALOG_URL): an unreachable catalog answers 503. FINE_TUNING_PIPELINE is set where the stage has
 the fine-tuning pipeline; without it /fine-tunes answers 503.
+Cost and quality (docs/cost.md): DEFAULT_MODEL_PROFILE_ARN (the application inference profile the default
+Bedrock model is called through), MODEL_PRICE (its dated price, `common.model_pricing.ModelPrice` JSON),
+USAGE_QUEUE_URL, and ONLINE_EVALUATION_QUEUE_URL with ONLINE_EVALUATION_SAMPLE_RATE where the stage samples.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from app_backend.settings import ApplicationSettings, DefaultModel
 from app_backend.store import AppStore
 from app_backend.uploads import TenantUploads, uploads_prefix
 from common.model_gateway import BedrockConverseModel, ModelClient, SageMakerEndpointModel
+from common.model_pricing import ModelPrice
+from common.model_usage import SqsMessages
 from common.prompt_client import PromptClient, urllib_transport
 
 if TYPE_CHECKING:
@@ -69,9 +74,11 @@ class SageMakerPipeline:
         return status
 
 
-def default_model(settings: DefaultModel) -> ModelClient:
+def default_model(settings: DefaultModel, profile_arn: str | None = None) -> ModelClient:
+    """The configured model; a Bedrock model through its application inference profile when the stack
+    made one (the name stays the model id: usage records and ratings name the model, not the profile)."""
     if settings.provider == "bedrock":
-        return BedrockConverseModel(name=settings.name, model_id=settings.model_id or "")
+        return BedrockConverseModel(name=settings.name, model_id=profile_arn or settings.model_id or "")
     return SageMakerEndpointModel(
         name=settings.name, endpoint_name=settings.endpoint_name or "", payload_format=settings.payload_format
     )
@@ -132,6 +139,11 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
     )
     s3 = retrying_s3_client()
     pipeline = env.get("FINE_TUNING_PIPELINE")
+    profile = env.get("DEFAULT_MODEL_PROFILE_ARN") or None
+    sqs = (
+        boto3.client("sqs") if env.get("USAGE_QUEUE_URL") or env.get("ONLINE_EVALUATION_QUEUE_URL") else None
+    )
+    usage_queue, samples_queue = env.get("USAGE_QUEUE_URL"), env.get("ONLINE_EVALUATION_QUEUE_URL")
     return AppService(
         settings=settings,
         business_unit=business_unit,
@@ -139,7 +151,7 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
         guard=guard_from_env(env),
         catalog=catalog,
         store=AppStore(boto3.resource("dynamodb").Table(env["TABLE_NAME"])),
-        default_model=default_model(settings.default_model),
+        default_model=default_model(settings.default_model, profile),
         tenant_model=tenant_model,
         ratings=LakeWriter(env["FEEDBACK_BUCKET"], s3_client=s3, stage=stage),
         candidates=S3Candidates(env["FEEDBACK_BUCKET"], s3),
@@ -163,4 +175,9 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
             if pipeline
             else None
         ),
+        usage=SqsMessages(usage_queue, sqs_client=sqs) if usage_queue else None,
+        samples=SqsMessages(samples_queue, sqs_client=sqs) if samples_queue else None,
+        sample_rate=float(env.get("ONLINE_EVALUATION_SAMPLE_RATE", "0")) if samples_queue else 0.0,
+        model_price=ModelPrice.model_validate_json(env["MODEL_PRICE"]) if env.get("MODEL_PRICE") else None,
+        inference_profile=profile,
     )

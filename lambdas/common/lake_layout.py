@@ -31,6 +31,7 @@ from common.lake_records import (
     HumanReviewRecord,
     RatingRecord,
     SafeId,
+    UsageRecord,
 )
 
 
@@ -50,6 +51,8 @@ TABLE_ZONES: dict[str, Zone] = {
     RatingRecord.TABLE: Zone.FEEDBACK,
     FilterDecisionRecord.TABLE: Zone.FILTER_DECISIONS,
     HumanReviewRecord.TABLE: Zone.EVALUATION_RESULTS,
+    # Usage of the models (tokens, latency, estimated cost per call) is metadata about the models' use.
+    UsageRecord.TABLE: Zone.MODEL_METADATA,
 }
 
 # Partition values come from `partition_safe`, which may leave dots: "." and ".." stay refused below.

@@ -35,3 +35,24 @@ FROM ratings
 WHERE stage = ? AND dt BETWEEN ? AND ?
 GROUP BY use_case, model_id
 """
+
+# Estimated model cost per tenant and month (docs/cost.md), from the usage records of answered /invoke
+# calls. Usage messages are delivered at least once, so a record may be stored twice: DISTINCT over the
+# request id (and the record's values) counts each request once. Parameters: stage, first day, last day.
+MONTHLY_COST_PER_TENANT = """
+SELECT substr(dt, 1, 7) AS month, tenant_id, use_case, model_id,
+       count(*) AS requests,
+       sum(model_calls) AS model_calls,
+       sum(input_tokens) AS input_tokens,
+       sum(output_tokens) AS output_tokens,
+       sum(cost_usd) AS estimated_cost_usd,
+       sum(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) AS requests_without_price
+FROM (
+    SELECT DISTINCT dt, request_id, tenant_id, use_case, model_id, model_calls, input_tokens, output_tokens,
+           cost_usd
+    FROM model_usage
+    WHERE stage = ? AND dt BETWEEN ? AND ?
+) AS answered
+GROUP BY substr(dt, 1, 7), tenant_id, use_case, model_id
+ORDER BY month, estimated_cost_usd DESC
+"""

@@ -8,7 +8,7 @@ and are not stored in the JSON body.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
@@ -127,10 +127,38 @@ class FilterDecisionRecord(LakeRecord):
     text_redacted: str = ""
 
 
+class UsageRecord(LakeRecord):
+    """One answered /invoke: who called which model, the tokens, the time and the estimated cost.
+
+    `model_id` is the model's name as the application knows it (the Bedrock model id, or the endpoint of
+    a tenant's own model); `cost_usd` is tokens x the dated price table (`common.model_pricing`), null when
+    the model has no per-token price (SageMaker endpoints are paid per instance hour, see `make cost`).
+    """
+
+    TABLE: ClassVar[str] = "model_usage"
+
+    request_id: SafeId
+    tenant_id: SafeId
+    use_case: SafeId
+    provider: Literal["bedrock", "sagemaker"]
+    inference_profile: str | None = Field(default=None, max_length=2048)
+    prompt_ref: str | None = Field(default=None, max_length=256)
+    model_calls: Annotated[int, Field(ge=0, le=1000)]
+    input_tokens: Annotated[int, Field(ge=0)] | None = None
+    output_tokens: Annotated[int, Field(ge=0)] | None = None
+    model_latency_ms: Annotated[float, Field(ge=0)]
+    request_latency_ms: Annotated[float, Field(ge=0)]
+    cost_usd: Annotated[float, Field(ge=0)] | None = None
+    price_table_date: date | None = None
+    blocked: Literal["input", "output"] | None = None
+    sampled_for_evaluation: bool = False
+
+
 LAKE_RECORD_TYPES: tuple[type[LakeRecord], ...] = (
     EvaluationResultRecord,
     RatingRecord,
     FilterDecisionRecord,
     HumanReviewRecord,
+    UsageRecord,
 )
 PARTITION_KEYS: tuple[str, ...] = ("dt", "model")

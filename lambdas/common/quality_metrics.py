@@ -49,3 +49,28 @@ def emit_rating(business_unit: str, rating_type: str, value: int, namespace: str
     metrics.add_metric(RATINGS, MetricUnit.Count, 1)
     metrics.add_metric(LOW_RATINGS, MetricUnit.Count, int(is_low_rating(rating_type, value)))
     metrics.flush_metrics()
+
+
+# App backend (docs/cost.md): a usage record or online-evaluation sample it could not queue
+# {business_unit, kind, service}; the monitoring stack alarms on any usage delivery failure.
+DELIVERY_FAILURES = "delivery_failures"
+
+# Online evaluation (lambdas/model_usage): one judge score per sampled production exchange
+# {business_unit, model, service}; the daily average feeds the online judge score and drift alarms.
+ONLINE_EVALUATION_SERVICE = "online_evaluation"
+
+
+def emit_delivery_failure(business_unit: str, kind: str, namespace: str = NAMESPACE) -> None:
+    metrics = EphemeralMetrics(namespace=namespace, service=APP_SERVICE)
+    metrics.add_dimension("business_unit", business_unit)
+    metrics.add_dimension("kind", kind)
+    metrics.add_metric(DELIVERY_FAILURES, MetricUnit.Count, 1)
+    metrics.flush_metrics()
+
+
+def emit_online_judge_score(business_unit: str, model: str, score: float, namespace: str = NAMESPACE) -> None:
+    metrics = EphemeralMetrics(namespace=namespace, service=ONLINE_EVALUATION_SERVICE)
+    metrics.add_dimension("business_unit", business_unit)
+    metrics.add_dimension("model", model)
+    metrics.add_metric(JUDGE_SCORE_MEAN, MetricUnit.NoUnit, score)
+    metrics.flush_metrics()

@@ -57,6 +57,15 @@ class Budgets(_Strict):
         return float(getattr(self, stage))
 
 
+class ModelBudgets(Budgets):
+    """Monthly Amazon Bedrock spend per stage in USD: service Amazon Bedrock, BusinessUnit and Stage tags
+    (carried by the stage's application inference profiles, through which every model call goes)."""
+
+    dev: Annotated[float, Field(gt=0)] = 100
+    preprod: Annotated[float, Field(gt=0)] = 300
+    prod: Annotated[float, Field(gt=0)] = 2000
+
+
 class MonitoringSettings(_Strict):
     emails: list[Email] = Field(default_factory=list, description="SNS email subscriptions (confirm by mail)")
     https_endpoints: list[HttpUrl] = Field(
@@ -65,6 +74,7 @@ class MonitoringSettings(_Strict):
     )
     alarms: AlarmThresholds = AlarmThresholds()
     budgets: Budgets = Budgets()
+    model_budgets: ModelBudgets = ModelBudgets()
     budget_actual_percent: Percent = Field(default=80, description="alert when actual spend reaches this")
     budget_forecast_percent: Annotated[float, Field(gt=0, le=1000)] = Field(
         default=100, description="alert when forecast spend reaches this"

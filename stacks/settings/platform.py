@@ -21,6 +21,7 @@ from stacks.settings.data_lake import DataLakeSettings
 from stacks.settings.evaluation import EvaluationSettings
 from stacks.settings.fine_tuning import FineTuningSettings
 from stacks.settings.guardrails import GuardrailSettings
+from stacks.settings.model_usage import ModelUsageSettings
 from stacks.settings.monitoring import MonitoringSettings
 from stacks.settings.prompt_catalog import PromptCatalogStackSettings
 from stacks.settings.regions import KNOWN_REGIONS
@@ -249,12 +250,25 @@ class BusinessUnit(StrictModel):
     monitoring: MonitoringSettings = Field(
         default=MonitoringSettings(), description="dashboards, alarm thresholds, notifications, budgets"
     )
+    model_usage: ModelUsageSettings = Field(
+        default=ModelUsageSettings(),
+        description="inference profiles, usage records, invocation logging, online evaluation (docs/cost.md)",
+    )
 
     @model_validator(mode="after")
     def _unique_use_cases(self) -> BusinessUnit:
         duplicates = sorted({u for u in self.use_cases if self.use_cases.count(u) > 1})
         if duplicates:
             raise ValueError(f"use_cases: listed more than once: {', '.join(duplicates)}")
+        return self
+
+    @model_validator(mode="after")
+    def _online_evaluation_has_a_judge(self) -> BusinessUnit:
+        if self.model_usage.online_evaluation.sample_rate > 0 and self.evaluation.judge.model is None:
+            raise ValueError(
+                "model_usage.online_evaluation.sample_rate: online evaluation uses the offline judge; "
+                "set evaluation.judge.model or set sample_rate to 0"
+            )
         return self
 
     @model_validator(mode="after")

@@ -90,6 +90,7 @@ def test_user_pool_settings_come_from_the_business_units_config() -> None:
     from stacks.application_stack import ApplicationStack
     from stacks.baseline_stack import BaselineStack
     from stacks.guardrail_stack import GuardrailStack
+    from stacks.model_profiles_stack import ModelProfilesStack
 
     config = one_unit_sandbox(
         {
@@ -108,8 +109,17 @@ def test_user_pool_settings_come_from_the_business_units_config() -> None:
     stage = Stage(App(), "ops-dev")
     baseline = BaselineStack(stage, "Baseline", environment=environment)
     guardrail = GuardrailStack(stage, "Guardrail", config=config, environment=environment, baseline=baseline)
+    profiles = ModelProfilesStack(
+        stage, "ModelProfiles", config=config, environment=environment, baseline=baseline
+    )
     stack = ApplicationStack(
-        stage, "Application", config=config, environment=environment, key=baseline.key, guardrail=guardrail
+        stage,
+        "Application",
+        config=config,
+        environment=environment,
+        key=baseline.key,
+        guardrail=guardrail,
+        profiles=profiles,
     )
     template = Template.from_stack(stack)
 

@@ -34,6 +34,8 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
             expected[f"exco-{bu}-{stage}-guardrail"] = (account, "eu-west-1")
             expected[f"exco-{bu}-{stage}-evaluation"] = (account, "eu-west-1")
             expected[f"exco-{bu}-{stage}-monitoring"] = (account, "eu-west-1")
+            expected[f"exco-{bu}-{stage}-model-profiles"] = (account, "eu-west-1")
+            expected[f"exco-{bu}-{stage}-model-usage"] = (account, "eu-west-1")
             if stage != "dev":
                 expected[f"exco-{bu}-{stage}-registry-events"] = (account, "eu-west-1")
             expected[f"exco-{bu}-{stage}-pipeline"] = ("111111111111", "eu-west-1")
@@ -59,7 +61,16 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
             f"exsb-{bu}-{stage}-{stack}"
             for bu in ("retail", "finance")
             for stage in ("dev", "preprod", "prod")
-            for stack in ("baseline", "guardrail", "evaluation", "pipeline", "application", "monitoring")
+            for stack in (
+                "baseline",
+                "guardrail",
+                "evaluation",
+                "pipeline",
+                "application",
+                "monitoring",
+                "model-profiles",
+                "model-usage",
+            )
         ),
         *(f"exsb-{bu}-{stage}-serving" for bu in ("retail", "finance") for stage in ("preprod", "prod")),
         *(f"exsb-{bu}-dev-fine-tuning" for bu in ("retail", "finance")),

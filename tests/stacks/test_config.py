@@ -142,7 +142,7 @@ def test_typo_in_a_key_is_rejected_with_a_suggestion(raw: dict[str, Any]) -> Non
     assert (
         "business_units[0].use_case: unknown key (did you mean 'use_cases'?); "
         "allowed keys: name, cost_center, region, accounts, use_cases, guardrails, evaluation, serving, "
-        "fine_tuning, application, monitoring"
+        "fine_tuning, application, monitoring, model_usage"
     ) in problems
     assert "business_units[0].use_cases: required but missing" in problems
 

@@ -141,23 +141,48 @@ def test_one_budget_per_business_unit_and_stage_with_the_configured_amount_and_t
     names = []
     for env in environments(platform):
         template = platform.template(f"{env.name}-monitoring")
-        (budget,) = resources(template, "AWS::Budgets::Budget").values()
-        data = budget["Budget"]
+        budgets = {b["Budget"]["BudgetName"]: b for b in resources(template, "AWS::Budgets::Budget").values()}
+        assert set(budgets) == {f"{env.name}-monthly", f"{env.name}-model-spend"}
         settings = env.business_unit.monitoring
-        names.append(data["BudgetName"])
-        assert data["BudgetLimit"] == {"Amount": settings.budgets.of(env.stage.value), "Unit": "USD"}
-        assert data["TimeUnit"] == "MONTHLY" and data["BudgetType"] == "COST"
-        tags = {e["Tags"]["Key"]: e["Tags"]["Values"] for e in data["FilterExpression"]["And"]}
-        assert tags == {"BusinessUnit": [env.business_unit.name], "Stage": [env.stage.value]}
-        notes = {
-            n["Notification"]["NotificationType"]: n["Notification"]["Threshold"]
-            for n in budget["NotificationsWithSubscribers"]
+        names += list(budgets)
+        stage_tags = [
+            {"Tags": {"Key": "BusinessUnit", "Values": [env.business_unit.name], "MatchOptions": ["EQUALS"]}},
+            {"Tags": {"Key": "Stage", "Values": [env.stage.value], "MatchOptions": ["EQUALS"]}},
+        ]
+        # All spend of the stage: its own account (untaggable model tokens and Comprehend calls count too);
+        # the sandbox's one account tells stages apart by tags only.
+        stage = budgets[f"{env.name}-monthly"]["Budget"]
+        assert stage["BudgetLimit"] == {"Amount": settings.budgets.of(env.stage.value), "Unit": "USD"}
+        if platform.config.is_sandbox:
+            assert stage["FilterExpression"] == {"And": stage_tags}
+        else:
+            assert stage["FilterExpression"] == {
+                "Dimensions": {"Key": "LINKED_ACCOUNT", "Values": [env.account], "MatchOptions": ["EQUALS"]}
+            }
+        # Model spend: Amazon Bedrock usage tagged with the stage (its inference profiles carry the tags).
+        model = budgets[f"{env.name}-model-spend"]["Budget"]
+        assert model["BudgetLimit"] == {"Amount": settings.model_budgets.of(env.stage.value), "Unit": "USD"}
+        assert model["FilterExpression"] == {
+            "And": [
+                {"Dimensions": {"Key": "SERVICE", "Values": ["Amazon Bedrock"], "MatchOptions": ["EQUALS"]}},
+                *stage_tags,
+            ]
         }
-        assert notes == {"ACTUAL": 80, "FORECASTED": 100}
-        assert all(
-            n["Subscribers"][0]["SubscriptionType"] == "SNS" for n in budget["NotificationsWithSubscribers"]
-        )
-    assert len(names) == len(set(names)) == len(platform.config.business_units) * len(STAGES)
+        topic = next(iter(resources(template, "AWS::SNS::Topic")))
+        for budget in budgets.values():
+            data = budget["Budget"]
+            assert data["TimeUnit"] == "MONTHLY" and data["BudgetType"] == "COST"
+            notes = {
+                n["Notification"]["NotificationType"]: n["Notification"]["Threshold"]
+                for n in budget["NotificationsWithSubscribers"]
+            }
+            assert notes == {"ACTUAL": 80, "FORECASTED": 100}
+            # Alerts go to this business unit stage's own topic, nobody else's.
+            assert all(
+                n["Subscribers"] == [{"SubscriptionType": "SNS", "Address": {"Ref": topic}}]
+                for n in budget["NotificationsWithSubscribers"]
+            )
+    assert len(names) == len(set(names)) == 2 * len(platform.config.business_units) * len(STAGES)
 
 
 def test_quality_signals_use_the_emitted_metric_contract(default_platform: SynthesizedPlatform) -> None:

@@ -20,7 +20,16 @@ NEW_STACKS = {
     *(
         f"exco-legal-{stage}-{stack}"
         for stage in ("dev", "preprod", "prod")
-        for stack in ("baseline", "guardrail", "evaluation", "pipeline", "application", "monitoring")
+        for stack in (
+            "baseline",
+            "guardrail",
+            "evaluation",
+            "pipeline",
+            "application",
+            "monitoring",
+            "model-profiles",
+            "model-usage",
+        )
     ),
     "exco-legal-dev-fine-tuning",
     "exco-legal-preprod-serving",
@@ -118,6 +127,10 @@ def test_shared_stacks_gain_only_the_new_business_units_resources(
     after_template = onboarded.template(stack_name)
     before, after = resources(before_template), resources(after_template)
     added = {k: t for k, t in after.items() if k not in before}
+    # The Lake Formation location role reads every (business unit, stage, table zone) prefix: with a third
+    # business unit its statements outgrow one inline policy and CDK moves the rest into an overflow managed
+    # policy of the same role; that is the shared policy holder growing, not a resource of another unit.
+    added = {k: t for k, t in added.items() if not k.startswith("LakeFormationLocationRoleOverflowPolicy")}
     assert set(before) <= set(after)
     assert all("legal" in logical_id.lower() for logical_id in added), added
     assert sorted(set(added.values())) == added_types

@@ -39,6 +39,9 @@ ACTIONS_WITHOUT_RESOURCE_SCOPE = {
     "logs:DescribeLogGroups",
     "xray:GetSamplingRules",
     "xray:GetSamplingTargets",
+    # Bedrock model invocation logging is one setting per account and region (model profiles stack).
+    "bedrock:PutModelInvocationLoggingConfiguration",
+    "bedrock:DeleteModelInvocationLoggingConfiguration",
     # SageMaker endpoint execution role and the serving deployer (issue 9).
     "ec2:DescribeVpcs",
     "ec2:DescribeDhcpOptions",
