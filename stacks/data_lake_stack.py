@@ -3,9 +3,11 @@
 Who may do what is declared once in the config (`data_lake.business_unit_access`), per business unit
 stage: the bucket and key policies here allow exactly that on `<bu>/<stage>/` for principals of that
 stage's account tagged `BusinessUnit=<bu>` and `Stage=<stage>` (plus read on `<bu>/shared/`), and
-`stacks.blocks.lake_access.grant_lake_access` gives their roles the matching identity half. A deny
-on every bucket keeps a tagged principal inside its own stage's prefix even in sandbox mode, where
-all business units and stages share one account. `<bu>/shared/` is written only by the tooling
+`stacks.blocks.lake_access.grant_lake_access` gives their roles the matching identity half. The allows
+name the prefix through the principal's tags, so they do not grow with business units; denies tie
+each stage account to its own tags (docs/data-lake.md, "Limits"). A deny on every bucket keeps a
+tagged principal inside its own stage's prefix even in sandbox mode, where all business units and
+stages share one account. `<bu>/shared/` is written only by the tooling
 account's dataset promotion role; every other writer is denied.
 """
 
@@ -34,7 +36,6 @@ from stacks.blocks.lake_access import (
     LakeAccessRequest,
     dataset_promotion_requests,
     dataset_promotion_role_arn,
-    declared_access,
     lake_access_statements,
     lake_bucket_arn,
     lake_bucket_name,
@@ -85,15 +86,6 @@ def stage_row_filter(stage: LakeScope) -> str:
 
 def zone_construct_id(zone: Zone) -> str:
     return camel(zone.value) + "Zone"
-
-
-def s3_statements(request: LakeAccessRequest, bucket_arn: str) -> list[dict[str, Any]]:
-    """The bucket-side statements of `request` (the key's are handled by the key policy)."""
-    return [
-        s
-        for s in lake_access_statements([request], bucket_arns={request.zone: bucket_arn}, kms_key_arn="")
-        if s["Resource"] != [""]
-    ]
 
 
 def zone_lifecycle_rules(lifecycle: ZoneLifecycle, noncurrent_expiry_days: int) -> list[s3.LifecycleRule]:
@@ -150,7 +142,6 @@ class DataLakeStack(PlatformStack):
             self, "AccessLogs", retention=self.retention, expire_after_days=365
         )
         self.zone_buckets: dict[Zone, s3.Bucket] = {zone: self._zone_bucket(zone) for zone in Zone}
-        self.grants = declared_access(config)
         for zone, bucket in self.zone_buckets.items():
             self._allow_business_units(zone, bucket)
             for binding in self._account_bindings(
