@@ -121,12 +121,13 @@ def test_cross_account_reach_needs_the_business_unit_tag_and_account(
     put = {"zone": Zone.FEEDBACK, "action": "s3:PutObject", "key": key, "stage": "prod"}
     assert s3_decision(default_platform, account=retail, tag="retail", **put) == "allow"  # type: ignore[arg-type]
     assert s3_decision(default_platform, account=retail, tag=None, **put) == "implicit"  # type: ignore[arg-type]
-    # A finance account role cannot claim to be retail: the retail statement names retail's accounts.
-    assert s3_decision(default_platform, account=finance, tag="retail", **put) == "implicit"  # type: ignore[arg-type]
+    # A finance account role cannot claim to be retail: the lake ties each account to its own tags
+    # (an explicit deny since the compact policies, docs/data-lake.md "Limits"; it was an implicit one).
+    assert s3_decision(default_platform, account=finance, tag="retail", **put) == "deny"  # type: ignore[arg-type]
     assert s3_decision(default_platform, account="999999999999", tag="retail", **put) == "implicit"  # type: ignore[arg-type]
-    # Nor can a retail dev account role claim to be prod: the prod statement names the prod account only.
+    # Nor can a retail dev account role claim to be prod: dev accounts may carry only Stage=dev.
     dev = account_of(config, "retail", Stage.DEV)
-    assert s3_decision(default_platform, account=dev, tag="retail", **put) == "implicit"  # type: ignore[arg-type]
+    assert s3_decision(default_platform, account=dev, tag="retail", **put) == "deny"  # type: ignore[arg-type]
 
 
 def test_read_only_zones_refuse_business_unit_writes(default_platform: SynthesizedPlatform) -> None:

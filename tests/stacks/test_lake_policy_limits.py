@@ -151,8 +151,10 @@ def test_at_20_business_units_an_account_cannot_claim_another_stage_or_business_
     last, first = lake.config.business_units[-1].name, lake.config.business_units[0].name
     bucket, prod_upload = tenant_upload(lake.config, last, "prod")
     forged = [
-        lake.principal(last, "dev", stage="prod"),  # dev account, Stage=prod
-        lake.principal(first, "prod", bu=last),  # another business unit's prod account, BusinessUnit=<last>
+        lake.principal(last, "dev", claim_stage="prod"),  # dev account, Stage=prod
+        lake.principal(
+            first, "prod", claim_bu=last
+        ),  # another business unit's prod account, BusinessUnit=<last>
     ]
     for who in forged:
         for action in ("s3:GetObject", "s3:PutObject"):
