@@ -56,8 +56,8 @@ class Lake:
         account = self.config.environment(self.config.business_unit(business_unit), Stage(stage)).account
         return {
             "account": account,
-            BU_TAG: tags.get("bu", business_unit),
-            STAGE_TAG: tags.get("stage", stage),
+            BU_TAG: tags.get("claim_bu", business_unit),
+            STAGE_TAG: tags.get("claim_stage", stage),
         }
 
     def s3(self, who: dict[str, str], action: str, bucket: str, key: str) -> str:
