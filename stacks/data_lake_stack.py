@@ -3,44 +3,48 @@
 Who may do what is declared once in the config (`data_lake.business_unit_access`), per business unit
 stage: the bucket and key policies here allow exactly that on `<bu>/<stage>/` for principals of that
 stage's account tagged `BusinessUnit=<bu>` and `Stage=<stage>` (plus read on `<bu>/shared/`), and
-`stacks.blocks.lake_access.grant_lake_access` gives their roles the matching identity half. A deny
-on every bucket keeps a tagged principal inside its own stage's prefix even in sandbox mode, where
-all business units and stages share one account. `<bu>/shared/` is written only by the tooling
+`stacks.blocks.lake_access.grant_lake_access` gives their roles the matching identity half. The allows
+name the prefix through the principal's tags, so they do not grow with business units; denies tie
+each stage account to its own tags (docs/data-lake.md, "Limits"). A deny on every bucket keeps a
+tagged principal inside its own stage's prefix even in sandbox mode, where all business units and
+stages share one account. `<bu>/shared/` is written only by the tooling
 account's dataset promotion role; every other writer is denied.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from aws_cdk import DefaultStackSynthesizer, Duration
+from aws_cdk import Aws, DefaultStackSynthesizer, Duration
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lakeformation as lakeformation
 from aws_cdk import aws_s3 as s3
+from aws_cdk.region_info import RegionInfo
 from constructs import Construct
 
 from common.glue_schema import INPUT_FORMAT, JSON_SERDE, OUTPUT_FORMAT, TABLES, GlueTable
 from common.lake_layout import LAKE_STAGES, LakeScope, Zone, check_business_unit
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.lake_access import (
+    OBJECT_READ_ACTIONS,
+    OBJECT_WRITE_ACTIONS,
     PROMOTION_ZONE,
-    LakeAccess,
     LakeAccessRequest,
-    acknowledge_lake_wildcards,
     dataset_promotion_requests,
     dataset_promotion_role_arn,
-    declared_access,
     lake_access_statements,
     lake_bucket_arn,
     lake_bucket_name,
     lake_database_name,
     lake_key_alias,
     lake_via_service,
+    nag_resource,
 )
-from stacks.blocks.nag import acknowledge_cdk_managed_providers
+from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import PlatformStack
 from stacks.blocks.retention import retention_for
 from stacks.blocks.storage import AccessLogBucket, SecureBucket
@@ -82,15 +86,6 @@ def stage_row_filter(stage: LakeScope) -> str:
 
 def zone_construct_id(zone: Zone) -> str:
     return camel(zone.value) + "Zone"
-
-
-def s3_statements(request: LakeAccessRequest, bucket_arn: str) -> list[dict[str, Any]]:
-    """The bucket-side statements of `request` (the key's are handled by the key policy)."""
-    return [
-        s
-        for s in lake_access_statements([request], bucket_arns={request.zone: bucket_arn}, kms_key_arn="")
-        if s["Resource"] != [""]
-    ]
 
 
 def zone_lifecycle_rules(lifecycle: ZoneLifecycle, noncurrent_expiry_days: int) -> list[s3.LifecycleRule]:
@@ -147,9 +142,12 @@ class DataLakeStack(PlatformStack):
             self, "AccessLogs", retention=self.retention, expire_after_days=365
         )
         self.zone_buckets: dict[Zone, s3.Bucket] = {zone: self._zone_bucket(zone) for zone in Zone}
-        self.grants = declared_access(config)
         for zone, bucket in self.zone_buckets.items():
             self._allow_business_units(zone, bucket)
+            for binding in self._account_bindings(
+                ["s3:*"], [self._bucket_arn(zone), self._bucket_arn(zone, "*")]
+            ):
+                bucket.add_to_resource_policy(binding)
             self._fence_prefixes(bucket)
             if zone is PROMOTION_ZONE:
                 self._allow_promotion(bucket)
@@ -191,53 +189,146 @@ class DataLakeStack(PlatformStack):
         bu = self.config.business_unit(business_unit)
         return [self.config.environment(bu, Stage(scope.value)).account]
 
-    @staticmethod
-    def _principal_tags(business_unit: str, scope: LakeScope) -> dict[str, str]:
-        """Shared data: any stage of the business unit; stage data: that stage only."""
-        tags = {BUSINESS_UNIT_TAG: business_unit}
-        if scope is not LakeScope.SHARED:
-            tags[STAGE_TAG] = scope.value
-        return tags
+    def _stage_accounts(self) -> list[str]:
+        """Every business unit stage's account (in sandbox mode: the one account)."""
+        return sorted({a for bu in self.config.business_units for a in self.config.accounts_of(bu).values()})
+
+    def _stage_principals(self) -> list[iam.IPrincipal]:
+        # Literal ARNs (the home region fixes the partition): a token would make each one a Fn::Join
+        # three times as long, and these lists are what grows with business units.
+        return [iam.ArnPrincipal(f"arn:{self.fixed_partition}:iam::{a}:root") for a in self._stage_accounts()]
+
+    @property
+    def fixed_partition(self) -> str:
+        return RegionInfo.get(self.config.home_region).partition or Aws.PARTITION
+
+    def _bucket_arn(self, zone: Zone, objects: str | None = None) -> str:
+        """A zone bucket's ARN (or of `objects` in it) as a literal: the bucket names are fixed."""
+        arn = f"arn:{self.fixed_partition}:s3:::{lake_bucket_name(self.config, zone)}"
+        return arn if objects is None else f"{arn}/{objects}"
 
     def _allow_business_units(self, zone: Zone, bucket: s3.Bucket) -> None:
-        """Exactly the statements each business unit stage's roles get, from the lake side, tag-conditioned."""
-        for grant in (g for g in self.grants if g.zone is zone):
-            statements = s3_statements(grant, bucket.bucket_arn)
-            principals = [
-                iam.AccountPrincipal(a) for a in self._scope_accounts(grant.business_unit, grant.stage)
-            ]
-            for statement in statements:
-                conditions = dict(statement.get("Condition", {}))
-                conditions["StringEquals"] = self._principal_tags(grant.business_unit, grant.stage)
-                bucket.add_to_resource_policy(
-                    iam.PolicyStatement(
-                        sid=camel(grant.business_unit)
-                        + camel(grant.stage.value)
-                        + ("Listing" if "Condition" in statement else "Objects"),
-                        principals=principals,
-                        actions=statement["Action"],
-                        resources=statement["Resource"],
-                        conditions=conditions,
-                    )
-                )
+        """One statement for every business unit stage: its own tags name the prefix it reaches.
+
+        The resource is `${BusinessUnit}/${Stage}/` (and `${BusinessUnit}/shared/` where the zone is
+        readable), so the statement does not grow with business units. Tags are set by the principal's
+        own account: `_account_bindings` denies any tag but its own to each stage account, and
+        `_fence_prefixes` trims what this statement leaves broad (listing outside the own prefixes,
+        writes under `shared/`). Only the declared zone access is granted; nothing grants delete.
+        """
+        access = self.config.data_lake.business_unit_access.for_zone(zone)
+        if access is None:
+            return
+        own = f"${{{BUSINESS_UNIT_TAG}}}/${{{STAGE_TAG}}}/*"
+        shared = f"${{{BUSINESS_UNIT_TAG}}}/{LakeScope.SHARED.value}/*"
+        actions = (list(OBJECT_READ_ACTIONS) if access.reads else []) + (
+            list(OBJECT_WRITE_ACTIONS) if access.writes else []
+        )
+        resources = [self._bucket_arn(zone, own)]
+        if access.reads:
+            # Listing is fenced to the own and shared prefixes (OnlyOwnStageListing); shared is read-only
+            # (SharedIsReadOnly).
+            actions.append("s3:ListBucket")
+            resources += [self._bucket_arn(zone), self._bucket_arn(zone, shared)]
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="BusinessUnitStagesOwnPrefix",
+                principals=self._stage_principals(),
+                actions=actions,
+                resources=resources,
+                conditions=self._tagged_business_unit_stage(),
+            )
+        )
+
+    @staticmethod
+    def _tagged_business_unit_stage() -> dict[str, Any]:
+        """A business unit stage's principal: both tags present, and not a shared stage's role."""
+        return {
+            "Null": {BUSINESS_UNIT_TAG: "false", STAGE_TAG: "false"},
+            "StringNotEquals": {BUSINESS_UNIT_TAG: SHARED_TAG_VALUE},
+        }
+
+    def _account_bindings(self, actions: list[str], resources: list[str]) -> list[iam.PolicyStatement]:
+        """Each stage account may only carry its own business unit's and stage's tags (multi-account mode).
+
+        Principal tags are set by the principal's own account, so the tag-scoped allows need this: a
+        retail dev role tagged `Stage=prod`, or a finance role tagged `BusinessUnit=retail`, is denied.
+        One statement per business unit (its accounts) and one per stage (every business unit's account
+        of that stage): a policy grows by one short statement per business unit, not by statements per
+        zone and stage. A principal without the tag is not matched here; the allows require both tags.
+        """
+        if self.config.is_sandbox:
+            return []  # one account: the tags alone separate the stages there (see _fence_prefixes)
+        bindings: list[tuple[str, list[str], str, str]] = [
+            (
+                "Bu" + camel(bu.name),
+                self._business_unit_accounts(bu.name),
+                BUSINESS_UNIT_TAG,
+                bu.name,
+            )
+            for bu in self.config.business_units
+        ]
+        bindings += [
+            (
+                "Stage" + camel(stage.value),
+                sorted(
+                    self.config.environment(bu, Stage(stage.value)).account
+                    for bu in self.config.business_units
+                ),
+                STAGE_TAG,
+                stage.value,
+            )
+            for stage in LAKE_STAGES
+        ]
+        return [
+            iam.PolicyStatement(
+                sid=sid,
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=actions,
+                resources=resources,
+                conditions={
+                    "StringEquals": {"aws:PrincipalAccount": accounts},
+                    "StringNotEquals": {tag: value},
+                    "Null": {tag: "false"},
+                },
+            )
+            for sid, accounts, tag, value in bindings
+        ]
 
     def _allow_promotion(self, bucket: s3.Bucket) -> None:
         """The tooling account's promotion role alone writes `<bu>/shared/` (by ARN: it may not exist yet)."""
-        for request in dataset_promotion_requests(self.config):
-            for statement in s3_statements(request, bucket.bucket_arn):
-                conditions = dict(statement.get("Condition", {}))
-                conditions["ArnEquals"] = {"aws:PrincipalArn": dataset_promotion_role_arn(self.config)}
-                bucket.add_to_resource_policy(
-                    iam.PolicyStatement(
-                        sid=camel(request.business_unit)
-                        + "Promotion"
-                        + ("Listing" if "Condition" in statement else "Objects"),
-                        principals=[iam.AccountPrincipal(self.config.tooling_account)],
-                        actions=statement["Action"],
-                        resources=statement["Resource"],
-                        conditions=conditions,
-                    )
-                )
+        # One statement for the objects of every business unit's shared prefix, one for listing them.
+        requests = dataset_promotion_requests(self.config)
+        statements = lake_access_statements(
+            requests, bucket_arns={PROMOTION_ZONE: self._bucket_arn(PROMOTION_ZONE)}, kms_key_arn=""
+        )
+        objects = [s for s in statements if s["Resource"] != [""] and "Condition" not in s]
+        listings = [s for s in statements if "Condition" in s and "s3:prefix" in json.dumps(s["Condition"])]
+        by_promotion_role = {"ArnEquals": {"aws:PrincipalArn": dataset_promotion_role_arn(self.config)}}
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="PromotionObjects",
+                principals=[iam.AccountPrincipal(self.config.tooling_account)],
+                actions=sorted({a for s in objects for a in s["Action"]}),
+                resources=[r for s in objects for r in s["Resource"]],
+                conditions=by_promotion_role,
+            )
+        )
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="PromotionListing",
+                principals=[iam.AccountPrincipal(self.config.tooling_account)],
+                actions=["s3:ListBucket"],
+                resources=[self._bucket_arn(PROMOTION_ZONE)],
+                conditions={
+                    **by_promotion_role,
+                    "StringLike": {
+                        "s3:prefix": [p for s in listings for p in s["Condition"]["StringLike"]["s3:prefix"]]
+                    },
+                },
+            )
+        )
         bucket.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="OnlyPromotionWritesShared",
@@ -314,37 +405,45 @@ class DataLakeStack(PlatformStack):
         """Stage roles use the key only through S3, only for objects under their own stage's prefix.
 
         The zone buckets use no S3 Bucket Key, so the encryption context S3 sends is the object's ARN
-        and `kms:EncryptionContext:aws:s3:arn` can pin `<bucket>/<bu>/<stage>/*`.
+        and `kms:EncryptionContext:aws:s3:arn` can pin `<zone bucket>/<bu>/<stage>/*`, here through the
+        principal's tags (`${BusinessUnit}/${Stage}/`), which `_account_bindings` ties to the
+        account. Two statements for every business unit, plus one short binding per business unit:
+        which zones a stage may write is the bucket policies' business (they refuse the write before S3
+        asks for a data key), so the key policy does not repeat it per zone.
         """
-        for bu in self.config.business_units:
-            for scope in (*LAKE_STAGES, LakeScope.SHARED):
-                grants = [g for g in self.grants if g.business_unit == bu.name and g.stage is scope]
-                principals = [iam.AccountPrincipal(a) for a in self._scope_accounts(bu.name, scope)]
-                for sid, actions, objects in (
-                    ("Decrypt", ["kms:Decrypt"], [self._objects(g) for g in grants]),
-                    (
-                        "Encrypt",
-                        ["kms:GenerateDataKey"],
-                        [self._objects(g) for g in grants if g.access.writes],
-                    ),
-                ):
-                    if not objects:
-                        continue
-                    self.key.add_to_resource_policy(
-                        iam.PolicyStatement(
-                            sid=f"{camel(bu.name)}{camel(scope.value)}{sid}ThroughS3",
-                            principals=principals,
-                            actions=actions,
-                            resources=["*"],
-                            conditions={
-                                "StringEquals": {
-                                    "kms:ViaService": lake_via_service(self.config),
-                                    **self._principal_tags(bu.name, scope),
-                                },
-                                "StringLike": {"kms:EncryptionContext:aws:s3:arn": objects},
-                            },
-                        )
-                    )
+        own = f"${{{BUSINESS_UNIT_TAG}}}/${{{STAGE_TAG}}}/*"
+        shared = f"${{{BUSINESS_UNIT_TAG}}}/{LakeScope.SHARED.value}/*"
+        zones = [z for z in Zone if self.config.data_lake.business_unit_access.for_zone(z) is not None]
+        readable = [
+            z for z in zones if (a := self.config.data_lake.business_unit_access.for_zone(z)) and a.reads
+        ]
+        for sid, actions, objects in (
+            (
+                "BusinessUnitStagesThroughS3",
+                ["kms:Decrypt", "kms:GenerateDataKey"],
+                [self._bucket_arn(z, own) for z in zones],
+            ),
+            (
+                "BusinessUnitSharedDecryptThroughS3",
+                ["kms:Decrypt"],
+                [self._bucket_arn(z, shared) for z in readable],
+            ),
+        ):
+            self.key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    principals=self._stage_principals(),
+                    actions=actions,
+                    resources=["*"],
+                    conditions={
+                        **self._tagged_business_unit_stage(),
+                        "StringEquals": {"kms:ViaService": lake_via_service(self.config)},
+                        "StringLike": {"kms:EncryptionContext:aws:s3:arn": objects},
+                    },
+                )
+            )
+        for binding in self._account_bindings(["kms:*"], ["*"]):
+            self.key.add_to_resource_policy(binding)
         promotion = [self._objects(r) for r in dataset_promotion_requests(self.config)]
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
@@ -600,20 +699,36 @@ class DataLakeStack(PlatformStack):
             assumed_by=iam.ServicePrincipal("lakeformation.amazonaws.com"),
             description="Reads the registered data lake table locations for Lake Formation",
         )
+        # The registered location is the whole table-zone bucket: the role reads every business unit's
+        # and stage's table data there (Lake Formation vends it per query through the stage row filters).
+        # One statement per zone, not one per business unit stage: an IAM role's policies are size-limited.
         statements = [
             statement
             for zone in zones
-            for bu in self.config.business_units
-            for stage in LAKE_STAGES
-            for statement in s3_statements(
-                LakeAccessRequest(business_unit=bu.name, stage=stage, zone=zone, access=LakeAccess.READ),
-                lake_bucket_arn(self.config, zone),
+            for statement in (
+                {
+                    "Effect": "Allow",
+                    "Action": list(OBJECT_READ_ACTIONS),
+                    "Resource": [f"{lake_bucket_arn(self.config, zone)}/*"],
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket"],
+                    "Resource": [lake_bucket_arn(self.config, zone)],
+                },
             )
         ]
         for statement in statements:
             role.add_to_principal_policy(iam.PolicyStatement.from_json(statement))
         self.key.grant_decrypt(role)
-        acknowledge_lake_wildcards(role, statements, key_reason="unused: the key is granted by its ARN")
+        for zone in zones:
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::{nag_resource(lake_bucket_arn(self.config, zone))}/*]",
+                "Lake Formation's registered location is this whole table-zone bucket (every business unit's "
+                "and stage's table data); the role only reads objects, and Lake Formation hands them out per "
+                "query through the stage row filters",
+            )
         for zone in zones:
             registration = lakeformation.CfnResource(
                 self,

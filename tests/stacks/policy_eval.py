@@ -72,8 +72,10 @@ def _matches_any(patterns: list[str], value: str, request: Request) -> bool:
 
 def _condition_holds(operator: str, key: str, expected: Any, request: Request) -> bool:
     expected_values = [str(e).lower() if isinstance(e, bool) else str(e) for e in as_list(expected)]
-    present = key in request.context
-    actual = request.context.get(key, "")
+    # aws:PrincipalAccount is always in a request's context: the caller's account.
+    context = {"aws:PrincipalAccount": request.account, **request.context}
+    present = key in context
+    actual = context.get(key, "")
     base = operator.removeprefix("ForAnyValue:")
     if base == "Null":
         return (not present) == (expected_values[0] == "true")

@@ -121,12 +121,13 @@ def test_cross_account_reach_needs_the_business_unit_tag_and_account(
     put = {"zone": Zone.FEEDBACK, "action": "s3:PutObject", "key": key, "stage": "prod"}
     assert s3_decision(default_platform, account=retail, tag="retail", **put) == "allow"  # type: ignore[arg-type]
     assert s3_decision(default_platform, account=retail, tag=None, **put) == "implicit"  # type: ignore[arg-type]
-    # A finance account role cannot claim to be retail: the retail statement names retail's accounts.
-    assert s3_decision(default_platform, account=finance, tag="retail", **put) == "implicit"  # type: ignore[arg-type]
+    # A finance account role cannot claim to be retail: the lake ties each account to its own tags
+    # (an explicit deny since the compact policies, docs/data-lake.md "Limits"; it was an implicit one).
+    assert s3_decision(default_platform, account=finance, tag="retail", **put) == "deny"  # type: ignore[arg-type]
     assert s3_decision(default_platform, account="999999999999", tag="retail", **put) == "implicit"  # type: ignore[arg-type]
-    # Nor can a retail dev account role claim to be prod: the prod statement names the prod account only.
+    # Nor can a retail dev account role claim to be prod: dev accounts may carry only Stage=dev.
     dev = account_of(config, "retail", Stage.DEV)
-    assert s3_decision(default_platform, account=dev, tag="retail", **put) == "implicit"  # type: ignore[arg-type]
+    assert s3_decision(default_platform, account=dev, tag="retail", **put) == "deny"  # type: ignore[arg-type]
 
 
 def test_read_only_zones_refuse_business_unit_writes(default_platform: SynthesizedPlatform) -> None:
@@ -275,35 +276,45 @@ def key_statements(platform: SynthesizedPlatform) -> list[dict[str, Any]]:
 def test_key_policy_lets_each_stage_use_the_key_only_for_its_own_prefix(
     default_platform: SynthesizedPlatform,
 ) -> None:
+    """Two allows for every stage account, through S3 only, each object under the caller's own tags'
+    prefix; denies bind each account to its own business unit's and stage's tags (docs/data-lake.md)."""
     config = default_platform.config
     by_sid = {s.get("Sid"): s for s in key_statements(default_platform)}
-    encrypt = by_sid["RetailProdEncryptThroughS3"]
-    decrypt = by_sid["RetailProdDecryptThroughS3"]
-    assert encrypt["Action"] == "kms:GenerateDataKey"
-    assert encrypt["Principal"]["AWS"] == "arn:aws:iam::333333333333:root"
-    assert encrypt["Condition"]["StringEquals"] == {
-        "kms:ViaService": "s3.eu-west-1.amazonaws.com",
-        TAG: "retail",
-        STAGE_TAG: "prod",
-    }
-    writable = encrypt["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]
-    readable = decrypt["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]
-    arn = {zone: f"arn:aws:s3:::{lake_bucket_name(config, zone)}" for zone in Zone}
-    assert f"{arn[Zone.EVALUATION_RESULTS]}/retail/prod/*" in readable
-    assert f"{arn[Zone.FEEDBACK]}/retail/prod/*" in writable
-    assert f"{arn[Zone.PROMPT_CATALOG]}/retail/prod/*" not in writable
-    assert all(o.startswith("arn:aws:s3:::") and o.endswith("/retail/prod/*") for o in writable + readable)
-    shared = by_sid["RetailSharedDecryptThroughS3"]
-    assert sorted(shared["Principal"]["AWS"]) == [
-        f"arn:aws:iam::{a}:root" for a in ("333333333331", "333333333332", "333333333333")
-    ]
-    assert STAGE_TAG not in shared["Condition"]["StringEquals"]
-    assert (
-        f"{arn[Zone.EVALUATION_DATASETS]}/retail/shared/*"
-        in shared["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]
+    stages = by_sid["BusinessUnitStagesThroughS3"]
+    shared = by_sid["BusinessUnitSharedDecryptThroughS3"]
+    stage_accounts = sorted(
+        f"arn:aws:iam::{a}:root" for bu in config.business_units for a in config.accounts_of(bu).values()
     )
-    assert "RetailSharedEncryptThroughS3" not in by_sid
-    assert by_sid["FinanceDevEncryptThroughS3"]["Condition"]["StringEquals"][TAG] == "finance"
+    assert sorted(stages["Principal"]["AWS"]) == stage_accounts == sorted(shared["Principal"]["AWS"])
+    assert stages["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert shared["Action"] == "kms:Decrypt"  # <bu>/shared/ is never encrypted by a stage
+    arn = {zone: f"arn:aws:s3:::{lake_bucket_name(config, zone)}" for zone in Zone}
+    own = "${aws:PrincipalTag/BusinessUnit}/${aws:PrincipalTag/Stage}/*"
+    for statement in (stages, shared):
+        assert statement["Condition"]["StringEquals"] == {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}
+        assert statement["Condition"]["Null"] == {TAG: "false", STAGE_TAG: "false"}
+        assert statement["Condition"]["StringNotEquals"] == {TAG: "shared"}
+    assert sorted(stages["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]) == sorted(
+        f"{arn[zone]}/{own}" for zone in Zone
+    )
+    readable = shared["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]
+    assert f"{arn[Zone.EVALUATION_DATASETS]}/${{aws:PrincipalTag/BusinessUnit}}/shared/*" in readable
+    assert all(o.endswith("/${aws:PrincipalTag/BusinessUnit}/shared/*") for o in readable)
+    # The tags name the prefix; each account may carry only its own business unit's and stage's tags.
+    retail = by_sid["BuRetail"]
+    assert retail["Effect"] == "Deny"
+    assert retail["Condition"] == {
+        "StringEquals": {"aws:PrincipalAccount": ["333333333331", "333333333332", "333333333333"]},
+        "StringNotEquals": {TAG: "retail"},
+        "Null": {TAG: "false"},
+    }
+    prod = by_sid["StageProd"]
+    assert prod["Effect"] == "Deny"
+    assert prod["Condition"]["StringEquals"]["aws:PrincipalAccount"] == sorted(
+        config.environment(bu, Stage.PROD).account for bu in config.business_units
+    )
+    assert prod["Condition"]["StringNotEquals"] == {STAGE_TAG: "prod"}
+    assert by_sid["BuFinance"]["Condition"]["StringNotEquals"][TAG] == "finance"
 
 
 def test_sandbox_key_policy_has_no_business_unit_statements(sandbox_platform: SynthesizedPlatform) -> None:

@@ -166,6 +166,38 @@ def test_another_business_unit_reaches_neither_stage(
                     assert key_decision(platform, who, action, bucket, key) == "implicit"
 
 
+def test_an_account_cannot_claim_another_stages_or_business_units_tags(
+    default_platform: SynthesizedPlatform,
+) -> None:
+    """Tags are set by the principal's own account: the lake ties each account to its own tags."""
+    config = default_platform.config
+    forged = [
+        {**principal(config, "retail", "dev"), STAGE_TAG: "prod"},  # retail dev claims prod
+        {**principal(config, "retail", "preprod"), STAGE_TAG: "prod"},
+        {**principal(config, "finance", "prod"), BU_TAG: "retail"},  # finance prod claims retail
+    ]
+    for who in forged:
+        for bucket, key in prod_data(config, "retail"):
+            for action in (READ, WRITE):
+                assert (
+                    who["account"],
+                    key,
+                    action,
+                    s3_decision(default_platform, who, action, bucket, key),
+                ) == (
+                    who["account"],
+                    key,
+                    action,
+                    "deny",
+                )
+                assert key_decision(default_platform, who, action, bucket, key) == "deny"
+    # Untagged roles of a stage account are not denied by that binding; nothing allows them either.
+    untagged = {"account": account(config, "retail", "prod")}
+    for bucket, key in prod_data(config, "retail"):
+        assert s3_decision(default_platform, untagged, READ, bucket, key) == "implicit"
+        assert key_decision(default_platform, untagged, READ, bucket, key) == "implicit"
+
+
 @pytest.mark.parametrize("platform_fixture", PLATFORMS)
 def test_a_business_unit_role_without_a_stage_tag_is_denied(
     platform_fixture: str, request: pytest.FixtureRequest
