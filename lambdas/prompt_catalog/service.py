@@ -197,7 +197,13 @@ class Catalog:
         request = parse(RenderPrompt, body)
         found = self.select("prompt", bu, name, request)
         content = PromptContent.model_validate(found["content"])
-        text = render(content.template, content.variables, request.variables)
+        text = render(
+            content.template,
+            content.variables,
+            request.variables,
+            limits=self.settings.render_limits(),
+            name=f"prompt {name}@{found['version']}",
+        )
         return {
             "name": name,
             "version": found["version"],
@@ -210,7 +216,9 @@ class Catalog:
         found = self.select("chain", bu, name, request)
         chain = ChainContent.model_validate(found["content"])
         prompts = self._chain_prompts(bu, chain, UnprocessableError)
-        rendered, waiting = render_ready_steps(chain, prompts, request.variables, request.step_outputs)
+        rendered, waiting = render_ready_steps(
+            chain, prompts, request.variables, request.step_outputs, limits=self.settings.render_limits()
+        )
         return {
             "name": name,
             "version": found["version"],
@@ -248,7 +256,11 @@ class Catalog:
                 prompt = resolved[record.prompt_ref]
                 try:
                     entry["input"] = render(
-                        prompt.content.template, prompt.content.variables, record.variables
+                        prompt.content.template,
+                        prompt.content.variables,
+                        record.variables,
+                        limits=self.settings.render_limits(),
+                        name=f"prompt {prompt.name}@{prompt.version}",
                     )
                 except CatalogError as exc:
                     raise UnprocessableError(f"records[{record.id}].{exc.field}", exc.message) from None
@@ -285,6 +297,8 @@ class Catalog:
                     content.variables,
                     max_bytes=s.max_template_bytes,
                     max_variables=s.max_variables,
+                    limits=s.render_limits(),
+                    name=f"prompt {key.name}",
                 )
             except CatalogError as exc:
                 raise type(exc)(f"body.{exc.field}", exc.message) from None
