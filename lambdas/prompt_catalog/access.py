@@ -52,3 +52,40 @@ def resolve_business_unit(callers: CallerMap, caller_arn: str | None, requested:
             BUSINESS_UNIT_HEADER, f"caller maps to several business units; pick one of {candidates}"
         )
     return candidates[0]
+
+
+# Aliases named after a stage are bound to that stage: only the stage's release identity moves them.
+STAGE_ALIASES = ("dev", "preprod", "prod")
+ALIAS_MOVERS_ENV = "ALIAS_MOVERS"
+
+
+class AliasMovers(RootModel[dict[BusinessUnitName, dict[str, list[ArnPrefix]]]]):
+    """`{business_unit: {stage alias: [caller ARN prefix, ...]}}` from ALIAS_MOVERS.
+
+    The stack lists, per business unit and stage, the assumed-role prefix of that stage's prompt release
+    role in that stage's account. A stage alias missing from the map has no mover (fail closed).
+    """
+
+    @classmethod
+    def from_env(cls) -> AliasMovers:
+        return cls.model_validate_json(os.environ.get(ALIAS_MOVERS_ENV, "{}"))
+
+    def check(self, business_unit: str, alias: str, caller_arn: str) -> None:
+        if alias not in STAGE_ALIASES:
+            return
+        movers = self.root.get(business_unit, {}).get(alias, [])
+        if not any(caller_arn.startswith(prefix) for prefix in movers):
+            raise ForbiddenError(
+                "path.alias",
+                f"the {alias!r} alias is bound to the {alias} stage: only that stage's prompt release role "
+                f"moves it ({', '.join(movers) or 'none configured'})",
+            )
+
+
+def principal_arn(caller_arn: str) -> str:
+    """The IAM principal behind a caller ARN: an assumed-role session names its role."""
+    parts = caller_arn.split(":", 5)
+    if len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/"):
+        role = parts[5].split("/")[1]
+        return f"{parts[0]}:{parts[1]}:iam::{parts[4]}:role/{role}"
+    return caller_arn
