@@ -22,7 +22,11 @@ from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.nag import acknowledge
 from stacks.blocks.platform_stack import EnvironmentStack
-from stacks.blocks.prompt_catalog_access import grant_prompt_catalog_invoke, prompt_catalog_invoke_arns
+from stacks.blocks.prompt_catalog_access import (
+    grant_prompt_catalog_invoke,
+    prompt_catalog_invoke_arns,
+    prompt_release_role,
+)
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.retention import retention_for
 from stacks.fine_tuning_stack import FineTuningStack
@@ -146,6 +150,8 @@ class ApplicationStack(EnvironmentStack):
         self.upload_role = self._upload_role(config, environment)
         self.backend.function.add_environment("UPLOAD_ROLE_ARN", self.upload_role.role_arn)
         self.api = self._rest_api(environment)
+        # The stage's identity for moving its own alias in the shared prompt catalog (issue 16 item 2).
+        self.prompt_release_role = prompt_release_role(self, config, environment)
         if waf_enabled(environment, self.settings):
             self.web_acl = self._web_acl(environment)
         else:
