@@ -21,7 +21,9 @@ from app_backend.models import (
     BadRequestError,
     ConflictError,
     FineTuneBody,
+    ForbiddenError,
     InvokeBody,
+    ModelEmptyOutputError,
     NotEnabledError,
     NotFoundError,
     RatingBody,
@@ -29,6 +31,7 @@ from app_backend.models import (
     UploadBody,
     UpstreamUnavailableError,
 )
+from app_backend.quotas import Route, TenantQuotas
 from app_backend.settings import ApplicationSettings
 from app_backend.store import AppStore, StoredRequest
 from app_backend.uploads import TenantUploads
@@ -82,10 +85,15 @@ class AppService:
     uploads: TenantUploads | None = None
     fine_tunes: FineTunePipeline | None = None
     clock: Callable[[], float] = time.time
+    # The catalog alias this stage serves (dev, preprod or prod): end users never choose it.
+    stage: str = "prod"
+    quotas: TenantQuotas | None = None
 
     # ---- POST /invoke ----------------------------------------------------------------------------
 
     def invoke(self, tenant_id: str, body: InvokeBody) -> dict[str, Any]:
+        self._check_offered(body)
+        self._consume(tenant_id, "invoke")
         model = self._model_for(tenant_id, body.model)
         request_id = uuid.uuid4().hex
         values: dict[str, Any] = dict(body.variables)
@@ -134,6 +142,17 @@ class AppService:
             result["blocked"] = "output"
         return result
 
+    def _check_offered(self, body: InvokeBody) -> None:
+        """Only the prompts and chains this use case's config lists (application.end_user_catalog)."""
+        offered = self.settings.end_user_catalog
+        field, allowed = ("prompt", offered.prompts) if body.prompt else ("chain", offered.chains)
+        if body.name not in allowed:
+            raise ForbiddenError(field, f"{body.name!r} is not offered to end users of this use case")
+
+    def _consume(self, tenant_id: str, route: Route) -> None:
+        if self.quotas is not None:
+            self.quotas.consume(tenant_id, route)
+
     def _model_for(self, tenant_id: str, choice: str) -> ModelClient:
         if choice == "default":
             return self.default_model
@@ -145,12 +164,17 @@ class AppService:
     def _run(self, body: InvokeBody, values: dict[str, Any], model: ModelClient) -> tuple[str, str]:
         try:
             if body.prompt:
-                prompt = self.catalog.prompt(body.prompt, body.alias)
-                text = render(prompt.content.template, prompt.content.variables, values)
+                prompt = self.catalog.prompt(body.prompt, self.stage)
+                text = render(
+                    prompt.content.template,
+                    prompt.content.variables,
+                    values,
+                    name=f"prompt {prompt.name}@{prompt.version}",
+                )
                 params = prompt.content.model_parameters
                 call = ModelRequest(prompt=text, max_tokens=params.max_tokens, temperature=params.temperature)
                 return _call(model, call), f"{prompt.name}@{prompt.version}"
-            chain, prompts = self.catalog.chain(body.name, body.alias)
+            chain, prompts = self.catalog.chain(body.name, self.stage)
 
             def invoke_step(step: RenderedStep) -> str:
                 params = step.model_parameters
@@ -162,10 +186,10 @@ class AppService:
                 )
 
             outputs = run_chain(chain, prompts, values, invoke_step)
-            return outputs[final_step(chain)], f"chain/{body.name}:{body.alias}"
+            return outputs[final_step(chain)], f"chain/{body.name}:{self.stage}"
         except PromptNotFoundError:
             field = "prompt" if body.prompt else "chain"
-            raise NotFoundError(field, f"{body.name!r} has no alias {body.alias!r}") from None
+            raise NotFoundError(field, f"{body.name!r} has no alias {self.stage!r}") from None
         except PromptFetchError as exc:
             raise UpstreamUnavailableError("prompt", f"the prompt catalog is unavailable ({exc})") from None
 
@@ -261,6 +285,7 @@ class AppService:
 
     def create_upload(self, tenant_id: str, body: UploadBody) -> dict[str, Any]:
         uploads = self._uploads()
+        self._consume(tenant_id, "uploads")
         if body.content_type not in uploads.settings.content_types:
             raise UnprocessableError(
                 "body.content_type", f"allowed: {', '.join(uploads.settings.content_types)}"
@@ -268,7 +293,9 @@ class AppService:
         return uploads.presigned_post(tenant_id, body.file_name, body.content_type)
 
     def list_uploads(self, tenant_id: str) -> dict[str, Any]:
-        return {"uploads": self._uploads().list(tenant_id)}
+        uploads = self._uploads()
+        self._consume(tenant_id, "uploads")  # each listing assumes a tenant-scoped STS session
+        return {"uploads": uploads.list(tenant_id)}
 
     def _uploads(self) -> TenantUploads:
         if self.uploads is None:
@@ -280,6 +307,7 @@ class AppService:
     def start_fine_tune(self, tenant_id: str, body: FineTuneBody) -> dict[str, Any]:
         if self.fine_tunes is None:
             raise NotEnabledError("fine_tunes", "fine-tuning is not enabled in this environment")
+        self._consume(tenant_id, "fine_tunes")
         fine_tune_id = uuid.uuid4().hex
         try:
             arn = self.fine_tunes.start(tenant_id, fine_tune_id)
@@ -307,11 +335,15 @@ class AppService:
 
 def _call(model: ModelClient, request: ModelRequest) -> str:
     try:
-        return model.invoke(request).text
+        text = model.invoke(request).text
     except ModelThrottledError as exc:
         raise UpstreamUnavailableError("model", f"the model is busy, retry later ({exc})") from None
     except ModelError as exc:
         raise UpstreamUnavailableError("model", f"the model call failed ({exc})") from None
+    if not isinstance(text, str) or not text.strip():
+        # Nothing to filter, answer or rate; the guardrail refuses empty text, which used to be a 500.
+        raise ModelEmptyOutputError("model", "the model returned no text; retry or rephrase the request")
+    return text
 
 
 def _summary(verdict: Mapping[str, Any]) -> dict[str, Any]:

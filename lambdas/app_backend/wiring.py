@@ -1,6 +1,6 @@
 """Build the service from the function's environment (the stack sets these variables).
 
-APP_SETTINGS (ApplicationSettings JSON), BUSINESS_UNIT, USE_CASE, TABLE_NAME, FEEDBACK_BUCKET (ratings and
+APP_SETTINGS (ApplicationSettings JSON), BUSINESS_UNIT, STAGE (the catalog alias it serves), USE_CASE, TABLE_NAME, FEEDBACK_BUCKET (ratings and
 evaluation candidates), RAW_BUCKET, UPLOAD_ROLE_ARN, GUARDRAIL_SETTINGS (the guardrail stack's JSON) with
 GUARDRAIL_FUNCTION (`packaging: lambda`) or, in-process, FILTER_DECISIONS_BUCKET and the optional
 BEDROCK_GUARDRAIL_ID / BEDROCK_GUARDRAIL_VERSION. The catalog URL comes from the settings (or
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from app_backend.catalog import ApiCatalog, signed_get_json
+from app_backend.quotas import TenantQuotas
 from app_backend.service import AppService
 from app_backend.settings import ApplicationSettings, DefaultModel
 from app_backend.store import AppStore
@@ -126,13 +127,14 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
     )
     s3 = retrying_s3_client()
     pipeline = env.get("FINE_TUNING_PIPELINE")
+    table = boto3.resource("dynamodb").Table(env["TABLE_NAME"])
     return AppService(
         settings=settings,
         business_unit=business_unit,
         use_case=settings.use_case or env["USE_CASE"],
         guard=guard_from_env(env),
         catalog=catalog,
-        store=AppStore(boto3.resource("dynamodb").Table(env["TABLE_NAME"])),
+        store=AppStore(table),
         default_model=default_model(settings.default_model),
         tenant_model=tenant_model,
         ratings=LakeWriter(env["FEEDBACK_BUCKET"], s3_client=s3),
@@ -151,4 +153,6 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
             if pipeline
             else None
         ),
+        stage=env["STAGE"],
+        quotas=TenantQuotas(table, settings.tenant_limits),
     )
