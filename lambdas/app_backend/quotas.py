@@ -45,9 +45,7 @@ class Window:
 
 def windows(limit: RouteLimit, now: float) -> list[Window]:
     limits = {"minute": limit.per_minute, "day": limit.per_day}
-    return [
-        Window(name, seconds, limits[name], int(now) // seconds * seconds) for name, seconds in WINDOWS
-    ]
+    return [Window(name, seconds, limits[name], int(now) // seconds * seconds) for name, seconds in WINDOWS]
 
 
 class TenantQuotas:

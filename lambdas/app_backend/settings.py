@@ -14,8 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ContentType = Annotated[str, Field(pattern=r"^[a-z]+/[a-z0-9.+\-]+$")]
 PromptName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
-HttpsUrl = Annotated[str, Field(pattern=r"^https://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~\-/]*)?$", max_length=1024)]
-LocalUrl = Annotated[str, Field(pattern=r"^http://localhost(:[0-9]{1,5})?(/[A-Za-z0-9._~\-/]*)?$", max_length=1024)]
+HttpsUrl = Annotated[
+    str, Field(pattern=r"^https://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~\-/]*)?$", max_length=1024)
+]
+LocalUrl = Annotated[
+    str, Field(pattern=r"^http://localhost(:[0-9]{1,5})?(/[A-Za-z0-9._~\-/]*)?$", max_length=1024)
+]
 
 
 class _Strict(BaseModel):
@@ -55,7 +59,8 @@ class HostedSignIn(_Strict):
     callback_urls: Annotated[list[HttpsUrl | LocalUrl], Field(max_length=100)] = Field(default_factory=list)
     logout_urls: Annotated[list[HttpsUrl | LocalUrl], Field(max_length=100)] = Field(default_factory=list)
     domain_prefix: Annotated[str, Field(pattern=r"^[a-z0-9](-?[a-z0-9]){0,62}$")] | None = Field(
-        default=None, description="Cognito domain prefix of the hosted sign-in pages (required with callbacks)"
+        default=None,
+        description="Cognito domain prefix of the hosted sign-in pages (required with callbacks)",
     )
 
     @model_validator(mode="after")

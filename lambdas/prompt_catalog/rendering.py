@@ -157,7 +157,9 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
                 raise RenderLimitError("template", f"{budget.name}: '**' result too large")
         elif operator == "%" and isinstance(left, str):
             _check_format(left)
-        elif operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+        elif (
+            operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
+        ):
             budget.size(len(left) + len(right))
         return super().call_binop(context, operator, left, right)
 

@@ -34,7 +34,10 @@ class PromptCatalogSettings(BaseModel):
     )
     max_render_depth: int = Field(default=20, ge=2, le=100, description="Nested calls (macros) per render.")
     max_render_bytes: int = Field(
-        default=1_000_000, ge=1_024, le=5_000_000, description="UTF-8 size of one rendered text (Lambda answers <= 6 MB)."
+        default=1_000_000,
+        ge=1_024,
+        le=5_000_000,
+        description="UTF-8 size of one rendered text (Lambda answers <= 6 MB).",
     )
     max_chain_steps: int = Field(default=20, ge=1, le=100)
     max_dataset_records: int = Field(default=10_000, ge=1, le=100_000)

@@ -29,7 +29,6 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.blocks.nag import acknowledge
-
 from stacks.settings import STAGES, EnvironmentSpec, PlatformConfig
 
 # Every region the config accepts is a commercial region (stacks/settings/regions.py).
@@ -170,7 +169,9 @@ def prompt_release_role(scope: Construct, config: PlatformConfig, environment: E
         max_session_duration=Duration.hours(1),
     )
     role.add_to_policy(
-        iam.PolicyStatement(actions=["execute-api:Invoke"], resources=prompt_release_arns(config, environment))
+        iam.PolicyStatement(
+            actions=["execute-api:Invoke"], resources=prompt_release_arns(config, environment)
+        )
     )
     for arn in prompt_release_arns(config, environment):
         acknowledge(

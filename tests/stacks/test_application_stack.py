@@ -140,7 +140,9 @@ def test_user_pool_settings_come_from_the_business_units_config() -> None:
     template.has_resource_properties("AWS::Cognito::UserPoolDomain", {"Domain": "ops-dev-sign-in"})
 
 
-def test_without_callback_urls_the_web_client_has_no_oauth_flow(default_platform: SynthesizedPlatform) -> None:
+def test_without_callback_urls_the_web_client_has_no_oauth_flow(
+    default_platform: SynthesizedPlatform,
+) -> None:
     """CDK's default client enables the implicit grant with the placeholder https://example.com."""
     for environment in default_platform.config.environments():
         template = default_platform.template(f"{environment.name}-application")

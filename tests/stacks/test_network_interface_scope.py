@@ -25,7 +25,9 @@ def statements(template: dict[str, Any]) -> list[dict[str, Any]]:
     for resource in template["Resources"].values():
         if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
             found.extend(resource["Properties"]["PolicyDocument"]["Statement"])
-        for policy in resource.get("Properties", {}).get("Policies", []) if resource["Type"] == "AWS::IAM::Role" else []:
+        for policy in (
+            resource.get("Properties", {}).get("Policies", []) if resource["Type"] == "AWS::IAM::Role" else []
+        ):
             found.extend(policy["PolicyDocument"]["Statement"])
     return found
 
@@ -45,7 +47,9 @@ def arn_kind(resource: Any) -> str:
 
 
 @pytest.mark.parametrize("platform_name", ["default_platform", "sandbox_platform"])
-def test_no_network_interface_action_on_every_resource(platform_name: str, request: pytest.FixtureRequest) -> None:
+def test_no_network_interface_action_on_every_resource(
+    platform_name: str, request: pytest.FixtureRequest
+) -> None:
     platform: SynthesizedPlatform = request.getfixturevalue(platform_name)
     checked = 0
     for stack, template in platform.templates():
@@ -64,7 +68,9 @@ def test_no_network_interface_action_on_every_resource(platform_name: str, reque
     assert checked > 0  # the serving and fine-tuning roles were found
 
 
-def test_serving_role_creates_interfaces_only_in_its_isolated_subnets(default_platform: SynthesizedPlatform) -> None:
+def test_serving_role_creates_interfaces_only_in_its_isolated_subnets(
+    default_platform: SynthesizedPlatform,
+) -> None:
     for stack, template in default_platform.templates():
         for statement in statements(template):
             if "ec2:CreateNetworkInterface" not in as_list(statement["Action"]):

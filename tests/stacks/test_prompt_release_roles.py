@@ -106,7 +106,7 @@ def test_an_ordinary_role_of_the_prod_account_is_not_a_mover(default_platform: S
     movers = AliasMovers.model_validate_json(env["ALIAS_MOVERS"])
     config = default_platform.config
     retail = config.business_units[0]
-    prod = [e for e in config.environments() if e.business_unit == retail and e.stage.value == "prod"][0]
+    prod = next(e for e in config.environments() if e.business_unit == retail and e.stage.value == "prod")
     backend = f"arn:aws:sts::{prod.account}:assumed-role/{prod.name}-application-BackendRole-XYZ/fn"
     with pytest.raises(ForbiddenError):
         movers.check(retail.name, "prod", backend)

@@ -70,7 +70,12 @@ def limited(aws_env: None) -> Iterator[tuple[Backend, Clock, StartedPipeline]]:
 
 def test_one_tenant_exhausting_invoke_does_not_affect_another(limited) -> None:
     backend, clock, _ = limited
-    assert [backend.call("POST", "/invoke", GREET, sub="tenant-a")[0] for _ in range(4)] == [200, 200, 200, 429]
+    assert [backend.call("POST", "/invoke", GREET, sub="tenant-a")[0] for _ in range(4)] == [
+        200,
+        200,
+        200,
+        429,
+    ]
     status, body = backend.call("POST", "/invoke", GREET, sub="tenant-b")
     assert status == 200  # tenant-b has its own counters
     calls_before = len(backend.model.calls)
@@ -121,8 +126,11 @@ def test_uploads_are_limited_per_tenant(limited) -> None:
 
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    sequence=st.lists(st.tuples(st.sampled_from(["tenant-a", "tenant-b", "tenant-c"]), st.integers(0, 90)),
-                      min_size=1, max_size=25)
+    sequence=st.lists(
+        st.tuples(st.sampled_from(["tenant-a", "tenant-b", "tenant-c"]), st.integers(0, 90)),
+        min_size=1,
+        max_size=25,
+    )
 )
 def test_per_tenant_counts_match_a_model_of_fixed_windows(aws_env: None, sequence) -> None:
     """Whatever the interleaving of tenants and clock steps, each tenant's accepted requests are what a
@@ -131,17 +139,20 @@ def test_per_tenant_counts_match_a_model_of_fixed_windows(aws_env: None, sequenc
     with mock_aws():
         backend = build_backend()
         clock = Clock(1_767_225_600.0)
-        quotas = TenantQuotas(backend.table, backend.service.settings.tenant_limits.model_copy(
-            update={"invoke": limit}), clock)
+        quotas = TenantQuotas(
+            backend.table, backend.service.settings.tenant_limits.model_copy(update={"invoke": limit}), clock
+        )
         counts: dict[tuple[str, str, int], int] = {}
         for tenant, step in sequence:
             clock.now += step
             keys = [(tenant, w.name, w.start) for w in windows(limit, clock.now)]
-            allowed = all(counts.get(k, 0) < w.limit for k, w in zip(keys, windows(limit, clock.now), strict=True))
+            allowed = all(
+                counts.get(k, 0) < w.limit for k, w in zip(keys, windows(limit, clock.now), strict=True)
+            )
             try:
                 quotas.consume(tenant, "invoke")
                 accepted = True
-            except Exception as exc:  # noqa: BLE001 - the assertion below names what was expected
+            except Exception as exc:
                 assert type(exc).__name__ == "TooManyRequestsError" and exc.status == 429  # type: ignore[attr-defined]
                 accepted = False
             assert accepted == allowed
@@ -170,7 +181,7 @@ def test_only_offered_prompts_and_chains_are_callable(backend: Backend) -> None:
 
 
 def test_end_user_catalog_names_are_validated() -> None:
-    with pytest.raises(ValidationError, match="end_user_catalog.prompts"):
+    with pytest.raises(ValidationError, match=r"end_user_catalog\.prompts"):
         ApplicationSettings.model_validate({"end_user_catalog": {"prompts": ["Bad Name"]}})
     with pytest.raises(ValidationError, match="per_day"):
         ApplicationSettings.model_validate({"tenant_limits": {"invoke": {"per_minute": 5, "per_day": 2}}})

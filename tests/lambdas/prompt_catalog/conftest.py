@@ -26,7 +26,9 @@ ALIAS_MOVERS = {
     bu: {stage: [f"arn:aws:sts::{ACCOUNT}:assumed-role/{bu}-{stage}-prompt-release/"] for stage in STAGES}
     for bu in ("bu-a", "bu-b")
 }
-RELEASE = {stage: f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-{stage}-prompt-release/deploy" for stage in STAGES}
+RELEASE = {
+    stage: f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-{stage}-prompt-release/deploy" for stage in STAGES
+}
 ALICE = f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-prompt-engineer/alice"
 CAROL = f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-shared-tester/carol"  # in bu-a and shared
 BOB = f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-b-prompt-engineer/bob"

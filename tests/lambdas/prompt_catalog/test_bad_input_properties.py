@@ -12,7 +12,14 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 from moto.s3.models import s3_backends
 
-from tests.lambdas.prompt_catalog.conftest import BODY_BUCKET, DATASET_BUCKET, TABLE, FakeContext, api_event, RELEASE
+from tests.lambdas.prompt_catalog.conftest import (
+    BODY_BUCKET,
+    DATASET_BUCKET,
+    RELEASE,
+    TABLE,
+    FakeContext,
+    api_event,
+)
 
 PROMPT: dict[str, Any] = {
     "template": "Hello {{ who }}, {{ n }}",

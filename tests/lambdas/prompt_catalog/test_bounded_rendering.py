@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from prompt_catalog.errors import BadRequestError, CatalogError, UnprocessableError
 from prompt_catalog.models import VariableSpec
 from prompt_catalog.rendering import RenderLimitError, RenderLimits, check_template, render
+
 from tests.lambdas.prompt_catalog.conftest import prompt_body
 
 RED_TEAM = {
@@ -61,7 +61,9 @@ def test_bounds_that_only_large_values_break_are_a_422_at_render(call):
 
 
 def test_ordinary_templates_render_as_before():
-    template = "Hi {{ who }}: {% for i in range(3) %}{{ i }}{% endfor %} {{ 2**10 }} {{ 'ab' * 2 }} {{ '%03d' % n }}"
+    template = (
+        "Hi {{ who }}: {% for i in range(3) %}{{ i }}{% endfor %} {{ 2**10 }} {{ 'ab' * 2 }} {{ '%03d' % n }}"
+    )
     specs = [VariableSpec(name="who"), VariableSpec(name="n", type="integer")]
     check_template(template, specs, max_bytes=65_536, max_variables=10)
     assert render(template, specs, {"who": "Ann", "n": 7}) == "Hi Ann: 012 1024 abab 007"
@@ -72,8 +74,13 @@ def test_limits_come_from_the_settings(call, monkeypatch):
     with pytest.raises(RenderLimitError, match="more than 100 render steps"):
         render("{% for i in range(200) %}{% endfor %}", [], {}, limits=limits)
     with pytest.raises(RenderLimitError, match="deeper than 2"):
-        render("{% macro a() %}{{ b() }}{% endmacro %}{% macro b() %}{{ c() }}{% endmacro %}"
-               "{% macro c() %}x{% endmacro %}{{ a() }}", [], {}, limits=limits)
+        render(
+            "{% macro a() %}{{ b() }}{% endmacro %}{% macro b() %}{{ c() }}{% endmacro %}"
+            "{% macro c() %}x{% endmacro %}{{ a() }}",
+            [],
+            {},
+            limits=limits,
+        )
     with pytest.raises(RenderLimitError, match="more than 2048 bytes"):
         render("{% for i in range(50) %}{{ 'y' * 50 }}{% endfor %}", [], {}, limits=limits)
     assert render("{% for i in range(40) %}{{ 'y' * 50 }}{% endfor %}", [], {}, limits=limits) == "y" * 2000
@@ -90,10 +97,12 @@ def _expressions() -> st.SearchStrategy[str]:
     return st.recursive(
         leaf,
         lambda inner: st.one_of(
-            st.tuples(inner, st.sampled_from(["*", "**", "%", "+", "//"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
-            st.tuples(inner, st.sampled_from(["center", "indent", "join", "replace('', v)", "format(1)"])).map(
-                lambda t: f"({t[0]})|{t[1]}"
+            st.tuples(inner, st.sampled_from(["*", "**", "%", "+", "//"]), inner).map(
+                lambda t: f"({t[0]} {t[1]} {t[2]})"
             ),
+            st.tuples(
+                inner, st.sampled_from(["center", "indent", "join", "replace('', v)", "format(1)"])
+            ).map(lambda t: f"({t[0]})|{t[1]}"),
             inner.map(lambda e: f"({e}).replace('', v)"),
         ),
         max_leaves=5,

@@ -6,7 +6,7 @@ from typing import Any
 import boto3
 
 from common.evaluation_dataset import read_records
-from tests.lambdas.prompt_catalog.conftest import DATASET_BUCKET, prompt_body, RELEASE
+from tests.lambdas.prompt_catalog.conftest import DATASET_BUCKET, RELEASE, prompt_body
 
 RECORDS: list[dict[str, Any]] = [
     {

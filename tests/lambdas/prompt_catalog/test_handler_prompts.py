@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.lambdas.prompt_catalog.conftest import ALICE, BOB, CAROL, prompt_body, RELEASE
+from tests.lambdas.prompt_catalog.conftest import ALICE, BOB, CAROL, RELEASE, prompt_body
 
 
 def test_create_then_get_by_version_and_alias(call):

@@ -7,7 +7,7 @@ import pytest
 from botocore.credentials import Credentials
 
 from common.prompt_client import CatalogUnavailableError, PromptClient, PromptFetchError, PromptNotFoundError
-from tests.lambdas.prompt_catalog.conftest import ALICE, FakeContext, api_event, prompt_body, RELEASE
+from tests.lambdas.prompt_catalog.conftest import ALICE, RELEASE, FakeContext, api_event, prompt_body
 
 API = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
 CREDENTIALS = Credentials("AKIDEXAMPLE", "secret", "session-token")

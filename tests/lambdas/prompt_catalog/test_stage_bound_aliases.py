@@ -7,11 +7,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from prompt_catalog.access import AliasMovers, principal_arn
 from prompt_catalog.errors import ForbiddenError
 from prompt_catalog.repository import ResourceKey
-from tests.lambdas.prompt_catalog.conftest import ACCOUNT, ALICE, ALIAS_MOVERS, BOB, RELEASE, prompt_body
+
+from tests.lambdas.prompt_catalog.conftest import ACCOUNT, ALIAS_MOVERS, ALICE, BOB, RELEASE, prompt_body
 from tests.lambdas.prompt_catalog.test_concurrency import OneCallAtATime
 
 BU_B_PROD = f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-b-prod-prompt-release/deploy"
@@ -69,8 +69,10 @@ def test_a_chain_on_a_stage_alias_may_follow_only_that_alias_or_pinned_versions(
     status, err = call("PUT", "/chains/c1/aliases/prod", {"version": 1}, caller=RELEASE["prod"])
     assert (status, err["field"]) == (409, "steps[0].prompt")
     assert call("PUT", "/chains/c1/aliases/dev", {"version": 1}, caller=RELEASE["dev"])[0] == 200
-    follows_prod = {"steps": [{"id": "a", "prompt": "greet:prod", "inputs": {"who": "request.q"}}],
-                    "variables": [{"name": "q"}]}
+    follows_prod = {
+        "steps": [{"id": "a", "prompt": "greet:prod", "inputs": {"who": "request.q"}}],
+        "variables": [{"name": "q"}],
+    }
     assert call("POST", "/chains/c1/versions", follows_prod)[0] == 201
     assert call("PUT", "/chains/c1/aliases/prod", {"version": 2}, caller=RELEASE["prod"])[0] == 200
 
@@ -105,8 +107,13 @@ def test_concurrent_alias_moves_log_every_transition(catalog):
     catalog.repo._ddb = OneCallAtATime(catalog.repo._ddb)
     catalog.create("prompt", "bu-a", ALICE, prompt_body())
     for n in range(2, 9):
-        catalog.add_version("prompt", "bu-a", ALICE, "greet", {"template": f"v{n} {{{{ who }}}}",
-                                                               "variables": [{"name": "who"}]})
+        catalog.add_version(
+            "prompt",
+            "bu-a",
+            ALICE,
+            "greet",
+            {"template": f"v{n} {{{{ who }}}}", "variables": [{"name": "who"}]},
+        )
     ticks = iter(range(10_000))
     catalog._now = lambda: f"2026-01-01T00:00:00.{next(ticks):06d}+00:00"
 
