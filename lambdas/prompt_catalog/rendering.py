@@ -58,6 +58,8 @@ SAMPLE_VALUES: dict[str, VariableValue] = {
 _LOOP_FILTER = "_bounded_loop"
 # Any number this long in a format string is a width or precision that could expand the output.
 _FORMAT_NUMBER = re.compile(r"\d+")
+# A replacement field whose spec holds another field, e.g. '{:{}}': the width comes from an argument.
+_NESTED_FIELD = re.compile(r"\{[^{}]*\{")
 
 
 class RenderLimitError(UnprocessableError):
@@ -108,20 +110,41 @@ def _length(value: Any) -> int:
     return len(value) if isinstance(value, str | list | tuple) else 0
 
 
-def _check_format(fmt: Any) -> None:
-    if isinstance(fmt, str):
-        # Digit runs are compared by length first: a 40-digit width is not converted to an int.
-        numbers = _FORMAT_NUMBER.findall(fmt)
-        widest = max((int(n) if len(n) < 12 else 10**12 for n in numbers), default=0)
-        _budget().size(len(fmt) + widest)
+def _check_format(fmt: Any, args: Any = ()) -> None:
+    """Refuse a format string whose widths or precisions (literal, or taken from the arguments with `*`
+    or a nested `{}`) would build more than the output budget."""
+    if not isinstance(fmt, str):
+        return
+    budget = _budget()
+    # Digit runs are compared by length first: a 40-digit width is not converted to an int.
+    numbers = _FORMAT_NUMBER.findall(fmt)
+    widest = max((int(n) if len(n) < 12 else 10**12 for n in numbers), default=0)
+    if "*" in fmt or _NESTED_FIELD.search(fmt):
+        values = (
+            args.values()
+            if isinstance(args, Mapping)
+            else args
+            if isinstance(args, tuple | list)
+            else (args,)
+        )
+        widest = max([widest, *(abs(v) for v in values if isinstance(v, int) and not isinstance(v, bool))])
+    budget.size(len(fmt) + widest)
 
 
-def _check_expansion(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-    """Refuse str methods whose result would exceed the output budget, before they allocate it."""
+def _sized(items: Any) -> Any:
+    """A list of `items` (a generator or range materialized) so its length can be checked."""
+    if isinstance(items, list | tuple | str):
+        return items
+    return list(_bounded_loop(items))
+
+
+def _check_expansion(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Refuse str methods whose result would exceed the output budget, before they allocate it; return
+    the arguments to call with (an iterable given to `join` is materialized so it can be measured)."""
     target = getattr(obj, "__wrapped__", obj)  # the sandbox wraps str.format
     owner, name = getattr(target, "__self__", None), getattr(target, "__name__", "")
     if not isinstance(owner, str):
-        return
+        return args
     budget = _budget()
     if name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
         old, new = args[0], args[1]
@@ -134,10 +157,13 @@ def _check_expansion(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any])
     elif name == "expandtabs":
         tabsize = args[0] if args and isinstance(args[0], int) else kwargs.get("tabsize", 8)
         budget.size(len(owner) * max(int(tabsize), 1))
-    elif name == "join" and args and isinstance(args[0], list | tuple):
-        budget.size(len(owner) * len(args[0]) + sum(_length(item) for item in args[0]))
+    elif name == "join" and args:
+        items = _sized(args[0])
+        budget.size(len(owner) * len(items) + sum(_length(item) for item in items))
+        return (items, *args[1:])
     elif name in ("format", "format_map"):
-        _check_format(owner)
+        _check_format(owner, (*args, *kwargs.values()) if name == "format" else (args[0] if args else {}))
+    return args
 
 
 class _BoundedEnvironment(ImmutableSandboxedEnvironment):
@@ -156,7 +182,7 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
             if right > 0 and abs(left).bit_length() * right > 4 * 4300:
                 raise RenderLimitError("template", f"{budget.name}: '**' result too large")
         elif operator == "%" and isinstance(left, str):
-            _check_format(left)
+            _check_format(left, right)
         elif (
             operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
         ):
@@ -174,7 +200,7 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         budget = _budget()
         budget.step()
-        _check_expansion(__obj, args, kwargs)
+        args = _check_expansion(__obj, args, kwargs)
         if budget.depth >= budget.limits.max_depth:
             raise RenderLimitError(
                 "template", f"{budget.name}: calls nested deeper than {budget.limits.max_depth} (recursion)"
@@ -224,14 +250,19 @@ def _replace_check(*args: Any, **kwargs: Any) -> None:
 
 
 def _format_check(*args: Any, **kwargs: Any) -> None:
-    _check_format(next((a for a in args if isinstance(a, str)), None))
+    # do_format(value, *args, **kwargs): the format string, then its arguments.
+    fmt_index = next((i for i, a in enumerate(args) if isinstance(a, str)), None)
+    if fmt_index is not None:
+        _check_format(args[fmt_index], (*args[fmt_index + 1 :], *kwargs.values()))
 
 
-def _join_check(*args: Any, **kwargs: Any) -> None:
-    items = next((a for a in args if isinstance(a, list | tuple)), None)
-    sep = kwargs.get("d", next((a for a in args[2:] if isinstance(a, str)), ""))
-    if items is not None:
-        _budget().size(len(sep) * len(items) + sum(_length(i) for i in items))
+def _bounded_join(*args: Any, **kwargs: Any) -> Any:
+    # do_join(eval_ctx, value, d="", attribute=None): materialize the value so its size can be checked.
+    eval_ctx, value, *rest = args
+    items = _sized(value)
+    sep = kwargs.get("d", rest[0] if rest and isinstance(rest[0], str) else "")
+    _budget().size(len(sep) * len(items) + sum(_length(i) for i in items))
+    return FILTERS["join"](eval_ctx, items, *rest, **kwargs)
 
 
 _ENV = _BoundedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -240,7 +271,8 @@ _ENV.filters["center"] = _bounded_filter("center", _width_check(1, "width"))
 _ENV.filters["indent"] = _bounded_filter("indent", _width_check(1, "width"))
 _ENV.filters["replace"] = _bounded_filter("replace", _replace_check)
 _ENV.filters["format"] = _bounded_filter("format", _format_check)
-_ENV.filters["join"] = _bounded_filter("join", _join_check)
+_bounded_join.jinja_pass_arg = FILTERS["join"].jinja_pass_arg  # type: ignore[attr-defined]
+_ENV.filters["join"] = _bounded_join
 
 
 def _parse(template: str) -> TemplateAst:

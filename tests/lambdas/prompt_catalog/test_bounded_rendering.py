@@ -30,6 +30,10 @@ RED_TEAM = {
     "format width": "{{ '{:>1000000000}'.format(1) }}",
     "join a huge separator": "{{ ('x' * 100000).join(range(100000)|list) }}",
     "include without a loader": "{% include 'other' %}",
+    "join filter over a range": "{{ range(100000)|join('x' * 100000) }}",
+    "str.join over a generator": "{{ ('x' * 100000).join(range(100000)|map('string')) }}",
+    "width from a nested field": "{{ '{:{}}'.format(1, 1000000000) }}",
+    "width from a star": "{{ '%*d' % (1000000000, 1) }}",
 }
 
 
