@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-from pydantic import Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from common.lake_records import BusinessUnitName
 
@@ -59,21 +59,41 @@ STAGE_ALIASES = ("dev", "preprod", "prod")
 ALIAS_MOVERS_ENV = "ALIAS_MOVERS"
 
 
-class AliasMovers(RootModel[dict[BusinessUnitName, dict[str, list[ArnPrefix]]]]):
-    """`{business_unit: {stage alias: [caller ARN prefix, ...]}}` from ALIAS_MOVERS.
+AccountId = Annotated[str, Field(pattern=r"^[0-9]{12}$")]
 
-    The stack lists, per business unit and stage, the assumed-role prefix of that stage's prompt release
-    role in that stage's account. A stage alias missing from the map has no mover (fail closed).
+
+class AliasMovers(BaseModel):
+    """ALIAS_MOVERS: the release role's name pattern and, per business unit and stage, its account.
+
+    `{"role": "acme-{business_unit}-{stage}-prompt-release", "accounts": {"retail": {"prod": "<id>"}}}`
+    admits `arn:aws:sts::<id>:assumed-role/acme-retail-prod-prompt-release/<session>` to move retail's
+    `prod` alias. A pattern and account ids keep the variable small (Lambda allows 4 KB in all) as
+    business units are added. A stage alias without an account has no mover (fail closed).
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Annotated[str, Field(pattern=r"^[A-Za-z0-9+=,.@_{}\-]{1,128}$")] = (
+        "{business_unit}-{stage}-prompt-release"
+    )
+    partition: Annotated[str, Field(pattern=r"^aws[a-z\-]*$")] = "aws"
+    accounts: dict[BusinessUnitName, dict[str, AccountId]] = Field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> AliasMovers:
         return cls.model_validate_json(os.environ.get(ALIAS_MOVERS_ENV, "{}"))
 
+    def movers(self, business_unit: str, alias: str) -> list[str]:
+        account = self.accounts.get(business_unit, {}).get(alias)
+        if account is None:
+            return []
+        role = self.role.format(business_unit=business_unit, stage=alias)
+        return [f"arn:{self.partition}:sts::{account}:assumed-role/{role}/"]
+
     def check(self, business_unit: str, alias: str, caller_arn: str) -> None:
         if alias not in STAGE_ALIASES:
             return
-        movers = self.root.get(business_unit, {}).get(alias, [])
+        movers = self.movers(business_unit, alias)
         if not any(caller_arn.startswith(prefix) for prefix in movers):
             raise ForbiddenError(
                 "path.alias",

@@ -92,7 +92,7 @@ class Catalog:
         alias_movers: AliasMovers | None = None,
         clock: Callable[[], str] = utc_now,
     ) -> None:
-        self.alias_movers = alias_movers or AliasMovers({})
+        self.alias_movers = alias_movers or AliasMovers()
         self.repo = repo
         self.datasets = datasets
         self.settings = settings

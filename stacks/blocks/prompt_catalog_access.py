@@ -23,6 +23,7 @@ fit in 25 characters; `caller_business_units` refuses configs where prefixes cou
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
@@ -120,19 +121,16 @@ def prompt_release_role_name(environment: EnvironmentSpec) -> str:
     return f"{environment.name}-prompt-release"
 
 
-def alias_movers(config: PlatformConfig) -> dict[str, dict[str, list[str]]]:
-    """ALIAS_MOVERS for the catalog function: business unit -> stage alias -> the release role's sessions."""
+def alias_movers(config: PlatformConfig) -> dict[str, Any]:
+    """ALIAS_MOVERS for the catalog function: the release role's name pattern and, per business unit and
+    stage, the account it lives in (`prompt_catalog.access.AliasMovers`)."""
     return {
-        bu.name: {
-            stage.value: [
-                assumed_role_prefix(
-                    config.environment(bu, stage).account,
-                    f"{prompt_release_role_name(config.environment(bu, stage))}/",
-                )
-            ]
-            for stage in STAGES
-        }
-        for bu in config.business_units
+        "role": f"{config.organization.prefix}-{{business_unit}}-{{stage}}-prompt-release",
+        "partition": PARTITION,
+        "accounts": {
+            bu.name: {stage.value: config.environment(bu, stage).account for stage in STAGES}
+            for bu in config.business_units
+        },
     }
 
 

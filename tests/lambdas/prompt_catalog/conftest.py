@@ -23,8 +23,8 @@ CALLERS = {
 STAGES = ("dev", "preprod", "prod")
 # Each business unit stage's prompt release role: the only identity that moves that stage's alias.
 ALIAS_MOVERS = {
-    bu: {stage: [f"arn:aws:sts::{ACCOUNT}:assumed-role/{bu}-{stage}-prompt-release/"] for stage in STAGES}
-    for bu in ("bu-a", "bu-b")
+    "role": "{business_unit}-{stage}-prompt-release",
+    "accounts": {bu: dict.fromkeys(STAGES, ACCOUNT) for bu in ("bu-a", "bu-b")},
 }
 RELEASE = {
     stage: f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-{stage}-prompt-release/deploy" for stage in STAGES

@@ -87,7 +87,7 @@ def test_aliases_not_named_after_a_stage_are_free_within_the_unit(handler, call,
 
 def test_without_a_configured_mover_a_stage_alias_cannot_move():
     with pytest.raises(ForbiddenError, match="none configured"):
-        AliasMovers({}).check("bu-a", "prod", RELEASE["prod"])
+        AliasMovers().check("bu-a", "prod", RELEASE["prod"])
 
 
 def test_principal_arn_names_the_role_behind_a_session():
