@@ -8,7 +8,7 @@ from prompt_catalog.errors import BadRequestError
 from prompt_catalog.models import ChainContent, PromptContent
 from prompt_catalog.seed import EXAMPLES, load_seed
 
-from tests.lambdas.prompt_catalog.conftest import ALICE, RELEASE, prompt_body
+from tests.lambdas.prompt_catalog.conftest import RELEASE, prompt_body
 
 ECHO = PromptContent.model_validate({"template": "{{ text }}", "variables": [{"name": "text"}]})
 
