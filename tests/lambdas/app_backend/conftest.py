@@ -27,6 +27,7 @@ CANDIDATES = "lake-feedback"  # ratings' evaluation candidates
 UPLOAD_ROLE = "arn:aws:iam::123456789012:role/app-upload"
 BU = "retail"
 USE_CASE = "support-bot"
+STAGE = "prod"
 
 
 class RecordingFilter:
@@ -261,8 +262,14 @@ def build_backend(settings: ApplicationSettings | None = None, fine_tunes: Any =
         tenant_model=tenant_model,
         ratings=ratings,
         candidates=S3Candidates(CANDIDATES, s3),
+        stage=STAGE,
         uploads=TenantUploads(
-            bucket=RAW, business_unit=BU, role_arn=UPLOAD_ROLE, settings=settings.uploads, sts=sts
+            bucket=RAW,
+            business_unit=BU,
+            stage=STAGE,
+            role_arn=UPLOAD_ROLE,
+            settings=settings.uploads,
+            sts=sts,
         ),
         fine_tunes=fine_tunes,
         stage="prod",
