@@ -252,14 +252,14 @@ class ApplicationStack(EnvironmentStack):
                 "APP_SETTINGS": self.settings.model_dump_json(exclude_defaults=True),
                 "GUARDRAIL_SETTINGS": settings_env(bu.name, bu.guardrails),
                 "BUSINESS_UNIT": bu.name,
-                # The prompt catalog alias this stage serves; end users cannot pick another (issue 16 item 12).
-                "STAGE": environment.stage.value,
                 "USE_CASE": use_case,
                 "TABLE_NAME": self.table.table_name,
                 # Ratings and the evaluation candidates made from them (evaluation_datasets is read-only
                 # for business units: testers accept candidates into it).
                 "FEEDBACK_BUCKET": lake_bucket_name(config, Zone.FEEDBACK),
                 "RAW_BUCKET": lake_bucket_name(config, Zone.RAW),
+                # The stage: the lake prefix it writes under and the prompt catalog alias it serves (end users
+                # cannot pick another alias, issue 16 item 12).
                 "LAKE_STAGE": environment.stage.value,
             },
         )

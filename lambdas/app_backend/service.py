@@ -84,13 +84,12 @@ class AppService:
     tenant_model: ModelFactory
     ratings: RecordSink
     candidates: CandidateSink
-    # The lake stage this service writes under (`<bu>/<stage>/`): the only prefix its roles may write.
+    # The stage this service runs in: the lake prefix it writes under (`<bu>/<stage>/`, the only one its
+    # roles may write) and the prompt catalog alias it serves (end users never choose it).
     stage: str
     uploads: TenantUploads | None = None
     fine_tunes: FineTunePipeline | None = None
     clock: Callable[[], float] = time.time
-    # The catalog alias this stage serves (dev, preprod or prod): end users never choose it.
-    stage: str = "prod"
     quotas: TenantQuotas | None = None
 
     # ---- POST /invoke ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ Hops, over the synthesized default platform and the real handlers (moto):
    the catalog's ALIAS_MOVERS (catalog template) admits it;
 3. the prod stage's release role moves `prod`; the same call from dev's release role or the engineer
    is refused and moves nothing;
-4. the prod backend (its template: STAGE=prod, read-only catalog grant) serves the `prod` version to a
+4. the prod backend (its template: LAKE_STAGE=prod, read-only catalog grant) serves the `prod` version to a
    tenant through the app backend's catalog client; the dev backend serves the `dev` version;
 5. negatives: another business unit's backend cannot read retail's prompt; a body alias is refused.
 """
@@ -140,7 +140,7 @@ def as_deployed(service: Any, platform: SynthesizedPlatform, catalog: Catalog, b
     )
     transport = catalog.transport_as(session)
     credentials = Credentials("AKID", "secret", "token")
-    service.stage = variables["STAGE"]
+    service.stage = variables["LAKE_STAGE"]
     service.business_unit = variables["BUSINESS_UNIT"]
     service.catalog = ApiCatalog(
         PromptClient(

@@ -238,7 +238,7 @@ def test_stage_has_access_logs_tracing_throttling_and_no_keyless_usage_plan(
     # backend (application.tenant_limits), so no plan pretends to enforce one.
     assert resources(template, "AWS::ApiGateway::UsagePlan") == []
     variables = backend_function(template)["Properties"]["Environment"]["Variables"]
-    assert variables["STAGE"] == "prod"
+    assert variables["LAKE_STAGE"] == "prod"  # also the catalog alias the backend serves
 
 
 def test_backend_ships_the_guardrail_and_catalog_packages_it_imports() -> None:

@@ -272,7 +272,6 @@ def build_backend(settings: ApplicationSettings | None = None, fine_tunes: Any =
             sts=sts,
         ),
         fine_tunes=fine_tunes,
-        stage="prod",
         quotas=TenantQuotas(table, settings.tenant_limits),
     )
     return Backend(service, guard, model, tenant_models, ratings, sts, table, s3)
