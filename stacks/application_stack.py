@@ -8,7 +8,7 @@ pipeline. Lake access goes through `grant_lake_access`, so the lake side allows 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_apigateway as apigw
@@ -26,7 +26,11 @@ from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.nag import acknowledge
 from stacks.blocks.platform_stack import EnvironmentStack
-from stacks.blocks.prompt_catalog_access import grant_prompt_catalog_invoke, prompt_catalog_invoke_arns
+from stacks.blocks.prompt_catalog_access import (
+    grant_prompt_catalog_invoke,
+    prompt_catalog_invoke_arns,
+    prompt_release_role,
+)
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.retention import retention_for
 from stacks.fine_tuning_stack import FineTuningStack
@@ -129,15 +133,7 @@ class ApplicationStack(EnvironmentStack):
         self.key = key
         self.profiles = profiles
         self.user_pool = self._user_pool(environment)
-        self.client = self.user_pool.add_client(
-            "WebClient",
-            auth_flows=cognito.AuthFlow(user_srp=True),
-            generate_secret=False,
-            prevent_user_existence_errors=True,
-            id_token_validity=Duration.hours(1),
-            access_token_validity=Duration.hours(1),
-            refresh_token_validity=Duration.days(30),
-        )
+        self.client = self._web_client()
         self.table = dynamodb.Table(
             self,
             "Requests",
@@ -162,6 +158,8 @@ class ApplicationStack(EnvironmentStack):
         self.upload_role = self._upload_role(config, environment)
         self.backend.function.add_environment("UPLOAD_ROLE_ARN", self.upload_role.role_arn)
         self.api = self._rest_api(environment)
+        # The stage's identity for moving its own alias in the shared prompt catalog (issue 16 item 2).
+        self.prompt_release_role = prompt_release_role(self, config, environment)
         if waf_enabled(environment, self.settings):
             self.web_acl = self._web_acl(environment)
         else:
@@ -171,6 +169,38 @@ class ApplicationStack(EnvironmentStack):
                 "Dev stage without WAF by config (application.waf_in_dev: false) to save its monthly cost; "
                 "the Cognito authorizer and stage throttling still guard every method",
             )
+
+    def _web_client(self) -> cognito.UserPoolClient:
+        """SRP sign-in; with `hosted_sign_in.callback_urls`, also Cognito's hosted pages with the
+        authorization code grant only (no implicit grant, no secret: a public client that uses PKCE), to
+        exactly the configured URLs. Without callback URLs OAuth is off: CDK's default would otherwise
+        enable the implicit grant with the placeholder callback https://example.com."""
+        hosted = self.settings.hosted_sign_in
+        oauth: dict[str, Any] = {"disable_o_auth": True}
+        if hosted.callback_urls:
+            oauth = {
+                "o_auth": cognito.OAuthSettings(
+                    flows=cognito.OAuthFlows(authorization_code_grant=True, implicit_code_grant=False),
+                    scopes=[cognito.OAuthScope.OPENID, cognito.OAuthScope.EMAIL, cognito.OAuthScope.PROFILE],
+                    callback_urls=list(hosted.callback_urls),
+                    logout_urls=list(hosted.logout_urls) or None,
+                ),
+                "supported_identity_providers": [cognito.UserPoolClientIdentityProvider.COGNITO],
+            }
+            self.user_pool.add_domain(
+                "HostedSignIn",
+                cognito_domain=cognito.CognitoDomainOptions(domain_prefix=hosted.domain_prefix or ""),
+            )
+        return self.user_pool.add_client(
+            "WebClient",
+            auth_flows=cognito.AuthFlow(user_srp=True),
+            generate_secret=False,
+            prevent_user_existence_errors=True,
+            id_token_validity=Duration.hours(1),
+            access_token_validity=Duration.hours(1),
+            refresh_token_validity=Duration.days(30),
+            **oauth,
+        )
 
     def _user_pool(self, environment: EnvironmentSpec) -> cognito.UserPool:
         sign_up = self.settings.sign_up
@@ -241,6 +271,8 @@ class ApplicationStack(EnvironmentStack):
                 # for business units: testers accept candidates into it).
                 "FEEDBACK_BUCKET": lake_bucket_name(config, Zone.FEEDBACK),
                 "RAW_BUCKET": lake_bucket_name(config, Zone.RAW),
+                # The stage: the lake prefix it writes under and the prompt catalog alias it serves (end users
+                # cannot pick another alias, issue 16 item 12).
                 "LAKE_STAGE": environment.stage.value,
             },
         )
@@ -443,13 +475,8 @@ class ApplicationStack(EnvironmentStack):
                     request_models={"application/json": json_object} if method == "POST" else None,
                     request_parameters={"method.request.path.id": True} if "{id}" in path else None,
                 )
-        api.add_usage_plan(
-            "UsagePlan",
-            name=f"{environment.name}-application",
-            throttle=apigw.ThrottleSettings(rate_limit=limits.rate_limit, burst_limit=limits.burst_limit),
-            quota=apigw.QuotaSettings(limit=limits.daily_quota, period=apigw.Period.DAY),
-            api_stages=[apigw.UsagePlanPerApiStage(api=api, stage=api.deployment_stage)],
-        )
+        # No usage plan: its quota applies per API key, which Cognito users do not carry. Per-tenant rates
+        # and quotas are enforced by the backend (lambdas/app_backend/quotas.py, application.tenant_limits).
         return api
 
     def _web_acl(self, environment: EnvironmentSpec) -> wafv2.CfnWebACL:

@@ -28,7 +28,7 @@ from stacks.blocks.lambda_deps import LAMBDAS_DIR
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
-from stacks.blocks.sagemaker_access import grant_sagemaker_runtime
+from stacks.blocks.sagemaker_access import grant_sagemaker_runtime, grant_vpc_network_interfaces
 from stacks.blocks.storage import SecureBucket
 from stacks.fine_tuning_pipeline import pipeline_definition
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
@@ -137,6 +137,9 @@ class FineTuningStack(EnvironmentStack):
             )
         )
         subnets = baseline.network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
+        grant_vpc_network_interfaces(
+            self.role, subnet_ids=subnets, security_group_ids=[self.security_group.security_group_id]
+        )
         definition = pipeline_definition(
             settings, business_unit=bu.name, default_use_case=bu.use_cases[0], subnet_count=len(subnets)
         )

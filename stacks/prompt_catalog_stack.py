@@ -24,6 +24,7 @@ from stacks.blocks.platform_stack import PlatformStack
 from stacks.blocks.prompt_catalog_access import (
     API_STAGE,
     KINDS,
+    alias_movers,
     api_client_accounts,
     caller_business_units,
 )
@@ -125,6 +126,8 @@ class PromptCatalogStack(PlatformStack):
                 "DATASET_BUCKET": lake_bucket_name(config, Zone.EVALUATION_DATASETS),
                 "PROMPT_CATALOG_SETTINGS": settings.runtime().model_dump_json(),
                 "CALLER_BUSINESS_UNITS": json.dumps(callers, sort_keys=True),
+                # Stage aliases move only by the stage's release role (stacks/blocks/prompt_catalog_access.py).
+                "ALIAS_MOVERS": json.dumps(alias_movers(config), sort_keys=True, separators=(",", ":")),
             },
         )
         self._grant_data_access(sorted(callers))

@@ -30,7 +30,7 @@ from stacks.baseline_stack import BaselineStack
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
-from stacks.blocks.sagemaker_access import grant_sagemaker_runtime
+from stacks.blocks.sagemaker_access import grant_sagemaker_runtime, grant_vpc_network_interfaces
 from stacks.blocks.storage import SecureBucket
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.settings.serving import (
@@ -109,6 +109,9 @@ class ServingStack(EnvironmentStack):
                 subnet_type=ec2.SubnetType.PRIVATE_ISOLATED
             ).subnet_ids,
         }
+        grant_vpc_network_interfaces(
+            self.role, subnet_ids=vpc_config["subnets"], security_group_ids=vpc_config["securityGroupIds"]
+        )
         uses_instance_store = load_catalog().instance(settings.instance_type).local_nvme
         volume_key = None if uses_instance_store else baseline.key.key_arn
         capture = self._data_capture(settings, baseline) if settings.data_capture else None

@@ -20,6 +20,7 @@ from app_backend.models import (
     InvokeBody,
     NotEnabledError,
     RatingBody,
+    TooManyRequestsError,
     UnauthorizedError,
     UploadBody,
     bad_request,
@@ -128,7 +129,10 @@ def list_models() -> Response[str]:
 def api_error(exc: ApiError) -> Response[str]:
     message = exc.message if isinstance(exc, NotEnabledError) else str(exc)
     logger.info("request refused", extra={"status": exc.status, "field": exc.field})
-    return _json(exc.status, {"message": message, "field": exc.field})
+    answer = _json(exc.status, {"message": message, "field": exc.field})
+    if isinstance(exc, TooManyRequestsError):
+        answer.headers["Retry-After"] = str(exc.retry_after)
+    return answer
 
 
 @logger.inject_lambda_context

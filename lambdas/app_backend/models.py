@@ -20,15 +20,16 @@ __all__ = [
     "ApiError",
     "BadRequestError",
     "ConflictError",
+    "ModelEmptyOutputError",
     "NotEnabledError",
     "NotFoundError",
+    "TooManyRequestsError",
     "UnauthorizedError",
     "UnprocessableError",
     "UpstreamUnavailableError",
 ]
 
 PromptName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
-AliasName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_\-]{0,31}$")]
 VariableName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,63}$")]
 FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")]
 ModelName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,47}$")]
@@ -64,6 +65,26 @@ class NotEnabledError(CatalogError):
     status = 503
 
 
+class ModelEmptyOutputError(CatalogError):
+    """The model answered without any text: nothing to filter, show or rate (a retry may do better)."""
+
+    status = 502
+
+
+class ForbiddenError(CatalogError):
+    status = 403
+
+
+class TooManyRequestsError(CatalogError):
+    """The tenant's rate or quota on a route is used up; `retry_after` seconds until its window ends."""
+
+    status = 429
+
+    def __init__(self, field: str, message: str, *, retry_after: int) -> None:
+        super().__init__(field, message)
+        self.retry_after = retry_after
+
+
 def bad_request(exc: ValidationError) -> BadRequestError:
     return from_validation_error(exc, "body")
 
@@ -73,9 +94,9 @@ class _Body(BaseModel):
 
 
 class InvokeBody(_Body):
+    # No `alias`: the stage fixes which catalog alias end users get (issue 16 item 12).
     prompt: PromptName | None = None
     chain: PromptName | None = None
-    alias: AliasName = "prod"
     variables: Annotated[dict[VariableName, VariableValue], Field(max_length=50)] = Field(
         default_factory=dict
     )

@@ -22,7 +22,9 @@ from app_backend.models import (
     BadRequestError,
     ConflictError,
     FineTuneBody,
+    ForbiddenError,
     InvokeBody,
+    ModelEmptyOutputError,
     NotEnabledError,
     NotFoundError,
     RatingBody,
@@ -30,6 +32,7 @@ from app_backend.models import (
     UploadBody,
     UpstreamUnavailableError,
 )
+from app_backend.quotas import Route, TenantQuotas
 from app_backend.settings import ApplicationSettings
 from app_backend.store import AppStore, StoredRequest
 from app_backend.uploads import TenantUploads
@@ -91,7 +94,8 @@ class AppService:
     tenant_model: ModelFactory
     ratings: RecordSink
     candidates: CandidateSink
-    # The lake stage this service writes under (`<bu>/<stage>/`): the only prefix its roles may write.
+    # The stage this service runs in: the lake prefix it writes under (`<bu>/<stage>/`, the only one its
+    # roles may write) and the prompt catalog alias it serves (end users never choose it).
     stage: str
     uploads: TenantUploads | None = None
     fine_tunes: FineTunePipeline | None = None
@@ -104,11 +108,14 @@ class AppService:
     model_price: ModelPrice | None = None
     inference_profile: str | None = None
     timer: Callable[[], float] = time.perf_counter
+    quotas: TenantQuotas | None = None
 
     # ---- POST /invoke ----------------------------------------------------------------------------
 
     def invoke(self, tenant_id: str, body: InvokeBody) -> dict[str, Any]:
         started = self.timer()
+        self._check_offered(body)
+        self._consume(tenant_id, "invoke")
         model = self._model_for(tenant_id, body.model)
         request_id = uuid.uuid4().hex
         calls: list[ModelResponse] = []
@@ -235,6 +242,17 @@ class AppService:
                 logger.exception("could not queue the %s message of request %s", kind, request_id)
                 emit_delivery_failure(self.business_unit, kind)
 
+    def _check_offered(self, body: InvokeBody) -> None:
+        """Only the prompts and chains this use case's config lists (application.end_user_catalog)."""
+        offered = self.settings.end_user_catalog
+        field, allowed = ("prompt", offered.prompts) if body.prompt else ("chain", offered.chains)
+        if body.name not in allowed:
+            raise ForbiddenError(field, f"{body.name!r} is not offered to end users of this use case")
+
+    def _consume(self, tenant_id: str, route: Route) -> None:
+        if self.quotas is not None:
+            self.quotas.consume(tenant_id, route)
+
     def _model_for(self, tenant_id: str, choice: str) -> ModelClient:
         if choice == "default":
             return self.default_model
@@ -251,12 +269,17 @@ class AppService:
         a chain's later steps contain model outputs that never passed the output filter."""
         try:
             if body.prompt:
-                prompt = self.catalog.prompt(body.prompt, body.alias)
-                text = render(prompt.content.template, prompt.content.variables, values)
+                prompt = self.catalog.prompt(body.prompt, self.stage)
+                text = render(
+                    prompt.content.template,
+                    prompt.content.variables,
+                    values,
+                    name=f"prompt {prompt.name}@{prompt.version}",
+                )
                 params = prompt.content.model_parameters
                 call = ModelRequest(prompt=text, max_tokens=params.max_tokens, temperature=params.temperature)
                 return _call(model, call, calls), f"{prompt.name}@{prompt.version}", text
-            chain, prompts = self.catalog.chain(body.name, body.alias)
+            chain, prompts = self.catalog.chain(body.name, self.stage)
 
             def invoke_step(step: RenderedStep) -> str:
                 params = step.model_parameters
@@ -270,10 +293,10 @@ class AppService:
 
             outputs = run_chain(chain, prompts, values, invoke_step)
             question = json.dumps(values, sort_keys=True, ensure_ascii=False)
-            return outputs[final_step(chain)], f"chain/{body.name}:{body.alias}", question
+            return outputs[final_step(chain)], f"chain/{body.name}:{self.stage}", question
         except PromptNotFoundError:
             field = "prompt" if body.prompt else "chain"
-            raise NotFoundError(field, f"{body.name!r} has no alias {body.alias!r}") from None
+            raise NotFoundError(field, f"{body.name!r} has no alias {self.stage!r}") from None
         except PromptFetchError as exc:
             raise UpstreamUnavailableError("prompt", f"the prompt catalog is unavailable ({exc})") from None
 
@@ -369,6 +392,7 @@ class AppService:
 
     def create_upload(self, tenant_id: str, body: UploadBody) -> dict[str, Any]:
         uploads = self._uploads()
+        self._consume(tenant_id, "uploads")
         if body.content_type not in uploads.settings.content_types:
             raise UnprocessableError(
                 "body.content_type", f"allowed: {', '.join(uploads.settings.content_types)}"
@@ -376,7 +400,9 @@ class AppService:
         return uploads.presigned_post(tenant_id, body.file_name, body.content_type)
 
     def list_uploads(self, tenant_id: str) -> dict[str, Any]:
-        return {"uploads": self._uploads().list(tenant_id)}
+        uploads = self._uploads()
+        self._consume(tenant_id, "uploads")  # each listing assumes a tenant-scoped STS session
+        return {"uploads": uploads.list(tenant_id)}
 
     def _uploads(self) -> TenantUploads:
         if self.uploads is None:
@@ -388,6 +414,7 @@ class AppService:
     def start_fine_tune(self, tenant_id: str, body: FineTuneBody) -> dict[str, Any]:
         if self.fine_tunes is None:
             raise NotEnabledError("fine_tunes", "fine-tuning is not enabled in this environment")
+        self._consume(tenant_id, "fine_tunes")
         fine_tune_id = uuid.uuid4().hex
         try:
             arn = self.fine_tunes.start(tenant_id, fine_tune_id)
@@ -420,8 +447,12 @@ def _call(model: ModelClient, request: ModelRequest, calls: list[ModelResponse])
         raise UpstreamUnavailableError("model", f"the model is busy, retry later ({exc})") from None
     except ModelError as exc:
         raise UpstreamUnavailableError("model", f"the model call failed ({exc})") from None
+    text = response.text
+    if not isinstance(text, str) or not text.strip():
+        # Nothing to filter, answer or rate; the guardrail refuses empty text, which used to be a 500.
+        raise ModelEmptyOutputError("model", "the model returned no text; retry or rephrase the request")
     calls.append(response)
-    return response.text
+    return text
 
 
 def _total(counts: list[int | None]) -> int | None:

@@ -13,6 +13,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ContentType = Annotated[str, Field(pattern=r"^[a-z]+/[a-z0-9.+\-]+$")]
+PromptName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
+HttpsUrl = Annotated[
+    str, Field(pattern=r"^https://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~\-/]*)?$", max_length=1024)
+]
+LocalUrl = Annotated[
+    str, Field(pattern=r"^http://localhost(:[0-9]{1,5})?(/[A-Za-z0-9._~\-/]*)?$", max_length=1024)
+]
 
 
 class _Strict(BaseModel):
@@ -36,9 +43,63 @@ class SignUp(_Strict):
 
 
 class ApiLimits(_Strict):
+    """The API stage's throttling for all tenants together; per-tenant limits are `tenant_limits`."""
+
     rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 20.0
     burst_limit: Annotated[int, Field(ge=1, le=5_000)] = 40
-    daily_quota: Annotated[int, Field(ge=1)] = 10_000
+
+
+class HostedSignIn(_Strict):
+    """Cognito's hosted sign-in for the web client: authorization code with PKCE, to these URLs only.
+
+    Without callback URLs the client has no OAuth flow at all (SRP sign-in from the front end only).
+    `http://localhost` is accepted for local development, like Cognito itself does.
+    """
+
+    callback_urls: Annotated[list[HttpsUrl | LocalUrl], Field(max_length=100)] = Field(default_factory=list)
+    logout_urls: Annotated[list[HttpsUrl | LocalUrl], Field(max_length=100)] = Field(default_factory=list)
+    domain_prefix: Annotated[str, Field(pattern=r"^[a-z0-9](-?[a-z0-9]){0,62}$")] | None = Field(
+        default=None,
+        description="Cognito domain prefix of the hosted sign-in pages (required with callbacks)",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HostedSignIn:
+        if self.logout_urls and not self.callback_urls:
+            raise ValueError("callback_urls: required when logout_urls are given")
+        if self.callback_urls and self.domain_prefix is None:
+            raise ValueError("domain_prefix: required when callback_urls are given")
+        return self
+
+
+class RouteLimit(_Strict):
+    per_minute: Annotated[int, Field(ge=1, le=100_000)]
+    per_day: Annotated[int, Field(ge=1, le=10_000_000)]
+
+    @model_validator(mode="after")
+    def _day_holds_a_minute(self) -> RouteLimit:
+        if self.per_day < self.per_minute:
+            raise ValueError("per_day: must be at least per_minute")
+        return self
+
+
+class TenantLimits(_Strict):
+    """Per tenant (end user) and route: requests per minute and per UTC day (lambdas/app_backend/quotas.py)."""
+
+    invoke: RouteLimit = RouteLimit(per_minute=20, per_day=1_000)
+    uploads: RouteLimit = RouteLimit(per_minute=10, per_day=100)
+    # Each accepted POST /fine-tunes starts a GPU training run.
+    fine_tunes: RouteLimit = RouteLimit(per_minute=1, per_day=3)
+
+
+class EndUserCatalog(_Strict):
+    """What end users may call on /invoke: catalog prompt and chain names of this use case (none by default).
+
+    The alias is not theirs to choose: a stage serves its own alias (dev, preprod or prod).
+    """
+
+    prompts: Annotated[list[PromptName], Field(max_length=200)] = Field(default_factory=list)
+    chains: Annotated[list[PromptName], Field(max_length=200)] = Field(default_factory=list)
 
 
 class DefaultModel(_Strict):
@@ -90,6 +151,9 @@ class ApplicationSettings(_Strict):
     )
     sign_up: SignUp = SignUp()
     limits: ApiLimits = ApiLimits()
+    tenant_limits: TenantLimits = TenantLimits()
+    end_user_catalog: EndUserCatalog = EndUserCatalog()
+    hosted_sign_in: HostedSignIn = HostedSignIn()
     waf_in_dev: bool = Field(default=False, description="preprod and prod always get the WAF web ACL")
     default_model: DefaultModel = DefaultModel()
     uploads: Uploads = Uploads()

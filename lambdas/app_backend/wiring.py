@@ -1,7 +1,8 @@
 """Build the service from the function's environment (the stack sets these variables).
 
 APP_SETTINGS (ApplicationSettings JSON), BUSINESS_UNIT, USE_CASE, TABLE_NAME, FEEDBACK_BUCKET (ratings and
-evaluation candidates), RAW_BUCKET, UPLOAD_ROLE_ARN, LAKE_STAGE (the stage's lake prefix), GUARDRAIL_SETTINGS (the guardrail stack's JSON) with
+evaluation candidates), RAW_BUCKET, UPLOAD_ROLE_ARN, LAKE_STAGE (the stage: its lake prefix and the prompt
+catalog alias it serves), GUARDRAIL_SETTINGS (the guardrail stack's JSON) with
 GUARDRAIL_FUNCTION (`packaging: lambda`) or, in-process, FILTER_DECISIONS_BUCKET and the optional
 BEDROCK_GUARDRAIL_ID / BEDROCK_GUARDRAIL_VERSION. The catalog URL comes from the settings (or
 PROMPT_CATALOG_URL): an unreachable catalog answers 503. FINE_TUNING_PIPELINE is set where the stage has
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from app_backend.catalog import ApiCatalog, signed_get_json
+from app_backend.quotas import TenantQuotas
 from app_backend.service import AppService
 from app_backend.settings import ApplicationSettings, DefaultModel
 from app_backend.store import AppStore
@@ -139,6 +141,7 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
     )
     s3 = retrying_s3_client()
     pipeline = env.get("FINE_TUNING_PIPELINE")
+    table = boto3.resource("dynamodb").Table(env["TABLE_NAME"])
     profile = env.get("DEFAULT_MODEL_PROFILE_ARN") or None
     sqs = (
         boto3.client("sqs") if env.get("USAGE_QUEUE_URL") or env.get("ONLINE_EVALUATION_QUEUE_URL") else None
@@ -150,7 +153,7 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
         use_case=settings.use_case or env["USE_CASE"],
         guard=guard_from_env(env),
         catalog=catalog,
-        store=AppStore(boto3.resource("dynamodb").Table(env["TABLE_NAME"])),
+        store=AppStore(table),
         default_model=default_model(settings.default_model, profile),
         tenant_model=tenant_model,
         ratings=LakeWriter(env["FEEDBACK_BUCKET"], s3_client=s3, stage=stage),
@@ -180,4 +183,5 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
         sample_rate=float(env.get("ONLINE_EVALUATION_SAMPLE_RATE", "0")) if samples_queue else 0.0,
         model_price=ModelPrice.model_validate_json(env["MODEL_PRICE"]) if env.get("MODEL_PRICE") else None,
         inference_profile=profile,
+        quotas=TenantQuotas(table, settings.tenant_limits),
     )

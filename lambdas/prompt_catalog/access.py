@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-from pydantic import Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from common.lake_records import BusinessUnitName
 
@@ -52,3 +52,60 @@ def resolve_business_unit(callers: CallerMap, caller_arn: str | None, requested:
             BUSINESS_UNIT_HEADER, f"caller maps to several business units; pick one of {candidates}"
         )
     return candidates[0]
+
+
+# Aliases named after a stage are bound to that stage: only the stage's release identity moves them.
+STAGE_ALIASES = ("dev", "preprod", "prod")
+ALIAS_MOVERS_ENV = "ALIAS_MOVERS"
+
+
+AccountId = Annotated[str, Field(pattern=r"^[0-9]{12}$")]
+
+
+class AliasMovers(BaseModel):
+    """ALIAS_MOVERS: the release role's name pattern and, per business unit and stage, its account.
+
+    `{"role": "acme-{business_unit}-{stage}-prompt-release", "accounts": {"retail": {"prod": "<id>"}}}`
+    admits `arn:aws:sts::<id>:assumed-role/acme-retail-prod-prompt-release/<session>` to move retail's
+    `prod` alias. A pattern and account ids keep the variable small (Lambda allows 4 KB in all) as
+    business units are added. A stage alias without an account has no mover (fail closed).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Annotated[str, Field(pattern=r"^[A-Za-z0-9+=,.@_{}\-]{1,128}$")] = (
+        "{business_unit}-{stage}-prompt-release"
+    )
+    partition: Annotated[str, Field(pattern=r"^aws[a-z\-]*$")] = "aws"
+    accounts: dict[BusinessUnitName, dict[str, AccountId]] = Field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> AliasMovers:
+        return cls.model_validate_json(os.environ.get(ALIAS_MOVERS_ENV, "{}"))
+
+    def movers(self, business_unit: str, alias: str) -> list[str]:
+        account = self.accounts.get(business_unit, {}).get(alias)
+        if account is None:
+            return []
+        role = self.role.format(business_unit=business_unit, stage=alias)
+        return [f"arn:{self.partition}:sts::{account}:assumed-role/{role}/"]
+
+    def check(self, business_unit: str, alias: str, caller_arn: str) -> None:
+        if alias not in STAGE_ALIASES:
+            return
+        movers = self.movers(business_unit, alias)
+        if not any(caller_arn.startswith(prefix) for prefix in movers):
+            raise ForbiddenError(
+                "path.alias",
+                f"the {alias!r} alias is bound to the {alias} stage: only that stage's prompt release role "
+                f"moves it ({', '.join(movers) or 'none configured'})",
+            )
+
+
+def principal_arn(caller_arn: str) -> str:
+    """The IAM principal behind a caller ARN: an assumed-role session names its role."""
+    parts = caller_arn.split(":", 5)
+    if len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/"):
+        role = parts[5].split("/")[1]
+        return f"{parts[0]}:{parts[1]}:iam::{parts[4]}:role/{role}"
+    return caller_arn

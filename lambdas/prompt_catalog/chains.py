@@ -13,7 +13,7 @@ from graphlib import CycleError, TopologicalSorter
 
 from .errors import BadRequestError, UnprocessableError
 from .models import ChainContent, ChainStep, ModelParameters, PromptContent, VariableValue
-from .rendering import check_values, render
+from .rendering import DEFAULT_LIMITS, RenderLimits, check_values, render
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,8 @@ def render_ready_steps(
     prompts: Mapping[str, ResolvedPrompt],
     values: Mapping[str, VariableValue],
     step_outputs: Mapping[str, str],
+    *,
+    limits: RenderLimits = DEFAULT_LIMITS,
 ) -> tuple[list[RenderedStep], list[str]]:
     """Render every step not yet run whose inputs are all available; return (rendered, still waiting)."""
     check_values(chain.variables, values)
@@ -123,7 +125,13 @@ def render_ready_steps(
         inputs = {var: _input_value(source, values, step_outputs) for var, source in step.inputs.items()}
         prompt = prompts[step.prompt]
         try:
-            text = render(prompt.content.template, prompt.content.variables, inputs)
+            text = render(
+                prompt.content.template,
+                prompt.content.variables,
+                inputs,
+                limits=limits,
+                name=f"prompt {prompt.name}@{prompt.version}",
+            )
         except UnprocessableError as exc:
             raise UnprocessableError(f"steps.{step_id}.{exc.field}", exc.message) from None
         rendered.append(

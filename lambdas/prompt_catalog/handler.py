@@ -36,7 +36,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .access import BUSINESS_UNIT_HEADER, CallerMap, resolve_business_unit
+from .access import BUSINESS_UNIT_HEADER, AliasMovers, CallerMap, resolve_business_unit
 from .errors import BadRequestError, CatalogError
 from .models import Kind
 from .repository import CatalogRepository, ObjectStore
@@ -53,7 +53,8 @@ KIND_PATHS: dict[str, Kind] = {"prompts": "prompt", "chains": "chain", "datasets
 
 @lru_cache(maxsize=1)
 def catalog() -> Catalog:
-    """Built on first use, from env vars the stack sets (TABLE_NAME, BODY_BUCKET, DATASET_BUCKET)."""
+    """Built on first use, from env vars the stack sets (TABLE_NAME, BODY_BUCKET, DATASET_BUCKET,
+    ALIAS_MOVERS)."""
     settings = PromptCatalogSettings.from_env()
     s3 = boto3.client("s3")
     repo = CatalogRepository(
@@ -62,7 +63,12 @@ def catalog() -> Catalog:
         ObjectStore(os.environ["BODY_BUCKET"], s3),
         inline_body_max_bytes=settings.inline_body_max_bytes,
     )
-    return Catalog(repo, ObjectStore(os.environ["DATASET_BUCKET"], dataset_writer_s3(s3)), settings)
+    return Catalog(
+        repo,
+        ObjectStore(os.environ["DATASET_BUCKET"], dataset_writer_s3(s3)),
+        settings,
+        alias_movers=AliasMovers.from_env(),
+    )
 
 
 def dataset_writer_s3(default: Any) -> Any:

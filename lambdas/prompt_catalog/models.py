@@ -52,7 +52,7 @@ class ResourceMeta(Strict):
     name: ResourceName
     description: Annotated[str, Field(max_length=1024)] = ""
     tags: Annotated[list[Tag], Field(max_length=20)] = Field(default_factory=list)
-    owner: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    # No `owner`: the owner is the caller's verified identity, never what the body says (extra fields are 400).
 
 
 class PromptContent(Strict):

@@ -6,7 +6,7 @@ Table `pk` / `sk` (both strings), one partition per resource, `pk` = `<bu>#<kind
 | --------- | --------------------------- | ------------------------------------------ |
 | resource  | `META`                      | latest_version, archived, tags, doc (meta) |
 | version   | `V#000000003` (zero-padded) | version, created_at/by, doc or body_key    |
-| alias     | `ALIAS#prod`                | version, moved_at, moved_by                |
+| alias     | `ALIAS#prod`                | version, moved_at, moved_by(_principal)    |
 | alias log | `ALIASLOG#<time>#<random>`  | doc: alias, version, previous_version, ... |
 
 GSI `gsi1` (`gsi1pk` = `<bu>#<kind>`, `gsi1sk` = name, projection ALL) holds only META items: it lists
@@ -255,55 +255,79 @@ class CatalogRepository:
             self._sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
         raise ConflictError(key.field, "too many concurrent new versions; retry")
 
-    def move_alias(self, key: ResourceKey, alias: str, version: int, caller: str, now: str) -> dict[str, Any]:
-        meta = self.require_meta(key)
-        if meta["archived"]:
-            raise ConflictError(key.field, "archived; its aliases are frozen")
-        if self._get(key.pk, version_sk(version)) is None:
-            raise NotFoundError("body.version", f"{key.field} has no version {version}")
-        previous = self.get_alias(key, alias)
-        moved = {"version": version, "moved_at": now, "moved_by": caller}
-        log = {**moved, "alias": alias, "previous_version": previous["version"] if previous else None}
-        try:
-            self._ddb.transact_write_items(
-                TransactItems=[
-                    {
-                        "ConditionCheck": {
-                            "TableName": self.table,
-                            "Key": {"pk": {"S": key.pk}, "sk": {"S": META}},
-                            "ConditionExpression": "archived = :false",
-                            "ExpressionAttributeValues": {":false": {"BOOL": False}},
-                        }
+    def move_alias(
+        self, key: ResourceKey, alias: str, version: int, caller: str, now: str, *, principal: str = ""
+    ) -> dict[str, Any]:
+        """Point `alias` at `version` and append the transition to the alias log in one transaction.
+
+        The transaction is conditioned on the alias item being exactly what was read (absent, or the same
+        version and move time), so two concurrent moves cannot both log the same `previous_version`: the
+        loser re-reads and logs the transition from the winner's version.
+        """
+        for attempt in range(MAX_VERSION_ATTEMPTS):
+            meta = self.require_meta(key)
+            if meta["archived"]:
+                raise ConflictError(key.field, "archived; its aliases are frozen")
+            if self._get(key.pk, version_sk(version)) is None:
+                raise NotFoundError("body.version", f"{key.field} has no version {version}")
+            previous = self.get_alias(key, alias)
+            moved = {"version": version, "moved_at": now, "moved_by": caller, "moved_by_principal": principal}
+            log = {**moved, "alias": alias, "previous_version": previous["version"] if previous else None}
+            if previous is None:
+                unchanged: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+            else:
+                unchanged = {
+                    "ConditionExpression": "version = :pv AND moved_at = :pat",
+                    "ExpressionAttributeValues": {
+                        ":pv": {"N": str(previous["version"])},
+                        ":pat": {"S": previous["moved_at"]},
                     },
-                    {
-                        "Put": {
-                            "TableName": self.table,
-                            "Item": {
-                                "pk": {"S": key.pk},
-                                "sk": {"S": f"ALIAS#{alias}"},
-                                "version": {"N": str(version)},
-                                "moved_at": {"S": now},
-                                "moved_by": {"S": caller},
-                            },
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self.table,
-                            "Item": {
-                                "pk": {"S": key.pk},
-                                "sk": {"S": f"ALIASLOG#{now}#{uuid.uuid4().hex[:12]}"},
-                                "doc": {"S": canonical_json(log)},
-                            },
-                        }
-                    },
-                ]
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                raise ConflictError(key.field, "archived while the alias was moving") from None
-            raise
-        return {"alias": alias, **moved, "previous_version": log["previous_version"]}
+                }
+            try:
+                self._ddb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "ConditionCheck": {
+                                "TableName": self.table,
+                                "Key": {"pk": {"S": key.pk}, "sk": {"S": META}},
+                                "ConditionExpression": "archived = :false",
+                                "ExpressionAttributeValues": {":false": {"BOOL": False}},
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self.table,
+                                "Item": {
+                                    "pk": {"S": key.pk},
+                                    "sk": {"S": f"ALIAS#{alias}"},
+                                    "version": {"N": str(version)},
+                                    "moved_at": {"S": now},
+                                    "moved_by": {"S": caller},
+                                    "moved_by_principal": {"S": principal},
+                                },
+                                **unchanged,
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self.table,
+                                "Item": {
+                                    "pk": {"S": key.pk},
+                                    "sk": {"S": f"ALIASLOG#{now}#{uuid.uuid4().hex[:12]}"},
+                                    "doc": {"S": canonical_json(log)},
+                                },
+                                **_absent(),
+                            }
+                        },
+                    ]
+                )
+                return {"alias": alias, **moved, "previous_version": log["previous_version"]}
+            except ClientError as exc:
+                if not _is_condition_failure(exc):
+                    raise
+            # Archived meanwhile (the next read says so) or another move won: read again.
+            self._sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
+        raise ConflictError(key.field, "too many concurrent alias moves; retry")
 
     def archive(self, key: ResourceKey, caller: str, now: str) -> None:
         meta = self.require_meta(key)
@@ -384,11 +408,14 @@ def _meta_from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _alias_from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {
+    alias = {
         "version": int(item["version"]["N"]),
         "moved_at": item["moved_at"]["S"],
         "moved_by": item["moved_by"]["S"],
     }
+    if "moved_by_principal" in item:
+        alias["moved_by_principal"] = item["moved_by_principal"]["S"]
+    return alias
 
 
 def _encode_token(last_key: dict[str, Any]) -> str:

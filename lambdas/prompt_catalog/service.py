@@ -23,6 +23,7 @@ from common.evaluation_dataset import (
     read_records,
 )
 
+from .access import STAGE_ALIASES, AliasMovers, principal_arn
 from .chains import ResolvedPrompt, check_chain, execution_order, final_step, render_ready_steps
 from .errors import (
     BadRequestError,
@@ -97,8 +98,10 @@ class Catalog:
         datasets: ObjectStore,
         settings: PromptCatalogSettings,
         *,
+        alias_movers: AliasMovers | None = None,
         clock: Callable[[], str] = utc_now,
     ) -> None:
+        self.alias_movers = alias_movers or AliasMovers()
         self.repo = repo
         self.datasets = datasets
         self.settings = settings
@@ -117,7 +120,7 @@ class Catalog:
         now = self._now()
         meta = {
             **request.model_dump(include=meta_fields),
-            "owner": request.owner or caller,
+            "owner": caller,
             "kind": kind,
             "business_unit": bu,
             "created_at": now,
@@ -224,7 +227,32 @@ class Catalog:
             allowed = ", ".join(self.settings.allowed_aliases) or "lowercase names"
             raise BadRequestError("path.alias", f"not an allowed alias name (allowed: {allowed})")
         request = parse(MoveAlias, body)
-        return self.repo.move_alias(key, alias, request.version, caller, self._now())
+        self.alias_movers.check(bu, alias, caller)
+        if kind == "chain":
+            self._check_chain_alias(key, alias, request.version)
+        return self.repo.move_alias(
+            key, alias, request.version, caller, self._now(), principal=principal_arn(caller)
+        )
+
+    def _check_chain_alias(self, key: ResourceKey, alias: str, version: int) -> None:
+        """A chain on a stage alias may follow only pinned versions or the same stage's alias, so nothing
+        but that stage's own alias moves changes what the stage runs (a `:dev` step would let dev roles
+        change prod)."""
+        if alias not in STAGE_ALIASES:
+            return
+        found = self.repo.get_version(key, version)
+        if found is None:
+            self.repo.require_meta(key)
+            raise NotFoundError("body.version", f"{key.field} has no version {version}")
+        chain = ChainContent.model_validate(found["content"])
+        for i, step in enumerate(chain.steps):
+            match = _REF.match(step.prompt)
+            if match and match["alias"] is not None and match["alias"] != alias:
+                raise ConflictError(
+                    f"steps[{i}].prompt",
+                    f"{step.prompt} follows another alias; a chain on {alias!r} may use 'name@version' or "
+                    f"'name:{alias}' only",
+                )
 
     def archive(self, kind: Kind, bu: str, caller: str, name: str) -> dict[str, Any]:
         key = resource_key(kind, bu, name)
@@ -244,7 +272,13 @@ class Catalog:
         request = parse(RenderPrompt, body)
         found = self.select("prompt", bu, name, request)
         content = PromptContent.model_validate(found["content"])
-        text = render(content.template, content.variables, request.variables)
+        text = render(
+            content.template,
+            content.variables,
+            request.variables,
+            limits=self.settings.render_limits(),
+            name=f"prompt {name}@{found['version']}",
+        )
         return {
             "name": name,
             "version": found["version"],
@@ -257,7 +291,9 @@ class Catalog:
         found = self.select("chain", bu, name, request)
         chain = ChainContent.model_validate(found["content"])
         prompts = self._chain_prompts(bu, chain, UnprocessableError)
-        rendered, waiting = render_ready_steps(chain, prompts, request.variables, request.step_outputs)
+        rendered, waiting = render_ready_steps(
+            chain, prompts, request.variables, request.step_outputs, limits=self.settings.render_limits()
+        )
         return {
             "name": name,
             "version": found["version"],
@@ -295,7 +331,11 @@ class Catalog:
                 prompt = resolved[record.prompt_ref]
                 try:
                     entry["input"] = render(
-                        prompt.content.template, prompt.content.variables, record.variables
+                        prompt.content.template,
+                        prompt.content.variables,
+                        record.variables,
+                        limits=self.settings.render_limits(),
+                        name=f"prompt {prompt.name}@{prompt.version}",
                     )
                 except CatalogError as exc:
                     raise UnprocessableError(f"records[{record.id}].{exc.field}", exc.message) from None
@@ -332,6 +372,8 @@ class Catalog:
                     content.variables,
                     max_bytes=s.max_template_bytes,
                     max_variables=s.max_variables,
+                    limits=s.render_limits(),
+                    name=f"prompt {key.name}",
                 )
             except CatalogError as exc:
                 raise type(exc)(f"body.{exc.field}", exc.message) from None

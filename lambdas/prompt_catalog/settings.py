@@ -11,6 +11,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .rendering import RenderLimits
+
 SETTINGS_ENV = "PROMPT_CATALOG_SETTINGS"
 
 AliasName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_\-]{0,31}$")]
@@ -27,6 +29,16 @@ class PromptCatalogSettings(BaseModel):
         default=65_536, ge=256, le=262_144, description="UTF-8 size of a template."
     )
     max_variables: int = Field(default=100, ge=1, le=500, description="Declared variables per template.")
+    max_render_steps: int = Field(
+        default=100_000, ge=100, le=10_000_000, description="Loop iterations, calls and lookups per render."
+    )
+    max_render_depth: int = Field(default=20, ge=2, le=100, description="Nested calls (macros) per render.")
+    max_render_bytes: int = Field(
+        default=1_000_000,
+        ge=1_024,
+        le=5_000_000,
+        description="UTF-8 size of one rendered text (Lambda answers <= 6 MB).",
+    )
     max_chain_steps: int = Field(default=20, ge=1, le=100)
     max_dataset_records: int = Field(default=10_000, ge=1, le=100_000)
     max_dataset_bytes: int = Field(
@@ -45,6 +57,11 @@ class PromptCatalogSettings(BaseModel):
         le=604_800,
         description="How long prompt_client serves a stale copy on errors.",
     )
+
+    def render_limits(self) -> RenderLimits:
+        return RenderLimits(
+            max_steps=self.max_render_steps, max_depth=self.max_render_depth, max_bytes=self.max_render_bytes
+        )
 
     def alias_allowed(self, alias: str) -> bool:
         return not self.allowed_aliases or alias in self.allowed_aliases

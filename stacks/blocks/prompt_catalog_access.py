@@ -7,6 +7,10 @@ The catalog runs in the tooling account and serves every business unit. Two side
 - the caller side: a role in a business unit account needs `execute-api:Invoke` in its own policy
   (`grant_prompt_catalog_invoke`), because cross-account IAM authorization needs both sides.
 
+Aliases named after a stage (`dev`, `preprod`, `prod`) are bound to that stage: the function lets only the
+stage's prompt release role (`prompt_release_role`, named `<env>-prompt-release`, in that stage's
+account) move them (`alias_movers` builds its ALIAS_MOVERS map), so a dev role cannot move `prod`.
+
 API Gateway reports an assumed role as `arn:aws:sts::<account>:assumed-role/<role name>/<session>`, so the
 map holds STS prefixes. In multi-account mode every role of a business unit's accounts acts for that unit.
 In sandbox mode all units share one account and are told apart by role name: CloudFormation names a role
@@ -19,10 +23,14 @@ fit in 25 characters; `caller_business_units` refuses configs where prefixes cou
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
+from constructs import Construct
 
-from stacks.settings import PlatformConfig
+from stacks.blocks.nag import acknowledge
+from stacks.settings import STAGES, EnvironmentSpec, PlatformConfig
 
 # Every region the config accepts is a commercial region (stacks/settings/regions.py).
 PARTITION = "aws"
@@ -106,3 +114,68 @@ def grant_prompt_catalog_invoke(
         actions=["execute-api:Invoke"],
         resource_arns=prompt_catalog_invoke_arns(config, access),
     )
+
+
+def prompt_release_role_name(environment: EnvironmentSpec) -> str:
+    """The one role of a business unit stage that moves the stage's alias in the catalog."""
+    return f"{environment.name}-prompt-release"
+
+
+def alias_movers(config: PlatformConfig) -> dict[str, Any]:
+    """ALIAS_MOVERS for the catalog function: the release role's name pattern and, per business unit and
+    stage, the account it lives in (`prompt_catalog.access.AliasMovers`)."""
+    return {
+        "role": f"{config.organization.prefix}-{{business_unit}}-{{stage}}-prompt-release",
+        "partition": PARTITION,
+        "accounts": {
+            bu.name: {stage.value: config.environment(bu, stage).account for stage in STAGES}
+            for bu in config.business_units
+        },
+    }
+
+
+def prompt_release_arns(config: PlatformConfig, environment: EnvironmentSpec) -> list[str]:
+    """execute-api ARNs of the release role: read everything, move only its own stage's alias."""
+    base = f"arn:{PARTITION}:execute-api:{config.home_region}:{config.tooling_account}:*/{API_STAGE}"
+    return [f"{base}/GET/*", *(f"{base}/PUT/{kind}/*/aliases/{environment.stage.value}" for kind in KINDS)]
+
+
+def prompt_release_role(scope: Construct, config: PlatformConfig, environment: EnvironmentSpec) -> iam.Role:
+    """The stage's deployment identity for prompt aliases, in the stage's own account.
+
+    Only principals of this stage's account may assume it (in multi-account mode the account is the stage
+    boundary; in sandbox mode, where every stage shares one account, the caller must also carry this
+    stage's BusinessUnit and Stage tags, which every role of a business unit stage gets).
+    """
+    principal: iam.IPrincipal = iam.AccountPrincipal(environment.account)
+    if config.is_sandbox:
+        principal = iam.AccountPrincipal(environment.account).with_conditions(
+            {
+                "StringEquals": {
+                    "aws:PrincipalTag/BusinessUnit": environment.business_unit.name,
+                    "aws:PrincipalTag/Stage": environment.stage.value,
+                }
+            }
+        )
+    role = iam.Role(
+        scope,
+        "PromptReleaseRole",
+        role_name=prompt_release_role_name(environment),
+        description=f"Moves the '{environment.stage.value}' alias of {environment.business_unit.name}'s prompts "
+        "in the prompt catalog (the only identity the catalog lets do so)",
+        assumed_by=principal,
+        max_session_duration=Duration.hours(1),
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["execute-api:Invoke"], resources=prompt_release_arns(config, environment)
+        )
+    )
+    for arn in prompt_release_arns(config, environment):
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{arn}]",
+            "The catalog API id lives in the tooling account and is unknown here at synth time; the ARN pins "
+            "that account, region and the catalog stage, and PUT to this stage's alias routes only",
+        )
+    return role

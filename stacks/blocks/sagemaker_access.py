@@ -1,4 +1,5 @@
-"""What every SageMaker execution role of the platform needs: pull its images, write logs and metrics, join the VPC."""
+"""What every SageMaker execution role of the platform needs: pull its images, write logs and metrics, join the VPC
+(`grant_vpc_network_interfaces`, scoped to the subnets and security groups it uses)."""
 
 from __future__ import annotations
 
@@ -42,10 +43,56 @@ def grant_sagemaker_runtime(role: iam.Role, *, images: list[str]) -> None:
             actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
             resources=[f"{prefix}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/*"],
         ),
+    ]
+    for statement in statements:
+        role.add_to_policy(statement)
+    for finding, reason in {
+        "Resource::*": "Only ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited to SageMaker "
+        "namespaces by condition) and, where the role joins a VPC, the ec2 Describe* calls use '*': none of "
+        "them supports a resource scope",
+        f"Resource::arn:<AWS::Partition>:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/*": (
+            "SageMaker names its log groups under /aws/sagemaker/ at deploy or run time"
+        ),
+    }.items():
+        acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
+
+
+def grant_vpc_network_interfaces(
+    role: iam.Role, *, subnet_ids: list[str], security_group_ids: list[str]
+) -> None:
+    """What SageMaker needs to put a job or endpoint into the VPC, scoped to the given subnets and groups.
+
+    CreateNetworkInterface is authorized on the new interface and on the subnet and security groups it
+    uses, so naming those ARNs keeps the role out of every other subnet and group. The interfaces' own ids
+    exist only at run time (network-interface/* in this account and region); the Describe* calls support
+    no resource scope at all.
+    """
+    stack = Stack.of(role)
+    ec2_arn = f"arn:{stack.partition}:ec2:{stack.region}:{stack.account}"
+    interfaces = f"{ec2_arn}:network-interface/*"
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["ec2:CreateNetworkInterface"],
+            resources=[
+                interfaces,
+                *(f"{ec2_arn}:subnet/{subnet}" for subnet in subnet_ids),
+                *(f"{ec2_arn}:security-group/{group}" for group in security_group_ids),
+            ],
+        )
+    )
+    role.add_to_policy(
         iam.PolicyStatement(
             actions=[
-                "ec2:CreateNetworkInterface",
                 "ec2:DeleteNetworkInterface",
+                "ec2:CreateNetworkInterfacePermission",
+                "ec2:DeleteNetworkInterfacePermission",
+            ],
+            resources=[interfaces],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=[
                 "ec2:DescribeNetworkInterfaces",
                 "ec2:DescribeVpcs",
                 "ec2:DescribeDhcpOptions",
@@ -53,22 +100,11 @@ def grant_sagemaker_runtime(role: iam.Role, *, images: list[str]) -> None:
                 "ec2:DescribeSecurityGroups",
             ],
             resources=["*"],
-        ),
-        iam.PolicyStatement(
-            actions=["ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterfacePermission"],
-            resources=[f"{prefix}:ec2:{stack.region}:{stack.account}:network-interface/*"],
-        ),
-    ]
-    for statement in statements:
-        role.add_to_policy(statement)
-    for finding, reason in {
-        "Resource::*": "The actions ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited to SageMaker "
-        "namespaces) and the ec2 Describe/network-interface actions support no resource scope",
-        f"Resource::arn:<AWS::Partition>:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/*": (
-            "SageMaker names its log groups under /aws/sagemaker/ at deploy or run time"
-        ),
-        f"Resource::arn:<AWS::Partition>:ec2:{stack.region}:{stack.account}:network-interface/*": (
-            "SageMaker creates the network interfaces in the VPC at deploy or run time, so their ids are unknown"
-        ),
-    }.items():
-        acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
+        )
+    )
+    acknowledge(
+        role,
+        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:{stack.region}:{stack.account}:network-interface/*]",
+        "SageMaker creates the network interfaces at deploy or run time, so their ids are unknown; creation is "
+        "also bound to this stack's subnets and security group ARNs",
+    )

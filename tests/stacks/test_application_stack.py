@@ -102,6 +102,11 @@ def test_user_pool_settings_come_from_the_business_units_config() -> None:
                     "password": {"min_length": 16, "require_symbols": False},
                 },
                 "waf_in_dev": True,
+                "hosted_sign_in": {
+                    "callback_urls": ["https://app.example.org/callback", "http://localhost:3000/callback"],
+                    "logout_urls": ["https://app.example.org/"],
+                    "domain_prefix": "ops-dev-sign-in",
+                },
             },
         }
     )
@@ -133,6 +138,46 @@ def test_user_pool_settings_come_from_the_business_units_config() -> None:
         },
     )
     template.resource_count_is("AWS::WAFv2::WebACLAssociation", 1)  # waf_in_dev: true
+    # Issue 16 item 13: authorization code only (the public client uses PKCE), callbacks from the config.
+    [client] = template.find_resources("AWS::Cognito::UserPoolClient").values()
+    props = client["Properties"]
+    assert props["AllowedOAuthFlows"] == ["code"]
+    assert props["AllowedOAuthFlowsUserPoolClient"] is True
+    assert props["CallbackURLs"] == ["https://app.example.org/callback", "http://localhost:3000/callback"]
+    assert props["LogoutURLs"] == ["https://app.example.org/"]
+    assert props["GenerateSecret"] is False
+    assert props["SupportedIdentityProviders"] == ["COGNITO"]
+    template.has_resource_properties("AWS::Cognito::UserPoolDomain", {"Domain": "ops-dev-sign-in"})
+
+
+def test_without_callback_urls_the_web_client_has_no_oauth_flow(
+    default_platform: SynthesizedPlatform,
+) -> None:
+    """CDK's default client enables the implicit grant with the placeholder https://example.com."""
+    for environment in default_platform.config.environments():
+        template = default_platform.template(f"{environment.name}-application")
+        [client] = resources(template, "AWS::Cognito::UserPoolClient")
+        props = client["Properties"]
+        assert props.get("AllowedOAuthFlowsUserPoolClient", False) is False
+        assert "AllowedOAuthFlows" not in props and "CallbackURLs" not in props
+        assert "implicit" not in json.dumps(props) and "example.com" not in json.dumps(props)
+
+
+@pytest.mark.parametrize(
+    ("hosted", "field"),
+    [
+        ({"callback_urls": ["http://app.example.org/cb"], "domain_prefix": "x"}, "callback_urls"),
+        ({"callback_urls": ["https://app.example.org/cb"]}, "domain_prefix"),
+        ({"logout_urls": ["https://app.example.org/"]}, "callback_urls"),
+    ],
+)
+def test_hosted_sign_in_config_mistakes_name_the_field(hosted: dict[str, Any], field: str) -> None:
+    from pydantic import ValidationError
+
+    from stacks.settings.application import ApplicationSettings
+
+    with pytest.raises(ValidationError, match=field):
+        ApplicationSettings.model_validate({"hosted_sign_in": hosted})
 
 
 def test_upload_policy_is_fenced_by_the_tenant_session_tag(default_config: Any) -> None:
@@ -190,7 +235,7 @@ def test_table_is_encrypted_with_the_cmk_and_recoverable(default_platform: Synth
     assert table["DeletionPolicy"] == "Retain"
 
 
-def test_stage_has_access_logs_tracing_throttling_and_a_usage_plan(
+def test_stage_has_access_logs_tracing_throttling_and_no_keyless_usage_plan(
     default_platform: SynthesizedPlatform,
 ) -> None:
     template = default_platform.template("exco-retail-prod-application")
@@ -199,8 +244,11 @@ def test_stage_has_access_logs_tracing_throttling_and_a_usage_plan(
     assert props["TracingEnabled"] is True
     assert "DestinationArn" in props["AccessLogSetting"]
     assert props["MethodSettings"][0]["ThrottlingRateLimit"] == 20
-    [plan] = resources(template, "AWS::ApiGateway::UsagePlan")
-    assert plan["Properties"]["Quota"] == {"Limit": 10000, "Period": "DAY"}
+    # A usage plan's quota needs API keys, which Cognito users do not carry: per-tenant limits live in the
+    # backend (application.tenant_limits), so no plan pretends to enforce one.
+    assert resources(template, "AWS::ApiGateway::UsagePlan") == []
+    variables = backend_function(template)["Properties"]["Environment"]["Variables"]
+    assert variables["LAKE_STAGE"] == "prod"  # also the catalog alias the backend serves
 
 
 def test_backend_ships_the_guardrail_and_catalog_packages_it_imports() -> None:

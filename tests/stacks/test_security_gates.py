@@ -19,11 +19,9 @@ from tools.synth_report import CFN_LINT_ERROR_BIT, run_cfn_lint
 ACTIONS_WITHOUT_RESOURCE_SCOPE = {
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
-    "ec2:CreateNetworkInterface",
+    # Not ec2:CreateNetworkInterface / DeleteNetworkInterface / Assign- and UnassignPrivateIpAddresses:
+    # they are authorized on network-interface, subnet and security-group ARNs (issue 16 item 15).
     "ec2:DescribeNetworkInterfaces",
-    "ec2:DeleteNetworkInterface",
-    "ec2:AssignPrivateIpAddresses",
-    "ec2:UnassignPrivateIpAddresses",
     # Comprehend's real-time detection actions list no resource type in the Service Authorization
     # Reference (Amazon Comprehend), so they only accept "*" (guardrail function).
     "comprehend:DetectToxicContent",

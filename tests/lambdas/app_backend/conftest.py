@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 import pytest
 from app_backend import handler
+from app_backend.quotas import TenantQuotas
 from app_backend.service import AppService
 from app_backend.settings import ApplicationSettings
 from app_backend.store import AppStore
@@ -163,7 +164,11 @@ class Backend:
         return int(answer["statusCode"]), json.loads(answer["body"] or "{}")
 
     def table_items(self) -> list[dict[str, Any]]:
-        return list(self.table.scan()["Items"])
+        """Requests, ratings, fine-tunes and models; rate and quota counters are in `quota_items`."""
+        return [item for item in self.table.scan()["Items"] if not str(item["sk"]).startswith("QUOTA#")]
+
+    def quota_items(self) -> list[dict[str, Any]]:
+        return [item for item in self.table.scan()["Items"] if str(item["sk"]).startswith("QUOTA#")]
 
     def objects(self, bucket: str) -> list[str]:
         return [o["Key"] for o in self.s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
@@ -226,8 +231,14 @@ def create_table(ddb: Any) -> Any:
     )
 
 
+# The prompts and chain of FakeCatalog, offered to end users as a use case's config would list them.
+OFFERED = {"prompts": ["greet", "shout"], "chains": ["greet-then-shout"]}
+# Generous per-tenant limits for tests about other things (property tests reuse one backend per run).
+ROOMY = {route: {"per_minute": 10_000, "per_day": 10_000} for route in ("invoke", "uploads", "fine_tunes")}
+
+
 def build_backend(settings: ApplicationSettings | None = None, fine_tunes: Any = None) -> Backend:
-    settings = settings or ApplicationSettings()
+    settings = settings or ApplicationSettings(end_user_catalog=OFFERED, tenant_limits=ROOMY)
     table = create_table(boto3.resource("dynamodb"))
     s3 = boto3.client("s3")
     for bucket in (RAW, CANDIDATES):
@@ -261,6 +272,7 @@ def build_backend(settings: ApplicationSettings | None = None, fine_tunes: Any =
             sts=sts,
         ),
         fine_tunes=fine_tunes,
+        quotas=TenantQuotas(table, settings.tenant_limits),
     )
     return Backend(service, guard, model, tenant_models, ratings, sts, table, s3)
 

@@ -55,6 +55,7 @@ subs = st.one_of(st.just("tenant-a"), st.none(), st.text(max_size=20))
 
 
 def _state(backend: Backend) -> tuple[Any, ...]:
+    # Rate and quota counters (QUOTA# items, not in table_items) count attempts by design.
     return (
         json.dumps(backend.table_items(), sort_keys=True, default=str),
         tuple(backend.objects(RAW)),
@@ -83,7 +84,7 @@ def test_no_5xx_and_refusals_write_nothing(
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     body=st.fixed_dictionaries(
-        {"prompt": st.sampled_from(["greet", "nope"]), "alias": st.sampled_from(["prod", "beta"])},
+        {"prompt": st.sampled_from(["greet", "nope"])},
         optional={"variables": st.dictionaries(st.sampled_from(["name", "other"]), json_values, max_size=2)},
     )
 )
@@ -94,6 +95,6 @@ def test_near_valid_invoke_bodies_answer_200_or_a_4xx_that_writes_nothing(
 
     status, answer = backend.call("POST", "/invoke", body)
 
-    assert status in (200, 400, 404, 422), answer
+    assert status in (200, 400, 403, 404, 422), answer
     if status != 200:
         assert _state(backend) == before

@@ -93,9 +93,13 @@ def test_personal_model_is_used_only_when_the_tenant_has_one(backend: Backend) -
     assert status == 409
 
 
-def test_unknown_prompt_is_404_and_missing_variable_is_422(backend: Backend) -> None:
+def test_unoffered_prompt_is_403_missing_alias_404_and_missing_variable_422(backend: Backend) -> None:
     status, body = backend.call("POST", "/invoke", {"prompt": "nope", "variables": {"name": "a"}})
-    assert (status, body["field"]) == (404, "prompt")
+    assert (status, body["field"]) == (403, "prompt")
+    backend.service.stage = "dev"  # FakeCatalog has no `dev` alias for greet
+    status, body = backend.call("POST", "/invoke", {"prompt": "greet", "variables": {"name": "a"}})
+    assert (status, body["field"]) == (404, "prompt") and "'dev'" in body["message"]
+    backend.service.stage = "prod"
     status, body = backend.call("POST", "/invoke", {"prompt": "greet", "variables": {"other": "a"}})
     assert status == 422
     assert "other" in body["message"]

@@ -20,6 +20,15 @@ CALLERS = {
         f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-shared-",
     ],
 }
+STAGES = ("dev", "preprod", "prod")
+# Each business unit stage's prompt release role: the only identity that moves that stage's alias.
+ALIAS_MOVERS = {
+    "role": "{business_unit}-{stage}-prompt-release",
+    "accounts": {bu: dict.fromkeys(STAGES, ACCOUNT) for bu in ("bu-a", "bu-b")},
+}
+RELEASE = {
+    stage: f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-{stage}-prompt-release/deploy" for stage in STAGES
+}
 ALICE = f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-prompt-engineer/alice"
 CAROL = f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-a-shared-tester/carol"  # in bu-a and shared
 BOB = f"arn:aws:sts::{ACCOUNT}:assumed-role/bu-b-prompt-engineer/bob"
@@ -64,6 +73,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "BODY_BUCKET": BODY_BUCKET,
         "DATASET_BUCKET": DATASET_BUCKET,
         "CALLER_BUSINESS_UNITS": json.dumps(CALLERS),
+        "ALIAS_MOVERS": json.dumps(ALIAS_MOVERS),
         "PROMPT_CATALOG_SETTINGS": json.dumps({"inline_body_max_bytes": 2048}),
     }.items():
         monkeypatch.setenv(name, value)
@@ -159,4 +169,11 @@ def catalog(aws_env: None) -> Any:
         inline_body_max_bytes=2048,
         sleep=lambda _: None,
     )
-    return Catalog(repo, ObjectStore(DATASET_BUCKET, s3), PromptCatalogSettings())
+    from prompt_catalog.access import AliasMovers
+
+    return Catalog(
+        repo,
+        ObjectStore(DATASET_BUCKET, s3),
+        PromptCatalogSettings(),
+        alias_movers=AliasMovers.model_validate(ALIAS_MOVERS),
+    )

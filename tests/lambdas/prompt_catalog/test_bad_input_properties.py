@@ -12,7 +12,14 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 from moto.s3.models import s3_backends
 
-from tests.lambdas.prompt_catalog.conftest import BODY_BUCKET, DATASET_BUCKET, TABLE, FakeContext, api_event
+from tests.lambdas.prompt_catalog.conftest import (
+    BODY_BUCKET,
+    DATASET_BUCKET,
+    RELEASE,
+    TABLE,
+    FakeContext,
+    api_event,
+)
 
 PROMPT: dict[str, Any] = {
     "template": "Hello {{ who }}, {{ n }}",
@@ -95,9 +102,9 @@ def snapshot() -> tuple[Any, ...]:
 @pytest.fixture
 def seeded(call):
     assert call("POST", "/prompts", {"name": "greet", **PROMPT})[0] == 201
-    assert call("PUT", "/prompts/greet/aliases/prod", {"version": 1})[0] == 200
+    assert call("PUT", "/prompts/greet/aliases/prod", {"version": 1}, caller=RELEASE["prod"])[0] == 200
     assert call("POST", "/chains", {"name": "c1", **CHAIN})[0] == 201
-    assert call("PUT", "/chains/c1/aliases/prod", {"version": 1})[0] == 200
+    assert call("PUT", "/chains/c1/aliases/prod", {"version": 1}, caller=RELEASE["prod"])[0] == 200
     assert call("POST", "/datasets", {"name": "d1", **DATASET})[0] == 201
     items, (_, dataset_objects) = snapshot()
     assert len(items) == 10 and len(dataset_objects) == 1  # the snapshot sees what the API wrote

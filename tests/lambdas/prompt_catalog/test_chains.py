@@ -8,7 +8,7 @@ from prompt_catalog.errors import BadRequestError
 from prompt_catalog.models import ChainContent, PromptContent
 from prompt_catalog.seed import EXAMPLES, load_seed
 
-from tests.lambdas.prompt_catalog.conftest import ALICE, prompt_body
+from tests.lambdas.prompt_catalog.conftest import RELEASE, prompt_body
 
 ECHO = PromptContent.model_validate({"template": "{{ text }}", "variables": [{"name": "text"}]})
 
@@ -69,7 +69,8 @@ def test_run_chain_feeds_outputs_forward():
 
 
 def test_example_seed_validates_and_runs_three_steps(catalog):
-    seed = load_seed(catalog, "bu-a", ALICE, EXAMPLES / "uk_pm_birthplace.json")
+    # In-process, one identity both creates and moves `prod`: the prod release role (prod is stage-bound).
+    seed = load_seed(catalog, "bu-a", RELEASE["prod"], EXAMPLES / "uk_pm_birthplace.json")
     request = seed["example_request"]
     first = catalog.render_chain("bu-a", "pm-birthplace-distance", {"alias": "prod", "variables": request})
     assert first["order"] == ["head_of_government", "birthplace", "distance"]

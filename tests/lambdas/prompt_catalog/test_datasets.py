@@ -6,7 +6,7 @@ from typing import Any
 import boto3
 
 from common.evaluation_dataset import read_records
-from tests.lambdas.prompt_catalog.conftest import DATASET_BUCKET, prompt_body
+from tests.lambdas.prompt_catalog.conftest import DATASET_BUCKET, RELEASE, prompt_body
 
 RECORDS: list[dict[str, Any]] = [
     {
@@ -23,7 +23,7 @@ RECORDS: list[dict[str, Any]] = [
 
 def setup_prompt(call):
     call("POST", "/prompts", prompt_body())
-    call("PUT", "/prompts/greet/aliases/prod", {"version": 1})
+    call("PUT", "/prompts/greet/aliases/prod", {"version": 1}, caller=RELEASE["prod"])
 
 
 def test_dataset_is_stored_as_json_lines_in_s3_and_versioned(call):

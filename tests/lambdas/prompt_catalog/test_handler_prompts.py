@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-from tests.lambdas.prompt_catalog.conftest import ALICE, BOB, CAROL, prompt_body
+from tests.lambdas.prompt_catalog.conftest import ALICE, BOB, CAROL, RELEASE, prompt_body
 
 
 def test_create_then_get_by_version_and_alias(call):
-    status, created = call("POST", "/prompts", prompt_body(tags=["greeting"], owner="team-a"))
+    status, created = call("POST", "/prompts", prompt_body(tags=["greeting"]))
     assert status == 201
     assert created["latest_version"] == 1
     assert created["business_unit"] == "bu-a"
-    assert created["owner"] == "team-a"
+    assert created["owner"] == ALICE
     assert created["created_by"] == ALICE
 
     status, version = call("GET", "/prompts/greet/versions/1")
@@ -20,25 +20,25 @@ def test_create_then_get_by_version_and_alias(call):
         "stop_sequences": [],
     }
 
-    status, moved = call("PUT", "/prompts/greet/aliases/prod", {"version": 1})
+    status, moved = call("PUT", "/prompts/greet/aliases/prod", {"version": 1}, caller=RELEASE["prod"])
     assert status == 200
-    assert (moved["version"], moved["moved_by"], moved["previous_version"]) == (1, ALICE, None)
+    assert (moved["version"], moved["moved_by"], moved["previous_version"]) == (1, RELEASE["prod"], None)
 
     status, by_alias = call("GET", "/prompts/greet/aliases/prod")
     assert status == 200
     assert by_alias["version"] == 1
-    assert by_alias["alias"]["moved_by"] == ALICE
+    assert by_alias["alias"]["moved_by"] == RELEASE["prod"]
 
 
 def test_versions_are_numbered_and_alias_moves_only_when_asked(call):
     call("POST", "/prompts", prompt_body())
-    call("PUT", "/prompts/greet/aliases/prod", {"version": 1})
+    call("PUT", "/prompts/greet/aliases/prod", {"version": 1}, caller=RELEASE["prod"])
     status, v2 = call(
         "POST", "/prompts/greet/versions", {"template": "Hi {{ who }}", "variables": [{"name": "who"}]}
     )
     assert (status, v2["version"]) == (201, 2)
     assert call("GET", "/prompts/greet/aliases/prod")[1]["version"] == 1
-    _, moved = call("PUT", "/prompts/greet/aliases/prod", {"version": 2})
+    _, moved = call("PUT", "/prompts/greet/aliases/prod", {"version": 2}, caller=RELEASE["prod"])
     assert moved["previous_version"] == 1
     _, described = call("GET", "/prompts/greet")
     assert described["latest_version"] == 2
@@ -56,7 +56,7 @@ def test_render_by_alias_and_errors_name_the_variable(call):
             "model_parameters": {"temperature": 0.1, "max_tokens": 50, "stop_sequences": ["\n\n"]},
         },
     )
-    call("PUT", "/prompts/count/aliases/dev", {"version": 1})
+    call("PUT", "/prompts/count/aliases/dev", {"version": 1}, caller=RELEASE["dev"])
     status, out = call("POST", "/prompts/count/render", {"alias": "dev", "variables": {"who": "Ann", "n": 3}})
     assert status == 200
     assert out["text"] == "Ann has 3 items"
@@ -85,19 +85,20 @@ def test_save_rejects_template_and_declarations_that_differ(call):
     assert call("GET", "/prompts")[1]["items"] == []
 
 
-def test_sandbox_blocks_internals_at_render(call):
-    status, _ = call("POST", "/prompts", prompt_body(template="{{ who.__class__.__mro__ }}"))
-    assert status == 201
-    status, err = call("POST", "/prompts/greet/render", {"variables": {"who": "x"}})
-    assert status == 422
-    assert err["field"] == "template"
+def test_sandbox_blocks_internals_at_save(call):
+    # The trial render at save runs the template in the sandbox, so the escape never gets stored.
+    status, err = call("POST", "/prompts", prompt_body(template="{{ who.__class__.__mro__ }}"))
+    assert (status, err["field"]) == (400, "body.template")
+    assert "sandbox" in err["message"] and "prompt greet" in err["message"]
+    assert call("GET", "/prompts/greet")[0] == 404
 
 
 def test_other_business_unit_gets_404_and_lists_nothing(call):
     call("POST", "/prompts", prompt_body())
     assert call("GET", "/prompts/greet", caller=BOB)[0] == 404
     assert call("POST", "/prompts/greet/render", {"variables": {"who": "x"}}, caller=BOB)[0] == 404
-    assert call("PUT", "/prompts/greet/aliases/prod", {"version": 1}, caller=BOB)[0] == 404
+    bu_b_prod = BOB.replace("bu-b-prompt-engineer/bob", "bu-b-prod-prompt-release/deploy")
+    assert call("PUT", "/prompts/greet/aliases/prod", {"version": 1}, caller=bu_b_prod)[0] == 404
     assert call("GET", "/prompts", caller=BOB)[1]["items"] == []
     # bob can use the same name in his own unit
     assert call("POST", "/prompts", prompt_body(), caller=BOB)[0] == 201
@@ -126,7 +127,7 @@ def test_archive_keeps_reads_blocks_writes_and_hides_from_list(call):
         call("POST", "/prompts/greet/versions", {"template": "{{ who }}", "variables": [{"name": "who"}]})[0]
         == 409
     )
-    assert call("PUT", "/prompts/greet/aliases/prod", {"version": 1})[0] == 409
+    assert call("PUT", "/prompts/greet/aliases/prod", {"version": 1}, caller=RELEASE["prod"])[0] == 409
     assert call("GET", "/prompts/greet/versions/1")[0] == 200
     assert call("GET", "/prompts")[1]["items"] == []
     assert [p["name"] for p in call("GET", "/prompts", query={"include_archived": "true"})[1]["items"]] == [
@@ -158,7 +159,7 @@ def test_alias_names_follow_settings_and_versions_must_exist(call):
     call("POST", "/prompts", prompt_body())
     status, err = call("PUT", "/prompts/greet/aliases/prdo", {"version": 1})
     assert (status, err["field"]) == (400, "path.alias")
-    status, err = call("PUT", "/prompts/greet/aliases/prod", {"version": 7})
+    status, err = call("PUT", "/prompts/greet/aliases/prod", {"version": 7}, caller=RELEASE["prod"])
     assert (status, err["field"]) == (404, "body.version")
     assert call("GET", "/prompts/greet/versions/2")[1]["field"] == "path.version"
     assert call("GET", "/prompts/greet/versions/abc")[0] == 400

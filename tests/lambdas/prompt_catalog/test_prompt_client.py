@@ -7,7 +7,7 @@ import pytest
 from botocore.credentials import Credentials
 
 from common.prompt_client import CatalogUnavailableError, PromptClient, PromptFetchError, PromptNotFoundError
-from tests.lambdas.prompt_catalog.conftest import ALICE, FakeContext, api_event, prompt_body
+from tests.lambdas.prompt_catalog.conftest import ALICE, RELEASE, FakeContext, api_event, prompt_body
 
 API = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
 CREDENTIALS = Credentials("AKIDEXAMPLE", "secret", "session-token")
@@ -44,7 +44,7 @@ class HandlerTransport:
 @pytest.fixture
 def catalog_api(call, handler):
     assert call("POST", "/prompts", prompt_body())[0] == 201
-    assert call("PUT", "/prompts/greet/aliases/prod", {"version": 1})[0] == 200
+    assert call("PUT", "/prompts/greet/aliases/prod", {"version": 1}, caller=RELEASE["prod"])[0] == 200
     return HandlerTransport(handler)
 
 
@@ -84,7 +84,7 @@ def test_alias_move_is_seen_after_the_ttl(catalog_api, call):
     client = make_client(catalog_api, clock)
     assert client.get("greet").version == 1
     call("POST", "/prompts/greet/versions", {"template": "Hey {{ who }}", "variables": [{"name": "who"}]})
-    call("PUT", "/prompts/greet/aliases/prod", {"version": 2})
+    call("PUT", "/prompts/greet/aliases/prod", {"version": 2}, caller=RELEASE["prod"])
     assert client.get("greet").version == 1
     clock.now += 61
     assert client.get("greet").template == "Hey {{ who }}"

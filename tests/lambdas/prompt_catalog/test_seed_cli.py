@@ -10,14 +10,15 @@ import pytest
 from botocore.credentials import Credentials
 
 from common.prompt_client import PromptClient
-from tests.lambdas.prompt_catalog.conftest import ALICE, FakeContext, api_event
+from tests.lambdas.prompt_catalog.conftest import RELEASE, FakeContext, api_event
 from tools.seed_prompt_catalog import DEFAULT_SEED, SeedError, region_of, seed_catalog
 
 API = "https://abc123.execute-api.us-east-1.amazonaws.com/prompt-catalog"
 
 
 class InProcessApi:
-    """API Gateway in-process: passes the signed request (method, path, body) to the handler as ALICE."""
+    """API Gateway in-process: passes the signed request (method, path, body) to the handler as the prod
+    release role (the seed sets `prod` aliases, which only that role moves)."""
 
     def __init__(self, handler: Any) -> None:
         self.handler = handler
@@ -27,7 +28,7 @@ class InProcessApi:
         self.signed.append("Authorization" in request.headers)
         path = urllib.parse.urlsplit(request.url).path.removeprefix("/prompt-catalog")
         body = request.body.decode() if request.body else None
-        event = api_event(request.method, path, caller=ALICE, raw_body=body)
+        event = api_event(request.method, path, caller=RELEASE["prod"], raw_body=body)
         response = self.handler.lambda_handler(event, FakeContext())
         return response["statusCode"], response["body"].encode()
 
