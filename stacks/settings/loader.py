@@ -7,7 +7,6 @@ lengths, GPU types per region). Every problem becomes one line `field: what is w
 
 from __future__ import annotations
 
-import difflib
 import re
 import typing
 from pathlib import Path
@@ -96,17 +95,14 @@ def _describe(error: Any) -> str:
     loc: tuple[int | str, ...] = tuple(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
-        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-        return f"{_field_path(loc)}: unknown key{suggestion}; allowed keys: {', '.join(allowed)}"
+        keys = _allowed_keys(loc[:-1])
+        return f"{_field_path(loc)}: unknown key{did_you_mean(str(loc[-1]), keys)}; allowed keys: {', '.join(keys)}"
     if kind == "missing":
         return f"{_field_path(loc)}: required but missing"
     message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if kind in ("enum", "literal_error"):
-        allowed = _QUOTED.findall(str(error.get("ctx", {}).get("expected", "")))
-        hint = did_you_mean(str(error["input"]), allowed)
-        message = f"{message} (got {error['input']!r}){hint}"
+        choices = _QUOTED.findall(str(error.get("ctx", {}).get("expected", "")))
+        message = f"{message} (got {error['input']!r}){did_you_mean(str(error['input']), choices)}"
     elif kind == "string_pattern_mismatch":
         pattern = str(error.get("ctx", {}).get("pattern", ""))
         words = PATTERN_WORDS.get(pattern, f"text matching {pattern}")
