@@ -68,10 +68,12 @@ clean:
 	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache
 
 # Remove one environment completely (docs/operations.md): `make destroy STAGE=dev BU=retail`.
-# Other stages are refused unless DESTROY_FLAGS=--force-retained (their data is retained anyway).
+# The tool checks the business unit, the stage and the credentials first, then synthesizes once into its own
+# temporary directory and destroys from that assembly; cdk.out is left alone. Other stages are refused unless
+# DESTROY_FLAGS=--force-retained (their data is retained anyway).
 STAGE ?= dev
 .PHONY: destroy
-destroy: bootstrap
-	rm -rf cdk.out
-	$(CDK) synth --quiet $(CDK_FLAGS) -c config=$(CONFIG) > /dev/null
+destroy:
+	@test -n "$(BU)" || { echo "make destroy: BU= is required, e.g. make destroy STAGE=dev BU=retail" >&2; exit 2; }
+	@$(MAKE) --no-print-directory bootstrap
 	$(PY) -m tools.destroy_environment --bu $(BU) --stage $(STAGE) --config $(CONFIG) $(DESTROY_FLAGS)
