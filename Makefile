@@ -59,10 +59,12 @@ bench: bootstrap
 	$(PY) bench/synth_scaling.py
 
 # Monthly GPU serving cost per business unit vs one endpoint per model (MODELS=10,100,1000 by default).
+# A region without prices in config/gpu_catalog.yaml is refused; COST_FLAGS=--price-region=us-east-1 estimates
+# at that region's prices, shown in every row.
 MODELS ?= 10,100,1000
 .PHONY: cost
 cost: $(VENV_STAMP)
-	$(PY) -m tools.serving_cost --config $(CONFIG) --models $(MODELS)
+	$(PY) -m tools.serving_cost --config $(CONFIG) --models $(MODELS) $(COST_FLAGS)
 
 clean:
 	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ Services are fakes that sleep a fixed time and return canned answers, so only ou
 
 from __future__ import annotations
 
+import argparse
 import base64
 import os
 import random
@@ -147,6 +148,10 @@ def bench_orchestration(runs: int = 60) -> None:
 
 
 if __name__ == "__main__":
+    # --help answers with the docstring; the bench takes no options
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     bench_local_rules()
     bench_email_scan()

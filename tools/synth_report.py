@@ -9,6 +9,7 @@ Exits 1 when cfn-lint reports an error (cdk-nag errors already stop `cdk synth` 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -100,7 +101,11 @@ def format_table(stacks: list[StackSummary]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    assembly = Path(argv[0] if argv else "cdk.out")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "assembly", nargs="?", default="cdk.out", help="cloud assembly directory (default: cdk.out)"
+    )
+    assembly = Path(parser.parse_args(argv).assembly)
     if not (assembly / "manifest.json").is_file():
         print(f"no cloud assembly at {assembly}: run the synth first", file=sys.stderr)
         return 1
