@@ -7,9 +7,11 @@ PY := $(VENV)/bin/python
 CONFIG ?= config/platform.yaml
 PYTEST_WORKERS ?= auto
 
-# No network at synth time: no notices, no telemetry, no version reporting. Node 20's end-of-life
-# banner from jsii is silenced so the output stays readable.
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+# Node.js: package.json pins an LTS release that jsii supports (npm package `node`); its binary in
+# node_modules/.bin comes first on PATH, so the CDK CLI and the jsii runtime behind the Python app both run
+# on it rather than on whatever Node the machine has. No network at synth time: no notices, no telemetry, no
+# version reporting (cdk.json says the same, so plain `npx cdk` is as quiet).
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 CDK := npx --no-install cdk

@@ -38,9 +38,10 @@ from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.settings.loader import DEFAULT_CONFIG, REPO_ROOT
 from stacks.settings.platform import SourceProvider
 
-# The CodeBuild image's runtimes: the Makefile needs Python >= 3.11 and the Node.js the CDK CLI runs on.
+# The CodeBuild image's runtimes: the Makefile needs Python >= 3.11 and a Node.js LTS that jsii supports
+# (22; Node 20 is past its end of life for jsii). `make` then puts package.json's pinned Node first on PATH.
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
-RUNTIME_VERSIONS = {"python": "3.12", "nodejs": "20"}
+RUNTIME_VERSIONS = {"python": "3.12", "nodejs": "22"}
 GATE_SCRIPT = "tools/evaluation_gate.py"
 # Action wildcards of the L2 grant methods CDK Pipelines uses on its artifact bucket and key.
 PIPELINE_GRANT_ACTIONS = (
