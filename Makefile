@@ -53,6 +53,11 @@ lint: bootstrap
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy app.py stacks lambdas tools bench
 
+# Validate a config without synthesizing: one line per problem, exit code 2 (docs/operations.md).
+.PHONY: check-config
+check-config: $(VENV_STAMP)
+	@$(PY) -m tools.check_config $(CONFIG)
+
 # The `cdk bootstrap` commands for every account and region of $(CONFIG), tooling first (docs/cicd.md).
 bootstrap-commands: $(VENV_STAMP)
 	@$(PY) -m tools.bootstrap_commands $(CONFIG)

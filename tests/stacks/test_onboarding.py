@@ -157,3 +157,39 @@ def test_shared_stacks_gain_only_the_new_business_units_resources(
     assert sorted(set(added.values())) == added_types
     changed = {before[k] for k in before if before_template["Resources"][k] != after_template["Resources"][k]}
     assert changed <= SHARED_POLICY_HOLDERS, changed
+
+
+def readme_onboarding_table() -> dict[str, tuple[set[str], dict[str, set[str]]]]:
+    """stage -> (stack names, marker -> stack names) from the README's 'What a new business unit gets' table."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text[text.index("What a new business unit gets") :]
+    rows: dict[str, tuple[set[str], dict[str, set[str]]]] = {}
+    for line in section.splitlines()[1:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0] in ("dev", "preprod", "prod"):
+            markers: dict[str, set[str]] = {}
+            for part in cells[2].split(";"):
+                name, _, stacks = part.partition(":")
+                markers[name.strip()] = {s.strip() for s in stacks.split(",") if s.strip()}
+            rows[cells[0]] = ({s.strip() for s in cells[1].split(",")}, markers)
+        elif rows and not line.startswith("|"):
+            break
+    return rows
+
+
+def test_the_readme_says_what_a_new_business_unit_gets(onboarded: SynthesizedPlatform) -> None:
+    from tools.synth_report import iter_stacks
+
+    documented = readme_onboarding_table()
+    assert set(documented) == {"dev", "preprod", "prod"}
+    summaries = {s.name: s for s in iter_stacks(onboarded.outdir)}
+    for stage, (stacks, markers) in documented.items():
+        prefix = f"exco-legal-{stage}-"
+        assert {f"{prefix}{s}" for s in stacks} == {n for n in NEW_STACKS if n.startswith(prefix)}
+        for marker in ("GPU", "always-on"):
+            marked = {
+                n.removeprefix(prefix)
+                for n, s in summaries.items()
+                if n.startswith(prefix) and marker in s.markers
+            }
+            assert markers.get(marker, set()) == marked, (stage, marker)
