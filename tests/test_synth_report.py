@@ -36,7 +36,8 @@ def test_the_paths_are_what_the_cdk_cli_selects(default_platform: SynthesizedPla
 
 def test_markers_flag_gpu_and_always_on_stacks(default_platform: SynthesizedPlatform) -> None:
     markers = {s.path: s.markers for s in iter_stacks(default_platform.outdir)}
-    assert markers["retail-prod/Serving"] == ("GPU", "always-on")  # endpoint on ml.g5.2xlarge
+    assert markers["retail-prod/Serving"] == ("GPU", "always-on")  # multi-model endpoint, min_capacity 1
+    assert markers["finance-prod/Serving"] == ("GPU",)  # inference components, min_capacity 0: scales to zero
     assert markers["retail-dev/FineTuning"] == ("GPU",)  # training on demand, nothing running while idle
     assert markers["retail-prod/Baseline"] == ("always-on",)  # interface endpoints in prod
     assert markers["retail-dev/Baseline"] == ()  # dev has no interface endpoints by default

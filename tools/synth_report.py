@@ -3,8 +3,8 @@
 Reads every stack in `cdk.out` (nested stage assemblies included), runs cfn-lint over the templates in
 parallel, and prints one table: the construct path the CDK CLI accepts (`cdk deploy retail-dev/Serving`)
 beside the CloudFormation stack name, account, region, business unit, stage, resource count and markers
-(GPU: GPU instances, on demand or running; always-on: billed while idle, such as a serving endpoint, interface
-VPC endpoints or a WAF web ACL), a subtotal per business unit, the total, a cdk-nag line and a cfn-lint line.
+(GPU: GPU instances, on demand or running; always-on: billed while idle, such as a serving endpoint that keeps
+instances, interface VPC endpoints or a WAF web ACL), a subtotal per business unit, the total, a cdk-nag line and a cfn-lint line.
 cfn-lint results are cached per template content (and cfn-lint version) in .cache/cfn-lint, so a warm synth
 lints only the templates that changed. Exits 1 on an unacknowledged cdk-nag finding, a missing validation
 report or a cfn-lint error.
@@ -81,16 +81,28 @@ def _resource_tags(template: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
+def _scales_to_zero(endpoint_config: dict[str, Any]) -> bool:
+    """Every variant lets SageMaker remove all instances when idle (managed instance scaling down to 0)."""
+    variants = endpoint_config.get("ProductionVariants", [])
+    return bool(variants) and all(
+        v.get("ManagedInstanceScaling", {}).get("Status") == "ENABLED"
+        and v.get("ManagedInstanceScaling", {}).get("MinInstanceCount") == 0
+        for v in variants
+    )
+
+
 def markers_of(template: dict[str, Any]) -> tuple[str, ...]:
-    """GPU: some resource uses a GPU instance type. always-on: something bills by the hour while idle."""
+    """GPU: some resource uses a GPU instance type. always-on: something bills by the hour while idle (an
+    endpoint that keeps instances, interface VPC endpoints, a WAF web ACL, a NAT gateway)."""
     resources = template.get("Resources", {}).values()
     gpu = any(t.startswith(GPU_FAMILIES) for r in resources for t in _instance_types(r.get("Properties", {})))
     always_on = any(
-        r["Type"] in ("AWS::SageMaker::Endpoint", "AWS::WAFv2::WebACL", "AWS::EC2::NatGateway")
+        r["Type"] in ("AWS::WAFv2::WebACL", "AWS::EC2::NatGateway")
         or (
             r["Type"] == "AWS::EC2::VPCEndpoint"
             and r.get("Properties", {}).get("VpcEndpointType") == "Interface"
         )
+        or (r["Type"] == "AWS::SageMaker::EndpointConfig" and not _scales_to_zero(r.get("Properties", {})))
         for r in resources
     )
     return tuple(m for m, on in (("GPU", gpu), ("always-on", always_on)) if on)
