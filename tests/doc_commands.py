@@ -82,7 +82,11 @@ def extract(path: Path) -> Iterator[DocCommand]:
                 if text and not text.startswith("#"):
                     yield DocCommand(source, text, in_shell_block=True)
             continue
-        if line.startswith("    ") and (previous_blank or in_indented) and not line.lstrip().startswith(("-", "*", "|")):
+        if (
+            line.startswith("    ")
+            and (previous_blank or in_indented)
+            and not line.lstrip().startswith(("-", "*", "|"))
+        ):
             in_indented = True
             text = line.strip().split("  #", 1)[0].strip()
             if starts_with_command_word(text):

@@ -137,7 +137,12 @@ def load_config(path: str | Path | None = None) -> PlatformConfig:
     if not config_path.is_absolute():
         config_path = REPO_ROOT / config_path
     if not config_path.is_file():
-        raise ConfigError(str(config_path), ["config: file not found; give a path relative to the repository root, such as config/sandbox.yaml"])
+        raise ConfigError(
+            str(config_path),
+            [
+                "config: file not found; give a path relative to the repository root, such as config/sandbox.yaml"
+            ],
+        )
     try:
         raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
