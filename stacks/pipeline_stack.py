@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Duration, Tags, pipelines
+from aws_cdk import Duration, pipelines
 from aws_cdk import Stack as CdkStack
 from aws_cdk import Stage as CdkStage
 from aws_cdk import aws_codebuild as codebuild
@@ -270,10 +270,6 @@ class PipelineStack(PlatformStack):
             description=f"Runs the evaluation gate of {environment.name} from the pipeline",
         )
         caller.add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[gate_role]))
-        # The role acts for one business unit: its tags say which (the pipeline stack's say "shared").
-        Tags.of(caller).add("BusinessUnit", bu, priority=200)
-        Tags.of(caller).add("Stage", environment.stage.value, priority=200)
-        Tags.of(caller).add("CostCenter", environment.business_unit.cost_center, priority=200)
         self.gate_callers.append(caller)
         return [
             pipelines.CodeBuildStep(

@@ -133,6 +133,16 @@ def _per_environment(suffix: str) -> Callable[[PlatformConfig], Iterator[tuple[s
     return names
 
 
+def _gate_callers(config: PlatformConfig) -> Iterator[tuple[str, str]]:
+    for index, bu in enumerate(config.business_units):
+        for stage in STAGES:
+            # = stacks.blocks.evaluation_gate.gate_caller_role_name (tests compare the two)
+            yield (
+                f"business_units[{index}].name",
+                f"{config.organization.prefix}-pipeline-{bu.name}-{stage.value}-gate-caller",
+            )
+
+
 def _registry_groups(config: PlatformConfig) -> Iterator[tuple[str, str]]:
     for index, bu in enumerate(config.business_units):
         for uc_index, use_case in enumerate(bu.use_cases):
@@ -146,8 +156,10 @@ NAME_LIMITS = (
     NameLimit("S3 bucket name", 63, _lake_buckets),
     NameLimit("S3 bucket name", 63, _artifact_bucket),
     NameLimit("SageMaker model package group name", 63, _registry_groups),
-    # the longest explicit IAM role name (the preprod pipeline's evaluation gate caller)
-    NameLimit("IAM role name", 64, _per_environment("-eval-gate-caller")),
+    # the longest explicit IAM role names: the preprod pipeline's evaluation gate caller
+    # (<prefix>-pipeline-<bu>-<stage>-gate-caller) and the evaluation gate role (<env>-evaluation-gate)
+    NameLimit("IAM role name", 64, _gate_callers),
+    NameLimit("IAM role name", 64, _per_environment("-evaluation-gate")),
     NameLimit("SageMaker endpoint / inference component name", 63, _per_environment("-serving-base")),
     NameLimit("Step Functions state machine name", 80, _per_environment("-evaluation")),
     NameLimit("CloudFormation stack name", 128, _per_environment("-registry-events")),

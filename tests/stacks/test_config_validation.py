@@ -147,7 +147,9 @@ def test_application_use_case_must_be_one_of_the_business_units(raw: dict[str, A
 
 def test_name_length_rules_use_the_names_the_stacks_build(raw: dict[str, Any]) -> None:
     from common.lake_layout import Zone
+    from stacks.blocks.evaluation_gate import gate_caller_role_name
     from stacks.blocks.lake_access import lake_bucket_name
+    from stacks.settings import Stage
     from stacks.tooling_stack import artifact_bucket_name
 
     config = parse_config(raw)
@@ -156,6 +158,12 @@ def test_name_length_rules_use_the_names_the_stacks_build(raw: dict[str, Any]) -
     assert {name for _, name in lake.names(config)} == {lake_bucket_name(config, z) for z in Zone}
     artifact = next(r for r in rules.values() if r.names is validation._artifact_bucket)
     assert [name for _, name in artifact.names(config)] == [artifact_bucket_name(config)]
+    callers = next(r for r in rules.values() if r.names is validation._gate_callers)
+    assert {name for _, name in callers.names(config)} == {
+        gate_caller_role_name(config.environment(bu, stage))
+        for bu in config.business_units
+        for stage in Stage
+    }
 
 
 def test_a_name_over_its_limit_is_one_line_naming_the_field(

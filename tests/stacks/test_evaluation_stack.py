@@ -197,7 +197,7 @@ def test_gate_role_exists_in_preprod_only_and_trusts_only_the_pipelines_gate_cal
     assert role["RoleName"] == "exco-retail-preprod-evaluation-gate"
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"AWS": json.loads(joined(f"arn:<partition>:iam::{TOOLING}:root"))}
-    caller = f"arn:<partition>:iam::{TOOLING}:role/exco-retail-preprod-eval-gate-caller"
+    caller = f"arn:<partition>:iam::{TOOLING}:role/exco-pipeline-retail-preprod-gate-caller"
     assert trust["Condition"] == {"ArnEquals": {"aws:PrincipalArn": json.loads(joined(caller))}}
     statements = role_statements(template, "GateRole")
     assert grants(statements, "states") == {

@@ -232,10 +232,13 @@ def test_preprod_runs_unit_tests_first_and_each_business_units_gate_after_its_de
     callers = {
         r["Properties"].get("RoleName"): r
         for r in resources_of_type(template, "AWS::IAM::Role").values()
-        if str(r["Properties"].get("RoleName", "")).endswith("-eval-gate-caller")
+        if str(r["Properties"].get("RoleName", "")).endswith("-gate-caller")
     }
-    assert set(callers) == {"exco-retail-preprod-eval-gate-caller", "exco-finance-preprod-eval-gate-caller"}
-    caller = callers["exco-finance-preprod-eval-gate-caller"]
+    assert set(callers) == {
+        "exco-pipeline-retail-preprod-gate-caller",
+        "exco-pipeline-finance-preprod-gate-caller",
+    }
+    caller = callers["exco-pipeline-finance-preprod-gate-caller"]
     assert caller["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
         "Service": "codebuild.amazonaws.com"
     }

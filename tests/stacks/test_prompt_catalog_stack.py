@@ -209,11 +209,7 @@ def sandbox_roles(platform: SynthesizedPlatform) -> list[tuple[str, str, str, st
         for logical_id, resource in of_type(template, "AWS::IAM::Role").items():
             explicit = resource["Properties"].get("RoleName")
             assert explicit is None or isinstance(explicit, str), (stack.stack_name, logical_id)
-            # a role's own BusinessUnit tag wins over its stack's (the shared preprod pipeline holds one
-            # evaluation gate caller role per business unit, tagged with that unit)
-            own_tags = {t["Key"]: t["Value"] for t in resource["Properties"].get("Tags", [])}
-            business_unit = own_tags.get("BusinessUnit", stack.tags["BusinessUnit"])
-            roles.append((stack.stack_name, business_unit, logical_id, explicit))
+            roles.append((stack.stack_name, stack.tags["BusinessUnit"], logical_id, explicit))
     return roles
 
 
