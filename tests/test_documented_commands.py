@@ -6,8 +6,8 @@ Accepted forms and what each gets (a form not listed here fails the test with th
 - `npx cdk deploy|diff|destroy|list|synth PATTERN ... [-c config=FILE]`: the stack selection is what the CLI
   selects from the synthesized assembly of that config (`cdk list PATTERN` selects at least one stack);
   `-c config=FILE` must load. `npx cdk bootstrap aws://ACCOUNT/REGION ...`: the exact line `make
-  bootstrap-commands` prints for the default or sandbox config. A bare `cdk VERB` is a mention of a verb the
-  CLI has.
+  bootstrap-commands` prints for the default or sandbox config. A bare `cdk VERB` (or `npx cdk`) is a mention
+  of a verb the CLI has (CDK_VERBS), checked against that list.
 - `python|.venv/bin/python -m MODULE ARGS` and `... bench/FILE.py ARGS` (also after `cd DIR &&`): the module
   or file exists (modules under the repo root or lambdas/), `--help` exits 0, and every `--option` printed
   appears in that help. Tools that need no AWS account and no deployment (RUN_TOOLS) run for real, exit 0.
@@ -37,7 +37,7 @@ ALL_COMMANDS = all_commands()
 COMMANDS = list({c.normalized: c for c in reversed(ALL_COMMANDS)}.values())[::-1]
 RUN_MAKE_TARGETS = {"bootstrap-commands", "cost", "check-config"}
 RUN_TOOLS = {"tools.check_config", "tools.serving_cost", "tools.bootstrap_commands"}
-CDK_VERBS = {"deploy", "diff", "destroy", "list", "ls", "synth", "bootstrap"}
+CDK_VERBS = {"deploy", "diff", "destroy", "list", "ls", "synth", "bootstrap", "flags"}
 ACCEPTED_FORMS = __doc__
 
 
@@ -68,6 +68,8 @@ def check_make(command: DocCommand, words: list[str]) -> None:
 
 
 def check_cdk(command: DocCommand, words: list[str], platforms: dict[str, SynthesizedPlatform]) -> None:
+    if words in (["npx", "cdk"], ["cdk"]):
+        return  # the CLI named in prose
     verb = words[2] if words[:2] == ["npx", "cdk"] else words[1]
     assert verb in CDK_VERBS, f"{command.source}: unknown cdk verb {verb!r}"
     args = words[3:] if words[0] == "npx" else words[2:]

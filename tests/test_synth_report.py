@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.cdk_cli import listed_stacks
 from tests.conftest import SynthesizedPlatform
-from tools.synth_report import format_table, iter_stacks, nag_line, run_cfn_lint
+from tools.synth_report import format_table, iter_stacks, nag_line, run_cfn_lint_cached
 
 
 def test_summary_lists_every_stack_with_its_path_business_unit_and_stage(
@@ -77,13 +77,13 @@ def test_cfn_lint_reuses_results_for_unchanged_templates_and_relints_changed_one
         shutil.copy(source, copy)
         templates.append(copy)
     cache = tmp_path / "cache"
-    assert run_cfn_lint(templates, workers=1, cache_dir=cache)[::2] == (0, 2)
-    assert run_cfn_lint(templates, workers=1, cache_dir=cache)[::2] == (0, 0)
+    assert run_cfn_lint_cached(templates, workers=1, cache_dir=cache)[::2] == (0, 2)
+    assert run_cfn_lint_cached(templates, workers=1, cache_dir=cache)[::2] == (0, 0)
     # an error is cached with its template, so an unchanged broken template still fails the warm run
     broken = json.loads(templates[0].read_text())
     broken["Resources"]["Broken"] = {"Type": "AWS::S3::Bucket", "Properties": {"NoSuchProperty": 1}}
     templates[0].write_text(json.dumps(broken))
-    status, output, linted = run_cfn_lint(templates, workers=1, cache_dir=cache)
+    status, output, linted = run_cfn_lint_cached(templates, workers=1, cache_dir=cache)
     assert (status & 2, linted) == (2, 1) and "E3002" in output
-    status, output, linted = run_cfn_lint(templates, workers=1, cache_dir=cache)
+    status, output, linted = run_cfn_lint_cached(templates, workers=1, cache_dir=cache)
     assert (status & 2, linted) == (2, 0) and f"{templates[0]}:" in output

@@ -105,7 +105,7 @@ def _describe(error: Any) -> str:
         message = f"{message} (got {error['input']!r}){did_you_mean(str(error['input']), choices)}"
     elif kind == "string_pattern_mismatch":
         pattern = str(error.get("ctx", {}).get("pattern", ""))
-        words = PATTERN_WORDS.get(pattern, f"text matching {pattern}")
+        words = PATTERN_WORDS.get(pattern, f"text matching the pattern {pattern}")
         message = f"{error['input']!r} is not allowed here: write {words}"
     path = _field_path(loc)
     # Cross-field checks name the field they are about ("sandbox_account: required ..."), relative to loc.
