@@ -19,7 +19,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from common.lake_layout import Zone
+from common.lake_layout import LakeScope, Zone, stage_prefix
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
@@ -220,9 +220,16 @@ class FineTuningStack(EnvironmentStack):
         ]
         for statement in statements:
             role.add_to_policy(statement)
-        # Tenant uploads in the data lake's raw zone, this business unit's prefix only.
+        # Tenant uploads in the data lake's raw zone, this business unit stage's prefix only.
         grant_lake_access(
-            role, config, LakeAccessRequest(business_unit=bu.name, zone=Zone.RAW, access=LakeAccess.READ)
+            role,
+            config,
+            LakeAccessRequest(
+                business_unit=bu.name,
+                stage=LakeScope(environment.stage.value),
+                zone=Zone.RAW,
+                access=LakeAccess.READ,
+            ),
         )
         grant_sagemaker_runtime(role, images=[image, serving_image])
         role.add_to_policy(iam.PolicyStatement(actions=["iam:PassRole"], resources=[role.role_arn]))
@@ -263,7 +270,11 @@ class FineTuningStack(EnvironmentStack):
             log_retention_days=environment.settings.log_retention_days,
             retention=baseline.retention,
             powertools_layer_version=config.lambda_.powertools_layer_version,
-            environment={"PIPELINE_NAME": self.pipeline_name, "BUSINESS_UNIT": bu.name},
+            environment={
+                "PIPELINE_NAME": self.pipeline_name,
+                "BUSINESS_UNIT": bu.name,
+                "LAKE_STAGE": environment.stage.value,
+            },
         )
         trigger.role.add_to_policy(
             iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])
@@ -278,7 +289,7 @@ class FineTuningStack(EnvironmentStack):
                 detail_type=["Object Created"],
                 detail={
                     "bucket": {"name": [lake_bucket_name(config, Zone.RAW)]},
-                    "object": {"key": [{"prefix": f"{bu.name}/tenant="}]},
+                    "object": {"key": [{"prefix": f"{stage_prefix(bu.name, environment.stage)}tenant="}]},
                 },
             ),
         )

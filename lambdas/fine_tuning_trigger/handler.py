@@ -31,6 +31,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         sagemaker_client(),
         pipeline_name=os.environ["PIPELINE_NAME"],
         business_unit=os.environ["BUSINESS_UNIT"],
+        stage=os.environ["LAKE_STAGE"],
         upload=upload,
     )
     logger.info("raw upload handled", extra={"key": upload.key, "execution": execution})

@@ -169,7 +169,8 @@ def test_raw_zone_uploads_of_the_tenant_prefix_trigger_the_pipeline(template: di
     pattern = rule["EventPattern"]
     assert pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["bucket"]["name"] == ["exco-lake-raw-222222222222-eu-west-1"]
-    assert pattern["detail"]["object"]["key"] == [{"prefix": "retail/tenant="}]
+    # This stage's tenants only: another stage's upload (retail/prod/tenant=...) matches no rule here.
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "retail/dev/tenant="}]
 
 
 def test_app_backend_gets_a_start_policy_for_exactly_this_pipeline(template: dict[str, Any]) -> None:

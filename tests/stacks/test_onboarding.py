@@ -38,6 +38,7 @@ SHARED_POLICY_HOLDERS = {
     "AWS::ApiGateway::RestApi",
     "AWS::ApiGateway::Stage",  # points at the new deployment of the changed API
     "AWS::Lambda::Function",  # the prompt catalog's caller map (environment)
+    "AWS::CloudTrail::Trail",  # the data lake's audit of <bu>/shared/ writes gains the new prefix
 }
 
 
@@ -136,7 +137,12 @@ def test_the_self_mutated_stage_pipeline_deploys_every_new_stack_and_keeps_the_o
         ),
         (
             "exco-data-lake",
-            ["AWS::Glue::Database", "AWS::Glue::Table", "AWS::LakeFormation::PrincipalPermissions"],
+            [
+                "AWS::Glue::Database",
+                "AWS::Glue::Table",
+                "AWS::LakeFormation::DataCellsFilter",  # one per table and stage of the new business unit
+                "AWS::LakeFormation::PrincipalPermissions",
+            ],
         ),
         # The catalog adds nothing: its API policy and caller map gain the new business unit.
         ("exco-prompt-catalog", []),

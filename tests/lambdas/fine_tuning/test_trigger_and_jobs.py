@@ -36,15 +36,19 @@ def test_a_tenant_upload_starts_the_pipeline_with_its_tenant_id(sagemaker: Any) 
             "PipelineExecutionDisplayName": "tenant-acme",
             "PipelineParameters": [
                 {"Name": "TenantId", "Value": "acme"},
-                {"Name": "InputDataUri", "Value": "s3://raw/retail/tenant=acme/"},
+                {"Name": "InputDataUri", "Value": "s3://raw/retail/dev/tenant=acme/"},
             ],
             "ClientRequestToken": ANY,
         },
     )
-    upload = Upload("raw", "retail/tenant=acme/2025/data.jsonl")
+    upload = Upload("raw", "retail/dev/tenant=acme/uploads/data.jsonl")
     assert (
         start_pipeline(
-            client, pipeline_name="exco-retail-dev-fine-tuning", business_unit="retail", upload=upload
+            client,
+            pipeline_name="exco-retail-dev-fine-tuning",
+            business_unit="retail",
+            stage="dev",
+            upload=upload,
         )
         == arn
     )
@@ -53,23 +57,30 @@ def test_a_tenant_upload_starts_the_pipeline_with_its_tenant_id(sagemaker: Any) 
 @pytest.mark.parametrize(
     "key",
     [
-        "finance/tenant=acme/data.jsonl",
-        "retail/data.jsonl",
-        "retail/tenant=acme/notes.txt",
-        "retail/tenant=../x.jsonl",
+        "finance/dev/tenant=acme/data.jsonl",
+        "retail/dev/data.jsonl",
+        "retail/dev/tenant=acme/notes.txt",
+        "retail/dev/tenant=../x.jsonl",
+        # another stage's upload, the stage-less layout, the shared prefix: never this stage's tenant
+        "retail/prod/tenant=acme/data.jsonl",
+        "retail/tenant=acme/data.jsonl",
+        "retail/shared/tenant=acme/data.jsonl",
     ],
 )
 def test_other_keys_start_nothing(sagemaker: Any, key: str) -> None:
     client, _ = sagemaker
     assert (
-        start_pipeline(client, pipeline_name="p", business_unit="retail", upload=Upload("raw", key)) is None
+        start_pipeline(
+            client, pipeline_name="p", business_unit="retail", stage="dev", upload=Upload("raw", key)
+        )
+        is None
     )
 
 
 @given(st.text(max_size=80))
 def test_tenant_of_never_returns_a_path_segment_with_a_slash(key: str) -> None:
-    tenant = tenant_of(key, "retail")
-    assert tenant is None or ("/" not in tenant and key.startswith(f"retail/tenant={tenant}/"))
+    tenant = tenant_of(key, "retail", "dev")
+    assert tenant is None or ("/" not in tenant and key.startswith(f"retail/dev/tenant={tenant}/"))
 
 
 def test_split_is_deterministic_and_covers_every_record() -> None:
