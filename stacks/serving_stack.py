@@ -24,6 +24,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
+from serving_runtime.lmi import lmi_environment
 
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
@@ -254,8 +255,10 @@ class ServingStack(EnvironmentStack):
                         compression_type="None",
                     )
                 ),
-                # LMI serves LoRA adapters on top of the base model; adapters arrive as components.
-                environment={"OPTION_ENABLE_LORA": "true", "OPTION_MAX_LORAS": "8"},
+                # LMI (vLLM) serves LoRA adapters on top of the base model; adapters arrive as components.
+                environment=lmi_environment(
+                    settings.lmi, tensor_parallel_degree=settings.accelerators_per_copy
+                ),
             ),
         )
         self.base_component_name = f"{self.endpoint_name}-base"
@@ -367,6 +370,7 @@ class ServingStack(EnvironmentStack):
             self,
             "Deployer",
             service="serving_deployer",
+            extra_packages=("serving_runtime",),  # settings (LMI options) and the serving package builder
             description=f"Makes approved models servable on {self.endpoint_name}",
             key=baseline.key,
             log_retention_days=environment.settings.log_retention_days,

@@ -36,8 +36,8 @@ def test_the_paths_are_what_the_cdk_cli_selects(default_platform: SynthesizedPla
 
 def test_markers_flag_gpu_and_always_on_stacks(default_platform: SynthesizedPlatform) -> None:
     markers = {s.path: s.markers for s in iter_stacks(default_platform.outdir)}
-    assert markers["retail-prod/Serving"] == ("GPU", "always-on")  # multi-model endpoint, min_capacity 1
-    assert markers["finance-prod/Serving"] == ("GPU",)  # inference components, min_capacity 0: scales to zero
+    assert markers["retail-prod/Serving"] == ("GPU", "always-on")  # inference components, min_capacity 1
+    assert markers["finance-prod/Serving"] == ("GPU", "always-on")  # multi-model endpoint, min_capacity 1
     assert markers["retail-dev/FineTuning"] == ("GPU",)  # training on demand, nothing running while idle
     assert markers["retail-prod/Baseline"] == ("always-on",)  # interface endpoints in prod
     assert markers["retail-dev/Baseline"] == ()  # dev has no interface endpoints by default
@@ -87,3 +87,28 @@ def test_cfn_lint_reuses_results_for_unchanged_templates_and_relints_changed_one
     assert (status & 2, linted) == (2, 1) and "E3002" in output
     status, output, linted = run_cfn_lint_cached(templates, workers=1, cache_dir=cache)
     assert (status & 2, linted) == (2, 0) and f"{templates[0]}:" in output
+
+
+def test_an_endpoint_that_scales_to_zero_is_not_always_on() -> None:
+    from tools.synth_report import markers_of
+
+    def template(minimum: int) -> dict[str, object]:
+        variant = {
+            "InstanceType": "ml.g5.2xlarge",
+            "ManagedInstanceScaling": {
+                "Status": "ENABLED",
+                "MinInstanceCount": minimum,
+                "MaxInstanceCount": 2,
+            },
+        }
+        return {
+            "Resources": {
+                "C": {
+                    "Type": "AWS::SageMaker::EndpointConfig",
+                    "Properties": {"ProductionVariants": [variant]},
+                }
+            }
+        }
+
+    assert markers_of(template(0)) == ("GPU",)
+    assert markers_of(template(1)) == ("GPU", "always-on")

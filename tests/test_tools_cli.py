@@ -102,14 +102,10 @@ def test_cost_honours_max_capacity_and_says_what_the_cap_serves() -> None:
         (r.business_unit, r.stage, r.models): r
         for r in cost_rows(config, [10, 1000], price_region="us-east-1")
     }
-    capped = rows[("retail", "prod", 1000)]
-    assert (capped.needed, capped.instances, capped.served_at_cap) == (
-        20,
-        4,
-        200,
-    )  # max_capacity 4, 50 per instance
-    assert "capped at max_capacity 4: serves 200 models" in serving_cost.format_row(capped)
-    small = rows[("retail", "prod", 10)]
+    capped = rows[("finance", "prod", 1000)]  # multi-model endpoint: 50 models per instance, max_capacity 2
+    assert (capped.needed, capped.instances, capped.served_at_cap) == (20, 2, 100)
+    assert "capped at max_capacity 2: serves 100 models" in serving_cost.format_row(capped)
+    small = rows[("finance", "prod", 10)]
     assert (small.needed, small.instances) == (1, 1) and not small.capped
 
 

@@ -2,8 +2,9 @@
 
     python -m tools.serving_cost [--config config/platform.yaml] [--models 10,100,1000] [--price-region R]
 
-Shared: the instances the configured endpoint needs for N fine-tuned models (`models_per_instance` each,
-never below `min_capacity`), capped at `max_capacity` as the endpoint's autoscaling is; a capped row says how
+Shared: the instances the configured endpoint needs for N fine-tuned models (per instance: the measured
+adapters per GPU for inference components, else `models_per_instance`; tools/serving_capacity.py; never below
+`min_capacity`), capped at `max_capacity` as the endpoint's autoscaling is; a capped row says how
 many models that capacity serves. Dedicated: N endpoints, each on one instance of the same type (a
 single-model endpoint cannot scale below one instance). Prices come from config/gpu_catalog.yaml, for the
 business unit's region; a region without prices there is refused (exit 2) unless --price-region names the
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lambdas"))
 from stacks.settings import PlatformConfig
 from stacks.settings.serving import GpuCatalog, load_catalog, shared_instances
 from tools.cli import fail, load_config_or_exit
+from tools.serving_capacity import capacity_notes, measured_capacity, models_per_instance
 
 
 @dataclass(frozen=True)
@@ -75,15 +77,17 @@ def cost_rows(
 ) -> list[CostRow]:
     catalog = catalog or load_catalog()
     rows: list[CostRow] = []
+    measured = measured_capacity()
     for bu in config.business_units:
         serving = bu.serving
         region = bu.region or config.home_region
         if not serving.stages:
             continue
         prices_of = price_region_for(catalog, region, price_region)
+        per_instance, _ = models_per_instance(serving, catalog.instance(serving.instance_type), measured)
         for stage in serving.stages:
             for n in models:
-                needed = shared_instances(serving, n)
+                needed = shared_instances(serving, n, per_instance)
                 instances = min(needed, serving.max_capacity)
                 rows.append(
                     CostRow(
@@ -96,7 +100,7 @@ def cost_rows(
                         needed=needed,
                         instances=instances,
                         max_capacity=serving.max_capacity,
-                        served_at_cap=serving.max_capacity * serving.models_per_instance,
+                        served_at_cap=serving.max_capacity * per_instance,
                         shared_usd=catalog.monthly_usd(serving.instance_type, instances),
                         dedicated_usd=catalog.monthly_usd(serving.instance_type, n),
                     )
@@ -149,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Prices: on-demand list prices of {catalog.price_date.isoformat()} for the region in the 'prices' "
         f"column, {catalog.hours_per_month} h/month (config/gpu_catalog.yaml)"
     )
+    for note in capacity_notes(config, catalog):
+        print(note)
     header = (
         "business unit",
         "stage",

@@ -42,7 +42,7 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
                 expected[f"exco-{bu}-{stage}-registry-events"] = (account, "eu-west-1")
             if stage != "dev":
                 expected[f"exco-{bu}-{stage}-serving"] = (account, "eu-west-1")
-            else:
+            elif bu == "retail":  # finance fine-tunes nothing (fine_tuning.stages: []; it serves on an MME)
                 expected[f"exco-{bu}-{stage}-fine-tuning"] = (account, "eu-west-1")
             expected[f"exco-{bu}-{stage}-application"] = (account, "eu-west-1")
     assert stack_locations(default_platform) == expected
