@@ -54,7 +54,11 @@ class DocCommand:
         return bool(re.search(r"<[^>]+>", self.normalized))
 
     def words(self) -> list[str]:
-        return shlex.split(re.sub(r"<[^>]+>", "PLACEHOLDER", self.normalized))
+        text = re.sub(r"<[^>]+>", "PLACEHOLDER", self.normalized)
+        try:
+            return shlex.split(text)
+        except ValueError:  # e.g. a backslash line continuation printed inline
+            return text.replace("\\", " ").split()
 
 
 def starts_with_command_word(text: str) -> bool:

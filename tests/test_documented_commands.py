@@ -10,7 +10,8 @@ Accepted forms and what each gets (a form not listed here fails the test with th
   of a verb the CLI has (CDK_VERBS), checked against that list.
 - `python|.venv/bin/python -m MODULE ARGS` and `... bench/FILE.py ARGS` (also after `cd DIR &&`): the module
   or file exists (modules under the repo root or lambdas/), `--help` exits 0, and every `--option` printed
-  appears in that help. Tools that need no AWS account and no deployment (RUN_TOOLS) run for real, exit 0.
+  appears in that help (bench/gpu/ scripts run on the GPU machine with their own requirements: the file must
+  exist). Tools that need no AWS account and no deployment (RUN_TOOLS) run for real, exit 0.
 - `aws SERVICE OPERATION [--param ...]`: needs an account, so not run; the operation and every `--param` exist
   in botocore's model of the service.
 - `npm ci`, `pip install ...`: package installs (network), not run. `.ci/run`: exists and is executable.
@@ -117,6 +118,8 @@ def check_python(command: DocCommand, words: list[str], cwd: Path) -> None:
     else:
         script, rest = words[1], words[2:]
         assert (cwd / script).is_file(), f"{command.source}: no file {script}"
+        if script.startswith("bench/gpu/"):
+            return  # runs on the GPU machine with its own requirements (bench/gpu); the file must exist
         target = [script]
     help_result = run([sys.executable, *target, "--help"], cwd=cwd)
     assert help_result.returncode == 0, f"{command.source}: `{' '.join(target)} --help` fails"

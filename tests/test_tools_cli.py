@@ -15,7 +15,11 @@ from tools import bootstrap_commands, serving_cost
 from tools.serving_cost import cost_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TOOLS = sorted(p.stem for p in (REPO_ROOT / "tools").glob("*.py") if p.stem not in ("__init__", "cli"))
+# command-line tools: the modules under tools/ that run as a program (library modules such as cli.py have no
+# `__main__` block)
+TOOLS = sorted(
+    p.stem for p in (REPO_ROOT / "tools").glob("*.py") if 'if __name__ == "__main__":' in p.read_text()
+)
 BENCHES = sorted(p.name for p in (REPO_ROOT / "bench").glob("*.py"))
 ENV = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
 
