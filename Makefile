@@ -7,9 +7,11 @@ PY := $(VENV)/bin/python
 CONFIG ?= config/platform.yaml
 PYTEST_WORKERS ?= auto
 
-# No network at synth time: no notices, no telemetry, no version reporting. Node 20's end-of-life
-# banner from jsii is silenced so the output stays readable.
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+# Node.js: package.json pins an LTS release that jsii supports (npm package `node`); its binary in
+# node_modules/.bin comes first on PATH, so the CDK CLI and the jsii runtime behind the Python app both run
+# on it rather than on whatever Node the machine has. No network at synth time: no notices, no telemetry, no
+# version reporting (cdk.json says the same, so plain `npx cdk` is as quiet).
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 CDK := npx --no-install cdk
@@ -53,6 +55,11 @@ lint: bootstrap
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy app.py stacks lambdas tools bench
 
+# Validate a config without synthesizing: one line per problem, exit code 2 (docs/operations.md).
+.PHONY: check-config
+check-config: $(VENV_STAMP)
+	@$(PY) -m tools.check_config $(CONFIG)
+
 # The `cdk bootstrap` commands for every account and region of $(CONFIG), tooling first (docs/cicd.md).
 bootstrap-commands: $(VENV_STAMP)
 	@$(PY) -m tools.bootstrap_commands $(CONFIG)
@@ -60,13 +67,15 @@ bootstrap-commands: $(VENV_STAMP)
 bench: bootstrap
 	$(PY) bench/synth_scaling.py
 
-# Monthly GPU serving cost per business unit vs one endpoint per model (MODELS=10,100,1000 by default),
-# and model (token) spend of each application at REQUESTS answered /invoke calls a month (docs/cost.md).
+# Monthly GPU serving cost per business unit vs one endpoint per model (MODELS=10,100,1000 by default).
+# A region without prices in config/gpu_catalog.yaml is refused; COST_FLAGS=--price-region=us-east-1 estimates
+# at that region's prices, shown in every row.
+# Also the model (token) spend of each application at REQUESTS answered /invoke calls a month (docs/cost.md).
 MODELS ?= 10,100,1000
 REQUESTS ?= 100000,1000000
 .PHONY: cost
 cost: $(VENV_STAMP)
-	$(PY) -m tools.serving_cost --config $(CONFIG) --models $(MODELS)
+	$(PY) -m tools.serving_cost --config $(CONFIG) --models $(MODELS) $(COST_FLAGS)
 	$(PY) -m tools.model_cost --config $(CONFIG) --requests $(REQUESTS)
 
 # The evaluation CLI on the worked example of docs/evaluation.md; EVALUATE_ARGS runs it on your own files.
@@ -82,10 +91,12 @@ clean:
 	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache
 
 # Remove one environment completely (docs/operations.md): `make destroy STAGE=dev BU=retail`.
-# Other stages are refused unless DESTROY_FLAGS=--force-retained (their data is retained anyway).
+# The tool checks the business unit, the stage and the credentials first, then synthesizes once into its own
+# temporary directory and destroys from that assembly; cdk.out is left alone. Other stages are refused unless
+# DESTROY_FLAGS=--force-retained (their data is retained anyway).
 STAGE ?= dev
 .PHONY: destroy
-destroy: bootstrap
-	rm -rf cdk.out
-	$(CDK) synth --quiet $(CDK_FLAGS) -c config=$(CONFIG) > /dev/null
+destroy:
+	@test -n "$(BU)" || { echo "make destroy: BU= is required, e.g. make destroy STAGE=dev BU=retail" >&2; exit 2; }
+	@$(MAKE) --no-print-directory bootstrap
 	$(PY) -m tools.destroy_environment --bu $(BU) --stage $(STAGE) --config $(CONFIG) $(DESTROY_FLAGS)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from constructs import Construct
 
-from stacks.pipeline_stack import PipelineStack
-from stacks.settings import PlatformConfig, Stage
+from stacks.pipeline_stack import Deployment, PipelineStack
+from stacks.settings import STAGES, PlatformConfig, Stage
 from stacks.stages import (
     SHARED_BUSINESS_UNIT,
     SHARED_STAGE,
@@ -21,8 +21,14 @@ from stacks.stages import (
 class Platform:
     shared: SharedStage
     business_unit_stages: dict[tuple[str, Stage], BusinessUnitStage] = field(default_factory=dict)
-    # CI/CD: "shared" and (business unit, stage) -> the pipeline stack (tooling account) deploying it
-    pipelines: dict[str | tuple[str, Stage], PipelineStack] = field(default_factory=dict)
+    # CI/CD (tooling account): "shared" -> the shared stage's pipeline; "dev" | "preprod" | "prod" -> the
+    # pipeline of that stage's branch, deploying every business unit's environment of the stage in waves
+    pipelines: dict[str, PipelineStack] = field(default_factory=dict)
+
+
+def pipeline_stack_name(config: PlatformConfig, name: str) -> str:
+    """Construct id = stack name, so `cdk deploy '<prefix>-*-pipeline'` selects exactly the pipelines."""
+    return f"{config.organization.prefix}-{name}-pipeline"
 
 
 def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
@@ -36,37 +42,37 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
             environment=environment,
         )
 
-    # ---- CI/CD pipelines (tooling account): each deploys one of the stages above from its branch ----
+    # ---- CI/CD pipelines (tooling account): one per branch, plus the shared stage's ----
     branches = config.source.branches
     platform.pipelines["shared"] = PipelineStack(
         scope,
-        "shared-pipeline",
+        pipeline_stack_name(config, "shared"),
         config=config,
         name="shared",
         branch=branches.prod,
-        deploys=platform.shared,
-        environment=None,
+        deployments=[Deployment(platform.shared, None)],
+        stage=None,
     )
-    tag_cost_allocation(
-        platform.pipelines["shared"],
-        business_unit=SHARED_BUSINESS_UNIT,
-        stage=SHARED_STAGE,
-        cost_center=config.organization.cost_center,
-    )
-    for (bu, stage), bu_stage in platform.business_unit_stages.items():
-        platform.pipelines[(bu, stage)] = PipelineStack(
+    for stage in STAGES:
+        platform.pipelines[stage.value] = PipelineStack(
             scope,
-            f"{bu}-{stage.value}-pipeline",
+            pipeline_stack_name(config, stage.value),
             config=config,
-            name=f"{bu}-{stage.value}",
+            name=stage.value,
             branch=branches.of(stage),
-            deploys=bu_stage,
-            environment=bu_stage.environment_spec,
+            deployments=[
+                Deployment(bu_stage, bu_stage.environment_spec)
+                for (_, of_stage), bu_stage in platform.business_unit_stages.items()
+                if of_stage is stage
+            ],
+            stage=stage,
         )
+    # The pipelines are shared by every business unit: they carry the shared cost allocation tags.
+    for pipeline in platform.pipelines.values():
         tag_cost_allocation(
-            platform.pipelines[(bu, stage)],
-            business_unit=bu,
-            stage=stage.value,
-            cost_center=bu_stage.environment_spec.business_unit.cost_center,
+            pipeline,
+            business_unit=SHARED_BUSINESS_UNIT,
+            stage=SHARED_STAGE,
+            cost_center=config.organization.cost_center,
         )
     return platform

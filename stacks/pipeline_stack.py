@@ -1,18 +1,25 @@
-"""CDK Pipelines in the tooling account: one per business unit x stage, one for the shared stage.
+"""CDK Pipelines in the tooling account: one per branch, plus the shared one.
 
-Branch -> stage (config `source.branches`): dev -> dev, test -> preprod (then unit tests and the
-evaluation gate), main -> prod (after a manual approval). The shared stage (tooling, data lake) is
-deployed off main, also after an approval. Every pipeline synthesizes the whole app with `make synth`
-and the same config file, updates itself first (self-mutation), then deploys its one stage.
+Branch -> stage (config `source.branches`): dev -> every business unit's dev environment, test -> every
+preprod environment (unit tests first, the evaluation gate after each one), main -> every prod environment
+(a manual approval per wave). The shared stage (tooling, data lake, prompt catalog) has its own pipeline off
+main, also behind an approval. Each pipeline synthesizes the app once per push with `make synth` and the
+same config file, updates itself first (self-mutation: a business unit added to the config joins the
+pipelines this way, with no manual deploy), then deploys its environments in waves. A wave is one
+CodePipeline stage whose business units deploy in parallel; `plan_waves` bounds it by
+`tooling.pipelines.max_parallel_deployments` and by CodePipeline's action quota per stage.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aws_cdk import Duration, pipelines
+from aws_cdk import Stack as CdkStack
 from aws_cdk import Stage as CdkStage
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codecommit as codecommit
@@ -31,9 +38,10 @@ from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.settings.loader import DEFAULT_CONFIG, REPO_ROOT
 from stacks.settings.platform import SourceProvider
 
-# The CodeBuild image's runtimes: the Makefile needs Python >= 3.11 and the Node.js the CDK CLI runs on.
+# The CodeBuild image's runtimes: the Makefile needs Python >= 3.11 and a Node.js LTS that jsii supports
+# (22; Node 20 is past its end of life for jsii). `make` then puts package.json's pinned Node first on PATH.
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
-RUNTIME_VERSIONS = {"python": "3.12", "nodejs": "20"}
+RUNTIME_VERSIONS = {"python": "3.12", "nodejs": "22"}
 GATE_SCRIPT = "tools/evaluation_gate.py"
 # Action wildcards of the L2 grant methods CDK Pipelines uses on its artifact bucket and key.
 PIPELINE_GRANT_ACTIONS = (
@@ -87,7 +95,52 @@ def join_as_sub(join: dict[str, Any]) -> dict[str, str]:
     return {"Fn::Sub": "".join(p if isinstance(p, str) else "${" + p["Ref"] + "}" for p in parts)}
 
 
+# CodePipeline quota: at most 50 actions in one pipeline stage (a wave is one stage).
+MAX_ACTIONS_PER_STAGE = 50
+# Actions a wave may hold besides its environments' deployments (the prod approval, preprod unit tests).
+WAVE_OWN_ACTIONS = 2
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One stage the pipeline deploys; `environment` is None for the shared stage."""
+
+    stage: CdkStage
+    environment: EnvironmentSpec | None
+
+    @property
+    def label(self) -> str:
+        return self.environment.business_unit.name if self.environment else self.stage.node.id
+
+
+def stacks_of(stage: CdkStage) -> list[CdkStack]:
+    return [c for c in stage.node.find_all() if isinstance(c, CdkStack) and CdkStage.of(c) is stage]
+
+
+def plan_waves(action_counts: Sequence[int], *, max_units: int, max_actions: int) -> list[list[int]]:
+    """Indexes of `action_counts` grouped into waves, in order: at most `max_units` per wave and at most
+    `max_actions` actions in all. Greedy and in config order, so appending a business unit never moves
+    the ones before it to another wave (onboarding changes only the last wave or adds one)."""
+    if max_units < 1:
+        raise ValueError("max_units must be at least 1")
+    waves: list[list[int]] = []
+    used = 0
+    for index, count in enumerate(action_counts):
+        if count > max_actions:
+            raise ValueError(
+                f"deployment {index} needs {count} pipeline actions; one CodePipeline stage holds {max_actions}"
+            )
+        if not waves or len(waves[-1]) >= max_units or used + count > max_actions:
+            waves.append([])
+            used = 0
+        waves[-1].append(index)
+        used += count
+    return waves
+
+
 class PipelineStack(PlatformStack):
+    """One pipeline: `branch` -> `deployments` (all business units of one stage, or the shared stage)."""
+
     def __init__(
         self,
         scope: Construct,
@@ -96,8 +149,8 @@ class PipelineStack(PlatformStack):
         config: PlatformConfig,
         name: str,
         branch: str,
-        deploys: CdkStage,
-        environment: EnvironmentSpec | None,
+        deployments: Sequence[Deployment],
+        stage: Stage | None,
     ) -> None:
         prefix = config.organization.prefix
         super().__init__(
@@ -110,6 +163,7 @@ class PipelineStack(PlatformStack):
         )
         self.config = config
         self.branch = branch
+        self.stage = stage
         self.retention = retention_for(None)
         key = PlatformKey(
             self, "ArtifactKey", alias=f"alias/{prefix}/pipelines/{name}", retention=self.retention
@@ -129,7 +183,7 @@ class PipelineStack(PlatformStack):
             ],
         )
         self.source = self._source(branch)
-        self.gate_caller: iam.Role | None = None
+        self.gate_callers: list[iam.Role] = []
         self.pipeline = pipelines.CodePipeline(
             self,
             "Pipeline",
@@ -155,16 +209,85 @@ class PipelineStack(PlatformStack):
                 ),
             ),
         )
-        stage = environment.stage if environment else None
-        self.deployment = self.pipeline.add_stage(
-            deploys,
-            pre=self._approval(name) if stage in (Stage.PROD, None) else None,
-            post=self._checks(environment) if stage is Stage.PREPROD and environment else None,
+        # name of each wave -> labels of the deployments in it (tests and docs read the plan from here)
+        self.waves: dict[str, list[str]] = {}
+        counts = [2 * len(stacks_of(d.stage)) + self._post_action_count(d) for d in deployments]
+        plan = plan_waves(
+            counts,
+            max_units=config.tooling.pipelines.max_parallel_deployments,
+            max_actions=MAX_ACTIONS_PER_STAGE - WAVE_OWN_ACTIONS,
         )
+        for number, indexes in enumerate(plan, start=1):
+            members = [deployments[i] for i in indexes]
+            wave_name = "shared" if stage is None else f"{stage.value}-wave-{number}"
+            self.waves[wave_name] = [d.label for d in members]
+            wave = self.pipeline.add_wave(
+                wave_name, pre=self._wave_pre(wave_name, members, first=number == 1) or None
+            )
+            for deployment in members:
+                wave.add_stage(deployment.stage, post=self._post(deployment) or None)
         self.pipeline.build_pipeline()
         self._role_arns_as_sub()
         self._acknowledge_pipeline_findings()
         acknowledge_cdk_managed_providers(self)
+
+    def _wave_pre(
+        self, wave_name: str, members: Sequence[Deployment], *, first: bool
+    ) -> list[pipelines.Step]:
+        """Prod and shared: one manual approval per wave. Preprod: the unit tests before the first wave."""
+        if self.stage in (Stage.PROD, None):
+            labels = ", ".join(d.label for d in members)
+            return [
+                pipelines.ManualApprovalStep(
+                    "ApproveDeployment",
+                    comment=(
+                        f"Deploy {wave_name} ({labels}): check the change sets and the preprod evaluation "
+                        "before approving"
+                    ),
+                )
+            ]
+        if self.stage is Stage.PREPROD and first:
+            return [pipelines.ShellStep("UnitTests", input=self.source, commands=["make test"])]
+        return []
+
+    def _post_action_count(self, deployment: Deployment) -> int:
+        gate = self.stage is Stage.PREPROD and self.config.tooling.pipelines.evaluation_gate
+        return 1 if gate and deployment.environment is not None else 0
+
+    def _post(self, deployment: Deployment) -> list[pipelines.Step]:
+        """After a preprod environment: its evaluation gate (if enabled)."""
+        environment = deployment.environment
+        if not self._post_action_count(deployment) or environment is None:
+            return []
+        settings = self.config.tooling.pipelines
+        gate_role = evaluation_gate_role_arn(environment)
+        bu = environment.business_unit.name
+        caller = iam.Role(
+            self,
+            f"EvaluationGateCaller-{bu}",
+            role_name=gate_caller_role_name(environment),
+            assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
+            description=f"Runs the evaluation gate of {environment.name} from the pipeline",
+        )
+        caller.add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[gate_role]))
+        self.gate_callers.append(caller)
+        return [
+            pipelines.CodeBuildStep(
+                f"EvaluationGate-{bu}",
+                input=self.source,
+                role=caller,
+                install_commands=["python -m pip install --quiet $(grep '^boto3==' requirements.txt)"],
+                commands=[f"python {GATE_SCRIPT}"],
+                env={
+                    "GATE_ROLE_ARN": gate_role,
+                    "STATE_MACHINE_ARN": evaluation_state_machine_arn(environment),
+                    "USE_CASES": ",".join(environment.business_unit.use_cases),
+                    "TIMEOUT_SECONDS": str(settings.evaluation_gate_timeout_minutes * 60),
+                    "AWS_REGION": environment.region,
+                },
+                timeout=Duration.minutes(settings.evaluation_gate_timeout_minutes + 10),
+            )
+        ]
 
     def _role_arns_as_sub(self) -> None:
         """CDK writes action role ARNs as Fn::Join; cfn-lint (E3703) accepts only a string or Fn::Sub there."""
@@ -188,54 +311,9 @@ class PipelineStack(PlatformStack):
             source.repository, branch, connection_arn=source.connection_arn
         )
 
-    @staticmethod
-    def _approval(name: str) -> list[pipelines.Step]:
-        return [
-            pipelines.ManualApprovalStep(
-                "ApproveDeployment",
-                comment=f"Deploy {name}: check the change set and the preprod evaluation before approving",
-            )
-        ]
-
-    def _checks(self, environment: EnvironmentSpec) -> list[pipelines.Step]:
-        """After preprod: the unit tests, then (if enabled) the evaluation gate in the preprod account."""
-        unit_tests = pipelines.ShellStep("UnitTests", input=self.source, commands=["make test"])
-        steps: list[pipelines.Step] = [unit_tests]
-        settings = self.config.tooling.pipelines
-        if settings.evaluation_gate:
-            gate_role = evaluation_gate_role_arn(environment)
-            caller = self.gate_caller = iam.Role(
-                self,
-                "EvaluationGateCaller",
-                role_name=gate_caller_role_name(environment),
-                assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
-                description=f"Runs the evaluation gate of {environment.name} from the pipeline",
-            )
-            caller.add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[gate_role]))
-            gate = pipelines.CodeBuildStep(
-                "EvaluationGate",
-                input=self.source,
-                role=caller,
-                install_commands=["python -m pip install --quiet $(grep '^boto3==' requirements.txt)"],
-                commands=[f"python {GATE_SCRIPT}"],
-                env={
-                    "GATE_ROLE_ARN": gate_role,
-                    "STATE_MACHINE_ARN": evaluation_state_machine_arn(environment),
-                    "USE_CASES": ",".join(environment.business_unit.use_cases),
-                    "TIMEOUT_SECONDS": str(settings.evaluation_gate_timeout_minutes * 60),
-                    "AWS_REGION": environment.region,
-                },
-                timeout=Duration.minutes(settings.evaluation_gate_timeout_minutes + 10),
-            )
-            gate.add_step_dependency(unit_tests)
-            steps.append(gate)
-        return steps
-
     def _acknowledge_pipeline_findings(self) -> None:
         """cdk-nag findings on the roles CDK Pipelines generates, each with the reason it holds."""
-        targets: list[Construct] = [self.pipeline]
-        if self.gate_caller is not None:
-            targets.append(self.gate_caller)
+        targets: list[Construct] = [self.pipeline, *self.gate_callers]
         bucket = self.resolve(self.get_logical_id(self.artifact_bucket.node.default_child))  # type: ignore[arg-type]
         grant_reason = (
             "CDK Pipelines gives its roles the standard action sets of the L2 grant methods (s3:GetObject*, "

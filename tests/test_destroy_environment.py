@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,112 @@ def test_a_dependency_cycle_is_refused(tmp_path: Path) -> None:
     (stage / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(RefusedError, match="cycle"):
         plan_destroy(tmp_path, business_unit="x", stage="dev")
+
+
+# ---- the command: checks first, one synth into its own directory, every destroy on that assembly ------
+
+
+class FakeClient:
+    def __init__(self, account: str | None) -> None:
+        self.account = account
+
+    def get_caller_identity(self) -> dict[str, str]:
+        if self.account is None:
+            from botocore.exceptions import NoCredentialsError
+
+            raise NoCredentialsError()
+        return {"Account": self.account}
+
+    def describe_vpcs(self, **_: object) -> dict[str, list[object]]:
+        return {"Vpcs": []}
+
+    def get_paginator(self, _: str) -> FakeClient:
+        return self
+
+    def paginate(self, **_: object) -> list[dict[str, list[object]]]:
+        return [{"logGroups": []}]
+
+
+class FakeSession:
+    def __init__(self, account: str | None) -> None:
+        self.account = account
+
+    def client(self, _: str) -> FakeClient:
+        return FakeClient(self.account)
+
+
+def no_aws(_: str) -> FakeSession:
+    raise AssertionError("no AWS call expected before this check")
+
+
+def no_run(command: list[str]) -> int:
+    raise AssertionError(f"nothing may run before the checks pass: {command}")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--bu", "retial", "--stage", "dev", "--dry-run"],
+            "--bu: no business unit 'retial' in the config (did you mean 'retail'?)",
+        ),
+        (["--bu", "retail", "--stage", "prod"], "(make: DESTROY_FLAGS=--force-retained)"),
+    ],
+)
+def test_business_unit_and_stage_are_checked_before_credentials_or_synth(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args, run=no_run, session_factory=no_aws) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_a_forgotten_business_unit_is_a_usage_error_at_once() -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        main(["--stage", "dev"], run=no_run, session_factory=no_aws)
+    assert excinfo.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("account", "message"),
+    [(None, "no usable AWS credentials"), ("999999999999", "belong to account 999999999999")],
+)
+def test_credentials_are_checked_before_the_synth(
+    account: str | None, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["--bu", "retail", "--stage", "dev"], run=no_run, session_factory=lambda _: FakeSession(account))
+        == 2
+    )
+    assert message in capsys.readouterr().err
+
+
+def test_one_synth_into_its_own_directory_and_every_destroy_uses_that_assembly(
+    default_platform: SynthesizedPlatform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cdk.out").mkdir()
+    (tmp_path / "cdk.out" / "mine.txt").write_text("the user's assembly")
+    commands: list[list[str]] = []
+
+    def run(command: list[str]) -> int:
+        commands.append(command)
+        if command[3] == "synth":
+            shutil.copytree(default_platform.outdir, command[command.index("-o") + 1])
+        return 0
+
+    status = main(
+        ["--bu", "retail", "--stage", "dev"], run=run, session_factory=lambda _: FakeSession("333333333331")
+    )
+    assert status == 0
+    synths = [c for c in commands if c[3] == "synth"]
+    destroys = [c for c in commands if c[3] == "destroy"]
+    assert len(synths) == 1
+    outdir = synths[0][synths[0].index("-o") + 1]
+    assert Path(outdir).name == "cdk.out" and Path(outdir).parent != tmp_path
+    assert len(destroys) == len(
+        [s for s in default_platform.stacks() if s.stack_name.startswith("exco-retail-dev-")]
+    )
+    assert all(c[c.index("--app") + 1] == outdir for c in destroys)
+    assert (tmp_path / "cdk.out" / "mine.txt").read_text() == "the user's assembly"
+    assert not Path(outdir).exists()  # the temporary assembly is removed afterwards

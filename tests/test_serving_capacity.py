@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stacks.settings import load_config
 from stacks.settings.serving import GpuInstance, ServingMode, ServingSettings
 from tools.serving_capacity import MeasuredCapacity, measured_capacity, models_per_instance
 from tools.serving_cost import cost_rows
@@ -44,7 +45,12 @@ def test_multi_model_endpoints_and_missing_measurements_keep_the_configured_assu
 
 
 def test_cost_rows_size_the_shared_endpoint_with_that_capacity() -> None:
-    rows = {(bu, stage, n): instances for bu, stage, _, n, instances, _, _ in cost_rows(None, [1000])}
+    config = load_config()
+    # `needed`: instances before the max_capacity cap (make cost shows the cap separately)
+    rows = {
+        (r.business_unit, r.stage, r.models): r.needed
+        for r in cost_rows(config, [1000], price_region="us-east-1")
+    }
     assert measured_capacity() is not None  # bench/gpu/results/h100-run-*.json are committed
     assert rows[("retail", "preprod", 1000)] == 1  # measured: 1,024 adapters per GPU, one GPU per g5.2xlarge
     assert rows[("finance", "preprod", 1000)] == 20  # multi-model endpoint: 50 per instance, assumed

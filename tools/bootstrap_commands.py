@@ -10,10 +10,12 @@ in each account by the printed `aws iam create-policy` command.
 
 from __future__ import annotations
 
-import sys
+import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stacks.settings import PlatformConfig, load_config
+from stacks.settings import PlatformConfig
+from tools.cli import load_config_or_exit
 
 POLICY_DOCUMENT = "config/cdk-execution-policy.json"
 
@@ -82,11 +84,13 @@ def bootstrap_commands(config: PlatformConfig) -> list[str]:
     return lines
 
 
-def main(argv: list[str]) -> int:
-    config = load_config(argv[0] if argv else None)
-    print("\n".join(bootstrap_commands(config)))
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", default=None, help="config file (default: config/platform.yaml)")
+    args = parser.parse_args(argv)
+    print("\n".join(bootstrap_commands(load_config_or_exit(args.config))))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,8 @@ def build() -> Path:
     return target
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0]).parse_args(argv)
     folder = build()
     wheels = sorted(p.name for p in (folder / WHEELS).glob("*.whl"))
     print(f"job deps: {len(wheels)} wheels -> {folder.relative_to(JOB_DEPS_CACHE.parent.parent)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -47,7 +48,8 @@ def build(service: str) -> Path | None:
     return target
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0]).parse_args(argv)
     services = sorted(p.parent.name for p in LAMBDAS_DIR.glob("*/requirements.txt"))
     for service in services:
         folder = build(service)

@@ -1,30 +1,39 @@
 """Remove one business unit's environment of one stage completely: `make destroy STAGE=dev BU=retail`.
 
-Plans from the synthesized cloud assembly (no AWS call): the stacks of stage `<bu>-<stage>`, ordered so a
-stack goes before every stack it depends on. Refuses any stage but dev unless `--force-retained` is given;
-even then preprod/prod data survives, because their buckets, keys, tables and logs have RETAIN policies.
+Checks first, in this order, each failing at once with exit code 2: the config, the business unit, the stage
+(anything but dev is refused unless `--force-retained` is given; even then preprod/prod data survives, because
+their buckets, keys, tables and logs have RETAIN policies) and the credentials (they must belong to the
+environment's account). Then it synthesizes once, into its own temporary directory (the user's cdk.out is
+left alone), plans from that assembly: the stacks of stage `<bu>-<stage>`, ordered so a stack goes before
+every stack it depends on.
 
-Executing deletes one stack at a time with the CDK CLI (`cdk destroy <bu>-<stage>/<Stack> --exclusively
---force`) and handles what usually blocks deletion:
+Executing deletes one stack at a time with the CDK CLI on that same assembly (`cdk destroy --app <assembly>
+<bu>-<stage>/<Stack> --exclusively --force`: no second synth) and handles what usually blocks deletion:
 - before the stack that owns the VPC goes, it waits until SageMaker endpoint and Lambda network interfaces
   of that VPC are released (AWS removes them minutes after the endpoint / function);
 - dev buckets empty themselves (autoDeleteObjects; `dev_buckets_without_auto_delete` checks the plan);
 - afterwards it deletes log groups Lambda created outside CloudFormation (`/aws/lambda/<stack name>-*`, the
   CDK-managed providers' functions).
-Usage: python -m tools.destroy_environment --bu retail --stage dev [--assembly cdk.out] [--dry-run]
+Usage: python -m tools.destroy_environment --bu retail --stage dev [--assembly DIR] [--dry-run]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from stacks.settings import PlatformConfig, Stage
+from stacks.settings.suggest import did_you_mean
+from tools.cli import USAGE_ERROR, load_config_or_exit
 
 STACK_ARTIFACT = "aws:cloudformation:stack"
 DESTROYABLE_WITHOUT_OVERRIDE = {"dev"}
@@ -105,14 +114,19 @@ def deletion_order(stacks: Sequence[StackRef]) -> list[StackRef]:
     return ordered
 
 
-def plan_destroy(
-    assembly: Path, *, business_unit: str, stage: str, force_retained: bool = False
-) -> DestroyPlan:
+def check_stage(stage: str, *, force_retained: bool) -> None:
     if stage not in DESTROYABLE_WITHOUT_OVERRIDE and not force_retained:
         raise RefusedError(
             f"refusing to destroy stage {stage!r}: only dev environments are disposable. Pass --force-retained "
-            "to delete the stacks anyway; their buckets, keys, tables and log groups are retained (prod data stays)"
+            "(make: DESTROY_FLAGS=--force-retained) to delete the stacks anyway; their buckets, keys, tables "
+            "and log groups are retained (prod data stays)"
         )
+
+
+def plan_destroy(
+    assembly: Path, *, business_unit: str, stage: str, force_retained: bool = False
+) -> DestroyPlan:
+    check_stage(stage, force_retained=force_retained)
     stage_path = f"{business_unit}-{stage}"
     stacks = stage_stacks(assembly, stage_path)
     if not stacks:
@@ -190,7 +204,7 @@ def delete_orphan_log_groups(logs: Any, stack_name: str) -> list[str]:
 def execute(
     plan: DestroyPlan,
     *,
-    config: str,
+    assembly: Path,
     run: Callable[[list[str]], int] = lambda cmd: subprocess.call(cmd),  # noqa: S603 (fixed argv, no shell)
     session_factory: Callable[[str], Any] | None = None,
 ) -> None:
@@ -205,15 +219,16 @@ def execute(
         session = session_factory(stack.region)
         if owner is not None and stack.artifact_id == owner.artifact_id:
             wait_for_network_interfaces(session.client("ec2"), stack.stack_name)
+        # --app <assembly directory>: the CLI reads the synthesized assembly instead of running the app again
         command = [
             *CDK,
             "destroy",
+            "--app",
+            str(assembly),
             stack.path,
             "--exclusively",
             "--force",
             *CDK_FLAGS,
-            "-c",
-            f"config={config}",
         ]
         print("+", " ".join(command), flush=True)
         if run(command) != 0:
@@ -224,29 +239,91 @@ def execute(
             print(f"deleted log group {group}", flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def caller_account(session_factory: Callable[[str], Any], region: str) -> str:
+    """The account of the credentials in use; a one-line RefusedError when there are none that work."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return str(session_factory(region).client("sts").get_caller_identity()["Account"])
+    except (BotoCoreError, ClientError) as error:
+        raise RefusedError(f"no usable AWS credentials ({error}); set AWS_PROFILE or log in first") from None
+
+
+def synthesize(config_path: str, outdir: Path, run: Callable[[list[str]], int]) -> None:
+    command = [*CDK, "synth", "--quiet", *CDK_FLAGS, "-o", str(outdir), "-c", f"config={config_path}"]
+    print("+", " ".join(command), flush=True)
+    if run(command) != 0:
+        raise SystemExit(1)
+
+
+def check_request(config: PlatformConfig, *, business_unit: str, stage: str, force_retained: bool) -> str:
+    """The account of the environment to destroy, after the checks that need no AWS call."""
+    names = [bu.name for bu in config.business_units]
+    if business_unit not in names:
+        raise RefusedError(
+            f"--bu: no business unit {business_unit!r} in the config{did_you_mean(business_unit, names)}; "
+            f"known: {', '.join(names)}"
+        )
+    check_stage(stage, force_retained=force_retained)
+    return config.environment(config.business_unit(business_unit), Stage(stage)).account
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    run: Callable[[list[str]], int] = lambda cmd: subprocess.call(cmd),  # noqa: S603 (fixed argv, no shell)
+    session_factory: Callable[[str], Any] | None = None,
+) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bu", required=True, help="business unit name")
     parser.add_argument("--stage", required=True, choices=["dev", "preprod", "prod"])
-    parser.add_argument("--assembly", default="cdk.out", type=Path, help="synthesized cloud assembly")
+    parser.add_argument(
+        "--assembly", type=Path, help="use this synthesized cloud assembly instead of synthesizing one"
+    )
     parser.add_argument("--config", default="config/platform.yaml")
     parser.add_argument("--force-retained", action="store_true", help="allow preprod/prod (data is retained)")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan only")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan only (no AWS call)")
     args = parser.parse_args(argv)
+    config = load_config_or_exit(args.config)
+    if session_factory is None:
+        import boto3
+
+        def session_factory(region: str) -> Any:
+            return boto3.session.Session(region_name=region)
+
+    workdir: Path | None = None
     try:
-        plan = plan_destroy(
-            args.assembly, business_unit=args.bu, stage=args.stage, force_retained=args.force_retained
+        account = check_request(
+            config, business_unit=args.bu, stage=args.stage, force_retained=args.force_retained
         )
+        if not args.dry_run:
+            region = config.environment(config.business_unit(args.bu), Stage(args.stage)).region
+            found = caller_account(session_factory, region)
+            if found != account:
+                raise RefusedError(
+                    f"the credentials in use belong to account {found}, but {args.bu}-{args.stage} lives in "
+                    f"{account}; use credentials for {account}"
+                )
+        assembly = args.assembly
+        if assembly is None:
+            workdir = Path(tempfile.mkdtemp(prefix=f"destroy-{args.bu}-{args.stage}-"))
+            assembly = workdir / "cdk.out"
+            synthesize(args.config, assembly, run)
+        plan = plan_destroy(
+            assembly, business_unit=args.bu, stage=args.stage, force_retained=args.force_retained
+        )
+        print(f"destroy {plan.stage_path}, in this order: {', '.join(plan.stack_names)}")
+        unemptied = dev_buckets_without_auto_delete(plan) if args.stage == "dev" else []
+        if unemptied:
+            raise RefusedError(f"buckets without auto-delete (deletion would fail): {', '.join(unemptied)}")
+        if not args.dry_run:
+            execute(plan, assembly=assembly, run=run, session_factory=session_factory)
     except RefusedError as error:
         print(error, file=sys.stderr)
-        return 2
-    print(f"destroy {plan.stage_path}, in this order: {', '.join(plan.stack_names)}")
-    unemptied = dev_buckets_without_auto_delete(plan) if args.stage == "dev" else []
-    if unemptied:
-        print(f"buckets without auto-delete (deletion would fail): {', '.join(unemptied)}", file=sys.stderr)
-        return 2
-    if not args.dry_run:
-        execute(plan, config=args.config)
+        return USAGE_ERROR
+    finally:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -129,5 +129,32 @@ def main(environ: Mapping[str, str] = os.environ) -> int:
     return 0 if results and all(r.passed for r in results) else 1
 
 
+REQUIRED_ENVIRONMENT = ("GATE_ROLE_ARN", "STATE_MACHINE_ARN", "USE_CASES", "TIMEOUT_SECONDS", "AWS_REGION")
+
+
+def cli(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
+    """Command line: --help, then one line (exit 2) for a missing or malformed variable before any AWS call."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        epilog=f"Configured by environment variables: {', '.join(REQUIRED_ENVIRONMENT)} (the pipeline sets them).",
+    )
+    parser.parse_args(argv)
+    missing = [name for name in REQUIRED_ENVIRONMENT if not environ.get(name)]
+    if missing:
+        print(
+            f"evaluation_gate: set {', '.join(missing)} (the pipeline's gate step sets them)", file=sys.stderr
+        )
+        return 2
+    if not environ["TIMEOUT_SECONDS"].isdigit():
+        print(
+            f"evaluation_gate: TIMEOUT_SECONDS must be whole seconds, not {environ['TIMEOUT_SECONDS']!r}",
+            file=sys.stderr,
+        )
+        return 2
+    return main(environ)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -20,7 +20,9 @@ def gate_role_name(environment: EnvironmentSpec) -> str:
 
 
 def gate_caller_role_name(environment: EnvironmentSpec) -> str:
-    return f"{environment.name}-eval-gate-caller"
+    """In the tooling account's preprod pipeline (shared by every business unit), so the name does not start
+    with the environment's `<prefix>-<bu>-<stage>`: that prefix marks a role of the business unit itself."""
+    return f"{environment.org_prefix}-pipeline-{environment.business_unit.name}-{environment.stage.value}-gate-caller"
 
 
 def gate_dataset_key(business_unit: str, use_case: str) -> str:

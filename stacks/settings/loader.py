@@ -1,8 +1,12 @@
-"""Load and validate the platform config, turning pydantic errors into messages a person can act on."""
+"""Load and validate the platform config, turning pydantic errors into messages a person can act on.
+
+All validation happens here, before any construct exists: the typed models (`stacks/settings/*.py`) check
+each section, then `stacks.settings.validation` checks the whole config (reserved names, collisions, name
+lengths, GPU types per region). Every problem becomes one line `field: what is wrong and what is allowed`.
+"""
 
 from __future__ import annotations
 
-import difflib
 import re
 import typing
 from pathlib import Path
@@ -11,7 +15,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from stacks.settings import validation
 from stacks.settings.platform import PlatformConfig
+from stacks.settings.suggest import did_you_mean
 
 _RELATIVE_FIELD = re.compile(r"^[a-z_][a-z0-9_]*(\[\d+\])?(\.[a-z_][a-z0-9_]*(\[\d+\])?)*$")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +32,36 @@ class ConfigError(ValueError):
         super().__init__(f"invalid platform config {source}:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+# Regular expressions of the config's name fields, in words (a raw regex is no answer for a person).
+PATTERN_WORDS: dict[str, str] = {
+    r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$": (
+        "2-16 characters: lowercase letters, digits and hyphens, starting with a letter and not ending with "
+        "a hyphen"
+    ),
+    r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$": (
+        "2-32 characters: lowercase letters, digits and hyphens, starting with a letter and not ending with "
+        "a hyphen"
+    ),
+    r"^[a-z][a-z0-9]{1,9}$": "2-10 characters: lowercase letters and digits, starting with a letter",
+    r"^[A-Za-z0-9_.:/=+\-@ ]+$": "letters, digits, spaces and _ . : / = + - @ only",
+    r"^ml\.[a-z0-9]+\.[a-z0-9]+$": "a SageMaker instance type such as ml.g5.2xlarge",
+}
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
 def _field_path(loc: tuple[int | str, ...]) -> str:
+    """`business_units[0].serving.stages[1]`; a key that is not a plain word is quoted: `organization[':']`."""
     path = ""
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            path += f".{part}" if path else part
+        else:
+            path += f"[{part!r}]"
     return path
 
 
@@ -63,15 +95,18 @@ def _describe(error: Any) -> str:
     loc: tuple[int | str, ...] = tuple(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
-        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-        return f"{_field_path(loc)}: unknown key{suggestion}; allowed keys: {', '.join(allowed)}"
+        keys = _allowed_keys(loc[:-1])
+        return f"{_field_path(loc)}: unknown key{did_you_mean(str(loc[-1]), keys)}; allowed keys: {', '.join(keys)}"
     if kind == "missing":
         return f"{_field_path(loc)}: required but missing"
     message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind == "enum":
-        message = f"{message} (got {error['input']!r})"
+    if kind in ("enum", "literal_error"):
+        choices = _QUOTED.findall(str(error.get("ctx", {}).get("expected", "")))
+        message = f"{message} (got {error['input']!r}){did_you_mean(str(error['input']), choices)}"
+    elif kind == "string_pattern_mismatch":
+        pattern = str(error.get("ctx", {}).get("pattern", ""))
+        words = PATTERN_WORDS.get(pattern, f"text matching the pattern {pattern}")
+        message = f"{error['input']!r} is not allowed here: write {words}"
     path = _field_path(loc)
     # Cross-field checks name the field they are about ("sandbox_account: required ..."), relative to loc.
     head, sep, rest = message.partition(": ")
@@ -83,12 +118,17 @@ def _describe(error: Any) -> str:
 def parse_config(raw: Any, source: str = "<memory>") -> PlatformConfig:
     if not isinstance(raw, dict):
         raise ConfigError(
-            source, ["the file must hold a YAML mapping with the platform settings at its top level"]
+            source,
+            ["(top level): the file must hold a YAML mapping with the platform settings at its top level"],
         )
     try:
-        return PlatformConfig.model_validate(raw)
+        config = PlatformConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
+    found = validation.problems(config)
+    if found:
+        raise ConfigError(source, found)
+    return config
 
 
 def load_config(path: str | Path | None = None) -> PlatformConfig:
@@ -97,9 +137,17 @@ def load_config(path: str | Path | None = None) -> PlatformConfig:
     if not config_path.is_absolute():
         config_path = REPO_ROOT / config_path
     if not config_path.is_file():
-        raise ConfigError(str(config_path), ["file not found (pass -c config=path/to/file.yaml)"])
+        raise ConfigError(
+            str(config_path),
+            [
+                "config: file not found; give a path relative to the repository root, such as config/sandbox.yaml"
+            ],
+        )
     try:
         raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(str(config_path), [f"not valid YAML: {exc}"]) from None
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or "unreadable"
+        raise ConfigError(str(config_path), [f"config: not valid YAML{line}: {problem}"]) from None
     return parse_config(raw, str(config_path))

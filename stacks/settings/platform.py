@@ -26,6 +26,7 @@ from stacks.settings.monitoring import MonitoringSettings
 from stacks.settings.prompt_catalog import PromptCatalogStackSettings
 from stacks.settings.regions import KNOWN_REGIONS
 from stacks.settings.serving import ServingSettings, check_adapter_serving
+from stacks.settings.suggest import did_you_mean
 from stacks.settings.tooling import ToolingSettings
 
 
@@ -54,7 +55,10 @@ def _account_id(value: str) -> str:
 
 def _region(value: str) -> str:
     if value not in KNOWN_REGIONS:
-        raise ValueError(f"unknown region {value!r}; allowed: {', '.join(sorted(KNOWN_REGIONS))}")
+        raise ValueError(
+            f"unknown region {value!r}{did_you_mean(value, KNOWN_REGIONS)}; write an AWS region code such as eu-west-1 "
+            "(the accepted ones: stacks/settings/regions.py)"
+        )
     return value
 
 

@@ -2,7 +2,7 @@
 
 Every key has a default, so a config without a `tooling` section gets: keep the newest 30 tagged images,
 drop untagged images after 7 days, run the evaluation gate after every preprod deployment and give it an
-hour, keep pipeline artifacts for 30 days.
+hour, keep pipeline artifacts for 30 days, deploy at most 3 business units at once per wave.
 """
 
 from __future__ import annotations
@@ -38,6 +38,13 @@ class PipelineSettings(BaseModel):
     )
     artifact_expiry_days: Annotated[int, Field(ge=1, le=3650)] = Field(
         default=30, description="days pipeline artifacts (source zips, cloud assemblies) are kept"
+    )
+    max_parallel_deployments: Annotated[int, Field(ge=1, le=10)] = Field(
+        default=3,
+        description=(
+            "business units one pipeline wave deploys at once; a wave also stays within CodePipeline's "
+            "50 actions per stage"
+        ),
     )
 
 

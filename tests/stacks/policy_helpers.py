@@ -41,3 +41,16 @@ def principal_accounts(statement: dict[str, Any]) -> set[str]:
 
 def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
     return {k: r for k, r in template["Resources"].items() if r["Type"] == resource_type}
+
+
+def access_log_group_id(destination_arn: Any) -> str:
+    """Logical id of the log group an API stage's access log points at: `Fn::GetAtt [id, Arn]`, or (feature
+    flag @aws-cdk/aws-apigateway:logGroupDestinationArnWithoutWildcard) the ARN joined around `Ref id`."""
+    if "Fn::GetAtt" in destination_arn:
+        return str(destination_arn["Fn::GetAtt"][0])
+    (ref,) = [
+        p["Ref"]
+        for p in destination_arn["Fn::Join"][1]
+        if isinstance(p, dict) and "Ref" in p and "::" not in p["Ref"]
+    ]
+    return str(ref)

@@ -24,6 +24,10 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
         "exco-data-lake": ("222222222222", "eu-west-1"),
         "exco-shared-pipeline": ("111111111111", "eu-west-1"),
         "exco-prompt-catalog": ("111111111111", "eu-west-1"),
+        # one pipeline per branch (stage), whatever the number of business units
+        "exco-dev-pipeline": ("111111111111", "eu-west-1"),
+        "exco-preprod-pipeline": ("111111111111", "eu-west-1"),
+        "exco-prod-pipeline": ("111111111111", "eu-west-1"),
     }
     for bu, accounts in {
         "retail": ("333333333331", "333333333332", "333333333333"),
@@ -38,7 +42,6 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
             expected[f"exco-{bu}-{stage}-model-usage"] = (account, "eu-west-1")
             if stage != "dev":
                 expected[f"exco-{bu}-{stage}-registry-events"] = (account, "eu-west-1")
-            expected[f"exco-{bu}-{stage}-pipeline"] = ("111111111111", "eu-west-1")
             if stage != "dev":
                 expected[f"exco-{bu}-{stage}-serving"] = (account, "eu-west-1")
             elif bu == "retail":  # finance fine-tunes nothing (fine_tuning.stages: []; it serves on an MME)
@@ -57,6 +60,7 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
         "exsb-data-lake",
         "exsb-shared-pipeline",
         "exsb-prompt-catalog",
+        *(f"exsb-{stage}-pipeline" for stage in ("dev", "preprod", "prod")),
         *(
             f"exsb-{bu}-{stage}-{stack}"
             for bu in ("retail", "finance")
@@ -65,7 +69,6 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
                 "baseline",
                 "guardrail",
                 "evaluation",
-                "pipeline",
                 "application",
                 "monitoring",
                 "model-profiles",

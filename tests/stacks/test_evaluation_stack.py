@@ -16,6 +16,7 @@ from stacks.settings import PlatformConfig, Stage, parse_config
 from stacks.settings.evaluation import EvaluationSettings
 from stacks.stages import BusinessUnitStage
 from tests.conftest import REPO_ROOT, SynthesizedPlatform
+from tests.stacks.policy_helpers import access_log_group_id
 
 LAKE = "222222222222"
 TOOLING = "111111111111"
@@ -196,7 +197,7 @@ def test_gate_role_exists_in_preprod_only_and_trusts_only_the_pipelines_gate_cal
     assert role["RoleName"] == "exco-retail-preprod-evaluation-gate"
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"AWS": json.loads(joined(f"arn:<partition>:iam::{TOOLING}:root"))}
-    caller = f"arn:<partition>:iam::{TOOLING}:role/exco-retail-preprod-eval-gate-caller"
+    caller = f"arn:<partition>:iam::{TOOLING}:role/exco-pipeline-retail-preprod-gate-caller"
     assert trust["Condition"] == {"ArnEquals": {"aws:PrincipalArn": json.loads(joined(caller))}}
     statements = role_statements(template, "GateRole")
     assert grants(statements, "states") == {
@@ -408,7 +409,7 @@ def test_review_api_is_iam_only_throttled_traced_and_access_logged(retail_dev: d
     (settings,) = stage["MethodSettings"]
     assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (10, 20)
     assert settings["DataTraceEnabled"] is False
-    log_group_id = stage["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0]
+    log_group_id = access_log_group_id(stage["AccessLogSetting"]["DestinationArn"])
     assert "KmsKeyId" in retail_dev["Resources"][log_group_id]["Properties"]
     assert "$context.identity.user" in stage["AccessLogSetting"]["Format"]
 

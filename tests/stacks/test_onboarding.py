@@ -9,6 +9,7 @@ import yaml
 
 from stacks.settings import PlatformConfig, parse_config
 from tests.conftest import REPO_ROOT, SynthesizedPlatform, synthesize
+from tests.stacks.policy_helpers import flatten
 
 NEW_BU = {
     "name": "legal",
@@ -24,7 +25,6 @@ NEW_STACKS = {
             "baseline",
             "guardrail",
             "evaluation",
-            "pipeline",
             "application",
             "monitoring",
             "model-profiles",
@@ -77,6 +77,7 @@ def test_only_the_new_business_units_stacks_appear(
 
 
 SHARED_STACKS = ("exco-tooling", "exco-data-lake", "exco-prompt-catalog")
+PIPELINE_STACKS = ("exco-shared-pipeline", "exco-dev-pipeline", "exco-preprod-pipeline", "exco-prod-pipeline")
 
 
 def test_every_existing_business_unit_stack_is_unchanged(
@@ -84,11 +85,49 @@ def test_every_existing_business_unit_stack_is_unchanged(
 ) -> None:
     compared = 0
     for stack in default_platform.stacks():
-        if stack.stack_name in SHARED_STACKS:
+        if stack.stack_name in SHARED_STACKS or stack.stack_name in PIPELINE_STACKS:
             continue
         assert onboarded.template(stack.stack_name) == stack.template, stack.stack_name
         compared += 1
-    assert compared == len(default_platform.stacks()) - len(SHARED_STACKS)
+    assert compared == len(default_platform.stacks()) - len(SHARED_STACKS) - len(PIPELINE_STACKS)
+    # the shared stage's pipeline deploys the shared stacks, whose content changes but not their set
+    assert onboarded.template("exco-shared-pipeline") == default_platform.template("exco-shared-pipeline")
+
+
+def pipeline_actions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Action name -> action, over every CodePipeline stage (waves included)."""
+    (pipeline,) = (r for r in template["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline")
+    return {a["Name"]: a for stage in pipeline["Properties"]["Stages"] for a in stage["Actions"]}
+
+
+@pytest.mark.parametrize("stage", ["dev", "preprod", "prod"])
+def test_the_self_mutated_stage_pipeline_deploys_every_new_stack_and_keeps_the_others(
+    default_platform: SynthesizedPlatform, onboarded: SynthesizedPlatform, stage: str
+) -> None:
+    """The pipeline definition the branch's self-mutation deploys: one entry in the config -> every new stack
+    of that stage gets a Deploy action into the new account; every existing action stays as it was."""
+    before = pipeline_actions(default_platform.template(f"exco-{stage}-pipeline"))
+    after = pipeline_actions(onboarded.template(f"exco-{stage}-pipeline"))
+    assert set(before) <= set(after)
+    added = {name: after[name] for name in set(after) - set(before)}
+    assert all(name.startswith(f"legal-{stage}.") for name in added), sorted(added)
+    deployed = {a["Configuration"]["StackName"]: a for name, a in added.items() if name.endswith(".Deploy")}
+    new_stacks_of_stage = {n for n in NEW_STACKS if n.startswith(f"exco-legal-{stage}-")}
+    assert set(deployed) == new_stacks_of_stage
+    account = NEW_BU["accounts"][stage]  # type: ignore[index]
+    for action in deployed.values():
+        assert (
+            flatten(action["RoleArn"])
+            == f"arn:aws:iam::{account}:role/cdk-hnb659fds-deploy-role-{account}-eu-west-1"
+        )
+    # unchanged: the existing actions (source, synth, self-mutation, the other units' deployments)
+    changed = [n for n in before if before[n] != after[n]]
+    if stage == "prod":  # the wave's approval names the business units it deploys
+        assert changed == ["ApproveDeployment"]
+        assert "(retail, finance, legal)" in after["ApproveDeployment"]["Configuration"]["CustomData"]
+    else:
+        assert changed == [], changed
+    assert onboarded.platform.pipelines[stage].waves[f"{stage}-wave-1"] == ["retail", "finance", "legal"]
 
 
 @pytest.mark.parametrize(
@@ -136,3 +175,39 @@ def test_shared_stacks_gain_only_the_new_business_units_resources(
     assert sorted(set(added.values())) == added_types
     changed = {before[k] for k in before if before_template["Resources"][k] != after_template["Resources"][k]}
     assert changed <= SHARED_POLICY_HOLDERS, changed
+
+
+def readme_onboarding_table() -> dict[str, tuple[set[str], dict[str, set[str]]]]:
+    """stage -> (stack names, marker -> stack names) from the README's 'What a new business unit gets' table."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text[text.index("What a new business unit gets") :]
+    rows: dict[str, tuple[set[str], dict[str, set[str]]]] = {}
+    for line in section.splitlines()[1:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0] in ("dev", "preprod", "prod"):
+            markers: dict[str, set[str]] = {}
+            for part in cells[2].split(";"):
+                name, _, stacks = part.partition(":")
+                markers[name.strip()] = {s.strip() for s in stacks.split(",") if s.strip()}
+            rows[cells[0]] = ({s.strip() for s in cells[1].split(",")}, markers)
+        elif rows and not line.startswith("|"):
+            break
+    return rows
+
+
+def test_the_readme_says_what_a_new_business_unit_gets(onboarded: SynthesizedPlatform) -> None:
+    from tools.synth_report import iter_stacks
+
+    documented = readme_onboarding_table()
+    assert set(documented) == {"dev", "preprod", "prod"}
+    summaries = {s.name: s for s in iter_stacks(onboarded.outdir)}
+    for stage, (stacks, markers) in documented.items():
+        prefix = f"exco-legal-{stage}-"
+        assert {f"{prefix}{s}" for s in stacks} == {n for n in NEW_STACKS if n.startswith(prefix)}
+        for marker in ("GPU", "always-on"):
+            marked = {
+                n.removeprefix(prefix)
+                for n, s in summaries.items()
+                if n.startswith(prefix) and marker in s.markers
+            }
+            assert markers.get(marker, set()) == marked, (stage, marker)

@@ -10,6 +10,7 @@ from prompt_catalog.access import CallerMap
 
 from stacks.settings.prompt_catalog import PromptCatalogSettings
 from tests.conftest import SynthesizedPlatform
+from tests.stacks.policy_helpers import access_log_group_id
 from tests.stacks.test_prompt_catalog_access import DEFAULT_BUSINESS_UNIT_ACCOUNTS
 
 DEFAULT_STACK = "exco-prompt-catalog"
@@ -151,7 +152,7 @@ def test_stage_traces_throttles_and_writes_encrypted_access_logs(
     (settings,) = props["MethodSettings"]
     assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (100, 200)
     assert settings["DataTraceEnabled"] is False
-    log_group_id = props["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0]
+    log_group_id = access_log_group_id(props["AccessLogSetting"]["DestinationArn"])
     log_group = template["Resources"][log_group_id]["Properties"]
     assert log_group["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
     assert log_group["RetentionInDays"] == 365
