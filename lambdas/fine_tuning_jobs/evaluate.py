@@ -37,8 +37,11 @@ def main() -> None:  # pragma: no cover - runs on a GPU processing instance
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from common.checksums import file_sha256
+
     root = Path("/opt/ml/processing/input")
-    with tarfile.open(next((root / "model").glob("*.tar.gz"))) as archive:
+    artifact = next((root / "model").glob("*.tar.gz"))
+    with tarfile.open(artifact) as archive:
         archive.extractall(root / "adapter", filter="data")
     tokenizer = AutoTokenizer.from_pretrained(str(root / "base_model"))
     model = PeftModel.from_pretrained(
@@ -57,8 +60,10 @@ def main() -> None:  # pragma: no cover - runs on a GPU processing instance
     result = report(
         ((answer(r["prompt"]), r["reference"]) for r in records), os.environ["METRICS"].split(",")
     )
+    # The registry records the digest (ArtifactSha256); the deployer serves only a copy that matches it.
+    output = {**result, "artifact": {"sha256": file_sha256(artifact)}}
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    (OUTPUT / "evaluation.json").write_text(json.dumps(result), encoding="utf-8")
+    (OUTPUT / "evaluation.json").write_text(json.dumps(output), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
-"""Start the fine-tuning pipeline for the tenant whose upload reached the raw zone.
+"""Start the stage's fine-tuning pipeline for the tenant whose upload reached the raw zone, within the cap.
 
-Keys look like `<business_unit>/tenant=<tenant_id>/<file>.jsonl`; anything else is ignored (not an error:
-the rule may see other uploads of the business unit).
+Keys look like `<business_unit>/<stage>/tenant=<tenant_id>/uploads/<id>/<file>.jsonl` (the lake layout);
+anything else starts nothing (the rule only forwards the stage's tenant prefix, but a key that is not a
+tenant's JSON-lines upload is no training data). The business unit's cap on concurrent runs
+(`fine_tuning.max_concurrent_runs`) is checked before each start: an upload that finds the cap reached waits
+in the queue and is tried again later, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -9,9 +12,16 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from common.lake_layout import LakeLayoutError, check_tenant_id
+
+DEFAULT_MODEL_NAME = "personal"
+
+
+class AtCapacityError(Exception):
+    """The business unit already runs its maximum number of fine-tuning executions in this stage."""
 
 
 @dataclass(frozen=True)
@@ -20,8 +30,22 @@ class Upload:
     key: str
 
 
-def tenant_of(key: str, business_unit: str) -> str | None:
-    match = re.match(rf"^{re.escape(business_unit)}/tenant=([^/]+)/.+\.jsonl$", key)
+@dataclass(frozen=True)
+class PipelineRef:
+    name: str
+    business_unit: str
+    stage: str
+    max_concurrent_runs: int
+    max_runtime_hours: int
+
+
+def uploads_prefix(business_unit: str, stage: str, tenant_id: str) -> str:
+    return f"{business_unit}/{stage}/tenant={check_tenant_id(tenant_id)}/uploads/"
+
+
+def tenant_of(key: str, business_unit: str, stage: str) -> str | None:
+    pattern = rf"^{re.escape(business_unit)}/{re.escape(stage)}/tenant=([^/]+)/uploads/.+\.jsonl$"
+    match = re.match(pattern, key)
     if match is None:
         return None
     try:
@@ -30,19 +54,63 @@ def tenant_of(key: str, business_unit: str) -> str | None:
         return None
 
 
-def start_pipeline(sagemaker: Any, *, pipeline_name: str, business_unit: str, upload: Upload) -> str | None:
-    """Start one execution for the upload's tenant; returns its ARN, or None when the key is not a tenant upload."""
-    tenant = tenant_of(upload.key, business_unit)
-    if tenant is None:
-        return None
+def running_executions(sagemaker: Any, pipeline: PipelineRef, *, now: datetime) -> int:
+    """Executions still running; none can be older than the jobs' runtime limits allow."""
+    oldest = now - timedelta(hours=3 * pipeline.max_runtime_hours + 1)  # three jobs run one after another
+    count = 0
+    for page in sagemaker.get_paginator("list_pipeline_executions").paginate(
+        PipelineName=pipeline.name, CreatedAfter=oldest, SortBy="CreationTime", SortOrder="Descending"
+    ):
+        count += sum(
+            1
+            for s in page.get("PipelineExecutionSummaries", [])
+            if s.get("PipelineExecutionStatus") == "Executing"
+        )
+    return count
+
+
+def start_for_tenant(
+    sagemaker: Any,
+    pipeline: PipelineRef,
+    *,
+    tenant_id: str,
+    input_uri: str,
+    model_name: str,
+    client_token: str,
+    now: datetime,
+) -> str:
+    """Start one execution for the tenant unless the cap is reached (AtCapacityError)."""
+    running = running_executions(sagemaker, pipeline, now=now)
+    if running >= pipeline.max_concurrent_runs:
+        raise AtCapacityError(
+            f"{running} fine-tuning runs in progress; fine_tuning.max_concurrent_runs is "
+            f"{pipeline.max_concurrent_runs}"
+        )
     response = sagemaker.start_pipeline_execution(
-        PipelineName=pipeline_name,
-        PipelineExecutionDisplayName=f"tenant-{tenant}"[:82],
+        PipelineName=pipeline.name,
+        PipelineExecutionDisplayName=f"tenant-{tenant_id}"[:82],
         PipelineParameters=[
-            {"Name": "TenantId", "Value": tenant},
-            {"Name": "InputDataUri", "Value": f"s3://{upload.bucket}/{business_unit}/tenant={tenant}/"},
+            {"Name": "TenantId", "Value": tenant_id},
+            {"Name": "ModelName", "Value": model_name},
+            {"Name": "InputDataUri", "Value": input_uri},
         ],
-        # EventBridge delivers at least once: the same upload starts one execution.
-        ClientRequestToken=hashlib.sha256(f"{upload.bucket}/{upload.key}".encode()).hexdigest(),
+        ClientRequestToken=client_token,
     )
     return str(response["PipelineExecutionArn"])
+
+
+def start_pipeline(sagemaker: Any, pipeline: PipelineRef, upload: Upload, *, now: datetime) -> str | None:
+    """The upload's tenant gets one execution; None when the key is not a tenant's training upload."""
+    tenant = tenant_of(upload.key, pipeline.business_unit, pipeline.stage)
+    if tenant is None:
+        return None
+    return start_for_tenant(
+        sagemaker,
+        pipeline,
+        tenant_id=tenant,
+        input_uri=f"s3://{upload.bucket}/{uploads_prefix(pipeline.business_unit, pipeline.stage, tenant)}",
+        model_name=DEFAULT_MODEL_NAME,
+        # EventBridge and SQS deliver at least once: the same upload starts one execution.
+        client_token=hashlib.sha256(f"{upload.bucket}/{upload.key}".encode()).hexdigest(),
+        now=now,
+    )
