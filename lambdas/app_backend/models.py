@@ -22,6 +22,7 @@ __all__ = [
     "ConflictError",
     "NotEnabledError",
     "NotFoundError",
+    "TooManyRequestsError",
     "UnauthorizedError",
     "UnprocessableError",
     "UpstreamUnavailableError",
@@ -60,6 +61,12 @@ class UpstreamUnavailableError(CatalogError):
     status = 503
 
 
+class TooManyRequestsError(CatalogError):
+    """The business unit's cap on concurrent fine-tuning runs is reached: retry later."""
+
+    status = 429
+
+
 class NotEnabledError(CatalogError):
     status = 503
 
@@ -79,7 +86,8 @@ class InvokeBody(_Body):
     variables: Annotated[dict[VariableName, VariableValue], Field(max_length=50)] = Field(
         default_factory=dict
     )
-    model: Literal["default", "personal"] = "default"
+    # auto: the tenant's own served model, the base model while it has none.
+    model: Literal["auto", "default", "personal"] = "auto"
 
     @model_validator(mode="after")
     def _one_target(self) -> InvokeBody:

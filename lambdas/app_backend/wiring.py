@@ -5,7 +5,9 @@ evaluation candidates), RAW_BUCKET, UPLOAD_ROLE_ARN, GUARDRAIL_SETTINGS (the gua
 GUARDRAIL_FUNCTION (`packaging: lambda`) or, in-process, FILTER_DECISIONS_BUCKET and the optional
 BEDROCK_GUARDRAIL_ID / BEDROCK_GUARDRAIL_VERSION. The catalog URL comes from the settings (or
 PROMPT_CATALOG_URL): an unreachable catalog answers 503. FINE_TUNING_PIPELINE is set where the stage has
-the fine-tuning pipeline; without it /fine-tunes answers 503.
+the tenant fine-tuning pipeline (with STAGE, MAX_CONCURRENT_RUNS, MAX_RUNTIME_HOURS); without it /fine-tunes
+answers 503. MODELS_TABLE is the serving stack's model records table (tenant -> served model), where the
+stage serves models.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from app_backend.catalog import ApiCatalog, signed_get_json
+from app_backend.fine_tunes import SageMakerPipeline
 from app_backend.service import AppService
 from app_backend.settings import ApplicationSettings, DefaultModel
 from app_backend.store import AppStore
 from app_backend.uploads import TenantUploads, uploads_prefix
+from common.fine_tuning_runs import PipelineRef
 from common.model_gateway import BedrockConverseModel, ModelClient, SageMakerEndpointModel
 from common.prompt_client import PromptClient, urllib_transport
 
@@ -37,35 +41,6 @@ class S3Candidates:
         self._s3.put_object(Bucket=self.bucket, Key=key, Body=body.encode(), ContentType="application/jsonl")
 
 
-class SageMakerPipeline:
-    """The fine-tuning pipeline as a black box: started for a tenant on its uploads, described by ARN."""
-
-    def __init__(self, pipeline_name: str, sagemaker: Any, *, raw_bucket: str, business_unit: str) -> None:
-        self.pipeline_name = pipeline_name
-        self._sagemaker = sagemaker
-        self.raw_bucket = raw_bucket
-        self.business_unit = business_unit
-
-    def start(self, tenant_id: str, client_token: str) -> str:
-        uploads = f"s3://{self.raw_bucket}/{uploads_prefix(self.business_unit, tenant_id)}"
-        answer = self._sagemaker.start_pipeline_execution(
-            PipelineName=self.pipeline_name,
-            PipelineParameters=[
-                {"Name": "TenantId", "Value": tenant_id},
-                {"Name": "InputDataUri", "Value": uploads},
-            ],
-            ClientRequestToken=client_token,
-        )
-        return str(answer["PipelineExecutionArn"])
-
-    def status(self, execution_arn: str) -> dict[str, Any]:
-        answer = self._sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
-        status = {"status": answer.get("PipelineExecutionStatus", "Unknown")}
-        if answer.get("FailureReason"):
-            status["failure_reason"] = str(answer["FailureReason"])[:500]
-        return status
-
-
 def default_model(settings: DefaultModel) -> ModelClient:
     if settings.provider == "bedrock":
         return BedrockConverseModel(name=settings.name, model_id=settings.model_id or "")
@@ -75,11 +50,13 @@ def default_model(settings: DefaultModel) -> ModelClient:
 
 
 def tenant_model(item: Mapping[str, Any]) -> ModelClient:
+    """The tenant's model as the deployer recorded it: a multi-model target or an adapter component."""
     name = str(item["sk"]).removeprefix("MODEL#")
     return SageMakerEndpointModel(
         name=f"tenant-model-{name}",
         endpoint_name=str(item["endpoint_name"]),
         target_model=item.get("target_model"),
+        inference_component=item.get("inference_component"),
         payload_format=item.get("payload_format", "messages"),
     )
 
@@ -126,13 +103,17 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
     )
     s3 = retrying_s3_client()
     pipeline = env.get("FINE_TUNING_PIPELINE")
+    models_table = env.get("MODELS_TABLE")
+    dynamodb = boto3.resource("dynamodb")
     return AppService(
         settings=settings,
         business_unit=business_unit,
         use_case=settings.use_case or env["USE_CASE"],
         guard=guard_from_env(env),
         catalog=catalog,
-        store=AppStore(boto3.resource("dynamodb").Table(env["TABLE_NAME"])),
+        store=AppStore(
+            dynamodb.Table(env["TABLE_NAME"]), dynamodb.Table(models_table) if models_table else None
+        ),
         default_model=default_model(settings.default_model),
         tenant_model=tenant_model,
         ratings=LakeWriter(env["FEEDBACK_BUCKET"], s3_client=s3),
@@ -146,7 +127,16 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
         ),
         fine_tunes=(
             SageMakerPipeline(
-                pipeline, boto3.client("sagemaker"), raw_bucket=env["RAW_BUCKET"], business_unit=business_unit
+                PipelineRef(
+                    name=pipeline,
+                    business_unit=business_unit,
+                    stage=env["STAGE"],
+                    max_concurrent_runs=int(env["MAX_CONCURRENT_RUNS"]),
+                    max_runtime_hours=int(env["MAX_RUNTIME_HOURS"]),
+                ),
+                boto3.client("sagemaker"),
+                raw_bucket=env["RAW_BUCKET"],
+                uploads_prefix=lambda tenant: uploads_prefix(business_unit, tenant),
             )
             if pipeline
             else None
