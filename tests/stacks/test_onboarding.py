@@ -22,7 +22,7 @@ NEW_STACKS = {
         for stage in ("dev", "preprod", "prod")
         for stack in ("baseline", "guardrail", "evaluation", "pipeline", "application", "monitoring")
     ),
-    "exco-legal-dev-fine-tuning",
+    *(f"exco-legal-{stage}-fine-tuning" for stage in ("dev", "preprod", "prod")),
     "exco-legal-preprod-serving",
     "exco-legal-prod-serving",
     "exco-legal-preprod-registry-events",
@@ -96,7 +96,14 @@ def test_every_existing_business_unit_stack_is_unchanged(
         ),
         (
             "exco-data-lake",
-            ["AWS::Glue::Database", "AWS::Glue::Table", "AWS::LakeFormation::PrincipalPermissions"],
+            [
+                "AWS::Events::Rule",  # the new business unit's tenant uploads, forwarded to its stages
+                "AWS::Glue::Database",
+                "AWS::Glue::Table",
+                "AWS::IAM::Policy",
+                "AWS::IAM::Role",
+                "AWS::LakeFormation::PrincipalPermissions",
+            ],
         ),
         # The catalog adds nothing: its API policy and caller map gain the new business unit.
         ("exco-prompt-catalog", []),
