@@ -419,6 +419,8 @@ class ServingStack(EnvironmentStack):
                 "BUSINESS_UNIT": bu.name,
                 "RECORDS_TABLE": self.records.table_name,
                 "TENANT_GROUPS": json.dumps(tenant_groups),
+                # Preprod serves the business unit's new versions before approval, to test them there.
+                "PENDING_GROUPS": json.dumps(self.pending_groups(environment)),
             },
         )
         # Artifacts larger than the in-memory spool are checked on /tmp before they are copied.
@@ -516,13 +518,24 @@ class ServingStack(EnvironmentStack):
                 detail_type=[MODEL_PACKAGE_STATE_CHANGE],
                 detail={
                     "ModelPackageGroupName": self.served_groups(environment, tenant_groups),
-                    "ModelApprovalStatus": ["Approved", "Rejected"],
+                    # Preprod also hears new business-unit versions when dev registers them (before any
+                    # approval) to serve and test them; prod hears approvals only, never a pending version.
+                    "ModelApprovalStatus": ["Approved", "Rejected"]
+                    + (["PendingManualApproval"] if self.pending_groups(environment) else []),
                 },
             ),
         )
         rule.add_target(targets.LambdaFunction(deployer.function, retry_attempts=2))
         self.deployer_rule = rule
         return deployer
+
+    @staticmethod
+    def pending_groups(environment: EnvironmentSpec) -> list[str]:
+        if environment.stage is Stage.PREPROD and settings_trains_business_unit_models(
+            environment.business_unit
+        ):
+            return model_package_group_names(environment)
+        return []
 
     @staticmethod
     def served_groups(environment: EnvironmentSpec, tenant_groups: list[str]) -> list[str]:

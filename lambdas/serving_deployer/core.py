@@ -10,6 +10,8 @@ version touches that version's slot only, so one tenant's approval never evicts 
   copy (`ServingTarget`), probe it, and only then write the slot's record (what /invoke reads) and retire
   the slot's previous version. A failure removes what it installed and writes no serving record.
 - Rejected (a revoked approval): when the slot serves this version, delete its record and its component.
+- PendingManualApproval: served only for the groups the stage tests before approval (preprod, the business
+  unit's central groups); a tenant's version awaiting review is never served.
 Every outcome is written as a deployment item (`DEPLOYMENT#<group>#<version>`), which GET /fine-tunes reads.
 Clients are injected (tests pass moto or botocore Stubber clients); nothing is created at import time.
 """
@@ -134,11 +136,23 @@ def package_from_description(described: dict[str, Any], *, tenant_groups: frozen
     )
 
 
-def handle_package(target: ServingTarget, records: Records, package: ModelPackage, *, now: int) -> Outcome:
+def handle_package(
+    target: ServingTarget,
+    records: Records,
+    package: ModelPackage,
+    *,
+    now: int,
+    pending_groups: frozenset[str] = frozenset(),
+) -> Outcome:
+    """`pending_groups`: groups whose versions this stage serves before approval (preprod, where the
+    business unit's new versions are tested before anyone approves them); elsewhere only Approved serves."""
     slot = package.slot
     current = records.serving(slot)
     current_version = int(current["version"]) if current else None
-    if package.status != "Approved":
+    servable = package.status == "Approved" or (
+        package.status == "PendingManualApproval" and package.group in pending_groups
+    )
+    if not servable:
         if current is None or current_version != package.version:
             return Outcome("ignored", package.group, package.version, slot)
         records.delete_serving(slot, package.version)

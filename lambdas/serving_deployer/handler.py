@@ -75,7 +75,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except DeploymentError as exc:
         logger.error("registered version refused", extra={"arn": change.ModelPackageArn, "error": str(exc)})
         return {"action": "refused", "error": str(exc)}
-    outcome = handle_package(serving_target(), records(), package, now=int(time.time()))
+    pending = frozenset(json.loads(os.environ.get("PENDING_GROUPS", "[]")))
+    outcome = handle_package(
+        serving_target(), records(), package, now=int(time.time()), pending_groups=pending
+    )
     if outcome.action == "rolled_back":
         logger.error("deployment rolled back", extra={"outcome": outcome.__dict__})
     else:

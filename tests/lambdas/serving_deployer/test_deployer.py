@@ -451,7 +451,7 @@ def test_handler_acts_on_the_versions_current_status_not_the_events(
 
 @pytest.mark.parametrize(
     "detail",
-    [{"ModelApprovalStatus": "PendingManualApproval"}, {"ModelPackageVersion": 0}, {"ModelPackageArn": "x"}],
+    [{"ModelApprovalStatus": "Deleted"}, {"ModelPackageVersion": 0}, {"ModelPackageArn": "x"}],
 )
 def test_handler_rejects_malformed_events_naming_the_field(detail: dict[str, Any]) -> None:
     with pytest.raises(ValidationError) as error:
@@ -478,3 +478,30 @@ def test_serving_target_follows_the_settings(monkeypatch: pytest.MonkeyPatch) ->
     finally:
         handler.serving_target.cache_clear()
     assert json.loads(settings.test_payload)["inputs"] == "ping"
+
+
+def test_a_pending_version_serves_only_where_its_group_is_tested_before_approval(
+    aws: Any, runtime: Any
+) -> None:
+    s3, records, _ = aws
+    client, stubber = runtime
+    target = mme(s3, client)
+    pending_tenant = package("ann", 1, status="PendingManualApproval")
+    # A tenant's version awaiting review is never served, whatever the stage.
+    outcome = handle_package(target, records, pending_tenant, now=5, pending_groups=frozenset({BU_GROUP}))
+    assert outcome.action == "ignored"
+    unit = ModelPackage(
+        arn=f"arn:aws:sagemaker:eu-west-1:111111111111:model-package/{BU_GROUP}/4",
+        group=BU_GROUP,
+        version=4,
+        status="PendingManualApproval",
+        artifact_url=f"s3://{SOURCE}/{key('ann', 1)}",
+        sha256=hashlib.sha256(weights("ann", 1)).hexdigest(),
+    )
+    # prod (no pending groups) ignores it; preprod serves it to test it before the approval.
+    assert handle_package(target, records, unit, now=6).action == "ignored"
+    expect_probe(stubber, f"business-unit/{BU_GROUP}/v4.tar.gz")
+    assert (
+        handle_package(target, records, unit, now=7, pending_groups=frozenset({BU_GROUP})).action
+        == "deployed"
+    )
