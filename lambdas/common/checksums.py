@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 CHUNK_BYTES = 8 * 1024 * 1024
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-def stream_sha256(stream: BinaryIO, *, copy_to: BinaryIO | None = None) -> str:
+def stream_sha256(stream: BinaryIO, *, copy_to: IO[bytes] | None = None) -> str:
     """Digest of everything read from `stream`; each chunk also goes to `copy_to` when given."""
     digest = hashlib.sha256()
     while chunk := stream.read(CHUNK_BYTES):
