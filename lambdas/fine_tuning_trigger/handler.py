@@ -2,7 +2,7 @@
 
 Each SQS message is one EventBridge event. A message whose upload found the cap reached, or whose start
 failed, is reported as a batch item failure: SQS offers it again after the visibility timeout, and after
-`maxReceiveCount` tries it moves to the dead-letter queue (alarmed), never dropped.
+`maxReceiveCount` tries it moves to the dead-letter queue, never dropped.
 """
 
 from __future__ import annotations
@@ -46,15 +46,15 @@ def handle_message(body: str, pipeline: PipelineRef, sagemaker: Any, now: dateti
     return start_pipeline(sagemaker, pipeline, Upload(detail.bucket.name, detail.object.key), now=now)
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    pipeline = pipeline_from_env()
+def handle_records(
+    records: list[dict[str, Any]], pipeline: PipelineRef, sagemaker: Any
+) -> list[dict[str, str]]:
+    """The batch item failures: messages to offer again (cap reached, bad body, start failed)."""
     failures = []
-    for record in event.get("Records", []):
+    for record in records:
         message_id = record["messageId"]
         try:
-            execution = handle_message(record["body"], pipeline, sagemaker_client(), datetime.now(UTC))
+            execution = handle_message(record["body"], pipeline, sagemaker, datetime.now(UTC))
             logger.info("upload handled", extra={"message_id": message_id, "execution": execution})
         except AtCapacityError as exc:
             logger.info("cap reached, the upload waits", extra={"message_id": message_id, "reason": str(exc)})
@@ -62,4 +62,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         except (ValidationError, ValueError, ClientError) as exc:
             logger.error("upload not started", extra={"message_id": message_id, "error": str(exc)})
             failures.append({"itemIdentifier": message_id})
+    return failures
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    failures = handle_records(event.get("Records", []), pipeline_from_env(), sagemaker_client())
     return {"batchItemFailures": failures}

@@ -198,3 +198,17 @@ def test_hyperparameters_default_when_absent(tmp_path: Any) -> None:
     path.write_text(json.dumps({"lora_rank": "8"}))
     assert load_hyperparameters(path)["lora_rank"] == 8.0
     assert load_hyperparameters(tmp_path / "missing.json")["epochs"] == 3.0
+
+
+@given(
+    st.one_of(
+        st.text(max_size=200), st.dictionaries(st.text(max_size=10), st.text(max_size=10)).map(json.dumps)
+    )
+)
+def test_any_message_body_is_either_started_or_kept_for_a_retry_never_a_crash(body: str) -> None:
+    from fine_tuning_trigger import handler
+
+    client = boto3.client("sagemaker", region_name="eu-west-1")
+    with Stubber(client):  # a start would need a stubbed response: none of these bodies is an upload event
+        result = handler.handle_records([{"messageId": "m0", "body": body}], PIPELINE, client)
+    assert result == [{"itemIdentifier": "m0"}]

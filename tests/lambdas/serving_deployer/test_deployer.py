@@ -12,6 +12,8 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+from hypothesis import given
+from hypothesis import strategies as st
 from moto import mock_aws
 from pydantic import ValidationError
 from serving_deployer import handler
@@ -505,3 +507,22 @@ def test_a_pending_version_serves_only_where_its_group_is_tested_before_approval
         handle_package(target, records, unit, now=7, pending_groups=frozenset({BU_GROUP})).action
         == "deployed"
     )
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["TenantId", "ModelName", "ArtifactSha256", "Other"]), st.text(max_size=70)
+    )
+)
+def test_any_tenant_metadata_is_refused_naming_the_field_or_yields_a_safe_slot(
+    metadata: dict[str, str],
+) -> None:
+    try:
+        found = package_from_description(described(metadata), tenant_groups=frozenset({TENANT_GROUP}))
+    except DeploymentError as exc:
+        assert str(exc).startswith(
+            ("CustomerMetadataProperties.TenantId", "CustomerMetadataProperties.ModelName")
+        )
+        return
+    assert found.tenant_id is not None and "/" not in found.tenant_id and ".." not in found.tenant_id
+    assert found.model_name is not None and "/" not in found.model_name
