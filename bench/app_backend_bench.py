@@ -99,6 +99,7 @@ def build() -> Any:
         tenant_model=lambda item: ModelDouble(),
         ratings=None,  # type: ignore[arg-type]
         candidates=None,  # type: ignore[arg-type]
+        stage="prod",
     )
     handler.use_service(service)
     return handler

@@ -17,7 +17,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from common.lake_layout import Zone
+from common.lake_layout import LakeScope, Zone
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.nag import acknowledge
@@ -78,11 +78,12 @@ def waf_enabled(environment: EnvironmentSpec, settings: ApplicationSettings) -> 
     return environment.stage is not Stage.DEV or settings.waf_in_dev
 
 
-def upload_request(business_unit: str) -> LakeAccessRequest:
-    """What a session tagged TenantId=<t> may do: read and write its own tenant prefix of the raw zone
-    (presigned POSTs under `uploads/`, listing them back), nothing else."""
+def upload_request(business_unit: str, stage: str) -> LakeAccessRequest:
+    """What a session tagged TenantId=<t> may do: read and write its own tenant prefix of the stage's raw
+    zone (presigned POSTs under `uploads/`, listing them back), nothing else."""
     return LakeAccessRequest(
         business_unit=business_unit,
+        stage=LakeScope(stage),
         zone=Zone.RAW,
         access=LakeAccess.READ_WRITE,
         tenant_from_principal_tag=TENANT_TAG,
@@ -228,6 +229,7 @@ class ApplicationStack(EnvironmentStack):
                 # for business units: testers accept candidates into it).
                 "FEEDBACK_BUCKET": lake_bucket_name(config, Zone.FEEDBACK),
                 "RAW_BUCKET": lake_bucket_name(config, Zone.RAW),
+                "LAKE_STAGE": environment.stage.value,
             },
         )
         role = backend.role
@@ -235,7 +237,12 @@ class ApplicationStack(EnvironmentStack):
         grant_lake_access(
             role,
             config,
-            LakeAccessRequest(business_unit=bu.name, zone=Zone.FEEDBACK, access=LakeAccess.WRITE),
+            LakeAccessRequest(
+                business_unit=bu.name,
+                stage=LakeScope(environment.stage.value),
+                zone=Zone.FEEDBACK,
+                access=LakeAccess.WRITE,
+            ),
         )
         # SigV4 calls to the shared catalog; its URL is configured after the shared stage is deployed.
         grant_prompt_catalog_invoke(role, config)
@@ -280,7 +287,6 @@ class ApplicationStack(EnvironmentStack):
         self.backend.function.add_environment(
             "MAX_RUNTIME_HOURS", str(fine_tuning.settings.max_runtime_hours)
         )
-        self.backend.function.add_environment("STAGE", fine_tuning.stage)
         executions = f"{fine_tuning.pipeline_arn}/execution/*"
         role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -365,7 +371,19 @@ class ApplicationStack(EnvironmentStack):
                     conditions={"Null": {"aws:RequestTag/TenantId": "true"}},
                 )
             )
-        grant_lake_access(role, config, upload_request(environment.business_unit.name))
+            # Only TenantId: a session tag BusinessUnit or Stage would override the role's own tags,
+            # which the data lake's fence relies on to keep this stage inside <bu>/<stage>/.
+            role.assume_role_policy.add_statements(
+                iam.PolicyStatement(
+                    effect=iam.Effect.DENY,
+                    principals=[iam.ArnPrincipal(backend_role.role_arn)],
+                    actions=["sts:TagSession"],
+                    conditions={"ForAnyValue:StringNotEquals": {"aws:TagKeys": [TENANT_TAG]}},
+                )
+            )
+        grant_lake_access(
+            role, config, upload_request(environment.business_unit.name, environment.stage.value)
+        )
         backend_role.add_to_principal_policy(
             iam.PolicyStatement(actions=["sts:AssumeRole", "sts:TagSession"], resources=[role.role_arn])
         )

@@ -1,10 +1,12 @@
 """Data lake account: a bucket per zone, the Glue catalog, Athena and Lake Formation grants.
 
-Who may do what is declared once in the config (`data_lake.business_unit_access`): the bucket and key
-policies here allow exactly that for principals tagged `BusinessUnit=<bu>` in that business unit's
-accounts, and `stacks.blocks.lake_access.grant_lake_access` gives their roles the matching identity
-half. A deny on every bucket keeps a tagged principal inside its own prefix even in sandbox mode,
-where all business units share one account.
+Who may do what is declared once in the config (`data_lake.business_unit_access`), per business unit
+stage: the bucket and key policies here allow exactly that on `<bu>/<stage>/` for principals of that
+stage's account tagged `BusinessUnit=<bu>` and `Stage=<stage>` (plus read on `<bu>/shared/`), and
+`stacks.blocks.lake_access.grant_lake_access` gives their roles the matching identity half. A deny
+on every bucket keeps a tagged principal inside its own stage's prefix even in sandbox mode, where
+all business units and stages share one account. `<bu>/shared/` is written only by the tooling
+account's dataset promotion role; every other writer is denied.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from aws_cdk import DefaultStackSynthesizer, Duration
 from aws_cdk import aws_athena as athena
+from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lakeformation as lakeformation
@@ -20,12 +23,15 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from common.glue_schema import INPUT_FORMAT, JSON_SERDE, OUTPUT_FORMAT, TABLES, GlueTable
-from common.lake_layout import Zone, table_prefix
+from common.lake_layout import LAKE_STAGES, LakeScope, Zone, check_business_unit
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.lake_access import (
+    PROMOTION_ZONE,
     LakeAccess,
     LakeAccessRequest,
     acknowledge_lake_wildcards,
+    dataset_promotion_requests,
+    dataset_promotion_role_arn,
     declared_access,
     lake_access_statements,
     lake_bucket_arn,
@@ -39,23 +45,40 @@ from stacks.blocks.platform_stack import PlatformStack
 from stacks.blocks.retention import retention_for
 from stacks.blocks.storage import AccessLogBucket, SecureBucket
 from stacks.blocks.upload_events import UploadEventForwarding
-from stacks.settings import PlatformConfig
+from stacks.settings import PlatformConfig, Stage
 from stacks.settings.data_lake import ZoneLifecycle
 
 BUSINESS_UNIT_TAG = "aws:PrincipalTag/BusinessUnit"
+STAGE_TAG = "aws:PrincipalTag/Stage"
+# Reading is all a stage may do on <bu>/shared/ (the fence denies every other action there).
+SHARED_READ_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion"]
+# What only the promotion role may do on <bu>/shared/ in the datasets zone.
+SHARED_WRITE_ACTIONS = ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject", "s3:ReplicateObject"]
 # Platform roles of the shared stages carry this tag value (stacks.stages.SHARED_BUSINESS_UNIT); they
 # serve every business unit (e.g. the Lake Formation location role), so the prefix fence skips them.
 SHARED_TAG_VALUE = "shared"
+# Where the CloudTrail trail of writes to <bu>/shared/ lands in the access-log bucket.
+SHARED_WRITES_TRAIL_PREFIX = "audit/shared-writes"
 # First day Athena projects `dt` partitions for; days before it are never scanned.
 PROJECTION_START = "2024-01-01"
 QUERY_RESULTS_EXPIRY_DAYS = 30
 TABLE_PERMISSIONS = ["SELECT", "DESCRIBE"]
+FILTER_PERMISSIONS = ["SELECT", "DESCRIBE"]
 DATABASE_PERMISSIONS = ["DESCRIBE"]
 
 
 def camel(name: str) -> str:
     """`evaluation_results` / `fin-ops` -> `EvaluationResults` / `FinOps` (construct ids, policy Sids)."""
     return "".join(part.title() for part in name.replace("-", "_").split("_"))
+
+
+def stage_filter_name(stage: LakeScope) -> str:
+    return f"{stage.value}_rows"
+
+
+def stage_row_filter(stage: LakeScope) -> str:
+    """The row filter of a stage's data cells filter (`stage` is a partition column, see `_table`)."""
+    return f"stage = '{stage.value}'"
 
 
 def zone_construct_id(zone: Zone) -> str:
@@ -136,6 +159,8 @@ class DataLakeStack(PlatformStack):
         for zone, bucket in self.zone_buckets.items():
             self._allow_business_units(zone, bucket)
             self._fence_prefixes(bucket)
+            if zone is PROMOTION_ZONE:
+                self._allow_promotion(bucket)
         if not config.is_sandbox:
             # In sandbox mode the key's own account is every business unit's: its IAM policies decide.
             self._allow_key_use()
@@ -146,6 +171,7 @@ class DataLakeStack(PlatformStack):
                 self, "TenantUploadEvents", config=config, raw_bucket=lake_bucket_name(config, Zone.RAW)
             )
         )
+        self.shared_writes_trail = self._audit_shared_writes()
         self.databases = {bu.name: self._catalog(bu.name) for bu in config.business_units}
         self.workgroup = self._athena()
         self._lake_formation()
@@ -162,6 +188,9 @@ class DataLakeStack(PlatformStack):
             key=self.key,
             access_logs=self.access_logs,
             retention=self.retention,
+            # No S3 Bucket Key: the KMS encryption context must be the object ARN, so the key policy can
+            # pin each stage to its own prefix (costs one KMS request per object operation).
+            bucket_key=False,
             lifecycle_rules=zone_lifecycle_rules(lifecycle, self.settings.noncurrent_version_expiry_days),
             object_lock_default_retention=object_lock(lifecycle),
         )
@@ -170,17 +199,35 @@ class DataLakeStack(PlatformStack):
         bu = self.config.business_unit(business_unit)
         return sorted(set(self.config.accounts_of(bu).values()))
 
+    def _scope_accounts(self, business_unit: str, scope: LakeScope) -> list[str]:
+        """The accounts whose roles use `scope`: the stage's own, or (shared) all of the business unit's."""
+        if scope is LakeScope.SHARED:
+            return self._business_unit_accounts(business_unit)
+        bu = self.config.business_unit(business_unit)
+        return [self.config.environment(bu, Stage(scope.value)).account]
+
+    @staticmethod
+    def _principal_tags(business_unit: str, scope: LakeScope) -> dict[str, str]:
+        """Shared data: any stage of the business unit; stage data: that stage only."""
+        tags = {BUSINESS_UNIT_TAG: business_unit}
+        if scope is not LakeScope.SHARED:
+            tags[STAGE_TAG] = scope.value
+        return tags
+
     def _allow_business_units(self, zone: Zone, bucket: s3.Bucket) -> None:
-        """Exactly the statements the business unit's roles get, from the lake side, tag-conditioned."""
+        """Exactly the statements each business unit stage's roles get, from the lake side, tag-conditioned."""
         for grant in (g for g in self.grants if g.zone is zone):
             statements = s3_statements(grant, bucket.bucket_arn)
-            principals = [iam.AccountPrincipal(a) for a in self._business_unit_accounts(grant.business_unit)]
+            principals = [
+                iam.AccountPrincipal(a) for a in self._scope_accounts(grant.business_unit, grant.stage)
+            ]
             for statement in statements:
                 conditions = dict(statement.get("Condition", {}))
-                conditions["StringEquals"] = {BUSINESS_UNIT_TAG: grant.business_unit}
+                conditions["StringEquals"] = self._principal_tags(grant.business_unit, grant.stage)
                 bucket.add_to_resource_policy(
                     iam.PolicyStatement(
                         sid=camel(grant.business_unit)
+                        + camel(grant.stage.value)
                         + ("Listing" if "Condition" in statement else "Objects"),
                         principals=principals,
                         actions=statement["Action"],
@@ -189,67 +236,179 @@ class DataLakeStack(PlatformStack):
                     )
                 )
 
+    def _allow_promotion(self, bucket: s3.Bucket) -> None:
+        """The tooling account's promotion role alone writes `<bu>/shared/` (by ARN: it may not exist yet)."""
+        for request in dataset_promotion_requests(self.config):
+            for statement in s3_statements(request, bucket.bucket_arn):
+                conditions = dict(statement.get("Condition", {}))
+                conditions["ArnEquals"] = {"aws:PrincipalArn": dataset_promotion_role_arn(self.config)}
+                bucket.add_to_resource_policy(
+                    iam.PolicyStatement(
+                        sid=camel(request.business_unit)
+                        + "Promotion"
+                        + ("Listing" if "Condition" in statement else "Objects"),
+                        principals=[iam.AccountPrincipal(self.config.tooling_account)],
+                        actions=statement["Action"],
+                        resources=statement["Resource"],
+                        conditions=conditions,
+                    )
+                )
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyPromotionWritesShared",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=SHARED_WRITE_ACTIONS,
+                resources=[bucket.arn_for_objects("*/shared/*")],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": dataset_promotion_role_arn(self.config)}},
+            )
+        )
+
     def _fence_prefixes(self, bucket: s3.Bucket) -> None:
-        """A principal tagged with a business unit reaches only `<its business unit>/`, whatever else allows it."""
-        own_prefix = "${" + BUSINESS_UNIT_TAG + "}/"
+        """A principal tagged with a business unit reaches only `<bu>/<its stage>/` and reads `<bu>/shared/`.
+
+        Holds whatever else allows it: in sandbox mode, where every stage's roles live in one account,
+        these denies (on the BusinessUnit and Stage principal tags) are what separates the stages.
+        """
+        own_bu = "${" + BUSINESS_UNIT_TAG + "}"
+        own_stage = f"{own_bu}/${{{STAGE_TAG}}}/"
+        shared = f"{own_bu}/{LakeScope.SHARED.value}/"
         tagged_not_shared = {
             "Null": {BUSINESS_UNIT_TAG: "false"},
             "StringNotEquals": {BUSINESS_UNIT_TAG: SHARED_TAG_VALUE},
         }
         bucket.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="OnlyOwnBusinessUnitObjects",
+                sid="StageTagRequired",
                 effect=iam.Effect.DENY,
                 principals=[iam.AnyPrincipal()],
                 actions=["s3:*"],
-                not_resources=[bucket.bucket_arn, bucket.arn_for_objects(f"{own_prefix}*")],
+                resources=[bucket.bucket_arn, bucket.arn_for_objects("*")],
+                conditions={**tagged_not_shared, "Null": {BUSINESS_UNIT_TAG: "false", STAGE_TAG: "true"}},
+            )
+        )
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyOwnStageObjects",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:*"],
+                not_resources=[
+                    bucket.bucket_arn,
+                    bucket.arn_for_objects(f"{own_stage}*"),
+                    bucket.arn_for_objects(f"{shared}*"),
+                ],
                 conditions=tagged_not_shared,
             )
         )
         bucket.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="OnlyOwnBusinessUnitListing",
+                sid="SharedIsReadOnly",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                not_actions=SHARED_READ_ACTIONS,
+                resources=[bucket.arn_for_objects(f"{shared}*")],
+                conditions=tagged_not_shared,
+            )
+        )
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyOwnStageListing",
                 effect=iam.Effect.DENY,
                 principals=[iam.AnyPrincipal()],
                 actions=["s3:ListBucket", "s3:ListBucketVersions"],
                 resources=[bucket.bucket_arn],
                 conditions={
                     **tagged_not_shared,
-                    "StringNotLike": {"s3:prefix": [own_prefix, f"{own_prefix}*"]},
+                    "StringNotLike": {"s3:prefix": [own_stage, f"{own_stage}*", shared, f"{shared}*"]},
                 },
             )
         )
 
     def _allow_key_use(self) -> None:
-        """Business unit roles use the key only through S3 and only for the zone buckets they may use."""
+        """Stage roles use the key only through S3, only for objects under their own stage's prefix.
+
+        The zone buckets use no S3 Bucket Key, so the encryption context S3 sends is the object's ARN
+        and `kms:EncryptionContext:aws:s3:arn` can pin `<bucket>/<bu>/<stage>/*`.
+        """
         for bu in self.config.business_units:
-            grants = [g for g in self.grants if g.business_unit == bu.name]
-            principals = [iam.AccountPrincipal(a) for a in self._business_unit_accounts(bu.name)]
-            for sid, actions, zones in (
-                ("Decrypt", ["kms:Decrypt"], [g.zone for g in grants]),
-                ("Encrypt", ["kms:GenerateDataKey"], [g.zone for g in grants if g.access.writes]),
-            ):
-                if not zones:
-                    continue
-                self.key.add_to_resource_policy(
-                    iam.PolicyStatement(
-                        sid=f"{camel(bu.name)}{sid}ThroughS3",
-                        principals=principals,
-                        actions=actions,
-                        resources=["*"],
-                        conditions={
-                            "StringEquals": {
-                                "kms:ViaService": lake_via_service(self.config),
-                                BUSINESS_UNIT_TAG: bu.name,
+            for scope in (*LAKE_STAGES, LakeScope.SHARED):
+                grants = [g for g in self.grants if g.business_unit == bu.name and g.stage is scope]
+                principals = [iam.AccountPrincipal(a) for a in self._scope_accounts(bu.name, scope)]
+                for sid, actions, objects in (
+                    ("Decrypt", ["kms:Decrypt"], [self._objects(g) for g in grants]),
+                    (
+                        "Encrypt",
+                        ["kms:GenerateDataKey"],
+                        [self._objects(g) for g in grants if g.access.writes],
+                    ),
+                ):
+                    if not objects:
+                        continue
+                    self.key.add_to_resource_policy(
+                        iam.PolicyStatement(
+                            sid=f"{camel(bu.name)}{camel(scope.value)}{sid}ThroughS3",
+                            principals=principals,
+                            actions=actions,
+                            resources=["*"],
+                            conditions={
+                                "StringEquals": {
+                                    "kms:ViaService": lake_via_service(self.config),
+                                    **self._principal_tags(bu.name, scope),
+                                },
+                                "StringLike": {"kms:EncryptionContext:aws:s3:arn": objects},
                             },
-                            "ForAnyValue:StringEquals": {
-                                "kms:EncryptionContext:aws:s3:arn": [
-                                    lake_bucket_arn(self.config, z) for z in zones
-                                ]
-                            },
-                        },
+                        )
                     )
+        promotion = [self._objects(r) for r in dataset_promotion_requests(self.config)]
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="PromotionThroughS3",
+                principals=[iam.AccountPrincipal(self.config.tooling_account)],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"kms:ViaService": lake_via_service(self.config)},
+                    "ArnEquals": {"aws:PrincipalArn": dataset_promotion_role_arn(self.config)},
+                    "StringLike": {"kms:EncryptionContext:aws:s3:arn": promotion},
+                },
+            )
+        )
+
+    def _objects(self, request: LakeAccessRequest) -> str:
+        return f"{lake_bucket_arn(self.config, request.zone)}/{request.prefix}*"
+
+    def _audit_shared_writes(self) -> cloudtrail.Trail:
+        """A CloudTrail trail of every write to `<bu>/shared/` in the datasets zone: who promoted what, when.
+
+        Data events only (no management events, one region): each PutObject/DeleteObject on a shared key,
+        with the caller's ARN, delivered to the lake's access-log bucket with log file validation (a
+        digest per hour proves the files were not changed). Server access logs of every zone bucket go
+        to the same bucket.
+        """
+        datasets = self.zone_buckets[PROMOTION_ZONE]
+        trail = cloudtrail.Trail(
+            self,
+            "SharedWritesTrail",
+            bucket=self.access_logs,
+            s3_key_prefix=SHARED_WRITES_TRAIL_PREFIX,
+            is_multi_region_trail=False,
+            include_global_service_events=False,
+            management_events=cloudtrail.ReadWriteType.NONE,
+            enable_file_validation=True,
+            send_to_cloud_watch_logs=False,
+        )
+        trail.add_s3_event_selector(
+            [
+                cloudtrail.S3EventSelector(
+                    bucket=datasets, object_prefix=f"{bu.name}/{LakeScope.SHARED.value}/"
                 )
+                for bu in self.config.business_units
+            ],
+            read_write_type=cloudtrail.ReadWriteType.WRITE_ONLY,
+            include_management_events=False,
+        )
+        return trail
 
     # ---- catalog and queries ------------------------------------------------------------------
 
@@ -268,8 +427,9 @@ class DataLakeStack(PlatformStack):
         return database
 
     def _table(self, business_unit: str, database: str, table: GlueTable) -> glue.CfnTable:
+        """One table per business unit over all its stages; `stage` is a projected partition column."""
         bucket = lake_bucket_name(self.config, table.zone)
-        location = f"s3://{bucket}/{table_prefix(business_unit, table.name)}"
+        bu_location = f"s3://{bucket}/{check_business_unit(business_unit)}/"
         return glue.CfnTable(
             self,
             f"{business_unit}-{table.name}",
@@ -281,18 +441,20 @@ class DataLakeStack(PlatformStack):
                 parameters={
                     "classification": "json",
                     "projection.enabled": "true",
+                    "projection.stage.type": "enum",
+                    "projection.stage.values": ",".join(s.value for s in LAKE_STAGES),
                     "projection.dt.type": "date",
                     "projection.dt.format": "yyyy-MM-dd",
                     "projection.dt.range": f"{PROJECTION_START},NOW",
                     "projection.dt.interval": "1",
                     "projection.dt.interval.unit": "DAYS",
-                    "storage.location.template": f"{location}dt=${{dt}}/",
+                    "storage.location.template": f"{bu_location}${{stage}}/{table.name}/dt=${{dt}}/",
                 },
                 partition_keys=[
                     glue.CfnTable.ColumnProperty(name=c.name, type=c.type) for c in table.partition_keys
                 ],
                 storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                    location=location,
+                    location=bu_location,
                     input_format=INPUT_FORMAT,
                     output_format=OUTPUT_FORMAT,
                     serde_info=glue.CfnTable.SerdeInfoProperty(serialization_library=JSON_SERDE),
@@ -369,41 +531,80 @@ class DataLakeStack(PlatformStack):
             return
         for bu in self.config.business_units:
             database = lake_database_name(self.config, bu.name)
-            for account in self._business_unit_accounts(bu.name):
-                for kind, permissions, resource in (
-                    (
-                        "database",
-                        DATABASE_PERMISSIONS,
+            for stage in LAKE_STAGES:
+                account = self._scope_accounts(bu.name, stage)[0]
+                self._grant(
+                    f"{bu.name}-{stage.value}-database",
+                    account,
+                    DATABASE_PERMISSIONS,
+                    lakeformation.CfnPrincipalPermissions.ResourceProperty(
+                        database=lakeformation.CfnPrincipalPermissions.DatabaseResourceProperty(
+                            catalog_id=self.account, name=database
+                        )
+                    ),
+                    settings,
+                    self.databases[bu.name],
+                )
+                for table in TABLES.values():
+                    stage_rows = self._stage_filter(bu.name, database, table.name, stage)
+                    self._grant(
+                        f"{bu.name}-{stage.value}-{table.name}",
+                        account,
+                        FILTER_PERMISSIONS,
                         lakeformation.CfnPrincipalPermissions.ResourceProperty(
-                            database=lakeformation.CfnPrincipalPermissions.DatabaseResourceProperty(
-                                catalog_id=self.account, name=database
+                            data_cells_filter=lakeformation.CfnPrincipalPermissions.DataCellsFilterResourceProperty(
+                                database_name=database,
+                                name=stage_filter_name(stage),
+                                table_catalog_id=self.account,
+                                table_name=table.name,
                             )
                         ),
-                    ),
-                    (
-                        "tables",
-                        TABLE_PERMISSIONS,
-                        lakeformation.CfnPrincipalPermissions.ResourceProperty(
-                            table=lakeformation.CfnPrincipalPermissions.TableResourceProperty(
-                                catalog_id=self.account, database_name=database, table_wildcard={}
-                            )
-                        ),
-                    ),
-                ):
-                    grant = lakeformation.CfnPrincipalPermissions(
-                        self,
-                        f"{bu.name}-{account}-{kind}",
-                        catalog=self.account,
-                        principal=lakeformation.CfnPrincipalPermissions.DataLakePrincipalProperty(
-                            data_lake_principal_identifier=account
-                        ),
-                        resource=resource,
-                        permissions=permissions,
-                        # The business unit account's own Lake Formation admin passes them on to its roles.
-                        permissions_with_grant_option=permissions,
+                        settings,
+                        stage_rows,
                     )
-                    grant.add_resource_dependency(settings)
-                    grant.add_resource_dependency(self.databases[bu.name])
+
+    def _stage_filter(
+        self, business_unit: str, database: str, table: str, stage: LakeScope
+    ) -> lakeformation.CfnDataCellsFilter:
+        """Rows of one stage only: Lake Formation's per-stage boundary (the tables span every stage)."""
+        stage_rows = lakeformation.CfnDataCellsFilter(
+            self,
+            f"{business_unit}-{table}-{stage.value}-rows",
+            table_catalog_id=self.account,
+            database_name=database,
+            table_name=table,
+            name=stage_filter_name(stage),
+            row_filter=lakeformation.CfnDataCellsFilter.RowFilterProperty(
+                filter_expression=stage_row_filter(stage)
+            ),
+            column_wildcard=lakeformation.CfnDataCellsFilter.ColumnWildcardProperty(excluded_column_names=[]),
+        )
+        stage_rows.node.add_dependency(self.node.find_child(f"{business_unit}-{table}"))
+        return stage_rows
+
+    def _grant(
+        self,
+        construct_id: str,
+        account: str,
+        permissions: list[str],
+        resource: lakeformation.CfnPrincipalPermissions.ResourceProperty,
+        settings: lakeformation.CfnDataLakeSettings,
+        depends_on: Any,
+    ) -> None:
+        grant = lakeformation.CfnPrincipalPermissions(
+            self,
+            construct_id,
+            catalog=self.account,
+            principal=lakeformation.CfnPrincipalPermissions.DataLakePrincipalProperty(
+                data_lake_principal_identifier=account
+            ),
+            resource=resource,
+            permissions=permissions,
+            # The stage account's own Lake Formation admin passes them on to its roles.
+            permissions_with_grant_option=permissions,
+        )
+        grant.add_resource_dependency(settings)
+        grant.add_resource_dependency(depends_on)
 
     def _register_table_locations(self, settings: lakeformation.CfnDataLakeSettings) -> None:
         """Register the zones holding tables, read through a role of our own (the lake key is a CMK)."""
@@ -418,8 +619,9 @@ class DataLakeStack(PlatformStack):
             statement
             for zone in zones
             for bu in self.config.business_units
+            for stage in LAKE_STAGES
             for statement in s3_statements(
-                LakeAccessRequest(business_unit=bu.name, zone=zone, access=LakeAccess.READ),
+                LakeAccessRequest(business_unit=bu.name, stage=stage, zone=zone, access=LakeAccess.READ),
                 lake_bucket_arn(self.config, zone),
             )
         ]

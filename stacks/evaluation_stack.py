@@ -22,7 +22,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct, IConstruct
 
-from common.lake_layout import Zone
+from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.evaluation_gate import gate_caller_role_name, gate_role_name, state_machine_name
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
@@ -191,6 +191,7 @@ class EvaluationStack(EnvironmentStack):
             "prepare": {"DEFAULT_DATASET_BUCKET": lake_bucket_name(config, Zone.EVALUATION_DATASETS)},
             "summarize": {
                 "LAKE_RESULTS_BUCKET": lake_bucket_name(config, Zone.EVALUATION_RESULTS),
+                "LAKE_STAGE": environment.stage.value,
                 "REVIEW_QUEUE_URL": self.review_queue.queue_url,
             },
         }
@@ -216,12 +217,18 @@ class EvaluationStack(EnvironmentStack):
     def _grant_steps(self, config: PlatformConfig, functions: dict[str, PlatformFunction]) -> None:
         """Each step's role gets exactly what its step does (docs/evaluation-stack.md, "Permissions")."""
         bu = self.business_unit
-        datasets = LakeAccessRequest(business_unit=bu, zone=Zone.EVALUATION_DATASETS, access=LakeAccess.READ)
-        results = LakeAccessRequest(business_unit=bu, zone=Zone.EVALUATION_RESULTS, access=LakeAccess.WRITE)
+        stage = self.environment_spec.stage.value
+        # Datasets are curated once for the business unit (`<bu>/shared/`); results stay in the stage.
+        datasets = LakeAccessRequest(
+            business_unit=bu, stage=LakeScope.SHARED, zone=Zone.EVALUATION_DATASETS, access=LakeAccess.READ
+        )
+        results = LakeAccessRequest(
+            business_unit=bu, stage=LakeScope(stage), zone=Zone.EVALUATION_RESULTS, access=LakeAccess.WRITE
+        )
         lake_key = f"arn:{self.partition}:kms:{config.home_region}:{config.data_lake_account}:key/*"
 
-        def lake_objects(zone: Zone) -> str:
-            return f"arn:{self.partition}:s3:::{lake_bucket_name(config, zone)}/{bu}/*"
+        def lake_objects(zone: Zone, scope: str) -> str:
+            return f"arn:{self.partition}:s3:::{lake_bucket_name(config, zone)}/{bu}/{scope}/*"
 
         wildcards: dict[str, list[str]] = {}
         # Datasets and precomputed outputs come from the lake's dataset zone or the working bucket.
@@ -229,13 +236,13 @@ class EvaluationStack(EnvironmentStack):
             grant_lake_access(functions[entry].role, config, datasets)
             wildcards[entry] = [
                 *self._grant_working_bucket(functions[entry].role, read_prefix=f"{bu}/"),
-                lake_objects(Zone.EVALUATION_DATASETS),
+                lake_objects(Zone.EVALUATION_DATASETS, "shared"),
                 lake_key,
             ]
         grant_lake_access(functions["summarize"].role, config, results)
         wildcards["summarize"] = [
             *self._grant_working_bucket(functions["summarize"].role, read_prefix=self.runs_prefix),
-            lake_objects(Zone.EVALUATION_RESULTS),
+            lake_objects(Zone.EVALUATION_RESULTS, stage),
             lake_key,
         ]
         functions["summarize"].role.add_to_principal_policy(

@@ -28,7 +28,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from common.lake_layout import Zone
+from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
@@ -331,17 +331,22 @@ class FineTuningStack(EnvironmentStack):
         for statement in statements:
             role.add_to_policy(statement)
         registry_findings = self._registry_statements(role, config, environment)
-        # Tenant uploads in the data lake's raw zone, this business unit's prefix only.
+        stage = LakeScope(environment.stage.value)
+        # Tenant uploads in the data lake's raw zone: this business unit's and stage's prefix only.
         if self.serves_tenants:
             grant_lake_access(
-                role, config, LakeAccessRequest(business_unit=bu.name, zone=Zone.RAW, access=LakeAccess.READ)
+                role,
+                config,
+                LakeAccessRequest(business_unit=bu.name, stage=stage, zone=Zone.RAW, access=LakeAccess.READ),
             )
-        # The business unit's curated training data.
+        # The business unit's curated training data of this stage.
         if self.trains_business_unit_models:
             grant_lake_access(
                 role,
                 config,
-                LakeAccessRequest(business_unit=bu.name, zone=Zone.CURATED, access=LakeAccess.READ),
+                LakeAccessRequest(
+                    business_unit=bu.name, stage=stage, zone=Zone.CURATED, access=LakeAccess.READ
+                ),
             )
         grant_sagemaker_runtime(role, images=[image, serving_image])
         role.add_to_policy(iam.PolicyStatement(actions=["iam:PassRole"], resources=[role.role_arn]))

@@ -19,7 +19,7 @@ from constructs import Construct
 from guardrail.bedrock_policy import cdk_keywords, guardrail_properties
 from guardrail.settings import BedrockGuardrailDefinition, GuardrailSettings
 
-from common.lake_layout import Zone
+from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.platform_stack import EnvironmentStack
@@ -81,6 +81,7 @@ class GuardrailStack(EnvironmentStack):
             "GUARDRAIL_SETTINGS": encoded,
             "BUSINESS_UNIT": environment.business_unit.name,
             "FILTER_DECISIONS_BUCKET": lake_bucket_name(config, Zone.FILTER_DECISIONS),
+            "LAKE_STAGE": environment.stage.value,
         }
         reference = self._bedrock_guardrail(settings, environment, baseline)
         # (id, version) of the Bedrock guardrail, for services running the engine in-process.
@@ -202,6 +203,7 @@ class GuardrailStack(EnvironmentStack):
             self._config,
             LakeAccessRequest(
                 business_unit=self.environment_spec.business_unit.name,
+                stage=LakeScope(self.environment_spec.stage.value),
                 zone=Zone.FILTER_DECISIONS,
                 access=LakeAccess.WRITE,
             ),

@@ -13,6 +13,7 @@ from constructs import Construct
 
 from stacks.application_stack import ApplicationStack
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks.role_tags import tag_untaggable_roles
 from stacks.data_lake_stack import DataLakeStack
 from stacks.evaluation_stack import EvaluationStack
 from stacks.fine_tuning_stack import FineTuningStack
@@ -34,6 +35,8 @@ def tag_cost_allocation(scope: Construct, *, business_unit: str, stage: str, cos
     tags.add("BusinessUnit", business_unit)
     tags.add("Stage", stage)
     tags.add("CostCenter", cost_center)
+    # CDK's custom resource provider roles are raw CfnResources the tag aspect skips.
+    tag_untaggable_roles(scope, {"BusinessUnit": business_unit, "Stage": stage, "CostCenter": cost_center})
 
 
 class SharedStage(CdkStage):

@@ -36,6 +36,7 @@ from app_backend.store import AppStore, StoredRequest
 from app_backend.uploads import TenantUploads
 from common.evaluation_dataset import EvaluationRecord, dump_records
 from common.fine_tuning_runs import AtCapacityError
+from common.lake_layout import stage_prefix
 from common.lake_records import LakeRecord, RatingRecord
 from common.model_gateway import ModelClient, ModelError, ModelRequest, ModelThrottledError
 from common.prompt_client import PromptFetchError, PromptNotFoundError
@@ -66,9 +67,10 @@ class FineTunePipeline(Protocol):
     def status(self, execution_arn: str) -> dict[str, Any]: ...
 
 
-def candidate_key(business_unit: str, use_case: str, rating_id: str) -> str:
-    """Where a candidate goes in the feedback zone; testers accept it into the evaluation datasets."""
-    return f"{business_unit}/evaluation_candidates/{use_case}/{rating_id}.jsonl"
+def candidate_key(business_unit: str, stage: str, use_case: str, rating_id: str) -> str:
+    """Where a candidate goes in the feedback zone (under the stage's own prefix); testers accept it
+    into the evaluation datasets."""
+    return f"{stage_prefix(business_unit, stage)}evaluation_candidates/{use_case}/{rating_id}.jsonl"
 
 
 @dataclass
@@ -83,6 +85,8 @@ class AppService:
     tenant_model: ModelFactory
     ratings: RecordSink
     candidates: CandidateSink
+    # The lake stage this service writes under (`<bu>/<stage>/`): the only prefix its roles may write.
+    stage: str
     uploads: TenantUploads | None = None
     fine_tunes: FineTunePipeline | None = None
     clock: Callable[[], float] = time.time
@@ -242,7 +246,7 @@ class AppService:
         self.ratings.flush()
         candidate = self._candidate(record, request)
         if candidate is not None:
-            key = candidate_key(self.business_unit, self.use_case, record.rating_id)
+            key = candidate_key(self.business_unit, self.stage, self.use_case, record.rating_id)
             self.candidates.put(key, dump_records([candidate]))
 
     def _candidate(self, rating: RatingRecord, request: StoredRequest) -> EvaluationRecord | None:

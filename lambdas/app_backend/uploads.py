@@ -2,7 +2,7 @@
 
 The function's own role cannot write to the raw zone. For each request it assumes the upload role with
 the session tag `TenantId=<tenant>`; that role's policy (`grant_lake_access` with
-`tenant_from_principal_tag`) reaches only `<business_unit>/tenant=${aws:PrincipalTag/TenantId}/`, and the
+`tenant_from_principal_tag`) reaches only `<business_unit>/<stage>/tenant=${aws:PrincipalTag/TenantId}/`, and the
 presigned POST pins the key under its `uploads/` folder. A presigned POST carries the signer's
 credentials, so even a tampered form cannot reach another tenant's prefix: S3 evaluates the policy of
 the tagged session, not the function's.
@@ -20,8 +20,8 @@ from common.lake_layout import tenant_prefix
 S3Factory = Callable[[dict[str, str]], Any]
 
 
-def uploads_prefix(business_unit: str, tenant_id: str) -> str:
-    return f"{tenant_prefix(business_unit, tenant_id)}uploads/"
+def uploads_prefix(business_unit: str, stage: str, tenant_id: str) -> str:
+    return f"{tenant_prefix(business_unit, stage, tenant_id)}uploads/"
 
 
 def _s3_with(credentials: dict[str, str]) -> Any:
@@ -41,6 +41,7 @@ class TenantUploads:
         *,
         bucket: str,
         business_unit: str,
+        stage: str,
         role_arn: str,
         settings: Uploads,
         sts: Any,
@@ -48,6 +49,7 @@ class TenantUploads:
     ) -> None:
         self.bucket = bucket
         self.business_unit = business_unit
+        self.stage = stage
         self.role_arn = role_arn
         self.settings = settings
         self._sts = sts
@@ -63,7 +65,7 @@ class TenantUploads:
         return self._s3_factory(answer["Credentials"])
 
     def presigned_post(self, tenant_id: str, file_name: str, content_type: str) -> dict[str, Any]:
-        key = f"{uploads_prefix(self.business_unit, tenant_id)}{uuid.uuid4().hex}/{file_name}"
+        key = f"{uploads_prefix(self.business_unit, self.stage, tenant_id)}{uuid.uuid4().hex}/{file_name}"
         post = self.tenant_s3(tenant_id).generate_presigned_post(
             Bucket=self.bucket,
             Key=key,
@@ -83,7 +85,7 @@ class TenantUploads:
         }
 
     def list(self, tenant_id: str) -> list[dict[str, Any]]:
-        prefix = uploads_prefix(self.business_unit, tenant_id)
+        prefix = uploads_prefix(self.business_unit, self.stage, tenant_id)
         s3 = self.tenant_s3(tenant_id)
         found: list[dict[str, Any]] = []
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):

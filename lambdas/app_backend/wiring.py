@@ -1,7 +1,7 @@
 """Build the service from the function's environment (the stack sets these variables).
 
 APP_SETTINGS (ApplicationSettings JSON), BUSINESS_UNIT, USE_CASE, TABLE_NAME, FEEDBACK_BUCKET (ratings and
-evaluation candidates), RAW_BUCKET, UPLOAD_ROLE_ARN, GUARDRAIL_SETTINGS (the guardrail stack's JSON) with
+evaluation candidates), RAW_BUCKET, UPLOAD_ROLE_ARN, LAKE_STAGE (the stage's lake prefix), GUARDRAIL_SETTINGS (the guardrail stack's JSON) with
 GUARDRAIL_FUNCTION (`packaging: lambda`) or, in-process, FILTER_DECISIONS_BUCKET and the optional
 BEDROCK_GUARDRAIL_ID / BEDROCK_GUARDRAIL_VERSION. The catalog URL comes from the settings (or
 PROMPT_CATALOG_URL): an unreachable catalog answers 503. FINE_TUNING_PIPELINE is set where the stage has
@@ -76,7 +76,9 @@ def guard_from_env(env: Mapping[str, str]) -> GuardrailCaller:
     engine = None
     if settings.packaging == "in_process":
         engine = GuardrailEngine(
-            settings, bedrock_ref=bedrock_ref, sink=LakeWriter(decisions) if decisions else None
+            settings,
+            bedrock_ref=bedrock_ref,
+            sink=LakeWriter(decisions, stage=env.get("LAKE_STAGE")) if decisions else None,
         )
     return guardrail_client(
         settings,
@@ -94,6 +96,7 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
     env = os.environ if env is None else env
     settings = ApplicationSettings.model_validate_json(env.get("APP_SETTINGS", "{}"))
     business_unit = env["BUSINESS_UNIT"]
+    stage = env["LAKE_STAGE"]
     region = env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1"))
     transport = urllib_transport()
     catalog_url = settings.prompt_catalog_url or env.get("PROMPT_CATALOG_URL") or "https://catalog.invalid"
@@ -116,11 +119,13 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
         ),
         default_model=default_model(settings.default_model),
         tenant_model=tenant_model,
-        ratings=LakeWriter(env["FEEDBACK_BUCKET"], s3_client=s3),
+        ratings=LakeWriter(env["FEEDBACK_BUCKET"], s3_client=s3, stage=stage),
         candidates=S3Candidates(env["FEEDBACK_BUCKET"], s3),
+        stage=stage,
         uploads=TenantUploads(
             bucket=env["RAW_BUCKET"],
             business_unit=business_unit,
+            stage=stage,
             role_arn=env["UPLOAD_ROLE_ARN"],
             settings=settings.uploads,
             sts=boto3.client("sts"),
@@ -130,13 +135,13 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
                 PipelineRef(
                     name=pipeline,
                     business_unit=business_unit,
-                    stage=env["STAGE"],
+                    stage=stage,
                     max_concurrent_runs=int(env["MAX_CONCURRENT_RUNS"]),
                     max_runtime_hours=int(env["MAX_RUNTIME_HOURS"]),
                 ),
                 boto3.client("sagemaker"),
                 raw_bucket=env["RAW_BUCKET"],
-                uploads_prefix=lambda tenant: uploads_prefix(business_unit, tenant),
+                uploads_prefix=lambda tenant: uploads_prefix(business_unit, stage, tenant),
             )
             if pipeline
             else None

@@ -1,8 +1,10 @@
 """Glue table definitions derived from the lake record models, and a column check for Athena SQL.
 
 The data lake stack declares its tables from `TABLES`, so the columns cannot drift from what the
-writer stores. Objects sit under `dt=YYYY-MM-DD/model=<model>/`, but the Glue tables partition by `dt`
-only: Athena projects `dt` from a date range (no crawler, no partition registration), while projecting
+writer stores. One table per business unit spans its stages: objects sit under
+`<bu>/<stage>/<table>/dt=YYYY-MM-DD/model=<model>/`, and the Glue tables partition by `stage` (an enum
+projection; Lake Formation's per-stage data cells filters select on it) and `dt`, not `model`: Athena
+projects `dt` from a date range (no crawler, no partition registration), while projecting
 `model` would need the `injected` type, which refuses any query without `model = <literal>` (so no
 "per model" comparison could run). Athena reads the `model=` folders below a day; queries group by
 the `model_id` column instead.
@@ -25,8 +27,8 @@ from pydantic import BaseModel
 from common.lake_layout import TABLE_ZONES, Zone
 from common.lake_records import LAKE_RECORD_TYPES, PARTITION_KEYS, LakeRecord
 
-# Glue partition keys: a subset of the key scheme's PARTITION_KEYS (see the module docstring).
-GLUE_PARTITION_KEYS: tuple[str, ...] = ("dt",)
+# Glue partition keys: the key scheme's stage segment and `dt` of PARTITION_KEYS (see the module docstring).
+GLUE_PARTITION_KEYS: tuple[str, ...] = ("stage", "dt")
 
 # The writer stores pydantic's JSON: one object a line, timestamps as ISO 8601 in UTC.
 JSON_SERDE = "org.openx.data.jsonserde.JsonSerDe"

@@ -1,6 +1,9 @@
 """The typed writer services use to append records to a data lake table.
 
-`append` checks a record against its schema and buffers it as one JSON line; `flush` writes one
+A writer belongs to one stage of the lake (`stage=`, or the `LAKE_STAGE` environment variable the
+stacks set on every function that writes): records land under `<bu>/<stage>/<table>/...`, the only
+prefix that stage's roles may write. `append` checks a record against its schema and buffers it as
+one JSON line; `flush` writes one
 JSON-lines object per table partition (and per `max_batch_records` records) and returns the keys.
 Retries are botocore's own ("standard" mode: throttling, 5xx and connection errors, with backoff).
 A put that still fails leaves its records buffered and raises `LakeWriteError`; calling `flush`
@@ -11,6 +14,7 @@ key instead of producing a duplicate.
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 import boto3
@@ -18,10 +22,12 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from common.lake_layout import LakeLayoutError, Zone, partition_prefix, zone_for_table
+from common.lake_layout import LakeLayoutError, LakeScope, Zone, check_stage, partition_prefix, zone_for_table
 from common.lake_records import LAKE_RECORD_TYPES, LakeRecord
 
 DEFAULT_MAX_ATTEMPTS = 5
+# Set by the stacks on every function that writes to the lake: the stage the function runs in.
+LAKE_STAGE_ENV = "LAKE_STAGE"
 _KNOWN_TYPES = ", ".join(t.__name__ for t in LAKE_RECORD_TYPES)
 # A layout error on a derived key segment is reported against the record field it came from.
 _FIELD_OF_SEGMENT = {"model": "model_id", "dt": "event_time"}
@@ -82,8 +88,11 @@ class LakeWriter:
         max_batch_records: int = 500,
         kms_key_id: str | None = None,
         zone: Zone | None = None,
+        stage: str | None = None,
     ) -> None:
-        """`s3_client` defaults to one with botocore's standard retry mode (built on first use).
+        """`stage` (dev | preprod | prod) defaults to the `LAKE_STAGE` environment variable; a writer
+        without one, or with `shared`, is refused (`LakeLayoutError` naming `stage`).
+        `s3_client` defaults to one with botocore's standard retry mode (built on first use).
         `zone`, when given, refuses tables that belong elsewhere.
 
         Leave `kms_key_id` unset for the lake buckets: their default encryption (the lake CMK, with a
@@ -92,6 +101,9 @@ class LakeWriter:
         whose CMK the caller knows and may use."""
         if max_batch_records < 1:
             raise ValueError("max_batch_records: must be at least 1")
+        self.stage: LakeScope = check_stage(
+            stage if stage is not None else os.environ.get(LAKE_STAGE_ENV, "")
+        )
         self.bucket = bucket
         self.max_batch_records = max_batch_records
         self.kms_key_id = kms_key_id
@@ -119,7 +131,9 @@ class LakeWriter:
             )
         partition = checked.partition()
         try:
-            prefix = partition_prefix(checked.business_unit, table, partition["dt"], partition["model"])
+            prefix = partition_prefix(
+                checked.business_unit, self.stage, table, partition["dt"], partition["model"]
+            )
         except LakeLayoutError as error:
             raise LakeRecordError(_FIELD_OF_SEGMENT.get(error.field, error.field), str(error)) from None
         self._pending.setdefault(prefix, []).append(checked.model_dump_json())

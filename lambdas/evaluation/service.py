@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from common.evaluation_dataset import DatasetLineError, EvaluationRecord, dump_records, read_records
+from common.lake_layout import shared_prefix
 from common.lake_records import SafeId
 from common.model_gateway import ModelClient, PrecomputedModel, load_precomputed
 from common.quality_metrics import emit_judge_score
@@ -105,11 +106,13 @@ class Runtime:
     _precomputed: dict[str, dict[str, PrecomputedModel]] = field(default_factory=dict)
 
     def default_dataset(self, use_case: str) -> S3Location:
-        """The use case's gate dataset, `<business unit>/gate/<use case>.jsonl` in the lake."""
+        """The use case's gate dataset, `<business unit>/shared/gate/<use case>.jsonl` in the lake: curated
+        data every stage of the business unit reads and only the promotion path writes."""
         if not self.default_dataset_bucket:
             raise InvalidEventError("dataset: required (this function has no default dataset bucket)")
         return S3Location(
-            bucket=self.default_dataset_bucket, key=f"{self.business_unit}/gate/{use_case}.jsonl"
+            bucket=self.default_dataset_bucket,
+            key=f"{shared_prefix(self.business_unit)}gate/{use_case}.jsonl",
         )
 
     def key(self, run_id: str, name: str) -> str:

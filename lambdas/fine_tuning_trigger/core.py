@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from common.fine_tuning_runs import AtCapacityError, PipelineRef, start_for_tenant
-from common.lake_layout import LakeLayoutError, check_tenant_id
+from common.lake_layout import LakeLayoutError, check_tenant_id, stage_prefix, tenant_prefix
 
 __all__ = ["AtCapacityError", "PipelineRef", "Upload", "start_pipeline", "tenant_of", "uploads_prefix"]
 
@@ -30,11 +30,12 @@ class Upload:
 
 
 def uploads_prefix(business_unit: str, stage: str, tenant_id: str) -> str:
-    return f"{business_unit}/{stage}/tenant={check_tenant_id(tenant_id)}/uploads/"
+    """Where the app's presigned uploads of one tenant land (app_backend/uploads.py, the lake layout)."""
+    return f"{tenant_prefix(business_unit, stage, tenant_id)}uploads/"
 
 
 def tenant_of(key: str, business_unit: str, stage: str) -> str | None:
-    pattern = rf"^{re.escape(business_unit)}/{re.escape(stage)}/tenant=([^/]+)/uploads/.+\.jsonl$"
+    pattern = rf"^{re.escape(stage_prefix(business_unit, stage))}tenant=([^/]+)/uploads/.+\.jsonl$"
     match = re.match(pattern, key)
     if match is None:
         return None

@@ -2,13 +2,16 @@
 
 A stack states what it needs as a `LakeAccessRequest` and calls `grant_lake_access(role, config,
 request)`; no stack writes its own lake policy. `lake_access_statements` (pure) turns requests into
-IAM statement shapes scoped to the requester's own prefix, `<business_unit>/` or
-`<business_unit>/tenant=<tenant_id>/`. Prefixes always end in "/", so "fin/*" can never match
-"fin-ops/...".
+IAM statement shapes scoped to the requester's own prefix: `<business_unit>/<stage>/` (or
+`<business_unit>/<stage>/tenant=<tenant_id>/` below it), or `<business_unit>/shared/`. Prefixes
+always end in "/", so "fin/*" can never match "fin-ops/..." and "fin/dev/*" never "fin/dev-x/...".
 
-The lake side (bucket and key policies in `DataLakeStack`) allows exactly what the config declares
-(`data_lake.business_unit_access`, every business unit x zone); `grant_lake_access` refuses a request
-beyond that, so an identity policy can never promise what the lake would refuse.
+The lake side (bucket and key policies in `DataLakeStack`) allows exactly what `declared_access`
+derives from the config: each business unit stage gets `data_lake.business_unit_access` on its own
+`<bu>/<stage>/` prefix and read on `<bu>/shared/` in the zones it may read. `grant_lake_access`
+refuses a request beyond that, so an identity policy can never promise what the lake would refuse.
+`<bu>/shared/` is written by one identity only, the dataset promotion role of the tooling account
+(`grant_dataset_promotion`), the audited path by which curated data moves between stages.
 """
 
 from __future__ import annotations
@@ -22,7 +25,16 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct, IConstruct
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from common.lake_layout import Zone, business_unit_prefix, check_business_unit, check_tenant_id, tenant_prefix
+from common.lake_layout import (
+    LAKE_STAGES,
+    LakeScope,
+    Zone,
+    check_business_unit,
+    check_scope,
+    check_tenant_id,
+    scope_prefix,
+    tenant_prefix,
+)
 from common.lake_records import BusinessUnitName, SafeId
 from stacks.blocks.nag import acknowledge
 from stacks.settings import PlatformConfig
@@ -31,7 +43,11 @@ from stacks.settings.data_lake import LakeAccess
 __all__ = [
     "LakeAccess",
     "LakeAccessRequest",
+    "dataset_promotion_role_arn",
+    "dataset_promotion_role_name",
+    "dataset_promotion_statements",
     "declared_access",
+    "grant_dataset_promotion",
     "grant_lake_access",
     "lake_access_statements",
     "lake_bucket_name",
@@ -52,11 +68,13 @@ KMS_WRITE_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 
 
 class LakeAccessRequest(BaseModel):
-    """Access for one business unit (and optionally one tenant) to one zone."""
+    """Access for one business unit stage (and optionally one tenant), or to its shared data, in one zone."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     business_unit: BusinessUnitName
+    # The stage whose prefix the requester reaches (dev | preprod | prod), or "shared".
+    stage: LakeScope
     zone: Zone
     access: LakeAccess
     tenant_id: SafeId | None = None
@@ -69,6 +87,13 @@ class LakeAccessRequest(BaseModel):
     def _business_unit_is_a_key_segment(cls, value: str) -> str:
         return check_business_unit(value)
 
+    @field_validator("stage", mode="before")
+    @classmethod
+    def _stage_is_a_scope(cls, value: object) -> LakeScope:
+        if isinstance(value, LakeScope):
+            return value
+        return check_scope(value)  # type: ignore[arg-type]  # refuses non-strings, naming "stage"
+
     @field_validator("tenant_id")
     @classmethod
     def _tenant_is_a_key_segment(cls, value: str | None) -> str | None:
@@ -78,16 +103,18 @@ class LakeAccessRequest(BaseModel):
     def _one_tenant_source(self) -> LakeAccessRequest:
         if self.tenant_id is not None and self.tenant_from_principal_tag is not None:
             raise ValueError("tenant_from_principal_tag: set either tenant_id or tenant_from_principal_tag")
+        if self.stage is LakeScope.SHARED and (self.tenant_id or self.tenant_from_principal_tag):
+            raise ValueError("tenant_id: <business_unit>/shared/ holds no tenant data; name a stage")
         return self
 
     @property
     def prefix(self) -> str:
         if self.tenant_from_principal_tag is not None:
             tenant = "${aws:PrincipalTag/" + self.tenant_from_principal_tag + "}"
-            return f"{business_unit_prefix(self.business_unit)}tenant={tenant}/"
+            return f"{scope_prefix(self.business_unit, self.stage)}tenant={tenant}/"
         if self.tenant_id is None:
-            return business_unit_prefix(self.business_unit)
-        return tenant_prefix(self.business_unit, self.tenant_id)
+            return scope_prefix(self.business_unit, self.stage)
+        return tenant_prefix(self.business_unit, self.stage, self.tenant_id)
 
 
 def lake_access_statements(
@@ -182,13 +209,26 @@ class LakeAccessNotDeclaredError(ValueError):
 
 
 def declared_access(config: PlatformConfig) -> list[LakeAccessRequest]:
-    """Every (business unit, zone, access) the lake side allows, in config order."""
-    return [
-        LakeAccessRequest(business_unit=bu.name, zone=zone, access=access)
-        for bu in config.business_units
-        for zone in Zone
-        if (access := config.data_lake.business_unit_access.for_zone(zone)) is not None
-    ]
+    """Every (business unit, scope, zone, access) the lake side allows, in config order.
+
+    Each stage gets the declared access on its own `<bu>/<stage>/` prefix; the business unit's
+    `<bu>/shared/` prefix is readable (never writable) in every zone the stages may read.
+    """
+    requests: list[LakeAccessRequest] = []
+    for bu in config.business_units:
+        for stage in (*LAKE_STAGES, LakeScope.SHARED):
+            for zone in Zone:
+                access = config.data_lake.business_unit_access.for_zone(zone)
+                if access is None:
+                    continue
+                if stage is LakeScope.SHARED:
+                    if not access.reads:
+                        continue
+                    access = LakeAccess.READ
+                requests.append(
+                    LakeAccessRequest(business_unit=bu.name, stage=stage, zone=zone, access=access)
+                )
+    return requests
 
 
 def check_declared(config: PlatformConfig, request: LakeAccessRequest) -> None:
@@ -196,6 +236,11 @@ def check_declared(config: PlatformConfig, request: LakeAccessRequest) -> None:
     if request.business_unit not in known:
         raise LakeAccessNotDeclaredError(
             f"business_unit: {request.business_unit!r} is not in the config; known: {', '.join(known)}"
+        )
+    if request.stage is LakeScope.SHARED and request.access.writes:
+        raise LakeAccessNotDeclaredError(
+            f"access: {request.access.value!r} on {request.business_unit}/shared/ is refused: only the "
+            "dataset promotion role writes there (grant_dataset_promotion); stages read it"
         )
     allowed = config.data_lake.business_unit_access.for_zone(request.zone)
     if (
@@ -208,6 +253,60 @@ def check_declared(config: PlatformConfig, request: LakeAccessRequest) -> None:
             f"data_lake.business_unit_access.{request.zone.value} ({allowed.value if allowed else 'null'}) "
             "allows; change the config so the lake side allows it too"
         )
+
+
+# ---- the audited promotion path: the one writer of <bu>/shared/ ------------------------------
+
+# Curated, anonymized data moves between stages only through the evaluation datasets zone's shared
+# prefix, written by this one role of the tooling account (the prompt catalog's dataset promotion).
+PROMOTION_ZONE = Zone.EVALUATION_DATASETS
+
+
+def dataset_promotion_role_name(config: PlatformConfig) -> str:
+    """The fixed name of the tooling account role that alone writes `<bu>/shared/` (created by the catalog)."""
+    return f"{config.organization.prefix}-dataset-promotion"
+
+
+def dataset_promotion_role_arn(config: PlatformConfig, partition: str = Aws.PARTITION) -> str:
+    return f"arn:{partition}:iam::{config.tooling_account}:role/{dataset_promotion_role_name(config)}"
+
+
+def dataset_promotion_requests(config: PlatformConfig) -> list[LakeAccessRequest]:
+    return [
+        LakeAccessRequest(
+            business_unit=bu.name, stage=LakeScope.SHARED, zone=PROMOTION_ZONE, access=LakeAccess.READ_WRITE
+        )
+        for bu in config.business_units
+    ]
+
+
+def dataset_promotion_statements(config: PlatformConfig) -> list[dict[str, Any]]:
+    """Identity side of the promotion role: read and write `<bu>/shared/` of every business unit's datasets."""
+    return lake_access_statements(
+        dataset_promotion_requests(config),
+        bucket_arns={PROMOTION_ZONE: lake_bucket_arn(config, PROMOTION_ZONE)},
+        kms_key_arn=f"arn:{Aws.PARTITION}:kms:{config.home_region}:{config.data_lake_account}:key/*",
+        kms_via_service=lake_via_service(config),
+        kms_key_alias=lake_key_alias(config),
+    )
+
+
+def grant_dataset_promotion(role: iam.Role, config: PlatformConfig) -> None:
+    """Give the catalog's promotion role (named `dataset_promotion_role_name`) its identity-side half.
+
+    The lake side already allows exactly this role (by ARN) and denies `<bu>/shared/` writes to
+    everyone else. Refuses a role with another name: the lake would refuse it anyway.
+    """
+    expected = dataset_promotion_role_name(config)
+    physical = role.node.default_child.role_name if isinstance(role.node.default_child, iam.CfnRole) else None
+    if physical != expected:
+        raise ValueError(
+            f"role_name: the dataset promotion role must be named {expected!r}, got {physical!r}"
+        )
+    statements = dataset_promotion_statements(config)
+    for statement in statements:
+        role.add_to_principal_policy(iam.PolicyStatement.from_json(statement))
+    acknowledge_lake_wildcards(role, statements, key_reason=_KEY_BY_ALIAS)
 
 
 # ---- the CDK block ------------------------------------------------------------------------------
@@ -228,8 +327,8 @@ def lake_statements(config: PlatformConfig, request: LakeAccessRequest) -> list[
 def grant_lake_access(grantee: iam.IGrantable, config: PlatformConfig, request: LakeAccessRequest) -> None:
     """Give `grantee` (a role in a business unit account) the identity-side half of `request`.
 
-    The lake side already allows it for principals tagged `BusinessUnit=<business unit>` (every role
-    a platform stage creates carries that tag). The lake key is reached through its alias: its ARN is
+    The lake side already allows it for principals tagged `BusinessUnit=<business unit>` and
+    `Stage=<stage>` (every role a platform stage creates carries both tags). The lake key is reached through its alias: its ARN is
     not known in other accounts at synth time.
     """
     statements = lake_statements(config, request)
@@ -244,9 +343,9 @@ _KEY_BY_ALIAS = (
     "narrowed to the key carrying the lake alias (kms:ResourceAliases) and to calls made through S3"
 )
 _OBJECTS_UNDER_PREFIX = (
-    "Object keys under the business unit's own prefix are created at run time; the wildcard ends in "
-    "'<business_unit>/' (or '<business_unit>/tenant=<id>/', the id possibly filled per session from a "
-    "principal tag) and so never reaches another prefix"
+    "Object keys under the business unit stage's own prefix are created at run time; the wildcard ends in "
+    "'<business_unit>/<stage>/' (or '<business_unit>/<stage>/tenant=<id>/', the id possibly filled per "
+    "session from a principal tag; or '<business_unit>/shared/') and so never reaches another prefix"
 )
 
 

@@ -66,6 +66,7 @@ class SecureBucket(s3.Bucket):
         object_lock_default_retention: s3.ObjectLockRetention | None = None,
         event_bridge_enabled: bool = False,
         bucket_name: str | None = None,
+        bucket_key: bool = True,
     ) -> None:
         super().__init__(
             scope,
@@ -73,7 +74,7 @@ class SecureBucket(s3.Bucket):
             bucket_name=bucket_name,
             encryption=s3.BucketEncryption.KMS,
             encryption_key=key,
-            bucket_key_enabled=True,
+            bucket_key_enabled=bucket_key,
             enforce_ssl=True,
             minimum_tls_version=1.2,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,

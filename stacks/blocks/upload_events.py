@@ -19,6 +19,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from common.lake_layout import stage_prefix
 from stacks.blocks.registry_events import default_bus_arn
 from stacks.settings import PlatformConfig, Stage
 
@@ -28,7 +29,7 @@ OBJECT_CREATED = "Object Created"
 
 def tenant_upload_prefix(business_unit: str, stage: str) -> str:
     """Every tenant's uploads of one business unit in one stage (lake layout: `<bu>/<stage>/tenant=<id>/`)."""
-    return f"{business_unit}/{stage}/tenant="
+    return f"{stage_prefix(business_unit, stage)}tenant="
 
 
 def forwarding_role_name(prefix: str, business_unit: str, stage: str) -> str:

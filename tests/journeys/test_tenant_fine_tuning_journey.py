@@ -140,7 +140,7 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
         if "Presigned uploads" in r["Properties"].get("Description", "")
     )
     upload_policy = role_statements(application, upload_role)
-    keys = {tenant: f"{uploads_prefix('retail', tenant)}0001/data.jsonl" for tenant in TENANTS}
+    keys = {tenant: f"{uploads_prefix('retail', 'prod', tenant)}0001/data.jsonl" for tenant in TENANTS}
     for tenant, key in keys.items():
         arn = f"arn:aws:s3:::{stage.raw}/{key}"
         assert identity_allows(upload_policy, "s3:PutObject", arn, **{"aws:PrincipalTag/TenantId": tenant})
@@ -414,6 +414,7 @@ def _app(records_table: Any) -> tuple[AppService, Any]:
         settings=ApplicationSettings(),
         business_unit="retail",
         use_case="product-qa",
+        stage="prod",
         guard=RecordingFilter(),
         catalog=FakeCatalog(),
         store=AppStore(requests, records_table),

@@ -28,7 +28,8 @@ def resolve(value: Any, template: dict[str, Any]) -> Any:
             logical_id, attribute = value["Fn::GetAtt"]
             resource = template["Resources"][logical_id]
             if resource["Type"] == "AWS::S3::Bucket" and attribute == "Arn":
-                return f"arn:{PARTITION}:s3:::{resource['Properties']['BucketName']}"
+                # A bucket without a fixed name gets its logical id (it cannot be a lake bucket).
+                return f"arn:{PARTITION}:s3:::{resource['Properties'].get('BucketName', logical_id.lower())}"
             return f"<{logical_id}.{attribute}>"
         if "Fn::Join" in value:
             separator, parts = value["Fn::Join"]
@@ -84,6 +85,10 @@ def _condition_holds(operator: str, key: str, expected: Any, request: Request) -
         return present and _matches_any(expected_values, actual, request)
     if base == "StringNotLike":
         return not present or not _matches_any(expected_values, actual, request)
+    if base in ("ArnEquals", "ArnLike"):
+        return present and _matches_any(expected_values, actual, request)
+    if base in ("ArnNotEquals", "ArnNotLike"):
+        return not present or not _matches_any(expected_values, actual, request)
     if base == "NumericLessThan":
         return present and float(actual) < float(expected_values[0])
     raise NotImplementedError(operator)
@@ -94,7 +99,13 @@ def statement_applies(statement: dict[str, Any], request: Request) -> bool:
     principals = as_list(principal.get("AWS", [])) if isinstance(principal, dict) else [principal]
     if "*" not in principals and f"arn:{PARTITION}:iam::{request.account}:root" not in principals:
         return False
-    if not any(wildcard_match(a, request.action) for a in as_list(statement["Action"])):
+    if "Action" in statement and not any(
+        wildcard_match(a, request.action) for a in as_list(statement["Action"])
+    ):
+        return False
+    if "NotAction" in statement and any(
+        wildcard_match(a, request.action) for a in as_list(statement["NotAction"])
+    ):
         return False
     if "Resource" in statement and not _matches_any(
         as_list(statement["Resource"]), request.resource, request

@@ -128,21 +128,21 @@ def test_user_pool_settings_come_from_the_business_units_config() -> None:
 def test_upload_policy_is_fenced_by_the_tenant_session_tag(default_config: Any) -> None:
     # grant_lake_access with tenant_from_principal_tag: read and write the tenant's own prefix (the
     # presigned POST pins the key under uploads/); listing needs the read half.
-    statements = lake_statements(default_config, upload_request("retail"))
+    statements = lake_statements(default_config, upload_request("retail", "prod"))
     text = json.dumps(statements)
     objects = statements[0]
     assert "s3:PutObject" in objects["Action"]
     [resource] = objects["Resource"]
     assert resource.endswith(
-        ":s3:::exco-lake-raw-222222222222-eu-west-1/retail/tenant=${aws:PrincipalTag/TenantId}/*"
+        ":s3:::exco-lake-raw-222222222222-eu-west-1/retail/prod/tenant=${aws:PrincipalTag/TenantId}/*"
     )
     listing = statements[1]
     assert listing["Action"] == ["s3:ListBucket"]
     assert listing["Condition"] == {
         "StringLike": {
             "s3:prefix": [
-                "retail/tenant=${aws:PrincipalTag/TenantId}/",
-                "retail/tenant=${aws:PrincipalTag/TenantId}/*",
+                "retail/prod/tenant=${aws:PrincipalTag/TenantId}/",
+                "retail/prod/tenant=${aws:PrincipalTag/TenantId}/*",
             ]
         }
     }
@@ -168,7 +168,7 @@ def test_upload_role_trusts_only_tagged_sessions_of_the_backend(
         if r["Type"] == "AWS::IAM::Policy" and {"Ref": upload_id} in r["Properties"]["Roles"]
     ]
     document = json.dumps([p["Properties"]["PolicyDocument"] for p in policies])
-    assert "retail/tenant=${aws:PrincipalTag/TenantId}/*" in document
+    assert "retail/prod/tenant=${aws:PrincipalTag/TenantId}/*" in document
 
 
 def test_table_is_encrypted_with_the_cmk_and_recoverable(default_platform: SynthesizedPlatform) -> None:
@@ -307,7 +307,9 @@ def lake_decision(platform: SynthesizedPlatform, zone: Zone, action: str, key: s
         account,
         action,
         f"arn:aws:s3:::{lake_bucket_name(config, zone)}/{key}",
-        secure_context(**{"aws:PrincipalTag/BusinessUnit": "retail", **context}),
+        secure_context(
+            **{"aws:PrincipalTag/BusinessUnit": "retail", "aws:PrincipalTag/Stage": "dev", **context}
+        ),
     )
     return decide(lake_bucket_policy(platform, zone), request)
 
@@ -317,9 +319,9 @@ def test_the_lake_admits_the_applications_roles_for_the_zones_they_use(
     platform_fixture: str, request: pytest.FixtureRequest
 ) -> None:
     platform: SynthesizedPlatform = request.getfixturevalue(platform_fixture)
-    upload = "retail/tenant=t1/uploads/0123/data.jsonl"
-    candidate = "retail/evaluation_candidates/support-bot/abc.jsonl"
-    rating = "retail/ratings/dt=2024-05-01/model=m/part.jsonl"
+    upload = "retail/dev/tenant=t1/uploads/0123/data.jsonl"
+    candidate = "retail/dev/evaluation_candidates/support-bot/abc.jsonl"
+    rating = "retail/dev/ratings/dt=2024-05-01/model=m/part.jsonl"
     expected = "allow"  # the same statements in both modes: the principal is the account, tag-conditioned
     # A tagged upload session (BusinessUnit from the role, TenantId from the session).
     assert (
@@ -329,8 +331,11 @@ def test_the_lake_admits_the_applications_roles_for_the_zones_they_use(
     assert lake_decision(platform, Zone.FEEDBACK, "s3:PutObject", candidate) == expected
     assert lake_decision(platform, Zone.FEEDBACK, "s3:PutObject", rating) == expected
     # Never another business unit's prefix; the evaluation datasets stay read-only.
-    assert lake_decision(platform, Zone.RAW, "s3:PutObject", "finance/tenant=t1/uploads/x") == "deny"
-    assert lake_decision(platform, Zone.EVALUATION_DATASETS, "s3:PutObject", "retail/x.jsonl") != "allow"
+    assert lake_decision(platform, Zone.RAW, "s3:PutObject", "finance/dev/tenant=t1/uploads/x") == "deny"
+    assert lake_decision(platform, Zone.RAW, "s3:PutObject", "retail/prod/tenant=t1/uploads/x") == "deny"
+    assert (
+        lake_decision(platform, Zone.EVALUATION_DATASETS, "s3:PutObject", "retail/shared/x.jsonl") == "deny"
+    )
 
 
 def test_an_upload_session_reaches_only_the_tenant_its_tag_names(
@@ -352,10 +357,11 @@ def test_an_upload_session_reaches_only_the_tenant_its_tag_names(
         context = secure_context(**{"aws:PrincipalTag/TenantId": "t1"})
         return decide(statements, Request("any", "s3:PutObject", f"{bucket}/{key}", context))
 
-    assert put("retail/tenant=t1/uploads/0123/data.jsonl") == "allow"
-    assert put("retail/tenant=t10/uploads/0123/data.jsonl") == "implicit"
-    assert put("retail/tenant=t2/uploads/0123/data.jsonl") == "implicit"
-    assert put("retail/ratings/x.jsonl") == "implicit"
+    assert put("retail/prod/tenant=t1/uploads/0123/data.jsonl") == "allow"
+    assert put("retail/prod/tenant=t10/uploads/0123/data.jsonl") == "implicit"
+    assert put("retail/prod/tenant=t2/uploads/0123/data.jsonl") == "implicit"
+    assert put("retail/prod/ratings/x.jsonl") == "implicit"
+    assert put("retail/dev/tenant=t1/uploads/0123/data.jsonl") == "implicit"
 
 
 # ---- a business unit that runs the guardrail in-process: one stage, synthesized once --------------

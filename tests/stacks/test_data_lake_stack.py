@@ -29,6 +29,7 @@ from tests.conftest import SynthesizedPlatform
 from tests.stacks.policy_eval import Request, decide, resolve, secure_context
 
 TAG = "aws:PrincipalTag/BusinessUnit"
+STAGE_TAG = "aws:PrincipalTag/Stage"
 QUERIES = [
     lake_queries.MEAN_JUDGE_SCORE_BY_MODEL_PER_DAY,
     lake_queries.BLOCK_RATE_BY_DIRECTION,
@@ -64,9 +65,15 @@ def s3_decision(
     action: str,
     key: str | None = None,
     prefix: str | None = None,
+    stage: str | None = None,
+    principal_arn: str | None = None,
 ) -> str:
     bucket = lake_bucket_name(platform.config, zone)
     context = secure_context(**({TAG: tag} if tag else {}))
+    if stage is not None:
+        context[STAGE_TAG] = stage
+    if principal_arn is not None:
+        context["aws:PrincipalArn"] = principal_arn
     if prefix is not None:
         context["s3:prefix"] = prefix
     resource = f"arn:aws:s3:::{bucket}" + (f"/{key}" if key is not None else "")
@@ -89,37 +96,20 @@ def test_a_business_unit_role_reaches_its_prefixes_and_not_another_business_unit
     # Cross-account, only the bucket policy can allow; in sandbox mode the role's IAM policy allows and
     # the bucket policy must still fence the prefixes. Either way "allow" here and "deny" there.
     retail = account_of(config, "retail", Stage.DEV)
+    me = {"account": retail, "tag": "retail", "stage": "dev"}
     for zone in (Zone.FEEDBACK, Zone.RAW, Zone.EVALUATION_RESULTS):
         for action in ("s3:PutObject", "s3:GetObject"):
-            own = s3_decision(
-                platform, zone=zone, account=retail, tag="retail", action=action, key="retail/x/part.jsonl"
-            )
-            other = s3_decision(
-                platform, zone=zone, account=retail, tag="retail", action=action, key="finance/x/part.jsonl"
-            )
+            own = s3_decision(platform, zone=zone, action=action, key="retail/dev/x/part.jsonl", **me)  # type: ignore[arg-type]
+            other = s3_decision(platform, zone=zone, action=action, key="finance/dev/x/part.jsonl", **me)  # type: ignore[arg-type]
             assert (zone, action, own, other) == (zone, action, "allow", "deny")
     assert (
-        s3_decision(
-            platform, zone=Zone.RAW, account=retail, tag="retail", action="s3:ListBucket", prefix="retail/t"
-        )
-        == "allow"
-    )
-    assert (
-        s3_decision(
-            platform, zone=Zone.RAW, account=retail, tag="retail", action="s3:ListBucket", prefix="finance/"
-        )
-        == "deny"
-    )
-    assert (
-        s3_decision(platform, zone=Zone.RAW, account=retail, tag="retail", action="s3:ListBucket") == "deny"
-    )
+        s3_decision(platform, zone=Zone.RAW, action="s3:ListBucket", prefix="retail/dev/t", **me) == "allow"
+    )  # type: ignore[arg-type]
+    for prefix in ("finance/", "retail/", "retail/prod/"):
+        assert s3_decision(platform, zone=Zone.RAW, action="s3:ListBucket", prefix=prefix, **me) == "deny"  # type: ignore[arg-type]
+    assert s3_decision(platform, zone=Zone.RAW, action="s3:ListBucket", **me) == "deny"  # type: ignore[arg-type]
     # Deleting is never granted.
-    assert (
-        s3_decision(
-            platform, zone=Zone.RAW, account=retail, tag="retail", action="s3:DeleteObject", key="retail/x"
-        )
-        != "allow"
-    )
+    assert s3_decision(platform, zone=Zone.RAW, action="s3:DeleteObject", key="retail/dev/x", **me) != "allow"  # type: ignore[arg-type]
 
 
 def test_cross_account_reach_needs_the_business_unit_tag_and_account(
@@ -127,19 +117,28 @@ def test_cross_account_reach_needs_the_business_unit_tag_and_account(
 ) -> None:
     config = default_platform.config
     retail, finance = account_of(config, "retail"), account_of(config, "finance")
-    key = "retail/ratings/dt=2024-05-01/model=m/part.jsonl"
-    put = {"zone": Zone.FEEDBACK, "action": "s3:PutObject", "key": key}
+    key = "retail/prod/ratings/dt=2024-05-01/model=m/part.jsonl"
+    put = {"zone": Zone.FEEDBACK, "action": "s3:PutObject", "key": key, "stage": "prod"}
     assert s3_decision(default_platform, account=retail, tag="retail", **put) == "allow"  # type: ignore[arg-type]
     assert s3_decision(default_platform, account=retail, tag=None, **put) == "implicit"  # type: ignore[arg-type]
     # A finance account role cannot claim to be retail: the retail statement names retail's accounts.
     assert s3_decision(default_platform, account=finance, tag="retail", **put) == "implicit"  # type: ignore[arg-type]
     assert s3_decision(default_platform, account="999999999999", tag="retail", **put) == "implicit"  # type: ignore[arg-type]
+    # Nor can a retail dev account role claim to be prod: the prod statement names the prod account only.
+    dev = account_of(config, "retail", Stage.DEV)
+    assert s3_decision(default_platform, account=dev, tag="retail", **put) == "implicit"  # type: ignore[arg-type]
 
 
 def test_read_only_zones_refuse_business_unit_writes(default_platform: SynthesizedPlatform) -> None:
     retail = account_of(default_platform.config, "retail")
     for zone in (Zone.PROMPT_CATALOG, Zone.EVALUATION_DATASETS):
-        args = {"zone": zone, "account": retail, "tag": "retail", "key": "retail/d.jsonl"}
+        args = {
+            "zone": zone,
+            "account": retail,
+            "tag": "retail",
+            "key": "retail/prod/d.jsonl",
+            "stage": "prod",
+        }
         assert s3_decision(default_platform, action="s3:GetObject", **args) == "allow"  # type: ignore[arg-type]
         assert s3_decision(default_platform, action="s3:PutObject", **args) == "implicit"  # type: ignore[arg-type]
 
@@ -155,7 +154,7 @@ def test_sandbox_fence_spares_untagged_and_shared_platform_roles(
             account=account,
             tag=tag,
             action="s3:GetObject",
-            key="finance/x",
+            key="finance/dev/x",
         )
         assert decision == "implicit"  # left to their IAM policies, not denied
 
@@ -185,7 +184,11 @@ def test_granted_role_statements_are_exactly_what_the_lake_allows(
 ) -> None:
     config = default_platform.config
     retail = account_of(config, "retail", Stage.DEV)
-    requests = [r for r in declared_access(config) if r.business_unit == "retail"]
+    requests = [
+        r
+        for r in declared_access(config)
+        if r.business_unit == "retail" and r.stage.value in ("dev", "shared")
+    ]
     statements = role_statements(config, *requests)
     checked = 0
     for statement in statements:
@@ -210,9 +213,10 @@ def test_granted_role_statements_are_exactly_what_the_lake_allows(
                     action=action,
                     key=key.replace("*", "part.jsonl") if key else None,
                     prefix=prefix,
+                    stage="dev",
                 )
                 assert (action, resource, decision) == (action, resource, "allow")
-                assert key in ("", "retail/*")
+                assert key in ("", "retail/dev/*", "retail/shared/*")
                 checked += 1
     assert checked > 20
 
@@ -220,20 +224,32 @@ def test_granted_role_statements_are_exactly_what_the_lake_allows(
 def test_a_tenant_request_is_narrower_than_the_business_unit_prefix(default_config: PlatformConfig) -> None:
     statements = role_statements(
         default_config,
-        LakeAccessRequest(business_unit="retail", zone=Zone.RAW, access=LakeAccess.WRITE, tenant_id="t-1"),
+        LakeAccessRequest(
+            business_unit="retail", stage="dev", zone=Zone.RAW, access=LakeAccess.WRITE, tenant_id="t-1"
+        ),
     )
     assert (
         statements[0]["Resource"]
-        == f"arn:aws:s3:::{lake_bucket_name(default_config, Zone.RAW)}/retail/tenant=t-1/*"
+        == f"arn:aws:s3:::{lake_bucket_name(default_config, Zone.RAW)}/retail/dev/tenant=t-1/*"
     )
 
 
 @pytest.mark.parametrize(
     ("request_data", "field"),
     [
-        ({"business_unit": "retail", "zone": "prompt_catalog", "access": "write"}, "access"),
-        ({"business_unit": "retail", "zone": "evaluation_datasets", "access": "read_write"}, "access"),
-        ({"business_unit": "marketing", "zone": "raw", "access": "read"}, "business_unit"),
+        ({"business_unit": "retail", "stage": "dev", "zone": "prompt_catalog", "access": "write"}, "access"),
+        (
+            {
+                "business_unit": "retail",
+                "stage": "prod",
+                "zone": "evaluation_datasets",
+                "access": "read_write",
+            },
+            "access",
+        ),
+        ({"business_unit": "marketing", "stage": "dev", "zone": "raw", "access": "read"}, "business_unit"),
+        # <bu>/shared/ is written by the promotion role only, even in a zone the stages may write.
+        ({"business_unit": "retail", "stage": "shared", "zone": "feedback", "access": "write"}, "access"),
     ],
 )
 def test_a_request_beyond_the_config_is_refused_naming_the_field(
@@ -256,29 +272,38 @@ def key_statements(platform: SynthesizedPlatform) -> list[dict[str, Any]]:
     return statements
 
 
-def test_key_policy_lets_each_business_unit_use_the_key_only_for_its_zones(
+def test_key_policy_lets_each_stage_use_the_key_only_for_its_own_prefix(
     default_platform: SynthesizedPlatform,
 ) -> None:
     config = default_platform.config
     by_sid = {s.get("Sid"): s for s in key_statements(default_platform)}
-    encrypt = by_sid["RetailEncryptThroughS3"]
-    decrypt = by_sid["RetailDecryptThroughS3"]
+    encrypt = by_sid["RetailProdEncryptThroughS3"]
+    decrypt = by_sid["RetailProdDecryptThroughS3"]
     assert encrypt["Action"] == "kms:GenerateDataKey"
-    assert sorted(encrypt["Principal"]["AWS"]) == [
-        f"arn:aws:iam::{a}:root" for a in ("333333333331", "333333333332", "333333333333")
-    ]
+    assert encrypt["Principal"]["AWS"] == "arn:aws:iam::333333333333:root"
     assert encrypt["Condition"]["StringEquals"] == {
         "kms:ViaService": "s3.eu-west-1.amazonaws.com",
         TAG: "retail",
+        STAGE_TAG: "prod",
     }
-    writable = encrypt["Condition"]["ForAnyValue:StringEquals"]["kms:EncryptionContext:aws:s3:arn"]
-    readable = decrypt["Condition"]["ForAnyValue:StringEquals"]["kms:EncryptionContext:aws:s3:arn"]
+    writable = encrypt["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]
+    readable = decrypt["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]
     arn = {zone: f"arn:aws:s3:::{lake_bucket_name(config, zone)}" for zone in Zone}
-    assert arn[Zone.EVALUATION_DATASETS] in readable
-    assert arn[Zone.EVALUATION_DATASETS] not in writable
-    assert arn[Zone.PROMPT_CATALOG] not in writable
-    assert arn[Zone.FEEDBACK] in writable
-    assert by_sid["FinanceEncryptThroughS3"]["Condition"]["StringEquals"][TAG] == "finance"
+    assert f"{arn[Zone.EVALUATION_RESULTS]}/retail/prod/*" in readable
+    assert f"{arn[Zone.FEEDBACK]}/retail/prod/*" in writable
+    assert f"{arn[Zone.PROMPT_CATALOG]}/retail/prod/*" not in writable
+    assert all(o.startswith("arn:aws:s3:::") and o.endswith("/retail/prod/*") for o in writable + readable)
+    shared = by_sid["RetailSharedDecryptThroughS3"]
+    assert sorted(shared["Principal"]["AWS"]) == [
+        f"arn:aws:iam::{a}:root" for a in ("333333333331", "333333333332", "333333333333")
+    ]
+    assert STAGE_TAG not in shared["Condition"]["StringEquals"]
+    assert (
+        f"{arn[Zone.EVALUATION_DATASETS]}/retail/shared/*"
+        in shared["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]
+    )
+    assert "RetailSharedEncryptThroughS3" not in by_sid
+    assert by_sid["FinanceDevEncryptThroughS3"]["Condition"]["StringEquals"][TAG] == "finance"
 
 
 def test_sandbox_key_policy_has_no_business_unit_statements(sandbox_platform: SynthesizedPlatform) -> None:
@@ -313,7 +338,9 @@ def test_every_lake_bucket_is_cmk_encrypted_tls_only_private_logged_and_retained
         (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
         assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == {"Fn::GetAtt": [key_id, "Arn"]}
-        assert rule["BucketKeyEnabled"] is True
+        # Zone buckets: no S3 Bucket Key, so the key policy sees (and pins) each object's ARN.
+        is_zone = props.get("BucketName") in {lake_bucket_name(platform.config, zone) for zone in Zone}
+        assert rule["BucketKeyEnabled"] is not is_zone
         assert props["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": log_targets[0]}
         if statements is not None:
             denies = [s for s in statements if s["Effect"] == "Deny" and "Bool" in s.get("Condition", {})]
@@ -419,13 +446,18 @@ def test_each_business_unit_database_has_the_record_tables_with_projection(
             if table["Properties"]["DatabaseName"] != lake_database_name(platform.config, business_unit):
                 continue
             name = table_input["Name"]
-            location = f"s3://{lake_bucket_name(platform.config, TABLES[name].zone)}/{business_unit}/{name}/"
+            location = f"s3://{lake_bucket_name(platform.config, TABLES[name].zone)}/{business_unit}/"
             assert table_input["StorageDescriptor"]["Location"] == location
-            assert table_input["PartitionKeys"] == [{"Name": "dt", "Type": "string"}]
+            assert table_input["PartitionKeys"] == [
+                {"Name": "stage", "Type": "string"},
+                {"Name": "dt", "Type": "string"},
+            ]
             params = table_input["Parameters"]
             assert params["projection.enabled"] == "true"
+            assert params["projection.stage.type"] == "enum"
+            assert params["projection.stage.values"] == "dev,preprod,prod"
             assert params["projection.dt.type"] == "date"
-            assert params["storage.location.template"] == location + "dt=${dt}/"
+            assert params["storage.location.template"] == location + "${stage}/" + name + "/dt=${dt}/"
             assert table_input["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == (
                 "org.openx.data.jsonserde.JsonSerDe"
             )
@@ -478,11 +510,11 @@ def lf_grants(platform: SynthesizedPlatform) -> list[tuple[str, str, str, tuple[
     for grant in of_type(lake_template(platform), "AWS::LakeFormation::PrincipalPermissions").values():
         props = grant["Properties"]
         resource = props["Resource"]
-        kind, target = (
-            ("database", resource["Database"]["Name"])
-            if "Database" in resource
-            else ("tables", resource["Table"]["DatabaseName"])
-        )
+        if "Database" in resource:
+            kind, target = "database", resource["Database"]["Name"]
+        else:
+            cells = resource["DataCellsFilter"]
+            kind, target = f"filter:{cells['Name']}", f"{cells['DatabaseName']}.{cells['TableName']}"
         assert props["Permissions"] == props["PermissionsWithGrantOption"]
         grants.append(
             (props["Principal"]["DataLakePrincipalIdentifier"], kind, target, tuple(props["Permissions"]))
@@ -490,20 +522,34 @@ def lf_grants(platform: SynthesizedPlatform) -> list[tuple[str, str, str, tuple[
     return grants
 
 
-def test_lake_formation_grants_each_business_unit_account_only_its_database(
+def test_lake_formation_grants_each_stage_account_only_its_stages_rows(
     default_platform: SynthesizedPlatform,
 ) -> None:
     config = default_platform.config
     grants = lf_grants(default_platform)
     assert [g for g, n in Counter(grants).items() if n > 1] == []
-    expected = {
-        (account, kind, lake_database_name(config, bu.name), perms)
-        for bu in config.business_units
-        for account in config.accounts_of(bu).values()
-        for kind, perms in (("database", ("DESCRIBE",)), ("tables", ("SELECT", "DESCRIBE")))
-    }
+    expected = set()
+    for bu in config.business_units:
+        database = lake_database_name(config, bu.name)
+        for stage, account in config.accounts_of(bu).items():
+            expected.add((account, "database", database, ("DESCRIBE",)))
+            for table in TABLES:
+                expected.add(
+                    (account, f"filter:{stage.value}_rows", f"{database}.{table}", ("SELECT", "DESCRIBE"))
+                )
     assert set(grants) == expected
     assert config.data_lake_account not in {g[0] for g in grants}
+    # No grant on whole tables: a stage account sees its own stage's rows, never another's.
+    filters = {
+        (f["Properties"]["TableName"], f["Properties"]["Name"]): f["Properties"]
+        for f in of_type(lake_template(default_platform), "AWS::LakeFormation::DataCellsFilter").values()
+        if f["Properties"]["DatabaseName"] == lake_database_name(config, "retail")
+    }
+    assert len(filters) == len(TABLES) * 3
+    for (_table, name), props in filters.items():
+        stage = name.removesuffix("_rows")
+        assert props["RowFilter"] == {"FilterExpression": f"stage = '{stage}'"}
+        assert props["ColumnWildcard"] == {"ExcludedColumnNames": []}
 
 
 def test_sandbox_makes_no_lake_formation_grant_to_its_own_account(

@@ -226,8 +226,9 @@ def test_default_candidates_grant_no_model_access(default_platform: SynthesizedP
 
 
 def test_lake_access_is_per_step_and_limited_to_the_business_unit_prefix(retail_dev: dict[str, Any]) -> None:
-    datasets = joined(f"arn:<partition>:s3:::exco-lake-evaluation-datasets-{LAKE}-eu-west-1/retail/*")
-    results = joined(f"arn:<partition>:s3:::exco-lake-evaluation-results-{LAKE}-eu-west-1/retail/*")
+    # Datasets: the business unit's shared, curated prefix; results: this stage's own prefix.
+    datasets = joined(f"arn:<partition>:s3:::exco-lake-evaluation-datasets-{LAKE}-eu-west-1/retail/shared/*")
+    results = joined(f"arn:<partition>:s3:::exco-lake-evaluation-results-{LAKE}-eu-west-1/retail/dev/*")
     for role in ("PrepareFunction", "ScoreBatchFunction"):
         s3 = grants(role_statements(retail_dev, role), "s3")
         assert ("s3:GetObject", datasets) in s3

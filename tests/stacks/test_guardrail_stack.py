@@ -47,7 +47,7 @@ def key_import(bu: str, stage: str) -> dict[str, str]:
     }
 
 
-def lake_statements(bu: str) -> list[dict[str, Any]]:
+def lake_statements(bu: str, stage: str) -> list[dict[str, Any]]:
     return [
         {
             "Action": ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:PutObject"],
@@ -55,7 +55,7 @@ def lake_statements(bu: str) -> list[dict[str, Any]]:
             "Resource": {
                 "Fn::Join": [
                     "",
-                    ["arn:", PARTITION, f":s3:::exco-lake-filter-decisions-{LAKE}-eu-west-1/{bu}/*"],
+                    ["arn:", PARTITION, f":s3:::exco-lake-filter-decisions-{LAKE}-eu-west-1/{bu}/{stage}/*"],
                 ]
             },
         },
@@ -214,7 +214,7 @@ def test_finance_function_may_apply_its_own_guardrail_only(default_platform: Syn
             "Resource": {"Fn::GetAtt": ["BedrockGuardrail", "GuardrailArn"]},
         },
         {"Action": "kms:Decrypt", "Effect": "Allow", "Resource": key_import("finance", "prod")},
-        *lake_statements("finance"),
+        *lake_statements("finance", "prod"),
     ]
 
 
@@ -222,7 +222,7 @@ def test_retail_function_has_no_bedrock_access(default_platform: SynthesizedPlat
     assert statements(default_platform.template("exco-retail-dev-guardrail")) == [
         DETECT_AND_TRACE,
         LOGS,
-        *lake_statements("retail"),
+        *lake_statements("retail", "dev"),
     ]
 
 
@@ -236,7 +236,7 @@ def s3_resources(template: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("platform_fixture", ["default_platform", "sandbox_platform"])
-def test_no_function_reaches_another_business_unit_s_prefix(
+def test_no_function_reaches_another_business_unit_s_or_stage_s_prefix(
     platform_fixture: str, request: pytest.FixtureRequest
 ) -> None:
     platform: SynthesizedPlatform = request.getfixturevalue(platform_fixture)
@@ -245,11 +245,11 @@ def test_no_function_reaches_another_business_unit_s_prefix(
     for stack, template in platform.templates():
         if not stack.stack_name.endswith("-guardrail"):
             continue
-        own = stack.tags["BusinessUnit"]
+        own, stage = stack.tags["BusinessUnit"], stack.tags["Stage"]
         resources = s3_resources(template)
         assert resources == [
             f"arn::s3:::{prefix}-lake-filter-decisions-{platform.config.data_lake_account}-"
-            f"{platform.config.home_region}/{own}/*"
+            f"{platform.config.home_region}/{own}/{stage}/*"
         ], stack.stack_name
         checked += 1
     assert checked == 6

@@ -28,7 +28,9 @@ def granted_keys(statements, bucket_arn: str, key: str, action: str) -> bool:
 
 
 def test_read_write_for_a_business_unit_has_the_exact_shape():
-    request = LakeAccessRequest(business_unit="finance", zone=Zone.FEEDBACK, access=LakeAccess.READ_WRITE)
+    request = LakeAccessRequest(
+        business_unit="finance", stage="prod", zone=Zone.FEEDBACK, access=LakeAccess.READ_WRITE
+    )
     statements = lake_access_statements(
         [request, request], bucket_arns=BUCKETS, kms_key_arn=KEY, kms_via_service="s3.eu-west-1.amazonaws.com"
     )
@@ -42,13 +44,13 @@ def test_read_write_for_a_business_unit_has_the_exact_shape():
                 "s3:AbortMultipartUpload",
                 "s3:ListMultipartUploadParts",
             ],
-            "Resource": ["arn:aws:s3:::lake-feedback/finance/*"],
+            "Resource": ["arn:aws:s3:::lake-feedback/finance/prod/*"],
         },
         {
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
             "Resource": ["arn:aws:s3:::lake-feedback"],
-            "Condition": {"StringLike": {"s3:prefix": ["finance/", "finance/*"]}},
+            "Condition": {"StringLike": {"s3:prefix": ["finance/prod/", "finance/prod/*"]}},
         },
         {
             "Effect": "Allow",
@@ -61,7 +63,7 @@ def test_read_write_for_a_business_unit_has_the_exact_shape():
 
 def test_write_only_grants_neither_reads_nor_listing_nor_deletes():
     request = LakeAccessRequest(
-        business_unit="finance", zone=Zone.RAW, access=LakeAccess.WRITE, tenant_id="t-1"
+        business_unit="finance", stage="dev", zone=Zone.RAW, access=LakeAccess.WRITE, tenant_id="t-1"
     )
     statements = lake_access_statements([request], bucket_arns=BUCKETS, kms_key_arn=KEY)
     actions = {a for s in statements for a in s["Action"]}
@@ -72,12 +74,14 @@ def test_write_only_grants_neither_reads_nor_listing_nor_deletes():
         "kms:Decrypt",
         "kms:GenerateDataKey",
     }
-    assert statements[0]["Resource"] == ["arn:aws:s3:::lake-raw/finance/tenant=t-1/*"]
+    assert statements[0]["Resource"] == ["arn:aws:s3:::lake-raw/finance/dev/tenant=t-1/*"]
     assert "Condition" not in statements[-1]
 
 
 def test_a_zone_without_a_bucket_is_named():
-    request = LakeAccessRequest(business_unit="finance", zone=Zone.CURATED, access=LakeAccess.READ)
+    request = LakeAccessRequest(
+        business_unit="finance", stage="dev", zone=Zone.CURATED, access=LakeAccess.READ
+    )
     with pytest.raises(ValueError, match="curated"):
         lake_access_statements([request], bucket_arns={Zone.RAW: BUCKETS[Zone.RAW]}, kms_key_arn=KEY)
 
@@ -97,10 +101,14 @@ def test_no_requests_no_statements():
         ("tenant_id", ""),
         ("access", "delete"),
         ("zone", "secrets"),
+        ("stage", "production"),
+        ("stage", "../prod"),
+        ("stage", ""),
+        ("stage", None),
     ],
 )
 def test_a_request_that_could_leave_its_prefix_is_refused_naming_the_field(field, value):
-    data = {"business_unit": "finance", "zone": "raw", "access": "read", field: value}
+    data = {"business_unit": "finance", "stage": "dev", "zone": "raw", "access": "read", field: value}
     with pytest.raises(ValidationError) as caught:
         LakeAccessRequest.model_validate(data)
     assert caught.value.errors()[0]["loc"] == (field,)
@@ -120,7 +128,7 @@ def test_a_business_unit_never_gets_another_business_units_prefix(
 ):
     if mine == other:
         return
-    request = LakeAccessRequest(business_unit=mine, zone=zone, access=access, tenant_id=tenant)
+    request = LakeAccessRequest(business_unit=mine, stage="prod", zone=zone, access=access, tenant_id=tenant)
     statements = lake_access_statements([request], bucket_arns=BUCKETS, kms_key_arn=KEY)
     bucket = BUCKETS[zone]
     other_key = f"{other}/{key_rest}"
@@ -140,10 +148,10 @@ def test_a_tenant_never_gets_another_tenants_prefix_or_the_business_units_tables
     if mine == other:
         return
     request = LakeAccessRequest(
-        business_unit="finance", zone=Zone.RAW, access=LakeAccess.READ_WRITE, tenant_id=mine
+        business_unit="finance", stage="prod", zone=Zone.RAW, access=LakeAccess.READ_WRITE, tenant_id=mine
     )
     statements = lake_access_statements([request], bucket_arns=BUCKETS, kms_key_arn=KEY)
-    for key in (f"finance/tenant={other}/{key_rest}", f"finance/ratings/{key_rest}"):
+    for key in (f"finance/prod/tenant={other}/{key_rest}", f"finance/prod/ratings/{key_rest}"):
         assert not granted_keys(statements, BUCKETS[Zone.RAW], key, "s3:GetObject")
 
 
@@ -152,11 +160,15 @@ def test_a_tenant_never_gets_another_tenants_prefix_or_the_business_units_tables
 
 def test_a_tenant_from_a_principal_tag_is_a_policy_variable_in_the_prefix():
     request = LakeAccessRequest(
-        business_unit="retail", zone=Zone.RAW, access=LakeAccess.WRITE, tenant_from_principal_tag="TenantId"
+        business_unit="retail",
+        stage="dev",
+        zone=Zone.RAW,
+        access=LakeAccess.WRITE,
+        tenant_from_principal_tag="TenantId",
     )
-    assert request.prefix == "retail/tenant=${aws:PrincipalTag/TenantId}/"
+    assert request.prefix == "retail/dev/tenant=${aws:PrincipalTag/TenantId}/"
     [objects, key] = lake_access_statements([request], bucket_arns=BUCKETS, kms_key_arn=KEY)
-    assert objects["Resource"] == ["arn:aws:s3:::lake-raw/retail/tenant=${aws:PrincipalTag/TenantId}/*"]
+    assert objects["Resource"] == ["arn:aws:s3:::lake-raw/retail/dev/tenant=${aws:PrincipalTag/TenantId}/*"]
     assert key["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
 
 
@@ -165,6 +177,7 @@ def test_a_tenant_from_a_principal_tag_is_a_policy_variable_in_the_prefix():
 def test_a_tagged_session_reaches_only_the_tenant_its_tag_names(mine, other, key_rest):
     request = LakeAccessRequest(
         business_unit="retail",
+        stage="prod",
         zone=Zone.RAW,
         access=LakeAccess.READ_WRITE,
         tenant_from_principal_tag="TenantId",
@@ -176,17 +189,21 @@ def test_a_tagged_session_reaches_only_the_tenant_its_tag_names(mine, other, key
         for s in statements
     ]
     bucket = BUCKETS[Zone.RAW]
-    assert granted_keys(filled, bucket, f"retail/tenant={mine}/{key_rest}x", "s3:PutObject")
-    assert not granted_keys(filled, bucket, f"retail/ratings/{key_rest}", "s3:PutObject")
+    assert granted_keys(filled, bucket, f"retail/prod/tenant={mine}/{key_rest}x", "s3:PutObject")
+    assert not granted_keys(filled, bucket, f"retail/prod/ratings/{key_rest}", "s3:PutObject")
     if mine != other:
-        assert not granted_keys(filled, bucket, f"retail/tenant={other}/{key_rest}", "s3:PutObject")
+        assert not granted_keys(filled, bucket, f"retail/prod/tenant={other}/{key_rest}", "s3:PutObject")
 
 
 @pytest.mark.parametrize("tag", ["Tenant}Id", "a/b", "x*", "$x", ""])
 def test_a_principal_tag_that_could_break_the_variable_is_refused(tag):
     with pytest.raises(ValidationError, match="tenant_from_principal_tag"):
         LakeAccessRequest(
-            business_unit="retail", zone=Zone.RAW, access=LakeAccess.WRITE, tenant_from_principal_tag=tag
+            business_unit="retail",
+            stage="dev",
+            zone=Zone.RAW,
+            access=LakeAccess.WRITE,
+            tenant_from_principal_tag=tag,
         )
 
 
@@ -194,8 +211,62 @@ def test_a_fixed_tenant_and_a_tag_tenant_are_exclusive():
     with pytest.raises(ValidationError, match="tenant_from_principal_tag: set either"):
         LakeAccessRequest(
             business_unit="retail",
+            stage="dev",
             zone=Zone.RAW,
             access=LakeAccess.WRITE,
             tenant_id="t1",
             tenant_from_principal_tag="TenantId",
+        )
+
+
+# ---- the stage is part of the boundary ---------------------------------------------------------
+
+STAGE_NAMES = ["dev", "preprod", "prod"]
+
+
+def test_the_stage_is_required():
+    with pytest.raises(ValidationError) as caught:
+        LakeAccessRequest.model_validate({"business_unit": "finance", "zone": "raw", "access": "read"})
+    assert caught.value.errors()[0]["loc"] == ("stage",)
+
+
+@given(
+    mine=st.sampled_from(STAGE_NAMES),
+    other=st.sampled_from([*STAGE_NAMES, "shared"]),
+    zone=st.sampled_from(list(Zone)),
+    access=st.sampled_from(list(LakeAccess)),
+    tenant=st.none() | tenants,
+    key_rest=st.from_regex(r"\A[a-z0-9=/._-]{0,30}\Z"),
+)
+@example(mine="prod", other="preprod", zone=Zone.RAW, access=LakeAccess.READ_WRITE, tenant=None, key_rest="x")
+def test_a_stage_never_gets_another_stages_prefix(mine, other, zone, access, tenant, key_rest):
+    if mine == other:
+        return
+    request = LakeAccessRequest(
+        business_unit="finance", stage=mine, zone=zone, access=access, tenant_id=tenant
+    )
+    statements = lake_access_statements([request], bucket_arns=BUCKETS, kms_key_arn=KEY)
+    other_key = f"finance/{other}/{key_rest}"
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert not granted_keys(statements, BUCKETS[zone], other_key, action)
+    for statement in statements:
+        for prefix in statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix", []):
+            assert not iam_matches(prefix, other_key)
+
+
+def test_a_shared_request_reaches_the_business_units_shared_prefix():
+    request = LakeAccessRequest(
+        business_unit="finance", stage="shared", zone=Zone.EVALUATION_DATASETS, access=LakeAccess.READ
+    )
+    assert request.prefix == "finance/shared/"
+    [objects, listing, _key] = lake_access_statements([request], bucket_arns=BUCKETS, kms_key_arn=KEY)
+    assert objects["Resource"] == ["arn:aws:s3:::lake-evaluation-datasets/finance/shared/*"]
+    assert listing["Condition"]["StringLike"]["s3:prefix"] == ["finance/shared/", "finance/shared/*"]
+
+
+@pytest.mark.parametrize("tenant", [{"tenant_id": "t1"}, {"tenant_from_principal_tag": "TenantId"}])
+def test_the_shared_prefix_holds_no_tenant_data(tenant):
+    with pytest.raises(ValidationError, match="tenant_id: <business_unit>/shared/ holds no tenant data"):
+        LakeAccessRequest(
+            business_unit="finance", stage="shared", zone=Zone.RAW, access=LakeAccess.READ, **tenant
         )

@@ -64,7 +64,9 @@ def test_lake_bucket_name_follows_the_cross_account_contract(default_config: Pla
 
 
 def test_lake_key_use_is_limited_by_alias_and_s3(default_config: PlatformConfig) -> None:
-    request = LakeAccessRequest(business_unit="retail", zone=Zone.EVALUATION_RESULTS, access=LakeAccess.WRITE)
+    request = LakeAccessRequest(
+        business_unit="retail", stage="preprod", zone=Zone.EVALUATION_RESULTS, access=LakeAccess.WRITE
+    )
     statements = lake_statements(default_config, request)
     (key,) = [s for s in statements if s["Action"][0].startswith("kms:")]
     assert key["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
@@ -75,6 +77,6 @@ def test_lake_key_use_is_limited_by_alias_and_s3(default_config: PlatformConfig)
     }
     (objects,) = [s for s in statements if "s3:PutObject" in s["Action"]]
     assert objects["Resource"][0].endswith(
-        ":s3:::exco-lake-evaluation-results-222222222222-eu-west-1/retail/*"
+        ":s3:::exco-lake-evaluation-results-222222222222-eu-west-1/retail/preprod/*"
     )
     assert "s3:GetObject" not in objects["Action"]

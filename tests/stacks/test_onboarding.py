@@ -37,6 +37,7 @@ SHARED_POLICY_HOLDERS = {
     "AWS::ApiGateway::RestApi",
     "AWS::ApiGateway::Stage",  # points at the new deployment of the changed API
     "AWS::Lambda::Function",  # the prompt catalog's caller map (environment)
+    "AWS::CloudTrail::Trail",  # the data lake's audit of <bu>/shared/ writes gains the new prefix
 }
 
 
@@ -102,6 +103,7 @@ def test_every_existing_business_unit_stack_is_unchanged(
                 "AWS::Glue::Table",
                 "AWS::IAM::Policy",
                 "AWS::IAM::Role",
+                "AWS::LakeFormation::DataCellsFilter",  # one per table and stage of the new business unit
                 "AWS::LakeFormation::PrincipalPermissions",
             ],
         ),

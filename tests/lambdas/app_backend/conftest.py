@@ -26,6 +26,7 @@ CANDIDATES = "lake-feedback"  # ratings' evaluation candidates
 UPLOAD_ROLE = "arn:aws:iam::123456789012:role/app-upload"
 BU = "retail"
 USE_CASE = "support-bot"
+STAGE = "prod"
 
 
 class RecordingFilter:
@@ -250,8 +251,14 @@ def build_backend(settings: ApplicationSettings | None = None, fine_tunes: Any =
         tenant_model=tenant_model,
         ratings=ratings,
         candidates=S3Candidates(CANDIDATES, s3),
+        stage=STAGE,
         uploads=TenantUploads(
-            bucket=RAW, business_unit=BU, role_arn=UPLOAD_ROLE, settings=settings.uploads, sts=sts
+            bucket=RAW,
+            business_unit=BU,
+            stage=STAGE,
+            role_arn=UPLOAD_ROLE,
+            settings=settings.uploads,
+            sts=sts,
         ),
         fine_tunes=fine_tunes,
     )

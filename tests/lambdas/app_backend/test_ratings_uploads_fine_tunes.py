@@ -14,7 +14,7 @@ from moto import mock_aws
 from common.evaluation_dataset import read_records
 from common.fine_tuning_runs import PipelineRef
 
-from .conftest import BU, CANDIDATES, RAW, USE_CASE, Backend, build_backend
+from .conftest import BU, CANDIDATES, RAW, STAGE, USE_CASE, Backend, build_backend
 
 
 def _invoke(backend: Backend, name: str = "alice@example.com", sub: str = "tenant-a") -> str:
@@ -45,7 +45,7 @@ def test_a_retried_rating_is_stored_once_and_a_good_one_becomes_a_redacted_candi
     assert record.comment == "great, mail [EMAIL]"
     assert record.use_case == USE_CASE
     [key] = backend.objects(CANDIDATES)
-    assert key == f"{BU}/evaluation_candidates/{USE_CASE}/{record.rating_id}.jsonl"
+    assert key == f"{BU}/{STAGE}/evaluation_candidates/{USE_CASE}/{record.rating_id}.jsonl"
     text = backend.s3.get_object(Bucket=CANDIDATES, Key=key)["Body"].read().decode()
     [candidate] = list(read_records(text.splitlines()))
     assert candidate.prompt_ref == "greet@3"
@@ -107,7 +107,7 @@ def test_presigned_post_is_limited_to_the_tenants_prefix_size_and_type(backend: 
     )
 
     assert status == 201
-    assert post["key"].startswith(f"{BU}/tenant=tenant-a/uploads/")
+    assert post["key"].startswith(f"{BU}/{STAGE}/tenant=tenant-a/uploads/")
     assert post["key"].endswith("/train.jsonl")
     conditions = _policy(post)["conditions"]
     assert ["content-length-range", 1, 50 * 1024**2] in conditions
@@ -136,7 +136,9 @@ def test_two_tenants_through_the_api_see_only_their_own_uploads_and_models(aws_e
             attrs = cognito.admin_create_user(UserPoolId=pool, Username=user)["User"]["Attributes"]
             subs[user] = next(a["Value"] for a in attrs if a["Name"] == "sub")
         for user, sub in subs.items():
-            built.s3.put_object(Bucket=RAW, Key=f"{BU}/tenant={sub}/uploads/1/{user}.jsonl", Body=b"{}")
+            built.s3.put_object(
+                Bucket=RAW, Key=f"{BU}/{STAGE}/tenant={sub}/uploads/1/{user}.jsonl", Body=b"{}"
+            )
             built.table.put_item(
                 Item={
                     "pk": f"TENANT#{sub}",

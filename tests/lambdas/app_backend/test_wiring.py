@@ -38,12 +38,14 @@ def test_in_process_packaging_runs_the_engine_with_the_bedrock_guardrail_and_dec
             "FILTER_DECISIONS_BUCKET": "lake-filter-decisions",
             "BEDROCK_GUARDRAIL_ID": "gr-1",
             "BEDROCK_GUARDRAIL_VERSION": "3",
+            "LAKE_STAGE": "preprod",
         }
     )
     assert isinstance(guard, InProcessGuardrail)
     assert guard.settings.max_request_bytes == 1234
     sink = guard.engine._sink
     assert isinstance(sink, LakeWriter) and sink.bucket == "lake-filter-decisions"
+    assert sink.stage == "preprod"  # decision records land under <bu>/preprod/
     bedrock = guard.engine._layers["bedrock"]
     assert (bedrock._id, bedrock._version) == ("gr-1", "3")  # type: ignore[attr-defined]
 

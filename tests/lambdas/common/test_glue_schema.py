@@ -12,7 +12,7 @@ from common.glue_schema import TABLES, GlueColumn, SchemaError, check_query, hiv
 from common.lake_layout import Zone
 
 LAMBDAS_ROOT = Path(__file__).resolve().parents[3] / "lambdas"
-PARTITION_KEYS = (GlueColumn("dt", "string"),)
+PARTITION_KEYS = (GlueColumn("stage", "string"), GlueColumn("dt", "string"))
 COMMON = [("business_unit", "string"), ("model_id", "string"), ("event_time", "timestamp")]
 
 
@@ -85,7 +85,7 @@ def test_model_is_a_folder_not_a_glue_column():
 
 def test_partition_keys_are_never_body_columns():
     for table in TABLES.values():
-        assert not {"dt", "model"} & {c.name for c in table.columns}
+        assert not {"stage", "dt", "model"} & {c.name for c in table.columns}
 
 
 def test_hive_types_of_other_annotations():
@@ -115,7 +115,7 @@ def test_monitoring_queries_use_only_declared_columns(query):
 
 
 def test_a_database_qualified_table_is_matched_by_its_name():
-    check_query('SELECT count(*) FROM "finance_lake"."ratings" WHERE dt = ? AND tenant_id = ?')
+    check_query('SELECT count(*) FROM "finance_lake"."ratings" WHERE stage = ? AND dt = ? AND tenant_id = ?')
 
 
 def test_a_join_across_tables_resolves_each_side():

@@ -7,7 +7,7 @@ from botocore.awsrequest import AWSResponse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.lake_layout import Zone
+from common.lake_layout import LakeLayoutError, Zone
 from common.lake_records import (
     EvaluationResultRecord,
     FilterDecisionRecord,
@@ -24,7 +24,7 @@ def read_lines(s3, key):
 
 
 def test_flush_writes_one_jsonl_object_per_table_partition(s3):
-    writer = LakeWriter(BUCKET, s3_client=s3)
+    writer = LakeWriter(BUCKET, stage="prod", s3_client=s3)
     records = [
         evaluation_result("r1"),
         evaluation_result("r2"),
@@ -41,11 +41,11 @@ def test_flush_writes_one_jsonl_object_per_table_partition(s3):
 
     prefixes = sorted(key.rsplit("/", 1)[0] + "/" for key in keys)
     assert prefixes == [
-        "finance/evaluation_results/dt=2024-05-01/model=anthropic.claude-3_0/",
-        "finance/evaluation_results/dt=2024-05-01/model=meta.llama3/",
-        "finance/evaluation_results/dt=2024-05-02/model=anthropic.claude-3_0/",
-        "finance/filter_decisions/dt=2024-05-01/model=m1/",
-        "finance/ratings/dt=2024-05-01/model=m1/",
+        "finance/prod/evaluation_results/dt=2024-05-01/model=anthropic.claude-3_0/",
+        "finance/prod/evaluation_results/dt=2024-05-01/model=meta.llama3/",
+        "finance/prod/evaluation_results/dt=2024-05-02/model=anthropic.claude-3_0/",
+        "finance/prod/filter_decisions/dt=2024-05-01/model=m1/",
+        "finance/prod/ratings/dt=2024-05-01/model=m1/",
     ]
     assert all(key.endswith(".jsonl") for key in keys)
     listed = s3.list_objects_v2(Bucket=BUCKET)["Contents"]
@@ -61,7 +61,7 @@ def test_flush_writes_one_jsonl_object_per_table_partition(s3):
 
 
 def test_a_partition_is_split_into_objects_of_max_batch_records(s3):
-    writer = LakeWriter(BUCKET, s3_client=s3, max_batch_records=2)
+    writer = LakeWriter(BUCKET, stage="prod", s3_client=s3, max_batch_records=2)
     for n in range(5):
         writer.append(evaluation_result(f"r{n}"))
 
@@ -80,7 +80,7 @@ def test_a_partition_is_split_into_objects_of_max_batch_records(s3):
 
 def test_objects_are_encrypted_with_the_given_kms_key(s3):
     key_id = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["Arn"]
-    writer = LakeWriter(BUCKET, s3_client=s3, kms_key_id=key_id)
+    writer = LakeWriter(BUCKET, stage="prod", s3_client=s3, kms_key_id=key_id)
     writer.append(rating())
 
     [key] = writer.flush()
@@ -110,7 +110,7 @@ def test_without_a_key_id_it_sends_no_encryption_header_and_the_bucket_default_a
     )
     sent = []
     s3.meta.events.register("provide-client-params.s3.PutObject", lambda params, **_: sent.append(params))
-    writer = LakeWriter(BUCKET, s3_client=s3)
+    writer = LakeWriter(BUCKET, stage="prod", s3_client=s3)
     writer.append(rating())
 
     [key] = writer.flush()
@@ -123,8 +123,8 @@ def test_without_a_key_id_it_sends_no_encryption_header_and_the_bucket_default_a
 
 
 def test_a_failed_put_loses_nothing_and_the_retry_lands_on_the_same_keys(s3):
-    expected = LakeWriter(BUCKET, s3_client=s3)
-    failing = LakeWriter("lake-bucket-not-created-yet", s3_client=s3)
+    expected = LakeWriter(BUCKET, stage="prod", s3_client=s3)
+    failing = LakeWriter("lake-bucket-not-created-yet", stage="prod", s3_client=s3)
     for writer in (expected, failing):
         writer.append(evaluation_result("r1"))
         writer.append(rating())
@@ -143,7 +143,7 @@ def test_a_failed_put_loses_nothing_and_the_retry_lands_on_the_same_keys(s3):
 
 
 def test_keys_written_before_a_failure_are_returned_by_the_next_flush(s3):
-    writer = LakeWriter(BUCKET, s3_client=s3)
+    writer = LakeWriter(BUCKET, stage="prod", s3_client=s3)
     writer.append(evaluation_result("r1"))
     writer.append(rating())
     calls = []
@@ -158,12 +158,12 @@ def test_keys_written_before_a_failure_are_returned_by_the_next_flush(s3):
     with pytest.raises(LakeWriteError) as caught:
         writer.flush()
     assert "/ratings/" in caught.value.key
-    assert [k.split("/")[1] for k in caught.value.written_keys] == ["evaluation_results"]
+    assert [k.split("/")[2] for k in caught.value.written_keys] == ["evaluation_results"]
     assert writer.pending_records == 1
 
     keys = writer.flush()
 
-    assert [k.split("/")[1] for k in keys] == ["evaluation_results", "ratings"]
+    assert [k.split("/")[2] for k in keys] == ["evaluation_results", "ratings"]
     assert keys[1] == caught.value.key
 
 
@@ -189,7 +189,7 @@ def test_default_client_retries_throttling_with_botocores_standard_mode(s3, monk
         return None
 
     client.meta.events.register_first("before-send.s3.PutObject", slow_down_twice)
-    writer = LakeWriter(BUCKET, s3_client=client)
+    writer = LakeWriter(BUCKET, stage="prod", s3_client=client)
     writer.append(rating())
 
     [key] = writer.flush()
@@ -200,13 +200,13 @@ def test_default_client_retries_throttling_with_botocores_standard_mode(s3, monk
 
 
 def test_writer_builds_the_retrying_client_lazily(s3):
-    writer = LakeWriter(BUCKET)
+    writer = LakeWriter(BUCKET, stage="prod")
     assert writer._s3_client is None
     assert writer.s3_client.meta.config.retries["mode"] == "standard"
 
 
 def test_a_dict_is_refused_naming_the_record():
-    writer = LakeWriter(BUCKET, s3_client=object())
+    writer = LakeWriter(BUCKET, stage="prod", s3_client=object())
     with pytest.raises(LakeRecordError) as caught:
         writer.append(evaluation_result().model_dump())
     assert caught.value.field == "record"
@@ -215,7 +215,7 @@ def test_a_dict_is_refused_naming_the_record():
 
 
 def test_a_record_built_around_validation_is_refused_naming_the_field():
-    writer = LakeWriter(BUCKET, s3_client=object())
+    writer = LakeWriter(BUCKET, stage="prod", s3_client=object())
     good = rating().model_dump()
     with pytest.raises(LakeRecordError) as caught:
         writer.append(RatingRecord.model_construct(**(good | {"value": 9})))
@@ -241,7 +241,7 @@ def test_a_record_without_a_known_table_is_refused():
     class Unknown(LakeRecord):
         TABLE = "secrets"
 
-    writer = LakeWriter(BUCKET, s3_client=object())
+    writer = LakeWriter(BUCKET, stage="prod", s3_client=object())
     base = LakeRecord(**{k: v for k, v in rating().model_dump().items() if k in LakeRecord.model_fields})
     for record in (base, Unknown(**base.model_dump())):
         with pytest.raises(LakeRecordError) as caught:
@@ -251,7 +251,7 @@ def test_a_record_without_a_known_table_is_refused():
 
 
 def test_a_zone_writer_refuses_tables_of_other_zones():
-    writer = LakeWriter(BUCKET, s3_client=object(), zone=Zone.FEEDBACK)
+    writer = LakeWriter(BUCKET, stage="prod", s3_client=object(), zone=Zone.FEEDBACK)
     writer.append(rating())
     with pytest.raises(LakeRecordError) as caught:
         writer.append(evaluation_result())
@@ -260,7 +260,7 @@ def test_a_zone_writer_refuses_tables_of_other_zones():
 
 
 def test_a_model_id_that_would_leave_its_partition_is_refused_naming_model_id():
-    writer = LakeWriter(BUCKET, s3_client=object())
+    writer = LakeWriter(BUCKET, stage="prod", s3_client=object())
     with pytest.raises(LakeRecordError) as caught:
         writer.append(evaluation_result(model_id=".."))
     assert caught.value.field == "model_id"
@@ -270,7 +270,7 @@ def test_a_model_id_that_would_leave_its_partition_is_refused_naming_model_id():
 
 def test_max_batch_records_must_be_positive():
     with pytest.raises(ValueError, match="max_batch_records"):
-        LakeWriter(BUCKET, max_batch_records=0)
+        LakeWriter(BUCKET, stage="prod", max_batch_records=0)
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -288,8 +288,28 @@ def test_any_bad_field_value_is_refused_naming_that_field_and_buffers_nothing(fi
         pass
     else:
         return  # hypothesis drew a valid value
-    writer = LakeWriter(BUCKET, s3_client=object())
+    writer = LakeWriter(BUCKET, stage="prod", s3_client=object())
     with pytest.raises(LakeRecordError) as caught:
         writer.append(RatingRecord.model_construct(**(good | {field: bad})))
     assert caught.value.field == field
     assert writer.pending_records == 0
+
+
+def test_the_writer_writes_under_its_stage_from_the_environment(s3, monkeypatch):
+    monkeypatch.setenv("LAKE_STAGE", "dev")
+    writer = LakeWriter(BUCKET, s3_client=s3)
+    writer.append(rating())
+    (key,) = writer.flush()
+    assert key.startswith("finance/dev/ratings/dt=")
+
+
+@pytest.mark.parametrize("stage", [None, "", "shared", "production", "../prod"])
+def test_a_writer_without_a_stage_of_its_own_is_refused_naming_stage(monkeypatch, stage):
+    monkeypatch.delenv("LAKE_STAGE", raising=False)
+    if stage is not None:
+        monkeypatch.setenv("LAKE_STAGE", stage)
+    with pytest.raises(LakeLayoutError) as caught:
+        LakeWriter(BUCKET, s3_client=object())
+    assert caught.value.field == "stage"
+    with pytest.raises(LakeLayoutError):
+        LakeWriter(BUCKET, s3_client=object(), stage=stage or "staging")

@@ -53,12 +53,14 @@ def test_lake_rows_go_to_the_lake_results_bucket_not_the_working_bucket(monkeypa
     from common.lake_writer import LakeWriter
 
     monkeypatch.setenv("LAKE_RESULTS_BUCKET", "exco-lake-evaluation-results-222222222222-eu-west-1")
+    monkeypatch.setenv("LAKE_STAGE", "preprod")
     handler.runtime.cache_clear()
     try:
         sink = handler.runtime().sink_factory()
         assert isinstance(sink, LakeWriter)
         assert sink.bucket == "exco-lake-evaluation-results-222222222222-eu-west-1"
         assert sink.zone == Zone.EVALUATION_RESULTS
+        assert sink.stage == "preprod"  # rows land under <bu>/preprod/evaluation_results/
         assert sink.kms_key_id is None
     finally:
         handler.runtime.cache_clear()

@@ -96,7 +96,7 @@ def test_prepare_lenient_writes_clean_copy_and_line_errors(s3):
 
 def test_gate_run_without_dataset_reads_the_use_cases_gate_dataset(s3):
     # The pipeline's gate step names no dataset (stacks/blocks/evaluation_gate.py); the lake's copy is read.
-    s3.put_object(Bucket=BUCKET, Key="retail/gate/support.jsonl", Body=dump_records(RECORDS))
+    s3.put_object(Bucket=BUCKET, Key="retail/shared/gate/support.jsonl", Body=dump_records(RECORDS))
     rt, _ = make_runtime(s3, [])
     rt.default_dataset_bucket = BUCKET
     event = {"run_id": "gate-1", "use_case": "support", "gate": True, "commit": "0123456789ab"}
