@@ -44,6 +44,15 @@ def settings_env(business_unit: str, settings: GuardrailSettings) -> str:
     return encoded
 
 
+def comprehend_actions(settings: GuardrailSettings) -> list[str]:
+    """The Comprehend actions of the layers switched on in either direction."""
+    switches = [settings.input.layers, settings.output.layers]
+    return sorted(
+        {"comprehend:DetectToxicContent" for s in switches if s.toxicity}
+        | {"comprehend:DetectPiiEntities" for s in switches if s.pii}
+    )
+
+
 def guardrail_name(environment: EnvironmentSpec, definition: BedrockGuardrailDefinition) -> str:
     """Guardrail names are unique per account and region: prefix the environment (sandbox shares one)."""
     return f"{environment.name}-{definition.name}"[:GUARDRAIL_NAME_MAX]
@@ -106,6 +115,7 @@ class GuardrailStack(EnvironmentStack):
             timeout=Duration.seconds(max(30, math.ceil(slowest_layer) + 15)),
             vpc=vpc,
             security_groups=security_groups,
+            unscoped_actions=tuple(comprehend_actions(settings)),
         )
         self.settings = settings
         self._config = config
@@ -183,14 +193,11 @@ class GuardrailStack(EnvironmentStack):
         settings = self.settings
         role = grantee.grant_principal
         switches = [settings.input.layers, settings.output.layers]
-        comprehend_actions = sorted(
-            {"comprehend:DetectToxicContent" for s in switches if s.toxicity}
-            | {"comprehend:DetectPiiEntities" for s in switches if s.pii}
-        )
-        if comprehend_actions:
+        detect_actions = comprehend_actions(settings)
+        if detect_actions:
             # Comprehend's real-time detection actions have no resource type (Service Authorization
             # Reference, Amazon Comprehend): "*" is the only resource they accept.
-            role.add_to_principal_policy(iam.PolicyStatement(actions=comprehend_actions, resources=["*"]))
+            role.add_to_principal_policy(iam.PolicyStatement(actions=detect_actions, resources=["*"]))
         if self.guardrail_arn is not None and any(s.bedrock for s in switches):
             role.add_to_principal_policy(
                 iam.PolicyStatement(actions=["bedrock:ApplyGuardrail"], resources=[self.guardrail_arn])

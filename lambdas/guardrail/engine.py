@@ -7,10 +7,12 @@ handler; clients, record sink and layers can be injected.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
 from typing import Any
 
 from guardrail import clients
@@ -26,6 +28,40 @@ from guardrail.verdict import Verdict, merge
 
 logger = logging.getLogger(__name__)
 _LAYER_ORDER = ("local_rules", "toxicity", "pii", "bedrock")
+# Threads per layer: concurrent checks of one process (in-process packaging serves several requests).
+DEFAULT_THREADS_PER_LAYER = 4
+
+
+class LayerSaturatedError(RuntimeError):
+    """Every thread of a layer is still busy with earlier calls (a stuck provider)."""
+
+
+class LayerRunner:
+    """One bounded pool per layer. A call that times out keeps its thread until the provider answers;
+    with a pool of its own, a stuck provider ties up only its own layer's threads, and once they are all
+    busy its next calls fail at once (an error for the failure policy) instead of queueing: the other
+    layers, the local rules included, keep their threads."""
+
+    def __init__(self, name: str, max_workers: int = DEFAULT_THREADS_PER_LAYER) -> None:
+        self.name = name
+        self.max_workers = max_workers
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"guardrail-{name}")
+        self._free = threading.BoundedSemaphore(max_workers)
+
+    def submit(self, fn: Callable[[], tuple[LayerResult, float]]) -> Future[tuple[LayerResult, float]]:
+        if not self._free.acquire(blocking=False):
+            failed: Future[tuple[LayerResult, float]] = Future()
+            failed.set_exception(
+                LayerSaturatedError(f"all {self.max_workers} threads of this layer are still busy")
+            )
+            return failed
+        try:
+            future = self._executor.submit(fn)
+        except BaseException:
+            self._free.release()
+            raise
+        future.add_done_callback(lambda _: self._free.release())
+        return future
 
 
 class InvalidRequestError(ValueError):
@@ -65,7 +101,7 @@ class GuardrailEngine:
         bedrock_ref: tuple[str, str] | None = None,
         sink: RecordSink | None = None,
         metrics: bool = True,
-        executor: ThreadPoolExecutor | None = None,
+        threads_per_layer: int = DEFAULT_THREADS_PER_LAYER,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.settings = settings
@@ -78,7 +114,7 @@ class GuardrailEngine:
         )
         self._sink = sink
         self._metrics = metrics
-        self._executor = executor or ThreadPoolExecutor(max_workers=8, thread_name_prefix="guardrail")
+        self._runners = {name: LayerRunner(name, threads_per_layer) for name in self._layers}
         self._clock = clock
 
     def check(self, request: CheckRequest) -> Verdict:
@@ -90,7 +126,8 @@ class GuardrailEngine:
 
         start = self._clock()
         futures: dict[str, Future[tuple[LayerResult, float]]] = {
-            name: self._executor.submit(self._timed, self._layers[name], request) for name in enabled
+            name: self._runners[name].submit(partial(self._timed, self._layers[name], request))
+            for name in enabled
         }
         results: dict[str, LayerResult] = {}
         errors: dict[str, str] = {}
@@ -128,6 +165,11 @@ class GuardrailEngine:
                 direction = self.settings.for_direction(request.direction)
                 pii_layers = ("pii", "local_rules") if direction.local_rules.pii_regex_fallback else ("pii",)
                 self._sink.append(decision_record(request, verdict, pii_layers))
+                # Written per verdict: a buffering sink (LakeWriter) in a long-lived process, the
+                # in-process packaging, would otherwise hold the records until it ends and lose them.
+                flush = getattr(self._sink, "flush", None)
+                if flush is not None:
+                    flush()
             except Exception:
                 logger.exception("guardrail decision record failed")
 
@@ -145,6 +187,15 @@ def validate_request(request: CheckRequest) -> None:
         except UnicodeEncodeError as err:
             raise InvalidRequestError(
                 f"content[{index}].text: not valid UTF-8 (lone surrogate at character {err.start})"
+            ) from err
+    if request.rendered is not None:
+        if not request.rendered.strip():
+            raise InvalidRequestError("rendered: must not be empty")
+        try:
+            request.rendered.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise InvalidRequestError(
+                f"rendered: not valid UTF-8 (lone surrogate at character {err.start})"
             ) from err
 
 

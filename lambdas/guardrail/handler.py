@@ -24,10 +24,12 @@ _engine: GuardrailEngine | None = None
 
 
 class ContentItemEvent(BaseModel):
+    """No `trusted` flag: whoever may invoke the function could set it and skip checks. Trust comes from
+    the caller: only code in the caller's own process builds trusted items (`guardrail.model.ContentItem`)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     text: Annotated[str, Field(min_length=1)]
-    trusted: bool = False
 
 
 class GuardrailEvent(BaseModel):
@@ -39,6 +41,8 @@ class GuardrailEvent(BaseModel):
     model_id: Annotated[str, Field(min_length=1, max_length=256)]
     request_id: SafeId
     tenant_id: SafeId | None = None
+    # The prompt as the model will see it (the template rendered with the values in `content`).
+    rendered: Annotated[str, Field(min_length=1)] | None = None
 
 
 def _error(message: str) -> dict[str, Any]:
@@ -70,22 +74,26 @@ def parse_event(
             f"business_unit: this guardrail serves {own_business_unit!r} only, got {parsed.business_unit!r}"
         )
     size = 0
-    for index, item in enumerate(parsed.content):
+    texts = [(f"content[{index}].text", item.text) for index, item in enumerate(parsed.content)]
+    if parsed.rendered is not None:
+        texts.append(("rendered", parsed.rendered))
+    for field, text in texts:
         try:
-            size += len(item.text.encode("utf-8"))
+            size += len(text.encode("utf-8"))
         except UnicodeEncodeError as err:
-            raise InvalidRequestError(f"content[{index}].text: not valid UTF-8 (lone surrogate)") from err
+            raise InvalidRequestError(f"{field}: not valid UTF-8 (lone surrogate)") from err
     if size > settings.max_request_bytes:
         raise InvalidRequestError(
             f"content: {size} bytes of text, more than the limit of {settings.max_request_bytes}"
         )
     return CheckRequest(
         direction=parsed.direction,
-        items=tuple(ContentItem(item.text, item.trusted) for item in parsed.content),
+        items=tuple(ContentItem(item.text) for item in parsed.content),
         business_unit=parsed.business_unit,
         model_id=parsed.model_id,
         request_id=parsed.request_id,
         tenant_id=parsed.tenant_id,
+        rendered=parsed.rendered,
     )
 
 
@@ -122,11 +130,5 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     except InvalidRequestError as err:
         logger.info("guardrail request rejected", extra={"reason": str(err)})
         return _error(str(err))
-    flush = getattr(current._sink, "flush", None)
-    if flush is not None:
-        try:
-            flush()
-        except Exception:
-            logger.exception("writing the decision record failed")
     logger.info("guardrail verdict", extra={"action": verdict.action, "request_id": request.request_id})
     return {"statusCode": 200, "verdict": verdict.to_dict()}

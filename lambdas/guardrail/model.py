@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from guardrail.settings import Direction
 
@@ -14,24 +14,24 @@ FindingAction = Literal["block", "redact", "flag"]
 @dataclass(frozen=True)
 class ContentItem:
     """One piece of the text to check. Trusted items (system prompt, tool definitions) come from the
-    application itself and are not scanned; untrusted ones (user text, retrieved documents, model
-    output) are."""
+    application itself: every layer scans them except the prompt-injection checks, which fire on system
+    prompts. Trust is never read from a request payload: only code in the caller's own process can build
+    a trusted item (see `guardrail.handler.parse_event`)."""
 
     text: str
     trusted: bool = False
 
 
-@dataclass(frozen=True)
-class Span:
-    """Character (code point) range [start, end) inside content item `item`."""
+class Span(NamedTuple):
+    """Character (code point) range [start, end) inside content item `item`. (Named tuples: the local
+    rules make one per match, and a tuple is built at a third of a frozen dataclass's cost.)"""
 
     item: int
     start: int
     end: int
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
     layer: str
     type: str
     action: FindingAction
@@ -70,7 +70,41 @@ class CheckRequest:
     model_id: str
     request_id: str
     tenant_id: str | None = None
+    # The prompt as the model will see it (template rendered with the values in `items`), when the
+    # caller renders one: PII split across values only shows whole here.
+    rendered: str | None = None
 
     def untrusted(self) -> Iterator[tuple[int, ContentItem]]:
-        """(index, item) of the items every layer scans."""
+        """(index, item) of the items the injection checks and the Bedrock guardrail scan."""
         return ((index, item) for index, item in enumerate(self.items) if not item.trusted)
+
+    @property
+    def whole_index(self) -> int:
+        """Span item index of the whole view (`whole_view`): one past the last content item."""
+        return len(self.items)
+
+    def whole_view(self) -> str | None:
+        """The text the model sees as one piece, scanned for PII and deny terms in addition to each item:
+        `rendered`, or else the untrusted items back to back (two or more of them). None: nothing to add."""
+        if self.rendered is not None:
+            return self.rendered
+        texts = [item.text for _, item in self.untrusted()]
+        return "".join(texts) if len(texts) > 1 else None
+
+    def scanned(self) -> Iterator[tuple[int, str]]:
+        """(span item index, text) of everything the PII and deny checks scan: every item, then the whole."""
+        yield from ((index, item.text) for index, item in enumerate(self.items))
+        whole = self.whole_view()
+        if whole is not None:
+            yield self.whole_index, whole
+
+    def item_spans(self, start: int, end: int) -> list[tuple[int, int, int]]:
+        """A span of the joined untrusted items (no `rendered`) as (item, start, end) parts per item."""
+        parts: list[tuple[int, int, int]] = []
+        offset = 0
+        for index, item in self.untrusted():
+            lo, hi = max(start, offset), min(end, offset + len(item.text))
+            if lo < hi:
+                parts.append((index, lo - offset, hi - offset))
+            offset += len(item.text)
+        return parts

@@ -11,6 +11,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from common.lake_records import FilterAction, FilterDecisionRecord, LakeRecord
 from common.lake_records import Finding as LakeFinding
 from guardrail.model import CheckRequest
+from guardrail.redaction import redact
 
 if TYPE_CHECKING:
     from guardrail.verdict import Verdict
@@ -22,18 +23,39 @@ class RecordSink(Protocol):
     def append(self, record: LakeRecord) -> None: ...
 
 
-def lake_text(request: CheckRequest, verdict: Verdict, pii_layers: tuple[str, ...]) -> str:
-    """Untrusted text with every PII finding redacted, whatever its action.
+WITHHELD = "[WITHHELD]"
 
-    If none of `pii_layers` (the PII detectors enabled for this direction) ran successfully, the text
-    is not stored at all: nothing vouches that it is free of PII.
+
+def lake_text(request: CheckRequest, verdict: Verdict, pii_layers: tuple[str, ...]) -> str:
+    """Untrusted text with every PII finding redacted, whatever its action; never detected PII.
+
+    Not stored at all ("") when none of `pii_layers` (the PII detectors enabled for this direction) ran
+    successfully (nothing vouches that it is free of PII), when a PII finding names no item, or when PII
+    was found in the caller's rendered prompt (its offsets do not lead back to the items). An item with a
+    PII finding that has no offsets (the Bedrock guardrail blocks sensitive information without a span,
+    or anonymizes a match that is not in the text verbatim) is replaced by `[WITHHELD]`.
     """
-    from guardrail.verdict import redacted_texts
+    from guardrail.verdict import placed_spans
 
     if not any(name in verdict.latency_ms and name not in verdict.errors for name in pii_layers):
         return ""
-    texts = redacted_texts(request, [f for f in verdict.findings if f.is_pii], masked={})
-    return "\n\n".join(text for item, text in zip(request.items, texts, strict=True) if not item.trusted)
+    pii = [finding for finding in verdict.findings if finding.is_pii]
+    if any(finding.span is None for finding in pii):
+        return ""
+    withheld = {f.span.item for f in pii if f.span is not None and f.span.end <= f.span.start}
+    if request.rendered is not None and any(
+        f.span is not None and f.span.item == request.whole_index for f in pii
+    ):
+        return ""
+    if request.whole_index in withheld:
+        return ""
+    placed = placed_spans(request, pii)
+    texts = [
+        WITHHELD if index in withheld else redact(item.text, placed.get(index, []))
+        for index, item in enumerate(request.items)
+        if not item.trusted
+    ]
+    return "\n\n".join(texts)
 
 
 def decision_record(

@@ -15,7 +15,8 @@ from guardrail.pii_types import COMPREHEND_PII_TYPES
 
 Direction = Literal["input", "output"]
 FailurePolicy = Literal["fail_closed", "fail_open"]
-PiiAction = Literal["block", "redact"]
+# "flag" only reports the entity and lets it through; only where the config says so (never a default).
+PiiAction = Literal["block", "redact", "flag"]
 FilterStrength = Literal["NONE", "LOW", "MEDIUM", "HIGH"]
 
 # The enums below mirror the service models (botocore) so a typo fails at synth, not at run time.
@@ -75,7 +76,8 @@ class _Strict(BaseModel):
 
 
 class LayerSwitches(_Strict):
-    """Which layers run for one direction."""
+    """Which layers run for one direction. `bedrock` left out: on for input while a Bedrock guardrail is
+    configured (by default one is, for its prompt-attack filter), off for output."""
 
     toxicity: bool = True
     pii: bool = True
@@ -89,6 +91,8 @@ class LocalRules(_Strict):
     injection_heuristics: bool = True
     max_length: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
     pii_regex_fallback: bool = True
+    # Region (ISO 3166 alpha-2) for phone numbers written without a country code; "" leaves phones out.
+    phone_region: Annotated[str, Field(pattern=r"^([A-Z]{2})?$")] = "US"
 
     @field_validator("deny_patterns")
     @classmethod
@@ -109,7 +113,8 @@ class DirectionSettings(_Strict):
     toxicity_thresholds: dict[ToxicLabel, Score] = Field(
         default_factory=lambda: dict.fromkeys(TOXIC_LABELS, 0.5)  # type: ignore[arg-type]
     )
-    # Comprehend entity type (see DetectPiiEntities) -> what to do when it is found.
+    # Comprehend entity type (see DetectPiiEntities) -> what to do when it is found. A detected type not
+    # listed here is redacted (`pii_action`); "flag" lets it through and only where it is listed.
     pii_actions: dict[NonEmpty, PiiAction] = Field(
         default_factory=lambda: {  # type: ignore[arg-type]
             "EMAIL": "redact",
@@ -135,6 +140,9 @@ class DirectionSettings(_Strict):
                 f"pii_actions: unknown entity types {unknown}; allowed: {sorted(COMPREHEND_PII_TYPES)}"
             )
         return actions
+
+    def pii_action(self, entity_type: str) -> PiiAction:
+        return self.pii_actions.get(entity_type, "redact")
 
 
 class ContentFilter(_Strict):
@@ -209,7 +217,9 @@ class BedrockGuardrail(_Strict):
 class GuardrailSettings(_Strict):
     input: DirectionSettings = DirectionSettings()
     output: DirectionSettings = DirectionSettings()
-    bedrock_guardrail: BedrockGuardrail | None = None
+    # Provisioned for every business unit by default: its PROMPT_ATTACK filter is the input's injection
+    # detector (the local heuristics are the fallback). `null` (with input.layers.bedrock false) opts out.
+    bedrock_guardrail: BedrockGuardrail | None = BedrockGuardrail(definition=BedrockGuardrailDefinition())
     language_code: LanguageCode = "en"
     # "lambda": callers invoke the guardrail function; "in_process": they import GuardrailEngine.
     packaging: Literal["lambda", "in_process"] = "lambda"
@@ -217,11 +227,22 @@ class GuardrailSettings(_Strict):
     max_request_bytes: Annotated[int, Field(ge=1, le=5_000_000)] = 1_000_000
 
     @model_validator(mode="after")
+    def _bedrock_on_input_by_default(self) -> GuardrailSettings:
+        layers = self.input.layers
+        if self.bedrock_guardrail is not None and "bedrock" not in layers.model_fields_set:
+            switched = layers.model_copy(update={"bedrock": True})
+            switched.__pydantic_fields_set__.add("bedrock")
+            # Frozen model: set the resolved default once, while validating.
+            object.__setattr__(self, "input", self.input.model_copy(update={"layers": switched}))
+        return self
+
+    @model_validator(mode="after")
     def _bedrock_layer_needs_guardrail(self) -> GuardrailSettings:
         for direction in ("input", "output"):
             if getattr(self, direction).layers.bedrock and self.bedrock_guardrail is None:
                 raise ValueError(
-                    f"{direction}.layers.bedrock: needs bedrock_guardrail (an id + version or a definition)"
+                    f"{direction}.layers.bedrock: needs bedrock_guardrail (an id + version or a definition); "
+                    "set it false to run without one"
                 )
         return self
 

@@ -20,6 +20,8 @@ class Verdict:
     latency_ms: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     failure_policy_applied: FailurePolicy | None = None
+    # The request's `rendered` prompt, redacted where it applies (None when the request had none).
+    rendered: str | None = None
 
     @property
     def text(self) -> str:
@@ -34,7 +36,24 @@ class Verdict:
             "latency_ms": self.latency_ms,
             "errors": self.errors,
             "failure_policy_applied": self.failure_policy_applied,
+            "rendered": self.rendered,
         }
+
+
+def placed_spans(request: CheckRequest, findings: list[Finding]) -> dict[int, list[TypedSpan]]:
+    """Span item index -> the findings' spans there. A span of the joined items (the whole view when the
+    request has no `rendered`) is split onto the items it covers, so the redaction reaches them."""
+    placed: dict[int, list[TypedSpan]] = {}
+    for finding in findings:
+        span = finding.span
+        if span is None:
+            continue
+        if span.item == request.whole_index and request.rendered is None:
+            for item, start, end in request.item_spans(span.start, span.end):
+                placed.setdefault(item, []).append(TypedSpan(start, end, finding.type))
+        else:
+            placed.setdefault(span.item, []).append(TypedSpan(span.start, span.end, finding.type))
+    return placed
 
 
 def redacted_texts(request: CheckRequest, findings: list[Finding], masked: dict[int, str]) -> list[str]:
@@ -44,12 +63,9 @@ def redacted_texts(request: CheckRequest, findings: list[Finding], masked: dict[
     original substrings are replaced literally (their offsets no longer apply).
     """
     texts = []
+    placed = placed_spans(request, findings)
     for index, item in enumerate(request.items):
-        spans = [
-            TypedSpan(f.span.start, f.span.end, f.type)
-            for f in findings
-            if f.span is not None and f.span.item == index
-        ]
+        spans = placed.get(index, [])
         if index in masked:
             literals = [(item.text[s.start : s.end], s.type) for s in spans]
             texts.append(redact_literals(masked[index], literals))
@@ -78,8 +94,12 @@ def merge(
         action = "redact"
     else:
         action = "allow"
+    rendered = None
+    if request.rendered is not None:
+        rendered = redact(request.rendered, placed_spans(request, redactions).get(request.whole_index, []))
     return Verdict(
         action=action,
+        rendered=rendered,
         texts=redacted_texts(request, redactions, masked),
         findings=findings,
         latency_ms=latency_ms,

@@ -61,7 +61,10 @@ class PlatformFunction(Construct):
         security_groups: list[ec2.ISecurityGroup] | None = None,
         reserved_concurrent_executions: int | None = None,
         extra_packages: tuple[str, ...] = (),
+        unscoped_actions: tuple[str, ...] = (),
     ) -> None:
+        """`unscoped_actions`: actions without a resource type that the caller grants this role on "*"
+        (e.g. Comprehend detection); the IAM5 acknowledgement names them, so its reason stays true."""
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.role = iam.Role(
@@ -121,24 +124,65 @@ class PlatformFunction(Construct):
             reserved_concurrent_executions=reserved_concurrent_executions,
         )
         self.log_group.grant_write(self.role)
+        wildcard_actions = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+        if vpc is not None:
+            self._grant_network_interfaces(stack, vpc, security_groups or [])
+            wildcard_actions.extend(["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"])
+        wildcard_actions.extend(unscoped_actions)
+        self.wildcard_actions = tuple(wildcard_actions)
         acknowledge(
             self.role,
             "AwsSolutions-IAM5[Resource::*]",
-            "Active tracing adds xray:PutTraceSegments and xray:PutTelemetryRecords, which support no "
-            "resource-level permissions; tests check that no other action of this role uses Resource '*'",
+            "Resource '*' only for actions that have no resource type in the Service Authorization Reference: "
+            f"{', '.join(wildcard_actions)}; tests check every '*' statement against actions without a "
+            "resource type",
         )
-        if vpc is not None:
-            self.role.add_managed_policy(
-                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole")
+
+    def _grant_network_interfaces(
+        self, stack: Stack, vpc: ec2.IVpc, security_groups: list[ec2.ISecurityGroup]
+    ) -> None:
+        """What Lambda needs to attach the function to its subnets, scoped where IAM allows: new network
+        interfaces only in the function's own subnets with its own security groups (instead of the
+        AWSLambdaVPCAccessExecutionRole managed policy, whose actions all use Resource '*')."""
+        subnets = vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
+        interfaces = stack.format_arn(service="ec2", resource="network-interface", resource_name="*")
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[
+                    interfaces,
+                    *(stack.format_arn(service="ec2", resource="subnet", resource_name=s) for s in subnets),
+                    *(
+                        stack.format_arn(
+                            service="ec2", resource="security-group", resource_name=g.security_group_id
+                        )
+                        for g in security_groups
+                    ),
+                ],
             )
-            acknowledge(
-                self.role,
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AWSLambdaVPCAccessExecutionRole]",
-                "AWSLambdaVPCAccessExecutionRole holds the ec2 network-interface actions Lambda needs to attach "
-                "to the VPC; those actions do not support resource-level permissions, so a custom policy would "
-                "be the same wildcard",
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                resources=[interfaces],
             )
+        )
+        # Describe* actions have no resource type: "*" is the only resource they accept.
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"], resources=["*"]
+            )
+        )
+        acknowledge(
+            self.role,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:{stack.region}:{stack.account}:network-interface/*]",
+            "Lambda creates and deletes the function's network interfaces at deploy and scale time, so their ids "
+            "are unknown beforehand; creation is bound to the function's own subnets and security groups",
+        )
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
         return self.function.grant_invoke(grantee)

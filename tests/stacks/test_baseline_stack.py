@@ -82,8 +82,9 @@ def test_interface_endpoints_follow_the_stage_switch(default_platform: Synthesiz
             else "".join(p for p in joined["Fn::Join"][1] if isinstance(p, str))
         )
         names.add(text.split("eu-west-1.", 1)[1] if "eu-west-1." in text else text)
-    # The guardrail stack adds the endpoints its function calls (no Bedrock guardrail for retail).
-    assert names == interface | {"comprehend", "xray"}
+    # The guardrail stack adds the endpoints its function calls (every business unit applies its Bedrock
+    # guardrail on input by default).
+    assert names == interface | {"comprehend", "xray", "bedrock-runtime"}
 
 
 def test_endpoint_security_group_allows_only_https_from_the_vpc(

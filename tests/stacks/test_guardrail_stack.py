@@ -82,6 +82,7 @@ DETECT_AND_TRACE = {
     "Effect": "Allow",
     "Resource": "*",
 }
+VPC_DESCRIBE = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"]
 LOGS = {
     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
     "Effect": "Allow",
@@ -135,13 +136,26 @@ def test_guardrail_names_differ_between_environments_of_the_sandbox_account(
     assert len(names) == len(set(names))
 
 
-def test_business_unit_without_bedrock_guardrail_gets_none(default_platform: SynthesizedPlatform) -> None:
+def test_every_business_unit_gets_a_prompt_attack_filter_on_input_by_default(
+    default_platform: SynthesizedPlatform,
+) -> None:
+    # retail configures no guardrail at all: the default definition is provisioned and applied to input.
     template = default_platform.template("exco-retail-prod-guardrail")
-    assert of_type(template, "AWS::Bedrock::Guardrail") == []
-    assert of_type(template, "AWS::Bedrock::GuardrailVersion") == []
-    assert not {"BEDROCK_GUARDRAIL_ID", "BEDROCK_GUARDRAIL_VERSION"} & set(
-        the_function(template)["Environment"]["Variables"]
-    )
+    (guardrail,) = of_type(template, "AWS::Bedrock::Guardrail")
+    filters = guardrail["Properties"]["ContentPolicyConfig"]["FiltersConfig"]
+    assert {"Type": "PROMPT_ATTACK", "InputStrength": "HIGH", "OutputStrength": "NONE"} in filters
+    assert guardrail["Properties"]["Name"] == "exco-retail-prod-llmops-guardrail"
+    variables = the_function(template)["Environment"]["Variables"]
+    assert variables["BEDROCK_GUARDRAIL_VERSION"] == {"Fn::GetAtt": ["BedrockGuardrailVersion", "Version"]}
+    settings = GuardrailSettings.model_validate_json(variables["GUARDRAIL_SETTINGS"])
+    assert settings.input.layers.bedrock and not settings.output.layers.bedrock
+
+
+def test_a_business_unit_may_opt_out_of_the_bedrock_guardrail_explicitly() -> None:
+    settings = GuardrailSettings.model_validate({"bedrock_guardrail": None})
+    assert not settings.input.layers.bedrock and settings.bedrock_guardrail is None
+    with pytest.raises(ValueError, match=r"input\.layers\.bedrock: needs bedrock_guardrail"):
+        GuardrailSettings.model_validate({"bedrock_guardrail": None, "input": {"layers": {"bedrock": True}}})
 
 
 # ---- the function ---------------------------------------------------------------------------------------
@@ -196,34 +210,107 @@ def test_the_services_the_function_calls_get_interface_endpoints(
     assert {"comprehend", "xray", "bedrock-runtime"} <= endpoint_names(
         default_platform.template("exco-finance-prod-baseline")
     )
-    # retail uses no Bedrock guardrail; dev has no interface endpoints at all.
-    assert "bedrock-runtime" not in endpoint_names(default_platform.template("exco-retail-prod-baseline"))
+    # every business unit applies its Bedrock guardrail (prompt attacks); dev has no interface endpoints.
+    assert "bedrock-runtime" in endpoint_names(default_platform.template("exco-retail-prod-baseline"))
     assert endpoint_names(default_platform.template("exco-finance-dev-baseline")) == set()
 
 
 # ---- IAM: exact statements ------------------------------------------------------------------------------
 
 
-def test_finance_function_may_apply_its_own_guardrail_only(default_platform: SynthesizedPlatform) -> None:
-    assert statements(default_platform.template("exco-finance-prod-guardrail")) == [
-        DETECT_AND_TRACE,
-        LOGS,
+def same_statements(found: list[dict[str, Any]], expected: list[dict[str, Any]]) -> bool:
+    return sorted(map(json.dumps, found)) == sorted(map(json.dumps, expected))
+
+
+def apply_own_guardrail(bu: str, stage: str) -> list[dict[str, Any]]:
+    return [
         {
             "Action": "bedrock:ApplyGuardrail",
             "Effect": "Allow",
             "Resource": {"Fn::GetAtt": ["BedrockGuardrail", "GuardrailArn"]},
         },
-        {"Action": "kms:Decrypt", "Effect": "Allow", "Resource": key_import("finance", "prod")},
+        {"Action": "kms:Decrypt", "Effect": "Allow", "Resource": key_import(bu, stage)},
+    ]
+
+
+def network_interface_arn(account: str) -> dict[str, Any]:
+    return {"Fn::Join": ["", ["arn:", PARTITION, f":ec2:eu-west-1:{account}:network-interface/*"]]}
+
+
+def test_finance_function_may_apply_its_own_guardrail_only(default_platform: SynthesizedPlatform) -> None:
+    found = statements(default_platform.template("exco-finance-prod-guardrail"))
+    create = next(s for s in found if s["Action"] == "ec2:CreateNetworkInterface")
+    expected = [
+        {**DETECT_AND_TRACE, "Action": sorted([*DETECT_AND_TRACE["Action"], *VPC_DESCRIBE])},
+        LOGS,
+        create,  # checked in test_filter_role_attaches_only_to_its_own_subnets
+        {
+            "Action": [
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:DeleteNetworkInterface",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
+            "Effect": "Allow",
+            "Resource": network_interface_arn("444444444443"),
+        },
+        *apply_own_guardrail("finance", "prod"),
         *lake_statements("finance", "prod"),
     ]
+    assert same_statements(found, expected)
 
 
-def test_retail_function_has_no_bedrock_access(default_platform: SynthesizedPlatform) -> None:
-    assert statements(default_platform.template("exco-retail-dev-guardrail")) == [
-        DETECT_AND_TRACE,
-        LOGS,
-        *lake_statements("retail", "dev"),
-    ]
+def test_dev_function_outside_the_vpc_has_no_network_interface_rights(
+    default_platform: SynthesizedPlatform,
+) -> None:
+    assert same_statements(
+        statements(default_platform.template("exco-retail-dev-guardrail")),
+        [DETECT_AND_TRACE, LOGS, *apply_own_guardrail("retail", "dev"), *lake_statements("retail", "dev")],
+    )
+
+
+def test_filter_role_attaches_only_to_its_own_subnets(default_platform: SynthesizedPlatform) -> None:
+    template = default_platform.template("exco-retail-prod-guardrail")
+    (role,) = of_type(template, "AWS::IAM::Role")
+    assert (
+        "ManagedPolicyArns" not in role["Properties"]
+    )  # no AWSLambdaVPCAccessExecutionRole ("*" on every action)
+    create = next(s for s in statements(template) if s["Action"] == "ec2:CreateNetworkInterface")
+    resources = [json.dumps(r) for r in create["Resource"]]
+    subnet_ids = [json.dumps(s) for s in the_function(template)["VpcConfig"]["SubnetIds"]]
+    assert json.dumps(network_interface_arn("333333333333")) in resources
+    subnets = [r for r in resources if ":ec2:eu-west-1:333333333333:subnet/" in r]
+    assert sorted(next(i for i in subnet_ids if i in r) for r in subnets) == sorted(subnet_ids)
+    (group,) = [r for r in resources if ":ec2:eu-west-1:333333333333:security-group/" in r]
+    assert "FilterSecurityGroup" in group
+    assert len(resources) == 1 + len(subnet_ids) + 1
+
+
+def test_filter_role_acknowledgement_names_exactly_its_wildcard_actions(
+    default_platform: SynthesizedPlatform,
+) -> None:
+    from aws_cdk import Validations
+
+    for stage in ("dev", "prod"):
+        template = default_platform.template(f"exco-finance-{stage}-guardrail")
+        wildcard = {
+            action
+            for statement in statements(template)
+            if statement["Resource"] == "*"
+            for action in statement["Action"]
+        }
+        app = default_platform.platform.shared.node.scope
+        role = next(c for c in app.node.find_all() if c.node.path == f"finance-{stage}/Guardrail/Filter/Role")  # type: ignore[union-attr]
+        reasons = [
+            reason
+            for entry in role.node.metadata
+            if entry.type == Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+            for rule, reason in entry.data.items()
+            if rule.endswith("AwsSolutions-IAM5[Resource::*]")
+        ]
+        assert reasons, [entry.data for entry in role.node.metadata]
+        reason = reasons[-1]
+        named = set(reason.split(": ", 1)[1].split(";")[0].split(", "))
+        assert named == wildcard, stage
 
 
 def s3_resources(template: dict[str, Any]) -> list[str]:
@@ -283,7 +370,12 @@ def test_settings_too_large_for_a_lambda_environment_are_refused_naming_the_fiel
 
 
 def test_settings_env_leaves_defaults_out_and_round_trips() -> None:
-    assert settings_env("retail", GuardrailSettings()) == "{}"
+    # The one resolved default kept: input applies the Bedrock guardrail that is provisioned by default.
+    assert settings_env("retail", GuardrailSettings()) == '{"input":{"layers":{"bedrock":true}}}'
+    assert (
+        GuardrailSettings.model_validate_json(settings_env("retail", GuardrailSettings()))
+        == GuardrailSettings()
+    )
     custom = GuardrailSettings(
         output=Direction(failure_policy="fail_open"),
         bedrock_guardrail={"definition": BedrockGuardrailDefinition(name="x")},  # type: ignore[arg-type]

@@ -25,7 +25,8 @@ class BedrockGuardrailLayer:
             raise RuntimeError("no Bedrock guardrail id/version configured for this function")
         result = LayerResult()
         source = "INPUT" if request.direction == "input" else "OUTPUT"
-        # One call per item: the masked output then maps back to exactly one item.
+        # One call per item: the masked output then maps back to exactly one item. Trusted items (system
+        # prompts) are left out: the prompt-attack filter would read their instructions as an attack.
         for index, item in request.untrusted():
             response = self._client.apply_guardrail(
                 guardrailIdentifier=self._id,
@@ -80,7 +81,8 @@ def assessment_findings(layer: str, index: int, text: str, assessments: list[dic
         for entity in [*sensitive.get("piiEntities", []), *sensitive.get("regexes", [])]:
             kind = entity.get("type") or entity.get("name") or "REGEX"
             if entity.get("action") == "BLOCKED":
-                add(Finding(layer, kind, "block", is_pii=True))
+                # No offsets: the empty span marks the item so the data lake record withholds its text.
+                add(Finding(layer, kind, "block", span=Span(index, 0, 0), is_pii=True))
             elif entity.get("action") == "ANONYMIZED":
                 spans = [(m.start(), m.end()) for m in re.finditer(re.escape(entity.get("match", "")), text)]
                 if not spans or not entity.get("match"):

@@ -1,90 +1,337 @@
 """Checks that need no service: deny list, prompt-injection heuristics, maximum length, PII patterns.
 
-Injection heuristics look only at untrusted items: system prompts and tool definitions legitimately
-say things like "you are an assistant" or "ignore", and filters are known to fire on them.
+Everything matches on a normalized view of the text (`guardrail.normalize`: NFKC, format characters and
+combining marks removed, look-alike letters folded), and every span is mapped back to the original
+characters, so a zero-width space, a Cyrillic o or a fullwidth digit neither hides a match nor survives
+its redaction.
+
+Injection heuristics look only at untrusted items: system prompts and tool definitions legitimately say
+things like "you are an assistant" or "ignore", and the heuristics would fire on them. They are the
+fallback; the Bedrock guardrail's prompt-attack filter is the input's detector by default.
+
+Cost is linear in the text: every pattern starts with a literal or a small character class (Python's
+`re` then skips ahead in C), the injection patterns run only when one of their anchor words occurs, and
+candidates are validated in Python (Luhn, mod-97, phone metadata) only where a cheap scan found one.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+import string
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from guardrail.model import CheckRequest, Finding, FindingAction, LayerResult, Span
+import phonenumbers
+
+from guardrail.model import CheckRequest, Finding, LayerResult, Span
+from guardrail.normalize import NormalizedText
 from guardrail.settings import DirectionSettings, LocalRules
 
+# ---- prompt injection ------------------------------------------------------------------------------------
+
+_OVERRIDE_VERB = (
+    r"(?:ignore|ignoring|disregard|disregarding|forget|forgetting|override|overriding|bypass|bypassing"
+    r"|skip|discard|neglect|abandon|drop|set aside|put aside|throw away|pay no (?:attention|heed) to"
+    r"|stop (?:following|obeying)|(?:do not|don't|dont|no longer) (?:follow|obey|adhere to|comply with))"
+)
+# Nouns that name an assistant's controls. The first group also names ordinary things ("the rules of
+# chess", "instructions for the coffee machine"): followed by of/for/about/on they count only when what
+# follows is the assistant or this conversation.
+_GENERAL_CONTROL_NOUN = r"(?:instructions?|directions|directives?|guidelines?|rules|polic(?:y|ies)|commands?)"
+_AI_CONTROL_NOUN = (
+    r"(?:(?:system )?prompts?|guardrails?|restrictions?|constraints?|programming|safeguards?"
+    r"|(?:content |safety )?filters?|system message)"
+)
+_NOT_ABOUT_SOMETHING_ELSE = (
+    r"(?!\s+(?:of|for|about|on)\s+(?!(?:the|this|that|your|my|any)\s+(?:ai|assistant|model|chat|conversation"
+    r"|system|request|session|question|one|task|answer|reply)\b))"
+)
+_LIMITS = r"(?:rules|restrictions|limits|limitations|filters|guidelines|censorship|boundaries|guardrails)"
 INJECTION_PATTERNS: tuple[str, ...] = (
-    r"\b(ignore|disregard|forget|override)\b.{0,40}\b(previous|prior|above|earlier|all|system)\b.{0,20}"
-    r"\b(instructions?|prompts?|rules|directions)\b",
-    r"\byou are now\b.{0,40}\b(dan|jailbroken|unrestricted|developer mode)\b",
-    r"\b(reveal|print|show|repeat|leak)\b.{0,30}\b(system prompt|hidden instructions|initial instructions)\b",
+    # "ignore all previous instructions", "disregard your guidelines", "forget the rules you were given"
+    rf"\b{_OVERRIDE_VERB}\W+(?:[\w'-]+\W+){{0,5}}?(?:{_GENERAL_CONTROL_NOUN}\b{_NOT_ABOUT_SOMETHING_ELSE}|{_AI_CONTROL_NOUN}\b)",
+    r"\b(?:ignore|disregard|forget)\s+(?:all\s+|everything\s+)?(?:of\s+)?(?:the\s+)?(?:above|preceding)"
+    r"(?:\s+(?:text|instructions|prompt|messages?))?\s*(?:and\b|,|;|\.|!)",
+    r"\b(?:your|all|the|any)\s+(?:previous\s+|prior\s+|safety\s+|content\s+|old\s+)?(?:rules|restrictions"
+    r"|guidelines|instructions|filters|guardrails|policies)\s+(?:no longer apply|(?:are|is)\s+(?:now\s+)?"
+    r"(?:void|lifted|disabled|suspended|off|cancel(?:l)?ed)|do not apply|don't apply)",
+    r"\b(?:forget|ignore|disregard)\W+(?:everything|anything|all)\W+(?:(?:you(?:'ve| have)? (?:been |were )?(?:told|given|said))|(?:above|before|so far|previously|earlier))",
+    # personas without limits: "you are now DAN", "act as an AI without restrictions", "developer mode"
+    rf"\byou(?: are|'re)\s+(?:now\s+|no longer\s+)(?:[\w'-]+\s+){{0,3}}?(?:dan|jailbroken|unrestricted|unfiltered|uncensored|evil|free of|free from|without (?:any )?{_LIMITS}|not bound by)",
+    rf"\b(?:act|behave|respond|answer|pretend|roleplay|role-play)\s+(?:as|like|to be|that you are|you are)\b.{{0,80}}?\b(?:no|without|free of|free from|ignores? (?:all |any |your )?|bypass(?:es)? (?:all |any )?|not bound by (?:any )?)\s*(?:any\s+)?(?:ethical\s+|moral\s+|content\s+|safety\s+)?{_LIMITS}",
+    r"\b(?:enable|enter|activate|switch to|turn on|engage|you are in)\W+(?:\w+\W+){0,2}?(?:developer|god|dan|jailbreak|unrestricted|unfiltered|debug|admin|sudo|root) mode\b",
     r"\bdo anything now\b",
-    r"\b(jailbreak|developer mode enabled)\b",
-    r"</?(system|assistant)>|\[/?INST\]|<\|im_start\|>",
+    r"\b(?:you are|you're|you have been|you've been) jailbroken\b|\bjailbreak (?:mode|prompt activated|enabled)\b",
+    # prompt extraction: "print your system prompt", "repeat the text above"
+    r"\b(?:reveal|print|show|repeat|output|leak|display|tell me|give me|write out|dump|recite|spell out|what (?:is|are|was|were))\W+(?:\w+\W+){0,4}?(?:(?:your|the|this chat's|the assistant's|its) (?:system (?:prompt|message)|initial (?:prompt|instructions)|hidden (?:prompt|instructions|rules)|original (?:prompt|instructions)|(?:instructions|prompt|guidelines|rules) (?:you were|you've been|you have been) given)|(?:everything|all|the text|the words) (?:above|before this)(?: this)?(?: line| message)?)",
+    # new orders smuggled as the conversation's structure
+    r"\b(?:new|updated|revised|real|actual|true|secret) (?:system )?(?:instructions?|directives?|prompt|orders)\s*:",
+    r"\bsystem override\b",
+    r"\bfrom now on,?\s+(?:you\s+(?:will|must|shall|are to)|ignore|disregard|there are no)\b",
+    r"<\|(?:im_start|im_end|system|endoftext)\|>|\[/?INST\]|<</?SYS>>|</?(?:system|assistant)>|(?:^|\n)\s*#{2,}\s*(?:system|instructions?)\s*:",
 )
+# Every injection pattern needs one of these words: a text without any skips the patterns (the common case).
+_INJECTION_ANCHORS = frozenset(
+    [
+        "instruction",
+        "instructions",
+        "prompt",
+        "prompts",
+        "directive",
+        "directives",
+        "guideline",
+        "guidelines",
+        "guardrail",
+        "guardrails",
+        "restriction",
+        "restrictions",
+        "constraint",
+        "constraints",
+        "rules",
+        "policy",
+        "policies",
+        "programming",
+        "directions",
+        "preceding",
+        "override",
+        "apply",
+        "void",
+        "lifted",
+        "disabled",
+        "safeguard",
+        "safeguards",
+        "filter",
+        "filters",
+        "message",
+        "command",
+        "commands",
+        "everything",
+        "anything",
+        "all",
+        "dan",
+        "jailbroken",
+        "jailbreak",
+        "unrestricted",
+        "unfiltered",
+        "uncensored",
+        "evil",
+        "free",
+        "bound",
+        "limits",
+        "limitations",
+        "censorship",
+        "boundaries",
+        "mode",
+        "above",
+        "before",
+        "orders",
+        "now",
+        "inst",
+        "sys",
+        "im_start",
+        "im_end",
+        "endoftext",
+        "system",
+    ]
+)
+_WORD_TABLE = bytes.maketrans(
+    (string.punctuation.replace("_", "") + string.ascii_uppercase).encode(),
+    b" " * (len(string.punctuation) - 1) + string.ascii_lowercase.encode(),
+)
+# Mentions are not attacks: a phrase in quotes, or a sentence that talks about attacks.
+_MENTION_CUES = re.compile(
+    r"\b(?:prompt injections?|injection attacks?|jailbreak(?:s|ing)? (?:attempts?|attacks?|prompts?|techniques?)"
+    r"|such as|for example|e\.g\.|like the phrase|the phrase|phrases like|the sentence|the words|means?|meaning"
+    r"|detect(?:s|ed|ing|ion)?|classif(?:y|ies|ier)|defend|protect(?:s|ing)? against|red[- ]team(?:ing)?"
+    r"|attackers?|researchers?|paper|article|blog|talk about|explain|what does|what do|why do|how do (?:i|we|you) "
+    r"(?:stop|prevent|detect|block|handle|defend)"
+    r"|(?:on|in) (?:my|the|your|an?) (?:android|iphone|phone|device|browser|chrome|firefox|windows|mac|pc|tv|router))\b",
+    re.IGNORECASE,
+)
+_QUOTES = '"“”«»„`'
+_SENTENCE_END = re.compile(r"[.!?\n]")
 
 
-_EMAIL_LOCAL_CHARS = "A-Za-z0-9._%+-"
-EMAIL_REGEX = re.compile(rf"[{_EMAIL_LOCAL_CHARS}]+@[A-Za-z0-9.-]+\.[A-Za-z]{{2,}}")
-# The same pattern, allowed to start only where a run of local-part characters begins.
-_EMAIL_AT_RUN_START = re.compile(rf"(?<![{_EMAIL_LOCAL_CHARS}])" + EMAIL_REGEX.pattern)
+_CONTEXT = 300  # characters looked at around a match: bounded, so many matches stay linear
+
+
+def _is_mention(text: str, start: int, end: int) -> bool:
+    window_start = max(0, start - _CONTEXT)
+    line_start = max(text.rfind("\n", window_start, start) + 1, window_start)
+    before = text[line_start:start]
+    after = text[end : end + _CONTEXT]
+    if sum(before.count(q) for q in _QUOTES) % 2 == 1 or (before.count("'") % 2 == 1 and "'" in after):
+        return True  # inside quotes
+    sentence_start = max(
+        (m.end() for m in _SENTENCE_END.finditer(text, window_start, start)), default=window_start
+    )
+    following = _SENTENCE_END.search(text, end, end + _CONTEXT)
+    sentence_end = following.start() if following else min(len(text), end + _CONTEXT)
+    return _MENTION_CUES.search(text, sentence_start, sentence_end) is not None
+
+
+def _injection_suspected(folded: str) -> bool:
+    words = folded.encode("ascii", "ignore").translate(_WORD_TABLE).split()
+    return not _INJECTION_ANCHOR_BYTES.isdisjoint(words)
+
+
+_INJECTION_ANCHOR_BYTES = frozenset(word.encode() for word in _INJECTION_ANCHORS)
+
+# ---- PII ----------------------------------------------------------------------------------------------------
+
+# Local part: up to 64 word characters or ._%+- (any script), right before the "@". Scanned backwards from
+# each "@" on the reversed text, so a long run without an "@" costs nothing (no quadratic retries).
+_EMAIL_LOCAL_REVERSED = re.compile(r"[\w.%+-]{1,64}")
+_EMAIL_DOMAIN = re.compile(r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}")
+# The same e-mail as one regular expression: what `email_matches` must find (a test checks it).
+EMAIL_REGEX = re.compile(r"[\w.%+-]{1,64}@" + _EMAIL_DOMAIN.pattern)
+
+# Digit runs: card, SSN and phone candidates in one scan (a leading "+" or "(" is taken from the text
+# before the run: a pattern starting with a plain class scans several times faster); validated in Python.
+_DIGIT_RUN = re.compile(r"\d[\d ()./-]{5,}\d")
+# A run that is one card as written ("4111 1111 1111 1111", "4111-1111-..."): no per-match regex needed.
+_CARD_RUN = re.compile(r"(?:\d[ -]?){12,18}\d")
+_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
 _NON_DIGIT = re.compile(r"\D")
-
-
-def email_matches(text: str) -> Iterator[re.Match[str]]:
-    """Exactly the matches of `EMAIL_REGEX.finditer(text)`, in linear instead of quadratic time.
-
-    finditer retries at every position of a long run of local-part characters (a token, a base64
-    blob) and each try scans to the end of the run: 16 KB of letters took 0.3 s. The local part can
-    only end right before the "@" that follows the run, so a try from inside a run succeeds exactly
-    when the try from the run's start (or from where the last match ended) does: only those
-    positions need trying.
-    """
-    pos = 0
-    while True:
-        match = EMAIL_REGEX.match(text, pos) if pos else None  # continuing inside a run
-        if match is None:
-            match = _EMAIL_AT_RUN_START.search(text, pos)  # lookbehind sees text before pos
-        if match is None:
-            return
-        yield match
-        pos = match.end()
-
-
-@dataclass(frozen=True)
-class _PiiPattern:
-    type: str  # Comprehend entity type name, so `pii_actions` applies to both layers
-    finditer: Callable[[str], Iterator[re.Match[str]]]
-
-
-_PII_PATTERNS = (
-    _PiiPattern("EMAIL", email_matches),
-    _PiiPattern("CREDIT_DEBIT_NUMBER", re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)").finditer),
-    _PiiPattern("SSN", re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)").finditer),
+_PHONE_SHAPE = re.compile(r"[+(]?\d[\d ().-]{5,}\d")
+# Dates and version numbers have a phone number's digits but not its meaning.
+_DATE_OR_VERSION = re.compile(
+    r"\d{4}[-./]\d{1,2}[-./]\d{1,4}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d+(?:\.\d+){2,}"
 )
+# Access key ids (AKIA long-term, ASIA temporary, ...): 20 upper-case base32 characters.
+_AWS_ACCESS_KEY = re.compile(r"A(?:KIA|SIA|ROA|IDA|GPA|NPA|NVA|PKA|CCA|BIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
+# A secret access key is 40 base64 characters: only next to a word that names it, else hashes would match.
+_AWS_SECRET = re.compile(
+    r"secret(?:[ _-]?access)?(?:[ _-]?key)?[\"']?\s*(?:[:=]|=>|is)\s*[\"']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+    re.IGNORECASE,
+)
+_IBAN = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}")
+# ISO 13616 lengths of the countries that issue IBANs.
+IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
+    "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
+    "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
+    "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
+    "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
+    "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}  # fmt: skip
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
 
 
 def luhn_valid(digits: str) -> bool:
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = int(char)
-        if position % 2 == 1:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
+    data = digits.encode()
+    odd, even = data[-1::-2], data[-2::-2].translate(_LUHN_DOUBLED)
+    return (sum(odd) + sum(even) - 48 * len(data)) % 10 == 0
 
 
-def _valid(pattern: _PiiPattern, match: str) -> bool:
-    if pattern.type == "CREDIT_DEBIT_NUMBER":
-        digits = _NON_DIGIT.sub("", match)
-        return 13 <= len(digits) <= 19 and luhn_valid(digits)
-    return True
+def iban_valid(candidate: str) -> bool:
+    """ISO 13616: the country's length, then mod 97 of the rearranged number (letters as 10..35) is 1."""
+    iban = candidate.replace(" ", "")
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban):
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def email_matches(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of every e-mail address: exactly `EMAIL_REGEX.finditer(text)`'s spans, in linear time."""
+    at = text.find("@")
+    if at < 0:
+        return
+    reversed_text = text[::-1]
+    size = len(text)
+    previous_end = 0
+    while at >= 0:
+        domain = _EMAIL_DOMAIN.match(text, at + 1)
+        if domain is not None and at > previous_end:
+            # The local part may not reach back into the previous match.
+            local = _EMAIL_LOCAL_REVERSED.match(reversed_text, size - at, size - previous_end)
+            if local is not None:
+                start = at - (local.end() - local.start())
+                yield start, domain.end()
+                previous_end = domain.end()
+                at = text.find("@", previous_end)
+                continue
+        at = text.find("@", at + 1)
+
+
+def _digit_run_findings(text: str, region: str) -> Iterator[tuple[str, int, int]]:
+    for run in _DIGIT_RUN.finditer(text):
+        start, end = run.span()
+        # 13-19 digits by the pattern, then the checksum
+        if _CARD_RUN.fullmatch(text, start, end) and luhn_valid(
+            run.group().replace(" ", "").replace("-", "")
+        ):
+            yield "CREDIT_DEBIT_NUMBER", start, end
+            continue
+        found = False
+        for card in _CARD.finditer(text, start, end):
+            digits = _NON_DIGIT.sub("", card.group())
+            if 13 <= len(digits) <= 19 and luhn_valid(digits):
+                found = True
+                yield "CREDIT_DEBIT_NUMBER", card.start(), card.end()
+        if "-" in run.group():
+            for ssn in _SSN.finditer(text, start, end):
+                found = True
+                yield "SSN", ssn.start(), ssn.end()
+        if not found and region:
+            if start and text[start - 1] in "+(":
+                start -= 1
+            yield from _phone_findings(text, start, end, region)
+
+
+def _phone_findings(text: str, start: int, end: int, region: str) -> Iterator[tuple[str, int, int]]:
+    """A digit run that the phone metadata (phonenumbers) accepts as a valid number of some region."""
+    shape = _PHONE_SHAPE.match(text, start, end)
+    if shape is None:
+        return
+    digits = _NON_DIGIT.sub("", shape.group())
+    if not 7 <= len(digits) <= 15 or _DATE_OR_VERSION.fullmatch(shape.group()):
+        return
+    try:
+        number = phonenumbers.parse(shape.group(), region)
+    except phonenumbers.NumberParseException:
+        return
+    if phonenumbers.is_valid_number(number):
+        yield "PHONE", shape.start(), shape.end()
+
+
+def pii_spans(text: str, phone_region: str = "US") -> Iterator[tuple[str, int, int]]:
+    """(Comprehend entity type, start, end) of every PII pattern match in (normalized) `text`."""
+    if "@" in text:
+        for start, end in email_matches(text):
+            yield "EMAIL", start, end
+    yield from _digit_run_findings(text, phone_region)
+    for key in _AWS_ACCESS_KEY.finditer(text):
+        if key.start() == 0 or not text[key.start() - 1].isalnum():
+            yield "AWS_ACCESS_KEY", key.start(), key.end()
+    if "ecret" in text or "ECRET" in text:
+        for secret in _AWS_SECRET.finditer(text):
+            yield "AWS_SECRET_KEY", secret.start(1), secret.end(1)
+    for iban in _IBAN.finditer(text):
+        start, end = iban.span()
+        if start and text[start - 1].isalnum():
+            continue
+        # The pattern is greedy: try the candidate and its shorter prefixes that end on a character.
+        candidate = iban.group()
+        for length in range(len(candidate), 14, -1):
+            if candidate[length - 1] != " " and iban_valid(candidate[:length]):
+                yield "INTERNATIONAL_BANK_ACCOUNT_NUMBER", start, start + length
+                break
+
+
+# ---- the layer -----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class _Compiled:
+    # Deny terms, folded and lower-cased like the text they are matched in; longest first.
     deny_terms: re.Pattern[str] | None
+    deny_term_list: tuple[str, ...]
     deny_patterns: tuple[re.Pattern[str], ...]
     injection: re.Pattern[str]
 
@@ -92,18 +339,64 @@ class _Compiled:
 @lru_cache(maxsize=32)
 def _compile(rules: LocalRules) -> _Compiled:
     terms = None
-    if rules.deny_terms:
-        # Whole-word match where the term starts/ends with a word character.
-        alternatives = [
-            (r"\b" if term[0].isalnum() else "") + re.escape(term) + (r"\b" if term[-1].isalnum() else "")
-            for term in rules.deny_terms
-        ]
-        terms = re.compile("|".join(alternatives), re.IGNORECASE)
+    folded = tuple(sorted({NormalizedText(t).text.lower() for t in rules.deny_terms}, key=len, reverse=True))
+    if folded:
+        # No \b in the pattern (it would make `re` try every position); word edges are checked per match.
+        terms = re.compile("|".join(re.escape(term) for term in folded))
     return _Compiled(
         deny_terms=terms,
+        deny_term_list=folded,
         deny_patterns=tuple(re.compile(p) for p in rules.deny_patterns),
-        injection=re.compile("|".join(f"(?:{p})" for p in INJECTION_PATTERNS), re.IGNORECASE | re.DOTALL),
+        injection=re.compile("|".join(f"(?:{p})" for p in INJECTION_PATTERNS), re.IGNORECASE),
     )
+
+
+def deny_term_spans(
+    folded: str, terms: re.Pattern[str], term_list: tuple[str, ...]
+) -> Iterator[tuple[int, int]]:
+    """Whole-word, case-insensitive matches of the deny terms: a term that starts (ends) with a letter or
+    digit must not continue a word there. Where the longest term at a position is part of a longer word,
+    the shorter terms are tried there, then the search goes on one character later."""
+    lowered = folded.lower()
+    if len(lowered) != len(folded):  # lower() changes the length of a few characters: keep offsets exact
+        lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in folded)
+    pos = 0
+    while (match := terms.search(lowered, pos)) is not None:
+        start = match.start()
+        term = next(
+            (
+                t
+                for t in term_list
+                if lowered.startswith(t, start) and _whole_word(lowered, start, start + len(t), t)
+            ),
+            None,
+        )
+        if term is None:
+            pos = start + 1
+            continue
+        yield start, start + len(term)
+        pos = start + len(term)
+
+
+def _whole_word(text: str, start: int, end: int, term: str) -> bool:
+    return not (
+        (term[0].isalnum() and start and _is_word_char(text[start - 1]))
+        or (term[-1].isalnum() and end < len(text) and _is_word_char(text[end]))
+    )
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def injection_spans(folded: str, injection: re.Pattern[str] | None = None) -> Iterator[tuple[int, int]]:
+    """Spans of `folded` (normalized) text that read as a prompt-injection attempt, not as a mention of one."""
+    if not _injection_suspected(folded):
+        return
+    pattern = injection or _compile(LocalRules()).injection
+    for match in pattern.finditer(folded):
+        if match.end() > match.start() and not _is_mention(folded, match.start(), match.end()):
+            yield match.start(), match.end()
 
 
 class LocalRulesLayer:
@@ -113,32 +406,45 @@ class LocalRulesLayer:
         rules = settings.local_rules
         compiled = _compile(rules)
         findings: list[Finding] = []
-        untrusted = list(request.untrusted())
-        length = sum(len(item.text) for _, item in untrusted)
+        untrusted = {index for index, _ in request.untrusted()}
+        length = sum(len(request.items[index].text) for index in untrusted)
         if length > rules.max_length:
             findings.append(Finding(self.name, "max_length", "block", float(length)))
-        for index, item in untrusted:
-            findings.extend(self._item_findings(index, item.text, rules, compiled, settings))
+        for index, text in request.scanned():
+            # The whole view repeats the items: injection is checked per item (a template is trusted text).
+            findings.extend(
+                self._findings(index, text, rules, compiled, settings, injection=index in untrusted)
+            )
         return LayerResult(findings)
 
-    def _item_findings(
-        self, index: int, text: str, rules: LocalRules, compiled: _Compiled, settings: DirectionSettings
+    def _findings(
+        self,
+        index: int,
+        text: str,
+        rules: LocalRules,
+        compiled: _Compiled,
+        settings: DirectionSettings,
+        *,
+        injection: bool,
     ) -> Iterator[Finding]:
-        def spans(regex: re.Pattern[str]) -> Iterator[Span]:
-            return (Span(index, m.start(), m.end()) for m in regex.finditer(text) if m.end() > m.start())
+        view = NormalizedText(text)
+        folded = view.text
+        name = self.name
+
+        def span(start: int, end: int) -> Span:
+            original_start, original_end = view.original_span(start, end)
+            return Span(index, original_start, original_end)
 
         if compiled.deny_terms is not None:
-            yield from (Finding(self.name, "deny_term", "block", span=s) for s in spans(compiled.deny_terms))
+            for start, end in deny_term_spans(folded, compiled.deny_terms, compiled.deny_term_list):
+                yield Finding(name, "deny_term", "block", span=span(start, end))
         for pattern in compiled.deny_patterns:
-            yield from (Finding(self.name, "deny_pattern", "block", span=s) for s in spans(pattern))
-        if rules.injection_heuristics:
-            yield from (
-                Finding(self.name, "prompt_injection", "block", span=s) for s in spans(compiled.injection)
-            )
+            for match in pattern.finditer(folded):
+                if match.end() > match.start():
+                    yield Finding(name, "deny_pattern", "block", span=span(*match.span()))
+        if injection and rules.injection_heuristics:
+            for start, end in injection_spans(folded, compiled.injection):
+                yield Finding(name, "prompt_injection", "block", span=span(start, end))
         if rules.pii_regex_fallback:
-            for pii in _PII_PATTERNS:
-                for match in pii.finditer(text):
-                    if _valid(pii, match.group()):
-                        action: FindingAction = settings.pii_actions.get(pii.type, "flag")
-                        span = Span(index, match.start(), match.end())
-                        yield Finding(self.name, pii.type, action, span=span, is_pii=True)
+            for kind, start, end in pii_spans(folded, rules.phone_region):
+                yield Finding(name, kind, settings.pii_action(kind), span=span(start, end), is_pii=True)

@@ -18,15 +18,17 @@ class PiiLayer:
 
     def check(self, request: CheckRequest, settings: DirectionSettings) -> LayerResult:
         result = LayerResult()
-        for index, item in request.untrusted():
-            for chunk in pii_chunks(item.text):
+        # Every item (trusted ones too: a system prompt can carry PII) and the whole view, where PII split
+        # across values or items shows whole.
+        for index, text in request.scanned():
+            for chunk in pii_chunks(text):
                 response = self._comprehend.detect_pii_entities(
                     Text=chunk.text, LanguageCode=self._language_code
                 )
                 for entity in response.get("Entities", []):
                     # Offsets are characters within the chunk; shift them to the item.
                     span = Span(index, chunk.start + entity["BeginOffset"], chunk.start + entity["EndOffset"])
-                    action: FindingAction = settings.pii_actions.get(entity["Type"], "flag")
+                    action: FindingAction = settings.pii_action(entity["Type"])
                     result.findings.append(
                         Finding(self.name, entity["Type"], action, entity.get("Score"), span, is_pii=True)
                     )

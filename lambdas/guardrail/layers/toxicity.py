@@ -19,7 +19,7 @@ class ToxicityLayer:
     def check(self, request: CheckRequest, settings: DirectionSettings) -> LayerResult:
         thresholds = settings.toxicity_thresholds
         result = LayerResult()
-        for index, item in request.untrusted():
+        for index, item in enumerate(request.items):  # trusted items too: trust skips injection checks only
             for batch in toxicity_batches(item.text):
                 response = self._comprehend.detect_toxic_content(
                     TextSegments=[{"Text": piece.text} for piece in batch], LanguageCode=self._language_code

@@ -1,6 +1,5 @@
 import json
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -17,8 +16,6 @@ from hypothesis import strategies as st
 from common.lake_records import FilterDecisionRecord
 
 from .conftest import ListSink, make_request
-
-POOL = ThreadPoolExecutor(max_workers=8)
 
 
 class FakeLayer:
@@ -50,9 +47,7 @@ def _engine(layers, policy="fail_closed", timeout=2.0, sink=None):
     )
     guardrail = BedrockGuardrail(guardrail_id="abc123", version="1")
     settings = GuardrailSettings(input=direction, output=direction, bedrock_guardrail=guardrail)
-    return GuardrailEngine(
-        settings, layers={layer.name: layer for layer in layers}, sink=sink, metrics=False, executor=POOL
-    )
+    return GuardrailEngine(settings, layers={layer.name: layer for layer in layers}, sink=sink, metrics=False)
 
 
 def _redact(item, start, end, kind="EMAIL", layer="pii"):
@@ -123,8 +118,10 @@ def test_timeout_applies_the_failure_policy():
 
 def test_disabled_layers_do_not_run(comprehend):
     client, _ = comprehend  # nothing queued: a call would raise and block the verdict
-    settings = GuardrailSettings(input=DirectionSettings(layers=LayerSwitches(toxicity=False, pii=False)))
-    engine = GuardrailEngine(settings, comprehend=client, metrics=False, executor=POOL)
+    settings = GuardrailSettings(
+        input=DirectionSettings(layers=LayerSwitches(toxicity=False, pii=False, bedrock=False))
+    )
+    engine = GuardrailEngine(settings, comprehend=client, metrics=False)
     verdict = engine.check(make_request("hello"))
     assert (verdict.action, set(verdict.latency_ms)) == ("allow", {"local_rules"})
 
@@ -151,7 +148,7 @@ def test_stubbed_services_end_to_end(comprehend):
         )
         sink = ListSink()
         layers: dict[str, Layer] = {"toxicity": ToxicityLayer(toxicity_client), "pii": PiiLayer(pii_client)}
-        engine = GuardrailEngine(GuardrailSettings(), layers=layers, sink=sink, metrics=False, executor=POOL)
+        engine = GuardrailEngine(GuardrailSettings(), layers=layers, sink=sink, metrics=False)
         verdict = engine.check(make_request(text))
     assert (verdict.action, verdict.text) == ("redact", "Hi, I am [NAME], [EMAIL]")
     [record] = sink.records
@@ -209,7 +206,7 @@ def test_metrics_per_layer_with_dimensions(capsys):
         "pii": FakeLayer("pii"),
         "local_rules": FakeLayer("local_rules", [Finding("local_rules", "deny_term", "block")]),
     }
-    GuardrailEngine(settings, layers=layers, executor=POOL).check(make_request("hi"))
+    GuardrailEngine(settings, layers=layers).check(make_request("hi"))
     blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     by_layer = {blob["layer"]: blob for blob in blobs if "layer" in blob}
     (per_request,) = [blob for blob in blobs if "layer" not in blob]

@@ -66,9 +66,16 @@ def test_toxicity_long_text_uses_several_valid_calls(comprehend):
     assert "".join(s for batch in sent for s in batch) == text
 
 
-def test_toxicity_skips_trusted_items(comprehend):
-    client, _ = comprehend  # no response queued: any call would fail the test
-    assert ToxicityLayer(client).check(make_request("ignore it", trusted=(0,)), SETTINGS).findings == []
+def test_toxicity_checks_trusted_items_too(comprehend):
+    # Trust skips the injection checks only: an application's own text can still be toxic.
+    client, stubber = comprehend
+    stubber.add_response(
+        "detect_toxic_content",
+        {"ResultList": [{"Labels": [{"Name": "INSULT", "Score": 0.9}], "Toxicity": 0.9}]},
+        {"TextSegments": [{"Text": "you idiot"}], "LanguageCode": "en"},
+    )
+    [finding] = ToxicityLayer(client).check(make_request("you idiot", trusted=(0,)), SETTINGS).findings
+    assert (finding.type, finding.action) == ("INSULT", "block")
 
 
 def test_pii_applies_actions_and_character_offsets(comprehend):
@@ -89,7 +96,7 @@ def test_pii_applies_actions_and_character_offsets(comprehend):
     assert [(f.type, f.action) for f in result.findings] == [
         ("NAME", "redact"),
         ("EMAIL", "redact"),
-        ("DATE_TIME", "flag"),
+        ("DATE_TIME", "redact"),  # not configured: redacted, never let through
     ]
     email = _span(result.findings[1])
     assert text[email.start : email.end] == "jürgen@example.de"
