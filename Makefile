@@ -33,10 +33,12 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@rm -f node_modules/.installed-* && touch $@
 
-# Third-party wheels for Lambda functions, built once per requirements hash (synth only packages them).
+# Third-party wheels for Lambda functions and the fine-tuning jobs, built once per requirements hash
+# (synth only packages them).
 .PHONY: lambda-deps
 lambda-deps: $(VENV_STAMP)
 	$(PY) -m tools.build_lambda_deps
+	$(PY) -m tools.build_job_deps
 
 synth: bootstrap
 	rm -rf cdk.out

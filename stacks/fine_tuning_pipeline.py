@@ -38,7 +38,9 @@ PLACEHOLDERS = (
     "Image",
     "ServingImage",
     "RegistryArnPrefix",
+    "DepsUri",
 )
+DEPS_DIR = "/opt/ml/processing/input/deps"
 
 
 def get(path: str) -> dict[str, str]:
@@ -91,8 +93,19 @@ def _processing(
     subnet_count: int,
     env: dict[str, Any],
     kind: Kind,
+    *,
+    deps: bool = False,
 ) -> dict[str, Any]:
     network = _network(subnet_count)
+    # The code arrives as the stack's zipped asset; a job that imports libraries the image lacks also
+    # gets the wheels asset and installs them offline (network isolation) before its script runs.
+    setup = f"cd /tmp && python3 -m zipfile -e {CODE_DIR}/*.zip code"
+    if deps:
+        setup += (
+            f" && python3 -m zipfile -e {DEPS_DIR}/*.zip deps"
+            " && python3 -m pip install --quiet --no-index --find-links deps/wheels -r deps/job-requirements.txt"
+        )
+    deps_input = [_input("deps", "${DepsUri}")] if deps else []
     return {
         "Name": name,
         "Type": "Processing",
@@ -107,11 +120,10 @@ def _processing(
             },
             "AppSpecification": {
                 "ImageUri": "${Image}",
-                # The code arrives as the stack's zipped asset; unpack it and run the step's script.
                 "ContainerEntrypoint": [
                     "bash",
                     "-c",
-                    f"cd /tmp && python3 -m zipfile -e {CODE_DIR}/*.zip code && PYTHONPATH=/tmp/code python3 -m fine_tuning_jobs.{script}",
+                    f"{setup} && PYTHONPATH=/tmp/code python3 -m fine_tuning_jobs.{script}",
                 ],
             },
             "RoleArn": "${RoleArn}",
@@ -132,6 +144,7 @@ def _processing(
                         "S3InputMode": "File",
                     },
                 },
+                *deps_input,
                 *inputs,
             ],
             "ProcessingOutputConfig": {
@@ -188,6 +201,7 @@ def _training(settings: FineTuningSettings, subnet_count: int, kind: Kind) -> di
             "lora_dropout": str(lora.dropout),
             "epochs": str(lora.epochs),
             "learning_rate": str(lora.learning_rate),
+            "early_stopping_patience": str(lora.early_stopping_patience),
         },
         "InputDataConfig": [
             {"ChannelName": "code", "DataSource": {"S3DataSource": {**channel, "S3Uri": "${CodeUri}"}}},
@@ -373,8 +387,12 @@ def pipeline_definition(
         ["evaluation"],
         settings,
         subnet_count,
-        {"METRICS": ",".join(sorted(settings.thresholds))},
+        {
+            "METRICS": ",".join(sorted(settings.thresholds)),
+            "EVAL_BATCH_SIZE": str(settings.evaluation_batch_size),
+        },
         kind,
+        deps=True,
     )
     evaluate["PropertyFiles"] = [
         {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": REPORT_FILE}

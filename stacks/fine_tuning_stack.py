@@ -31,6 +31,7 @@ from constructs import Construct
 from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.encryption import PlatformKey
+from stacks.blocks.job_deps import built_job_deps_dir
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.lambda_deps import LAMBDAS_DIR
 from stacks.blocks.model_registry import MAX_GROUP_NAME_LENGTH, model_package_group_name
@@ -169,7 +170,14 @@ class FineTuningStack(EnvironmentStack):
                 "**/*.pyc",
             ],
         )
+        # Wheels of the libraries the jobs import and the image lacks, installed offline at job start.
+        deps = s3_assets.Asset(self, "JobDependencies", path=str(built_job_deps_dir()))
         self.role = self._job_role(config, environment, image, serving_image, code)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[deps.bucket.arn_for_objects(deps.s3_object_key)]
+            )
+        )
         subnets = baseline.network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
         variables = {
             "RoleArn": self.role.role_arn,
@@ -177,6 +185,7 @@ class FineTuningStack(EnvironmentStack):
             "KmsKeyArn": self.key.key_arn,
             "SecurityGroup": self.security_group.security_group_id,
             "CodeUri": code.s3_object_url,
+            "DepsUri": deps.s3_object_url,
             "Image": image,
             "ServingImage": serving_image,
             **{f"Subnet{i}": subnet for i, subnet in enumerate(subnets)},

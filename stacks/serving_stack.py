@@ -28,6 +28,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
+from serving_runtime.lmi import lmi_environment
 
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
@@ -268,8 +269,10 @@ class ServingStack(EnvironmentStack):
                         compression_type="None",
                     )
                 ),
-                # LMI serves LoRA adapters on top of the base model; adapters arrive as components.
-                environment={"OPTION_ENABLE_LORA": "true", "OPTION_MAX_LORAS": "8"},
+                # LMI (vLLM) serves LoRA adapters on top of the base model; adapters arrive as components.
+                environment=lmi_environment(
+                    settings.lmi, tensor_parallel_degree=settings.accelerators_per_copy
+                ),
             ),
         )
         self.base_component_name = f"{self.endpoint_name}-base"
@@ -401,6 +404,7 @@ class ServingStack(EnvironmentStack):
             self,
             "Deployer",
             service="serving_deployer",
+            extra_packages=("serving_runtime",),  # settings (LMI options) and the serving package builder
             description=f"Serves registered model versions on {self.endpoint_name}, one slot each",
             key=baseline.key,
             log_retention_days=environment.settings.log_retention_days,
@@ -470,11 +474,12 @@ class ServingStack(EnvironmentStack):
                 "Tenant artifacts are written per tenant and run at run time; only this business unit's "
                 "tenant prefix of this stage's own fine-tuning bucket is readable"
             )
-        if environment.stage is not Stage.DEV and settings_trains_business_unit_models(bu):
+        if environment.stage is not Stage.DEV:
             groups += [
                 f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package/{name}/*"
                 for name in model_package_group_names(environment)
             ]
+        if environment.stage is not Stage.DEV and settings_trains_business_unit_models(bu):
             self._read_business_unit_models(config, environment, role, findings)
         role.add_to_policy(
             iam.PolicyStatement(
@@ -539,12 +544,8 @@ class ServingStack(EnvironmentStack):
 
     @staticmethod
     def served_groups(environment: EnvironmentSpec, tenant_groups: list[str]) -> list[str]:
-        central = (
-            model_package_group_names(environment)
-            if settings_trains_business_unit_models(environment.business_unit)
-            and environment.stage is not Stage.DEV
-            else []
-        )
+        # Every business unit's central groups: its dev pipeline registers there, or a person does.
+        central = model_package_group_names(environment) if environment.stage is not Stage.DEV else []
         return [*central, *tenant_groups]
 
     def _read_business_unit_models(

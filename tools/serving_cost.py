@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lambdas"))
 
 from stacks.settings import load_config
 from stacks.settings.serving import load_catalog, shared_instances
+from tools.serving_capacity import capacity_notes, measured_capacity, models_per_instance
 
 
 def cost_rows(
@@ -25,11 +26,13 @@ def cost_rows(
     config = load_config(config_path) if config_path else load_config()
     catalog = load_catalog()
     rows: list[tuple[str, str, str, int, int, float, float]] = []
+    measured = measured_capacity()
     for bu in config.business_units:
         serving = bu.serving
+        per_instance, _ = models_per_instance(serving, catalog.instance(serving.instance_type), measured)
         for stage in serving.stages:
             for n in models:
-                shared = shared_instances(serving, n)
+                shared = shared_instances(serving, n, per_instance)
                 rows.append(
                     (
                         bu.name,
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Prices: {catalog.price_region} on-demand list prices of {catalog.price_date.isoformat()}, "
         f"{catalog.hours_per_month} h/month (config/gpu_catalog.yaml)"
     )
+    for note in capacity_notes(load_config(args.config) if args.config else load_config(), catalog):
+        print(note)
     header = (
         "business unit",
         "stage",

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from serving_runtime.lmi import LmiSettings
 
 StageName = Literal["dev", "preprod", "prod"]
 InstanceType = Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")]
@@ -86,6 +87,10 @@ class ServingSettings(BaseModel):
         description="JSON body of the deployer's test invocation",
     )
     alarms: ServingAlarms = ServingAlarms()
+    lmi: LmiSettings = Field(
+        default=LmiSettings(),
+        description="LMI engine and LoRA limits of the base component (inference_components; docs/serving.md)",
+    )
 
     @model_validator(mode="after")
     def _capacity_is_consistent(self) -> ServingSettings:

@@ -11,6 +11,7 @@ Synth reads them (pipeline definition, parameter defaults, trigger settings), so
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -31,6 +32,29 @@ TEXT_METRICS = (
 )
 
 
+# The jobs call transformers with `dtype=` and `eval_strategy=` (4.56 and later), and their wheels are
+# downloaded for Python 3.12 (stacks/blocks/job_deps.py).
+MIN_TRANSFORMERS = (4, 56)
+JOB_PYTHON_TAG = "py312"
+
+
+def check_training_image(image: str) -> None:
+    """A Hugging Face DLC tag must name transformers >= 4.56 and py312; other repositories are the owner's call."""
+    repository, _, tag = image.partition(":")
+    if not repository.endswith("huggingface-pytorch-training"):
+        return
+    found = re.search(r"transformers(\d+)\.(\d+)", tag)
+    if found is None or (int(found.group(1)), int(found.group(2))) < MIN_TRANSFORMERS:
+        raise ValueError(
+            f"training_image: {tag} has transformers older than {'.'.join(map(str, MIN_TRANSFORMERS))} "
+            "(or none in its tag); the training script needs `dtype` and `eval_strategy`"
+        )
+    if f"-{JOB_PYTHON_TAG}-" not in f"-{tag}-":
+        raise ValueError(
+            f"training_image: {tag} is not a {JOB_PYTHON_TAG} image; the job wheels are built for it"
+        )
+
+
 class LoraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,6 +63,9 @@ class LoraSettings(BaseModel):
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
     epochs: Annotated[int, Field(ge=1, le=50)] = 3
     learning_rate: Annotated[float, Field(gt=0, lt=1)] = 2e-4
+    early_stopping_patience: Annotated[int, Field(ge=0, le=20)] = Field(
+        default=0, description="stop after this many epochs without a lower validation loss (0: off)"
+    )
 
 
 class FineTuningSettings(BaseModel):
@@ -72,8 +99,9 @@ class FineTuningSettings(BaseModel):
     max_runtime_hours: Annotated[int, Field(ge=1, le=120)] = 12
     use_spot: bool = Field(default=False, description="managed spot training; checkpoints go to S3")
     max_wait_hours: Annotated[int, Field(ge=1, le=120)] = 24
-    training_image: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9._-]+$")] = (
-        "huggingface-pytorch-training:2.1.0-transformers4.36.0-gpu-py310-cu121"
+    training_image: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9._-]+$")] = Field(
+        default="huggingface-pytorch-training:2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04",
+        description="repository:tag of a Hugging Face training DLC: transformers >= 4.56, Python 3.12",
     )
     image_uri: str | None = Field(
         default=None, description="full training/processing image URI; wins over training_image"
@@ -82,6 +110,9 @@ class FineTuningSettings(BaseModel):
         default="base-models/default/", description="key prefix of the base model in the fine-tuning bucket"
     )
     held_out_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
+    evaluation_batch_size: Annotated[int, Field(ge=1, le=256)] = Field(
+        default=16, description="held-out prompts generated per forward pass in the evaluate step"
+    )
     lora: LoraSettings = LoraSettings()
     thresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=lambda: {"token_f1": 0.5, "rougeL": 0.4},
@@ -92,6 +123,7 @@ class FineTuningSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> FineTuningSettings:
+        check_training_image(self.training_image)
         unknown = sorted(set(self.thresholds) - set(TEXT_METRICS))
         if unknown:
             raise ValueError(

@@ -24,7 +24,7 @@ from stacks.settings.guardrails import GuardrailSettings
 from stacks.settings.monitoring import MonitoringSettings
 from stacks.settings.prompt_catalog import PromptCatalogStackSettings
 from stacks.settings.regions import KNOWN_REGIONS
-from stacks.settings.serving import ServingSettings
+from stacks.settings.serving import ServingSettings, check_adapter_serving
 from stacks.settings.tooling import ToolingSettings
 
 
@@ -255,6 +255,11 @@ class BusinessUnit(StrictModel):
         duplicates = sorted({u for u in self.use_cases if self.use_cases.count(u) > 1})
         if duplicates:
             raise ValueError(f"use_cases: listed more than once: {', '.join(duplicates)}")
+        return self
+
+    @model_validator(mode="after")
+    def _adapters_need_inference_components(self) -> BusinessUnit:
+        check_adapter_serving(self.serving, fine_tunes=bool(self.fine_tuning.stages))
         return self
 
 

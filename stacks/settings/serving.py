@@ -16,6 +16,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from serving_deployer.settings import ServingAlarms, ServingMode, ServingSettings
+from serving_runtime.packaging import MULTI_MODEL_REFUSAL
 
 CATALOG_FILE = Path(__file__).resolve().parents[2] / "config" / "gpu_catalog.yaml"
 
@@ -88,11 +89,20 @@ def serving_image_uri(settings: ServingSettings, *, region: str, field: str) -> 
     return image_uri_for(settings.default_image, region=region, field=f"{field}.image")
 
 
-def shared_instances(settings: ServingSettings, models: int) -> int:
-    """Instances the shared endpoint needs to keep `models` fine-tuned models servable at the target load."""
-    needed = math.ceil(models / settings.models_per_instance) if models else 0
+def shared_instances(settings: ServingSettings, models: int, per_instance: int | None = None) -> int:
+    """Instances the shared endpoint needs to keep `models` fine-tuned models servable at the target load
+    (`per_instance` models each; default: the configured `models_per_instance`)."""
+    needed = math.ceil(models / (per_instance or settings.models_per_instance)) if models else 0
     floor = max(settings.min_capacity, 1 if settings.mode is ServingMode.MULTI_MODEL_ENDPOINT else 0)
     return max(needed, floor)
+
+
+def check_adapter_serving(settings: ServingSettings, *, fine_tunes: bool) -> None:
+    """Refuse, at config time, a serving mode that cannot serve the adapters this business unit trains."""
+    if fine_tunes and settings.stages and settings.mode is ServingMode.MULTI_MODEL_ENDPOINT:
+        raise ValueError(
+            f"serving.mode: {MULTI_MODEL_REFUSAL} (or set fine_tuning.stages: [] to serve only complete models)"
+        )
 
 
 __all__ = [
@@ -101,6 +111,7 @@ __all__ = [
     "ServingAlarms",
     "ServingMode",
     "ServingSettings",
+    "check_adapter_serving",
     "check_instance_type",
     "image_uri_for",
     "load_catalog",

@@ -200,5 +200,13 @@ def test_another_business_units_upload_matches_no_rule_of_this_one(
         lake_bucket_name(config, Zone.RAW), key, account=config.data_lake_account, region=config.home_region
     )
     assert not matches(upload_rule(default_platform, BU), event)
-    assert matches(upload_rule(default_platform, "finance"), event)
+    # Control: the same event under this business unit's prefix does match. (Finance fine-tunes nothing
+    # in the sample config: it serves complete models on a multi-model endpoint, so it has no rule.)
+    own = s3_object_created(
+        lake_bucket_name(config, Zone.RAW),
+        key.replace("finance/", f"{BU}/", 1),
+        account=config.data_lake_account,
+        region=config.home_region,
+    )
+    assert matches(upload_rule(default_platform, BU), own)
     assert lake_allows_read(default_platform, key) == ("deny", "implicit")

@@ -39,8 +39,10 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
             expected[f"exco-{bu}-{stage}-pipeline"] = ("111111111111", "eu-west-1")
             if stage != "dev":
                 expected[f"exco-{bu}-{stage}-serving"] = (account, "eu-west-1")
-            # Business-unit models train in dev; tenants fine-tune in preprod and prod, where they live.
-            expected[f"exco-{bu}-{stage}-fine-tuning"] = (account, "eu-west-1")
+            # retail: business-unit models train in dev, tenants fine-tune in preprod and prod, where they
+            # live. finance fine-tunes nothing (fine_tuning.stages: [], no business-unit models).
+            if bu == "retail":
+                expected[f"exco-{bu}-{stage}-fine-tuning"] = (account, "eu-west-1")
             expected[f"exco-{bu}-{stage}-application"] = (account, "eu-west-1")
     assert stack_locations(default_platform) == expected
 

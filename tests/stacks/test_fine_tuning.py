@@ -123,6 +123,15 @@ def test_only_known_placeholders_are_left_for_the_stack() -> None:
         ({"thresholds": {}}, "thresholds"),
         ({"use_spot": True, "max_wait_hours": 2}, "max_wait_hours"),
         ({"held_out_fraction": 0.7}, "held_out_fraction"),
+        # The configured default of old: transformers 4.36 rejects the script's `dtype` and `eval_strategy`.
+        (
+            {"training_image": "huggingface-pytorch-training:2.1.0-transformers4.36.0-gpu-py310-cu121"},
+            "training_image",
+        ),
+        ({"training_image": "huggingface-pytorch-training:2.9.0-transformers5.3.0-gpu-py311-cu130"}, "py312"),
+        ({"training_image": "huggingface-pytorch-training:2.9.0-gpu-py312-cu130"}, "training_image"),
+        ({"lora": {"early_stopping_patience": -1}}, "early_stopping_patience"),
+        ({"evaluation_batch_size": 0}, "evaluation_batch_size"),
     ],
 )
 def test_bad_fine_tuning_settings_name_the_field(settings: dict[str, Any], field: str) -> None:
@@ -213,7 +222,7 @@ def test_dev_trains_business_unit_models_into_the_central_registry_only(dev: dic
     )
     assert variables["Image"] == (
         "763104351884.dkr.ecr.eu-west-1.amazonaws.com/"
-        "huggingface-pytorch-training:2.1.0-transformers4.36.0-gpu-py310-cu121"
+        "huggingface-pytorch-training:2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04"
     )
     assert json.loads(body)["Steps"][1]["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.g5.2xlarge"
     # No tenant pipeline, trigger or tenant registry in dev: dev never handles tenant data.
@@ -283,3 +292,49 @@ def test_prod_fine_tuning_bucket_admits_no_other_account(prod: dict[str, Any]) -
         for statement in policy["PolicyDocument"]["Statement"]:
             if statement["Effect"] == "Allow":
                 assert "333333333331" not in json.dumps(statement)
+
+
+def test_evaluate_installs_the_shipped_wheels_offline_before_its_script() -> None:
+    s = steps(definition(evaluation_batch_size=32))
+    evaluate = s["Evaluate"]["Arguments"]
+    command = evaluate["AppSpecification"]["ContainerEntrypoint"][2]
+    install = (
+        "python3 -m pip install --quiet --no-index --find-links deps/wheels -r deps/job-requirements.txt"
+    )
+    assert install in command
+    assert command.index(install) < command.index("python3 -m fine_tuning_jobs.evaluate")
+    inputs = {i["InputName"]: i["S3Input"] for i in evaluate["ProcessingInputs"]}
+    assert inputs["deps"]["S3Uri"] == "${DepsUri}"
+    assert evaluate["Environment"]["EVAL_BATCH_SIZE"] == "32"
+    # Preprocess imports nothing beyond the standard library: no wheels, no install.
+    assert "pip install" not in s["Preprocess"]["Arguments"]["AppSpecification"]["ContainerEntrypoint"][2]
+    assert s["FineTune"]["Arguments"]["HyperParameters"]["early_stopping_patience"] == "0"
+
+
+def test_the_shipped_wheels_cover_the_job_requirements() -> None:
+    from stacks.blocks.job_deps import REQUIREMENTS, WHEELS, built_job_deps_dir
+
+    folder = built_job_deps_dir()
+    wheels = {p.name.split("-")[0].lower().replace("_", "-") for p in (folder / WHEELS).glob("*.whl")}
+    required = {
+        line.split("==")[0].strip().lower()
+        for line in REQUIREMENTS.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert required <= wheels
+    assert (folder / "job-requirements.txt").read_text() == REQUIREMENTS.read_text()
+
+
+def test_the_stack_ships_the_wheels_and_lets_the_jobs_read_them(template: dict[str, Any]) -> None:
+    (pipeline,) = of_type(template, "AWS::SageMaker::Pipeline")
+    _, variables = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    deps_uri = json.dumps(variables["DepsUri"])
+    assert ".zip" in deps_uri
+    key = deps_uri.split("/")[-1].split(".zip")[0] + ".zip"
+    reads = [
+        json.dumps(st["Resource"])
+        for policy in of_type(template, "AWS::IAM::Policy")
+        for st in policy["PolicyDocument"]["Statement"]
+        if st["Action"] == "s3:GetObject"
+    ]
+    assert any(key in r for r in reads)

@@ -25,14 +25,20 @@ def of_type(template: dict[str, Any], resource_type: str) -> list[dict[str, Any]
 
 @pytest.fixture(scope="module")
 def mme(default_platform: SynthesizedPlatform) -> dict[str, Any]:
-    return default_platform.template("exco-retail-prod-serving")  # retail: multi_model_endpoint
+    # finance: multi_model_endpoint, serving complete models (it fine-tunes nothing: adapters need components)
+    return default_platform.template("exco-finance-prod-serving")
 
 
 @pytest.fixture(scope="module")
-def components(default_platform: SynthesizedPlatform) -> dict[str, Any]:
-    return default_platform.template(
-        "exco-finance-preprod-serving"
-    )  # finance: defaults (inference components)
+def components(sandbox_platform: SynthesizedPlatform) -> dict[str, Any]:
+    return sandbox_platform.template(
+        "exsb-finance-preprod-serving"
+    )  # sandbox: defaults (inference components)
+
+
+@pytest.fixture(scope="module")
+def retail_components(default_platform: SynthesizedPlatform) -> dict[str, Any]:
+    return default_platform.template("exco-retail-preprod-serving")  # retail fine-tunes: inference components
 
 
 def test_multi_model_endpoint_runs_the_gpu_container_in_multi_model_mode_inside_the_vpc(
@@ -52,14 +58,14 @@ def test_multi_model_endpoint_runs_the_gpu_container_in_multi_model_mode_inside_
     # g5 keeps models on NVMe instance storage: SageMaker refuses a KMS volume key there.
     assert "KmsKeyId" not in config
     (endpoint,) = of_type(mme, "AWS::SageMaker::Endpoint")
-    assert endpoint["EndpointName"] == "exco-retail-prod-serving"
+    assert endpoint["EndpointName"] == "exco-finance-prod-serving"
 
 
 def test_multi_model_endpoint_scales_instances_on_invocations_per_instance(mme: dict[str, Any]) -> None:
     (target,) = of_type(mme, "AWS::ApplicationAutoScaling::ScalableTarget")
-    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 4)
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 2)
     assert target["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
-    assert target["ResourceId"] == "endpoint/exco-retail-prod-serving/variant/AllTraffic"
+    assert target["ResourceId"] == "endpoint/exco-finance-prod-serving/variant/AllTraffic"
     (policy,) = of_type(mme, "AWS::ApplicationAutoScaling::ScalingPolicy")
     tracking = policy["TargetTrackingScalingPolicyConfiguration"]
     assert (
@@ -79,7 +85,7 @@ def test_inference_components_scale_base_copies_to_zero(components: dict[str, An
     }
     assert "ExecutionRoleArn" in config and "VpcConfig" in config
     (component,) = of_type(components, "AWS::SageMaker::InferenceComponent")
-    assert component["InferenceComponentName"] == "exco-finance-preprod-serving-base"
+    assert component["InferenceComponentName"] == "exsb-finance-preprod-serving-base"
     assert (
         component["Specification"]["ComputeResourceRequirements"]["NumberOfAcceleratorDevicesRequired"] == 1
     )
@@ -99,13 +105,7 @@ def test_deployer_listens_to_this_business_units_registry_groups(mme: dict[str, 
     pattern = rule["EventPattern"]
     assert pattern["source"] == ["aws.sagemaker"]
     assert pattern["detail-type"] == ["SageMaker Model Package State Change"]
-    # The business unit's central groups and this stage's own tenant groups.
-    assert pattern["detail"]["ModelPackageGroupName"] == [
-        "exco-retail-product-qa",
-        "exco-retail-review-summarization",
-        "exco-retail-prod-tenants-product-qa",
-        "exco-retail-prod-tenants-review-summarization",
-    ]
+    assert pattern["detail"]["ModelPackageGroupName"] == ["exco-finance-report-summarization"]
     assert pattern["detail"]["ModelApprovalStatus"] == ["Approved", "Rejected"]
     (function,) = [
         f for f in of_type(mme, "AWS::Lambda::Function") if f["Handler"].startswith("serving_deployer.")
@@ -114,7 +114,38 @@ def test_deployer_listens_to_this_business_units_registry_groups(mme: dict[str, 
     assert (
         ServingSettings.model_validate_json(env["SERVING_SETTINGS"]).mode is ServingMode.MULTI_MODEL_ENDPOINT
     )
-    assert env["ENDPOINT_NAME"] == "exco-retail-prod-serving"
+    assert env["ENDPOINT_NAME"] == "exco-finance-prod-serving"
+
+
+def test_base_component_ships_the_lmi_configuration_from_the_settings(
+    retail_components: dict[str, Any],
+) -> None:
+    (model,) = of_type(retail_components, "AWS::SageMaker::Model")
+    env = model["PrimaryContainer"]["Environment"]
+    lmi = ServingSettings().lmi
+    assert env["OPTION_ROLLING_BATCH"] == "vllm"
+    assert env["OPTION_ENABLE_LORA"] == "true"
+    assert (env["OPTION_MAX_LORA_RANK"], env["OPTION_MAX_LORAS"], env["OPTION_MAX_CPU_LORAS"]) == (
+        str(lmi.max_lora_rank),
+        str(lmi.max_loras),
+        str(lmi.max_cpu_loras),
+    )
+    # Network isolation: the base weights come from the models bucket, mounted where HF_MODEL_ID points.
+    assert (env["HF_MODEL_ID"], env["HF_HUB_OFFLINE"]) == ("/opt/ml/model", "1")
+    assert model["PrimaryContainer"]["ModelDataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix"
+
+
+def test_deployer_receives_the_lmi_limits_it_checks_adapters_against(
+    retail_components: dict[str, Any],
+) -> None:
+    (function,) = [
+        f
+        for f in of_type(retail_components, "AWS::Lambda::Function")
+        if f["Handler"].startswith("serving_deployer.")
+    ]
+    settings = ServingSettings.model_validate_json(function["Environment"]["Variables"]["SERVING_SETTINGS"])
+    assert settings.mode is ServingMode.INFERENCE_COMPONENTS
+    assert settings.lmi.max_lora_rank == 16
 
 
 def deployer_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
@@ -147,8 +178,21 @@ def test_the_deployers_only_resource_wildcard_is_xray_as_its_acknowledgement_say
     assert actions == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 
-def test_the_deployer_reads_business_unit_artifacts_pinned_to_the_dev_account(mme: dict[str, Any]) -> None:
-    statements = {s.get("Sid"): s for s in deployer_statements(mme)}
+def test_the_deployer_reads_business_unit_artifacts_pinned_to_the_dev_account(
+    default_platform: SynthesizedPlatform,
+) -> None:
+    retail = default_platform.template("exco-retail-prod-serving")
+    # The business unit's central groups and this stage's own tenant groups.
+    (rule,) = [
+        r for r in of_type(retail, "AWS::Events::Rule") if r["EventPattern"]["source"] == ["aws.sagemaker"]
+    ]
+    assert rule["EventPattern"]["detail"]["ModelPackageGroupName"] == [
+        "exco-retail-product-qa",
+        "exco-retail-review-summarization",
+        "exco-retail-prod-tenants-product-qa",
+        "exco-retail-prod-tenants-review-summarization",
+    ]
+    statements = {s.get("Sid"): s for s in deployer_statements(retail)}
     read = statements["ReadBusinessUnitArtifacts"]
     assert (
         flat(read["Resource"])
@@ -168,7 +212,10 @@ def test_the_deployer_reads_business_unit_artifacts_pinned_to_the_dev_account(mm
     assert "dev-ft" not in flat(tenant) and "preprod" not in flat(tenant)
 
 
-def test_the_deployer_writes_records_to_the_stages_encrypted_table(mme: dict[str, Any]) -> None:
+def test_the_deployer_writes_records_to_the_stages_encrypted_table(
+    default_platform: SynthesizedPlatform,
+) -> None:
+    mme = default_platform.template("exco-retail-prod-serving")
     (table,) = of_type(mme, "AWS::DynamoDB::Table")
     assert table["SSESpecification"]["SSEEnabled"] is True
     (function,) = [
@@ -179,7 +226,7 @@ def test_the_deployer_writes_records_to_the_stages_encrypted_table(mme: dict[str
         "exco-retail-prod-tenants-product-qa",
         "exco-retail-prod-tenants-review-summarization",
     ]
-    assert env["MODEL_PREFIX"] == "mme/"
+    assert env["MODEL_PREFIX"] in ("mme/", "adapters/")
     writes = [s for s in deployer_statements(mme) if "dynamodb:PutItem" in s["Action"]]
     assert [sorted(s["Action"]) for s in writes] == [
         ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem"]
@@ -213,6 +260,10 @@ def test_instance_types_are_checked_against_the_region() -> None:
         ({"initial_instances": 5, "max_capacity": 2}, "initial_instances"),
         ({"instance_type": "g5.xlarge"}, "instance_type"),
         ({"stages": ["qa"]}, "stages"),
+        ({"lmi": {"max_lora_rank": 12}}, "max_lora_rank"),
+        ({"lmi": {"max_loras": 64, "max_cpu_loras": 32}}, "max_cpu_loras"),
+        ({"lmi": {"engine": "tgi"}}, "engine"),
+        ({"lmi": {"rank": 16}}, "rank"),
     ],
 )
 def test_bad_serving_settings_name_the_field(settings: dict[str, Any], field: str) -> None:
@@ -231,3 +282,23 @@ def test_shared_instances_grow_with_models_and_respect_the_floor() -> None:
     settings = ServingSettings(mode=ServingMode.MULTI_MODEL_ENDPOINT, min_capacity=1, models_per_instance=50)
     assert [shared_instances(settings, n) for n in (0, 10, 100, 1000)] == [1, 1, 2, 20]
     assert shared_instances(ServingSettings(), 0) == 0
+
+
+def test_a_business_unit_that_fine_tunes_cannot_serve_on_a_multi_model_endpoint() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from stacks.settings import PlatformConfig
+
+    raw = yaml.safe_load(Path("config/platform.yaml").read_text(encoding="utf-8"))
+    retail = next(bu for bu in raw["business_units"] if bu["name"] == "retail")
+    retail["serving"]["mode"] = "multi_model_endpoint"
+    with pytest.raises(
+        ValidationError, match=r"serving\.mode: multi_model_endpoint cannot serve .* LoRA adapters"
+    ):
+        PlatformConfig.model_validate(raw)
+    # The same business unit without a fine-tuning pipeline serves complete models there.
+    retail["fine_tuning"]["stages"] = []
+    config = PlatformConfig.model_validate(raw)
+    assert config.business_units[0].serving.mode is ServingMode.MULTI_MODEL_ENDPOINT
