@@ -114,3 +114,48 @@ def model_package_state_change(account: str, region: str, described: dict[str, A
         "resources": [described["ModelPackageArn"]],
         "detail": json.loads(json.dumps(detail, default=str)),
     }
+
+
+IC_CALLS = ("create_inference_component", "describe_inference_component", "delete_inference_component")
+
+
+class SplitSageMaker:
+    """One `sagemaker` client for the deployer: the registry from moto, inference components from a Stubber
+    (moto does not implement them)."""
+
+    def __init__(self, registry: Any, components: Any) -> None:
+        self._registry = registry
+        self._components = components
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._components if name in IC_CALLS else self._registry, name)
+
+
+def expect_adapter(stub: Any, endpoint: str, account: str, region: str) -> None:
+    """A component the deployer creates comes up InService (any name: the deployer derives it)."""
+    from botocore.stub import ANY
+
+    arn = f"arn:aws:sagemaker:{region}:{account}:inference-component/x"
+    stub.add_response(
+        "create_inference_component",
+        {"InferenceComponentArn": arn},
+        {
+            "InferenceComponentName": ANY,
+            "EndpointName": endpoint,
+            "VariantName": "AllTraffic",
+            "Specification": ANY,
+            "Tags": ANY,
+        },
+    )
+    stub.add_response(
+        "describe_inference_component",
+        {
+            "InferenceComponentName": "x",
+            "InferenceComponentArn": arn,
+            "EndpointName": endpoint,
+            "EndpointArn": f"arn:aws:sagemaker:{region}:{account}:endpoint/{endpoint}",
+            "CreationTime": "2025-01-01T00:00:00Z",
+            "LastModifiedTime": "2025-01-01T00:00:00Z",
+            "InferenceComponentStatus": "InService",
+        },
+    )

@@ -23,6 +23,8 @@ from serving_deployer import handler as deployer_handler
 
 from tests.conftest import SynthesizedPlatform
 from tests.journeys._fine_tuning import (
+    SplitSageMaker,
+    expect_adapter,
     function_by_handler,
     function_role_statements,
     identity_allows,
@@ -98,17 +100,20 @@ def _deploy(
         "client",
         lambda service, *a, **k: runtime if service == "sagemaker-runtime" else original(service, *a, **k),
     )
-    monkeypatch.setattr(deployer_handler, "sagemaker_client", lambda: registry)
+    components = boto3.client("sagemaker", region_name=REGION)
+    monkeypatch.setattr(deployer_handler, "sagemaker_client", lambda: SplitSageMaker(registry, components))
     deployer_handler.serving_target.cache_clear()
     deployer_handler.records.cache_clear()
+    endpoint = f"exco-retail-{'preprod' if account == PREPROD else 'prod'}-serving"
     try:
-        with Stubber(runtime) as probes:
+        with Stubber(runtime) as probes, Stubber(components) as component_stub:
+            expect_adapter(component_stub, endpoint, account, REGION)  # retail serves adapters as components
             probes.add_response(
                 "invoke_endpoint",
                 {"Body": _body('[{"generated_text": "ok"}]'), "ContentType": "application/json"},
                 {
-                    "EndpointName": f"exco-retail-{'preprod' if account == PREPROD else 'prod'}-serving",
-                    "TargetModel": ANY,
+                    "EndpointName": endpoint,
+                    "InferenceComponentName": ANY,
                     "ContentType": "application/json",
                     "Body": ANY,
                 },

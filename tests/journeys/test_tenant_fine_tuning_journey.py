@@ -35,6 +35,8 @@ from common.lake_layout import Zone
 from stacks.blocks.lake_access import lake_bucket_name
 from tests.conftest import SynthesizedPlatform
 from tests.journeys._fine_tuning import (
+    SplitSageMaker,
+    expect_adapter,
     function_by_handler,
     function_role_statements,
     identity_allows,
@@ -300,8 +302,15 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
     # The serving bucket's name is generated at deploy time: name it as moto does to resolve its ARNs.
     named = with_bucket_names(serving, {_serving_bucket(serving): "serving-models"})
     deployer_policy = function_role_statements(named, "serving_deployer.")
+    # retail serves LoRA adapters as inference components (config/platform.yaml).
+    assert (
+        json.loads(deployer["Environment"]["Variables"]["SERVING_SETTINGS"])["mode"] == "inference_components"
+    )
     runtime = boto3.client("sagemaker-runtime", region_name=REGION)
-    monkeypatch.setattr(deployer_handler, "sagemaker_client", lambda: registry)
+    components = boto3.client("sagemaker", region_name=REGION)
+    component_stub = Stubber(components)
+    component_stub.activate()
+    monkeypatch.setattr(deployer_handler, "sagemaker_client", lambda: SplitSageMaker(registry, components))
     deployer_handler.serving_target.cache_clear()
     deployer_handler.records.cache_clear()
     monkeypatch.setattr(boto3, "client", _with_runtime(boto3.client, runtime))
@@ -316,25 +325,26 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
                 deployer_policy, "s3:GetObject", artifact.replace("s3://", "arn:aws:s3:::")
             )
             assert identity_allows(deployer_policy, "sagemaker:DescribeModelPackage", packages[tenant])
-            target = f"tenants/{tenant}/personal/v{described['ModelPackageVersion']}.tar.gz"
+            expect_adapter(component_stub, "exco-retail-prod-serving", PROD, REGION)
             probes.add_response(
                 "invoke_endpoint",
                 {"Body": _body('[{"generated_text": "ok"}]'), "ContentType": "application/json"},
                 {
                     "EndpointName": "exco-retail-prod-serving",
-                    "TargetModel": target,
+                    "InferenceComponentName": ANY,
                     "ContentType": "application/json",
                     "Body": ANY,
                 },
             )
             outcome = deployer_handler.lambda_handler(event, Context())
             assert outcome["action"] == "deployed", outcome
-            served[tenant] = target
+            served[tenant] = outcome["served"]["inference_component"]
     deployer_handler.serving_target.cache_clear()
     deployer_handler.records.cache_clear()
     # The second tenant's approval left the first tenant's model serving.
+    assert served["ann"] != served["ben"]
     copies = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="serving-models")["Contents"])
-    assert copies == sorted(f"mme/{t}" for t in served.values())
+    assert copies == [f"adapters/tenants/{t}/personal/v{v}/model.tar.gz" for t, v in (("ann", 1), ("ben", 2))]
     for key in copies:
         assert identity_allows(deployer_policy, "s3:PutObject", f"arn:aws:s3:::serving-models/{key}")
 
@@ -353,7 +363,7 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
                 },
                 {
                     "EndpointName": "exco-retail-prod-serving",
-                    "TargetModel": served[tenant],
+                    "InferenceComponentName": served[tenant],
                     "ContentType": "application/json",
                     "Accept": "application/json",
                     "Body": ANY,
@@ -371,12 +381,15 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
     described = registry.describe_model_package(ModelPackageName=packages["ann"])
     event = model_package_state_change(PROD, REGION, described)
     assert matches(deploy_rule["EventPattern"], event)
+    component_stub.add_response("delete_inference_component", {}, {"InferenceComponentName": served["ann"]})
     assert deployer_handler.lambda_handler(event, Context())["action"] == "retired"
+    component_stub.assert_no_pending_responses()
+    component_stub.deactivate()
     deployer_handler.serving_target.cache_clear()
     deployer_handler.records.cache_clear()
     assert service.invoke("ann", InvokeBody(prompt="greet", variables={"name": "x"}))["model"] == "fake-model"
     remaining = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="serving-models")["Contents"])
-    assert remaining == [f"mme/{served['ben']}"]
+    assert remaining == ["adapters/tenants/ben/personal/v2/model.tar.gz"]
 
 
 def _with_runtime(original: Any, runtime: Any) -> Any:
