@@ -325,15 +325,15 @@ def test_the_shipped_wheels_cover_the_job_requirements() -> None:
     assert (folder / "job-requirements.txt").read_text() == REQUIREMENTS.read_text()
 
 
-def test_the_stack_ships_the_wheels_and_lets_the_jobs_read_them(template: dict[str, Any]) -> None:
-    (pipeline,) = of_type(template, "AWS::SageMaker::Pipeline")
+def test_the_stack_ships_the_wheels_and_lets_the_jobs_read_them(prod: dict[str, Any]) -> None:
+    (pipeline,) = of_type(prod, "AWS::SageMaker::Pipeline")
     _, variables = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
     deps_uri = json.dumps(variables["DepsUri"])
     assert ".zip" in deps_uri
     key = deps_uri.split("/")[-1].split(".zip")[0] + ".zip"
     reads = [
         json.dumps(st["Resource"])
-        for policy in of_type(template, "AWS::IAM::Policy")
+        for policy in of_type(prod, "AWS::IAM::Policy")
         for st in policy["PolicyDocument"]["Statement"]
         if st["Action"] == "s3:GetObject"
     ]
