@@ -35,6 +35,7 @@ from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.retention import retention_for
 from stacks.fine_tuning_stack import FineTuningStack
 from stacks.guardrail_stack import GuardrailStack, settings_env
+from stacks.serving_stack import ServingStack
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.settings.application import ApplicationSettings
 
@@ -114,6 +115,7 @@ class ApplicationStack(EnvironmentStack):
         fine_tuning: FineTuningStack | None = None,
         profiles: ModelProfilesStack,
         usage: ModelUsageStack | None = None,
+        serving: ServingStack | None = None,
     ) -> None:
         super().__init__(
             scope,
@@ -155,6 +157,7 @@ class ApplicationStack(EnvironmentStack):
             # Usage records and online-evaluation samples (docs/cost.md), queued after each answer.
             for name, value in usage.grant_send(self.backend.role).items():
                 self.backend.function.add_environment(name, value)
+        self._use_model_records(serving)
         self.upload_role = self._upload_role(config, environment)
         self.backend.function.add_environment("UPLOAD_ROLE_ARN", self.upload_role.role_arn)
         self.api = self._rest_api(environment)
@@ -323,10 +326,28 @@ class ApplicationStack(EnvironmentStack):
             return
         role = self.backend.role
         self.backend.function.add_environment("FINE_TUNING_PIPELINE", fine_tuning.pipeline_name)
-        role.add_managed_policy(fine_tuning.start_policy)
+        if fine_tuning.start_policy is not None:
+            role.add_managed_policy(fine_tuning.start_policy)
+        self.backend.function.add_environment(
+            "MAX_CONCURRENT_RUNS", str(fine_tuning.settings.max_concurrent_runs)
+        )
+        self.backend.function.add_environment(
+            "MAX_RUNTIME_HOURS", str(fine_tuning.settings.max_runtime_hours)
+        )
         executions = f"{fine_tuning.pipeline_arn}/execution/*"
         role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sagemaker:DescribePipelineExecution"], resources=[executions])
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineExecutionSteps"],
+                resources=[executions],
+            )
+        )
+        # GET /fine-tunes/{id}: the registered version's approval status (this stage's tenant groups only).
+        versions = [
+            f"arn:{Aws.PARTITION}:sagemaker:{fine_tuning.region}:{fine_tuning.account}:model-package/{name}/*"
+            for name in fine_tuning.tenant_group_names
+        ]
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=versions)
         )
         acknowledge_findings(
             role,
@@ -334,8 +355,24 @@ class ApplicationStack(EnvironmentStack):
                 f"Resource::{executions}": (
                     "Pipeline executions get their ids at run time; GET /fine-tunes/{id} describes executions "
                     "of this stage's one fine-tuning pipeline only"
-                )
+                ),
+                **{
+                    f"Resource::{version}": "Tenant model versions are numbered by the registry; the group "
+                    "is this stage's tenant group, named exactly"
+                    for version in versions
+                },
             },
+        )
+
+    def _use_model_records(self, serving: ServingStack | None) -> None:
+        """/invoke and GET /models read the tenant -> model records the stage's deployer writes."""
+        if serving is None:
+            return
+        self.backend.function.add_environment("MODELS_TABLE", serving.records.table_name)
+        self.backend.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:Query"], resources=[serving.records.table_arn]
+            )
         )
 
     def _grant_models(self, backend: PlatformFunction, environment: EnvironmentSpec, use_case: str) -> None:

@@ -48,6 +48,7 @@ from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import PlatformStack
 from stacks.blocks.retention import retention_for
 from stacks.blocks.storage import AccessLogBucket, SecureBucket
+from stacks.blocks.upload_events import UploadEventForwarding
 from stacks.settings import PlatformConfig, Stage
 from stacks.settings.data_lake import ZoneLifecycle
 
@@ -142,6 +143,13 @@ class DataLakeStack(PlatformStack):
             self, "AccessLogs", retention=self.retention, expire_after_days=365
         )
         self.zone_buckets: dict[Zone, s3.Bucket] = {zone: self._zone_bucket(zone) for zone in Zone}
+        # Tenant uploads start fine-tuning in their stage (stacks/blocks/upload_events.py). The bucket
+        # property, not CDK's notification custom resource: no extra Lambda with a managed policy.
+        raw = self.zone_buckets[Zone.RAW].node.default_child
+        assert isinstance(raw, s3.CfnBucket)
+        raw.add_property_override(
+            "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
+        )
         for zone, bucket in self.zone_buckets.items():
             self._allow_business_units(zone, bucket)
             for binding in self._account_bindings(
@@ -154,6 +162,13 @@ class DataLakeStack(PlatformStack):
         if not config.is_sandbox:
             # In sandbox mode the key's own account is every business unit's: its IAM policies decide.
             self._allow_key_use()
+        self.upload_events = (
+            None
+            if config.is_sandbox
+            else UploadEventForwarding(
+                self, "TenantUploadEvents", config=config, raw_bucket=lake_bucket_name(config, Zone.RAW)
+            )
+        )
         self.shared_writes_trail = self._audit_shared_writes()
         self.databases = {bu.name: self._catalog(bu.name) for bu in config.business_units}
         self.workgroup = self._athena()

@@ -6,6 +6,12 @@ engine's text metrics on the held-out split, written as a property file) -> cond
 threshold met) -> register (central registry in the tooling account, PendingManualApproval, with the
 evaluation report as model quality metrics) or fail.
 
+Two kinds share the definition (`kind`): a tenant run (parameter TenantId; outputs under
+`<bu>/tenant=<id>/`; registered in its stage's own tenant group with TenantId and ModelName in the package
+metadata) and a business-unit run (outputs under `<bu>/business-unit/`; registered in the central registry).
+Both record the artifact's SHA-256 (from the evaluation report) as `ArtifactSha256`, which the deployer
+checks before it serves the copy.
+
 Values only known at deploy time (role, bucket, key, subnets, security group, code location) are
 `${Name}` placeholders; the stack fills them with `Fn::Sub`. Run-time values are pipeline parameters.
 No SageMaker SDK is needed (see docs/fine-tuning.md for why).
@@ -13,13 +19,15 @@ No SageMaker SDK is needed (see docs/fine-tuning.md for why).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from stacks.settings.fine_tuning import FineTuningSettings
 
 SCHEMA_VERSION = "2020-12-01"
 CODE_DIR = "/opt/ml/processing/input/code"
 REPORT_FILE = "evaluation.json"
+Kind = Literal["tenant", "business_unit"]
+DEFAULT_MODEL_NAME = "personal"
 # Placeholders the stack substitutes (Fn::Sub).
 PLACEHOLDERS = (
     "RoleArn",
@@ -47,12 +55,18 @@ def _s3(*parts: Any) -> dict[str, Any]:
     return join("s3://${Bucket}/", *parts)
 
 
-def _run_prefix(stage: str) -> dict[str, Any]:
-    # Every output lands under <bu>/tenant=<id>/<execution id>/<stage>/ of the fine-tuning bucket.
+def _owner(kind: Kind) -> list[Any]:
+    # Tenant runs write under tenant=<id>/, business-unit runs under business-unit/.
+    if kind == "tenant":
+        return ["/tenant=", get("Parameters.TenantId")]
+    return ["/business-unit"]
+
+
+def _run_prefix(stage: str, kind: Kind) -> dict[str, Any]:
+    # Every output lands under <bu>/<owner>/<execution id>/<stage>/ of the fine-tuning bucket.
     return _s3(
         get("Parameters.BusinessUnit"),
-        "/tenant=",
-        get("Parameters.TenantId"),
+        *_owner(kind),
         "/",
         get("Execution.PipelineExecutionId"),
         f"/{stage}",
@@ -78,6 +92,7 @@ def _processing(
     settings: FineTuningSettings,
     subnet_count: int,
     env: dict[str, Any],
+    kind: Kind,
     *,
     deps: bool = False,
 ) -> dict[str, Any]:
@@ -138,7 +153,7 @@ def _processing(
                     {
                         "OutputName": output,
                         "S3Output": {
-                            "S3Uri": _run_prefix(f"{name.lower()}/{output}"),
+                            "S3Uri": _run_prefix(f"{name.lower()}/{output}", kind),
                             "LocalPath": f"/opt/ml/processing/output/{output}",
                             "S3UploadMode": "EndOfJob",
                         },
@@ -166,7 +181,7 @@ def _preprocess_output(name: str) -> dict[str, str]:
     return get(f"Steps.Preprocess.ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri")
 
 
-def _training(settings: FineTuningSettings, subnet_count: int) -> dict[str, Any]:
+def _training(settings: FineTuningSettings, subnet_count: int, kind: Kind) -> dict[str, Any]:
     lora = settings.lora
     channel = {"S3DataType": "S3Prefix", "S3DataDistributionType": "FullyReplicated"}
     arguments: dict[str, Any] = {
@@ -204,9 +219,7 @@ def _training(settings: FineTuningSettings, subnet_count: int) -> dict[str, Any]
             },
         ],
         "OutputDataConfig": {
-            "S3OutputPath": _s3(
-                "models/", get("Parameters.BusinessUnit"), "/tenant=", get("Parameters.TenantId")
-            ),
+            "S3OutputPath": _s3("models/", get("Parameters.BusinessUnit"), *_owner(kind)),
             "KmsKeyId": "${KmsKeyArn}",
         },
         "ResourceConfig": {
@@ -223,13 +236,13 @@ def _training(settings: FineTuningSettings, subnet_count: int) -> dict[str, Any]
         arguments["EnableManagedSpotTraining"] = True
         arguments["StoppingCondition"]["MaxWaitTimeInSeconds"] = settings.max_wait_hours * 3600
         arguments["CheckpointConfig"] = {
-            "S3Uri": _run_prefix("checkpoints"),
+            "S3Uri": _run_prefix("checkpoints", kind),
             "LocalPath": "/opt/ml/checkpoints",
         }
     return {"Name": "FineTune", "Type": "Training", "Arguments": arguments}
 
 
-def _condition(settings: FineTuningSettings, register: dict[str, Any]) -> dict[str, Any]:
+def _condition(settings: FineTuningSettings, register: dict[str, Any], kind: Kind) -> dict[str, Any]:
     conditions = [
         {
             "Type": "GreaterThanOrEqualTo",
@@ -248,7 +261,8 @@ def _condition(settings: FineTuningSettings, register: dict[str, Any]) -> dict[s
         "Type": "Fail",
         "Arguments": {
             "ErrorMessage": join(
-                "Held-out metrics below the thresholds for tenant ", get("Parameters.TenantId")
+                "Held-out metrics below the thresholds for ",
+                get("Parameters.TenantId") if kind == "tenant" else get("Parameters.BusinessUnit"),
             )
         },
     }
@@ -259,21 +273,35 @@ def _condition(settings: FineTuningSettings, register: dict[str, Any]) -> dict[s
     }
 
 
-def _register(settings: FineTuningSettings) -> dict[str, Any]:
+def _report_value(path: str) -> dict[str, Any]:
+    return {
+        "Std:JsonGet": {"PropertyFile": get("Steps.Evaluate.PropertyFiles.EvaluationReport"), "Path": path}
+    }
+
+
+def _register(kind: Kind) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "BusinessUnit": get("Parameters.BusinessUnit"),
+        "Stage": get("Parameters.Stage"),
+        "ArtifactSha256": _report_value("artifact.sha256"),
+    }
+    if kind == "tenant":
+        metadata |= {"TenantId": get("Parameters.TenantId"), "ModelName": get("Parameters.ModelName")}
+    owner = join("tenant ", get("Parameters.TenantId")) if kind == "tenant" else "the business unit"
     return {
         "Name": "Register",
         "Type": "RegisterModel",
         "Arguments": {
-            # An ARN, not a name: the group lives in the tooling account (cross-account registration).
+            # An ARN, not a name: a business unit's group lives in the tooling account (cross-account
+            # registration); a tenant's group lives in this stage's account.
             "ModelPackageGroupName": join("${RegistryArnPrefix}", get("Parameters.UseCase")),
-            "ModelPackageDescription": join("LoRA fine-tune for tenant ", get("Parameters.TenantId")),
+            "ModelPackageDescription": join("LoRA fine-tune for ", owner),
             "ModelApprovalStatus": get("Parameters.ModelApprovalStatus"),
             "InferenceSpecification": {
                 "Containers": [
                     {
                         "Image": "${ServingImage}",
                         "ModelDataUrl": get("Steps.FineTune.ModelArtifacts.S3ModelArtifacts"),
-                        "Environment": {"TENANT_ID": get("Parameters.TenantId")},
                     }
                 ],
                 "SupportedContentTypes": ["application/json"],
@@ -290,21 +318,36 @@ def _register(settings: FineTuningSettings) -> dict[str, Any]:
                     }
                 }
             },
-            "CustomerMetadataProperties": {
-                "TenantId": get("Parameters.TenantId"),
-                "BusinessUnit": get("Parameters.BusinessUnit"),
-            },
+            "CustomerMetadataProperties": metadata,
         },
     }
 
 
 def pipeline_definition(
-    settings: FineTuningSettings, *, business_unit: str, default_use_case: str, subnet_count: int
+    settings: FineTuningSettings,
+    *,
+    business_unit: str,
+    default_use_case: str,
+    subnet_count: int,
+    kind: Kind = "tenant",
+    stage: str = "dev",
 ) -> dict[str, Any]:
+    approval = (
+        settings.approval_status_for(default_use_case) if kind == "tenant" else settings.approval_status
+    )
+    owner: list[dict[str, Any]] = (
+        [
+            {"Name": "TenantId", "Type": "String"},
+            {"Name": "ModelName", "Type": "String", "DefaultValue": DEFAULT_MODEL_NAME},
+        ]
+        if kind == "tenant"
+        else []
+    )
     parameters: list[dict[str, Any]] = [
-        {"Name": "TenantId", "Type": "String"},
+        *owner,
         {"Name": "InputDataUri", "Type": "String"},
         {"Name": "BusinessUnit", "Type": "String", "DefaultValue": business_unit},
+        {"Name": "Stage", "Type": "String", "DefaultValue": stage},
         {"Name": "UseCase", "Type": "String", "DefaultValue": default_use_case},
         {
             "Name": "BaseModelUri",
@@ -312,7 +355,7 @@ def pipeline_definition(
             "DefaultValue": f"s3://${{Bucket}}/{settings.base_model_prefix}",
         },
         {"Name": "HeldOutFraction", "Type": "Float", "DefaultValue": settings.held_out_fraction},
-        {"Name": "ModelApprovalStatus", "Type": "String", "DefaultValue": settings.approval_status},
+        {"Name": "ModelApprovalStatus", "Type": "String", "DefaultValue": approval},
         *(
             {"Name": f"Min_{m}", "Type": "Float", "DefaultValue": v}
             for m, v in sorted(settings.thresholds.items())
@@ -328,8 +371,9 @@ def pipeline_definition(
         subnet_count,
         {
             "HELD_OUT_FRACTION": join(get("Parameters.HeldOutFraction")),
-            "TENANT_ID": get("Parameters.TenantId"),
+            **({"TENANT_ID": get("Parameters.TenantId")} if kind == "tenant" else {}),
         },
+        kind,
     )
     evaluate = _processing(
         "Evaluate",
@@ -347,6 +391,7 @@ def pipeline_definition(
             "METRICS": ",".join(sorted(settings.thresholds)),
             "EVAL_BATCH_SIZE": str(settings.evaluation_batch_size),
         },
+        kind,
         deps=True,
     )
     evaluate["PropertyFiles"] = [
@@ -358,8 +403,8 @@ def pipeline_definition(
         "Parameters": parameters,
         "Steps": [
             preprocess,
-            _training(settings, subnet_count),
+            _training(settings, subnet_count, kind),
             evaluate,
-            _condition(settings, _register(settings)),
+            _condition(settings, _register(kind), kind),
         ],
     }

@@ -1,40 +1,76 @@
-"""Fine-tuning for one business unit (dev by default): the SageMaker Pipeline and what starts it.
+"""Fine-tuning for one business unit in one stage: its SageMaker Pipelines and what starts them.
 
-The pipeline definition is written as plain dicts (stacks/fine_tuning_pipeline.py) and embedded as
-AWS::SageMaker::Pipeline; deploy-time values are filled with Fn::Sub. Jobs run in the baseline VPC's
-isolated subnets with network isolation; volumes and outputs use this stack's key, whose alias
-(`alias/<org>/<bu>/<stage>/fine-tuning`) the serving deployers of preprod and prod reach the artifacts by.
+- Tenant pipeline (`fine_tuning.stages`, preprod and prod by default): started by the stage's own tenants'
+  raw-zone uploads (forwarded from the lake account) or POST /fine-tunes, capped at
+  `fine_tuning.max_concurrent_runs`, registering into this account's tenant groups
+  (`<prefix>-<bu>-<stage>-tenants-<use case>`). A tenant's data, run and model never leave the stage.
+- Business-unit pipeline (`fine_tuning.business_unit_models_stage`, dev by default): the business unit's own
+  models, registered in the central registry; preprod and prod deployers may copy `models/<bu>/business-unit/`.
+
+Definitions are plain dicts (stacks/fine_tuning_pipeline.py) embedded as AWS::SageMaker::Pipeline with Fn::Sub.
+Jobs run in the baseline VPC's isolated subnets with network isolation; volumes and outputs use this stack's
+key (alias `alias/<org>/<bu>/<stage>/fine-tuning`).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from aws_cdk import Fn
+from aws_cdk import Duration, Fn
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as lambda_event_sources
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from common.lake_layout import LakeScope, Zone, stage_prefix
+from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.job_deps import built_job_deps_dir
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.lambda_deps import LAMBDAS_DIR
+from stacks.blocks.model_registry import MAX_GROUP_NAME_LENGTH, model_package_group_name
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.sagemaker_access import grant_sagemaker_runtime, grant_vpc_network_interfaces
 from stacks.blocks.storage import SecureBucket
+from stacks.blocks.upload_events import UploadEventReceiver, upload_event_pattern
 from stacks.fine_tuning_pipeline import pipeline_definition
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
+from stacks.settings.fine_tuning import check_fine_tuning_placement
 from stacks.settings.serving import check_instance_type, image_uri_for, serving_image_uri
 
 JOB_CODE_PACKAGES = ("fine_tuning_jobs", "evaluation", "common")
+UPLOAD_RETRY_MINUTES = 15
+UPLOAD_MAX_TRIES = 672  # a week of retries every 15 minutes before an upload moves to the dead letters
+
+
+def business_unit_models_prefix(business_unit: str) -> str:
+    """Where business-unit runs put their artifacts (stacks/fine_tuning_pipeline.py); tenants' are elsewhere."""
+    return f"models/{business_unit}/business-unit/"
+
+
+def fine_tuning_bucket_name(environment: EnvironmentSpec) -> str:
+    """Fixed name of the fine-tuning bucket: deployers (this stage's, and for business-unit models preprod's
+    and prod's) name it exactly instead of matching a generated name."""
+    return f"{environment.name}-ft-{environment.account}"
+
+
+def tenant_model_package_group_name(prefix: str, business_unit: str, stage: str, use_case: str) -> str:
+    """A stage's own registry group for its tenants' versions of one use case (docs/fine-tuning.md)."""
+    name = f"{prefix}-{business_unit}-{stage}-tenants-{use_case}"
+    if len(name) > MAX_GROUP_NAME_LENGTH:
+        raise ValueError(
+            f"business_units[{business_unit}].use_cases: tenant registry group {name!r} is longer than "
+            f"{MAX_GROUP_NAME_LENGTH} characters; use a shorter use case name"
+        )
+    return name
 
 
 class FineTuningStack(EnvironmentStack):
@@ -65,39 +101,45 @@ class FineTuningStack(EnvironmentStack):
         serving_image = serving_image_uri(
             bu.serving, region=environment.region, field=f"business_units[{bu.name}].serving"
         )
-        self.pipeline_name = f"{environment.name}-fine-tuning"
         prefix = environment.org_prefix
+        stage = environment.stage.value
+        check_fine_tuning_placement(
+            settings,
+            use_cases=bu.use_cases,
+            serving_stages=list(bu.serving.stages),
+            field=field,
+        )
+        self.settings = settings
+        self.stage = stage
+        self.serves_tenants = stage in settings.stages
+        self.trains_business_unit_models = stage == settings.business_unit_models_stage
+        # The tenant pipeline keeps the historical name: the app's POST /fine-tunes starts it.
+        self.pipeline_name = f"{environment.name}-fine-tuning"
+        self.business_unit_pipeline_name = f"{environment.name}-business-unit-fine-tuning"
+        self.tenant_use_case = bu.application.use_case or bu.use_cases[0]
+        # Tenant versions stay in this account: one group per use case, tenant id in each package's metadata.
+        self.tenant_group_names = (
+            [tenant_model_package_group_name(prefix, bu.name, stage, u) for u in bu.use_cases]
+            if self.serves_tenants
+            else []
+        )
 
         self.key = PlatformKey(
             self,
             "Key",
-            alias=f"alias/{prefix}/{bu.name}/{environment.stage.value}/fine-tuning",
+            alias=f"alias/{prefix}/{bu.name}/{stage}/fine-tuning",
             retention=baseline.retention,
         ).key
         self.bucket = SecureBucket(
-            self, "Models", key=self.key, access_logs=baseline.access_logs, retention=baseline.retention
+            self,
+            "Models",
+            key=self.key,
+            access_logs=baseline.access_logs,
+            retention=baseline.retention,
+            bucket_name=fine_tuning_bucket_name(environment),
         )
-        # Serving deployers in the business unit's other stages copy approved artifacts from models/.
-        readers = sorted({config.environment(bu, stage).account for stage in (Stage.PREPROD, Stage.PROD)})
-        reader_principals = [iam.AccountPrincipal(account) for account in readers]
-        self.bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="ServingDeployersReadModels",
-                principals=reader_principals,
-                actions=["s3:GetObject"],
-                resources=[self.bucket.arn_for_objects("models/*")],
-                conditions={"StringEquals": {"aws:PrincipalTag/BusinessUnit": bu.name}},
-            )
-        )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="ServingDeployersDecryptModels",
-                principals=reader_principals,
-                actions=["kms:Decrypt"],
-                resources=["*"],
-                conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}},
-            )
-        )
+        if self.trains_business_unit_models:
+            self._share_business_unit_models(config, environment)
         self.security_group = ec2.SecurityGroup(
             self,
             "JobSecurityGroup",
@@ -140,10 +182,6 @@ class FineTuningStack(EnvironmentStack):
         grant_vpc_network_interfaces(
             self.role, subnet_ids=subnets, security_group_ids=[self.security_group.security_group_id]
         )
-        definition = pipeline_definition(
-            settings, business_unit=bu.name, default_use_case=bu.use_cases[0], subnet_count=len(subnets)
-        )
-        registry_prefix = f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/{prefix}-{bu.name}-"
         variables = {
             "RoleArn": self.role.role_arn,
             "Bucket": self.bucket.bucket_name,
@@ -153,33 +191,112 @@ class FineTuningStack(EnvironmentStack):
             "DepsUri": deps.s3_object_url,
             "Image": image,
             "ServingImage": serving_image,
-            "RegistryArnPrefix": registry_prefix,
             **{f"Subnet{i}": subnet for i, subnet in enumerate(subnets)},
         }
-        self.pipeline = sagemaker.CfnPipeline(
-            self,
-            "Pipeline",
-            pipeline_name=self.pipeline_name,
-            pipeline_description=f"Tenant data -> LoRA fine-tune -> evaluation -> registry ({bu.name})",
-            role_arn=self.role.role_arn,
-            pipeline_definition={"PipelineDefinitionBody": Fn.sub(json.dumps(definition), variables)},
-        )
+        self.pipelines: dict[str, sagemaker.CfnPipeline] = {}
+        if self.serves_tenants:
+            self.tenant_groups = [
+                sagemaker.CfnModelPackageGroup(
+                    self,
+                    f"TenantModels-{use_case}",
+                    model_package_group_name=name,
+                    model_package_group_description=(
+                        f"Tenant models of {bu.name} / {use_case} in {stage}; TenantId in each version's metadata"
+                    ),
+                )
+                for use_case, name in zip(bu.use_cases, self.tenant_group_names, strict=True)
+            ]
+            for group in self.tenant_groups:
+                group.apply_removal_policy(baseline.retention.removal_policy)
+            local_prefix = f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package-group/"
+            self._pipeline(
+                "Pipeline",
+                self.pipeline_name,
+                pipeline_definition(
+                    settings,
+                    business_unit=bu.name,
+                    default_use_case=self.tenant_use_case,
+                    subnet_count=len(subnets),
+                    kind="tenant",
+                    stage=stage,
+                ),
+                # Tenant groups are <prefix>-<bu>-<stage>-tenants-<use case>: the prefix ends before the use case.
+                {**variables, "RegistryArnPrefix": f"{local_prefix}{prefix}-{bu.name}-{stage}-tenants-"},
+                f"Tenant data -> LoRA fine-tune -> evaluation -> {stage} tenant registry ({bu.name})",
+            )
+            for group in self.tenant_groups:
+                self.pipelines[self.pipeline_name].add_dependency(group)
+        if self.trains_business_unit_models:
+            central = f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/{prefix}-{bu.name}-"
+            self._pipeline(
+                "BusinessUnitPipeline",
+                self.business_unit_pipeline_name,
+                pipeline_definition(
+                    settings,
+                    business_unit=bu.name,
+                    default_use_case=bu.use_cases[0],
+                    subnet_count=len(subnets),
+                    kind="business_unit",
+                    stage=stage,
+                ),
+                {**variables, "RegistryArnPrefix": central},
+                f"Business-unit data -> LoRA fine-tune -> evaluation -> central registry ({bu.name})",
+            )
         self.pipeline_arn = (
             f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:pipeline/{self.pipeline_name}"
         )
-        # The application backend's POST /fine-tunes attaches this policy to its role.
-        self.start_policy = iam.ManagedPolicy(
-            self,
-            "StartFineTuning",
-            description=f"Start executions of {self.pipeline_name} (POST /fine-tunes)",
-            statements=[
-                iam.PolicyStatement(
-                    actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn]
-                )
-            ],
-        )
-        self._upload_trigger(config, environment, baseline)
+        self.start_policy: iam.ManagedPolicy | None = None
+        if self.serves_tenants:
+            # The application backend's POST /fine-tunes attaches this policy to its role.
+            self.start_policy = iam.ManagedPolicy(
+                self,
+                "StartFineTuning",
+                description=f"Start executions of {self.pipeline_name} (POST /fine-tunes)",
+                statements=[
+                    iam.PolicyStatement(
+                        actions=["sagemaker:StartPipelineExecution", "sagemaker:ListPipelineExecutions"],
+                        resources=[self.pipeline_arn],
+                    )
+                ],
+            )
+            self._upload_trigger(config, environment, baseline)
         acknowledge_cdk_managed_providers(self)
+
+    def _pipeline(
+        self, construct_id: str, name: str, definition: dict[str, Any], variables: dict[str, str], about: str
+    ) -> None:
+        self.pipelines[name] = sagemaker.CfnPipeline(
+            self,
+            construct_id,
+            pipeline_name=name,
+            pipeline_description=about,
+            role_arn=self.role.role_arn,
+            pipeline_definition={"PipelineDefinitionBody": Fn.sub(json.dumps(definition), variables)},
+        )
+
+    def _share_business_unit_models(self, config: PlatformConfig, environment: EnvironmentSpec) -> None:
+        """Serving deployers of preprod and prod copy business-unit model versions (never tenant ones)."""
+        bu = environment.business_unit
+        readers = sorted({config.environment(bu, stage).account for stage in (Stage.PREPROD, Stage.PROD)})
+        reader_principals = [iam.AccountPrincipal(account) for account in readers]
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="ServingDeployersReadBusinessUnitModels",
+                principals=reader_principals,
+                actions=["s3:GetObject"],
+                resources=[self.bucket.arn_for_objects(f"{business_unit_models_prefix(bu.name)}*")],
+                conditions={"StringEquals": {"aws:PrincipalTag/BusinessUnit": bu.name}},
+            )
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="ServingDeployersDecryptModels",
+                principals=reader_principals,
+                actions=["kms:Decrypt"],
+                resources=["*"],
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}},
+            )
+        )
 
     def _job_role(
         self,
@@ -222,27 +339,27 @@ class FineTuningStack(EnvironmentStack):
                     f"{account_arn}:training-job/pipelines-*",
                 ],
             ),
-            iam.PolicyStatement(
-                actions=["sagemaker:CreateModelPackage", "sagemaker:AddTags"],
-                resources=[
-                    f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/{environment.org_prefix}-{bu.name}-*",
-                    f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package/{environment.org_prefix}-{bu.name}-*/*",
-                ],
-            ),
         ]
         for statement in statements:
             role.add_to_policy(statement)
-        # Tenant uploads in the data lake's raw zone, this business unit stage's prefix only.
-        grant_lake_access(
-            role,
-            config,
-            LakeAccessRequest(
-                business_unit=bu.name,
-                stage=LakeScope(environment.stage.value),
-                zone=Zone.RAW,
-                access=LakeAccess.READ,
-            ),
-        )
+        registry_findings = self._registry_statements(role, config, environment)
+        stage = LakeScope(environment.stage.value)
+        # Tenant uploads in the data lake's raw zone: this business unit's and stage's prefix only.
+        if self.serves_tenants:
+            grant_lake_access(
+                role,
+                config,
+                LakeAccessRequest(business_unit=bu.name, stage=stage, zone=Zone.RAW, access=LakeAccess.READ),
+            )
+        # The business unit's curated training data of this stage.
+        if self.trains_business_unit_models:
+            grant_lake_access(
+                role,
+                config,
+                LakeAccessRequest(
+                    business_unit=bu.name, stage=stage, zone=Zone.CURATED, access=LakeAccess.READ
+                ),
+            )
         grant_sagemaker_runtime(role, images=[image, serving_image])
         role.add_to_policy(iam.PolicyStatement(actions=["iam:PassRole"], resources=[role.role_arn]))
         role.add_to_policy(
@@ -259,25 +376,80 @@ class FineTuningStack(EnvironmentStack):
             f"Resource::arn:<AWS::Partition>:sagemaker:{self.region}:{self.account}:training-job/pipelines-*": (
                 "SageMaker Pipelines names its training jobs pipelines-<execution id>-<step> at run time"
             ),
-            f"Resource::arn:<AWS::Partition>:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/{environment.org_prefix}-{bu.name}-*": (
-                "The registry groups of this business unit (one per use case, chosen per run by the UseCase parameter)"
-            ),
-            f"Resource::arn:<AWS::Partition>:sagemaker:{config.home_region}:{config.tooling_account}:model-package/{environment.org_prefix}-{bu.name}-*/*": (
-                "Model package versions are numbered by the registry at registration time"
-            ),
+            **registry_findings,
         }.items():
             acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
         return role
 
+    def _registry_statements(
+        self, role: iam.Role, config: PlatformConfig, environment: EnvironmentSpec
+    ) -> dict[str, str]:
+        """CreateModelPackage on exactly the groups this stage's pipelines register in."""
+        bu = environment.business_unit
+        groups: list[str] = []
+        if self.serves_tenants:
+            groups += [
+                f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package-group/{name}"
+                for name in self.tenant_group_names
+            ]
+        if self.trains_business_unit_models:
+            groups += [
+                f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/"
+                + model_package_group_name(environment.org_prefix, bu.name, use_case)
+                for use_case in bu.use_cases
+            ]
+        versions = [group.replace(":model-package-group/", ":model-package/") + "/*" for group in groups]
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:CreateModelPackage", "sagemaker:AddTags"], resources=groups + versions
+            )
+        )
+        return {
+            f"Resource::{version.replace(f'arn:{self.partition}:', 'arn:<AWS::Partition>:')}": (
+                "Model package versions are numbered by the registry at registration time; the group is exact"
+            )
+            for version in versions
+        }
+
     def _upload_trigger(
         self, config: PlatformConfig, environment: EnvironmentSpec, baseline: BaselineStack
     ) -> None:
+        """Raw-zone upload event -> FIFO queue (one start at a time, so the cap holds) -> trigger function."""
         bu = environment.business_unit
+        stage = environment.stage.value
+        settings = bu.fine_tuning
+        if not config.is_sandbox:
+            # The lake account forwards this stage's tenant uploads (stacks/blocks/upload_events.py).
+            self.upload_receiver = UploadEventReceiver(
+                self, "TenantUploadEvents", config=config, business_unit=bu.name, stage=stage
+            )
+        dead_letters = sqs.Queue(
+            self,
+            "UploadDeadLetters",
+            fifo=True,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        self.upload_queue = sqs.Queue(
+            self,
+            "Uploads",
+            fifo=True,
+            content_based_deduplication=True,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            enforce_ssl=True,
+            # An upload that found the cap reached comes back after this long.
+            visibility_timeout=Duration.minutes(UPLOAD_RETRY_MINUTES),
+            retention_period=Duration.days(14),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=UPLOAD_MAX_TRIES),
+        )
         trigger = PlatformFunction(
             self,
             "UploadTrigger",
             service="fine_tuning_trigger",
-            description=f"Starts {self.pipeline_name} for a tenant's new raw-zone upload",
+            description=f"Starts {self.pipeline_name} for a tenant's new raw-zone upload, within the cap",
             key=baseline.key,
             log_retention_days=environment.settings.log_retention_days,
             retention=baseline.retention,
@@ -285,24 +457,29 @@ class FineTuningStack(EnvironmentStack):
             environment={
                 "PIPELINE_NAME": self.pipeline_name,
                 "BUSINESS_UNIT": bu.name,
-                "LAKE_STAGE": environment.stage.value,
+                "STAGE": stage,
+                "MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs),
+                "MAX_RUNTIME_HOURS": str(settings.max_runtime_hours),
             },
         )
         trigger.role.add_to_policy(
-            iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])
+            iam.PolicyStatement(
+                actions=["sagemaker:StartPipelineExecution", "sagemaker:ListPipelineExecutions"],
+                resources=[self.pipeline_arn],
+            )
         )
-        # The data lake account forwards its raw zone's S3 events to this account's default bus.
-        rule = events.Rule(
+        trigger.function.add_event_source(
+            lambda_event_sources.SqsEventSource(
+                self.upload_queue, batch_size=1, report_batch_item_failures=True
+            )
+        )
+        self.upload_rule = events.Rule(
             self,
             "RawUpload",
-            description=f"New tenant data of {bu.name} in the raw zone",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [lake_bucket_name(config, Zone.RAW)]},
-                    "object": {"key": [{"prefix": f"{stage_prefix(bu.name, environment.stage)}tenant="}]},
-                },
-            ),
+            description=f"New tenant data of {bu.name} in {stage}, in the raw zone",
+            event_pattern=upload_event_pattern(lake_bucket_name(config, Zone.RAW), bu.name, stage),
         )
-        rule.add_target(targets.LambdaFunction(trigger.function, retry_attempts=2))
+        # One message group: the function starts one execution at a time, so two uploads cannot both
+        # pass the cap check.
+        self.upload_rule.add_target(targets.SqsQueue(self.upload_queue, message_group_id="uploads"))
+        self.trigger = trigger

@@ -14,14 +14,18 @@ in `serving.alarms`) live in the monitoring stack, on the stage's one alarm topi
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import Duration
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 from serving_runtime.lmi import lmi_environment
@@ -32,7 +36,8 @@ from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.sagemaker_access import grant_sagemaker_runtime, grant_vpc_network_interfaces
 from stacks.blocks.storage import SecureBucket
-from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
+from stacks.fine_tuning_stack import FineTuningStack, business_unit_models_prefix, fine_tuning_bucket_name
+from stacks.settings import BusinessUnit, EnvironmentSpec, PlatformConfig, Stage
 from stacks.settings.serving import (
     ServingMode,
     ServingSettings,
@@ -43,6 +48,8 @@ from stacks.settings.serving import (
 
 VARIANT_NAME = "AllTraffic"
 MME_PREFIX = "mme/"
+ADAPTER_PREFIX = "adapters/"  # verified copies of adapters that inference components load
+DEPLOYER_TMP_MIB = 4096
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 
 
@@ -56,8 +63,13 @@ def model_package_group_names(environment: EnvironmentSpec) -> list[str]:
     return [f"{environment.org_prefix}-{bu.name}-{use_case}" for use_case in bu.use_cases]
 
 
-def fine_tuning_stack_name(config: PlatformConfig, environment: EnvironmentSpec) -> str:
-    return f"{config.environment(environment.business_unit, Stage.DEV).name}-fine-tuning"
+def nag_resource(arn: str, partition: str) -> str:
+    """The finding name cdk-nag gives a resource ARN built with this stack's partition."""
+    return "Resource::" + arn.replace(f"arn:{partition}:", "arn:<AWS::Partition>:")
+
+
+def settings_trains_business_unit_models(business_unit: BusinessUnit) -> bool:
+    return business_unit.fine_tuning.business_unit_models_stage is not None
 
 
 class ServingStack(EnvironmentStack):
@@ -69,6 +81,7 @@ class ServingStack(EnvironmentStack):
         config: PlatformConfig,
         environment: EnvironmentSpec,
         baseline: BaselineStack,
+        fine_tuning: FineTuningStack | None = None,
     ) -> None:
         super().__init__(
             scope,
@@ -190,7 +203,8 @@ class ServingStack(EnvironmentStack):
         if settings.mode is ServingMode.INFERENCE_COMPONENTS:
             self._base_component(settings, image)
         self.scalable_target = self._autoscaling(settings)
-        self.deployer = self._deployer(config, environment, baseline, settings)
+        self.records = self._records_table(baseline)
+        self.deployer = self._deployer(config, environment, baseline, settings, fine_tuning)
         acknowledge_cdk_managed_providers(self)
 
     # ---- building blocks -------------------------------------------------------------------------
@@ -362,75 +376,123 @@ class ServingStack(EnvironmentStack):
             alarm.add_alarm_action(cw_actions.ApplicationScalingAction(from_zero))
         return target
 
+    def _records_table(self, baseline: BaselineStack) -> dynamodb.Table:
+        """Which version serves each slot (tenant model or business-unit model); the app's /invoke reads it."""
+        return dynamodb.Table(
+            self,
+            "ModelRecords",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=baseline.key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=baseline.retention.removal_policy,
+        )
+
     def _deployer(
         self,
         config: PlatformConfig,
         environment: EnvironmentSpec,
         baseline: BaselineStack,
         settings: ServingSettings,
+        fine_tuning: FineTuningStack | None,
     ) -> PlatformFunction:
+        bu = environment.business_unit
+        tenant_groups = fine_tuning.tenant_group_names if fine_tuning is not None else []
+        model_prefix = MME_PREFIX if settings.mode is ServingMode.MULTI_MODEL_ENDPOINT else ADAPTER_PREFIX
         deployer = PlatformFunction(
             self,
             "Deployer",
             service="serving_deployer",
             extra_packages=("serving_runtime",),  # settings (LMI options) and the serving package builder
-            description=f"Makes approved models servable on {self.endpoint_name}",
+            description=f"Serves registered model versions on {self.endpoint_name}, one slot each",
             key=baseline.key,
             log_retention_days=environment.settings.log_retention_days,
             retention=baseline.retention,
             powertools_layer_version=config.lambda_.powertools_layer_version,
             timeout=Duration.minutes(10),
+            memory_size=1024,
             reserved_concurrent_executions=1,  # deployments of one endpoint happen one at a time
             environment={
                 "SERVING_SETTINGS": settings.model_dump_json(),
                 "ENDPOINT_NAME": self.endpoint_name,
                 "VARIANT_NAME": VARIANT_NAME,
                 "MODEL_BUCKET": self.models_bucket.bucket_name,
-                "MODEL_PREFIX": MME_PREFIX,
+                "MODEL_PREFIX": model_prefix,
                 "BASE_COMPONENT_NAME": self.base_component_name or "",
-                "BUSINESS_UNIT": environment.business_unit.name,
+                "BUSINESS_UNIT": bu.name,
+                "RECORDS_TABLE": self.records.table_name,
+                "TENANT_GROUPS": json.dumps(tenant_groups),
+                # Preprod serves the business unit's new versions before approval, to test them there.
+                "PENDING_GROUPS": json.dumps(self.pending_groups(environment)),
             },
         )
+        # Artifacts larger than the in-memory spool are checked on /tmp before they are copied.
+        function = deployer.function.node.default_child
+        assert isinstance(function, lambda_.CfnFunction)
+        function.ephemeral_storage = lambda_.CfnFunction.EphemeralStorageProperty(size=DEPLOYER_TMP_MIB)
         role = deployer.role
         role.add_to_policy(
             iam.PolicyStatement(
-                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                resources=[self.models_bucket.arn_for_objects(f"{MME_PREFIX}*")],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self.models_bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{MME_PREFIX}*"]}},
+                actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
+                resources=[self.models_bucket.arn_for_objects(f"{model_prefix}*")],
             )
         )
         role.add_to_policy(
             iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn])
         )
-        # Artifacts come from the business unit's fine-tuning bucket in its dev account (its bucket policy
-        # and key policy let this account read `models/`).
-        source_bucket = f"arn:{self.partition}:s3:::{fine_tuning_stack_name(config, environment)}-*"
         role.add_to_policy(
             iam.PolicyStatement(
-                sid="ReadFineTunedArtifacts",
-                actions=["s3:GetObject"],
-                resources=[f"{source_bucket}/models/*"],
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+                resources=[self.records.table_arn],
             )
         )
+        findings = {
+            f"Resource::<{self._logical_id(self.models_bucket)}.Arn>/{model_prefix}*": "The deployer writes and "
+            f"deletes one artifact copy per served model version under {model_prefix}, named at deploy time",
+        }
+        groups = [
+            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{name}/*"
+            for name in tenant_groups
+        ]
+        if fine_tuning is not None and tenant_groups:
+            # Tenant versions: artifacts in this stage's own fine-tuning bucket, under tenant prefixes.
+            tenant_artifacts = (
+                f"arn:{self.partition}:s3:::{fine_tuning_bucket_name(environment)}/models/{bu.name}/tenant=*"
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ReadTenantArtifacts", actions=["s3:GetObject"], resources=[tenant_artifacts]
+                )
+            )
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="DecryptTenantArtifacts", actions=["kms:Decrypt"], resources=[fine_tuning.key.key_arn]
+                )
+            )
+            findings[nag_resource(tenant_artifacts, self.partition)] = (
+                "Tenant artifacts are written per tenant and run at run time; only this business unit's "
+                "tenant prefix of this stage's own fine-tuning bucket is readable"
+            )
+        if environment.stage is not Stage.DEV:
+            groups += [
+                f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package/{name}/*"
+                for name in model_package_group_names(environment)
+            ]
+        if environment.stage is not Stage.DEV and settings_trains_business_unit_models(bu):
+            self._read_business_unit_models(config, environment, role, findings)
         role.add_to_policy(
             iam.PolicyStatement(
-                sid="DecryptFineTunedArtifacts",
-                actions=["kms:Decrypt"],
-                resources=[f"arn:{self.partition}:kms:{self.region}:*:key/*"],
-                conditions={
-                    "StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"},
-                    "ForAnyValue:StringEquals": {
-                        "kms:ResourceAliases": f"alias/{environment.org_prefix}/{environment.business_unit.name}/dev/fine-tuning"
-                    },
-                },
+                sid="DescribeVersions", actions=["sagemaker:DescribeModelPackage"], resources=groups
             )
         )
+        for group in groups:
+            findings[nag_resource(group, self.partition)] = (
+                "Model package versions are numbered by the registry; the group is named exactly"
+            )
         endpoint_arn = (
             f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:endpoint/{self.endpoint_name}"
         )
@@ -450,23 +512,10 @@ class ServingStack(EnvironmentStack):
                     resources=[component_arn, endpoint_arn],
                 )
             )
-            role.add_to_policy(
-                iam.PolicyStatement(actions=["sagemaker:ListInferenceComponents"], resources=["*"])
-            )
-        findings = {
-            f"Resource::<{self._logical_id(self.models_bucket)}.Arn>/{MME_PREFIX}*": "The deployer writes and "
-            "deletes one artifact per approved model version under mme/, named at deploy time",
-            f"Resource::{source_bucket.replace(self.partition, '<AWS::Partition>')}/models/*": "Fine-tuned "
-            "artifacts live in the business unit's dev fine-tuning bucket, whose generated name starts with "
-            "its stack name; only models/ is readable",
-            f"Resource::arn:<AWS::Partition>:kms:{self.region}:*:key/*": "The dev account's fine-tuning key id "
-            "is unknown here; kms:ResourceAliases pins its alias and kms:ViaService limits use to S3",
-        }
-        if settings.mode is ServingMode.INFERENCE_COMPONENTS:
             findings[
                 f"Resource::arn:<AWS::Partition>:sagemaker:{self.region}:{self.account}:inference-component/"
                 f"{self.endpoint_name}-*"
-            ] = "Adapter components are created per approved model version, named after this endpoint"
+            ] = "Adapter components are created per served model version, named after this endpoint"
         self._acknowledge_wildcards(role, findings)
         rule = events.Rule(
             self,
@@ -476,10 +525,67 @@ class ServingStack(EnvironmentStack):
                 source=["aws.sagemaker"],
                 detail_type=[MODEL_PACKAGE_STATE_CHANGE],
                 detail={
-                    "ModelPackageGroupName": model_package_group_names(environment),
-                    "ModelApprovalStatus": ["Approved", "Rejected"],
+                    "ModelPackageGroupName": self.served_groups(environment, tenant_groups),
+                    # Preprod also hears new business-unit versions when dev registers them (before any
+                    # approval) to serve and test them; prod hears approvals only, never a pending version.
+                    "ModelApprovalStatus": ["Approved", "Rejected"]
+                    + (["PendingManualApproval"] if self.pending_groups(environment) else []),
                 },
             ),
         )
         rule.add_target(targets.LambdaFunction(deployer.function, retry_attempts=2))
+        self.deployer_rule = rule
         return deployer
+
+    @staticmethod
+    def pending_groups(environment: EnvironmentSpec) -> list[str]:
+        if environment.stage is Stage.PREPROD and settings_trains_business_unit_models(
+            environment.business_unit
+        ):
+            return model_package_group_names(environment)
+        return []
+
+    @staticmethod
+    def served_groups(environment: EnvironmentSpec, tenant_groups: list[str]) -> list[str]:
+        # Every business unit's central groups: its dev pipeline registers there, or a person does.
+        central = model_package_group_names(environment) if environment.stage is not Stage.DEV else []
+        return [*central, *tenant_groups]
+
+    def _read_business_unit_models(
+        self, config: PlatformConfig, environment: EnvironmentSpec, role: iam.Role, findings: dict[str, str]
+    ) -> None:
+        """Business-unit versions are copied from the dev fine-tuning bucket, pinned to the dev account."""
+        bu = environment.business_unit
+        dev = config.environment(bu, Stage(bu.fine_tuning.business_unit_models_stage or Stage.DEV.value))
+        objects = f"arn:{self.partition}:s3:::{fine_tuning_bucket_name(dev)}/{business_unit_models_prefix(bu.name)}*"
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadBusinessUnitArtifacts",
+                actions=["s3:GetObject"],
+                resources=[objects],
+                # Bucket names are global: the object must also belong to the business unit's dev account.
+                conditions={"StringEquals": {"s3:ResourceAccount": dev.account}},
+            )
+        )
+        dev_keys = f"arn:{self.partition}:kms:{dev.region}:{dev.account}:key/*"
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DecryptBusinessUnitArtifacts",
+                actions=["kms:Decrypt"],
+                resources=[dev_keys],
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"s3.{dev.region}.amazonaws.com"},
+                    "ForAnyValue:StringEquals": {
+                        "kms:ResourceAliases": f"alias/{environment.org_prefix}/{bu.name}/{dev.stage.value}/fine-tuning"
+                    },
+                },
+            )
+        )
+        findings[nag_resource(objects, self.partition)] = (
+            "Business-unit artifacts get their keys at training time; the bucket is named exactly, "
+            "s3:ResourceAccount pins the dev account, and only the business-unit models prefix is readable"
+        )
+        findings[f"Resource::arn:<AWS::Partition>:kms:{dev.region}:{dev.account}:key/*"] = (
+            "The dev fine-tuning key's id is generated in the dev account; the ARN pins that account, "
+            "kms:ResourceAliases its alias and kms:ViaService use through S3"
+        )

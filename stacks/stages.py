@@ -108,9 +108,10 @@ class BusinessUnitStage(CdkStage):
             self.registry_events = RegistryEventsStack(
                 self, "RegistryEvents", config=config, environment=environment
             )
-        # Fine-tuning pipeline (business_units[].fine_tuning.stages; dev by default).
+        # Fine-tuning pipelines: tenants' where they live (fine_tuning.stages; preprod and prod by default),
+        # the business unit's own models in fine_tuning.business_unit_models_stage (dev by default).
         self.fine_tuning: FineTuningStack | None = None
-        if environment.stage.value in environment.business_unit.fine_tuning.stages:
+        if environment.stage.value in environment.business_unit.fine_tuning.stage_names():
             self.fine_tuning = FineTuningStack(
                 self, "FineTuning", config=config, environment=environment, baseline=self.baseline
             )
@@ -119,7 +120,12 @@ class BusinessUnitStage(CdkStage):
         self.serving: ServingStack | None = None
         if environment.stage.value in environment.business_unit.serving.stages:
             self.serving = ServingStack(
-                self, "Serving", config=config, environment=environment, baseline=self.baseline
+                self,
+                "Serving",
+                config=config,
+                environment=environment,
+                baseline=self.baseline,
+                fine_tuning=self.fine_tuning,
             )
 
         # Application backend (issue 8): end-user API of this business unit and stage.
@@ -131,7 +137,9 @@ class BusinessUnitStage(CdkStage):
             environment=environment,
             key=self.baseline.key,
             guardrail=self.guardrail,
-            fine_tuning=self.fine_tuning,
+            # POST /fine-tunes where this stage fine-tunes its tenants; their models from the serving stack.
+            fine_tuning=self.fine_tuning if self.fine_tuning and self.fine_tuning.serves_tenants else None,
+            serving=self.serving,
             profiles=self.model_profiles,
             usage=self.model_usage,
         )

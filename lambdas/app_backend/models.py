@@ -76,7 +76,8 @@ class ForbiddenError(CatalogError):
 
 
 class TooManyRequestsError(CatalogError):
-    """The tenant's rate or quota on a route is used up; `retry_after` seconds until its window ends."""
+    """A limit is reached: the tenant's rate or quota on a route, or the business unit's cap on concurrent
+    fine-tuning runs; `retry_after` seconds until a retry may succeed."""
 
     status = 429
 
@@ -100,7 +101,8 @@ class InvokeBody(_Body):
     variables: Annotated[dict[VariableName, VariableValue], Field(max_length=50)] = Field(
         default_factory=dict
     )
-    model: Literal["default", "personal"] = "default"
+    # auto: the tenant's own served model, the base model while it has none.
+    model: Literal["auto", "default", "personal"] = "auto"
 
     @model_validator(mode="after")
     def _one_target(self) -> InvokeBody:

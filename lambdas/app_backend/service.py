@@ -18,6 +18,7 @@ from prompt_catalog.rendering import render
 
 from app_backend.catalog import PromptSource
 from app_backend.filters import filter_event, redacted_or_none
+from app_backend.fine_tunes import package_version
 from app_backend.models import (
     BadRequestError,
     ConflictError,
@@ -28,6 +29,7 @@ from app_backend.models import (
     NotEnabledError,
     NotFoundError,
     RatingBody,
+    TooManyRequestsError,
     UnprocessableError,
     UploadBody,
     UpstreamUnavailableError,
@@ -37,6 +39,7 @@ from app_backend.settings import ApplicationSettings
 from app_backend.store import AppStore, StoredRequest
 from app_backend.uploads import TenantUploads
 from common.evaluation_dataset import EvaluationRecord, dump_records
+from common.fine_tuning_runs import AtCapacityError
 from common.lake_layout import stage_prefix
 from common.lake_records import LakeRecord, RatingRecord, UsageRecord
 from common.model_gateway import ModelClient, ModelError, ModelRequest, ModelResponse, ModelThrottledError
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
 
 ModelFactory = Callable[[Mapping[str, Any]], ModelClient]
 logger = logging.getLogger(__name__)
+MAX_LISTED_FINE_TUNES = 10  # GET /models describes each listed run: keep the calls per request bounded
 
 
 class RecordSink(Protocol):
@@ -71,7 +75,7 @@ class CandidateSink(Protocol):
 
 
 class FineTunePipeline(Protocol):
-    def start(self, tenant_id: str, client_token: str) -> str: ...
+    def start(self, tenant_id: str, client_token: str, model_name: str) -> str: ...
 
     def status(self, execution_arn: str) -> dict[str, Any]: ...
 
@@ -161,7 +165,7 @@ class AppService:
                 created_at=int(self.clock()),
             ),
         )
-        result = {"output": answer, "request_id": request_id, "verdicts": verdicts}
+        result = {"output": answer, "request_id": request_id, "model": model.name, "verdicts": verdicts}
         if blocked:
             result["blocked"] = "output"
         # Only what passed both filters, redacted, with every layer run, is sampled for the judge.
@@ -208,7 +212,7 @@ class AppService:
     ) -> None:
         """Queue the usage record (and the sample): the answer is already paid for, so a queue outage is
         logged and counted (alarm `UsageDeliveryFailures`), never turned into an error for the user."""
-        default = body.model == "default"
+        default = model is self.default_model
         provider = self.settings.default_model.provider if default else "sagemaker"
         price = self.model_price if default and provider == "bedrock" else None
         input_tokens = _total([c.input_tokens for c in calls])
@@ -254,12 +258,15 @@ class AppService:
             self.quotas.consume(tenant_id, route)
 
     def _model_for(self, tenant_id: str, choice: str) -> ModelClient:
+        """'auto': the tenant's served model, the base model while it has none; 'default': the base model."""
         if choice == "default":
             return self.default_model
         models = self.store.list_models(tenant_id)
-        if not models:
+        if models:
+            return self.tenant_model(models[0])
+        if choice == "personal":
             raise ConflictError("model", "you have no personal model yet; use 'default'")
-        return self.tenant_model(models[0])
+        return self.default_model
 
     def _run(
         self, body: InvokeBody, values: dict[str, Any], model: ModelClient, calls: list[ModelResponse]
@@ -417,26 +424,74 @@ class AppService:
         self._consume(tenant_id, "fine_tunes")
         fine_tune_id = uuid.uuid4().hex
         try:
-            arn = self.fine_tunes.start(tenant_id, fine_tune_id)
+            arn = self.fine_tunes.start(tenant_id, fine_tune_id, body.model_name)
+        except AtCapacityError as exc:
+            # A run takes minutes to hours; a minute is a polite first retry.
+            raise TooManyRequestsError("fine_tunes", f"{exc}; retry later", retry_after=60) from None
         except Exception as exc:
             raise UpstreamUnavailableError("fine_tunes", f"the pipeline did not start ({exc})") from None
         self.store.put_fine_tune(tenant_id, fine_tune_id, body.model_name, arn)
-        return {"fine_tune_id": fine_tune_id, "model_name": body.model_name, "status": "Executing"}
+        return {"fine_tune_id": fine_tune_id, "model_name": body.model_name, "status": "training"}
 
     def get_fine_tune(self, tenant_id: str, fine_tune_id: str) -> dict[str, Any]:
         item = self.store.get_fine_tune(tenant_id, fine_tune_id)
         if item is None:
             raise NotFoundError("fine_tune_id", "no fine-tune with this id was started by you")
-        status = self.fine_tunes.status(str(item["execution_arn"])) if self.fine_tunes else {}
-        return {"fine_tune_id": fine_tune_id, "model_name": item["model_name"], **status}
+        return {
+            "fine_tune_id": fine_tune_id,
+            "model_name": item["model_name"],
+            **self._fine_tune_status(tenant_id, str(item["execution_arn"])),
+        }
+
+    def _fine_tune_status(self, tenant_id: str, execution_arn: str) -> dict[str, Any]:
+        if self.fine_tunes is None:
+            raise NotEnabledError("fine_tunes", "fine-tuning is not enabled in this environment")
+        try:
+            state = self.fine_tunes.status(execution_arn)
+        except Exception as exc:
+            raise UpstreamUnavailableError("fine_tunes", f"the pipeline cannot be read ({exc})") from None
+        if state["status"] != "registered":
+            return state
+        arn, approval = str(state["model_package_arn"]), state["approval"]
+        version = package_version(arn)
+        if approval == "PendingManualApproval":
+            return {"status": "awaiting_review", "model_package_arn": arn}
+        if approval != "Approved" or version is None:
+            return {
+                "status": "failed",
+                "reason": f"the review set the model to {approval}",
+                "model_package_arn": arn,
+            }
+        deployment = self.store.deployment(tenant_id, *version)
+        if deployment is None:
+            return {"status": "deploying", "model_package_arn": arn}
+        if deployment["status"] == "serving":
+            return {"status": "serving", "model_package_arn": arn}
+        reason = deployment.get("reason") or f"deployment {deployment['status']}"
+        return {"status": "failed", "reason": str(reason), "model_package_arn": arn}
 
     def list_models(self, tenant_id: str) -> dict[str, Any]:
         models = self.store.list_models(tenant_id)
+        fine_tunes = (
+            self.store.list_fine_tunes(tenant_id, limit=MAX_LISTED_FINE_TUNES) if self.fine_tunes else []
+        )
         return {
             "models": [
-                {"name": str(m["sk"]).removeprefix("MODEL#"), "created_at": int(m.get("created_at", 0))}
+                {
+                    "name": str(m["sk"]).removeprefix("MODEL#"),
+                    "created_at": int(m.get("created_at", 0)),
+                    "status": "serving",
+                }
                 for m in models
-            ]
+            ],
+            "fine_tunes": [
+                {
+                    "fine_tune_id": str(f["sk"]).removeprefix("FINETUNE#"),
+                    "model_name": f["model_name"],
+                    **self._fine_tune_status(tenant_id, str(f["execution_arn"])),
+                }
+                for f in fine_tunes
+            ],
         }
 
 

@@ -33,8 +33,10 @@ class StoredRequest:
 
 
 class AppStore:
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, models_table: Any = None) -> None:
         self._table = table  # a boto3 DynamoDB Table resource
+        # The stage's model records (serving stack; the deployer writes them): tenant -> served model.
+        self._models = models_table if models_table is not None else table
 
     # ---- requests --------------------------------------------------------------------------------
 
@@ -115,12 +117,31 @@ class AppStore:
     def get_fine_tune(self, tenant_id: str, fine_tune_id: str) -> dict[str, Any] | None:
         return self._get(tenant_id, f"FINETUNE#{fine_tune_id}")
 
-    def list_models(self, tenant_id: str) -> list[dict[str, Any]]:
-        """The tenant's models, newest first. Items `MODEL#<name>` are written when a tenant's fine-tuned
-        model is deployed (endpoint_name, optional target_model, payload_format, created_at)."""
+    def list_fine_tunes(self, tenant_id: str, limit: int) -> list[dict[str, Any]]:
+        """The tenant's most recent fine-tunes (POST /fine-tunes), newest first."""
         from boto3.dynamodb.conditions import Key
 
         answer = self._table.query(
+            KeyConditionExpression=Key("pk").eq(tenant_key(tenant_id)) & Key("sk").begins_with("FINETUNE#")
+        )
+        items = [dict(item) for item in answer.get("Items", [])]
+        items.sort(key=lambda item: int(item.get("created_at", 0)), reverse=True)
+        return items[:limit]
+
+    def deployment(self, tenant_id: str, group: str, version: int) -> dict[str, Any] | None:
+        """The deployer's outcome for one registered version of this tenant (`DEPLOYMENT#<group>#<version>`)."""
+        answer = self._models.get_item(
+            Key={"pk": tenant_key(tenant_id), "sk": f"DEPLOYMENT#{group}#{version}"}, ConsistentRead=True
+        )
+        item = answer.get("Item")
+        return dict(item) if item is not None else None
+
+    def list_models(self, tenant_id: str) -> list[dict[str, Any]]:
+        """The tenant's served models, newest first. The deployer writes `MODEL#<name>` items once a version
+        serves (endpoint_name, target_model or inference_component, payload_format, version, created_at)."""
+        from boto3.dynamodb.conditions import Key
+
+        answer = self._models.query(
             KeyConditionExpression=Key("pk").eq(tenant_key(tenant_id)) & Key("sk").begins_with("MODEL#")
         )
         items = [dict(item) for item in answer.get("Items", [])]

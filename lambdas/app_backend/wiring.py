@@ -6,7 +6,9 @@ catalog alias it serves), GUARDRAIL_SETTINGS (the guardrail stack's JSON) with
 GUARDRAIL_FUNCTION (`packaging: lambda`) or, in-process, FILTER_DECISIONS_BUCKET and the optional
 BEDROCK_GUARDRAIL_ID / BEDROCK_GUARDRAIL_VERSION. The catalog URL comes from the settings (or
 PROMPT_CATALOG_URL): an unreachable catalog answers 503. FINE_TUNING_PIPELINE is set where the stage has
-the fine-tuning pipeline; without it /fine-tunes answers 503.
+the tenant fine-tuning pipeline (with STAGE, MAX_CONCURRENT_RUNS, MAX_RUNTIME_HOURS); without it /fine-tunes
+answers 503. MODELS_TABLE is the serving stack's model records table (tenant -> served model), where the
+stage serves models.
 Cost and quality (docs/cost.md): DEFAULT_MODEL_PROFILE_ARN (the application inference profile the default
 Bedrock model is called through), MODEL_PRICE (its dated price, `common.model_pricing.ModelPrice` JSON),
 USAGE_QUEUE_URL, and ONLINE_EVALUATION_QUEUE_URL with ONLINE_EVALUATION_SAMPLE_RATE where the stage samples.
@@ -19,11 +21,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from app_backend.catalog import ApiCatalog, signed_get_json
+from app_backend.fine_tunes import SageMakerPipeline
 from app_backend.quotas import TenantQuotas
 from app_backend.service import AppService
 from app_backend.settings import ApplicationSettings, DefaultModel
 from app_backend.store import AppStore
 from app_backend.uploads import TenantUploads, uploads_prefix
+from common.fine_tuning_runs import PipelineRef
 from common.model_gateway import BedrockConverseModel, ModelClient, SageMakerEndpointModel
 from common.model_pricing import ModelPrice
 from common.model_usage import SqsMessages
@@ -44,38 +48,6 @@ class S3Candidates:
         self._s3.put_object(Bucket=self.bucket, Key=key, Body=body.encode(), ContentType="application/jsonl")
 
 
-class SageMakerPipeline:
-    """The fine-tuning pipeline as a black box: started for a tenant on its uploads, described by ARN."""
-
-    def __init__(
-        self, pipeline_name: str, sagemaker: Any, *, raw_bucket: str, business_unit: str, stage: str
-    ) -> None:
-        self.pipeline_name = pipeline_name
-        self._sagemaker = sagemaker
-        self.raw_bucket = raw_bucket
-        self.business_unit = business_unit
-        self.stage = stage
-
-    def start(self, tenant_id: str, client_token: str) -> str:
-        uploads = f"s3://{self.raw_bucket}/{uploads_prefix(self.business_unit, self.stage, tenant_id)}"
-        answer = self._sagemaker.start_pipeline_execution(
-            PipelineName=self.pipeline_name,
-            PipelineParameters=[
-                {"Name": "TenantId", "Value": tenant_id},
-                {"Name": "InputDataUri", "Value": uploads},
-            ],
-            ClientRequestToken=client_token,
-        )
-        return str(answer["PipelineExecutionArn"])
-
-    def status(self, execution_arn: str) -> dict[str, Any]:
-        answer = self._sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
-        status = {"status": answer.get("PipelineExecutionStatus", "Unknown")}
-        if answer.get("FailureReason"):
-            status["failure_reason"] = str(answer["FailureReason"])[:500]
-        return status
-
-
 def default_model(settings: DefaultModel, profile_arn: str | None = None) -> ModelClient:
     """The configured model; a Bedrock model through its application inference profile when the stack
     made one (the name stays the model id: usage records and ratings name the model, not the profile)."""
@@ -87,11 +59,13 @@ def default_model(settings: DefaultModel, profile_arn: str | None = None) -> Mod
 
 
 def tenant_model(item: Mapping[str, Any]) -> ModelClient:
+    """The tenant's model as the deployer recorded it: a multi-model target or an adapter component."""
     name = str(item["sk"]).removeprefix("MODEL#")
     return SageMakerEndpointModel(
         name=f"tenant-model-{name}",
         endpoint_name=str(item["endpoint_name"]),
         target_model=item.get("target_model"),
+        inference_component=item.get("inference_component"),
         payload_format=item.get("payload_format", "messages"),
     )
 
@@ -141,7 +115,9 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
     )
     s3 = retrying_s3_client()
     pipeline = env.get("FINE_TUNING_PIPELINE")
-    table = boto3.resource("dynamodb").Table(env["TABLE_NAME"])
+    dynamodb = boto3.resource("dynamodb")
+    table = dynamodb.Table(env["TABLE_NAME"])
+    models_table = env.get("MODELS_TABLE")
     profile = env.get("DEFAULT_MODEL_PROFILE_ARN") or None
     sqs = (
         boto3.client("sqs") if env.get("USAGE_QUEUE_URL") or env.get("ONLINE_EVALUATION_QUEUE_URL") else None
@@ -153,7 +129,7 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
         use_case=settings.use_case or env["USE_CASE"],
         guard=guard_from_env(env),
         catalog=catalog,
-        store=AppStore(table),
+        store=AppStore(table, dynamodb.Table(models_table) if models_table else None),
         default_model=default_model(settings.default_model, profile),
         tenant_model=tenant_model,
         ratings=LakeWriter(env["FEEDBACK_BUCKET"], s3_client=s3, stage=stage),
@@ -169,11 +145,16 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
         ),
         fine_tunes=(
             SageMakerPipeline(
-                pipeline,
+                PipelineRef(
+                    name=pipeline,
+                    business_unit=business_unit,
+                    stage=stage,
+                    max_concurrent_runs=int(env["MAX_CONCURRENT_RUNS"]),
+                    max_runtime_hours=int(env["MAX_RUNTIME_HOURS"]),
+                ),
                 boto3.client("sagemaker"),
                 raw_bucket=env["RAW_BUCKET"],
-                business_unit=business_unit,
-                stage=stage,
+                uploads_prefix=lambda tenant: uploads_prefix(business_unit, stage, tenant),
             )
             if pipeline
             else None

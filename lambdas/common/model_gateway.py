@@ -151,11 +151,13 @@ def parse_sagemaker_answer(payload_format: PayloadFormat, body: Any) -> tuple[st
 
 @dataclass
 class SageMakerEndpointModel:
-    """A model behind a SageMaker real-time endpoint; `target_model` selects one of a multi-model endpoint."""
+    """A model behind a SageMaker real-time endpoint; `target_model` selects one of a multi-model endpoint,
+    `inference_component` one adapter component of an endpoint with inference components."""
 
     name: str
     endpoint_name: str
     target_model: str | None = None
+    inference_component: str | None = None
     payload_format: PayloadFormat = "tgi"
     client: Any = None
     clock: Callable[[], float] = time.perf_counter
@@ -176,6 +178,8 @@ class SageMakerEndpointModel:
         }
         if self.target_model:
             params["TargetModel"] = self.target_model
+        if self.inference_component:
+            params["InferenceComponentName"] = self.inference_component
         start = self.clock()
         try:
             answer = self._client().invoke_endpoint(**params)

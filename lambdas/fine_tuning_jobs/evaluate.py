@@ -91,8 +91,11 @@ def main() -> None:  # pragma: no cover - runs on a GPU processing instance
     import tarfile
 
     os.environ["HF_HUB_OFFLINE"] = "1"
+    from common.checksums import file_sha256
+
     root = Path("/opt/ml/processing/input")
-    with tarfile.open(next((root / "model").glob("*.tar.gz"))) as archive:
+    artifact = next((root / "model").glob("*.tar.gz"))
+    with tarfile.open(artifact) as archive:
         archive.extractall(root / "adapter", filter="data")
     records = [
         json.loads(line) for line in (root / "heldout" / "heldout.jsonl").read_text().splitlines() if line
@@ -105,8 +108,10 @@ def main() -> None:  # pragma: no cover - runs on a GPU processing instance
         batch_size=int(os.environ.get("EVAL_BATCH_SIZE", "16")),
         max_new_tokens=int(os.environ.get("EVAL_MAX_NEW_TOKENS", "256")),
     )
+    # The registry records the digest (ArtifactSha256); the deployer serves only a copy that matches it.
+    output = {**result, "artifact": {"sha256": file_sha256(artifact)}}
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    (OUTPUT / "evaluation.json").write_text(json.dumps(result), encoding="utf-8")
+    (OUTPUT / "evaluation.json").write_text(json.dumps(output), encoding="utf-8")
 
 
 if __name__ == "__main__":

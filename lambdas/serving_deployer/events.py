@@ -7,7 +7,7 @@ from typing import Any, Literal
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field
 
-ServedStatus = Literal["Approved", "Rejected"]
+ServedStatus = Literal["Approved", "Rejected", "PendingManualApproval"]
 
 
 class ModelPackageDetail(BaseModel):

@@ -1,8 +1,14 @@
-"""Deployer Lambda: registry approval / rejection events in, a servable (or retired) model out."""
+"""Deployer Lambda: a registry state change in, the version served in its slot (or retired) out.
+
+The event only says which version changed; the deployer describes it again, so a late "Approved" for a
+version that was rejected since is treated as what it is now.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from functools import cache
 from typing import Any
 
@@ -11,13 +17,15 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import parse
 
 from serving_deployer.core import (
+    DeploymentError,
     InferenceComponentTarget,
-    ModelVersion,
     MultiModelTarget,
     ServingTarget,
-    handle_change,
+    handle_package,
+    package_from_description,
 )
 from serving_deployer.events import ModelPackageStateChange
+from serving_deployer.records import DynamoRecords
 from serving_deployer.settings import ServingMode, ServingSettings
 
 logger = Logger(business_unit=os.environ.get("BUSINESS_UNIT", ""))
@@ -25,37 +33,54 @@ tracer = Tracer()
 
 
 @cache
+def sagemaker_client() -> Any:
+    return boto3.client("sagemaker")
+
+
+@cache
 def serving_target() -> ServingTarget:
     settings = ServingSettings.model_validate_json(os.environ["SERVING_SETTINGS"])
     runtime = boto3.client("sagemaker-runtime")
-    endpoint = os.environ["ENDPOINT_NAME"]
+    common = {
+        "runtime": runtime,
+        "endpoint_name": os.environ["ENDPOINT_NAME"],
+        "bucket": os.environ["MODEL_BUCKET"],
+        "prefix": os.environ["MODEL_PREFIX"],
+        "test_payload": settings.test_payload,
+    }
     if settings.mode is ServingMode.MULTI_MODEL_ENDPOINT:
-        return MultiModelTarget(
-            s3=boto3.client("s3"),
-            runtime=runtime,
-            endpoint_name=endpoint,
-            bucket=os.environ["MODEL_BUCKET"],
-            prefix=os.environ["MODEL_PREFIX"],
-            test_payload=settings.test_payload,
-        )
+        return MultiModelTarget(s3=boto3.client("s3"), **common)
     return InferenceComponentTarget(
-        sagemaker=boto3.client("sagemaker"),
-        runtime=runtime,
-        endpoint_name=endpoint,
+        s3=boto3.client("s3"),
+        sagemaker=sagemaker_client(),
         variant_name=os.environ["VARIANT_NAME"],
         base_component_name=os.environ["BASE_COMPONENT_NAME"],
-        test_payload=settings.test_payload,
+        **common,
     )
+
+
+@cache
+def records() -> DynamoRecords:
+    return DynamoRecords(boto3.resource("dynamodb").Table(os.environ["RECORDS_TABLE"]), clock=time.time)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     change = parse(event=event, model=ModelPackageStateChange).detail
-    model = ModelVersion(change.ModelPackageGroupName, change.ModelPackageVersion, change.artifact_url)
-    outcome = handle_change(serving_target(), model, change.ModelApprovalStatus)
+    described = sagemaker_client().describe_model_package(ModelPackageName=change.ModelPackageArn)
+    tenant_groups = frozenset(json.loads(os.environ.get("TENANT_GROUPS", "[]")))
+    try:
+        package = package_from_description(described, tenant_groups=tenant_groups)
+    except DeploymentError as exc:
+        logger.error("registered version refused", extra={"arn": change.ModelPackageArn, "error": str(exc)})
+        return {"action": "refused", "error": str(exc)}
+    pending = frozenset(json.loads(os.environ.get("PENDING_GROUPS", "[]")))
+    outcome = handle_package(
+        serving_target(), records(), package, now=int(time.time()), pending_groups=pending
+    )
     if outcome.action == "rolled_back":
         logger.error("deployment rolled back", extra={"outcome": outcome.__dict__})
     else:
         logger.info("registry change handled", extra={"outcome": outcome.__dict__})
-    return outcome.__dict__
+    return {**outcome.__dict__, "slot": list(outcome.slot)}

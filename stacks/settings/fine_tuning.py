@@ -1,7 +1,12 @@
 """Fine-tuning pipeline settings: the `fine_tuning:` section of a business unit's config.
 
-Only synth reads them (they become the SageMaker Pipeline definition and its parameter defaults), so the
-model lives here rather than beside a Lambda.
+Two kinds of runs (docs/fine-tuning.md):
+- tenant runs (end-user personalization) in every stage of `stages`: a tenant's data, run, registry entry
+  and served model stay in the stage where the tenant lives, so a prod tenant never touches dev;
+- business-unit runs (the fine-tuner's own models) in `business_unit_models_stage` (dev), registered in the
+  central registry and promoted dev -> preprod (evaluation gate) -> approval -> prod.
+
+Synth reads them (pipeline definition, parameter defaults, trigger settings), so the model lives here.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from serving_deployer.settings import InstanceType, StageName
+
+PromotionPolicy = Literal["automatic", "reviewed"]
 
 # Metrics the evaluation engine computes for free text (lambdas/evaluation/metrics.py: text_metrics).
 TEXT_METRICS = (
@@ -65,7 +72,22 @@ class FineTuningSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     stages: list[StageName] = Field(
-        default_factory=lambda: list[StageName](["dev"]), description="stages that get the pipeline"
+        default_factory=lambda: list[StageName](["preprod", "prod"]),
+        description="stages whose tenants fine-tune there (each needs serving in that stage)",
+    )
+    business_unit_models_stage: StageName | None = Field(
+        default="dev",
+        description="stage where the business unit's own models train (central registry); null: none",
+    )
+    max_concurrent_runs: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=2, description="tenant pipeline executions of this business unit running at once, per stage"
+    )
+    promotion: dict[str, PromotionPolicy] = Field(
+        default_factory=dict,
+        description="per use case: automatic (held-out thresholds approve) or reviewed (manual approval)",
+    )
+    default_promotion: PromotionPolicy = Field(
+        default="reviewed", description="promotion policy of a use case that `promotion` does not name"
     )
     training_instance_type: InstanceType = "ml.g5.2xlarge"
     training_instance_count: Annotated[int, Field(ge=1, le=8)] = 1
@@ -96,6 +118,7 @@ class FineTuningSettings(BaseModel):
         default_factory=lambda: {"token_f1": 0.5, "rougeL": 0.4},
         description="minimum held-out metric values a model needs to be registered",
     )
+    # Business-unit models always wait for the preprod gate and a manual approval.
     approval_status: Literal["PendingManualApproval"] = "PendingManualApproval"
 
     @model_validator(mode="after")
@@ -108,6 +131,36 @@ class FineTuningSettings(BaseModel):
             )
         if not self.thresholds:
             raise ValueError("thresholds: name at least one metric and its minimum")
+        if len(set(self.stages)) != len(self.stages):
+            raise ValueError("stages: each stage may be listed once")
         if self.use_spot and self.max_wait_hours < self.max_runtime_hours:
             raise ValueError("max_wait_hours: must be at least max_runtime_hours when use_spot is true")
         return self
+
+    def promotion_for(self, use_case: str) -> PromotionPolicy:
+        return self.promotion.get(use_case, self.default_promotion)
+
+    def approval_status_for(self, use_case: str) -> str:
+        """The registry status a tenant version gets once the held-out thresholds passed."""
+        return "Approved" if self.promotion_for(use_case) == "automatic" else "PendingManualApproval"
+
+    def stage_names(self) -> set[str]:
+        """Stages that get a fine-tuning stack (tenant pipeline, business-unit pipeline or both)."""
+        extra = {self.business_unit_models_stage} if self.business_unit_models_stage else set()
+        return set(self.stages) | extra
+
+
+def check_fine_tuning_placement(
+    settings: FineTuningSettings, *, use_cases: list[str], serving_stages: list[str], field: str
+) -> None:
+    """What only the whole business unit can tell: promotion names its use cases; tenant stages serve."""
+    unknown = sorted(set(settings.promotion) - set(use_cases))
+    if unknown:
+        raise ValueError(f"{field}.promotion: unknown use case(s) {', '.join(unknown)}; known: {use_cases}")
+    unserved = [stage for stage in settings.stages if stage not in serving_stages]
+    if unserved:
+        raise ValueError(
+            f"{field}.stages: {', '.join(unserved)} has no serving (serving.stages: {serving_stages}); "
+            "a tenant's model is served in the stage where it trains: add the stage to serving.stages "
+            "or remove it here"
+        )

@@ -141,7 +141,10 @@ def test_other_stages_business_units_and_the_deployer_cannot_read_those_weights(
             if lid.startswith("DeployerRole") and serving["Resources"][lid]["Type"] == "AWS::IAM::Role"
         ),
     )
-    assert role_allows(deployer, "s3:PutObject", f"arn:aws:s3:::{serving_bucket}/mme/g/v1.tar.gz")
+    # The deployer writes its checksum-verified adapter copies under adapters/ (inference components).
+    assert role_allows(
+        deployer, "s3:PutObject", f"arn:aws:s3:::{serving_bucket}/adapters/tenants/t/personal/v1/model.tar.gz"
+    )
     assert not role_allows(deployer, "s3:GetObject", weights)
 
 

@@ -1,14 +1,16 @@
 """Journey: a tenant's upload in one stage starts that stage's fine-tuning, and no other stage reaches it.
 
 Hops: the app backend's presigned POST (real `TenantUploads`) names the key -> S3's "Object Created"
-event matches the dev fine-tuning stack's rule -> the real trigger handler starts the pipeline with the
-tenant's prefix (botocore Stubber) -> the pipeline's job role may read that key (its IAM policy and the
-lake's bucket and key policies, evaluated with tests/stacks/policy_eval.py). Negative journeys: a prod
-tenant's upload, another business unit's upload, and the dev role reading prod data.
+event matches the prod fine-tuning stack's rule (tenants fine-tune where they live: preprod and prod by
+default) -> the real trigger handler starts the pipeline with the tenant's uploads prefix (botocore Stubber)
+-> the pipeline's job role may read that key (its IAM policy and the lake's bucket and key policies,
+evaluated with tests/stacks/policy_eval.py). Negative journeys: a dev tenant's upload, another business
+unit's upload, and the prod role reading dev data.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
@@ -41,7 +43,7 @@ def presigned_upload_key(platform: SynthesizedPlatform, stage: str) -> str:
         bucket=lake_bucket_name(platform.config, Zone.RAW),
         business_unit=BU,
         stage=stage,
-        role_arn="arn:aws:iam::333333333331:role/upload",
+        role_arn="arn:aws:iam::333333333333:role/upload",
         settings=Uploads(),
         sts=FakeSts(),
         s3_factory=lambda creds: boto3.client(
@@ -59,15 +61,15 @@ def presigned_upload_key(platform: SynthesizedPlatform, stage: str) -> str:
 
 
 def upload_rule(platform: SynthesizedPlatform, business_unit: str) -> dict[str, Any]:
-    template = platform.template(f"exco-{business_unit}-dev-fine-tuning")
+    template = platform.template(f"exco-{business_unit}-prod-fine-tuning")
     (rule,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
     pattern: dict[str, Any] = rule["Properties"]["EventPattern"]
     return pattern
 
 
 def job_role_statements(platform: SynthesizedPlatform) -> list[dict[str, Any]]:
-    """The identity policy statements of the dev fine-tuning role that reads the raw zone."""
-    template = platform.template(f"exco-{BU}-dev-fine-tuning")
+    """The identity policy statements of the prod fine-tuning role that reads the raw zone."""
+    template = platform.template(f"exco-{BU}-prod-fine-tuning")
     raw = lake_bucket_name(platform.config, Zone.RAW)
     for policy in (r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"):
         statements = resolve(policy["Properties"]["PolicyDocument"]["Statement"], template)
@@ -77,11 +79,11 @@ def job_role_statements(platform: SynthesizedPlatform) -> list[dict[str, Any]]:
 
 
 def lake_allows_read(platform: SynthesizedPlatform, key: str) -> tuple[str, str]:
-    """(bucket policy, key policy) decisions for the dev account's tagged fine-tuning role reading `key`."""
+    """(bucket policy, key policy) decisions for the prod account's tagged fine-tuning role reading `key`."""
     config = platform.config
-    account = config.environment(config.business_unit(BU), Stage.DEV).account
+    account = config.environment(config.business_unit(BU), Stage.PROD).account
     bucket = lake_bucket_name(config, Zone.RAW)
-    tags = {"aws:PrincipalTag/BusinessUnit": BU, "aws:PrincipalTag/Stage": "dev"}
+    tags = {"aws:PrincipalTag/BusinessUnit": BU, "aws:PrincipalTag/Stage": "prod"}
     lake = platform.template("exco-data-lake")
     (policy,) = [
         r
@@ -108,33 +110,42 @@ def lake_allows_read(platform: SynthesizedPlatform, key: str) -> tuple[str, str]
 
 
 def run_trigger(event: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The trigger reads the event from its SQS queue (the rule's target) and starts the pipeline."""
     from fine_tuning_trigger import handler
 
-    monkeypatch.setenv("PIPELINE_NAME", "exco-retail-dev-fine-tuning")
-    monkeypatch.setenv("BUSINESS_UNIT", BU)
-    monkeypatch.setenv("LAKE_STAGE", "dev")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    for name, value in {
+        "PIPELINE_NAME": "exco-retail-prod-fine-tuning",
+        "BUSINESS_UNIT": BU,
+        "STAGE": "prod",
+        "MAX_CONCURRENT_RUNS": "2",
+        "MAX_RUNTIME_HOURS": "12",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
     client = boto3.client("sagemaker", region_name="eu-west-1")
     monkeypatch.setattr(handler, "sagemaker_client", lambda: client)
-    arn = "arn:aws:sagemaker:eu-west-1:333333333331:pipeline/exco-retail-dev-fine-tuning/execution/e1"
+    arn = "arn:aws:sagemaker:eu-west-1:333333333333:pipeline/exco-retail-prod-fine-tuning/execution/e1"
     with Stubber(client) as stubber:
         bucket, key = event["detail"]["bucket"]["name"], event["detail"]["object"]["key"]
+        stubber.add_response("list_pipeline_executions", {"PipelineExecutionSummaries": []})
         stubber.add_response(
             "start_pipeline_execution",
             {"PipelineExecutionArn": arn},
             {
-                "PipelineName": "exco-retail-dev-fine-tuning",
+                "PipelineName": "exco-retail-prod-fine-tuning",
                 "PipelineExecutionDisplayName": f"tenant-{TENANT}",
                 "PipelineParameters": [
                     {"Name": "TenantId", "Value": TENANT},
-                    {"Name": "InputDataUri", "Value": f"s3://{bucket}/{BU}/dev/tenant={TENANT}/"},
+                    {"Name": "ModelName", "Value": "personal"},
+                    {"Name": "InputDataUri", "Value": f"s3://{bucket}/{BU}/prod/tenant={TENANT}/uploads/"},
                 ],
                 "ClientRequestToken": ANY,
             },
         )
-        result: dict[str, Any] = handler.lambda_handler(event, LambdaContext())
+        message = {"Records": [{"messageId": "m1", "body": json.dumps(event)}]}
+        result: dict[str, Any] = handler.lambda_handler(message, LambdaContext())
         stubber.assert_no_pending_responses()
-    assert key.startswith(f"{BU}/dev/tenant={TENANT}/")
+    assert key.startswith(f"{BU}/prod/tenant={TENANT}/uploads/")
     return result
 
 
@@ -145,17 +156,16 @@ class LambdaContext:
     aws_request_id = "req-1"
 
 
-def test_a_dev_tenant_upload_starts_the_dev_pipeline_which_may_read_it(
+def test_a_prod_tenant_upload_starts_the_prod_pipeline_which_may_read_it(
     default_platform: SynthesizedPlatform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = default_platform.config
-    key = presigned_upload_key(default_platform, "dev")
+    key = presigned_upload_key(default_platform, "prod")
     event = s3_object_created(
         lake_bucket_name(config, Zone.RAW), key, account=config.data_lake_account, region=config.home_region
     )
     assert matches(upload_rule(default_platform, BU), event)
-    result = run_trigger(event, monkeypatch)
-    assert result["execution"].endswith("/execution/e1")
+    assert run_trigger(event, monkeypatch) == {"batchItemFailures": []}
     # The pipeline reads what the trigger pointed it at: its IAM policy, the bucket and the key allow it.
     request = Request(
         "any", "s3:GetObject", f"arn:aws:s3:::{lake_bucket_name(config, Zone.RAW)}/{key}", secure_context()
@@ -164,12 +174,12 @@ def test_a_dev_tenant_upload_starts_the_dev_pipeline_which_may_read_it(
     assert lake_allows_read(default_platform, key) == ("allow", "allow")
 
 
-def test_a_prod_tenant_upload_reaches_no_dev_pipeline_and_no_dev_role(
+def test_a_dev_tenant_upload_reaches_no_prod_pipeline_and_no_prod_role(
     default_platform: SynthesizedPlatform,
 ) -> None:
     config = default_platform.config
-    key = presigned_upload_key(default_platform, "prod")
-    assert key.startswith(f"{BU}/prod/tenant={TENANT}/uploads/")
+    key = presigned_upload_key(default_platform, "dev")
+    assert key.startswith(f"{BU}/dev/tenant={TENANT}/uploads/")
     event = s3_object_created(
         lake_bucket_name(config, Zone.RAW), key, account=config.data_lake_account, region=config.home_region
     )
@@ -185,7 +195,7 @@ def test_another_business_units_upload_matches_no_rule_of_this_one(
     default_platform: SynthesizedPlatform,
 ) -> None:
     config = default_platform.config
-    key = f"finance/dev/tenant={TENANT}/uploads/u1/train.jsonl"
+    key = f"finance/prod/tenant={TENANT}/uploads/u1/train.jsonl"
     event = s3_object_created(
         lake_bucket_name(config, Zone.RAW), key, account=config.data_lake_account, region=config.home_region
     )

@@ -44,7 +44,9 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
                 expected[f"exco-{bu}-{stage}-registry-events"] = (account, "eu-west-1")
             if stage != "dev":
                 expected[f"exco-{bu}-{stage}-serving"] = (account, "eu-west-1")
-            elif bu == "retail":  # finance fine-tunes nothing (fine_tuning.stages: []; it serves on an MME)
+            # retail: business-unit models train in dev, tenants fine-tune in preprod and prod, where they
+            # live. finance fine-tunes nothing (fine_tuning.stages: [], no business-unit models).
+            if bu == "retail":
                 expected[f"exco-{bu}-{stage}-fine-tuning"] = (account, "eu-west-1")
             expected[f"exco-{bu}-{stage}-application"] = (account, "eu-west-1")
     assert stack_locations(default_platform) == expected
@@ -76,7 +78,11 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
             )
         ),
         *(f"exsb-{bu}-{stage}-serving" for bu in ("retail", "finance") for stage in ("preprod", "prod")),
-        *(f"exsb-{bu}-dev-fine-tuning" for bu in ("retail", "finance")),
+        *(
+            f"exsb-{bu}-{stage}-fine-tuning"
+            for bu in ("retail", "finance")
+            for stage in ("dev", "preprod", "prod")
+        ),
     }
 
 

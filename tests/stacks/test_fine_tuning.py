@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from stacks.fine_tuning_pipeline import PLACEHOLDERS, SCHEMA_VERSION, pipeline_definition
-from stacks.settings.fine_tuning import FineTuningSettings
+from stacks.settings.fine_tuning import FineTuningSettings, check_fine_tuning_placement
 from tests.conftest import SynthesizedPlatform
 
 
@@ -139,65 +139,159 @@ def test_bad_fine_tuning_settings_name_the_field(settings: dict[str, Any], field
         FineTuningSettings.model_validate(settings)
 
 
-# ---- the stack ----------------------------------------------------------------------------------------
+def test_tenant_and_business_unit_runs_register_what_each_deployer_needs() -> None:
+    tenant = steps(definition())["Register"]["Arguments"]
+    assert set(tenant["CustomerMetadataProperties"]) == {
+        "TenantId",
+        "ModelName",
+        "BusinessUnit",
+        "Stage",
+        "ArtifactSha256",
+    }
+    assert tenant["CustomerMetadataProperties"]["ArtifactSha256"]["Std:JsonGet"]["Path"] == "artifact.sha256"
+    unit = pipeline_definition(
+        FineTuningSettings(),
+        business_unit="retail",
+        default_use_case="product-qa",
+        subnet_count=2,
+        kind="business_unit",
+    )
+    names = {p["Name"] for p in unit["Parameters"]}
+    assert "TenantId" not in names and "ModelName" not in names
+    assert "TenantId" not in steps(unit)["Register"]["Arguments"]["CustomerMetadataProperties"]
+    output = steps(unit)["FineTune"]["Arguments"]["OutputDataConfig"]["S3OutputPath"]["Std:Join"]["Values"]
+    assert "/business-unit" in output
+
+
+@pytest.mark.parametrize(
+    ("promotion", "status"),
+    [
+        ({"product-qa": "automatic"}, "Approved"),
+        ({"product-qa": "reviewed"}, "PendingManualApproval"),
+        ({}, "PendingManualApproval"),
+    ],
+)
+def test_the_use_cases_promotion_policy_sets_the_registered_status(
+    promotion: dict[str, str], status: str
+) -> None:
+    parameters = {p["Name"]: p for p in definition(promotion=promotion)["Parameters"]}
+    assert parameters["ModelApprovalStatus"]["DefaultValue"] == status
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"promotion": {"unknown-case": "automatic"}}, "fine_tuning.promotion: unknown use case"),
+        ({"stages": ["dev"]}, "fine_tuning.stages: dev has no serving"),
+    ],
+)
+def test_placement_errors_name_the_field(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_fine_tuning_placement(
+            FineTuningSettings.model_validate(settings),
+            use_cases=["product-qa"],
+            serving_stages=["preprod", "prod"],
+            field="business_units[retail].fine_tuning",
+        )
+
+
+# ---- the stacks ---------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def template(default_platform: SynthesizedPlatform) -> dict[str, Any]:
+def dev(default_platform: SynthesizedPlatform) -> dict[str, Any]:
     return default_platform.template("exco-retail-dev-fine-tuning")
+
+
+@pytest.fixture(scope="module")
+def prod(default_platform: SynthesizedPlatform) -> dict[str, Any]:
+    return default_platform.template("exco-retail-prod-fine-tuning")
 
 
 def of_type(template: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
     return [r["Properties"] for r in template["Resources"].values() if r["Type"] == resource_type]
 
 
-def test_pipeline_is_embedded_with_deploy_time_values_substituted(template: dict[str, Any]) -> None:
-    (pipeline,) = of_type(template, "AWS::SageMaker::Pipeline")
-    assert pipeline["PipelineName"] == "exco-retail-dev-fine-tuning"
+def test_dev_trains_business_unit_models_into_the_central_registry_only(dev: dict[str, Any]) -> None:
+    (pipeline,) = of_type(dev, "AWS::SageMaker::Pipeline")
+    assert pipeline["PipelineName"] == "exco-retail-dev-business-unit-fine-tuning"
     body, variables = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
     assert set(re.findall(r"\$\{(\w+)\}", body)) == set(variables)
-    assert variables["RegistryArnPrefix"] == {
-        "Fn::Join": [
-            "",
-            [
-                "arn:",
-                {"Ref": "AWS::Partition"},
-                ":sagemaker:eu-west-1:111111111111:model-package-group/exco-retail-",
-            ],
-        ]
-    }
+    assert variables["RegistryArnPrefix"]["Fn::Join"][1][-1] == (
+        ":sagemaker:eu-west-1:111111111111:model-package-group/exco-retail-"
+    )
     assert variables["Image"] == (
         "763104351884.dkr.ecr.eu-west-1.amazonaws.com/"
         "huggingface-pytorch-training:2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04"
     )
     assert json.loads(body)["Steps"][1]["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.g5.2xlarge"
+    # No tenant pipeline, trigger or tenant registry in dev: dev never handles tenant data.
+    assert of_type(dev, "AWS::Events::Rule") == []
+    assert of_type(dev, "AWS::SageMaker::ModelPackageGroup") == []
+    assert of_type(dev, "AWS::IAM::ManagedPolicy") == []
 
 
-def test_raw_zone_uploads_of_the_tenant_prefix_trigger_the_pipeline(template: dict[str, Any]) -> None:
-    (rule,) = of_type(template, "AWS::Events::Rule")
+def test_prod_runs_its_tenants_pipeline_into_its_own_tenant_groups(prod: dict[str, Any]) -> None:
+    (pipeline,) = of_type(prod, "AWS::SageMaker::Pipeline")
+    assert pipeline["PipelineName"] == "exco-retail-prod-fine-tuning"
+    body, variables = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    assert variables["RegistryArnPrefix"]["Fn::Join"][1][-1] == (
+        ":sagemaker:eu-west-1:333333333333:model-package-group/exco-retail-prod-tenants-"
+    )
+    groups = sorted(g["ModelPackageGroupName"] for g in of_type(prod, "AWS::SageMaker::ModelPackageGroup"))
+    assert groups == ["exco-retail-prod-tenants-product-qa", "exco-retail-prod-tenants-review-summarization"]
+    parameters = {p["Name"]: p for p in json.loads(body)["Parameters"]}
+    assert parameters["Stage"]["DefaultValue"] == "prod"
+    assert parameters["ModelApprovalStatus"]["DefaultValue"] == "Approved"  # product-qa: automatic
+
+
+def test_the_stages_uploads_reach_the_trigger_through_a_fifo_queue(prod: dict[str, Any]) -> None:
+    (rule,) = of_type(prod, "AWS::Events::Rule")
     pattern = rule["EventPattern"]
     assert pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["bucket"]["name"] == ["exco-lake-raw-222222222222-eu-west-1"]
-    # This stage's tenants only: another stage's upload (retail/prod/tenant=...) matches no rule here.
-    assert pattern["detail"]["object"]["key"] == [{"prefix": "retail/dev/tenant="}]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "retail/prod/tenant="}]
+    (target,) = rule["Targets"]
+    assert target["SqsParameters"] == {"MessageGroupId": "uploads"}
+    queues = {q.get("FifoQueue"): q for q in of_type(prod, "AWS::SQS::Queue")}
+    assert queues[True]["KmsMasterKeyId"]
+    (mapping,) = of_type(prod, "AWS::Lambda::EventSourceMapping")
+    assert (mapping["BatchSize"], mapping["FunctionResponseTypes"]) == (1, ["ReportBatchItemFailures"])
 
 
-def test_app_backend_gets_a_start_policy_for_exactly_this_pipeline(template: dict[str, Any]) -> None:
-    (policy,) = of_type(template, "AWS::IAM::ManagedPolicy")
+def test_app_backend_gets_a_start_policy_for_exactly_this_pipeline(prod: dict[str, Any]) -> None:
+    (policy,) = of_type(prod, "AWS::IAM::ManagedPolicy")
     (statement,) = policy["PolicyDocument"]["Statement"]
-    assert statement["Action"] == "sagemaker:StartPipelineExecution"
-    assert statement["Resource"]["Fn::Join"][1][-1].endswith(":pipeline/exco-retail-dev-fine-tuning")
+    assert sorted(statement["Action"]) == [
+        "sagemaker:ListPipelineExecutions",
+        "sagemaker:StartPipelineExecution",
+    ]
+    assert statement["Resource"]["Fn::Join"][1][-1].endswith(":pipeline/exco-retail-prod-fine-tuning")
 
 
-def test_serving_accounts_may_read_models_only(template: dict[str, Any]) -> None:
-    (policy,) = of_type(template, "AWS::S3::BucketPolicy")
+def test_serving_accounts_may_read_business_unit_models_only(dev: dict[str, Any]) -> None:
+    (policy,) = of_type(dev, "AWS::S3::BucketPolicy")
     readers = [
-        s for s in policy["PolicyDocument"]["Statement"] if s.get("Sid") == "ServingDeployersReadModels"
+        s
+        for s in policy["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "ServingDeployersReadBusinessUnitModels"
     ]
     assert len(readers) == 1
     assert readers[0]["Action"] == "s3:GetObject"
+    assert json.dumps(readers[0]["Resource"]).endswith('/models/retail/business-unit/*"]]}')
     principals = json.dumps(readers[0]["Principal"])
     assert "333333333332" in principals and "333333333333" in principals
+    (bucket,) = [
+        b for b in of_type(dev, "AWS::S3::Bucket") if "BucketName" in b and "-ft-" in b["BucketName"]
+    ]
+    assert bucket["BucketName"] == "exco-retail-dev-ft-333333333331"
+
+
+def test_prod_fine_tuning_bucket_admits_no_other_account(prod: dict[str, Any]) -> None:
+    for policy in of_type(prod, "AWS::S3::BucketPolicy"):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if statement["Effect"] == "Allow":
+                assert "333333333331" not in json.dumps(statement)
 
 
 def test_evaluate_installs_the_shipped_wheels_offline_before_its_script() -> None:
@@ -231,15 +325,15 @@ def test_the_shipped_wheels_cover_the_job_requirements() -> None:
     assert (folder / "job-requirements.txt").read_text() == REQUIREMENTS.read_text()
 
 
-def test_the_stack_ships_the_wheels_and_lets_the_jobs_read_them(template: dict[str, Any]) -> None:
-    (pipeline,) = of_type(template, "AWS::SageMaker::Pipeline")
+def test_the_stack_ships_the_wheels_and_lets_the_jobs_read_them(prod: dict[str, Any]) -> None:
+    (pipeline,) = of_type(prod, "AWS::SageMaker::Pipeline")
     _, variables = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
     deps_uri = json.dumps(variables["DepsUri"])
     assert ".zip" in deps_uri
     key = deps_uri.split("/")[-1].split(".zip")[0] + ".zip"
     reads = [
         json.dumps(st["Resource"])
-        for policy in of_type(template, "AWS::IAM::Policy")
+        for policy in of_type(prod, "AWS::IAM::Policy")
         for st in policy["PolicyDocument"]["Statement"]
         if st["Action"] == "s3:GetObject"
     ]

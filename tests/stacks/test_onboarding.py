@@ -31,7 +31,7 @@ NEW_STACKS = {
             "model-usage",
         )
     ),
-    "exco-legal-dev-fine-tuning",
+    *(f"exco-legal-{stage}-fine-tuning" for stage in ("dev", "preprod", "prod")),
     "exco-legal-preprod-serving",
     "exco-legal-prod-serving",
     "exco-legal-preprod-registry-events",
@@ -146,8 +146,11 @@ def test_the_self_mutated_stage_pipeline_deploys_every_new_stack_and_keeps_the_o
         (
             "exco-data-lake",
             [
+                "AWS::Events::Rule",  # the new business unit's tenant uploads, forwarded to its stages
                 "AWS::Glue::Database",
                 "AWS::Glue::Table",
+                "AWS::IAM::Policy",
+                "AWS::IAM::Role",
                 "AWS::LakeFormation::DataCellsFilter",  # one per table and stage of the new business unit
                 "AWS::LakeFormation::PrincipalPermissions",
             ],

@@ -47,7 +47,6 @@ ACTIONS_WITHOUT_RESOURCE_SCOPE = {
     "ec2:DescribeSecurityGroups",
     "ecr:GetAuthorizationToken",
     "cloudwatch:PutMetricData",
-    "sagemaker:ListInferenceComponents",
 }
 
 

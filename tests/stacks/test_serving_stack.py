@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from stacks.settings.serving import (
     shared_instances,
 )
 from tests.conftest import SynthesizedPlatform
+from tests.stacks.policy_eval import resolve
 
 
 def of_type(template: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
@@ -144,6 +146,91 @@ def test_deployer_receives_the_lmi_limits_it_checks_adapters_against(
     settings = ServingSettings.model_validate_json(function["Environment"]["Variables"]["SERVING_SETTINGS"])
     assert settings.mode is ServingMode.INFERENCE_COMPONENTS
     assert settings.lmi.max_lora_rank == 16
+
+
+def deployer_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    (function_id,) = [
+        k
+        for k, r in template["Resources"].items()
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["Handler"].startswith("serving_deployer.")
+    ]
+    role = template["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [
+        statement
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::IAM::Policy" and {"Ref": role} in r["Properties"]["Roles"]
+        for statement in r["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def flat(value: Any) -> str:
+    return json.dumps(resolve(value, {"Resources": {}}))
+
+
+@pytest.mark.parametrize("stack", ["exco-retail-prod-serving", "exco-finance-preprod-serving"])
+def test_the_deployers_only_resource_wildcard_is_xray_as_its_acknowledgement_says(
+    default_platform: SynthesizedPlatform, stack: str
+) -> None:
+    # python_function.py acknowledges Resource "*" for X-Ray only; no other action of the role may use it
+    # (the adapter listing that needed sagemaker:ListInferenceComponents on "*" is gone: records say it).
+    wildcard = [s for s in deployer_statements(default_platform.template(stack)) if s["Resource"] == "*"]
+    actions = {a for s in wildcard for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert actions == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def test_the_deployer_reads_business_unit_artifacts_pinned_to_the_dev_account(
+    default_platform: SynthesizedPlatform,
+) -> None:
+    retail = default_platform.template("exco-retail-prod-serving")
+    # The business unit's central groups and this stage's own tenant groups.
+    (rule,) = [
+        r for r in of_type(retail, "AWS::Events::Rule") if r["EventPattern"]["source"] == ["aws.sagemaker"]
+    ]
+    assert rule["EventPattern"]["detail"]["ModelPackageGroupName"] == [
+        "exco-retail-product-qa",
+        "exco-retail-review-summarization",
+        "exco-retail-prod-tenants-product-qa",
+        "exco-retail-prod-tenants-review-summarization",
+    ]
+    statements = {s.get("Sid"): s for s in deployer_statements(retail)}
+    read = statements["ReadBusinessUnitArtifacts"]
+    assert (
+        flat(read["Resource"])
+        == '"arn:aws:s3:::exco-retail-dev-ft-333333333331/models/retail/business-unit/*"'
+    )
+    assert read["Condition"] == {"StringEquals": {"s3:ResourceAccount": "333333333331"}}
+    decrypt = statements["DecryptBusinessUnitArtifacts"]
+    assert flat(decrypt["Resource"]) == '"arn:aws:kms:eu-west-1:333333333331:key/*"'
+    assert decrypt["Condition"]["ForAnyValue:StringEquals"] == {
+        "kms:ResourceAliases": "alias/exco/retail/dev/fine-tuning"
+    }
+    # Tenant artifacts: this stage's own bucket, never another stage's.
+    tenant = statements["ReadTenantArtifacts"]
+    assert (
+        flat(tenant["Resource"]) == '"arn:aws:s3:::exco-retail-prod-ft-333333333333/models/retail/tenant=*"'
+    )
+    assert "dev-ft" not in flat(tenant) and "preprod" not in flat(tenant)
+
+
+def test_the_deployer_writes_records_to_the_stages_encrypted_table(
+    default_platform: SynthesizedPlatform,
+) -> None:
+    mme = default_platform.template("exco-retail-prod-serving")
+    (table,) = of_type(mme, "AWS::DynamoDB::Table")
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    (function,) = [
+        f for f in of_type(mme, "AWS::Lambda::Function") if f["Handler"].startswith("serving_deployer.")
+    ]
+    env = function["Environment"]["Variables"]
+    assert json.loads(env["TENANT_GROUPS"]) == [
+        "exco-retail-prod-tenants-product-qa",
+        "exco-retail-prod-tenants-review-summarization",
+    ]
+    assert env["MODEL_PREFIX"] in ("mme/", "adapters/")
+    writes = [s for s in deployer_statements(mme) if "dynamodb:PutItem" in s["Action"]]
+    assert [sorted(s["Action"]) for s in writes] == [
+        ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem"]
+    ]
 
 
 def test_dev_gets_no_serving_stack(default_platform: SynthesizedPlatform) -> None:

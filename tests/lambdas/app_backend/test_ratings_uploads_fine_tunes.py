@@ -5,12 +5,14 @@ import json
 from typing import Any
 
 import boto3
+import pytest
 from app_backend import handler
 from app_backend.wiring import SageMakerPipeline
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from common.evaluation_dataset import read_records
+from common.fine_tuning_runs import PipelineRef
 
 from .conftest import BU, CANDIDATES, RAW, STAGE, USE_CASE, Backend, build_backend
 
@@ -151,7 +153,10 @@ def test_two_tenants_through_the_api_see_only_their_own_uploads_and_models(aws_e
             assert status == 200
             assert [u["key"].rsplit("/", 1)[1] for u in body["uploads"]] == [f"{user}.jsonl"]
             status, body = built.call("GET", "/models", sub=sub)
-            assert body == {"models": [{"name": f"{user}-model", "created_at": 1}]}
+            assert body == {
+                "models": [{"name": f"{user}-model", "created_at": 1, "status": "serving"}],
+                "fine_tunes": [],
+            }
         handler.use_service(None)
 
 
@@ -162,22 +167,49 @@ def test_fine_tunes_are_503_when_the_pipeline_is_not_configured(backend: Backend
     assert backend.table_items() == []
 
 
+PIPELINE = PipelineRef("ft", BU, "prod", max_concurrent_runs=2, max_runtime_hours=12)
+EXECUTION = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/ft/execution/abc"
+PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/exco-retail-prod-tenants-product-qa/3"
+
+
+def _pipeline(sagemaker: Any) -> SageMakerPipeline:
+    return SageMakerPipeline(
+        PIPELINE,
+        sagemaker,
+        raw_bucket=RAW,
+        uploads_prefix=lambda tenant: f"{BU}/prod/tenant={tenant}/uploads/",
+    )
+
+
+def _expect_running(stub: Stubber, statuses: list[str]) -> None:
+    stub.add_response(
+        "list_pipeline_executions",
+        {
+            "PipelineExecutionSummaries": [
+                {"PipelineExecutionArn": f"{EXECUTION}{i}", "PipelineExecutionStatus": status}
+                for i, status in enumerate(statuses)
+            ]
+        },
+        {"PipelineName": "ft", "CreatedAfter": ANY, "SortBy": "CreationTime", "SortOrder": "Descending"},
+    )
+
+
 def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_read_it(aws_env: None) -> None:
     sagemaker = boto3.client("sagemaker", region_name="us-east-1")
-    arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/ft/execution/abc"
     with mock_aws(), Stubber(sagemaker) as stub:
-        built = build_backend(
-            fine_tunes=SageMakerPipeline("ft", sagemaker, raw_bucket=RAW, business_unit=BU, stage=STAGE)
-        )
+        built = build_backend(fine_tunes=_pipeline(sagemaker))
         handler.use_service(built.service)
+        _expect_running(stub, ["Executing", "Succeeded"])
         stub.add_response(
             "start_pipeline_execution",
-            {"PipelineExecutionArn": arn},
+            {"PipelineExecutionArn": EXECUTION},
             {
                 "PipelineName": "ft",
+                "PipelineExecutionDisplayName": "tenant-tenant-a",
                 "PipelineParameters": [
                     {"Name": "TenantId", "Value": "tenant-a"},
-                    {"Name": "InputDataUri", "Value": f"s3://{RAW}/{BU}/{STAGE}/tenant=tenant-a/uploads/"},
+                    {"Name": "ModelName", "Value": "mine"},
+                    {"Name": "InputDataUri", "Value": f"s3://{RAW}/{BU}/prod/tenant=tenant-a/uploads/"},
                 ],
                 "ClientRequestToken": ANY,
             },
@@ -185,16 +217,149 @@ def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_r
         stub.add_response(
             "describe_pipeline_execution",
             {"PipelineExecutionStatus": "Executing"},
-            {"PipelineExecutionArn": arn},
+            {"PipelineExecutionArn": EXECUTION},
+        )
+        stub.add_response(
+            "list_pipeline_execution_steps",
+            {"PipelineExecutionSteps": [{"StepName": "Evaluate", "StepStatus": "Executing"}]},
+            {"PipelineExecutionArn": EXECUTION},
         )
 
         status, started = built.call("POST", "/fine-tunes", {"model_name": "mine"})
-        assert status == 202
+        assert (status, started["status"]) == (202, "training")
         status, state = built.call("GET", f"/fine-tunes/{started['fine_tune_id']}")
-        assert (status, state["status"], state["model_name"]) == (200, "Executing", "mine")
+        assert (status, state["status"], state["model_name"]) == (200, "evaluating", "mine")
         status, body = built.call("GET", f"/fine-tunes/{started['fine_tune_id']}", sub="tenant-b")
         assert (status, body["field"]) == (404, "fine_tune_id")
         stub.assert_no_pending_responses()
+        handler.use_service(None)
+
+
+def test_the_cap_on_concurrent_runs_answers_429_and_starts_nothing(aws_env: None) -> None:
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    with mock_aws(), Stubber(sagemaker) as stub:
+        built = build_backend(fine_tunes=_pipeline(sagemaker))
+        handler.use_service(built.service)
+        _expect_running(stub, ["Executing", "Executing", "Failed"])
+        status, body = built.call("POST", "/fine-tunes", {"model_name": "mine"})
+        assert (status, body["field"]) == (429, "fine_tunes")
+        assert "max_concurrent_runs is 2" in body["message"]
+        assert built.table_items() == []
+        stub.assert_no_pending_responses()
+        handler.use_service(None)
+
+
+def _succeeded(stub: Stubber, approval: str) -> None:
+    stub.add_response(
+        "describe_pipeline_execution",
+        {"PipelineExecutionStatus": "Succeeded"},
+        {"PipelineExecutionArn": EXECUTION},
+    )
+    stub.add_response(
+        "list_pipeline_execution_steps",
+        {
+            "PipelineExecutionSteps": [
+                {
+                    "StepName": "Register",
+                    "StepStatus": "Succeeded",
+                    "Metadata": {"RegisterModel": {"Arn": PACKAGE}},
+                }
+            ]
+        },
+        {"PipelineExecutionArn": EXECUTION},
+    )
+    stub.add_response(
+        "describe_model_package",
+        {
+            "ModelPackageArn": PACKAGE,
+            "ModelPackageStatus": "Completed",
+            "CreationTime": "2025-01-01T00:00:00Z",
+            "ModelPackageName": "x",
+            "ModelApprovalStatus": approval,
+            "ModelPackageStatusDetails": {"ValidationStatuses": []},
+        },
+        {"ModelPackageName": PACKAGE},
+    )
+
+
+@pytest.mark.parametrize(
+    ("approval", "deployment", "expected"),
+    [
+        ("PendingManualApproval", None, ("awaiting_review", None)),
+        ("Rejected", None, ("failed", "the review set the model to Rejected")),
+        ("Approved", None, ("deploying", None)),
+        ("Approved", {"status": "serving"}, ("serving", None)),
+        (
+            "Approved",
+            {"status": "failed", "reason": "test invocation failed"},
+            ("failed", "test invocation failed"),
+        ),
+    ],
+)
+def test_a_registered_run_reports_review_deployment_and_serving(
+    aws_env: None, approval: str, deployment: dict[str, str] | None, expected: tuple[str, str | None]
+) -> None:
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    with mock_aws(), Stubber(sagemaker) as stub:
+        built = build_backend(fine_tunes=_pipeline(sagemaker))
+        handler.use_service(built.service)
+        built.table.put_item(
+            Item={
+                "pk": "TENANT#tenant-a",
+                "sk": "FINETUNE#" + "a" * 32,
+                "model_name": "mine",
+                "execution_arn": EXECUTION,
+            }
+        )
+        if deployment is not None:
+            built.table.put_item(
+                Item={
+                    "pk": "TENANT#tenant-a",
+                    "sk": "DEPLOYMENT#exco-retail-prod-tenants-product-qa#3",
+                    **deployment,
+                }
+            )
+        _succeeded(stub, approval)
+        status, state = built.call("GET", "/fine-tunes/" + "a" * 32)
+        assert (status, state["status"], state.get("reason")) == (200, *expected)
+        stub.assert_no_pending_responses()
+        handler.use_service(None)
+
+
+def test_a_failed_run_reports_its_reason(aws_env: None) -> None:
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    with mock_aws(), Stubber(sagemaker) as stub:
+        built = build_backend(fine_tunes=_pipeline(sagemaker))
+        handler.use_service(built.service)
+        built.table.put_item(
+            Item={
+                "pk": "TENANT#tenant-a",
+                "sk": "FINETUNE#" + "b" * 32,
+                "model_name": "m",
+                "execution_arn": EXECUTION,
+            }
+        )
+        stub.add_response(
+            "describe_pipeline_execution",
+            {"PipelineExecutionStatus": "Failed"},
+            {"PipelineExecutionArn": EXECUTION},
+        )
+        stub.add_response(
+            "list_pipeline_execution_steps",
+            {
+                "PipelineExecutionSteps": [
+                    {
+                        "StepName": "BelowThresholds",
+                        "StepStatus": "Failed",
+                        "FailureReason": "Held-out metrics below the thresholds for tenant-a",
+                    }
+                ]
+            },
+            {"PipelineExecutionArn": EXECUTION},
+        )
+        status, state = built.call("GET", "/fine-tunes/" + "b" * 32)
+        assert (status, state["status"]) == (200, "failed")
+        assert state["reason"] == "Held-out metrics below the thresholds for tenant-a"
         handler.use_service(None)
 
 

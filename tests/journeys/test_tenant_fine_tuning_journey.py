@@ -1,0 +1,512 @@
+"""Journey: a prod tenant's upload becomes that tenant's served model, hop by hop, for two tenants at once.
+
+app upload key -> raw zone (EventBridge on) -> lake rule -> prod bus policy -> prod rule -> FIFO queue ->
+trigger handler (starts the prod pipeline for the tenant) -> job role reads the upload -> the pipeline
+registers into prod's tenant group (moto) -> "Model Package State Change" -> deployer rule -> deployer
+handler (checksum-pinned copy, probe, record) -> /invoke of that tenant uses its model; the other tenant's
+approval never evicts it; a revoked approval returns the tenant to the base model.
+Negative journeys: the prod upload starts nothing in another stage; no dev role can read prod tenant data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from app_backend import wiring
+from app_backend.models import InvokeBody
+from app_backend.service import AppService
+from app_backend.settings import ApplicationSettings
+from app_backend.store import AppStore
+from app_backend.uploads import uploads_prefix
+from botocore.response import StreamingBody
+from botocore.stub import ANY, Stubber
+from fine_tuning_trigger import handler as trigger_handler
+from moto import mock_aws
+from serving_deployer import handler as deployer_handler
+
+from common.lake_layout import Zone
+from stacks.blocks.lake_access import lake_bucket_name
+from tests.conftest import SynthesizedPlatform
+from tests.journeys._fine_tuning import (
+    SplitSageMaker,
+    expect_adapter,
+    function_by_handler,
+    function_role_statements,
+    identity_allows,
+    matches,
+    model_package_state_change,
+    resource_allows,
+    resources,
+    role_statements,
+    rules,
+    s3_object_created,
+    with_bucket_names,
+)
+from tests.lambdas.app_backend.conftest import (
+    CANDIDATES,
+    FakeCatalog,
+    ListSink,
+    RecordingFilter,
+    RecordingModel,
+)
+from tests.stacks.policy_eval import resolve
+
+REGION = "eu-west-1"
+LAKE = "222222222222"
+DEV, PREPROD, PROD = "333333333331", "333333333332", "333333333333"
+TENANTS = ("ann", "ben")
+
+
+class Context:
+    function_name = "journey"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:{PROD}:function:journey"
+    aws_request_id = "req-1"
+
+
+@dataclasses.dataclass
+class Stage:
+    """The synthesized prod templates of the retail business unit, plus the lake's."""
+
+    platform: SynthesizedPlatform
+
+    def template(self, name: str) -> dict[str, Any]:
+        return self.platform.template(name)
+
+    @property
+    def raw(self) -> str:
+        return lake_bucket_name(self.platform.config, Zone.RAW)
+
+
+@pytest.fixture(scope="module")
+def stage(default_platform: SynthesizedPlatform) -> Stage:
+    return Stage(default_platform)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "MOTO_ACCOUNT_ID": PROD,
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "journey",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        yield
+
+
+def evaluate(expression: Any, parameters: dict[str, Any], variables: dict[str, str]) -> Any:
+    """The pipeline definition's expressions for one execution: Get Parameters.*, Std:Join, ${placeholders}."""
+    if isinstance(expression, dict) and "Get" in expression:
+        return parameters[expression["Get"].removeprefix("Parameters.")]
+    if isinstance(expression, dict) and "Std:Join" in expression:
+        join = expression["Std:Join"]
+        return join["On"].join(str(evaluate(v, parameters, variables)) for v in join["Values"])
+    if isinstance(expression, str):
+        for name, value in variables.items():
+            expression = expression.replace(f"${{{name}}}", value)
+    return expression
+
+
+def env_of(function: dict[str, Any], **refs: str) -> dict[str, str]:
+    """A function's environment from the template; Ref/GetAtt values replaced by the names moto uses."""
+    found = {}
+    for name, value in function["Environment"]["Variables"].items():
+        found[name] = refs.get(name, value)
+        assert isinstance(found[name], str), (name, value)
+    return found
+
+
+def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_never_evicts_it(
+    stage: Stage, aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = stage.template("exco-data-lake")
+    fine_tuning = stage.template("exco-retail-prod-fine-tuning")
+    serving = stage.template("exco-retail-prod-serving")
+    application = stage.template("exco-retail-prod-application")
+
+    # ---- hop 1: the app's presigned upload lands under the tenant's prefix, which its session may write ----
+    upload_role = next(
+        k
+        for k, r in resources(application, "AWS::IAM::Role").items()
+        if "Presigned uploads" in r["Properties"].get("Description", "")
+    )
+    upload_policy = role_statements(application, upload_role)
+    keys = {tenant: f"{uploads_prefix('retail', 'prod', tenant)}0001/data.jsonl" for tenant in TENANTS}
+    for tenant, key in keys.items():
+        arn = f"arn:aws:s3:::{stage.raw}/{key}"
+        assert identity_allows(upload_policy, "s3:PutObject", arn, **{"aws:PrincipalTag/TenantId": tenant})
+        other = next(t for t in TENANTS if t != tenant)
+        assert not identity_allows(upload_policy, "s3:PutObject", arn, **{"aws:PrincipalTag/TenantId": other})
+
+    # ---- hop 2: the raw zone emits "Object Created" to EventBridge; the lake forwards prod's prefix to prod ----
+    (raw_bucket,) = [
+        r["Properties"]
+        for r in resources(lake, "AWS::S3::Bucket").values()
+        if r["Properties"].get("BucketName") == stage.raw
+    ]
+    assert raw_bucket["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+    events = {t: s3_object_created(LAKE, REGION, stage.raw, key) for t, key in keys.items()}
+    forwarding = [r for r in rules(lake) if all(matches(r["EventPattern"], e) for e in events.values())]
+    assert len(forwarding) == 1, "exactly one lake rule forwards prod tenant uploads"
+    (target,) = forwarding[0]["Targets"]
+    assert resolve(target["Arn"], lake) == f"arn:aws:events:{REGION}:{PROD}:event-bus/default"
+    role_id = target["RoleArn"]["Fn::GetAtt"][0]
+    role_name = resources(lake, "AWS::IAM::Role")[role_id]["Properties"]["RoleName"]
+    assert identity_allows(
+        role_statements(lake, role_id),
+        "events:PutEvents",
+        f"arn:aws:events:{REGION}:{PROD}:event-bus/default",
+    )
+
+    # ---- hop 3: prod's bus policy admits exactly that role of the lake account, for S3 events ----
+    (bus_policy,) = [r["Properties"] for r in resources(fine_tuning, "AWS::Events::EventBusPolicy").values()]
+    statement = resolve(bus_policy["Statement"], fine_tuning)
+    sender = {
+        "aws:PrincipalArn": f"arn:aws:iam::{LAKE}:role/{role_name}",
+        "events:source": "aws.s3",
+        "events:detail-type": "Object Created",
+    }
+    bus = f"arn:aws:events:{REGION}:{PROD}:event-bus/default"
+    assert resource_allows([statement], LAKE, "events:PutEvents", bus, **sender)
+    foreign_role = {**sender, "aws:PrincipalArn": f"arn:aws:iam::{LAKE}:role/someone-else"}
+    assert not resource_allows([statement], LAKE, "events:PutEvents", bus, **foreign_role)
+
+    # ---- hop 4: prod's rule -> FIFO queue -> trigger starts the prod pipeline for each tenant (cap 2) ----
+    (upload_rule,) = [r for r in rules(fine_tuning) if r["EventPattern"].get("source") == ["aws.s3"]]
+    assert all(matches(upload_rule["EventPattern"], e) for e in events.values())
+    _, trigger = function_by_handler(fine_tuning, "fine_tuning_trigger.")
+    for name, value in env_of(trigger).items():
+        monkeypatch.setenv(name, value)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    executions: dict[str, list[dict[str, str]]] = {}
+    with Stubber(sagemaker) as stub:
+        for tenant in TENANTS:
+            input_uri = f"s3://{stage.raw}/retail/prod/tenant={tenant}/uploads/"
+            assert f"s3://{stage.raw}/{keys[tenant]}".startswith(input_uri)  # the run reads what was uploaded
+            executions[tenant] = [
+                {"Name": "TenantId", "Value": tenant},
+                {"Name": "ModelName", "Value": "personal"},
+                {"Name": "InputDataUri", "Value": input_uri},
+            ]
+            stub.add_response("list_pipeline_executions", {"PipelineExecutionSummaries": []})
+            stub.add_response(
+                "start_pipeline_execution",
+                {"PipelineExecutionArn": f"arn:aws:sagemaker:{REGION}:{PROD}:pipeline/p/execution/{tenant}"},
+                {
+                    "PipelineName": "exco-retail-prod-fine-tuning",
+                    "PipelineExecutionDisplayName": f"tenant-{tenant}",
+                    "PipelineParameters": executions[tenant],
+                    "ClientRequestToken": ANY,
+                },
+            )
+        monkeypatch.setattr(trigger_handler, "sagemaker_client", lambda: sagemaker)
+        for index, tenant in enumerate(TENANTS):
+            message = {"messageId": f"m{index}", "body": json.dumps(events[tenant])}
+            assert trigger_handler.lambda_handler({"Records": [message]}, Context()) == {
+                "batchItemFailures": []
+            }
+        stub.assert_no_pending_responses()
+
+    # ---- hop 5: the run's job role reads the tenant's upload ----
+    (pipeline,) = [r["Properties"] for r in resources(fine_tuning, "AWS::SageMaker::Pipeline").values()]
+    body, variables = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    job_role = pipeline["RoleArn"]["Fn::GetAtt"][0]
+    job_policy = role_statements(fine_tuning, job_role)
+    for key in keys.values():
+        assert identity_allows(job_policy, "s3:GetObject", f"arn:aws:s3:::{stage.raw}/{key}")
+
+    # ---- hop 6: the run registers into prod's own tenant group, with the tenant and checksum ----
+    definition = json.loads(body)
+    defaults = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+    (models_bucket_id,) = [
+        k
+        for k, r in resources(fine_tuning, "AWS::S3::Bucket").items()
+        if "-ft-" in r["Properties"].get("BucketName", "")
+    ]
+    ft_bucket = resources(fine_tuning, "AWS::S3::Bucket")[models_bucket_id]["Properties"]["BucketName"]
+    assert variables["Bucket"] == {"Ref": models_bucket_id}
+    prefix = resolve(variables["RegistryArnPrefix"], fine_tuning)
+    group_arn = f"{prefix}{defaults['UseCase']}"
+    group = group_arn.rsplit("/", 1)[1]
+    assert group in [
+        g["Properties"]["ModelPackageGroupName"]
+        for g in resources(fine_tuning, "AWS::SageMaker::ModelPackageGroup").values()
+    ]
+    assert identity_allows(job_policy, "sagemaker:CreateModelPackage", group_arn)
+    register = next(s for s in definition["Steps"] if s["Name"] == "CheckThresholds")["Arguments"]["IfSteps"][
+        0
+    ]
+    arguments = register["Arguments"]
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in (ft_bucket, "serving-models"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    registry = boto3.client("sagemaker", region_name=REGION)
+    registry.create_model_package_group(ModelPackageGroupName=group)
+    training = next(s for s in definition["Steps"] if s["Name"] == "FineTune")["Arguments"]
+    packages: dict[str, str] = {}
+    metadatas: dict[str, dict[str, str]] = {}
+    for tenant in TENANTS:
+        parameters = {**defaults, **{p["Name"]: p["Value"] for p in executions[tenant]}}
+        output = evaluate(training["OutputDataConfig"]["S3OutputPath"], parameters, {"Bucket": ft_bucket})
+        artifact = f"{output}/pipelines-{tenant}-FineTune/output/model.tar.gz"
+        weights = f"LoRA adapter of {tenant}".encode()
+        s3.put_object(Bucket=ft_bucket, Key=artifact.removeprefix(f"s3://{ft_bucket}/"), Body=weights)
+        report = {"artifact": {"sha256": hashlib.sha256(weights).hexdigest()}}
+        metadata = {}
+        for name, value in arguments["CustomerMetadataProperties"].items():
+            if isinstance(value, dict) and "Std:JsonGet" in value:
+                path = value["Std:JsonGet"]["Path"].split(".")
+                metadata[name] = report[path[0]][path[1]]
+            else:
+                metadata[name] = evaluate(value, parameters, {})
+        assert metadata["TenantId"] == tenant and metadata["Stage"] == "prod"
+        registered = registry.create_model_package(
+            ModelPackageGroupName=group,
+            ModelApprovalStatus=evaluate(arguments["ModelApprovalStatus"], parameters, {}),
+            CustomerMetadataProperties=metadata,
+            InferenceSpecification={
+                "Containers": [
+                    {"Image": f"{PROD}.dkr.ecr.{REGION}.amazonaws.com/serving:1", "ModelDataUrl": artifact}
+                ],
+                "SupportedContentTypes": ["application/json"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+        )
+        packages[tenant] = registered["ModelPackageArn"]
+        metadatas[tenant] = metadata
+    # product-qa's promotion policy is `automatic`: a version that passed the held-out thresholds is approved.
+    assert defaults["ModelApprovalStatus"] == "Approved"
+
+    # ---- hop 7: the approval event reaches the deployer, which serves each tenant in its own slot ----
+    (deploy_rule,) = [r for r in rules(serving) if r["EventPattern"].get("source") == ["aws.sagemaker"]]
+    _, deployer = function_by_handler(serving, "serving_deployer.")
+    records_table = boto3.resource("dynamodb", region_name=REGION).create_table(
+        TableName="records",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )
+    for name, value in env_of(deployer, MODEL_BUCKET="serving-models", RECORDS_TABLE="records").items():
+        monkeypatch.setenv(name, value)
+    # The serving bucket's name is generated at deploy time: name it as moto does to resolve its ARNs.
+    named = with_bucket_names(serving, {_serving_bucket(serving): "serving-models"})
+    deployer_policy = function_role_statements(named, "serving_deployer.")
+    # retail serves LoRA adapters as inference components (config/platform.yaml).
+    assert (
+        json.loads(deployer["Environment"]["Variables"]["SERVING_SETTINGS"])["mode"] == "inference_components"
+    )
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    components = boto3.client("sagemaker", region_name=REGION)
+    component_stub = Stubber(components)
+    component_stub.activate()
+    monkeypatch.setattr(deployer_handler, "sagemaker_client", lambda: SplitSageMaker(registry, components))
+    deployer_handler.serving_target.cache_clear()
+    deployer_handler.records.cache_clear()
+    monkeypatch.setattr(boto3, "client", _with_runtime(boto3.client, runtime))
+    served: dict[str, str] = {}
+    with Stubber(runtime) as probes:
+        for tenant in TENANTS:
+            described = registry.describe_model_package(ModelPackageName=packages[tenant])
+            event = model_package_state_change(PROD, REGION, described)
+            assert matches(deploy_rule["EventPattern"], event)
+            artifact = described["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+            assert identity_allows(
+                deployer_policy, "s3:GetObject", artifact.replace("s3://", "arn:aws:s3:::")
+            )
+            assert identity_allows(deployer_policy, "sagemaker:DescribeModelPackage", packages[tenant])
+            expect_adapter(component_stub, "exco-retail-prod-serving", PROD, REGION)
+            probes.add_response(
+                "invoke_endpoint",
+                {"Body": _body('[{"generated_text": "ok"}]'), "ContentType": "application/json"},
+                {
+                    "EndpointName": "exco-retail-prod-serving",
+                    "InferenceComponentName": ANY,
+                    "ContentType": "application/json",
+                    "Body": ANY,
+                },
+            )
+            outcome = deployer_handler.lambda_handler(event, Context())
+            assert outcome["action"] == "deployed", outcome
+            served[tenant] = outcome["served"]["inference_component"]
+    deployer_handler.serving_target.cache_clear()
+    deployer_handler.records.cache_clear()
+    # The second tenant's approval left the first tenant's model serving.
+    assert served["ann"] != served["ben"]
+    copies = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="serving-models")["Contents"])
+    assert copies == [f"adapters/tenants/{t}/personal/v{v}/model.tar.gz" for t, v in (("ann", 1), ("ben", 2))]
+    for key in copies:
+        assert identity_allows(deployer_policy, "s3:PutObject", f"arn:aws:s3:::serving-models/{key}")
+
+    # ---- hop 8: each tenant's next /invoke uses its own model; the app may read the records table ----
+    backend_policy = function_role_statements(application, "app_backend.")
+    reads = [s for s in backend_policy if "dynamodb:Query" in json.dumps(s.get("Action"))]
+    assert any("ModelRecords" in json.dumps(s["Resource"]) for s in reads)
+    service, tenant_runtime = _app(records_table)
+    with Stubber(tenant_runtime) as answers:
+        for tenant in TENANTS:
+            answers.add_response(
+                "invoke_endpoint",
+                {
+                    "Body": _body(f'[{{"generated_text": "hello from {tenant}"}}]'),
+                    "ContentType": "application/json",
+                },
+                {
+                    "EndpointName": "exco-retail-prod-serving",
+                    "InferenceComponentName": served[tenant],
+                    "ContentType": "application/json",
+                    "Accept": "application/json",
+                    "Body": ANY,
+                },
+            )
+            answer = service.invoke(tenant, InvokeBody(prompt="greet", variables={"name": "x"}))
+            assert answer["model"] == "tenant-model-personal"
+    # ---- revoked approval: the record and the copy go, the tenant is back on the base model ----
+    # (moto's UpdateModelPackage drops the metadata SageMaker keeps: the call restates it.)
+    registry.update_model_package(
+        ModelPackageArn=packages["ann"],
+        ModelApprovalStatus="Rejected",
+        CustomerMetadataProperties=metadatas["ann"],
+    )
+    described = registry.describe_model_package(ModelPackageName=packages["ann"])
+    event = model_package_state_change(PROD, REGION, described)
+    assert matches(deploy_rule["EventPattern"], event)
+    component_stub.add_response("delete_inference_component", {}, {"InferenceComponentName": served["ann"]})
+    assert deployer_handler.lambda_handler(event, Context())["action"] == "retired"
+    component_stub.assert_no_pending_responses()
+    component_stub.deactivate()
+    deployer_handler.serving_target.cache_clear()
+    deployer_handler.records.cache_clear()
+    assert service.invoke("ann", InvokeBody(prompt="greet", variables={"name": "x"}))["model"] == "fake-model"
+    remaining = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="serving-models")["Contents"])
+    assert remaining == ["adapters/tenants/ben/personal/v2/model.tar.gz"]
+
+
+def _with_runtime(original: Any, runtime: Any) -> Any:
+    def client(service: str, *args: Any, **kwargs: Any) -> Any:
+        return runtime if service == "sagemaker-runtime" else original(service, *args, **kwargs)
+
+    return client
+
+
+def _serving_bucket(template: dict[str, Any]) -> str:
+    _, deployer = function_by_handler(template, "serving_deployer.")
+    return str(deployer["Environment"]["Variables"]["MODEL_BUCKET"]["Ref"])
+
+
+def _body(text: str) -> StreamingBody:
+    return StreamingBody(io.BytesIO(text.encode()), len(text))
+
+
+def _app(records_table: Any) -> tuple[AppService, Any]:
+    dynamodb = boto3.resource("dynamodb", region_name=REGION)
+    requests = dynamodb.create_table(
+        TableName="app-requests",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=CANDIDATES, CreateBucketConfiguration={"LocationConstraint": REGION})
+
+    def tenant_model(item: Any) -> Any:
+        return dataclasses.replace(wiring.tenant_model(item), client=runtime)
+
+    service = AppService(
+        settings=ApplicationSettings(),
+        business_unit="retail",
+        use_case="product-qa",
+        stage="prod",
+        guard=RecordingFilter(),
+        catalog=FakeCatalog(),
+        store=AppStore(requests, records_table),
+        default_model=RecordingModel(),
+        tenant_model=tenant_model,
+        ratings=ListSink(),
+        candidates=wiring.S3Candidates(CANDIDATES, s3),
+    )
+    return service, runtime
+
+
+# ---- negative journeys ------------------------------------------------------------------------------------
+
+
+def test_a_prod_tenants_upload_starts_no_pipeline_in_another_stage(
+    stage: Stage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = stage.template("exco-data-lake")
+    event = s3_object_created(LAKE, REGION, stage.raw, "retail/prod/tenant=ann/uploads/0001/data.jsonl")
+    forwarded_to = {
+        resolve(t["Arn"], lake)
+        for r in rules(lake)
+        if matches(r["EventPattern"], event)
+        for t in r["Targets"]
+    }
+    assert forwarded_to == {f"arn:aws:events:{REGION}:{PROD}:event-bus/default"}
+    preprod = stage.template("exco-retail-preprod-fine-tuning")
+    (upload_rule,) = [r for r in rules(preprod) if r["EventPattern"].get("source") == ["aws.s3"]]
+    assert not matches(upload_rule["EventPattern"], event)
+    # preprod's bus refuses prod's forwarding role, and dev has no tenant pipeline at all.
+    (bus_policy,) = [r["Properties"] for r in resources(preprod, "AWS::Events::EventBusPolicy").values()]
+    prod_role = next(
+        r["Properties"]["RoleName"]
+        for r in resources(lake, "AWS::IAM::Role").values()
+        if r["Properties"].get("RoleName", "").endswith("-retail-prod-upload-events")
+    )
+    assert not resource_allows(
+        [resolve(bus_policy["Statement"], preprod)],
+        LAKE,
+        "events:PutEvents",
+        f"arn:aws:events:{REGION}:{PREPROD}:event-bus/default",
+        **{
+            "aws:PrincipalArn": f"arn:aws:iam::{LAKE}:role/{prod_role}",
+            "events:source": "aws.s3",
+            "events:detail-type": "Object Created",
+        },
+    )
+    dev = stage.template("exco-retail-dev-fine-tuning")
+    assert [r for r in rules(dev) if r["EventPattern"].get("source") == ["aws.s3"]] == []
+    # Even handed the event, preprod's trigger (with preprod's environment) starts nothing.
+    _, trigger = function_by_handler(preprod, "fine_tuning_trigger.")
+    for name, value in env_of(trigger).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    client = boto3.client("sagemaker", region_name=REGION)
+    with Stubber(client):  # any call would fail: none is expected
+        monkeypatch.setattr(trigger_handler, "sagemaker_client", lambda: client)
+        result = trigger_handler.lambda_handler(
+            {"Records": [{"messageId": "m", "body": json.dumps(event)}]}, Context()
+        )
+    assert result == {"batchItemFailures": []}
+
+
+def test_no_dev_role_can_read_prod_tenant_data(stage: Stage) -> None:
+    key = f"arn:aws:s3:::{stage.raw}/retail/prod/tenant=ann/uploads/0001/data.jsonl"
+    artifact = "arn:aws:s3:::exco-retail-prod-ft-333333333333/models/retail/tenant=ann/x/output/model.tar.gz"
+    checked = 0
+    for stack in stage.platform.stacks():
+        if not stack.stack_name.startswith("exco-retail-dev-"):
+            continue
+        template = stack.template
+        for role_id in resources(template, "AWS::IAM::Role"):
+            statements = role_statements(template, role_id)
+            checked += 1
+            for resource in (key, artifact):
+                assert not identity_allows(
+                    statements,
+                    "s3:GetObject",
+                    resource,
+                    **{"aws:PrincipalTag/BusinessUnit": "retail", "aws:PrincipalTag/Stage": "dev"},
+                ), (stack.stack_name, role_id, resource)
+    assert checked > 10
