@@ -48,6 +48,8 @@ CATALOG_URL = f"https://abc123.execute-api.{REGION}.amazonaws.com/prompt-catalog
 API_ARN = f"arn:aws:execute-api:{REGION}:{TOOLING}:abc123/prompt-catalog"
 USE_CASE = "product-qa"
 ENGINEER = "arn:aws:sts::333333333331:assumed-role/prompt-engineer/alice"
+# Only a stage's release role moves that stage's alias (the catalog's synthesized ALIAS_MOVERS).
+PROD_RELEASE = f"arn:aws:sts::{PROD}:assumed-role/exco-retail-prod-prompt-release/pipeline"
 TESTER = f"arn:aws:sts::{PROD}:assumed-role/evaluation-tester/tara"
 PREPARE_SESSION = (
     f"arn:aws:sts::{PREPROD}:assumed-role/exco-retail-preprod-evaluation-PrepareFunctionRole/run"
@@ -94,6 +96,8 @@ class Journey:
         # The real caller map of the synthesized catalog: business unit from the caller's account.
         monkeypatch.setenv("CALLER_BUSINESS_UNITS", catalog_env["CALLER_BUSINESS_UNITS"])
         monkeypatch.setenv("PROMPT_CATALOG_SETTINGS", catalog_env["PROMPT_CATALOG_SETTINGS"])
+        # ... and its alias movers: each stage's `<prefix>-<bu>-<stage>-prompt-release` role in that account.
+        monkeypatch.setenv("ALIAS_MOVERS", catalog_env["ALIAS_MOVERS"])
         catalog_handler.catalog.cache_clear()
         catalog_handler.callers.cache_clear()
         self.catalog = InProcessCatalog(catalog_handler, "prompt-catalog")
@@ -341,7 +345,7 @@ BAD = {"q1": "no idea", "q2": "ask the shop", "q3": "maybe"}
 def test_consumer_journey(journey: Journey) -> None:
     from app_backend.catalog import ApiCatalog, signed_get_json
     from app_backend.service import AppService
-    from app_backend.settings import ApplicationSettings
+    from app_backend.settings import ApplicationSettings, EndUserCatalog
     from app_backend.store import AppStore
     from app_backend.wiring import S3Candidates
     from evaluation import handler as evaluation_handler
@@ -353,8 +357,13 @@ def test_consumer_journey(journey: Journey) -> None:
     # 1. The prompt engineer saves a jinja2 prompt and a dataset referring to it in the catalog.
     status, _ = journey.catalog_call(ENGINEER, "POST", "/prompts", PROMPT)
     assert status == 201, _
-    status, moved = journey.catalog_call(
+    # The engineer cannot move prod; the prod stage's release role does.
+    status, refused = journey.catalog_call(
         ENGINEER, "PUT", "/prompts/support-answer/aliases/prod", {"version": 1}
+    )
+    assert status == 403, refused
+    status, moved = journey.catalog_call(
+        PROD_RELEASE, "PUT", "/prompts/support-answer/aliases/prod", {"version": 1}
     )
     assert status == 200, moved
     status, dataset = journey.catalog_call(
@@ -408,8 +417,12 @@ def test_consumer_journey(journey: Journey) -> None:
         ),
         signed_get_json(CATALOG_URL, region=REGION, transport=journey.catalog, business_unit="retail"),
     )
+    # The synthesized settings, offering the engineer's prompt to end users as a real config would
+    # (`application.end_user_catalog`; /invoke refuses anything else).
+    synthesized = ApplicationSettings.model_validate_json(app_env["APP_SETTINGS"])
+    offered = EndUserCatalog(prompts=[PROMPT["name"]])
     app = AppService(
-        settings=ApplicationSettings.model_validate_json(app_env["APP_SETTINGS"]),
+        settings=synthesized.model_copy(update={"end_user_catalog": offered}),
         business_unit=app_env["BUSINESS_UNIT"],
         stage=app_env["LAKE_STAGE"],
         use_case=app_env["USE_CASE"],

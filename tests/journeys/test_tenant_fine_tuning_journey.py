@@ -22,7 +22,7 @@ import pytest
 from app_backend import wiring
 from app_backend.models import InvokeBody
 from app_backend.service import AppService
-from app_backend.settings import ApplicationSettings
+from app_backend.settings import ApplicationSettings, EndUserCatalog
 from app_backend.store import AppStore
 from app_backend.uploads import uploads_prefix
 from botocore.response import StreamingBody
@@ -424,7 +424,8 @@ def _app(records_table: Any) -> tuple[AppService, Any]:
         return dataclasses.replace(wiring.tenant_model(item), client=runtime)
 
     service = AppService(
-        settings=ApplicationSettings(),
+        # As a real config would: /invoke serves only what `application.end_user_catalog` offers.
+        settings=ApplicationSettings(end_user_catalog=EndUserCatalog(prompts=["greet"])),
         business_unit="retail",
         use_case="product-qa",
         stage="prod",

@@ -28,6 +28,7 @@ import pytest
 from app_backend import handler as app_handler
 from app_backend import service as app_service
 from app_backend.service import AppService
+from app_backend.settings import EndUserCatalog
 from app_backend.store import AppStore
 from app_backend.wiring import S3Candidates, default_model
 from botocore.stub import ANY, Stubber
@@ -189,8 +190,10 @@ def test_an_invoke_produces_a_usage_row_and_when_sampled_a_judge_score_row(
     bedrock = boto3.client("bedrock-runtime")
     model = default_model(bu.application.default_model, profile_ref)
     model.client = bedrock  # type: ignore[attr-defined]
+    # As a real config would: /invoke serves only what `application.end_user_catalog` offers end users.
+    offered = bu.application.model_copy(update={"end_user_catalog": EndUserCatalog(prompts=["greet"])})
     service = AppService(
-        settings=bu.application,
+        settings=offered,
         business_unit=backend_env["BUSINESS_UNIT"],
         stage=backend_env["LAKE_STAGE"],
         use_case=backend_env["USE_CASE"],

@@ -42,11 +42,15 @@ class Clock:
 
 
 class StartedPipeline:
+    """The `FineTunePipeline` interface the service calls (`app_backend.service`), always under capacity."""
+
     def __init__(self) -> None:
         self.started: list[str] = []
+        self.model_names: list[str] = []
 
-    def start(self, tenant_id: str, client_token: str) -> str:
+    def start(self, tenant_id: str, client_token: str, model_name: str) -> str:
         self.started.append(tenant_id)
+        self.model_names.append(model_name)
         return f"arn:aws:sagemaker:us-east-1:123456789012:pipeline/ft/execution/{client_token[:12]}"
 
     def status(self, execution_arn: str) -> dict[str, Any]:
@@ -113,7 +117,8 @@ def test_fine_tunes_are_limited_per_tenant_so_nobody_starts_unlimited_gpu_runs(l
     status, answer = backend.call("POST", "/fine-tunes", body, sub="tenant-a")
     assert (status, answer["field"]) == (429, "fine_tunes")
     assert backend.call("POST", "/fine-tunes", body, sub="tenant-b")[0] == 202
-    assert pipeline.started == ["tenant-a", "tenant-b"]
+    assert pipeline.started == ["tenant-a", "tenant-b"]  # the refused request never reached the pipeline
+    assert pipeline.model_names == ["mine", "mine"]
 
 
 def test_uploads_are_limited_per_tenant(limited) -> None:

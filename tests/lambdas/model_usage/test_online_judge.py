@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from evaluation.judge import JUDGE_PROMPT, JUDGE_SYSTEM
+from evaluation.judge import JUDGE_SYSTEM, judge_prompt
 from evaluation.review import SqsReviewQueue
 from evaluation.settings import JudgeSettings
 from hypothesis import given
@@ -130,9 +130,7 @@ def test_the_judge_is_called_through_its_inference_profile(aws: None) -> None:
             "messages": [
                 {
                     "role": "user",
-                    "content": [
-                        {"text": JUDGE_PROMPT.format(question=sample().question, answer=sample().answer)}
-                    ],
+                    "content": [{"text": judge_prompt(sample().question, sample().answer)}],
                 }
             ],
             "system": [{"text": JUDGE_SYSTEM}],
