@@ -34,6 +34,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "lambdas")]
 
+from aws_cdk import Acknowledgment, Validations  # noqa: E402
+
 from bench.synth_scaling import generated_config  # noqa: E402
 from stacks.app_factory import create_app  # noqa: E402
 from stacks.blocks.nag import add_nag_checks  # noqa: E402
@@ -46,6 +48,9 @@ BUCKET_POLICY_LIMIT = 20 * 1024
 ROLE_INLINE_POLICIES_LIMIT = 10 * 1024
 STACK_RESOURCES_LIMIT = 500
 RESOURCE_LIMIT_CONTEXT = "@aws-cdk/core:stackResourceLimit"
+# aws-cdk-lib's built-in template validation (CloudFormation Validate) also fails a synth past 500
+# resources; its rule id, acknowledged only in this measuring synth.
+RESOURCE_LIMIT_RULE = "CloudFormation-Validate::F0007"
 
 
 def lake_config(business_units: int, mode: str = "multi_account") -> PlatformConfig:
@@ -63,10 +68,18 @@ def lake_config(business_units: int, mode: str = "multi_account") -> PlatformCon
 
 def synth_lake(config: PlatformConfig) -> dict[str, Any]:
     """The data lake stack's template, alone (no other stack is built)."""
-    # The stack's own 500-resource check is lifted so that the policies can be measured past it;
-    # the resource count is reported (and checked) separately.
+    # Both 500-resource checks (the stack's own and the built-in template validation's) are lifted,
+    # here only, so that the policies can be measured past the limit; the resource count is reported
+    # (and checked) separately, and `cdk synth` of the platform keeps both checks.
     app = create_app(context={RESOURCE_LIMIT_CONTEXT: 0})
     stack = DataLakeStack(app, "Lake", config=config)
+    Validations.of(stack).acknowledge(
+        Acknowledgment(
+            id=RESOURCE_LIMIT_RULE,
+            reason="Measuring synth only: the lake's policy sizes are measured past 500 resources on "
+            "purpose; the resource count is reported against the limit separately (docs/data-lake.md, Limits).",
+        )
+    )
     add_nag_checks(app)
     template: dict[str, Any] = app.synth().get_stack_by_name(stack.stack_name).template
     return template

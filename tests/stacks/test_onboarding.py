@@ -94,24 +94,48 @@ def test_every_existing_business_unit_stack_is_unchanged(
     assert onboarded.template("exco-shared-pipeline") == default_platform.template("exco-shared-pipeline")
 
 
-def pipeline_actions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Action name -> action, over every CodePipeline stage (waves included)."""
+def pipeline_actions(template: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(CodePipeline stage, action name) -> action, over every CodePipeline stage (waves included).
+
+    Keyed by stage too: every prod wave has an action named `ApproveDeployment`."""
     (pipeline,) = (r for r in template["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline")
-    return {a["Name"]: a for stage in pipeline["Properties"]["Stages"] for a in stage["Actions"]}
+    return {
+        (stage["Name"], a["Name"]): a for stage in pipeline["Properties"]["Stages"] for a in stage["Actions"]
+    }
 
 
-@pytest.mark.parametrize("stage", ["dev", "preprod", "prod"])
+# The waves are planned greedily in config order under CodePipeline's 50 actions per stage (48 for the
+# deployments). In dev the new business unit's 8 stacks (16 actions) still fit the last wave beside retail's
+# and finance's; in preprod and prod its 10 stacks (fine-tuning, serving and registry events too) do not, so it
+# gets a wave of its own. CDK Pipelines renders a wave of one deployment as one pipeline stage named after it.
+@pytest.mark.parametrize(("stage", "own_wave"), [("dev", False), ("preprod", True), ("prod", True)])
 def test_the_self_mutated_stage_pipeline_deploys_every_new_stack_and_keeps_the_others(
-    default_platform: SynthesizedPlatform, onboarded: SynthesizedPlatform, stage: str
+    default_platform: SynthesizedPlatform, onboarded: SynthesizedPlatform, stage: str, own_wave: bool
 ) -> None:
     """The pipeline definition the branch's self-mutation deploys: one entry in the config -> every new stack
-    of that stage gets a Deploy action into the new account; every existing action stays as it was."""
+    of that stage gets a Deploy action into the new account, in the last wave or a new one; every existing
+    action (and wave) stays as it was."""
+    waves_before = default_platform.platform.pipelines[stage].waves
+    waves_after = onboarded.platform.pipelines[stage].waves
+    last_wave = list(waves_before)[-1]
+    if own_wave:
+        assert waves_after == {**waves_before, f"{stage}-wave-{len(waves_before) + 1}": ["legal"]}
+    else:
+        assert waves_after == {**waves_before, last_wave: [*waves_before[last_wave], "legal"]}
     before = pipeline_actions(default_platform.template(f"exco-{stage}-pipeline"))
     after = pipeline_actions(onboarded.template(f"exco-{stage}-pipeline"))
     assert set(before) <= set(after)
-    added = {name: after[name] for name in set(after) - set(before)}
-    assert all(name.startswith(f"legal-{stage}.") for name in added), sorted(added)
-    deployed = {a["Configuration"]["StackName"]: a for name, a in added.items() if name.endswith(".Deploy")}
+    added = {key: after[key] for key in set(after) - set(before)}
+    if own_wave:
+        assert {pipeline_stage for pipeline_stage, _ in added} == {f"legal-{stage}"}, sorted(added)
+    else:
+        assert all(
+            pipeline_stage == last_wave and name.startswith(f"legal-{stage}.")
+            for pipeline_stage, name in added
+        ), sorted(added)
+    deployed = {
+        a["Configuration"]["StackName"]: a for (_, name), a in added.items() if name.endswith(".Deploy")
+    }
     new_stacks_of_stage = {n for n in NEW_STACKS if n.startswith(f"exco-legal-{stage}-")}
     assert set(deployed) == new_stacks_of_stage
     account = NEW_BU["accounts"][stage]  # type: ignore[index]
@@ -120,14 +144,16 @@ def test_the_self_mutated_stage_pipeline_deploys_every_new_stack_and_keeps_the_o
             flatten(action["RoleArn"])
             == f"arn:aws:iam::{account}:role/cdk-hnb659fds-deploy-role-{account}-eu-west-1"
         )
-    # unchanged: the existing actions (source, synth, self-mutation, the other units' deployments)
-    changed = [n for n in before if before[n] != after[n]]
-    if stage == "prod":  # the wave's approval names the business units it deploys
-        assert changed == ["ApproveDeployment"]
-        assert "(retail, finance, legal)" in after["ApproveDeployment"]["Configuration"]["CustomData"]
-    else:
-        assert changed == [], changed
-    assert onboarded.platform.pipelines[stage].waves[f"{stage}-wave-1"] == ["retail", "finance", "legal"]
+    # besides its Prepare/Deploy pairs, the new wave brings its own prod approval or preprod evaluation gate
+    others = {name: a for (_, name), a in added.items() if not name.endswith((".Prepare", ".Deploy"))}
+    expected_others = {"dev": set(), "preprod": {"EvaluationGate-legal"}, "prod": {"ApproveDeployment"}}
+    assert set(others) == expected_others[stage]
+    assert len(added) == 2 * len(new_stacks_of_stage) + len(others)
+    if stage == "prod":  # the new wave's approval names the business units it deploys: only the new one
+        assert "(legal)" in others["ApproveDeployment"]["Configuration"]["CustomData"]
+    # unchanged: the existing actions (source, synth, self-mutation, the other units' deployments and approvals)
+    changed = [key for key in before if before[key] != after[key]]
+    assert changed == [], changed
 
 
 @pytest.mark.parametrize(
