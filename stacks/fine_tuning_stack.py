@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 from aws_cdk import Duration, Fn
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -49,6 +50,10 @@ from stacks.settings.serving import check_instance_type, image_uri_for, serving_
 JOB_CODE_PACKAGES = ("fine_tuning_jobs", "evaluation", "common")
 UPLOAD_RETRY_MINUTES = 15
 UPLOAD_MAX_TRIES = 672  # a week of retries every 15 minutes before an upload moves to the dead letters
+# What a starter does with the cap's lease slots (common/fine_tuning_runs.py): read, take, bind, give back.
+LEASE_TAKER_ACTIONS = ("dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+LEASE_RELEASER_ACTIONS = ("dynamodb:Query", "dynamodb:DeleteItem")
+PIPELINE_ENDED = ["Succeeded", "Failed", "Stopped"]
 
 
 def business_unit_models_prefix(business_unit: str) -> str:
@@ -82,7 +87,10 @@ class FineTuningStack(EnvironmentStack):
         config: PlatformConfig,
         environment: EnvironmentSpec,
         baseline: BaselineStack,
+        review_queue: sqs.IQueue | None = None,
     ) -> None:
+        """`review_queue`: the stage's human review queue (evaluation stack), where tenant versions of a
+        `reviewed` use case wait for a reviewer."""
         super().__init__(
             scope,
             construct_id,
@@ -194,6 +202,9 @@ class FineTuningStack(EnvironmentStack):
             **{f"Subnet{i}": subnet for i, subnet in enumerate(subnets)},
         }
         self.pipelines: dict[str, sagemaker.CfnPipeline] = {}
+        # Dead-letter queues of the tenant trigger path: the monitoring stack alarms on each (name -> queue).
+        self.dead_letter_queues: dict[str, sqs.Queue] = {}
+        self.run_leases: dynamodb.Table | None = None
         if self.serves_tenants:
             self.tenant_groups = [
                 sagemaker.CfnModelPackageGroup(
@@ -247,19 +258,23 @@ class FineTuningStack(EnvironmentStack):
         )
         self.start_policy: iam.ManagedPolicy | None = None
         if self.serves_tenants:
+            self.run_leases = self._run_leases(baseline)
             # The application backend's POST /fine-tunes attaches this policy to its role.
             self.start_policy = iam.ManagedPolicy(
                 self,
                 "StartFineTuning",
-                description=f"Start executions of {self.pipeline_name} (POST /fine-tunes)",
+                description=f"Start executions of {self.pipeline_name} (POST /fine-tunes) within the cap",
                 statements=[
                     iam.PolicyStatement(
-                        actions=["sagemaker:StartPipelineExecution", "sagemaker:ListPipelineExecutions"],
-                        resources=[self.pipeline_arn],
-                    )
+                        actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn]
+                    ),
+                    *self._lease_statements(baseline, LEASE_TAKER_ACTIONS),
                 ],
             )
             self._upload_trigger(config, environment, baseline)
+            self._lease_release(config, environment, baseline)
+            if review_queue is not None:
+                self._tenant_review(config, environment, baseline, review_queue)
         acknowledge_cdk_managed_providers(self)
 
     def _pipeline(
@@ -445,6 +460,7 @@ class FineTuningStack(EnvironmentStack):
             retention_period=Duration.days(14),
             dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=UPLOAD_MAX_TRIES),
         )
+        self.dead_letter_queues["TenantUpload"] = dead_letters
         trigger = PlatformFunction(
             self,
             "UploadTrigger",
@@ -460,14 +476,14 @@ class FineTuningStack(EnvironmentStack):
                 "STAGE": stage,
                 "MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs),
                 "MAX_RUNTIME_HOURS": str(settings.max_runtime_hours),
+                "RUN_LEASES_TABLE": self._leases_table().table_name,
             },
         )
         trigger.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:StartPipelineExecution", "sagemaker:ListPipelineExecutions"],
-                resources=[self.pipeline_arn],
-            )
+            iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])
         )
+        for statement in self._lease_statements(baseline, LEASE_TAKER_ACTIONS):
+            trigger.role.add_to_policy(statement)
         trigger.function.add_event_source(
             lambda_event_sources.SqsEventSource(
                 self.upload_queue, batch_size=1, report_batch_item_failures=True
@@ -476,10 +492,210 @@ class FineTuningStack(EnvironmentStack):
         self.upload_rule = events.Rule(
             self,
             "RawUpload",
+            rule_name=f"{environment.name}-tenant-uploads",  # named: its dead letters' key policy names it
             description=f"New tenant data of {bu.name} in {stage}, in the raw zone",
             event_pattern=upload_event_pattern(lake_bucket_name(config, Zone.RAW), bu.name, stage),
         )
         # One message group: the function starts one execution at a time, so two uploads cannot both
         # pass the cap check.
-        self.upload_rule.add_target(targets.SqsQueue(self.upload_queue, message_group_id="uploads"))
+        # Events EventBridge could not put on the queue (after its retries) land here instead of vanishing.
+        undelivered = self._event_dead_letters("UploadEventDeadLetters", f"{environment.name}-tenant-uploads")
+        self.upload_rule.add_target(
+            targets.SqsQueue(
+                self.upload_queue,
+                message_group_id="uploads",
+                dead_letter_queue=undelivered,
+                retry_attempts=185,  # EventBridge's most: about 24 hours of retries
+            )
+        )
         self.trigger = trigger
+
+    # ---- the cap's lease slots (common/fine_tuning_runs.py) ----------------------------------------------
+
+    def _run_leases(self, baseline: BaselineStack) -> dynamodb.Table:
+        """One item per taken slot of `max_concurrent_runs`; conditional writes make the cap exact."""
+        return dynamodb.Table(
+            self,
+            "RunLeases",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=baseline.key,
+            time_to_live_attribute="expires_at",
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=baseline.retention.removal_policy,
+        )
+
+    def _leases_table(self) -> dynamodb.Table:
+        assert self.run_leases is not None  # created before anything that takes or frees a slot
+        return self.run_leases
+
+    def _lease_statements(
+        self, baseline: BaselineStack, actions: tuple[str, ...]
+    ) -> list[iam.PolicyStatement]:
+        return [
+            iam.PolicyStatement(actions=list(actions), resources=[self._leases_table().table_arn]),
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[baseline.key.key_arn]
+            ),
+        ]
+
+    def _lease_release(
+        self, config: PlatformConfig, environment: EnvironmentSpec, baseline: BaselineStack
+    ) -> None:
+        """The pipeline's end (succeeded, failed or stopped) frees the run's slot."""
+        settings = environment.business_unit.fine_tuning
+        release = PlatformFunction(
+            self,
+            "RunLeaseRelease",
+            service="fine_tuning_trigger",
+            handler="handler.release_handler",
+            description=f"Frees the cap slot of a {self.pipeline_name} run that ended",
+            key=baseline.key,
+            log_retention_days=environment.settings.log_retention_days,
+            retention=baseline.retention,
+            powertools_layer_version=config.lambda_.powertools_layer_version,
+            environment={
+                "PIPELINE_NAME": self.pipeline_name,
+                "BUSINESS_UNIT": environment.business_unit.name,
+                "STAGE": self.stage,
+                "MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs),
+                "MAX_RUNTIME_HOURS": str(settings.max_runtime_hours),
+                "RUN_LEASES_TABLE": self._leases_table().table_name,
+            },
+        )
+        for statement in self._lease_statements(baseline, LEASE_RELEASER_ACTIONS):
+            release.role.add_to_policy(statement)
+        rule_name = f"{environment.name}-fine-tuning-run-ended"
+        self.release_rule = events.Rule(
+            self,
+            "RunEnded",
+            rule_name=rule_name,
+            description=f"A {self.pipeline_name} execution ended: free its slot of the cap",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Model Building Pipeline Execution Status Change"],
+                # SageMaker writes the pipeline name in lower case in its ARNs.
+                detail={
+                    "pipelineArn": [
+                        self.pipeline_arn.replace(self.pipeline_name, self.pipeline_name.lower())
+                    ],
+                    "currentPipelineExecutionStatus": PIPELINE_ENDED,
+                },
+            ),
+        )
+        undelivered = self._event_dead_letters("RunEndedDeadLetters", rule_name)
+        self.release_rule.add_target(
+            targets.LambdaFunction(release.function, dead_letter_queue=undelivered, retry_attempts=185)
+        )
+        self.lease_release = release
+
+    def _event_dead_letters(self, construct_id: str, rule_name: str) -> sqs.Queue:
+        """A standard queue (EventBridge's dead letters cannot be FIFO) under the stack's key, which
+        EventBridge may use for the rule `rule_name` only (named, not referenced: the rule already depends
+        on the key through its target queue)."""
+        queue = sqs.Queue(
+            self,
+            construct_id,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=f"EventBridge{construct_id}",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+                conditions={
+                    "ArnEquals": {
+                        "aws:SourceArn": f"arn:{self.partition}:events:{self.region}:{self.account}:rule/{rule_name}"
+                    }
+                },
+            )
+        )
+        acknowledge(
+            queue,
+            "AwsSolutions-SQS3",
+            "This queue is the dead-letter queue of an EventBridge rule target; a dead-letter queue of its own "
+            "would only move the same undeliverable events once more",
+        )
+        self.dead_letter_queues[construct_id.removesuffix("DeadLetters")] = queue
+        return queue
+
+    # ---- reviewed tenant versions -> the human review queue ----------------------------------------------
+
+    def _tenant_review(
+        self, config: PlatformConfig, environment: EnvironmentSpec, baseline: BaselineStack, queue: sqs.IQueue
+    ) -> None:
+        """A tenant version registered PendingManualApproval -> lambdas/tenant_review -> the review queue."""
+        bu = environment.business_unit
+        forwarder = PlatformFunction(
+            self,
+            "TenantReviewRequests",
+            service="tenant_review",
+            description=f"Queues {self.stage} tenant versions that await review for the human reviewers",
+            key=baseline.key,
+            log_retention_days=environment.settings.log_retention_days,
+            retention=baseline.retention,
+            powertools_layer_version=config.lambda_.powertools_layer_version,
+            environment={
+                "BUSINESS_UNIT": bu.name,
+                "STAGE": self.stage,
+                "TENANT_GROUPS": json.dumps(self.tenant_group_names),
+                "REVIEW_QUEUE_URL": queue.queue_url,
+            },
+        )
+        versions = [
+            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{name}/*"
+            for name in self.tenant_group_names
+        ]
+        # The evaluation report of a tenant run: <bu>/tenant=<id>/<execution>/evaluate/evaluation/evaluation.json.
+        reports = self.bucket.arn_for_objects(f"{bu.name}/tenant=*/evaluate/evaluation/evaluation.json")
+        for statement in (
+            iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=versions),
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[reports]),
+            iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self.key.key_arn]),
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn]),
+            # The review queue is encrypted with the stage's baseline key.
+            iam.PolicyStatement(
+                actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[baseline.key.key_arn]
+            ),
+        ):
+            forwarder.role.add_to_policy(statement)
+        findings = {
+            f"Resource::<{self.get_logical_id(self.bucket.node.default_child)}.Arn>/{bu.name}/tenant=*/evaluate/"  # type: ignore[arg-type]
+            "evaluation/evaluation.json": "Evaluation reports are written per tenant and execution (ids known "
+            "at run time); only the report file of the Evaluate step is readable",
+            **{
+                f"Resource::{v.replace(f'arn:{self.partition}:', 'arn:<AWS::Partition>:')}": "Tenant versions are "
+                "numbered by the registry at registration; the group is exactly one of this stage's tenant groups"
+                for v in versions
+            },
+        }
+        for finding, reason in findings.items():
+            acknowledge(forwarder.role, f"AwsSolutions-IAM5[{finding}]", reason)
+        rule_name = f"{environment.name}-tenant-review-requests"
+        self.review_rule = events.Rule(
+            self,
+            "TenantVersionAwaitsReview",
+            rule_name=rule_name,
+            description=f"A {self.stage} tenant version awaits review: put it on the human review queue",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Model Package State Change"],
+                detail={
+                    "ModelPackageGroupName": list(self.tenant_group_names),
+                    "ModelApprovalStatus": ["PendingManualApproval"],
+                },
+            ),
+        )
+        undelivered = self._event_dead_letters("ReviewRequestDeadLetters", rule_name)
+        self.review_rule.add_target(
+            targets.LambdaFunction(forwarder.function, dead_letter_queue=undelivered, retry_attempts=185)
+        )
+        self.review_forwarder = forwarder

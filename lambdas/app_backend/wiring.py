@@ -27,7 +27,7 @@ from app_backend.service import AppService
 from app_backend.settings import ApplicationSettings, DefaultModel
 from app_backend.store import AppStore
 from app_backend.uploads import TenantUploads, uploads_prefix
-from common.fine_tuning_runs import PipelineRef
+from common.fine_tuning_runs import PipelineRef, RunLeases
 from common.model_gateway import BedrockConverseModel, ModelClient, SageMakerEndpointModel
 from common.model_pricing import ModelPrice
 from common.model_usage import SqsMessages
@@ -145,12 +145,16 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
         ),
         fine_tunes=(
             SageMakerPipeline(
-                PipelineRef(
-                    name=pipeline,
-                    business_unit=business_unit,
-                    stage=stage,
-                    max_concurrent_runs=int(env["MAX_CONCURRENT_RUNS"]),
-                    max_runtime_hours=int(env["MAX_RUNTIME_HOURS"]),
+                RunLeases(
+                    boto3.client("dynamodb"),
+                    env["FINE_TUNING_LEASES_TABLE"],
+                    PipelineRef(
+                        name=pipeline,
+                        business_unit=business_unit,
+                        stage=stage,
+                        max_concurrent_runs=int(env["MAX_CONCURRENT_RUNS"]),
+                        max_runtime_hours=int(env["MAX_RUNTIME_HOURS"]),
+                    ),
                 ),
                 boto3.client("sagemaker"),
                 raw_bucket=env["RAW_BUCKET"],
