@@ -72,4 +72,10 @@ class SageMakerPipeline:
         if state != "Succeeded" or not isinstance(arn, str):
             return {"status": "failed", "reason": f"the run ended ({state}) without registering a model"}
         package = self._sagemaker.describe_model_package(ModelPackageName=arn)
-        return {"status": "registered", "model_package_arn": arn, "approval": package["ModelApprovalStatus"]}
+        return {
+            "status": "registered",
+            "model_package_arn": arn,
+            "approval": package["ModelApprovalStatus"],
+            # A reviewer's decision (review API): "rejected by <reviewer>: <reason>".
+            "approval_description": package.get("ApprovalDescription"),
+        }
