@@ -6,7 +6,8 @@ catalog alias it serves), GUARDRAIL_SETTINGS (the guardrail stack's JSON) with
 GUARDRAIL_FUNCTION (`packaging: lambda`) or, in-process, FILTER_DECISIONS_BUCKET and the optional
 BEDROCK_GUARDRAIL_ID / BEDROCK_GUARDRAIL_VERSION. The catalog URL comes from the settings (or
 PROMPT_CATALOG_URL): an unreachable catalog answers 503. FINE_TUNING_PIPELINE is set where the stage has
-the tenant fine-tuning pipeline (with STAGE, MAX_CONCURRENT_RUNS, MAX_RUNTIME_HOURS); without it /fine-tunes
+the tenant fine-tuning pipeline (with STAGE, MAX_CONCURRENT_RUNS, MAX_RUNTIME_HOURS and FINE_TUNING_LEASES_TABLE,
+the cap's lease slots shared with the upload trigger); without it /fine-tunes
 answers 503. MODELS_TABLE is the serving stack's model records table (tenant -> served model), where the
 stage serves models.
 Cost and quality (docs/cost.md): DEFAULT_MODEL_PROFILE_ARN (the application inference profile the default

@@ -377,5 +377,7 @@ def test_any_message_body_is_either_started_or_kept_for_a_retry_never_a_crash(bo
 
     client = boto3.client("sagemaker", region_name="eu-west-1")
     with Stubber(client):  # a start would need a stubbed response: none of these bodies is an upload event
-        result = handler.handle_records([{"messageId": "m0", "body": body}], PIPELINE, client)
+        leases = RunLeases(boto3.client("dynamodb", region_name="eu-west-1"), "unused", PIPELINE)
+        with Stubber(leases._dynamodb):  # nor would a lease: no request is stubbed
+            result = handler.handle_records([{"messageId": "m0", "body": body}], leases, client)
     assert result == [{"itemIdentifier": "m0"}]
