@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Literal, Protocol
 
 from botocore.exceptions import ClientError
+from serving_runtime.lmi import LmiSettings
 
 from common.checksums import SHA256_HEX, stream_sha256
 from serving_deployer.adapter_package import package_adapter, upload_package
-from serving_runtime.lmi import LmiSettings
 
 Action = Literal["deployed", "already_serving", "rolled_back", "retired", "skipped_stale", "ignored"]
 # The probe's body is in this format, so a served model is known to answer it; /invoke uses the same.

@@ -96,7 +96,7 @@ def test_the_cap_keeps_the_upload_waiting_and_starts_nothing(sagemaker: Any, lea
     start_pipeline(client, leases, upload_of("ann"), now=NOW)
     start_pipeline(client, leases, upload_of("ben"), now=NOW)
     with pytest.raises(
-        AtCapacityError, match="2 fine-tuning runs in progress; fine_tuning.max_concurrent_runs is 2"
+        AtCapacityError, match=r"2 fine-tuning runs in progress; fine_tuning\.max_concurrent_runs is 2"
     ):
         start_pipeline(client, leases, upload_of("cat"), now=NOW)
 
