@@ -36,6 +36,7 @@ from tests.journeys._fine_tuning import (
     rules,
     with_bucket_names,
 )
+from tests.lambdas.serving_runtime._artifacts import adapter_artifact
 from tests.stacks.policy_eval import resolve
 
 REGION = "eu-west-1"
@@ -164,7 +165,7 @@ def test_a_business_unit_version_is_served_in_preprod_on_registration_and_in_pro
     output = training["OutputDataConfig"]["S3OutputPath"]["Std:Join"]["Values"]
     assert output[1:] == ["models/", {"Get": "Parameters.BusinessUnit"}, "/business-unit"]
     key = "models/retail/business-unit/pipelines-1-FineTune/output/model.tar.gz"
-    weights = b"LoRA adapter of retail"
+    weights = adapter_artifact(base_model_name_or_path="retail")  # the pipeline's peft layout: it is packaged
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket=bucket, Key=key, Body=weights)
