@@ -432,7 +432,6 @@ class FineTuningStack(EnvironmentStack):
         """Raw-zone upload event -> FIFO queue (one start at a time, so the cap holds) -> trigger function."""
         bu = environment.business_unit
         stage = environment.stage.value
-        settings = bu.fine_tuning
         if not config.is_sandbox:
             # The lake account forwards this stage's tenant uploads (stacks/blocks/upload_events.py).
             self.upload_receiver = UploadEventReceiver(
@@ -461,23 +460,14 @@ class FineTuningStack(EnvironmentStack):
             dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=UPLOAD_MAX_TRIES),
         )
         self.dead_letter_queues["TenantUpload"] = dead_letters
-        trigger = PlatformFunction(
-            self,
+        trigger = self._function(
             "UploadTrigger",
-            service="fine_tuning_trigger",
-            description=f"Starts {self.pipeline_name} for a tenant's new raw-zone upload, within the cap",
-            key=baseline.key,
-            log_retention_days=environment.settings.log_retention_days,
-            retention=baseline.retention,
-            powertools_layer_version=config.lambda_.powertools_layer_version,
-            environment={
-                "PIPELINE_NAME": self.pipeline_name,
-                "BUSINESS_UNIT": bu.name,
-                "STAGE": stage,
-                "MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs),
-                "MAX_RUNTIME_HOURS": str(settings.max_runtime_hours),
-                "RUN_LEASES_TABLE": self._leases_table().table_name,
-            },
+            "fine_tuning_trigger",
+            f"Starts {self.pipeline_name} for a tenant's new raw-zone upload, within the cap",
+            self._cap_environment(environment),
+            config,
+            environment,
+            baseline,
         )
         trigger.role.add_to_policy(
             iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])
@@ -547,51 +537,92 @@ class FineTuningStack(EnvironmentStack):
         self, config: PlatformConfig, environment: EnvironmentSpec, baseline: BaselineStack
     ) -> None:
         """The pipeline's end (succeeded, failed or stopped) frees the run's slot."""
-        settings = environment.business_unit.fine_tuning
-        release = PlatformFunction(
-            self,
+        release = self._function(
             "RunLeaseRelease",
-            service="fine_tuning_trigger",
+            "fine_tuning_trigger",
+            f"Frees the cap slot of a {self.pipeline_name} run that ended",
+            self._cap_environment(environment),
+            config,
+            environment,
+            baseline,
             handler="handler.release_handler",
-            description=f"Frees the cap slot of a {self.pipeline_name} run that ended",
+        )
+        for statement in self._lease_statements(baseline, LEASE_RELEASER_ACTIONS):
+            release.role.add_to_policy(statement)
+        self.release_rule = self._sagemaker_event_rule(
+            "RunEnded",
+            f"{environment.name}-fine-tuning-run-ended",
+            f"A {self.pipeline_name} execution ended: free its slot of the cap",
+            "SageMaker Model Building Pipeline Execution Status Change",
+            {
+                # SageMaker writes the pipeline name in lower case in its ARNs.
+                "pipelineArn": [self.pipeline_arn.replace(self.pipeline_name, self.pipeline_name.lower())],
+                "currentPipelineExecutionStatus": PIPELINE_ENDED,
+            },
+            release,
+        )
+        self.lease_release = release
+
+    def _cap_environment(self, environment: EnvironmentSpec) -> dict[str, str]:
+        """What the trigger's handlers need to take and free the cap's slots (fine_tuning_trigger.handler)."""
+        settings = environment.business_unit.fine_tuning
+        return {
+            "PIPELINE_NAME": self.pipeline_name,
+            "BUSINESS_UNIT": environment.business_unit.name,
+            "STAGE": self.stage,
+            "MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs),
+            "MAX_RUNTIME_HOURS": str(settings.max_runtime_hours),
+            "RUN_LEASES_TABLE": self._leases_table().table_name,
+        }
+
+    def _function(
+        self,
+        construct_id: str,
+        service: str,
+        description: str,
+        variables: dict[str, str],
+        config: PlatformConfig,
+        environment: EnvironmentSpec,
+        baseline: BaselineStack,
+        handler: str = "handler.lambda_handler",
+    ) -> PlatformFunction:
+        return PlatformFunction(
+            self,
+            construct_id,
+            service=service,
+            handler=handler,
+            description=description,
             key=baseline.key,
             log_retention_days=environment.settings.log_retention_days,
             retention=baseline.retention,
             powertools_layer_version=config.lambda_.powertools_layer_version,
-            environment={
-                "PIPELINE_NAME": self.pipeline_name,
-                "BUSINESS_UNIT": environment.business_unit.name,
-                "STAGE": self.stage,
-                "MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs),
-                "MAX_RUNTIME_HOURS": str(settings.max_runtime_hours),
-                "RUN_LEASES_TABLE": self._leases_table().table_name,
-            },
+            environment=variables,
         )
-        for statement in self._lease_statements(baseline, LEASE_RELEASER_ACTIONS):
-            release.role.add_to_policy(statement)
-        rule_name = f"{environment.name}-fine-tuning-run-ended"
-        self.release_rule = events.Rule(
+
+    def _sagemaker_event_rule(
+        self,
+        construct_id: str,
+        rule_name: str,
+        description: str,
+        detail_type: str,
+        detail: dict[str, Any],
+        function: PlatformFunction,
+    ) -> events.Rule:
+        """A default-bus rule for one SageMaker event that invokes `function`, with its own dead letters."""
+        rule = events.Rule(
             self,
-            "RunEnded",
+            construct_id,
             rule_name=rule_name,
-            description=f"A {self.pipeline_name} execution ended: free its slot of the cap",
+            description=description,
             event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=["SageMaker Model Building Pipeline Execution Status Change"],
-                # SageMaker writes the pipeline name in lower case in its ARNs.
-                detail={
-                    "pipelineArn": [
-                        self.pipeline_arn.replace(self.pipeline_name, self.pipeline_name.lower())
-                    ],
-                    "currentPipelineExecutionStatus": PIPELINE_ENDED,
-                },
+                source=["aws.sagemaker"], detail_type=[detail_type], detail=detail
             ),
         )
-        undelivered = self._event_dead_letters("RunEndedDeadLetters", rule_name)
-        self.release_rule.add_target(
-            targets.LambdaFunction(release.function, dead_letter_queue=undelivered, retry_attempts=185)
+        undelivered = self._event_dead_letters(f"{construct_id}DeadLetters", rule_name)
+        rule.add_target(
+            targets.LambdaFunction(function.function, dead_letter_queue=undelivered, retry_attempts=185)
         )
-        self.lease_release = release
+        return rule
 
     def _event_dead_letters(self, construct_id: str, rule_name: str) -> sqs.Queue:
         """A standard queue (EventBridge's dead letters cannot be FIFO) under the stack's key, which
@@ -634,21 +665,19 @@ class FineTuningStack(EnvironmentStack):
     ) -> None:
         """A tenant version registered PendingManualApproval -> lambdas/tenant_review -> the review queue."""
         bu = environment.business_unit
-        forwarder = PlatformFunction(
-            self,
+        forwarder = self._function(
             "TenantReviewRequests",
-            service="tenant_review",
-            description=f"Queues {self.stage} tenant versions that await review for the human reviewers",
-            key=baseline.key,
-            log_retention_days=environment.settings.log_retention_days,
-            retention=baseline.retention,
-            powertools_layer_version=config.lambda_.powertools_layer_version,
-            environment={
+            "tenant_review",
+            f"Queues {self.stage} tenant versions that await review for the human reviewers",
+            {
                 "BUSINESS_UNIT": bu.name,
                 "STAGE": self.stage,
                 "TENANT_GROUPS": json.dumps(self.tenant_group_names),
                 "REVIEW_QUEUE_URL": queue.queue_url,
             },
+            config,
+            environment,
+            baseline,
         )
         versions = [
             f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{name}/*"
@@ -679,23 +708,15 @@ class FineTuningStack(EnvironmentStack):
         }
         for finding, reason in findings.items():
             acknowledge(forwarder.role, f"AwsSolutions-IAM5[{finding}]", reason)
-        rule_name = f"{environment.name}-tenant-review-requests"
-        self.review_rule = events.Rule(
-            self,
-            "TenantVersionAwaitsReview",
-            rule_name=rule_name,
-            description=f"A {self.stage} tenant version awaits review: put it on the human review queue",
-            event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=["SageMaker Model Package State Change"],
-                detail={
-                    "ModelPackageGroupName": list(self.tenant_group_names),
-                    "ModelApprovalStatus": ["PendingManualApproval"],
-                },
-            ),
-        )
-        undelivered = self._event_dead_letters("ReviewRequestDeadLetters", rule_name)
-        self.review_rule.add_target(
-            targets.LambdaFunction(forwarder.function, dead_letter_queue=undelivered, retry_attempts=185)
+        self.review_rule = self._sagemaker_event_rule(
+            "ReviewRequest",
+            f"{environment.name}-tenant-review-requests",
+            f"A {self.stage} tenant version awaits review: put it on the human review queue",
+            "SageMaker Model Package State Change",
+            {
+                "ModelPackageGroupName": list(self.tenant_group_names),
+                "ModelApprovalStatus": ["PendingManualApproval"],
+            },
+            forwarder,
         )
         self.review_forwarder = forwarder

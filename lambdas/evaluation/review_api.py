@@ -141,13 +141,17 @@ class ReviewService:
         self.store.put_text(self.claim_key(handle), claim.model_dump_json(), "application/json")
         return {**body, "receipt_handle": handle}
 
-    def check_claim(self, submission: ReviewSubmission, reviewer: str) -> str:
-        """The claim's key when the submission answers exactly the message its handle was given for."""
-        key = self.claim_key(submission.receipt_handle)
+    def read_claim(self, receipt_handle: str) -> tuple[str, ReviewClaim]:
+        """The claim recorded when the handle was handed out, and its key; 400 when there is none."""
+        key = self.claim_key(receipt_handle)
         text = self.store.get_text(key)
         if text is None:
             raise BadRequestError("receipt_handle: unknown or expired; take the review again")
-        claim = ReviewClaim.model_validate_json(text)
+        return key, ReviewClaim.model_validate_json(text)
+
+    def check_claim(self, submission: ReviewSubmission, reviewer: str) -> str:
+        """The claim's key when the submission answers exactly the message its handle was given for."""
+        key, claim = self.read_claim(submission.receipt_handle)
         if claim.model_package_arn is not None:
             raise BadRequestError(
                 "receipt_handle: this review is a tenant model version; answer it with POST /tenant-models/decisions"
@@ -245,11 +249,7 @@ class TenantModelDecisions:
         return self._sagemaker
 
     def check_claim(self, decision: TenantDecision, reviewer: str) -> str:
-        key = self.reviews.claim_key(decision.receipt_handle)
-        text = self.reviews.store.get_text(key)
-        if text is None:
-            raise BadRequestError("receipt_handle: unknown or expired; take the review again")
-        claim = ReviewClaim.model_validate_json(text)
+        key, claim = self.reviews.read_claim(decision.receipt_handle)
         if claim.model_package_arn is None:
             raise BadRequestError(
                 "receipt_handle: this review is not a tenant model version; answer it with POST /reviews"

@@ -270,13 +270,8 @@ class LambdaContext:
     aws_request_id = "req-1"
 
 
-@pytest.mark.parametrize("body", ["not json", json.dumps({"detail-type": "Object Created"})])
-def test_handler_reports_bad_and_waiting_messages_for_a_retry_never_dropping_them(
-    sagemaker: Any, leases: RunLeases, monkeypatch: pytest.MonkeyPatch, body: str
-) -> None:
-    from fine_tuning_trigger import handler
-
-    client, _ = sagemaker  # nothing may start: the body is bad and both slots are taken
+def handler_environment(handler: Any, leases: RunLeases, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The functions' environment as the stack sets it (stacks/fine_tuning_stack.py, _cap_environment)."""
     for name, value in {
         "PIPELINE_NAME": PIPELINE.name,
         "BUSINESS_UNIT": "retail",
@@ -287,8 +282,18 @@ def test_handler_reports_bad_and_waiting_messages_for_a_retry_never_dropping_the
         "POWERTOOLS_TRACE_DISABLED": "1",
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(handler, "sagemaker_client", lambda: client)
     monkeypatch.setattr(handler, "dynamodb_client", lambda: boto3.client("dynamodb", region_name="eu-west-1"))
+
+
+@pytest.mark.parametrize("body", ["not json", json.dumps({"detail-type": "Object Created"})])
+def test_handler_reports_bad_and_waiting_messages_for_a_retry_never_dropping_them(
+    sagemaker: Any, leases: RunLeases, monkeypatch: pytest.MonkeyPatch, body: str
+) -> None:
+    from fine_tuning_trigger import handler
+
+    client, _ = sagemaker  # nothing may start: the body is bad and both slots are taken
+    handler_environment(handler, leases, monkeypatch)
+    monkeypatch.setattr(handler, "sagemaker_client", lambda: client)
     now = datetime.now(UTC)
     for token in ("running-1", "running-2"):
         leases.bind(leases.reserve(token, now=now), f"{EXECUTION}-{token}", now=now)
@@ -325,16 +330,7 @@ def test_release_handler_frees_the_slot_of_a_failed_run(
 ) -> None:
     from fine_tuning_trigger import handler
 
-    for name, value in {
-        "PIPELINE_NAME": PIPELINE.name,
-        "BUSINESS_UNIT": "retail",
-        "STAGE": "prod",
-        "MAX_CONCURRENT_RUNS": "2",
-        "MAX_RUNTIME_HOURS": "12",
-        "RUN_LEASES_TABLE": leases.table_name,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(handler, "dynamodb_client", lambda: boto3.client("dynamodb", region_name="eu-west-1"))
+    handler_environment(handler, leases, monkeypatch)
     now = datetime.now(UTC)
     leases.bind(leases.reserve("upload", now=now), EXECUTION, now=now)
     assert handler.release_handler(status_change(EXECUTION, "Failed"), LambdaContext()) == {"freed": 1}
