@@ -90,12 +90,12 @@ class CatalogDouble:
 def build() -> Any:
     from app_backend import handler
     from app_backend.service import AppService
-    from app_backend.settings import ApplicationSettings
+    from app_backend.settings import ApplicationSettings, EndUserCatalog
     from app_backend.store import AppStore
 
     service = AppService(
         # The use case must offer the prompt to end users (application.end_user_catalog), or /invoke is a 403.
-        settings=ApplicationSettings(end_user_catalog={"prompts": ["qa"]}),
+        settings=ApplicationSettings(end_user_catalog=EndUserCatalog(prompts=["qa"])),
         business_unit="retail",
         use_case="product-qa",
         guard=FilterDouble(),

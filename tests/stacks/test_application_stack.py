@@ -12,7 +12,7 @@ from stacks.application_stack import ROUTES, upload_request
 from stacks.blocks.lake_access import lake_bucket_name, lake_statements
 from stacks.settings import PlatformConfig, Stage, parse_config
 from tests.conftest import SynthesizedPlatform
-from tests.stacks.policy_eval import Request, as_list, decide, resolve, secure_context
+from tests.stacks.policy_eval import Request, decide, resolve, secure_context
 
 
 def resources(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:

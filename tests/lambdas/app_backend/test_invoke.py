@@ -126,6 +126,7 @@ def test_the_backend_benchmark_measures_answered_requests() -> None:
     """bench/app_backend_bench.py (docs/perf/app_backend.md) times 200 answers, not refusals (it once
     timed nothing: its use case offered no prompt, so every /invoke was a 403)."""
     from app_backend import handler
+
     from bench import app_backend_bench
 
     try:
