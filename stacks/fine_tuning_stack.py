@@ -23,6 +23,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_destinations as lambda_destinations
 from aws_cdk import aws_lambda_event_sources as lambda_event_sources
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
@@ -621,6 +622,14 @@ class FineTuningStack(EnvironmentStack):
         undelivered = self._event_dead_letters(f"{construct_id}DeadLetters", rule_name)
         rule.add_target(
             targets.LambdaFunction(function.function, dead_letter_queue=undelivered, retry_attempts=185)
+        )
+        # EventBridge invokes asynchronously: an event the function failed on (after Lambda's two retries)
+        # lands in the same dead letters instead of being dropped.
+        function.function.configure_async_invoke(
+            on_failure=lambda_destinations.SqsDestination(undelivered), retry_attempts=2
+        )
+        function.role.add_to_policy(
+            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
         )
         return rule
 

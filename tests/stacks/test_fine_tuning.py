@@ -278,6 +278,15 @@ def test_every_event_target_of_the_trigger_path_has_its_own_encrypted_dead_lette
         queue = resources[logical_id_of(target["DeadLetterConfig"]["Arn"])]["Properties"]
         assert queue["KmsMasterKeyId"], suffix
         assert target["RetryPolicy"]["MaximumRetryAttempts"] == 185
+    # A function's own failure on such an event (after Lambda's retries) lands in the rule's dead letters too.
+    invoke_configs = {
+        c["FunctionName"]["Ref"]: c["DestinationConfig"]["OnFailure"]["Destination"]
+        for c in of_type(prod, "AWS::Lambda::EventInvokeConfig")
+    }
+    for suffix in ("-fine-tuning-run-ended", "-tenant-review-requests"):
+        (target,) = rule_named(prod, suffix)["Targets"]
+        function = logical_id_of(target["Arn"])
+        assert invoke_configs[function] == target["DeadLetterConfig"]["Arn"], suffix
     # EventBridge may use the key for exactly these three rules' dead letters.
     (key,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::KMS::Key"]
     sources = [
