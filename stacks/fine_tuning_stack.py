@@ -23,7 +23,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda_destinations as lambda_destinations
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as lambda_event_sources
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
@@ -625,8 +625,19 @@ class FineTuningStack(EnvironmentStack):
         )
         # EventBridge invokes asynchronously: an event the function failed on (after Lambda's two retries)
         # lands in the same dead letters instead of being dropped.
-        function.function.configure_async_invoke(
-            on_failure=lambda_destinations.SqsDestination(undelivered), retry_attempts=2
+        # (L1: the L2 destination grants kms:GenerateDataKey* / ReEncrypt*; these are the exact actions.)
+        lambda_.CfnEventInvokeConfig(
+            self,
+            f"{construct_id}OnFailure",
+            function_name=function.function.function_name,
+            qualifier="$LATEST",
+            maximum_retry_attempts=2,
+            destination_config=lambda_.CfnEventInvokeConfig.DestinationConfigProperty(
+                on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(destination=undelivered.queue_arn)
+            ),
+        )
+        function.role.add_to_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[undelivered.queue_arn])
         )
         function.role.add_to_policy(
             iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
