@@ -96,3 +96,25 @@ def review_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from evaluation.review_api import app
 
     return app.resolve(event, context)
+
+
+@logger.inject_lambda_context
+def record_gate(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A business-unit gate run ended: its result on the model package version (evaluation.gate_record)."""
+    import json
+
+    import boto3
+
+    from evaluation.gate_record import record_gate as record
+
+    outcome = record(
+        event,
+        sfn=boto3.client("stepfunctions"),
+        sagemaker=boto3.client("sagemaker"),
+        kms=boto3.client("kms"),
+        key_id=os.environ["GATE_KEY_ARN"],
+        groups=frozenset(json.loads(os.environ["GATE_GROUPS"])),
+    )
+    log = logger.error if outcome.result == "failed" else logger.info
+    log("preprod gate run handled", extra={"outcome": outcome.__dict__})
+    return dict(outcome.__dict__)
