@@ -477,7 +477,7 @@ class EvaluationStack(EnvironmentStack):
             payload=sfn.TaskInput.from_object(run),
             result_path="$.summary",
         )
-        # A run with a per-run candidate (the business-unit gate) waits for its human review, where the
+        # A gate run with a per-run candidate (the business-unit gate) waits for its human review, where the
         # config asks for one: summarize again every 15 minutes until the review is drained or overdue.
         review_wait = sfn.Wait(
             self, "WaitForHumanReview", time=sfn.WaitTime.duration(Duration.minutes(REVIEW_POLL_MINUTES))
@@ -502,23 +502,23 @@ class EvaluationStack(EnvironmentStack):
             .when(sfn.Condition.boolean_equals("$.gate.passed", True), gate_passed)
             .otherwise(gate_failed)
         )
-        gate_requested = (
-            sfn.Choice(self, "GateRequested")
-            .when(sfn.Condition.boolean_equals("$.args.gate", True), gate.next(gate_decision))
-            .otherwise(done)
-        )
         awaiting_review = (
             sfn.Choice(self, "AwaitingHumanReview")
             .when(
-                sfn.Condition.and_(
-                    sfn.Condition.is_present("$.args.candidate"),
-                    sfn.Condition.boolean_equals("$.summary.review_open", True),
+                sfn.Condition.or_(
+                    sfn.Condition.is_not_present("$.args.candidate"),
+                    sfn.Condition.boolean_equals("$.summary.review_open", False),
                 ),
-                review_wait,
+                gate.next(gate_decision),
             )
-            .otherwise(gate_requested)
+            .otherwise(review_wait)
         )
-        definition = defaults.next(merge).next(prepare).next(score_map).next(summarize).next(awaiting_review)
+        gate_requested = (
+            sfn.Choice(self, "GateRequested")
+            .when(sfn.Condition.boolean_equals("$.args.gate", True), awaiting_review)
+            .otherwise(done)
+        )
+        definition = defaults.next(merge).next(prepare).next(score_map).next(summarize).next(gate_requested)
 
         log_group = encrypted_log_group(
             self,

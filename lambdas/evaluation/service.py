@@ -187,10 +187,14 @@ class Runtime:
             return self.settings.gate
         return self.settings.gate.model_copy(update={"model": candidate.name})
 
-    def models_for(self, outputs: S3Location | None, run_id: str | None = None) -> list[ModelClient]:
-        candidate = self.run_candidate(run_id) if run_id is not None else None
+    def run_models(self, run_id: str, outputs: S3Location | None) -> list[ModelClient]:
+        """What a batch of this run calls: the run's own candidate, else the configured or precomputed ones."""
+        candidate = self.run_candidate(run_id)
         if candidate is not None:
             return [build_model(candidate.as_model(), **self.clients)]
+        return self.models_for(outputs)
+
+    def models_for(self, outputs: S3Location | None) -> list[ModelClient]:
         if outputs is None:
             return build_candidates(self.settings, **self.clients)
         cache_key = f"{outputs.bucket}/{outputs.key}"
@@ -306,7 +310,7 @@ def score_batch(event: object, rt: Runtime) -> dict[str, Any]:
         label_set=inp.labels,
     )
     rows = run_batch(
-        records, rt.models_for(inp.outputs, inp.run_id), ctx, rt.store, workers=rt.settings.workers_per_batch
+        records, rt.run_models(inp.run_id, inp.outputs), ctx, rt.store, workers=rt.settings.workers_per_batch
     )
     return {"rows": len(rows), "errors": sum(1 for r in rows if r.error)}
 

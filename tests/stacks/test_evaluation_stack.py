@@ -224,7 +224,18 @@ def test_default_candidates_grant_no_model_access(default_platform: SynthesizedP
         if stack.stack_name.endswith("-evaluation") and "-retail-" in stack.stack_name:
             for policy in resources(template, "AWS::IAM::Policy").values():
                 statements = policy["Properties"]["PolicyDocument"]["Statement"]
-                assert not grants(statements, "bedrock") | grants(statements, "sagemaker"), stack.stack_name
+                # Preprod's business-unit gate calls the version its deployer served: exactly that endpoint.
+                served = [st for st in statements if st.get("Sid") == "InvokeServedCandidates"]
+                assert not served or "-preprod-" in stack.stack_name
+                assert {r for _, r in grants(served, "sagemaker")} <= {
+                    joined(f"arn:<partition>:sagemaker:eu-west-1:333333333332:{kind}")
+                    for kind in (
+                        "endpoint/exco-retail-preprod-serving",
+                        "inference-component/exco-retail-preprod-serving-*",
+                    )
+                }
+                others = [st for st in statements if st not in served]
+                assert not grants(others, "bedrock") | grants(others, "sagemaker"), stack.stack_name
 
 
 def test_lake_access_is_per_step_and_limited_to_the_business_unit_prefix(retail_dev: dict[str, Any]) -> None:
@@ -378,7 +389,18 @@ def test_score_batch_may_invoke_exactly_the_configured_models(with_candidates: d
         (
             "sagemaker:InvokeEndpoint",
             joined(f"arn:<partition>:sagemaker:eu-west-1:{account}:endpoint/retail-mme"),
-        )
+        ),
+        # The business-unit gate's per-run candidate: the version this stage's deployer served.
+        (
+            "sagemaker:InvokeEndpoint",
+            joined(f"arn:<partition>:sagemaker:eu-west-1:{account}:endpoint/exco-retail-preprod-serving"),
+        ),
+        (
+            "sagemaker:InvokeEndpoint",
+            joined(
+                f"arn:<partition>:sagemaker:eu-west-1:{account}:inference-component/exco-retail-preprod-serving-*"
+            ),
+        ),
     }
     for role in ("PrepareFunction", "SummarizeFunction", "GateFunction", "StateMachineRole"):
         statements = role_statements(with_candidates, role)
