@@ -245,21 +245,15 @@ class EvaluationStack(EnvironmentStack):
         }
         functions: dict[str, PlatformFunction] = {}
         for entry, (memory, timeout) in sizes.items():
-            functions[entry] = PlatformFunction(
-                self,
+            functions[entry] = self._function(
+                config,
+                retention,
                 "".join(part.title() for part in entry.split("_")) + "Function",
-                service="evaluation",
-                handler=f"handler.{entry}",
+                entry=entry,
                 description=f"Evaluation {entry} step of {environment.name}",
-                key=self.key,
-                log_retention_days=environment.settings.log_retention_days,
-                retention=retention,
-                powertools_layer_version=config.lambda_.powertools_layer_version,
                 environment={**common_env, **extra_env.get(entry, {})},
                 memory_size=memory,
                 timeout=timeout,
-                # The catalog's own renderer renders catalog prompts (evaluation.prompts).
-                extra_packages=("prompt_catalog",),
             )
         self._grant_steps(config, functions)
         # Human reviews complete by themselves: drained or past the deadline (service.complete_reviews).
@@ -271,6 +265,36 @@ class EvaluationStack(EnvironmentStack):
             targets=[targets.LambdaFunction(functions["complete_reviews"].function, retry_attempts=2)],
         )
         return functions
+
+    def _function(
+        self,
+        config: PlatformConfig,
+        retention: DataRetention,
+        construct_id: str,
+        *,
+        entry: str,
+        description: str,
+        environment: dict[str, str],
+        memory_size: int,
+        timeout: Duration,
+    ) -> PlatformFunction:
+        """One entry point of `evaluation.handler` as a function of this stack."""
+        return PlatformFunction(
+            self,
+            construct_id,
+            service="evaluation",
+            handler=f"handler.{entry}",
+            description=description,
+            key=self.key,
+            log_retention_days=self.environment_spec.settings.log_retention_days,
+            retention=retention,
+            powertools_layer_version=config.lambda_.powertools_layer_version,
+            environment=environment,
+            memory_size=memory_size,
+            timeout=timeout,
+            # evaluation.handler imports the engine, whose catalog prompts the catalog's own renderer renders.
+            extra_packages=("prompt_catalog",),
+        )
 
     def _grant_steps(self, config: PlatformConfig, functions: dict[str, PlatformFunction]) -> None:
         """Each step's role gets exactly what its step does (docs/evaluation-stack.md, "Permissions")."""
@@ -570,16 +594,12 @@ class EvaluationStack(EnvironmentStack):
         """GET /reviews/next, POST /reviews (lambdas/evaluation/review_api.py) for reviewers who are IAM
         principals of this account; SigV4 on every method, no Cognito (reviewers are staff, not end users)."""
         environment = self.environment_spec
-        function = PlatformFunction(
-            self,
+        function = self._function(
+            config,
+            retention,
             "ReviewApiFunction",
-            service="evaluation",
-            handler="handler.review_api",
+            entry="review_api",
             description=f"Human review API of {environment.name}",
-            key=self.key,
-            log_retention_days=environment.settings.log_retention_days,
-            retention=retention,
-            powertools_layer_version=config.lambda_.powertools_layer_version,
             environment={
                 "RESULTS_BUCKET": self.working_bucket.bucket_name,
                 "BUSINESS_UNIT": self.business_unit,
@@ -591,9 +611,6 @@ class EvaluationStack(EnvironmentStack):
             },
             memory_size=256,
             timeout=Duration.seconds(20),
-            extra_packages=(
-                "prompt_catalog",
-            ),  # evaluation.handler imports the engine, which renders with it
         )
         role = function.role
         role.add_to_principal_policy(
@@ -862,16 +879,12 @@ class EvaluationStack(EnvironmentStack):
             f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package"
         )
         versions = [f"{registry}/{group}/" for group in self.gate_use_cases]
-        recorder = PlatformFunction(
-            self,
+        recorder = self._function(
+            config,
+            retention,
             "GateRecorderFunction",
-            service="evaluation",
-            handler="handler.record_gate",
+            entry="record_gate",
             description=f"Writes {environment.name}'s business-unit gate results onto the model versions",
-            key=self.key,
-            log_retention_days=environment.settings.log_retention_days,
-            retention=retention,
-            powertools_layer_version=config.lambda_.powertools_layer_version,
             environment={
                 "GATE_KEY_ARN": key.key_arn,
                 "GATE_GROUPS": json.dumps(versions),
@@ -879,7 +892,6 @@ class EvaluationStack(EnvironmentStack):
             },
             memory_size=256,
             timeout=Duration.minutes(1),
-            extra_packages=("prompt_catalog",),
         )
         machine = state_machine_name(environment)
         gate_runs = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine}:{EXECUTION_PREFIX}*"

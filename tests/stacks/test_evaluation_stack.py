@@ -168,9 +168,21 @@ def test_gate_runs_only_when_asked_and_a_failed_gate_fails_the_execution(retail_
     assert states["MergeInput"]["Parameters"] == {"args.$": "States.JsonMerge($.defaults, $.input, false)"}
     assert states["Prepare"]["InputPath"] == "$.args"
     assert states["GateRequested"]["Choices"] == [
-        {"Variable": "$.args.gate", "BooleanEquals": True, "Next": "Gate"}
+        {"Variable": "$.args.gate", "BooleanEquals": True, "Next": "AwaitingHumanReview"}
     ]
     assert states["GateRequested"]["Default"] == "Done"
+    # A run with a per-run candidate waits for its open human review; every other gate run goes on at once.
+    assert states["AwaitingHumanReview"]["Choices"] == [
+        {
+            "Or": [
+                {"Variable": "$.args.candidate", "IsPresent": False},
+                {"Variable": "$.summary.review_open", "BooleanEquals": False},
+            ],
+            "Next": "Gate",
+        }
+    ]
+    assert states["AwaitingHumanReview"]["Default"] == "WaitForHumanReview"
+    assert states["WaitForHumanReview"] == {"Type": "Wait", "Seconds": 900, "Next": "Summarize"}
     assert states["GateDecision"]["Choices"] == [
         {"Variable": "$.gate.passed", "BooleanEquals": True, "Next": "GatePassed"}
     ]
@@ -224,7 +236,15 @@ def test_default_candidates_grant_no_model_access(default_platform: SynthesizedP
         if stack.stack_name.endswith("-evaluation") and "-retail-" in stack.stack_name:
             for policy in resources(template, "AWS::IAM::Policy").values():
                 statements = policy["Properties"]["PolicyDocument"]["Statement"]
-                # Preprod's business-unit gate calls the version its deployer served: exactly that endpoint.
+                # Preprod's business-unit gate calls the version its deployer served: exactly that endpoint;
+                # its recorder describes and updates the business unit's versions (no model invocation).
+                if "GateRecorder" in json.dumps(policy["Properties"]["Roles"]):
+                    assert not grants(statements, "bedrock")
+                    assert {a for a, _ in grants(statements, "sagemaker")} == {
+                        "sagemaker:DescribeModelPackage",
+                        "sagemaker:UpdateModelPackage",
+                    }
+                    continue
                 served = [st for st in statements if st.get("Sid") == "InvokeServedCandidates"]
                 assert not served or "-preprod-" in stack.stack_name
                 assert {r for _, r in grants(served, "sagemaker")} <= {
