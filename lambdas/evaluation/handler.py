@@ -10,6 +10,7 @@ catches; nothing is written for it.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from typing import Any
@@ -101,9 +102,7 @@ def review_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @logger.inject_lambda_context
 def record_gate(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """A business-unit gate run ended: its result on the model package version (evaluation.gate_record)."""
-    import json
-
-    import boto3
+    import boto3  # imported here, like the other entry points' clients: tests never build them
 
     from evaluation.gate_record import record_gate as record
 

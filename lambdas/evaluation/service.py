@@ -244,7 +244,6 @@ def prepare(event: object, rt: Runtime) -> dict[str, Any]:
     if ev.candidate is not None:
         run["candidate"] = ev.candidate.model_dump()
     rt.store.put_text(rt.key(ev.run_id, "run.json"), json.dumps(run), "application/json")
-    rt._candidates[ev.run_id] = ev.candidate
     return {
         "run_id": ev.run_id,
         "use_case": ev.use_case,

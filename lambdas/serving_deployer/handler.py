@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from serving_deployer.core import (
     DeploymentError,
     InferenceComponentTarget,
+    ModelPackage,
     MultiModelTarget,
     ServingTarget,
     handle_package,
@@ -95,7 +96,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 # ---- business-unit models: the preprod gate (serving_deployer.preprod_gate) -----------------------------
 
 
-def check_preprod_gate(described: dict[str, Any], package: Any) -> dict[str, Any] | None:
+def check_preprod_gate(described: dict[str, Any], package: ModelPackage) -> dict[str, Any] | None:
     """Prod (PREPROD_GATE_KEY_ARN set): an approved business-unit version that did not pass the preprod
     gate for this exact version and checksum is refused: nothing served, the refusal recorded and counted."""
     key_arn = os.environ.get("PREPROD_GATE_KEY_ARN")
@@ -115,7 +116,7 @@ def check_preprod_gate(described: dict[str, Any], package: Any) -> dict[str, Any
     }
 
 
-def start_preprod_gate(package: Any, route: dict[str, str]) -> None:
+def start_preprod_gate(package: ModelPackage, route: dict[str, str]) -> None:
     """Preprod (GATE_STATE_MACHINE_ARN set): a served business-unit version gets its evaluation run."""
     use_cases = json.loads(os.environ.get("GATE_USE_CASES", "{}"))
     machine = os.environ.get("GATE_STATE_MACHINE_ARN")

@@ -535,3 +535,14 @@ def test_complete_reviews_runs_every_15_minutes_and_may_only_close_runs(retail_d
     deletes = {r for a, r in grants(statements, "s3") if a == "s3:DeleteObject"}
     assert len(deletes) == 1 and next(iter(deletes)).endswith('/retail/evaluation_runs/_open_reviews/*"]]}')
     assert grants(statements, "sqs") == set()
+
+
+def test_a_gate_run_may_wait_for_its_human_review_until_the_deadline() -> None:
+    from stacks.evaluation_stack import state_machine_timeout_hours
+
+    assert state_machine_timeout_hours(EvaluationSettings()) == 24
+    assert state_machine_timeout_hours(EvaluationSettings(human_review={"enabled": True})) == 73
+    assert (
+        state_machine_timeout_hours(EvaluationSettings(human_review={"enabled": True, "deadline_hours": 2}))
+        == 24
+    )

@@ -65,3 +65,20 @@ def test_execution_names_fit_step_functions_and_keep_long_groups_apart():
     names = {execution_name(longest, 9_999_999_999), execution_name(longest[:-1] + "h", 9_999_999_999)}
     assert len(names) == 2
     assert all(len(n) <= 80 and n.startswith(EXECUTION_PREFIX) for n in names)
+
+
+def test_a_refusal_is_one_emf_data_point_per_business_unit_and_group(capsys, monkeypatch):
+    from serving_deployer.preprod_gate import REFUSAL_METRIC, emit_refusal
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "LLMOpsPlatform")
+    emit_refusal("retail", "exco-retail-product-qa")
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "_aws" in x]
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "LLMOpsPlatform"
+    assert directive["Metrics"] == [{"Name": REFUSAL_METRIC, "Unit": "Count"}]
+    assert set(directive["Dimensions"][0]) >= {"BusinessUnit", "ModelPackageGroup"}
+    assert (line["BusinessUnit"], line["ModelPackageGroup"], line[REFUSAL_METRIC]) == (
+        "retail",
+        "exco-retail-product-qa",
+        [1.0],
+    )
