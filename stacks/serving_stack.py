@@ -38,6 +38,7 @@ from stacks.blocks.evaluation_gate import (
 )
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import EnvironmentStack
+from stacks.blocks.prompt_catalog_access import PARTITION
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.sagemaker_access import grant_sagemaker_runtime, grant_vpc_network_interfaces
 from stacks.blocks.storage import SecureBucket
@@ -568,15 +569,15 @@ class ServingStack(EnvironmentStack):
         bu = environment.business_unit
         use_cases = business_unit_gate_use_cases(environment)
         if use_cases:
-            machine = (
-                f"arn:{self.partition}:states:{self.region}:{self.account}:stateMachine:"
-                f"{state_machine_name(environment)}"
-            )
-            deployer.function.add_environment("GATE_STATE_MACHINE_ARN", machine)
+            machine = f"states:{self.region}:{self.account}:stateMachine:{state_machine_name(environment)}"
+            # A plain string in the environment (every region the config accepts is in partition `aws`).
+            deployer.function.add_environment("GATE_STATE_MACHINE_ARN", f"arn:{PARTITION}:{machine}")
             deployer.function.add_environment("GATE_USE_CASES", json.dumps(use_cases))
             deployer.role.add_to_policy(
                 iam.PolicyStatement(
-                    sid="StartGateRuns", actions=["states:StartExecution"], resources=[machine]
+                    sid="StartGateRuns",
+                    actions=["states:StartExecution"],
+                    resources=[f"arn:{self.partition}:{machine}"],
                 )
             )
         preprod = config.environment(bu, Stage.PREPROD)
@@ -584,8 +585,7 @@ class ServingStack(EnvironmentStack):
             alias = preprod_gate_key_alias(environment.org_prefix, bu.name)
             # Called by its alias ARN (key ids are generated in preprod); IAM matches the key by that alias.
             deployer.function.add_environment(
-                "PREPROD_GATE_KEY_ARN",
-                f"arn:{self.partition}:kms:{preprod.region}:{preprod.account}:{alias}",
+                "PREPROD_GATE_KEY_ARN", f"arn:{PARTITION}:kms:{preprod.region}:{preprod.account}:{alias}"
             )
             keys = f"arn:{self.partition}:kms:{preprod.region}:{preprod.account}:key/*"
             deployer.role.add_to_policy(
