@@ -59,7 +59,21 @@ def subnet_parameter(index: int) -> str:
     return f"isolated-subnet-{index}-id"
 
 
-class PlatformNetwork(Construct):
+class _IsolatedVpc:
+    """`vpc` and `isolated_subnets` of both network kinds: the subnets are the VPC's isolated ones."""
+
+    _vpc: ec2.IVpc
+
+    @property
+    def vpc(self) -> ec2.IVpc:
+        return self._vpc
+
+    @property
+    def isolated_subnets(self) -> ec2.SubnetSelection:
+        return ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+
+
+class PlatformNetwork(Construct, _IsolatedVpc):
     """A VPC this stack owns: an environment's in multi-account mode, the shared one in sandbox mode."""
 
     def __init__(
@@ -121,14 +135,6 @@ class PlatformNetwork(Construct):
         for name, service in BASELINE_INTERFACE_ENDPOINTS.items():
             self.add_interface_endpoint(name, service)
 
-    @property
-    def vpc(self) -> ec2.IVpc:
-        return self._vpc
-
-    @property
-    def isolated_subnets(self) -> ec2.SubnetSelection:
-        return ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
-
     def publish(self, prefix: str) -> list[ssm.StringParameter]:
         """Write the VPC's id and its isolated subnets' ids to SSM, for `SharedVpc` readers."""
         values = {"vpc-id": self._vpc.vpc_id}
@@ -163,7 +169,7 @@ class PlatformNetwork(Construct):
         return self.interface_endpoints[name]
 
 
-class SharedVpc(Construct):
+class SharedVpc(Construct, _IsolatedVpc):
     """An environment's handle on the sandbox VPC the shared stage owns (sandbox mode).
 
     The ids are CloudFormation parameters of type `AWS::SSM::Parameter::Value<String>`, resolved when the
@@ -200,14 +206,6 @@ class SharedVpc(Construct):
             availability_zones=Stack.of(self).availability_zones[: settings.max_azs],
             isolated_subnet_ids=[parameter(subnet_parameter(i)) for i in range(settings.max_azs)],
         )
-
-    @property
-    def vpc(self) -> ec2.IVpc:
-        return self._vpc
-
-    @property
-    def isolated_subnets(self) -> ec2.SubnetSelection:
-        return ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
 
     def add_interface_endpoint(
         self, name: str, service: ec2.IInterfaceVpcEndpointService

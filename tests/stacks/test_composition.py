@@ -60,6 +60,7 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
         "exsb-tooling",
         "exsb-data-lake",
         "exsb-prompt-catalog",
+        "exsb-network",  # the one VPC every sandbox environment shares
         *(f"exsb-{stage}-pipeline" for stage in ("dev", "preprod", "prod")),
         *(
             f"exsb-{bu}-{stage}-{stack}"
