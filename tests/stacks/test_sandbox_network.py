@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stacks.blocks.network import shared_vpc_parameter, subnet_parameter
 from stacks.settings import ConfigError, PlatformConfig, Stage, parse_config
@@ -239,3 +241,24 @@ def test_a_bad_sandbox_network_is_one_line_naming_the_field(
     with pytest.raises(ConfigError) as excinfo:
         parse_config(raw)
     assert any(line.startswith(f"{field}:") for line in excinfo.value.problems), excinfo.value.problems
+
+
+@given(
+    cidr=st.one_of(
+        st.text(max_size=24),
+        st.from_regex(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}/\d{1,2}", fullmatch=True),
+    ),
+    max_azs=st.one_of(st.integers(min_value=-2, max_value=6), st.text(max_size=3)),
+)
+def test_any_sandbox_network_is_accepted_whole_or_refused_naming_its_field(cidr: str, max_azs: Any) -> None:
+    raw = copy.deepcopy(SANDBOX_RAW)
+    raw["deployment"]["sandbox_network"] = {"vpc_cidr": cidr, "max_azs": max_azs}
+    try:
+        config = parse_config(raw)
+    except ConfigError as error:
+        assert error.problems
+        assert all(line.startswith("deployment.sandbox_network.") for line in error.problems), error.problems
+        return
+    assert {(e.settings.vpc_cidr, e.settings.max_azs) for e in config.environments()} == {
+        (cidr, int(max_azs))
+    }
