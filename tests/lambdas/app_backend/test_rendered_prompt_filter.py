@@ -68,7 +68,8 @@ OFFERED = {"prompts": ["greet", "reply", "forward", "charge", "call", "shout-upp
 @pytest.fixture
 def split(aws_env: None) -> Iterator[Backend]:
     with mock_aws():
-        built = build_backend(ApplicationSettings(end_user_catalog=OFFERED, tenant_limits=ROOMY))
+        app = {"end_user_catalog": OFFERED, "tenant_limits": ROOMY}
+        built = build_backend(ApplicationSettings.model_validate(app))
         built.service.catalog = SplitCatalog()
         settings = GuardrailSettings()
         engine = GuardrailEngine(settings, layers={"local_rules": LocalRulesLayer()}, metrics=False)
