@@ -392,11 +392,12 @@ def _deny_pattern(source: str) -> DenyPattern:
 
 def deny_pattern_spans(text: str, deny: DenyPattern) -> Iterator[tuple[int, int]]:
     """The non-empty matches of `deny.pattern.finditer(text)`. With a locator: every position where the
-    pattern matches is one where the locator (the pattern without its leading zero-width `\b`) matches,
+    pattern matches is one where the locator (the pattern without its leading zero-width `\\b`) matches,
     so the locator's matches, in order, are the only places to try the pattern."""
     pos = 0
     if deny.locator is not None:
-        while (candidate := deny.locator.search(text, pos)) is not None:
+        # (`search` reads a position past the end as the end: stop there.)
+        while pos <= len(text) and (candidate := deny.locator.search(text, pos)) is not None:
             match = deny.pattern.match(text, candidate.start())
             if match is None:
                 pos = candidate.start() + 1
