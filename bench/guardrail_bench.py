@@ -129,7 +129,7 @@ def worker_linearity(runs: int) -> dict[str, Any]:
             request = CheckRequest("input", (ContentItem(text_of(kib, unit)),), "retail", "m", "bench")
             layer.check(request, settings)
             samples = []
-            for _ in range(max(5, runs // (4 if kib == 4 else 40))):
+            for _ in range(max(11, runs // (4 if kib == 4 else 16))):
                 start = time.perf_counter()
                 layer.check(request, settings)
                 samples.append((time.perf_counter() - start) * 1000)

@@ -76,3 +76,17 @@ def test_adversarial_runs_are_scanned_like_the_plain_patterns():
         shape = shape_of(text)
         assert spans(_DIGIT_RUN.finditer(shape)) == spans(DIGIT_RUN.finditer(text))
         assert spans(_IBAN.finditer(shape)) == spans(IBAN.finditer(text))
+
+
+def test_card_and_phone_numbers_in_arabic_indic_digits_are_found_and_redacted_in_the_original():
+    from guardrail.layers.local_rules import LocalRulesLayer
+    from guardrail.model import CheckRequest, ContentItem
+    from guardrail.settings import DirectionSettings
+
+    arabic = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+    card, phone = "4111 1111 1111 1111".translate(arabic), "+1 415 555 2671".translate(arabic)
+    text = f"card {card}, call {phone}"
+    request = CheckRequest("input", (ContentItem(text),), "retail", "m", "r-1")
+    findings = LocalRulesLayer().check(request, DirectionSettings()).findings
+    found = {f.type: text[f.span.start : f.span.end] for f in findings if f.span is not None}
+    assert found == {"CREDIT_DEBIT_NUMBER": card, "PHONE": phone}
