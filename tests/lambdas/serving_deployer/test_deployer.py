@@ -529,6 +529,30 @@ def test_serving_target_follows_the_settings(monkeypatch: pytest.MonkeyPatch) ->
     assert json.loads(settings.test_payload)["inputs"] == "ping"
 
 
+def test_inference_components_package_adapters_for_the_configured_lora_limits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = ServingSettings.model_validate(
+        {"lmi": {"max_lora_rank": 64, "lora_target_modules": ["q_proj"]}}
+    )
+    for name, value in {
+        "SERVING_SETTINGS": settings.model_dump_json(),
+        "ENDPOINT_NAME": ENDPOINT,
+        "MODEL_BUCKET": "models",
+        "MODEL_PREFIX": "adapters/",
+        "VARIANT_NAME": "AllTraffic",
+        "BASE_COMPONENT_NAME": f"{ENDPOINT}-base",
+    }.items():
+        monkeypatch.setenv(name, value)
+    handler.serving_target.cache_clear()
+    try:
+        target = handler.serving_target()
+        assert isinstance(target, InferenceComponentTarget)
+        assert (target.lmi.max_lora_rank, target.lmi.lora_target_modules) == (64, ("q_proj",))
+    finally:
+        handler.serving_target.cache_clear()
+
+
 def test_a_pending_version_serves_only_where_its_group_is_tested_before_approval(
     aws: Any, runtime: Any
 ) -> None:
