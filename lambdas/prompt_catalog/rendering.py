@@ -86,7 +86,14 @@ _REMEMBERED_LENGTH = 256
 _SCALARS = {str, int, float, bool, type(None)}
 # Parse-tree nodes whose body may run many times per render (or is buffered instead of streamed): the text
 # they write is charged to the memory budget.
-_REPEATED_BODIES = (nodes.For, nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.AssignBlock, nodes.Block)
+_REPEATED_BODIES = (
+    nodes.For,
+    nodes.Macro,
+    nodes.CallBlock,
+    nodes.FilterBlock,
+    nodes.AssignBlock,
+    nodes.Block,
+)
 
 
 class RenderLimitError(UnprocessableError):
@@ -288,9 +295,9 @@ def _check_multiplication(budget: _Budget, left: Any, right: Any) -> None:
             budget.size(len(seq) * times)
             if not isinstance(seq, str):  # a list repeats references: its items count again each time
                 budget.value_size(budget.footprint(seq) * times)
-    if isinstance(left, int) and isinstance(right, int) and not isinstance(left | right, bool):
-        if left.bit_length() + right.bit_length() > _MAX_INT_BITS:
-            raise RenderLimitError("template", f"{budget.name}: '*' result too large")
+    both_ints = isinstance(left, int) and isinstance(right, int)
+    if both_ints and left.bit_length() + right.bit_length() > _MAX_INT_BITS:
+        raise RenderLimitError("template", f"{budget.name}: '*' result too large")
 
 
 class _BoundedEnvironment(ImmutableSandboxedEnvironment):
@@ -516,7 +523,9 @@ class _WithBudget(NodeTransformer):
             self.repeated -= repeats
         if isinstance(node, nodes.For):
             node.iter = _filtered(node.iter, _LOOP_FILTER)
-        elif isinstance(node, nodes.List | nodes.Tuple | nodes.Dict) and getattr(node, "ctx", "load") == "load":
+        elif (
+            isinstance(node, nodes.List | nodes.Tuple | nodes.Dict) and getattr(node, "ctx", "load") == "load"
+        ):
             return _filtered(node, _VALUE_FILTER)
         elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Slice):
             return _filtered(node, _VALUE_FILTER)  # jinja compiles `x[a:b]` without the getitem hook

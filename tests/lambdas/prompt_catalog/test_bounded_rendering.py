@@ -74,7 +74,9 @@ RED_TEAM = {
         "{% set s = 'x' * 1000000 %}{% filter upper %}{% for i in range(9999) %}{{ s }}{% endfor %}"
         "{% endfilter %}"
     ),
-    "tuple literal of big strings": "{% set s = 'x' * 1000000 %}{{ (" + ", ".join(["s"] * 400) + ")|string }}",
+    "tuple literal of big strings": "{% set s = 'x' * 1000000 %}{{ ("
+    + ", ".join(["s"] * 400)
+    + ")|string }}",
     "list literal of slices": "{% set s = 'x' * 1000000 %}{{ [" + ", ".join(["s[1:]"] * 300) + "]|length }}",
     "tojson indent of a billion": "{{ [1, 2, 3]|tojson(1000000000) }}",
     "~ of a long list's text": "{% set l = range(100000)|list %}{{ l ~ l ~ l ~ l ~ l ~ l ~ l ~ l }}",
@@ -223,8 +225,10 @@ def _templates() -> st.SearchStrategy[str]:
             inner.map(lambda b: "{% macro m() %}" + b + "{{ m() }}{% endmacro %}{{ m() }}"),
             inner.map(lambda b: "{% set s %}" + b + "{% endset %}{{ s ~ s }}"),
             _expressions().map(
-                lambda e: "{% set ns = namespace(x=" + e + ") %}{% for i in range(50) %}"
-                "{% set ns.x = ns.x ~ ns.x %}{% set ns.x = ns.x * 2 %}{% endfor %}{{ ns.x }}"
+                lambda e: (
+                    "{% set ns = namespace(x=" + e + ") %}{% for i in range(50) %}"
+                    "{% set ns.x = ns.x ~ ns.x %}{% set ns.x = ns.x * 2 %}{% endfor %}{{ ns.x }}"
+                )
             ),
             st.tuples(inner, inner).map("".join),
         ),
