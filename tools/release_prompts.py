@@ -43,7 +43,7 @@ RELEASE_ROLE_ARN = re.compile(
 SESSION_NAME = re.compile(r"[^A-Za-z0-9+=,.@_\-]")
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
-Version = Annotated[int, Field(ge=1)]
+Version = Annotated[int, Field(ge=1, strict=True)]
 
 
 class UnitRelease(BaseModel):
@@ -88,7 +88,8 @@ def load_manifest(path: Path) -> ReleaseManifest:
         raise ReleaseError(f"{path}: cannot read the release manifest: {error.strerror}") from None
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        # Escaped: a key may hold any character, and the message stays one line.
+        where = ".".join(str(p) for p in first["loc"]).encode("unicode_escape").decode() or "(top level)"
         raise ReleaseError(f"{path}: {where}: {first['msg']}") from None
 
 
@@ -151,7 +152,7 @@ def required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def run(env: Mapping[str, str], *, boto3_session: Any = None) -> Iterator[str]:
+def run(env: Mapping[str, str], *, boto3_session: Any = None, transport: Any = None) -> Iterator[str]:
     business_unit = required(env, "BUSINESS_UNIT")
     role_arn = check_release_role_arn(required(env, "RELEASE_ROLE_ARN"), "RELEASE_ROLE_ARN")
     region = required(env, "AWS_REGION")
@@ -170,15 +171,17 @@ def run(env: Mapping[str, str], *, boto3_session: Any = None) -> Iterator[str]:
     credentials = assume_release_role(
         boto3_session.client("sts", region_name=region), role_arn, f"pipeline-{commit}"
     )
-    client = PromptClient(url, region=region, business_unit=business_unit, credentials=credentials)
+    client = PromptClient(
+        url, region=region, business_unit=business_unit, credentials=credentials, transport=transport
+    )
     yield from move_aliases(client, moves)
 
 
-def main(env: Mapping[str, str] | None = None, *, boto3_session: Any = None) -> int:
+def main(env: Mapping[str, str] | None = None, *, boto3_session: Any = None, transport: Any = None) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        for line in run(os.environ if env is None else env, boto3_session=boto3_session):
+        for line in run(os.environ if env is None else env, boto3_session=boto3_session, transport=transport):
             print(line)
     except ReleaseError as error:
         print(f"release failed: {error}", file=sys.stderr)
