@@ -301,7 +301,9 @@ class PipelineStack(PlatformStack):
         """After a prod environment: move its prod prompt aliases (stacks/blocks/prompt_release_step.py)."""
         if deployment.environment is None or not has_prompt_release(self.stage, deployment.environment):
             return []
-        caller, step = prompt_release_step(self, self.config, deployment.environment, self.source)
+        caller, step = prompt_release_step(
+            self, self.config, deployment.environment, self.source, deployment_id=deployment.stage.node.id
+        )
         self.release_callers.append(caller)
         return [step]
 

@@ -9,7 +9,7 @@ alias log records every move with that session. Configured by environment variab
 pipeline): BUSINESS_UNIT, RELEASE_ROLE_ARN, CATALOG_STACK, AWS_REGION, RELEASE_MANIFEST (default
 config/prompt_releases.json) and CodeBuild's CODEBUILD_RESOLVED_SOURCE_VERSION.
 
-    python tools/release_prompts.py
+    python -m tools.release_prompts
 
 Exit codes: 0 released (or nothing listed), 1 the catalog or AWS failed, 2 bad input (manifest, variables,
 or a move the catalog refuses), each with a one-line message.
@@ -17,6 +17,7 @@ or a move the catalog refuses), each with a one-line message.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -193,4 +194,8 @@ def main(env: Mapping[str, str] | None = None, *, boto3_session: Any = None, tra
 
 
 if __name__ == "__main__":
+    # --help answers with the docstring; the step is configured by environment variables only
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     raise SystemExit(main())

@@ -503,7 +503,7 @@ def _parse(template: str) -> TemplateAst:
         raise BadRequestError("template", f"syntax error on line {exc.lineno}: {exc.message}") from None
 
 
-def _filtered(node: nodes.Expr, name: str) -> nodes.Filter:
+def _filtered(node: nodes.Node, name: str) -> nodes.Filter:
     return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
 
 

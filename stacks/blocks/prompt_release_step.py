@@ -21,7 +21,7 @@ from stacks.blocks.prompt_catalog_access import (
 )
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 
-RELEASE_SCRIPT = "tools/release_prompts.py"
+RELEASE_MODULE = "tools.release_prompts"
 RELEASE_MANIFEST = "config/prompt_releases.json"
 STEP_TIMEOUT = Duration.minutes(15)
 
@@ -48,13 +48,16 @@ def prompt_release_step(
     config: PlatformConfig,
     environment: EnvironmentSpec,
     source: pipelines.IFileSetProducer,
+    *,
+    deployment_id: str,
 ) -> tuple[iam.Role, pipelines.CodeBuildStep]:
-    """The step and its role (returned so the pipeline can acknowledge the grants CDK Pipelines adds)."""
+    """The step and its role (returned so the pipeline can acknowledge the grants CDK Pipelines adds);
+    `deployment_id` (the deployed stage's construct id) keeps the role's construct id unique."""
     bu = environment.business_unit.name
     release_role = prompt_release_role_arn(environment)
     caller = iam.Role(
         scope,
-        f"PromptReleaseCaller-{bu}",
+        f"PromptReleaseCaller-{deployment_id}",
         role_name=prompt_release_caller_role_name(environment),
         assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
         description=f"Moves the prod prompt aliases of {bu} from the prod pipeline",
@@ -74,7 +77,7 @@ def prompt_release_step(
         input=source,
         role=caller,
         install_commands=["python -m pip install --quiet $(grep -E '^(boto3|pydantic)==' requirements.txt)"],
-        commands=[f"python {RELEASE_SCRIPT}"],
+        commands=[f"python -m {RELEASE_MODULE}"],
         env={
             "BUSINESS_UNIT": bu,
             "RELEASE_ROLE_ARN": release_role,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from stacks.blocks.prompt_catalog_access import prompt_release_caller_role_name, prompt_release_role_name
-from stacks.blocks.prompt_release_step import RELEASE_MANIFEST, RELEASE_SCRIPT
+from stacks.blocks.prompt_release_step import RELEASE_MANIFEST, RELEASE_MODULE
 from tests.conftest import SynthesizedPlatform
 from tests.stacks.policy_eval import Request, as_list, decide, resolve, wildcard_match
 from tests.stacks.policy_helpers import resources_of_type
@@ -60,7 +60,7 @@ def test_the_prod_wave_releases_each_units_prompts_after_its_deployment(
     releases = {
         env_of(p)["BUSINESS_UNIT"]: p
         for p in projects.values()
-        if RELEASE_SCRIPT in p["Properties"]["Source"]["BuildSpec"]
+        if RELEASE_MODULE in p["Properties"]["Source"]["BuildSpec"]
     }
     assert set(releases) == {bu.name for bu in config.business_units}
     catalog_stack = default_platform.template(DEFAULT_STACK)  # the name the step reads the URL from exists
@@ -155,7 +155,7 @@ def test_only_prod_pipelines_release_and_other_stages_keep_their_account_trust(
     for stage in ("dev", "preprod"):
         template = default_platform.template(f"exco-{stage}-pipeline")
         projects = resources_of_type(template, "AWS::CodeBuild::Project").values()
-        assert not [p for p in projects if RELEASE_SCRIPT in p["Properties"]["Source"]["BuildSpec"]]
+        assert not [p for p in projects if RELEASE_MODULE in p["Properties"]["Source"]["BuildSpec"]]
         assert not [
             r
             for r in resources_of_type(template, "AWS::IAM::Role").values()
