@@ -118,6 +118,11 @@ def grant_prompt_catalog_invoke(
     )
 
 
+def catalog_stack_name(config: PlatformConfig) -> str:
+    """The prompt catalog stack (tooling account, home region); the prod release step reads its ApiUrl."""
+    return f"{config.organization.prefix}-prompt-catalog"
+
+
 def prompt_release_role_name(environment: EnvironmentSpec) -> str:
     """The one role of a business unit stage that moves the stage's alias in the catalog."""
     return f"{environment.name}-prompt-release"

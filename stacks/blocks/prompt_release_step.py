@@ -16,6 +16,7 @@ from constructs import Construct
 from stacks.blocks.nag import acknowledge
 from stacks.blocks.prompt_catalog_access import (
     PARTITION,
+    catalog_stack_name,
     prompt_release_caller_role_name,
     prompt_release_role_arn,
 )
@@ -29,11 +30,6 @@ STEP_TIMEOUT = Duration.minutes(15)
 def has_prompt_release(stage: Stage | None, environment: EnvironmentSpec | None) -> bool:
     """Only a business unit's prod deployment releases prompts (dev and preprod move their own aliases)."""
     return stage is Stage.PROD and environment is not None
-
-
-def catalog_stack_name(config: PlatformConfig) -> str:
-    # = PromptCatalogStack's stack_name (tests compare the two).
-    return f"{config.organization.prefix}-prompt-catalog"
 
 
 def catalog_stack_arn(config: PlatformConfig) -> str:
