@@ -23,6 +23,7 @@ from prompt_catalog.rendering import (
     check_template,
     render,
 )
+from prompt_catalog.settings import PromptCatalogSettings
 
 from tests.lambdas.prompt_catalog.conftest import prompt_body
 
@@ -121,6 +122,14 @@ def test_the_memory_budget_refuses_what_the_output_budget_would_allow():
     with pytest.raises(RenderLimitError, match="built more than 8000000 bytes of values"):
         render(template, [], {}, limits=limits, name="prompt big@1")
     assert render(template, [], {}, limits=RenderLimits(max_memory_bytes=32_000_000)) == "done"
+
+
+def test_the_memory_budget_comes_from_the_settings():
+    limits = PromptCatalogSettings(max_render_memory_bytes=2_000_000).render_limits()
+    assert (limits.max_memory_bytes, limits.max_value_bytes) == (2_000_000, 500_000)
+    with pytest.raises(RenderLimitError, match="more than 500000 bytes of memory"):
+        render("{{ (['ab' * 1000] * 300)|length }}", [], {}, limits=limits, name="prompt small@1")
+    assert render("{{ (['ab' * 1000] * 200)|length }}", [], {}, limits=limits) == "200"
 
 
 @pytest.mark.parametrize("template", RED_TEAM.values(), ids=RED_TEAM.keys())
