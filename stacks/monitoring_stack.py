@@ -25,6 +25,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+from serving_deployer.preprod_gate import REFUSAL_METRIC
 
 from common import quality_metrics as qm
 from stacks.baseline_stack import BaselineStack
@@ -289,6 +290,7 @@ class MonitoringStack(EnvironmentStack):
                 self.add_api(node)
         if isinstance(stack, ServingStack):
             self.add_endpoint(stack)
+            self.add_gate_refusals(stack)
         if isinstance(stack, ModelUsageStack):
             self.add_model_usage(stack)
         if isinstance(stack, FineTuningStack):  # uploads, events and run ends that could not be handled
@@ -463,6 +465,33 @@ class MonitoringStack(EnvironmentStack):
             gpu_memory,
             limits.gpu_memory_percent,
         )
+
+    def add_gate_refusals(self, serving: ServingStack) -> None:
+        """Prod refused an approved business-unit version that has no passing preprod gate record.
+
+        One alarm per gated group: the deployer's metric (lambdas/serving_deployer/preprod_gate.py) carries the
+        business unit, the group and Powertools' service dimension, and an alarm must name all three.
+        """
+        for group in serving.gate_checked_groups:
+            refusals = cloudwatch.Metric(
+                namespace=qm.NAMESPACE,
+                metric_name=REFUSAL_METRIC,
+                dimensions_map={
+                    "BusinessUnit": self.environment_spec.business_unit.name,
+                    "ModelPackageGroup": group,
+                    "service": "serving_deployer",
+                },
+                statistic="Sum",
+                period=FIVE_MINUTES,
+            )
+            self.add_alarm(
+                f"PreprodGateRefusals{group.removeprefix(self.environment_spec.org_prefix + '-')}",
+                f"an approved version of {group} was refused: it did not pass the preprod gate",
+                refusals,
+                1,
+                GT,
+                periods=1,
+            )
 
     # ---- foundation-model quality signals (emitted by the services, see common.quality_metrics) -------
 

@@ -210,6 +210,8 @@ class ServingStack(EnvironmentStack):
             self._base_component(settings, image)
         self.scalable_target = self._autoscaling(settings)
         self.records = self._records_table(baseline)
+        # Central groups whose approved versions prod serves only after preprod's gate passed (prod only).
+        self.gate_checked_groups: list[str] = []
         self.deployer = self._deployer(config, environment, baseline, settings, fine_tuning)
         acknowledge_cdk_managed_providers(self)
 
@@ -582,6 +584,8 @@ class ServingStack(EnvironmentStack):
             )
         preprod = config.environment(bu, Stage.PREPROD)
         if environment.stage is Stage.PROD and business_unit_gate_use_cases(preprod):
+            # The monitoring stack alarms when an approval of one of these groups is refused.
+            self.gate_checked_groups = sorted(business_unit_gate_use_cases(preprod))
             alias = preprod_gate_key_alias(environment.org_prefix, bu.name)
             # Called by its alias ARN (key ids are generated in preprod); IAM matches the key by that alias.
             deployer.function.add_environment(

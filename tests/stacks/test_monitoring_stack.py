@@ -198,3 +198,46 @@ def test_quality_signals_use_the_emitted_metric_contract(default_platform: Synth
     )
     assert "100 * findings_pii_input / calls_pii_input" in text
     assert '"LLMOpsPlatform"' in text
+
+
+def test_prod_alarms_on_each_refused_approval_with_the_metric_the_deployer_emits(
+    default_platform: SynthesizedPlatform, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deployer's EMF line and the alarm name the same namespace, metric and all three dimensions."""
+    from serving_deployer.preprod_gate import emit_refusal
+
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "serving_deployer")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "LLMOpsPlatform")
+    emit_refusal("retail", "exco-retail-product-qa")
+    emitted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (declared,) = emitted["_aws"]["CloudWatchMetrics"]
+    emitted_dimensions = {name: emitted[name] for name in declared["Dimensions"][0]}
+
+    def refusal_alarms(stack_name: str) -> list[dict[str, Any]]:
+        template = default_platform.template(stack_name)
+        return [
+            a
+            for a in resources(template, "AWS::CloudWatch::Alarm").values()
+            if a.get("MetricName") == declared["Metrics"][0]["Name"]
+        ]
+
+    prod = refusal_alarms("exco-retail-prod-monitoring")
+    matching = [
+        a
+        for a in prod
+        if a["Namespace"] == declared["Namespace"]
+        and {d["Name"]: d["Value"] for d in a["Dimensions"]} == emitted_dimensions
+    ]
+    assert len(matching) == 1, prod
+    (alarm,) = matching
+    assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["AlarmActions"], "the alarm must notify the stage's topic"
+    # One alarm per gated group of retail; none where no gate is checked (preprod, dev, finance: no BU models).
+    config = default_platform.config
+    assert len(prod) == len(config.business_unit("retail").use_cases)
+    for stack_name in (
+        "exco-retail-preprod-monitoring",
+        "exco-retail-dev-monitoring",
+        "exco-finance-prod-monitoring",
+    ):
+        assert refusal_alarms(stack_name) == [], stack_name
