@@ -18,6 +18,9 @@ from app_backend.settings import Uploads
 from common.lake_layout import tenant_prefix
 
 S3Factory = Callable[[dict[str, str]], Any]
+# STS's shortest session. A presigned POST stops working when the credentials that signed it expire, so
+# the session lasts at least as long as the URL (`uploads.url_expiry_seconds`, at most the role's 1 hour).
+MIN_SESSION_SECONDS = 900
 
 
 def uploads_prefix(business_unit: str, stage: str, tenant_id: str) -> str:
@@ -59,7 +62,7 @@ class TenantUploads:
         answer = self._sts.assume_role(
             RoleArn=self.role_arn,
             RoleSessionName=f"upload-{uuid.uuid4().hex[:16]}",
-            DurationSeconds=900,
+            DurationSeconds=max(MIN_SESSION_SECONDS, self.settings.url_expiry_seconds),
             Tags=[{"Key": "TenantId", "Value": tenant_id}],
         )
         return self._s3_factory(answer["Credentials"])

@@ -12,16 +12,9 @@ Synth reads them (pipeline definition, parameter defaults, trigger settings), so
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    model_serializer,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from serving_deployer.settings import InstanceType, StageName
 
 PromotionPolicy = Literal["automatic", "reviewed"]
@@ -127,17 +120,6 @@ class FineTuningSettings(BaseModel):
     )
     # Business-unit models always wait for the preprod gate and a manual approval.
     approval_status: Literal["PendingManualApproval"] = "PendingManualApproval"
-
-    @model_serializer(mode="wrap")
-    def _keep_explicit_null(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """`business_unit_models_stage: null` means "no business-unit models", unlike its absence (dev).
-
-        `exclude_none` would drop the null and the dump would load back as dev; keep it explicit.
-        """
-        data: dict[str, Any] = handler(self)
-        if self.business_unit_models_stage is None:
-            data["business_unit_models_stage"] = None
-        return data
 
     @model_validator(mode="after")
     def _check(self) -> FineTuningSettings:

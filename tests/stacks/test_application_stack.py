@@ -251,6 +251,28 @@ def test_stage_has_access_logs_tracing_throttling_and_no_keyless_usage_plan(
     assert variables["LAKE_STAGE"] == "prod"  # also the catalog alias the backend serves
 
 
+def test_outputs_only_the_api_url_and_invokes_only_the_environments_endpoints(
+    default_platform: SynthesizedPlatform,
+) -> None:
+    """docs/application.md: the API URL is the only stack output (the front end reads the user pool and
+    client ids from the stack's resources); endpoints: `<org>-<bu>-<stage>-*` only, and the table's TTL."""
+    template = default_platform.template("exco-retail-prod-application")
+    outputs = [name for name in template.get("Outputs", {}) if not name.startswith("ExportsOutput")]
+    assert len(outputs) == 1 and outputs[0].startswith("ApiEndpoint")
+    invoke = [
+        statement
+        for statement in backend_statements(template)
+        if "sagemaker:InvokeEndpoint" in as_list(statement["Action"])
+    ]
+    resources_invoked = {r for statement in invoke for r in as_list(resolve(statement["Resource"], template))}
+    account = default_platform.config.environment(
+        default_platform.config.business_unit("retail"), Stage.PROD
+    ).account
+    assert resources_invoked == {f"arn:aws:sagemaker:eu-west-1:{account}:endpoint/exco-retail-prod-*"}
+    [table] = resources(template, "AWS::DynamoDB::Table")
+    assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
 def test_backend_ships_the_guardrail_and_catalog_packages_it_imports() -> None:
     from stacks.blocks.python_function import asset_excludes
 

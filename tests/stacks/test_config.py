@@ -49,7 +49,9 @@ def test_sandbox_config_puts_every_role_in_one_account() -> None:
 
 def test_valid_config_round_trips(raw: dict[str, Any]) -> None:
     config = parse_config(raw)
-    dumped = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # Explicit nulls are meaningful (`business_unit_models_stage: null` = no business-unit models), so the
+    # dump keeps them: dropping them would load back the defaults instead.
+    dumped = config.model_dump(mode="json", by_alias=True)
     assert parse_config(dumped) == config
 
 

@@ -148,6 +148,14 @@ def test_every_lambda_task_retries_throttling_with_backoff_and_never_retries_cli
         assert not {"States.ALL", "InvalidEventError", "DatasetRejectedError"} & set(retry["ErrorEquals"])
         assert (retry["BackoffRate"], retry["JitterStrategy"]) == (2, "FULL")
         assert retry["MaxAttempts"] > 1
+        # The figures docs/evaluation-stack.md gives: these four errors, 6 retries from 2 s, at most 2 min.
+        assert set(retry["ErrorEquals"]) == {
+            "Lambda.TooManyRequestsException",
+            "Lambda.ServiceException",
+            "Lambda.AWSLambdaException",
+            "Lambda.SdkClientException",
+        }, name
+        assert (retry["MaxAttempts"], retry["IntervalSeconds"], retry["MaxDelaySeconds"]) == (6, 2, 120)
     for name in ("Prepare", "Summarize", "Gate"):
         assert found[name]["Catch"] == [
             {

@@ -120,3 +120,18 @@ def test_a_tenant_id_in_the_body_is_refused_not_used(backend: Backend) -> None:
     )
     assert status == 400
     assert body["field"] == "body.tenant_id"
+
+
+def test_the_backend_benchmark_measures_answered_requests() -> None:
+    """bench/app_backend_bench.py (docs/perf/app_backend.md) times 200 answers, not refusals (it once
+    timed nothing: its use case offered no prompt, so every /invoke was a 403)."""
+    from app_backend import handler
+
+    from bench import app_backend_bench
+
+    try:
+        answer = app_backend_bench.build().app.resolve(app_backend_bench.event(), None)
+    finally:
+        handler.use_service(None)
+    assert answer["statusCode"] == 200, answer["body"]
+    assert json.loads(answer["body"])["request_id"]

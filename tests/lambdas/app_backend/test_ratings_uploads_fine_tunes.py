@@ -117,6 +117,41 @@ def test_presigned_post_is_limited_to_the_tenants_prefix_size_and_type(backend: 
     assert call["Tags"] == [{"Key": "TenantId", "Value": "tenant-a"}]
 
 
+@pytest.mark.parametrize(("url_expiry", "session"), [(60, 900), (300, 900), (900, 900), (3600, 3600)])
+def test_the_signing_session_outlives_the_presigned_url(url_expiry: int, session: int) -> None:
+    """A presigned POST dies with the credentials that signed it: the tenant session lasts at least
+    `uploads.url_expiry_seconds` (docs/application.md, `uploads`), never less than STS's 900 s."""
+    from app_backend.settings import Uploads
+    from app_backend.uploads import TenantUploads
+
+    class Sts:
+        def __init__(self) -> None:
+            self.calls: list[dict[str, Any]] = []
+
+        def assume_role(self, **kwargs: Any) -> dict[str, Any]:
+            self.calls.append(kwargs)
+            return {"Credentials": {}}
+
+    class S3:
+        def generate_presigned_post(self, **kwargs: Any) -> dict[str, Any]:
+            return {"url": "https://raw", "fields": {}, "expires": kwargs["ExpiresIn"]}
+
+    sts = Sts()
+    uploads = TenantUploads(
+        bucket=RAW,
+        business_unit=BU,
+        stage=STAGE,
+        role_arn="arn:aws:iam::123456789012:role/upload",
+        settings=Uploads(url_expiry_seconds=url_expiry),
+        sts=sts,
+        s3_factory=lambda _credentials: S3(),
+    )
+    answer = uploads.presigned_post("tenant-a", "train.jsonl", "application/jsonl")
+    assert answer["expires_in"] == url_expiry
+    [call] = sts.calls
+    assert call["DurationSeconds"] == session >= url_expiry
+
+
 def test_upload_content_type_outside_the_allowed_list_is_refused(backend: Backend) -> None:
     status, body = backend.call(
         "POST", "/uploads", {"file_name": "x.exe", "content_type": "application/x-msdownload"}

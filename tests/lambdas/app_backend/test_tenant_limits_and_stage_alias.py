@@ -129,6 +129,20 @@ def test_uploads_are_limited_per_tenant(limited) -> None:
     assert backend.call("POST", "/uploads", UPLOAD, sub="tenant-b")[0] == 201
 
 
+def test_malformed_and_unoffered_requests_use_no_quota_but_a_refused_content_type_does(limited) -> None:
+    """docs/application.md, "Per-tenant limits": body validation and the end_user_catalog check come before
+    the counters; POST /uploads counts before it checks the content type."""
+    backend, _, _ = limited
+    assert backend.call("POST", "/invoke", {"prompt": "greet", "tenant_id": "x"})[0] == 400
+    assert backend.call("POST", "/invoke", {"prompt": "not-offered"})[0] == 403
+    assert backend.call("POST", "/uploads", {"file_name": "../up", "content_type": "text/csv"})[0] == 400
+    assert backend.quota_items() == []
+    refused = {"file_name": "x.exe", "content_type": "application/x-msdownload"}
+    assert backend.call("POST", "/uploads", refused)[0] == 422
+    used = {str(item["sk"]).rsplit("#", 1)[0]: int(item["used"]) for item in backend.quota_items()}
+    assert used == {"QUOTA#uploads#minute": 1, "QUOTA#uploads#day": 1}
+
+
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     sequence=st.lists(

@@ -42,6 +42,16 @@ def test_unlabeled_record_is_judged_and_priced():
     assert row.human_review is True  # below the threshold
 
 
+def test_human_review_is_off_by_default_so_low_scores_flag_nothing():
+    """README, "Evaluation engine": rows reach the review queue only with human_review.enabled."""
+    row = score_record(
+        EvaluationRecord(id="s1", input="Tell a story"),
+        ScriptedModel("fm", ["Once..."]),
+        context(ScriptedModel("judge", [verdict(1)])),
+    )
+    assert row.judge_score == 1.0 and row.human_review is False
+
+
 def test_unparseable_judge_becomes_an_error_on_that_record_only():
     judge = ScriptedModel("judge", ["not json"])
     data = [
