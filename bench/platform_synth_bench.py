@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -35,6 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from resource import RUSAGE_CHILDREN, getrusage
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +90,7 @@ class Series:
 
 
 def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    usage = getrusage(RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 

@@ -125,6 +125,10 @@ def test_the_report_step_does_not_start_the_cdk() -> None:
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'aws_cdk', 'cdk_nag', 'constructs', 'jsii'}))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
     )
     assert result.stdout.strip() == "[]"
