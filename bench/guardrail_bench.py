@@ -3,14 +3,17 @@ orchestration overhead of a verdict.
 
 Run from the repository root:
 
-    .venv/bin/python bench/guardrail_bench.py                      # this tree
-    .venv/bin/python bench/guardrail_bench.py --compare e63b465    # and a baseline revision, same run
+    .venv/bin/python bench/guardrail_bench.py                                        # this tree
+    .venv/bin/python bench/guardrail_bench.py --compare e63b465 --compare 29b0ecb    # and baselines, same run
 
-With `--compare REV`, `lambdas/guardrail` of REV is extracted to a temporary folder and both versions run in
-separate worker processes, alternating round by round, so a shared machine's load hits both alike; the
-report gives each version's medians over the rounds and their ratio. Services are fakes that sleep a fixed
-time and return canned answers, so only our code is measured. Quality covers the local rules layer only:
-Comprehend and the Bedrock guardrail need an AWS account (`--live` calls them with the default credentials).
+With `--compare REV` (repeatable), `lambdas/guardrail` of REV is extracted to a temporary folder and every
+version runs in separate worker processes, alternating round by round, so a shared machine's load hits all
+alike; the report gives each version's medians over the rounds and their ratios, and, because the p99 of a
+shared machine is mostly its load, each version's figures from the quietest round (lowest load average).
+The linearity check times this tree on adversarial texts (long runs built to make a backtracking pattern
+retry) at 4 and 64 KB. Services are fakes that sleep a fixed time and return canned answers, so only our
+code is measured. Quality covers the local rules layer only: Comprehend and the Bedrock guardrail need an
+AWS account.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ PROSE = (
     "slightly after the support team introduced weekly check-ins. "
 )
 LATENCY_S = {"toxicity": 0.060, "pii": 0.045, "bedrock": 0.080}
-SIZES_KB = (1, 4, 16)
+SIZES_KB = (1, 4, 16, 64)
 
 
 def text_of(kib: int, unit: str = SENTENCE) -> str:
@@ -57,6 +60,19 @@ INPUTS = {
     "sentence": lambda kib: text_of(kib),  # PII-dense: an e-mail and a card every 95 bytes
     "prose": lambda kib: text_of(kib, PROSE),  # ordinary business text, nothing to find
     "blob": blob_of,
+}
+
+
+# Texts built to make a backtracking pattern retry: long runs that almost match (no "@" after a long local
+# part, digit runs with separators, capitals and digits like an IBAN, anchor words without an attack,
+# secret-key words without a key, a deny pattern's prefix without its digits).
+ADVERSARIAL = {
+    "local part, no @": "a.b-c_d%e+f" * 8,
+    "digits and separators": "1 2-3.4/5(6)7 ",
+    "IBAN-like": "DE00 AAAA 0000 AAAA 0000 AAAA 0000 AAAA ",
+    "anchor words": "ignore the previous rules and all instructions now before ",
+    "secret words": "secret access key = ",
+    "deny prefix": "ORD-12345 ORD-",
 }
 
 
@@ -88,13 +104,36 @@ def worker_latency(runs: int) -> dict[str, Any]:
             items = (ContentItem("You are a helpful assistant.", trusted=True), ContentItem(make(kib)))
             request = CheckRequest("input", items, "retail", "anthropic.claude-3:0", "bench-1")
             layer.check(request, settings)  # warm caches (compiled patterns, phone metadata)
-            count = runs if label != "blob" or kib < 16 else max(10, runs // 10)
+            # Fewer runs for the large texts (the versions before issue 16 take up to a second there).
+            count = runs if kib <= 4 else max(20, runs // (kib // 4))
             samples = []
             for _ in range(count):
                 start = time.perf_counter()
                 layer.check(request, settings)
                 samples.append((time.perf_counter() - start) * 1000)
             results[f"{label} {kib} KB"] = percentiles(samples)
+    return results
+
+
+def worker_linearity(runs: int) -> dict[str, Any]:
+    """p50 (ms) of one check of each adversarial text at 4 and 64 KB."""
+    from guardrail.layers.local_rules import LocalRulesLayer
+    from guardrail.model import CheckRequest, ContentItem
+    from guardrail.settings import DirectionSettings, LocalRules
+
+    layer = LocalRulesLayer()
+    settings = DirectionSettings(local_rules=LocalRules(deny_patterns=(r"\bORD-\d{6}\b",)))
+    results: dict[str, Any] = {}
+    for label, unit in ADVERSARIAL.items():
+        for kib in (4, 64):
+            request = CheckRequest("input", (ContentItem(text_of(kib, unit)),), "retail", "m", "bench")
+            layer.check(request, settings)
+            samples = []
+            for _ in range(max(11, runs // (4 if kib == 4 else 16))):
+                start = time.perf_counter()
+                layer.check(request, settings)
+                samples.append((time.perf_counter() - start) * 1000)
+            results[f"{label} {kib} KB"] = statistics.median(samples)
     return results
 
 
@@ -169,54 +208,84 @@ def extract_revision(revision: str, into: Path) -> Path:
 
 
 def run_worker(lambdas: Path, task: str, runs: int) -> dict[str, Any]:
+    """One worker process; its result, and the 1-minute load average when it started, under "load"."""
     # The baseline folder holds only lambdas/guardrail; lambdas/common comes from this tree.
     path = os.pathsep.join([str(lambdas), str(REPO / "lambdas")])
+    load = os.getloadavg()[0]
     out = subprocess.run(
         [sys.executable, __file__, "--worker", task, "--lambdas", path, "--runs", str(runs)],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     result: dict[str, Any] = json.loads(out)
+    result["load"] = load
     return result
 
 
-def compare(revision: str | None, rounds: int, runs: int) -> None:
-    versions = {"after (this tree)": REPO / "lambdas"}
+AFTER = "after (this tree)"
+
+
+def compare(revisions: list[str], rounds: int, runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        if revision:
-            versions = {f"before ({revision})": extract_revision(revision, Path(tmp)), **versions}
+        before = {f"before ({rev})": extract_revision(rev, Path(tmp) / rev) for rev in revisions}
+        versions = {**before, AFTER: REPO / "lambdas"}
         per_version: dict[str, list[dict[str, Any]]] = {name: [] for name in versions}
         for _ in range(rounds):
-            for name, lambdas in versions.items():  # alternate: both see the same load
+            for name, lambdas in versions.items():  # alternate: all see the same load
                 per_version[name].append(run_worker(lambdas, "latency", runs))
-        print(
-            f"local rules layer, one check; median over {rounds} rounds of {runs} runs each (p50 / p99 ms):"
-        )
-        header = f"  {'input':16s}" + "".join(f"{name:>32s}" for name in versions)
-        print(header + ("    ratio p50 / p99" if revision else ""))
-        medians: dict[str, dict[str, tuple[float, float]]] = {}
-        for name, results in per_version.items():
-            medians[name] = {
+        medians = {
+            name: {
                 key: (
                     statistics.median(r[key][0] for r in results),
                     statistics.median(r[key][1] for r in results),
                 )
                 for key in results[0]
+                if key != "load"
             }
-        for key in medians[next(iter(versions))]:
-            cells = "".join(f"{m[key][0]:>20.3f} / {m[key][1]:>9.3f}" for m in medians.values())
-            ratio = ""
-            if revision:
-                before, after = medians[f"before ({revision})"][key], medians["after (this tree)"][key]
-                ratio = f"    {before[0] / after[0]:.2f}x / {before[1] / after[1]:.2f}x"
-            print(f"  {key:16s}{cells}{ratio}")
-        this_tree = medians["after (this tree)"]
+            for name, results in per_version.items()
+        }
+        loads = [round(r["load"], 1) for r in per_version[AFTER]]
+        print(f"local rules layer, one check; median over {rounds} rounds of {runs} runs each (p50 / p99 ms); "
+              f"load average at the start of each round of this tree: {loads}")  # fmt: skip
+        print_table(medians, list(before))
+        # The quietest round of each version: the p99 that the machine's load leaves measurable.
+        quietest = {name: min(results, key=lambda r: r["load"]) for name, results in per_version.items()}
+        print("quietest round of each version (load average at its start): " + ", ".join(
+            f"{name} {r['load']:.1f}" for name, r in quietest.items()))  # fmt: skip
+        print_table(
+            {name: {k: (v[0], v[1]) for k, v in r.items() if k != "load"} for name, r in quietest.items()},
+            list(before),
+        )
+        this_tree = medians[AFTER]
         for label in INPUTS:
-            growth = this_tree[f"{label} 16 KB"][0] / this_tree[f"{label} 1 KB"][0]
-            print(f"  {label}: 16 KB / 1 KB p50 = {growth:.1f}x for 16x the text (linear: about 16x)")
+            steps = ", ".join(
+                f"{kib} KB {this_tree[f'{label} {kib} KB'][0] / this_tree[f'{label} 1 KB'][0]:.1f}x"
+                for kib in SIZES_KB[1:]
+            )
+            print(f"  {label}: p50 against 1 KB: {steps} (linear: the size ratio)")
+        linearity = run_worker(REPO / "lambdas", "linearity", runs)
+        print(f"adversarial texts, this tree, p50 ms (load average {linearity.pop('load'):.1f}):")
+        for label in ADVERSARIAL:
+            small, large = linearity[f"{label} 4 KB"], linearity[f"{label} 64 KB"]
+            print(
+                f"  {label:24s} 4 KB {small:8.3f}   64 KB {large:8.3f}   {large / small:5.1f}x for 16x the text"
+            )
         quality = {
             name: quality_table(run_worker(path, "quality", 1)["found"]) for name, path in versions.items()
         }
         print_quality(quality)
+
+
+def print_table(figures: dict[str, dict[str, tuple[float, float]]], before: list[str]) -> None:
+    header = f"  {'input':16s}" + "".join(f"{name:>30s}" for name in figures)
+    print(header + "".join(f"   {name.removeprefix('before ')}/after p50 p99" for name in before))
+    after = figures[AFTER]
+    for key in after:
+        cells = "".join(f"{m[key][0]:>18.3f} / {m[key][1]:>9.3f}" for m in figures.values())
+        ratios = "".join(
+            f"   {figures[name][key][0] / after[key][0]:>9.2f}x {figures[name][key][1] / after[key][1]:>6.2f}x"
+            for name in before
+        )
+        print(f"  {key:16s}{cells}{ratios}")
 
 
 class SlowComprehend:
@@ -279,17 +348,22 @@ def bench_orchestration(runs: int = 60) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--compare", metavar="REV", help="also measure lambdas/guardrail of this git revision"
+        "--compare",
+        metavar="REV",
+        action="append",
+        default=[],
+        help="also measure lambdas/guardrail of this git revision (repeatable)",
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--worker", choices=["latency", "quality"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["latency", "quality", "linearity"], help=argparse.SUPPRESS)
     parser.add_argument("--lambdas", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         for folder in reversed(args.lambdas.split(os.pathsep)):
             _worker_imports(folder)
-        result = worker_latency(args.runs) if args.worker == "latency" else worker_quality()
+        workers = {"latency": worker_latency, "linearity": worker_linearity}
+        result = workers[args.worker](args.runs) if args.worker in workers else worker_quality()
         print(json.dumps(result))
         return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")

@@ -21,8 +21,8 @@ from stacks.stages import (
 class Platform:
     shared: SharedStage
     business_unit_stages: dict[tuple[str, Stage], BusinessUnitStage] = field(default_factory=dict)
-    # CI/CD (tooling account): "shared" -> the shared stage's pipeline; "dev" | "preprod" | "prod" -> the
-    # pipeline of that stage's branch, deploying every business unit's environment of the stage in waves
+    # CI/CD (tooling account): "dev" | "preprod" | "prod" -> the pipeline of that stage's branch, deploying
+    # every business unit's environment of the stage in waves; prod's first wave is the shared stage
     pipelines: dict[str, PipelineStack] = field(default_factory=dict)
 
 
@@ -40,19 +40,13 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
             f"{environment.business_unit.name}-{environment.stage.value}",
             config=config,
             environment=environment,
+            shared_network=platform.shared.networks.get(environment.region),
         )
 
-    # ---- CI/CD pipelines (tooling account): one per branch, plus the shared stage's ----
+    # ---- CI/CD pipelines (tooling account): one per branch, so a push synthesizes once ----
+    # The shared stage rides on the main branch's pipeline as its first wave, behind its own approval: a
+    # second pipeline on main would synthesize the same commit twice (docs/cicd.md, "Synths per push").
     branches = config.source.branches
-    platform.pipelines["shared"] = PipelineStack(
-        scope,
-        pipeline_stack_name(config, "shared"),
-        config=config,
-        name="shared",
-        branch=branches.prod,
-        deployments=[Deployment(platform.shared, None)],
-        stage=None,
-    )
     for stage in STAGES:
         platform.pipelines[stage.value] = PipelineStack(
             scope,
@@ -66,6 +60,7 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
                 if of_stage is stage
             ],
             stage=stage,
+            shared=Deployment(platform.shared, None) if stage is Stage.PROD else None,
         )
     # The pipelines are shared by every business unit: they carry the shared cost allocation tags.
     for pipeline in platform.pipelines.values():

@@ -10,6 +10,7 @@ ends with output `{"passed": true, ...}`. In preprod, the CI/CD pipeline starts 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
@@ -25,8 +27,15 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct, IConstruct
 
 from common.lake_layout import LakeScope, Zone, stage_prefix
+from common.preprod_gate import EXECUTION_PREFIX
 from stacks.baseline_stack import BaselineStack
-from stacks.blocks.evaluation_gate import gate_caller_role_name, gate_role_name, state_machine_name
+from stacks.blocks.evaluation_gate import (
+    business_unit_gate_use_cases,
+    gate_caller_role_name,
+    gate_role_name,
+    preprod_gate_key_alias,
+    state_machine_name,
+)
 from stacks.blocks.inference_profiles import evaluation_models
 from stacks.blocks.lake_access import (
     LakeAccess,
@@ -64,6 +73,8 @@ LAMBDA_TRANSIENT_ERRORS = [
 # Client mistakes raised by the handlers (evaluation.service): retrying cannot help.
 CLIENT_ERRORS = ["InvalidEventError", "DatasetRejectedError"]
 GATE_FAILED_ERROR = "EvaluationGateFailed"
+REVIEW_POLL_MINUTES = 15
+EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
 # One JSON line per review request: who (the reviewer's ARN), what, and how it went.
 REVIEW_ACCESS_LOG_FORMAT = apigw.AccessLogFormat.json_with_standard_fields(
     caller=True,
@@ -102,6 +113,13 @@ def acknowledge_wildcards(construct: IConstruct, resources: Iterable[str], reaso
     stack = Stack.of(construct)
     for resource in sorted({nag_resource(stack, r) for r in resources}):
         acknowledge(construct, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
+
+
+def state_machine_timeout_hours(settings: EvaluationSettings) -> int:
+    """A day, or longer where a gate run waits for a human review with a longer deadline."""
+    if not settings.human_review.enabled:
+        return 24
+    return max(24, math.ceil(settings.human_review.deadline_hours) + 1)
 
 
 def tolerated_failure_percentage(settings: EvaluationSettings) -> float:
@@ -145,6 +163,11 @@ class EvaluationStack(EnvironmentStack):
         self.review_api = self._review_api(config, retention)
         self.state_machine = self._state_machine(functions, retention)
         self.gate_role = self._gate_role(config) if environment.stage is Stage.PREPROD else None
+        # Preprod evaluates the business unit's own new model versions (served by its deployer) as their gate.
+        self.gate_use_cases = business_unit_gate_use_cases(environment)
+        self.gate_recorder = (
+            self._business_unit_gate(config, functions, retention) if self.gate_use_cases else None
+        )
 
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
         CfnOutput(self, "WorkingBucketName", value=self.working_bucket.bucket_name)
@@ -222,21 +245,15 @@ class EvaluationStack(EnvironmentStack):
         }
         functions: dict[str, PlatformFunction] = {}
         for entry, (memory, timeout) in sizes.items():
-            functions[entry] = PlatformFunction(
-                self,
+            functions[entry] = self._function(
+                config,
+                retention,
                 "".join(part.title() for part in entry.split("_")) + "Function",
-                service="evaluation",
-                handler=f"handler.{entry}",
+                entry=entry,
                 description=f"Evaluation {entry} step of {environment.name}",
-                key=self.key,
-                log_retention_days=environment.settings.log_retention_days,
-                retention=retention,
-                powertools_layer_version=config.lambda_.powertools_layer_version,
                 environment={**common_env, **extra_env.get(entry, {})},
                 memory_size=memory,
                 timeout=timeout,
-                # The catalog's own renderer renders catalog prompts (evaluation.prompts).
-                extra_packages=("prompt_catalog",),
             )
         self._grant_steps(config, functions)
         # Human reviews complete by themselves: drained or past the deadline (service.complete_reviews).
@@ -248,6 +265,36 @@ class EvaluationStack(EnvironmentStack):
             targets=[targets.LambdaFunction(functions["complete_reviews"].function, retry_attempts=2)],
         )
         return functions
+
+    def _function(
+        self,
+        config: PlatformConfig,
+        retention: DataRetention,
+        construct_id: str,
+        *,
+        entry: str,
+        description: str,
+        environment: dict[str, str],
+        memory_size: int,
+        timeout: Duration,
+    ) -> PlatformFunction:
+        """One entry point of `evaluation.handler` as a function of this stack."""
+        return PlatformFunction(
+            self,
+            construct_id,
+            service="evaluation",
+            handler=f"handler.{entry}",
+            description=description,
+            key=self.key,
+            log_retention_days=self.environment_spec.settings.log_retention_days,
+            retention=retention,
+            powertools_layer_version=config.lambda_.powertools_layer_version,
+            environment=environment,
+            memory_size=memory_size,
+            timeout=timeout,
+            # evaluation.handler imports the engine, whose catalog prompts the catalog's own renderer renders.
+            extra_packages=("prompt_catalog",),
+        )
 
     def _grant_steps(self, config: PlatformConfig, functions: dict[str, PlatformFunction]) -> None:
         """Each step's role gets exactly what its step does (docs/evaluation-stack.md, "Permissions")."""
@@ -454,6 +501,12 @@ class EvaluationStack(EnvironmentStack):
             payload=sfn.TaskInput.from_object(run),
             result_path="$.summary",
         )
+        # A gate run with a per-run candidate (the business-unit gate) waits for its human review, where the
+        # config asks for one: summarize again every 15 minutes until the review is drained or overdue.
+        review_wait = sfn.Wait(
+            self, "WaitForHumanReview", time=sfn.WaitTime.duration(Duration.minutes(REVIEW_POLL_MINUTES))
+        )
+        review_wait.next(summarize)
         gate = self._invoke(
             "Gate", functions["gate"], payload=sfn.TaskInput.from_object(run), result_path="$.gate"
         )
@@ -473,9 +526,20 @@ class EvaluationStack(EnvironmentStack):
             .when(sfn.Condition.boolean_equals("$.gate.passed", True), gate_passed)
             .otherwise(gate_failed)
         )
+        awaiting_review = (
+            sfn.Choice(self, "AwaitingHumanReview")
+            .when(
+                sfn.Condition.or_(
+                    sfn.Condition.is_not_present("$.args.candidate"),
+                    sfn.Condition.boolean_equals("$.summary.review_open", False),
+                ),
+                gate.next(gate_decision),
+            )
+            .otherwise(review_wait)
+        )
         gate_requested = (
             sfn.Choice(self, "GateRequested")
-            .when(sfn.Condition.boolean_equals("$.args.gate", True), gate.next(gate_decision))
+            .when(sfn.Condition.boolean_equals("$.args.gate", True), awaiting_review)
             .otherwise(done)
         )
         definition = defaults.next(merge).next(prepare).next(score_map).next(summarize).next(gate_requested)
@@ -492,7 +556,7 @@ class EvaluationStack(EnvironmentStack):
             "StateMachine",
             state_machine_name=state_machine_name(self.environment_spec),
             definition_body=sfn.DefinitionBody.from_chainable(definition),
-            timeout=Duration.hours(24),
+            timeout=Duration.hours(state_machine_timeout_hours(self.settings)),
             tracing_enabled=True,
             # Records and model outputs stay in S3; execution data in logs would copy prompts there too.
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
@@ -530,16 +594,12 @@ class EvaluationStack(EnvironmentStack):
         """GET /reviews/next, POST /reviews (lambdas/evaluation/review_api.py) for reviewers who are IAM
         principals of this account; SigV4 on every method, no Cognito (reviewers are staff, not end users)."""
         environment = self.environment_spec
-        function = PlatformFunction(
-            self,
+        function = self._function(
+            config,
+            retention,
             "ReviewApiFunction",
-            service="evaluation",
-            handler="handler.review_api",
+            entry="review_api",
             description=f"Human review API of {environment.name}",
-            key=self.key,
-            log_retention_days=environment.settings.log_retention_days,
-            retention=retention,
-            powertools_layer_version=config.lambda_.powertools_layer_version,
             environment={
                 "RESULTS_BUCKET": self.working_bucket.bucket_name,
                 "BUSINESS_UNIT": self.business_unit,
@@ -551,9 +611,6 @@ class EvaluationStack(EnvironmentStack):
             },
             memory_size=256,
             timeout=Duration.seconds(20),
-            extra_packages=(
-                "prompt_catalog",
-            ),  # evaluation.handler imports the engine, which renders with it
         )
         role = function.role
         role.add_to_principal_policy(
@@ -773,3 +830,111 @@ class EvaluationStack(EnvironmentStack):
         )
         CfnOutput(self, "GateRoleArn", value=role.role_arn)
         return role
+
+    # ---- business-unit model gate --------------------------------------------------------------------
+
+    def _business_unit_gate(
+        self, config: PlatformConfig, functions: dict[str, PlatformFunction], retention: DataRetention
+    ) -> PlatformFunction:
+        """The served version is the run's candidate; the recorder signs the result onto the version."""
+        environment = self.environment_spec
+        bu = environment.business_unit
+        serving = f"{environment.name}-serving"  # stacks.serving_stack.endpoint_name
+        # score_batch calls the served version: this stage's serving endpoint and its adapter components.
+        served = [
+            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:endpoint/{serving}",
+            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:inference-component/{serving}-*",
+        ]
+        functions["score_batch"].role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="InvokeServedCandidates", actions=["sagemaker:InvokeEndpoint"], resources=served
+            )
+        )
+        acknowledge_wildcards(
+            functions["score_batch"].role,
+            served[1:],
+            "Adapter components are created per served model version, named after this stage's endpoint",
+        )
+        key = kms.Key(
+            self,
+            "GateRecordKey",
+            description=f"Signs {bu.name}'s preprod gate results on its model versions (prod verifies them)",
+            key_spec=kms.KeySpec.HMAC_256,
+            key_usage=kms.KeyUsage.GENERATE_VERIFY_MAC,
+            alias=preprod_gate_key_alias(environment.org_prefix, bu.name),
+            removal_policy=retention.removal_policy,
+        )
+        prod = config.environment(bu, Stage.PROD).account
+        # Prod may only verify; no other account (dev registers versions) may sign or verify.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="ProdVerifiesGateRecords",
+                principals=[iam.AccountPrincipal(prod)],
+                actions=["kms:VerifyMac"],
+                resources=["*"],
+                conditions={"StringEquals": {"kms:MacAlgorithm": "HMAC_SHA_256"}},
+            )
+        )
+        registry = (
+            f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package"
+        )
+        versions = [f"{registry}/{group}/" for group in self.gate_use_cases]
+        recorder = self._function(
+            config,
+            retention,
+            "GateRecorderFunction",
+            entry="record_gate",
+            description=f"Writes {environment.name}'s business-unit gate results onto the model versions",
+            environment={
+                "GATE_KEY_ARN": key.key_arn,
+                "GATE_GROUPS": json.dumps(versions),
+                "BUSINESS_UNIT": bu.name,
+            },
+            memory_size=256,
+            timeout=Duration.minutes(1),
+        )
+        machine = state_machine_name(environment)
+        gate_runs = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine}:{EXECUTION_PREFIX}*"
+        role = recorder.role
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[gate_runs])
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribeModelPackage"], resources=[f"{v}*" for v in versions]
+            )
+        )
+        # It records results and rejects failed versions; approving stays with the registry's approver role.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:UpdateModelPackage"],
+                resources=[f"{v}*" for v in versions],
+                conditions={"StringEqualsIfExists": {"sagemaker:ModelApprovalStatus": "Rejected"}},
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["kms:GenerateMac"], resources=[key.key_arn])
+        )
+        acknowledge_wildcards(
+            role,
+            [gate_runs, *(f"{v}*" for v in versions)],
+            "Gate executions are named per version (bu-gate-<group>-v<n>) and versions are numbered by the "
+            "registry; the state machine and the business unit's groups are named exactly",
+        )
+        events.Rule(
+            self,
+            "GateRunEnded",
+            description=f"Business-unit gate runs of {environment.name} that ended, to the gate recorder",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=[EXECUTION_STATUS_CHANGE],
+                detail={
+                    "stateMachineArn": [self.state_machine.state_machine_arn],
+                    "status": ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"],
+                    "name": [{"prefix": EXECUTION_PREFIX}],
+                },
+            ),
+            targets=[targets.LambdaFunction(recorder.function, retry_attempts=2)],
+        )
+        CfnOutput(self, "GateRecordKeyArn", value=key.key_arn)
+        return recorder

@@ -225,7 +225,7 @@ class FineTuningStack(EnvironmentStack):
                 f"Tenant data -> LoRA fine-tune -> evaluation -> {stage} tenant registry ({bu.name})",
             )
             for group in self.tenant_groups:
-                self.pipelines[self.pipeline_name].add_dependency(group)
+                self.pipelines[self.pipeline_name].add_resource_dependency(group)
         if self.trains_business_unit_models:
             central = f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/{prefix}-{bu.name}-"
             self._pipeline(

@@ -1,13 +1,13 @@
-"""CDK Pipelines in the tooling account: one per branch, plus the shared one.
+"""CDK Pipelines in the tooling account: one per branch, so a push synthesizes the app once.
 
 Branch -> stage (config `source.branches`): dev -> every business unit's dev environment, test -> every
-preprod environment (unit tests first, the evaluation gate after each one), main -> every prod environment
-(a manual approval per wave). The shared stage (tooling, data lake, prompt catalog) has its own pipeline off
-main, also behind an approval. Each pipeline synthesizes the app once per push with `make synth` and the
-same config file, updates itself first (self-mutation: a business unit added to the config joins the
-pipelines this way, with no manual deploy), then deploys its environments in waves. A wave is one
-CodePipeline stage whose business units deploy in parallel; `plan_waves` bounds it by
-`tooling.pipelines.max_parallel_deployments` and by CodePipeline's action quota per stage.
+preprod environment (unit tests first, the evaluation gate after each one), main -> the shared stage
+(tooling, data lake, prompt catalog) as its first wave, then every prod environment; each of those waves waits
+for its own manual approval. Each pipeline synthesizes the app once per push with `make synth` and the same
+config file, updates itself first (self-mutation: a business unit added to the config joins the pipelines
+this way, with no manual deploy), then deploys its environments in waves. A wave is one CodePipeline stage
+whose business units deploy in parallel; `plan_waves` bounds it by `tooling.pipelines.max_parallel_deployments`
+and by CodePipeline's action quota per stage.
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ def join_as_sub(join: dict[str, Any]) -> dict[str, str]:
 MAX_ACTIONS_PER_STAGE = 50
 # Actions a wave may hold besides its environments' deployments (the prod approval, preprod unit tests).
 WAVE_OWN_ACTIONS = 2
+# The main branch pipeline's first wave: the shared stage (tooling, data lake, prompt catalog).
+SHARED_WAVE = "shared"
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,10 @@ def plan_waves(action_counts: Sequence[int], *, max_units: int, max_actions: int
 
 
 class PipelineStack(PlatformStack):
-    """One pipeline: `branch` -> `deployments` (all business units of one stage, or the shared stage)."""
+    """One pipeline: `branch` -> `deployments` (all business units of one stage), after `shared` if given.
+
+    The main branch's pipeline takes the shared stage as its first wave: one synth per push to main, and the
+    shared grants (registry groups, ECR repositories, lake grants) exist before any prod wave needs them."""
 
     def __init__(
         self,
@@ -150,7 +155,8 @@ class PipelineStack(PlatformStack):
         name: str,
         branch: str,
         deployments: Sequence[Deployment],
-        stage: Stage | None,
+        stage: Stage,
+        shared: Deployment | None = None,
     ) -> None:
         prefix = config.organization.prefix
         super().__init__(
@@ -159,7 +165,7 @@ class PipelineStack(PlatformStack):
             stack_name=f"{prefix}-{name}-pipeline",
             account=config.tooling_account,
             region=config.home_region,
-            description=f"LLMOps CI/CD: branch {branch} deploys {name}",
+            description=f"LLMOps CI/CD: branch {branch} deploys {'shared, ' if shared else ''}{name}",
         )
         self.config = config
         self.branch = branch
@@ -211,6 +217,8 @@ class PipelineStack(PlatformStack):
         )
         # name of each wave -> labels of the deployments in it (tests and docs read the plan from here)
         self.waves: dict[str, list[str]] = {}
+        if shared is not None:
+            self._add_wave(SHARED_WAVE, [shared], first=False)
         counts = [2 * len(stacks_of(d.stage)) + self._post_action_count(d) for d in deployments]
         plan = plan_waves(
             counts,
@@ -218,24 +226,35 @@ class PipelineStack(PlatformStack):
             max_actions=MAX_ACTIONS_PER_STAGE - WAVE_OWN_ACTIONS,
         )
         for number, indexes in enumerate(plan, start=1):
-            members = [deployments[i] for i in indexes]
-            wave_name = "shared" if stage is None else f"{stage.value}-wave-{number}"
-            self.waves[wave_name] = [d.label for d in members]
-            wave = self.pipeline.add_wave(
-                wave_name, pre=self._wave_pre(wave_name, members, first=number == 1) or None
+            self._add_wave(
+                f"{stage.value}-wave-{number}", [deployments[i] for i in indexes], first=number == 1
             )
-            for deployment in members:
-                wave.add_stage(deployment.stage, post=self._post(deployment) or None)
         self.pipeline.build_pipeline()
         self._role_arns_as_sub()
         self._acknowledge_pipeline_findings()
         acknowledge_cdk_managed_providers(self)
 
+    def _add_wave(self, wave_name: str, members: Sequence[Deployment], *, first: bool) -> None:
+        self.waves[wave_name] = [d.label for d in members]
+        wave = self.pipeline.add_wave(wave_name, pre=self._wave_pre(wave_name, members, first=first) or None)
+        for deployment in members:
+            wave.add_stage(deployment.stage, post=self._post(deployment) or None)
+
     def _wave_pre(
         self, wave_name: str, members: Sequence[Deployment], *, first: bool
     ) -> list[pipelines.Step]:
         """Prod and shared: one manual approval per wave. Preprod: the unit tests before the first wave."""
-        if self.stage in (Stage.PROD, None):
+        if wave_name == SHARED_WAVE:
+            return [
+                pipelines.ManualApprovalStep(
+                    "ApproveDeployment",
+                    comment=(
+                        "Deploy shared (tooling, data lake, prompt catalog): check the change sets before "
+                        "approving; the prod waves follow, each with its own approval"
+                    ),
+                )
+            ]
+        if self.stage is Stage.PROD:
             labels = ", ".join(d.label for d in members)
             return [
                 pipelines.ManualApprovalStep(

@@ -31,8 +31,14 @@ from constructs import Construct
 from serving_runtime.lmi import lmi_environment
 
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks.evaluation_gate import (
+    business_unit_gate_use_cases,
+    preprod_gate_key_alias,
+    state_machine_name,
+)
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import EnvironmentStack
+from stacks.blocks.prompt_catalog_access import PARTITION
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.sagemaker_access import grant_sagemaker_runtime, grant_vpc_network_interfaces
 from stacks.blocks.storage import SecureBucket
@@ -484,6 +490,7 @@ class ServingStack(EnvironmentStack):
             ]
         if environment.stage is not Stage.DEV and settings_trains_business_unit_models(bu):
             self._read_business_unit_models(config, environment, role, findings)
+            self._business_unit_gate(config, environment, deployer, findings)
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="DescribeVersions", actions=["sagemaker:DescribeModelPackage"], resources=groups
@@ -550,6 +557,49 @@ class ServingStack(EnvironmentStack):
         # Every business unit's central groups: its dev pipeline registers there, or a person does.
         central = model_package_group_names(environment) if environment.stage is not Stage.DEV else []
         return [*central, *tenant_groups]
+
+    def _business_unit_gate(
+        self,
+        config: PlatformConfig,
+        environment: EnvironmentSpec,
+        deployer: PlatformFunction,
+        findings: dict[str, str],
+    ) -> None:
+        """Preprod starts the evaluation gate of each version it served; prod verifies its signed result."""
+        bu = environment.business_unit
+        use_cases = business_unit_gate_use_cases(environment)
+        if use_cases:
+            machine = f"states:{self.region}:{self.account}:stateMachine:{state_machine_name(environment)}"
+            # A plain string in the environment (every region the config accepts is in partition `aws`).
+            deployer.function.add_environment("GATE_STATE_MACHINE_ARN", f"arn:{PARTITION}:{machine}")
+            deployer.function.add_environment("GATE_USE_CASES", json.dumps(use_cases))
+            deployer.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="StartGateRuns",
+                    actions=["states:StartExecution"],
+                    resources=[f"arn:{self.partition}:{machine}"],
+                )
+            )
+        preprod = config.environment(bu, Stage.PREPROD)
+        if environment.stage is Stage.PROD and business_unit_gate_use_cases(preprod):
+            alias = preprod_gate_key_alias(environment.org_prefix, bu.name)
+            # Called by its alias ARN (key ids are generated in preprod); IAM matches the key by that alias.
+            deployer.function.add_environment(
+                "PREPROD_GATE_KEY_ARN", f"arn:{PARTITION}:kms:{preprod.region}:{preprod.account}:{alias}"
+            )
+            keys = f"arn:{self.partition}:kms:{preprod.region}:{preprod.account}:key/*"
+            deployer.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="VerifyPreprodGateRecords",
+                    actions=["kms:VerifyMac"],
+                    resources=[keys],
+                    conditions={"ForAnyValue:StringEquals": {"kms:ResourceAliases": alias}},
+                )
+            )
+            findings[f"Resource::arn:<AWS::Partition>:kms:{preprod.region}:{preprod.account}:key/*"] = (
+                "The preprod gate key's id is generated in the preprod account; the ARN pins that account and "
+                "kms:ResourceAliases its alias"
+            )
 
     def _read_business_unit_models(
         self, config: PlatformConfig, environment: EnvironmentSpec, role: iam.Role, findings: dict[str, str]

@@ -23,6 +23,7 @@ from stacks.model_usage_stack import ModelUsageStack
 from stacks.monitoring_stack import MonitoringStack
 from stacks.prompt_catalog_stack import PromptCatalogStack
 from stacks.registry_events_stack import RegistryEventsStack
+from stacks.sandbox_network_stack import SandboxNetworkStack
 from stacks.serving_stack import ServingStack
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.tooling_stack import ToolingStack
@@ -42,7 +43,8 @@ def tag_cost_allocation(scope: Construct, *, business_unit: str, stage: str, cos
 
 
 class SharedStage(CdkStage):
-    """Tooling and data lake stacks; deployed from the main branch by the shared pipeline."""
+    """Tooling, data lake and prompt catalog stacks (and, in sandbox mode, the shared VPC of each region);
+    deployed from the main branch as the first wave of its pipeline."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: PlatformConfig) -> None:
         super().__init__(scope, construct_id)
@@ -52,6 +54,12 @@ class SharedStage(CdkStage):
         self.prompt_catalog = PromptCatalogStack(
             self, "PromptCatalog", config=config, access_logs=self.tooling.access_logs
         )
+        # Sandbox mode: one VPC per region for all environments (a fresh account may hold 5 VPCs per region).
+        self.networks: dict[str, SandboxNetworkStack] = {}
+        if config.is_sandbox:
+            for region in sorted({e.region for e in config.environments()}):
+                construct_id = "Network" if region == config.home_region else f"Network-{region}"
+                self.networks[region] = SandboxNetworkStack(self, construct_id, config=config, region=region)
         tag_cost_allocation(
             self,
             business_unit=SHARED_BUSINESS_UNIT,
@@ -64,12 +72,22 @@ class BusinessUnitStage(CdkStage):
     """Everything one business unit runs in one stage (dev, preprod or prod) of its own account."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: PlatformConfig, environment: EnvironmentSpec
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PlatformConfig,
+        environment: EnvironmentSpec,
+        shared_network: SandboxNetworkStack | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.environment_spec = environment
         self.baseline = BaselineStack(
-            self, "Baseline", environment=environment, owns_account_singletons=not config.is_sandbox
+            self,
+            "Baseline",
+            environment=environment,
+            owns_account_singletons=not config.is_sandbox,
+            shared_network=shared_network.network if shared_network else None,
         )
 
         # Model cost attribution: the Bedrock inference profiles every model call below goes through, and

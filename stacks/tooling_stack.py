@@ -13,6 +13,7 @@ from constructs import Construct
 from stacks.blocks.api_gateway_account import ApiGatewayAccountLogging
 from stacks.blocks.business_unit_access import BusinessUnitAccess, business_unit_accesses
 from stacks.blocks.encryption import PlatformKey
+from stacks.blocks.evaluation_gate import business_unit_gate_use_cases
 from stacks.blocks.image_repositories import ImageRepositories
 from stacks.blocks.lake_access import (
     KMS_READ_ACTIONS,
@@ -71,6 +72,12 @@ class ToolingStack(PlatformStack):
             accesses=self.accesses,
             use_cases={bu.name: list(bu.use_cases) for bu in config.business_units},
             retention=self.retention,
+            # Business units whose preprod gates their own model versions (docs/fine-tuning.md).
+            gate_accounts={
+                bu.name: config.environment(bu, Stage.PREPROD).account
+                for bu in config.business_units
+                if business_unit_gate_use_cases(config.environment(bu, Stage.PREPROD))
+            },
         )
         # ECR grants itself use of the key when a repository is created; pulls need no key permission.
         self.images = ImageRepositories(

@@ -15,6 +15,9 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+# A deprecated CDK API raises instead of printing a warning, in every synth of the suite and in the tools it
+# runs (tests/test_no_deprecations.py). Set before aws_cdk starts the jsii kernel, which reads it.
+os.environ["JSII_DEPRECATED"] = "fail"
 
 from aws_cdk import cx_api
 

@@ -39,6 +39,15 @@ def test_dev_plan_holds_every_stack_of_the_stage_dependents_first(
     assert owner is not None and owner.stack_name == "exco-retail-dev-baseline"
 
 
+def test_a_sandbox_environment_owns_no_vpc_so_its_teardown_leaves_the_shared_one(
+    sandbox_platform: SynthesizedPlatform,
+) -> None:
+    plan = plan_destroy(sandbox_platform.outdir, business_unit="retail", stage="dev")
+    assert plan.stack_names[-1] == "exsb-retail-dev-baseline"
+    assert vpc_owner(plan) is None
+    assert "exsb-network" not in plan.stack_names
+
+
 def test_every_dev_bucket_empties_itself_before_deletion(default_platform: SynthesizedPlatform) -> None:
     for bu in ("retail", "finance"):
         plan = plan_destroy(default_platform.outdir, business_unit=bu, stage="dev")

@@ -3,6 +3,9 @@ quotas bound (tools/sandbox_quotas.py) for config/sandbox.yaml."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import SynthesizedPlatform
@@ -23,13 +26,19 @@ def test_the_sandbox_is_one_account_and_region_and_every_quota_is_counted(
     assert {(r.account, r.region) for r in results} == {("555555555555", "us-east-1")}
     assert set(DEFAULT_QUOTAS) <= {r.quota for r in results}
     found = counts(sandbox_platform)
-    assert found["VPCs per Region"] == [6]  # one per environment: 2 business units x 3 stages
+    assert found["VPCs per Region"] == [1]  # one shared by the 6 environments (2 business units x 3 stages)
+    assert found["Gateway VPC endpoints per Region"] == [2]  # S3 and DynamoDB, of that one VPC
     assert found["Lambda reserved concurrency per Region"] == [4]  # one serving deployer per preprod/prod
+    # every interface endpoint sits in the shared VPC, once per service
+    (endpoints,) = found["Interface VPC endpoints per VPC"]
+    assert 8 <= endpoints <= DEFAULT_QUOTAS["Interface VPC endpoints per VPC"]
 
 
 @pytest.mark.parametrize(
     "quota",
     [
+        "VPCs per Region",
+        "Gateway VPC endpoints per Region",
         "Elastic IP addresses per Region",
         "Internet gateways per Region",
         "NAT gateways per Availability Zone",
@@ -42,17 +51,36 @@ def test_the_sandbox_fits_the_default_quota(sandbox_platform: SynthesizedPlatfor
     assert over == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not built yet: every sandbox environment still has its own VPC (6 against the default 5); "
-    "one VPC shared by the sandbox environments is issue 15 item 4's remaining work",
-)
-def test_the_sandbox_fits_the_default_vpc_quota(sandbox_platform: SynthesizedPlatform) -> None:
-    assert max(counts(sandbox_platform)["VPCs per Region"]) <= DEFAULT_QUOTAS["VPCs per Region"]
+def test_the_command_exits_0_on_the_sandbox(
+    sandbox_platform: SynthesizedPlatform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([str(sandbox_platform.outdir)]) == 0
+    out = capsys.readouterr().out
+    assert "ok   555555555555/us-east-1 VPCs per Region: 1 of 5" in out
+    assert "OVER" not in out
+
+
+def one_vpc_per_environment(root: Path, environments: int) -> Path:
+    """An assembly shaped like the sandbox before the shared VPC: one VPC per environment, one account."""
+    artifacts = {}
+    for index in range(environments):
+        name = f"env{index}-baseline"
+        template = {
+            "Resources": {"Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.0.0.0/16"}}}
+        }
+        (root / f"{name}.template.json").write_text(json.dumps(template))
+        artifacts[name] = {
+            "type": "aws:cloudformation:stack",
+            "environment": "aws://555555555555/us-east-1",
+            "properties": {"templateFile": f"{name}.template.json", "stackName": name},
+        }
+    (root / "manifest.json").write_text(json.dumps({"artifacts": artifacts}))
+    return root
 
 
 def test_the_command_exits_1_on_a_quota_it_exceeds(
-    sandbox_platform: SynthesizedPlatform, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main([str(sandbox_platform.outdir)]) == 1
+    assert main([str(one_vpc_per_environment(tmp_path, 6))]) == 1
     assert "OVER 555555555555/us-east-1 VPCs per Region: 6 of 5" in capsys.readouterr().out
+    assert main([str(one_vpc_per_environment(tmp_path, 5))]) == 0

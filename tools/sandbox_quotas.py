@@ -24,6 +24,7 @@ DEFAULT_QUOTAS = {
     "Elastic IP addresses per Region": 5,
     "Internet gateways per Region": 5,
     "NAT gateways per Availability Zone": 5,
+    "Gateway VPC endpoints per Region": 20,
     "Interface VPC endpoints per VPC": 50,
     # Lambda keeps 100 of the 1,000 default concurrent executions unreserved: at most 900 may be reserved.
     "Lambda reserved concurrency per Region": 900,
@@ -72,6 +73,10 @@ def count_quotas(assembly: Path) -> list[QuotaCount]:
                 counts["Internet gateways per Region"] += 1
             elif kind == "AWS::EC2::NatGateway":
                 nat_per_stack[(account, region)] += 1
+            elif (
+                kind == "AWS::EC2::VPCEndpoint" and properties.get("VpcEndpointType", "Gateway") == "Gateway"
+            ):
+                counts["Gateway VPC endpoints per Region"] += 1
             elif kind == "AWS::EC2::VPCEndpoint" and properties.get("VpcEndpointType") == "Interface":
                 vpc = json.dumps(properties.get("VpcId"), sort_keys=True)
                 endpoints_per_vpc[(account, region, f"{stack_name} {vpc}")] += 1

@@ -3,8 +3,11 @@ business unit's `guardrails.packaging` says), called with events built here."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from prompt_catalog.errors import CatalogError
 
 
 def filter_event(
@@ -18,6 +21,65 @@ def filter_event(
         "request_id": request_id,
         "tenant_id": tenant_id,
     }
+
+
+def checked_values(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(name, text) of every non-blank value an end user sent: strings as written, numbers and booleans as
+    text (a card number sent as a number is PII too)."""
+    texts = ((name, value if isinstance(value, str) else str(value)) for name, value in values.items())
+    return [(name, text) for name, text in texts if text.strip()]
+
+
+def input_event(texts: list[str], rendered: str | None, **ids: str) -> dict[str, Any]:
+    """The input check of an /invoke: the end user's values as content items and, for a prompt, the prompt
+    as the model will see it (`rendered`), where PII split across values or between a value and the
+    template's text shows whole."""
+    event = filter_event("input", "", **ids)
+    event["content"] = [{"text": text} for text in texts]
+    if rendered is not None:
+        event["rendered"] = rendered
+    return event
+
+
+def redacted_values(
+    values: Mapping[str, Any], checked: list[tuple[str, str]], verdict: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`values` with each string value replaced by its redacted text. A number or boolean keeps its value:
+    a redaction in it reaches the model through the redacted prompt, and the values are then not stored
+    (`stored_values`)."""
+    redacted = dict(values)
+    for (name, _), text in zip(checked, verdict["texts"], strict=True):
+        if isinstance(values[name], str):
+            redacted[name] = text
+    return redacted
+
+
+def prompt_for_model(verdict: Mapping[str, Any], rendered: str, render_redacted: Callable[[], str]) -> str:
+    """The prompt to send: the guardrail's redacted `rendered` when it redacted something. A verdict
+    without one (a guardrail unreachable under fail_open allows; it never redacts) falls back on the
+    template rendered with the redacted values."""
+    if verdict.get("action") != "redact":
+        return rendered
+    text = verdict.get("rendered")
+    return text if isinstance(text, str) else render_redacted()
+
+
+def stored_values(
+    values: Mapping[str, Any], verdict: Mapping[str, Any], sent: str | None, render: Callable[[], str]
+) -> str | None:
+    """The (redacted) values as JSON, kept for ratings and evaluation candidates; None when they may hold
+    what the guardrail redacted: a layer failed, or rendering them (`render`) does not give the prompt the
+    model received (`sent`), because PII was found only in the prompt as a whole (split across values, or
+    between a value and the template's text) or in a number."""
+    if verdict.get("errors"):
+        return None
+    if sent is not None and verdict.get("action") == "redact":
+        try:
+            if render() != sent:
+                return None
+        except CatalogError:  # the redacted values no longer render (a template's test fails on them)
+            return None
+    return json.dumps(values, sort_keys=True)
 
 
 def redacted_or_none(verdict: Mapping[str, Any]) -> str | None:

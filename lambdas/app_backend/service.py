@@ -13,11 +13,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from guardrail.engine import InvalidRequestError
-from prompt_catalog.chains import RenderedStep, final_step, run_chain
+from prompt_catalog.chains import RenderedStep, ResolvedPrompt, final_step, run_chain
 from prompt_catalog.rendering import render
 
 from app_backend.catalog import PromptSource
-from app_backend.filters import filter_event, redacted_or_none
+from app_backend.filters import (
+    checked_values,
+    filter_event,
+    input_event,
+    prompt_for_model,
+    redacted_or_none,
+    redacted_values,
+    stored_values,
+)
 from app_backend.fine_tunes import package_version
 from app_backend.models import (
     BadRequestError,
@@ -124,12 +132,16 @@ class AppService:
         request_id = uuid.uuid4().hex
         calls: list[ModelResponse] = []
         values: dict[str, Any] = dict(body.variables)
-        untrusted = [name for name, value in values.items() if isinstance(value, str) and value.strip()]
+        # A prompt is rendered before the input check: PII split across values, or between a value and the
+        # template's text, shows whole only in the prompt as the model will see it.
+        prompt = self._prompt(body.name) if body.prompt else None
+        rendered = self._render(prompt, values) if prompt else None
+        checked = checked_values(values)
         verdicts: dict[str, Any] = {}
         input_verdict: Mapping[str, Any] = {"action": "allow", "texts": [], "errors": {}}
-        if untrusted:
-            event = filter_event("input", "", **self._ids(model.name, request_id, tenant_id))
-            event["content"] = [{"text": values[name]} for name in untrusted]
+        if checked:
+            ids = self._ids(model.name, request_id, tenant_id)
+            event = input_event([text for _, text in checked], rendered, **ids)
             try:
                 input_verdict = self.guard.check(event)
             except InvalidRequestError as exc:  # e.g. more text than the guardrail accepts
@@ -139,9 +151,18 @@ class AppService:
                 self._record_usage(tenant_id, body, model, request_id, calls, started, blocked="input")
                 return {"output": None, "request_id": request_id, "blocked": "input", "verdicts": verdicts}
             if input_verdict["action"] == "redact":
-                values.update(zip(untrusted, input_verdict["texts"], strict=True))
+                values = redacted_values(values, checked, input_verdict)
 
-        output, prompt_ref, question = self._run(body, values, model, calls)
+        def render_values() -> str:  # the prompt rendered with the (redacted) values
+            assert prompt is not None
+            return self._render(prompt, values)
+
+        sent = None  # the prompt as sent: the guardrail's redacted `rendered` when it redacted something
+        if prompt is not None and rendered is not None:
+            sent = prompt_for_model(input_verdict, rendered, render_values)
+            output, prompt_ref, question = self._send(prompt, sent, model, calls)
+        else:
+            output, prompt_ref, question = self._run(body, values, model, calls)
         output_verdict = self.guard.check(
             filter_event("output", output or " ", **self._ids(model.name, request_id, tenant_id))
         )
@@ -149,8 +170,9 @@ class AppService:
         blocked = output_verdict["action"] == "block"
         answer = None if blocked else str(output_verdict["text"])
 
-        # `values` now holds the redacted strings; kept only when every input layer ran.
-        stored_values = None if input_verdict.get("errors") else json.dumps(values, sort_keys=True)
+        # `values` now holds the redacted strings; kept only when every input layer ran and they hold no
+        # PII that was redacted in the prompt only.
+        kept_values = stored_values(values, input_verdict, sent, render_values)
         self.store.put_request(
             tenant_id,
             StoredRequest(
@@ -158,7 +180,7 @@ class AppService:
                 prompt_ref=prompt_ref,
                 kind="prompt" if body.prompt else "chain",
                 model=model.name,
-                variables_redacted=stored_values,
+                variables_redacted=kept_values,
                 output_redacted=redacted_or_none(output_verdict),
                 input_sha256=_sha256(json.dumps(body.variables, sort_keys=True)),
                 output_sha256=_sha256(output),
@@ -268,24 +290,35 @@ class AppService:
             raise ConflictError("model", "you have no personal model yet; use 'default'")
         return self.default_model
 
+    def _prompt(self, name: str) -> ResolvedPrompt:
+        try:
+            return self.catalog.prompt(name, self.stage)
+        except PromptNotFoundError:
+            raise NotFoundError("prompt", f"{name!r} has no alias {self.stage!r}") from None
+        except PromptFetchError as exc:
+            raise UpstreamUnavailableError("prompt", f"the prompt catalog is unavailable ({exc})") from None
+
+    @staticmethod
+    def _render(prompt: ResolvedPrompt, values: Mapping[str, Any]) -> str:
+        name = f"prompt {prompt.name}@{prompt.version}"
+        return render(prompt.content.template, prompt.content.variables, values, name=name)
+
+    @staticmethod
+    def _send(
+        prompt: ResolvedPrompt, text: str, model: ModelClient, calls: list[ModelResponse]
+    ) -> tuple[str, str, str]:
+        """(output, prompt reference, the question for the online judge: the input-filtered prompt)."""
+        params = prompt.content.model_parameters
+        call = ModelRequest(prompt=text, max_tokens=params.max_tokens, temperature=params.temperature)
+        return _call(model, call, calls), f"{prompt.name}@{prompt.version}", text
+
     def _run(
         self, body: InvokeBody, values: dict[str, Any], model: ModelClient, calls: list[ModelResponse]
     ) -> tuple[str, str, str]:
-        """(output, prompt reference, the question for the online judge). The question is built from the
-        input-filtered variables only: the rendered prompt, or for a chain the variables themselves, because
-        a chain's later steps contain model outputs that never passed the output filter."""
+        """A chain: (output, prompt reference, the question for the online judge). The question is built from
+        the input-filtered variables only, because a chain's later steps contain model outputs that never
+        passed the output filter."""
         try:
-            if body.prompt:
-                prompt = self.catalog.prompt(body.prompt, self.stage)
-                text = render(
-                    prompt.content.template,
-                    prompt.content.variables,
-                    values,
-                    name=f"prompt {prompt.name}@{prompt.version}",
-                )
-                params = prompt.content.model_parameters
-                call = ModelRequest(prompt=text, max_tokens=params.max_tokens, temperature=params.temperature)
-                return _call(model, call, calls), f"{prompt.name}@{prompt.version}", text
             chain, prompts = self.catalog.chain(body.name, self.stage)
 
             def invoke_step(step: RenderedStep) -> str:
@@ -302,8 +335,7 @@ class AppService:
             question = json.dumps(values, sort_keys=True, ensure_ascii=False)
             return outputs[final_step(chain)], f"chain/{body.name}:{self.stage}", question
         except PromptNotFoundError:
-            field = "prompt" if body.prompt else "chain"
-            raise NotFoundError(field, f"{body.name!r} has no alias {self.stage!r}") from None
+            raise NotFoundError("chain", f"{body.name!r} has no alias {self.stage!r}") from None
         except PromptFetchError as exc:
             raise UpstreamUnavailableError("prompt", f"the prompt catalog is unavailable ({exc})") from None
 

@@ -10,6 +10,7 @@ catches; nothing is written for it.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from typing import Any
@@ -96,3 +97,23 @@ def review_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from evaluation.review_api import app
 
     return app.resolve(event, context)
+
+
+@logger.inject_lambda_context
+def record_gate(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A business-unit gate run ended: its result on the model package version (evaluation.gate_record)."""
+    import boto3  # imported here, like the other entry points' clients: tests never build them
+
+    from evaluation.gate_record import record_gate as record
+
+    outcome = record(
+        event,
+        sfn=boto3.client("stepfunctions"),
+        sagemaker=boto3.client("sagemaker"),
+        kms=boto3.client("kms"),
+        key_id=os.environ["GATE_KEY_ARN"],
+        groups=frozenset(json.loads(os.environ["GATE_GROUPS"])),
+    )
+    log = logger.error if outcome.result == "failed" else logger.info
+    log("preprod gate run handled", extra={"outcome": outcome.__dict__})
+    return dict(outcome.__dict__)

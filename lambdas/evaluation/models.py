@@ -17,6 +17,7 @@ def build_model(candidate: CandidateModel, *, bedrock: Any = None, sagemaker: An
         candidate.name,
         candidate.endpoint_name,
         candidate.target_model,
+        candidate.inference_component,
         candidate.payload_format,
         client=sagemaker,
     )

@@ -33,14 +33,15 @@ from common.lake_records import HumanReviewRecord, SafeId
 from common.model_gateway import ModelClient, PrecomputedModel, load_precomputed
 from common.quality_metrics import emit_judge_score
 from evaluation.aggregate import HumanScore, ModelSummary, merge_human_scores, summarize
+from evaluation.candidate import RunCandidate
 from evaluation.engine import add_missing_rows, deduplicate, label_set, run_batch
 from evaluation.lake import RecordSink, write_results
-from evaluation.models import build_candidates, build_judge
+from evaluation.models import build_candidates, build_judge, build_model
 from evaluation.prompts import PinnedPrompts, PromptFetcher, PromptResolutionError
 from evaluation.report import render_report
 from evaluation.scoring import ScoredRecord, ScoringContext
 from evaluation.selection import GateResult, Ranking, evaluate_gate, rank_models
-from evaluation.settings import EvaluationSettings
+from evaluation.settings import EvaluationSettings, GateThresholds
 from evaluation.store import S3ResultStore
 
 MAX_REPORTED_LINE_ERRORS = 50
@@ -82,6 +83,8 @@ class PrepareEvent(_Event):
     outputs: S3Location | None = None
     gate: bool = False  # the execution input's flag for the CI gate; the state machine reads it, not prepare
     commit: Annotated[str, Field(min_length=1, max_length=64)] | None = None  # set by the pipeline's gate
+    # A model package version served in this stage (evaluation.candidate): the run scores it alone.
+    candidate: RunCandidate | None = None
 
 
 class BatchInput(_Event):
@@ -127,6 +130,7 @@ class Runtime:
     sleep: Callable[[float], None] | None = None
     _precomputed: dict[str, dict[str, PrecomputedModel]] = field(default_factory=dict)
     _prompts: dict[str, PinnedPrompts | None] = field(default_factory=dict)
+    _candidates: dict[str, RunCandidate | None] = field(default_factory=dict)
 
     def dataset_location(self, ref: DatasetRef) -> tuple[S3Location, int]:
         """Where a catalog dataset version lives in the lake, and which version that is."""
@@ -169,6 +173,27 @@ class Runtime:
         for line in body.iter_lines():
             yield line.decode("utf-8", errors="replace")
 
+    def run_candidate(self, run_id: str) -> RunCandidate | None:
+        """The per-run candidate prepare recorded for this run (cached per run in a warm container)."""
+        if run_id not in self._candidates:
+            stored = _run_record(self, run_id).get("candidate")
+            self._candidates[run_id] = None if stored is None else RunCandidate.model_validate(stored)
+        return self._candidates[run_id]
+
+    def gate_thresholds(self, run_id: str) -> GateThresholds:
+        """The configured gate; a run with a candidate gates that candidate, whatever ranks first."""
+        candidate = self.run_candidate(run_id)
+        if candidate is None:
+            return self.settings.gate
+        return self.settings.gate.model_copy(update={"model": candidate.name})
+
+    def run_models(self, run_id: str, outputs: S3Location | None) -> list[ModelClient]:
+        """What a batch of this run calls: the run's own candidate, else the configured or precomputed ones."""
+        candidate = self.run_candidate(run_id)
+        if candidate is not None:
+            return [build_model(candidate.as_model(), **self.clients)]
+        return self.models_for(outputs)
+
     def models_for(self, outputs: S3Location | None) -> list[ModelClient]:
         if outputs is None:
             return build_candidates(self.settings, **self.clients)
@@ -180,6 +205,10 @@ class Runtime:
 
 def prepare(event: object, rt: Runtime) -> dict[str, Any]:
     ev: PrepareEvent = parse_event(PrepareEvent, event)
+    if ev.candidate is not None and ev.outputs is not None:
+        raise InvalidEventError(
+            "candidate: a run with precomputed outputs calls no model; send one of the two"
+        )
     errors: list[DatasetLineError] = []
     dataset_version: dict[str, Any] | None = None
     if isinstance(ev.dataset, S3Location):
@@ -212,6 +241,8 @@ def prepare(event: object, rt: Runtime) -> dict[str, Any]:
         "unknown_output_ids": unknown_ids,
         "skipped_lines": len(errors),
     }
+    if ev.candidate is not None:
+        run["candidate"] = ev.candidate.model_dump()
     rt.store.put_text(rt.key(ev.run_id, "run.json"), json.dumps(run), "application/json")
     return {
         "run_id": ev.run_id,
@@ -278,7 +309,7 @@ def score_batch(event: object, rt: Runtime) -> dict[str, Any]:
         label_set=inp.labels,
     )
     rows = run_batch(
-        records, rt.models_for(inp.outputs), ctx, rt.store, workers=rt.settings.workers_per_batch
+        records, rt.run_models(inp.run_id, inp.outputs), ctx, rt.store, workers=rt.settings.workers_per_batch
     )
     return {"rows": len(rows), "errors": sum(1 for r in rows if r.error)}
 
@@ -288,11 +319,13 @@ def summarize_run(event: object, rt: Runtime) -> dict[str, Any]:
     records = _prepared_records(rt, ev.run_id)
     rows = deduplicate(rt.store.iter_results(ev.run_id))
     if records is not None:  # count records of failed map batches as errors
-        rows = add_missing_rows(rows, records, run_id=ev.run_id, models=_configured_models(rows, rt))
+        rows = add_missing_rows(
+            rows, records, run_id=ev.run_id, models=_configured_models(rows, rt, ev.run_id)
+        )
     merge_human_scores(rows, _human_scores(rt, ev.run_id))
     summaries = summarize(rows)
     ranking = rank_models(summaries, rt.settings)
-    gate = evaluate_gate(summaries, ranking, rt.settings.gate)
+    gate = evaluate_gate(summaries, ranking, rt.gate_thresholds(ev.run_id))
     summary_key = rt.key(ev.run_id, "summary.json")
     flagged = sum(1 for r in rows if r.human_review)
     if (
@@ -337,6 +370,8 @@ def summarize_run(event: object, rt: Runtime) -> dict[str, Any]:
         "records": len(rows),
         "errors": sum(1 for r in rows if r.error),
         "human_review": flagged,
+        # A gate run waits for its human review (the state machine loops while this is true).
+        "review_open": human is not None and human["state"] == "open",
     }
 
 
@@ -473,15 +508,16 @@ def _prepared_records(rt: Runtime, run_id: str) -> list[EvaluationRecord] | None
     return None if dataset is None else list(read_records(dataset.splitlines()))
 
 
-def _configured_models(rows: list[ScoredRecord], rt: Runtime) -> list[str]:
-    """Candidates from the config, so a model whose every batch failed still counts; precomputed runs
-    name their models in the outputs file, so only the models seen in rows count there."""
-    return [] if _precomputed_run(rows, rt) else [c.name for c in rt.settings.candidates]
+def _configured_models(rows: list[ScoredRecord], rt: Runtime, run_id: str) -> list[str]:
+    """Candidates from the config (or the run's own candidate), so a model whose every batch failed still
+    counts; precomputed runs name their models in the outputs file, so only the models seen in rows count."""
+    names = _run_models(rt, run_id)
+    return [] if any(row.model not in names for row in rows) else sorted(names)
 
 
-def _precomputed_run(rows: list[ScoredRecord], rt: Runtime) -> bool:
-    names = {c.name for c in rt.settings.candidates}
-    return any(row.model not in names for row in rows)
+def _run_models(rt: Runtime, run_id: str) -> set[str]:
+    candidate = rt.run_candidate(run_id)
+    return {candidate.name} if candidate is not None else {c.name for c in rt.settings.candidates}
 
 
 def _human_scores(rt: Runtime, run_id: str) -> Iterator[HumanScore]:
@@ -504,10 +540,12 @@ def gate_run(event: object, rt: Runtime) -> dict[str, Any]:
     document = json.loads(text)
     summaries = [ModelSummary.model_validate(m) for m in document["models"]]
     ranking = Ranking.model_validate(document["ranking"])
-    result: GateResult = evaluate_gate(summaries, ranking, rt.settings.gate)
-    # The gate names the exact dataset version (and prompt versions) it judged.
+    result: GateResult = evaluate_gate(summaries, ranking, rt.gate_thresholds(ev.run_id))
+    candidate = rt.run_candidate(ev.run_id)
+    # The gate names the exact dataset version (and prompt versions) it judged, and the version it gated.
     return {
         **result.model_dump(mode="json"),
         "dataset": document.get("dataset"),
         "prompt_versions": document.get("prompt_versions", {}),
+        "candidate": None if candidate is None else candidate.model_dump(),
     }

@@ -30,6 +30,9 @@ class CandidateModel(_Strict):
     model_id: str | None = Field(default=None, description="Bedrock model id or inference profile")
     endpoint_name: str | None = Field(default=None, description="SageMaker endpoint name")
     target_model: str | None = Field(default=None, description="model artifact on a multi-model endpoint")
+    inference_component: str | None = Field(
+        default=None, description="inference component on an endpoint with inference components"
+    )
     payload_format: PayloadFormat = "tgi"
     price_per_1k_input_tokens_usd: Annotated[float, Field(ge=0)] = 0.0
     price_per_1k_output_tokens_usd: Annotated[float, Field(ge=0)] = 0.0

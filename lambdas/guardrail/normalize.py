@@ -4,7 +4,7 @@
 Folding: compatibility decomposition (NFKD: fullwidth forms, mathematical letters, ligatures, superscripts),
 combining marks (Mn, Me) and format characters (Cf: zero-width spaces and joiners, soft hyphens, bidi
 controls, tag characters) removed, canonical recomposition (NFC), then letters of other scripts that are
-drawn like ASCII letters (`CONFUSABLES`) folded to them. Matches are found in the folded view; spans are
+drawn like ASCII letters (`CONFUSABLES`) folded to them, and decimal digits of other scripts to ASCII digits. Matches are found in the folded view; spans are
 mapped back so the redaction replaces the original characters, marks and invisible characters included.
 
 Most text is ASCII or folds one character to one character: then the view has the same offsets as the
@@ -20,7 +20,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-from guardrail.resizing_ranges import RESIZING_RANGES
+from guardrail.resizing_ranges import DECIMAL_ZEROS, RESIZING_RANGES
 
 # A subset of Unicode's confusables.txt: Cyrillic, Greek, Armenian and Latin-extension letters that render
 # like one ASCII letter. Compatibility forms (fullwidth, mathematical) are already folded by NFKD.
@@ -41,7 +41,12 @@ CONFUSABLES: dict[str, str] = {
     # Latin extensions
     "ı": "i", "ɑ": "a", "ɡ": "g", "ǀ": "l", "ɩ": "i", "ʏ": "y", "ᴀ": "A", "ᴄ": "c", "ᴏ": "o", "ᴜ": "u",
 }  # fmt: skip
-_CONFUSABLE_RE = re.compile("[" + "".join(CONFUSABLES) + "]")
+# Decimal digits of every script read as ASCII digits: "٤١١١ ..." is a card number, and the digit patterns
+# and checksums (Luhn, mod 97) then see digits they can compute with.
+DIGITS: dict[str, str] = {chr(zero + value): str(value) for zero in DECIMAL_ZEROS for value in range(10)}
+_FOLDS = {**CONFUSABLES, **DIGITS}
+# BMP only (a class beyond it compiles to a slow list): astral text takes the per-character path below.
+_CONFUSABLE_RE = re.compile("[" + "".join(re.escape(c) for c in _FOLDS if ord(c) <= 0xFFFF) + "]")
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 
@@ -54,7 +59,7 @@ def _fold(char: str) -> str:
     decomposed = unicodedata.normalize("NFKD", char)
     kept = "".join(c for c in decomposed if unicodedata.category(c) not in _DROPPED_CATEGORIES)
     composed = unicodedata.normalize("NFC", kept)
-    return "".join(CONFUSABLES.get(c, c) for c in composed)
+    return "".join(_FOLDS.get(c, c) for c in composed)
 
 
 fold_char = cache(_fold)
@@ -84,9 +89,9 @@ def _char_class(ranges: tuple[tuple[int, int], ...]) -> re.Pattern[str]:
 
 # Text without these folds one-to-one, so its offsets need no map. A class with characters beyond the BMP
 # compiles to a slow range list, so above U+FFFF a coarse class stands in: all of the planes' resizing
-# characters lie in it (emoji, above it, fold to themselves); text in it takes the exact per-character path.
+# characters and digits lie in it (emoji fold to themselves); text in it takes the exact per-character path.
 _RESIZING = _char_class(tuple(r for r in RESIZING_RANGES if r[1] <= 0xFFFF))
-_MAYBE_RESIZING_ASTRAL = re.compile("[\U00010000-\U0001f2ff\U000e0000-\U000e01ef]")
+_MAYBE_RESIZING_ASTRAL = re.compile("[\U00010000-\U0001f2ff\U0001fbf0-\U0001fbf9\U000e0000-\U000e01ef]")
 
 
 @dataclass(frozen=True)
@@ -112,11 +117,13 @@ class NormalizedText:
             return
         if _RESIZING.search(original) is None and _MAYBE_RESIZING_ASTRAL.search(original) is None:
             # Marks that NFKD splits off (and nothing else) are in the resizing class: drop them, recompose.
-            decomposed = _RESIZING.sub("", unicodedata.normalize("NFKD", original))
-            folded = unicodedata.normalize("NFC", decomposed)
-            folded = _CONFUSABLE_RE.sub(lambda m: CONFUSABLES[m.group()], folded)
+            folded = _RESIZING.sub("", unicodedata.normalize("NFKD", original))
+            # Same length: every character decomposed to one character, which NFC leaves as it is; NFC is
+            # then skipped (it costs as much as the rest). Else composition (Hangul) must bring it back.
+            if len(folded) != len(original):
+                folded = unicodedata.normalize("NFC", folded)
             if len(folded) == len(original):  # composition across characters would change the length
-                self.text = folded
+                self.text = _CONFUSABLE_RE.sub(lambda m: _FOLDS[m.group()], folded)
                 return
         self.text = self._fold_runs(original)
 
@@ -139,6 +146,11 @@ class NormalizedText:
         self._segments = segments
         self._starts = [segment.folded_start for segment in segments]
         return "".join(parts)
+
+    @property
+    def same_offsets(self) -> bool:
+        """The view has the original's offsets (no span needs mapping)."""
+        return self._segments is None
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """[start, end) of the folded view as the smallest span of the original that covers it."""
@@ -172,6 +184,16 @@ def normalize(text: str) -> NormalizedText:
     return NormalizedText(text)
 
 
-if __name__ == "__main__":  # regenerate resizing_ranges.py's table
+def decimal_zeros() -> list[int]:
+    """Zeros of the non-ASCII decimal digit sets (`resizing_ranges.DECIMAL_ZEROS`)."""
+    return [
+        code
+        for code in range(0x80, sys.maxunicode + 1)
+        if unicodedata.category(chr(code)) == "Nd" and unicodedata.decimal(chr(code)) == 0
+    ]
+
+
+if __name__ == "__main__":  # regenerate resizing_ranges.py's tables
     print(f"UNICODE_VERSION = {unicodedata.unidata_version!r}")
+    print(tuple(decimal_zeros()))
     print(tuple(resizing_ranges()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -96,7 +97,9 @@ def merge(
         action = "allow"
     rendered = None
     if request.rendered is not None:
-        rendered = redact(request.rendered, placed_spans(request, redactions).get(request.whole_index, []))
+        rendered = redacted_rendered(request, redactions)
+        if rendered is None:
+            action = "block"
     return Verdict(
         action=action,
         rendered=rendered,
@@ -106,6 +109,34 @@ def merge(
         errors=errors,
         failure_policy_applied=policy if errors else None,
     )
+
+
+def redacted_rendered(request: CheckRequest, redactions: list[Finding]) -> str | None:
+    """The request's `rendered` with every redaction in it: the spans found in it, and each span redacted in
+    an item wherever its text occurs in `rendered` (case-insensitively: a template may change the case; the
+    Bedrock layer scans the items only). None when a redaction cannot be placed: a service masked an item
+    without saying where (an empty span), and the item's text does not occur verbatim in `rendered`."""
+    rendered = request.rendered
+    assert rendered is not None
+    placed = placed_spans(request, redactions)
+    spans = list(placed.get(request.whole_index, []))
+    for index, item_spans in placed.items():
+        if index == request.whole_index:
+            continue
+        item_text = request.items[index].text
+        for span in item_spans:
+            # An empty span: somewhere in this item (a masked output); the whole item then stands for it.
+            literal = item_text[span.start : span.end] if span.end > span.start else item_text
+            found = [
+                TypedSpan(m.start(), m.end(), span.type)
+                for m in re.finditer(re.escape(literal), rendered, re.IGNORECASE)
+            ]
+            if not found and span.end <= span.start:
+                return None
+            # A literal that does not occur is not in the prompt as written (a value the template leaves
+            # out); the layers that scan `rendered` itself judge what the template made of it.
+            spans.extend(found)
+    return redact(rendered, spans)
 
 
 def _unplaceable(finding: Finding, masked: dict[int, str]) -> bool:

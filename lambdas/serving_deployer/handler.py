@@ -19,12 +19,14 @@ from aws_lambda_powertools.utilities.parser import parse
 from serving_deployer.core import (
     DeploymentError,
     InferenceComponentTarget,
+    ModelPackage,
     MultiModelTarget,
     ServingTarget,
     handle_package,
     package_from_description,
 )
 from serving_deployer.events import ModelPackageStateChange
+from serving_deployer.preprod_gate import emit_refusal, prod_refusal, start_gate
 from serving_deployer.records import DynamoRecords
 from serving_deployer.settings import ServingMode, ServingSettings
 
@@ -75,12 +77,67 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except DeploymentError as exc:
         logger.error("registered version refused", extra={"arn": change.ModelPackageArn, "error": str(exc)})
         return {"action": "refused", "error": str(exc)}
+    refused = check_preprod_gate(described, package)
+    if refused is not None:
+        return refused
     pending = frozenset(json.loads(os.environ.get("PENDING_GROUPS", "[]")))
     outcome = handle_package(
         serving_target(), records(), package, now=int(time.time()), pending_groups=pending
     )
+    if outcome.action == "deployed" and package.status == "PendingManualApproval":
+        start_preprod_gate(package, outcome.served or {})
     if outcome.action == "rolled_back":
         logger.error("deployment rolled back", extra={"outcome": outcome.__dict__})
     else:
         logger.info("registry change handled", extra={"outcome": outcome.__dict__})
     return {**outcome.__dict__, "slot": list(outcome.slot)}
+
+
+# ---- business-unit models: the preprod gate (serving_deployer.preprod_gate) -----------------------------
+
+
+def check_preprod_gate(described: dict[str, Any], package: ModelPackage) -> dict[str, Any] | None:
+    """Prod (PREPROD_GATE_KEY_ARN set): an approved business-unit version that did not pass the preprod
+    gate for this exact version and checksum is refused: nothing served, the refusal recorded and counted."""
+    key_arn = os.environ.get("PREPROD_GATE_KEY_ARN")
+    if not key_arn or package.tenant_id is not None or package.status != "Approved":
+        return None
+    reason = prod_refusal(kms_client(), key_arn, described, package)
+    if reason is None:
+        return None
+    logger.error("approved version refused: preprod gate", extra={"arn": package.arn, "reason": reason})
+    records().put_deployment(package, "refused", f"preprod gate: {reason}")
+    emit_refusal(os.environ.get("BUSINESS_UNIT", ""), package.group)
+    return {
+        "action": "refused",
+        "error": f"preprod gate: {reason}",
+        "group": package.group,
+        "version": package.version,
+    }
+
+
+def start_preprod_gate(package: ModelPackage, route: dict[str, str]) -> None:
+    """Preprod (GATE_STATE_MACHINE_ARN set): a served business-unit version gets its evaluation run."""
+    use_cases = json.loads(os.environ.get("GATE_USE_CASES", "{}"))
+    machine = os.environ.get("GATE_STATE_MACHINE_ARN")
+    if not machine or package.group not in use_cases:
+        return
+    name = start_gate(
+        stepfunctions_client(),
+        machine,
+        package,
+        use_case=use_cases[package.group],
+        endpoint_name=os.environ["ENDPOINT_NAME"],
+        route=route,
+    )
+    logger.info("preprod gate started", extra={"arn": package.arn, "execution": name})
+
+
+@cache
+def kms_client() -> Any:
+    return boto3.client("kms")
+
+
+@cache
+def stepfunctions_client() -> Any:
+    return boto3.client("stepfunctions")

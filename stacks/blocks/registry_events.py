@@ -17,6 +17,8 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stacks.blocks.event_bus_policy import default_bus_policy
+
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Model Package State Change"
 
@@ -70,10 +72,9 @@ class RegistryEventReceiver(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        self.policy = events.CfnEventBusPolicy(
+        self.policy = default_bus_policy(
             self,
             "DefaultBusPolicy",
-            event_bus_name="default",
             statement_id=statement_id,
             statement={
                 "Sid": statement_id,

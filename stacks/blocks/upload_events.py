@@ -20,6 +20,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from common.lake_layout import stage_prefix
+from stacks.blocks.event_bus_policy import default_bus_policy
 from stacks.blocks.registry_events import default_bus_arn
 from stacks.settings import PlatformConfig, Stage
 
@@ -101,10 +102,9 @@ class UploadEventReceiver(Construct):
             f"arn:{stack.partition}:iam::{config.data_lake_account}:role/"
             f"{forwarding_role_name(config.organization.prefix, business_unit, stage)}"
         )
-        self.policy = events.CfnEventBusPolicy(
+        self.policy = default_bus_policy(
             self,
             "DefaultBusPolicy",
-            event_bus_name="default",
             statement_id=statement_id,
             statement={
                 "Sid": statement_id,

@@ -111,10 +111,21 @@ class DeploymentMode(StrEnum):
     SANDBOX = "sandbox"
 
 
+class SandboxNetwork(StrictModel):
+    """Sandbox mode: the one VPC every environment of a region shares (a fresh account may hold 5 VPCs)."""
+
+    vpc_cidr: Cidr = "10.0.0.0/16"
+    max_azs: Annotated[int, Field(ge=1, le=3)] = 2
+
+
 class Deployment(StrictModel):
     mode: DeploymentMode = DeploymentMode.MULTI_ACCOUNT
     sandbox_account: AccountId | None = Field(
         default=None, description="the one account every environment uses when mode is sandbox"
+    )
+    sandbox_network: SandboxNetwork | None = Field(
+        default=None,
+        description="sandbox mode: CIDR and AZs of the VPC all environments share (default 10.0.0.0/16, 2 AZs)",
     )
 
     @model_validator(mode="after")
@@ -123,6 +134,11 @@ class Deployment(StrictModel):
             raise ValueError("sandbox_account: required when mode is 'sandbox'")
         if self.mode is DeploymentMode.MULTI_ACCOUNT and self.sandbox_account is not None:
             raise ValueError("sandbox_account: only allowed when mode is 'sandbox'")
+        if self.mode is DeploymentMode.MULTI_ACCOUNT and self.sandbox_network is not None:
+            raise ValueError(
+                "sandbox_network: only allowed when mode is 'sandbox' (each environment's VPC comes from "
+                "stages.<stage>.vpc_cidr)"
+            )
         return self
 
 
@@ -370,6 +386,13 @@ class PlatformConfig(StrictModel):
         return self.deployment.mode is DeploymentMode.SANDBOX
 
     @property
+    def sandbox_network(self) -> SandboxNetwork | None:
+        """The VPC the sandbox environments share; None in multi_account mode (a VPC per environment)."""
+        if not self.is_sandbox:
+            return None
+        return self.deployment.sandbox_network or SandboxNetwork()
+
+    @property
     def tooling_account(self) -> str:
         return self._shared_account("tooling")
 
@@ -397,12 +420,17 @@ class PlatformConfig(StrictModel):
         else:
             assert bu.accounts is not None  # guaranteed by validation
             account = bu.accounts.of(stage)
+        settings = self.stages.of(stage)
+        shared = self.sandbox_network
+        if shared is not None:
+            # The environment lives in the shared sandbox VPC: its address range and AZs are that VPC's.
+            settings = settings.model_copy(update={"vpc_cidr": shared.vpc_cidr, "max_azs": shared.max_azs})
         return EnvironmentSpec(
             business_unit=bu,
             stage=stage,
             account=account,
             region=bu.region or self.home_region,
-            settings=self.stages.of(stage),
+            settings=settings,
             org_prefix=self.organization.prefix,
         )
 

@@ -124,3 +124,84 @@ def json_path(state: dict[str, Any], path: str) -> Any:
     for part in path.removeprefix("$.").split("."):
         value = value[part]
     return value
+
+
+def choice_holds(rule: dict[str, Any], state: dict[str, Any]) -> bool:
+    """One Choice rule of the ASL the evaluation stack writes (BooleanEquals, IsPresent, And/Or/Not)."""
+    if "Or" in rule:
+        return any(choice_holds(r, state) for r in rule["Or"])
+    if "And" in rule:
+        return all(choice_holds(r, state) for r in rule["And"])
+    if "Not" in rule:
+        return not choice_holds(rule["Not"], state)
+    try:
+        value = json_path(state, rule["Variable"])
+    except (KeyError, TypeError):
+        return "IsPresent" in rule and rule["IsPresent"] is False
+    if "IsPresent" in rule:
+        return rule["IsPresent"] is True
+    return value is rule["BooleanEquals"]
+
+
+ENTRY_POINTS = {
+    "prepare": "prepare",
+    "score_batch": "score_batch",
+    "summarize": "summarize_run",
+    "gate": "gate_run",
+}
+
+
+def run_main_path(
+    template: dict[str, Any], execution: dict[str, Any], rt: Any, s3: Any, bucket: str
+) -> tuple[dict[str, Any], list[str]]:
+    """Execute the synthesized evaluation state machine's main path with the real step functions (the
+    evaluation.service entry points the handlers call), moto S3 for the map's reader: (final state, order).
+    Choice states are decided by their rules; the main path is each Choice's first rule, which must hold."""
+    from evaluation import handler, service
+
+    state: dict[str, Any] = {}
+    order = []
+    for name, step in walk(state_machine(template)):
+        order.append(name)
+        if name == "ApplyDefaults":  # the execution name is the run id when the input names none
+            defaults = {
+                k.removesuffix(".$"): execution["run_id"] if v == "$$.Execution.Name" else v
+                for k, v in step["Parameters"]["defaults"].items()
+            }
+            state = {"defaults": defaults, "input": execution}
+        elif name == "MergeInput":
+            assert step["Parameters"]["args.$"] == "States.JsonMerge($.defaults, $.input, false)"
+            state = {"args": {**state["defaults"], **state["input"]}}
+        elif step["Type"] == "Task":
+            entry = function(template, task_function(step))[1]["Properties"]["Handler"].removeprefix(
+                "evaluation.handler."
+            )
+            assert hasattr(handler, entry)
+            if step.get("InputPath"):
+                event = json_path(state, step["InputPath"])
+            else:
+                event = {k.removesuffix(".$"): json_path(state, v) for k, v in step["Parameters"].items()}
+            state[step["ResultPath"].removeprefix("$.")] = getattr(service, ENTRY_POINTS[entry])(event, rt)
+        elif step["Type"] == "Map":
+            reader = step["ItemReader"]
+            assert reader["ReaderConfig"]["InputType"] == "JSONL"
+            dataset = s3.get_object(Bucket=bucket, Key=json_path(state, reader["Parameters"]["Key.$"]))
+            items = [json.loads(line) for line in dataset["Body"].read().decode().splitlines() if line]
+            batcher = step["ItemBatcher"]
+            batch_input = {
+                k.removesuffix(".$"): json_path(state, v) for k, v in batcher["BatchInput"].items()
+            }
+            [(inner_name, inner)] = step["ItemProcessor"]["States"].items()
+            entry = function(template, task_function(inner))[1]["Properties"]["Handler"].removeprefix(
+                "evaluation.handler."
+            )
+            assert entry == "score_batch", inner_name
+            size = batcher["MaxItemsPerBatch"]
+            for start in range(0, len(items), size):
+                service.score_batch({"Items": items[start : start + size], "BatchInput": batch_input}, rt)
+        elif step["Type"] == "Choice":
+            rule = step["Choices"][0]
+            assert choice_holds(rule, state), (name, rule)
+        elif step["Type"] == "Succeed":
+            state["output"] = json_path(state, step["OutputPath"])
+    return state, order

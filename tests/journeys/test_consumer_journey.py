@@ -25,13 +25,9 @@ from tests.conftest import SynthesizedPlatform
 from tests.journeys._consumer import (
     InProcessCatalog,
     LambdaContext,
-    function,
     function_env,
-    json_path,
     role_statements,
-    state_machine,
-    task_function,
-    walk,
+    run_main_path,
 )
 from tests.stacks.policy_eval import Request, decide, decide_identity, resolve, secure_context
 
@@ -260,21 +256,10 @@ def evaluation_runtime(journey: Journey) -> Any:
     return runtime
 
 
-ENTRY_POINTS = {
-    "prepare": "prepare",
-    "score_batch": "score_batch",
-    "summarize": "summarize_run",
-    "gate": "gate_run",
-}
-
-
 def run_state_machine(
     journey: Journey, execution: dict[str, Any], outputs: dict[str, dict[str, str]]
 ) -> dict[str, Any]:
     """Execute the synthesized definition's main path with the real step functions (service module)."""
-    from evaluation import handler, service
-
-    template = journey.templates[EVALUATION_STACK]
     key = f"retail/evaluation_runs/outputs/{execution['run_id']}.jsonl"
     lines = "".join(
         json.dumps({"id": i, "model": m, "output": o}) + "\n"
@@ -282,58 +267,17 @@ def run_state_machine(
         for i, o in by_id.items()
     )
     journey.s3.put_object(Bucket=RUNS_BUCKET, Key=key, Body=lines.encode())
-    rt = evaluation_runtime(journey)
     execution_input = {**execution, "outputs": {"bucket": RUNS_BUCKET, "key": key}}
-    state: dict[str, Any] = {}
-    order = []
-    for name, step in walk(state_machine(template)):
-        order.append(name)
-        if name == "ApplyDefaults":  # the execution name is the run id when the input names none
-            defaults = {
-                k.removesuffix(".$"): execution["run_id"] if v == "$$.Execution.Name" else v
-                for k, v in step["Parameters"]["defaults"].items()
-            }
-            state = {"defaults": defaults, "input": execution_input}
-        elif name == "MergeInput":
-            assert step["Parameters"]["args.$"] == "States.JsonMerge($.defaults, $.input, false)"
-            state = {"args": {**state["defaults"], **state["input"]}}
-        elif step["Type"] == "Task":
-            entry = function(template, task_function(step))[1]["Properties"]["Handler"].removeprefix(
-                "evaluation.handler."
-            )
-            assert hasattr(handler, entry)
-            if step.get("InputPath"):
-                event = json_path(state, step["InputPath"])
-            else:
-                event = {k.removesuffix(".$"): json_path(state, v) for k, v in step["Parameters"].items()}
-            state[step["ResultPath"].removeprefix("$.")] = getattr(service, ENTRY_POINTS[entry])(event, rt)
-        elif step["Type"] == "Map":
-            reader = step["ItemReader"]
-            assert reader["ReaderConfig"]["InputType"] == "JSONL"
-            dataset = journey.s3.get_object(
-                Bucket=RUNS_BUCKET, Key=json_path(state, reader["Parameters"]["Key.$"])
-            )
-            items = [json.loads(line) for line in dataset["Body"].read().decode().splitlines() if line]
-            batcher = step["ItemBatcher"]
-            batch_input = {
-                k.removesuffix(".$"): json_path(state, v) for k, v in batcher["BatchInput"].items()
-            }
-            [(inner_name, inner)] = step["ItemProcessor"]["States"].items()
-            entry = function(template, task_function(inner))[1]["Properties"]["Handler"].removeprefix(
-                "evaluation.handler."
-            )
-            assert entry == "score_batch", inner_name
-            size = batcher["MaxItemsPerBatch"]
-            for start in range(0, len(items), size):
-                service.score_batch({"Items": items[start : start + size], "BatchInput": batch_input}, rt)
-        elif step["Type"] == "Choice":
-            [rule] = step["Choices"]
-            assert json_path(state, rule["Variable"]) is rule["BooleanEquals"], (name, rule)
-        elif step["Type"] == "Succeed":
-            state["output"] = json_path(state, step["OutputPath"])
+    state, order = run_main_path(
+        journey.templates[EVALUATION_STACK],
+        execution_input,
+        evaluation_runtime(journey),
+        journey.s3,
+        RUNS_BUCKET,
+    )
     assert order == [
-        "ApplyDefaults", "MergeInput", "Prepare", "ScoreRecords", "Summarize", "GateRequested", "Gate",
-        "GateDecision", "GatePassed",
+        "ApplyDefaults", "MergeInput", "Prepare", "ScoreRecords", "Summarize", "GateRequested",
+        "AwaitingHumanReview", "Gate", "GateDecision", "GatePassed",
     ]  # fmt: skip
     return state
 

@@ -77,6 +77,10 @@ def _condition_holds(operator: str, key: str, expected: Any, request: Request) -
     present = key in context
     actual = context.get(key, "")
     base = operator.removeprefix("ForAnyValue:")
+    if base.endswith("IfExists"):  # an absent key satisfies the condition
+        base = base.removesuffix("IfExists")
+        if not present:
+            return True
     if base == "Null":
         return (not present) == (expected_values[0] == "true")
     if base == "StringEquals" or base == "Bool":

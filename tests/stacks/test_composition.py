@@ -22,7 +22,6 @@ def test_default_config_synthesizes_exactly_the_expected_stacks(
     expected = {
         "exco-tooling": ("111111111111", "eu-west-1"),
         "exco-data-lake": ("222222222222", "eu-west-1"),
-        "exco-shared-pipeline": ("111111111111", "eu-west-1"),
         "exco-prompt-catalog": ("111111111111", "eu-west-1"),
         # one pipeline per branch (stage), whatever the number of business units
         "exco-dev-pipeline": ("111111111111", "eu-west-1"),
@@ -60,8 +59,8 @@ def test_sandbox_config_synthesizes_every_stack_into_one_account_without_collisi
     assert set(locations) == {
         "exsb-tooling",
         "exsb-data-lake",
-        "exsb-shared-pipeline",
         "exsb-prompt-catalog",
+        "exsb-network",  # the one VPC every sandbox environment shares
         *(f"exsb-{stage}-pipeline" for stage in ("dev", "preprod", "prod")),
         *(
             f"exsb-{bu}-{stage}-{stack}"

@@ -246,6 +246,8 @@ def test_any_tooling_account_string_is_accepted_only_if_twelve_digits(value: str
 def test_evaluation_section_defaults_and_names_a_bad_field(raw: dict[str, Any]) -> None:
     from stacks.settings.evaluation import EvaluationSettings
 
+    # retail's sample entry sets a gate floor (its config has no judge); without the section, the defaults.
+    assert raw["business_units"][0].pop("evaluation") == {"gate": {"min_metrics": {"token_f1": 0.5}}}
     assert parse_config(raw).business_units[0].evaluation == EvaluationSettings()
     raw["business_units"][0]["evaluation"] = {"weights": {"quality": 0.9, "speed": 0.9, "cost": 0.9}}
     assert any(p.startswith("business_units[0].evaluation.weights") for p in problems_of(raw))

@@ -176,9 +176,21 @@ def test_gate_runs_only_when_asked_and_a_failed_gate_fails_the_execution(retail_
     assert states["MergeInput"]["Parameters"] == {"args.$": "States.JsonMerge($.defaults, $.input, false)"}
     assert states["Prepare"]["InputPath"] == "$.args"
     assert states["GateRequested"]["Choices"] == [
-        {"Variable": "$.args.gate", "BooleanEquals": True, "Next": "Gate"}
+        {"Variable": "$.args.gate", "BooleanEquals": True, "Next": "AwaitingHumanReview"}
     ]
     assert states["GateRequested"]["Default"] == "Done"
+    # A run with a per-run candidate waits for its open human review; every other gate run goes on at once.
+    assert states["AwaitingHumanReview"]["Choices"] == [
+        {
+            "Or": [
+                {"Variable": "$.args.candidate", "IsPresent": False},
+                {"Variable": "$.summary.review_open", "BooleanEquals": False},
+            ],
+            "Next": "Gate",
+        }
+    ]
+    assert states["AwaitingHumanReview"]["Default"] == "WaitForHumanReview"
+    assert states["WaitForHumanReview"] == {"Type": "Wait", "Seconds": 900, "Next": "Summarize"}
     assert states["GateDecision"]["Choices"] == [
         {"Variable": "$.gate.passed", "BooleanEquals": True, "Next": "GatePassed"}
     ]
@@ -232,7 +244,26 @@ def test_default_candidates_grant_no_model_access(default_platform: SynthesizedP
         if stack.stack_name.endswith("-evaluation") and "-retail-" in stack.stack_name:
             for policy in resources(template, "AWS::IAM::Policy").values():
                 statements = policy["Properties"]["PolicyDocument"]["Statement"]
-                assert not grants(statements, "bedrock") | grants(statements, "sagemaker"), stack.stack_name
+                # Preprod's business-unit gate calls the version its deployer served: exactly that endpoint;
+                # its recorder describes and updates the business unit's versions (no model invocation).
+                if "GateRecorder" in json.dumps(policy["Properties"]["Roles"]):
+                    assert not grants(statements, "bedrock")
+                    assert {a for a, _ in grants(statements, "sagemaker")} == {
+                        "sagemaker:DescribeModelPackage",
+                        "sagemaker:UpdateModelPackage",
+                    }
+                    continue
+                served = [st for st in statements if st.get("Sid") == "InvokeServedCandidates"]
+                assert not served or "-preprod-" in stack.stack_name
+                assert {r for _, r in grants(served, "sagemaker")} <= {
+                    joined(f"arn:<partition>:sagemaker:eu-west-1:333333333332:{kind}")
+                    for kind in (
+                        "endpoint/exco-retail-preprod-serving",
+                        "inference-component/exco-retail-preprod-serving-*",
+                    )
+                }
+                others = [st for st in statements if st not in served]
+                assert not grants(others, "bedrock") | grants(others, "sagemaker"), stack.stack_name
 
 
 def test_lake_access_is_per_step_and_limited_to_the_business_unit_prefix(retail_dev: dict[str, Any]) -> None:
@@ -386,7 +417,18 @@ def test_score_batch_may_invoke_exactly_the_configured_models(with_candidates: d
         (
             "sagemaker:InvokeEndpoint",
             joined(f"arn:<partition>:sagemaker:eu-west-1:{account}:endpoint/retail-mme"),
-        )
+        ),
+        # The business-unit gate's per-run candidate: the version this stage's deployer served.
+        (
+            "sagemaker:InvokeEndpoint",
+            joined(f"arn:<partition>:sagemaker:eu-west-1:{account}:endpoint/exco-retail-preprod-serving"),
+        ),
+        (
+            "sagemaker:InvokeEndpoint",
+            joined(
+                f"arn:<partition>:sagemaker:eu-west-1:{account}:inference-component/exco-retail-preprod-serving-*"
+            ),
+        ),
     }
     for role in ("PrepareFunction", "SummarizeFunction", "GateFunction", "StateMachineRole"):
         statements = role_statements(with_candidates, role)
@@ -493,3 +535,14 @@ def test_complete_reviews_runs_every_15_minutes_and_may_only_close_runs(retail_d
     deletes = {r for a, r in grants(statements, "s3") if a == "s3:DeleteObject"}
     assert len(deletes) == 1 and next(iter(deletes)).endswith('/retail/evaluation_runs/_open_reviews/*"]]}')
     assert grants(statements, "sqs") == set()
+
+
+def test_a_gate_run_may_wait_for_its_human_review_until_the_deadline() -> None:
+    from stacks.evaluation_stack import state_machine_timeout_hours
+
+    assert state_machine_timeout_hours(EvaluationSettings()) == 24
+    assert state_machine_timeout_hours(EvaluationSettings(human_review={"enabled": True})) == 73
+    assert (
+        state_machine_timeout_hours(EvaluationSettings(human_review={"enabled": True, "deadline_hours": 2}))
+        == 24
+    )

@@ -1,8 +1,10 @@
-"""CI/CD: one pipeline per branch deploying every business unit in bounded waves; approval before prod,
-unit tests before and the evaluation gate after preprod."""
+"""CI/CD: one pipeline per branch deploying every business unit in bounded waves, so a push synthesizes once;
+the shared stage first on main, approval before it and before each prod wave, unit tests before and the
+evaluation gate after preprod."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,9 @@ from hypothesis import strategies as st
 
 from stacks.app_factory import create_app
 from stacks.blocks.nag import add_nag_checks
-from stacks.pipeline_stack import MAX_ACTIONS_PER_STAGE, Deployment, PipelineStack, plan_waves
+from stacks.pipeline_stack import MAX_ACTIONS_PER_STAGE, SHARED_WAVE, Deployment, PipelineStack, plan_waves
 from stacks.settings import PlatformConfig, Stage
-from tests.conftest import SynthesizedPlatform
+from tests.conftest import REPO_ROOT, SynthesizedPlatform
 from tests.stacks.policy_helpers import flatten, resources_of_type
 
 
@@ -54,25 +56,52 @@ PIPELINE_PREAMBLE = ("Source", "Build", "UpdatePipeline", "Assets")
 
 
 def wave_stages(template: dict[str, Any], stage: str) -> list[dict[str, Any]]:
-    """The CodePipeline stages after the preamble: one per wave (CDK Pipelines names a wave holding a single
-    environment after that environment's stage instead of the wave)."""
-    return [s for s in pipeline_stages(template) if s["Name"] not in PIPELINE_PREAMBLE]
+    """The CodePipeline stages of the business units' waves: after the preamble and, on main, after the shared
+    wave (CDK Pipelines names a wave holding a single environment after that environment's stage)."""
+    return [s for s in pipeline_stages(template) if s["Name"] not in (*PIPELINE_PREAMBLE, SHARED_WAVE)]
 
 
 def test_one_pipeline_per_branch_on_the_configured_branches(default_platform: SynthesizedPlatform) -> None:
     branches = {
         stage: source_branch(default_platform.template(f"exco-{stage}-pipeline"))
-        for stage in ("dev", "preprod", "prod", "shared")
+        for stage in ("dev", "preprod", "prod")
     }
-    assert branches == {"dev": "dev", "preprod": "test", "prod": "main", "shared": "main"}
-    assert set(default_platform.platform.pipelines) == {"shared", "dev", "preprod", "prod"}
+    assert branches == {"dev": "dev", "preprod": "test", "prod": "main"}
+    assert set(default_platform.platform.pipelines) == {"dev", "preprod", "prod"}
+    assert [s.stack_name for s in default_platform.stacks() if s.stack_name.endswith("-pipeline")] == [
+        "exco-dev-pipeline",
+        "exco-preprod-pipeline",
+        "exco-prod-pipeline",
+    ]
+
+
+def load_bench() -> Any:
+    """bench/platform_synth_bench.py is a script, not a package: load it by path."""
+    spec = importlib.util.spec_from_file_location(
+        "platform_synth_bench", REPO_ROOT / "bench" / "platform_synth_bench.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("platform_fixture", ["default_platform", "sandbox_platform"])
+def test_a_push_to_any_branch_starts_exactly_one_synth(platform_fixture: str, request: Any) -> None:
+    """What the bench reports as "CI synths per push", counted from the synthesized pipelines."""
+    platform: SynthesizedPlatform = request.getfixturevalue(platform_fixture)
+    assert load_bench().synths_per_push(platform.outdir) == {"dev": 1, "test": 1, "main": 1}
 
 
 @pytest.mark.parametrize("stage", ["dev", "preprod", "prod"])
 def test_each_stage_pipeline_deploys_every_business_units_stacks_of_its_stage_in_its_account(
     default_platform: SynthesizedPlatform, stage: str
 ) -> None:
-    deployed = deploy_actions(default_platform.template(f"exco-{stage}-pipeline"))
+    every = deploy_actions(default_platform.template(f"exco-{stage}-pipeline"))
+    deployed = {n: a for n, a in every.items() if n.startswith(("exco-retail-", "exco-finance-"))}
+    # main's pipeline also deploys the shared stage (its first wave); the others deploy business units only
+    shared = {"exco-tooling", "exco-data-lake", "exco-prompt-catalog"} if stage == "prod" else set()
+    assert set(every) - set(deployed) == shared
     expected = {
         s.stack_name: s.environment.account
         for s in default_platform.stacks()
@@ -163,13 +192,34 @@ def test_many_business_units_are_split_into_bounded_waves(
         assert len(approvals) == 1 and approvals[0]["RunOrder"] < min(a["RunOrder"] for a in deploys)
 
 
-def test_shared_pipeline_deploys_tooling_and_data_lake_off_main(
+def test_main_deploys_the_shared_stage_first_behind_its_own_approval(
     default_platform: SynthesizedPlatform,
 ) -> None:
-    template = default_platform.template("exco-shared-pipeline")
+    template = default_platform.template("exco-prod-pipeline")
     assert source_branch(template) == "main"
-    names = {a["Name"] for a in deploy_stage(template, "shared")}
-    assert {"exco-tooling.Deploy", "exco-data-lake.Deploy", "ApproveDeployment"} <= names
+    names = [s["Name"] for s in pipeline_stages(template)]
+    # the shared wave right after the preamble, before every prod wave
+    assert names[: len(PIPELINE_PREAMBLE) + 1] == [*PIPELINE_PREAMBLE, SHARED_WAVE]
+    assert names.index(SHARED_WAVE) < min(names.index(w["Name"]) for w in wave_stages(template, "prod"))
+    actions = {a["Name"]: a for a in deploy_stage(template, SHARED_WAVE)}
+    deployed = {n for n, a in actions.items() if a["ActionTypeId"]["Category"] == "Deploy"}
+    assert {n.removesuffix(".Deploy") for n in deployed if n.endswith(".Deploy")} == {
+        "exco-tooling",
+        "exco-data-lake",
+        "exco-prompt-catalog",
+    }
+    approval = actions["ApproveDeployment"]
+    assert approval["ActionTypeId"]["Category"] == "Approval"
+    assert approval["RunOrder"] < min(actions[n]["RunOrder"] for n in deployed)
+    assert "tooling, data lake, prompt catalog" in approval["Configuration"]["CustomData"]
+    # no business unit deploys in the shared wave, and nothing of the shared stage deploys in a prod wave
+    assert not any(n.startswith(("retail-", "finance-")) for n in actions)
+    for wave in wave_stages(template, "prod"):
+        assert not any(a["Name"].startswith("exco-") for a in wave["Actions"])
+    assert default_platform.platform.pipelines["prod"].waves == {
+        SHARED_WAVE: ["shared"],
+        "prod-wave-1": ["retail", "finance"],
+    }
 
 
 def test_pipelines_mutate_themselves_and_use_cross_account_keys(

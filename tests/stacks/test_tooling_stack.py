@@ -9,7 +9,7 @@ import pytest
 
 from stacks.blocks.model_registry import MAX_GROUP_NAME_LENGTH, model_package_group_name
 from tests.conftest import SynthesizedPlatform
-from tests.stacks.policy_helpers import flatten, principal_accounts, resources_of_type
+from tests.stacks.policy_helpers import as_list, flatten, principal_accounts, resources_of_type
 
 RETAIL = {"dev": "333333333331", "preprod": "333333333332", "prod": "333333333333"}
 FINANCE = {"dev": "444444444441", "preprod": "444444444442", "prod": "444444444443"}
@@ -64,12 +64,29 @@ def test_group_policy_lets_dev_register_and_preprod_prod_deploy_and_nobody_else(
     assert "sagemaker:CreateModelPackage" in register["Action"]
     assert "sagemaker:CreateModelPackage" not in deploy["Action"]
     assert "sagemaker:CreateModel" in deploy["Action"]
-    assert not any("UpdateModelPackage" in a for s in policy["Statement"] for a in s["Action"])
+    # Updating a version: preprod's gate recorder only (record or Rejected, where the business unit trains its
+    # own models); approving: denied to every principal but the business unit's approver role.
+    updates = [s for s in policy["Statement"] if any("UpdateModelPackage" in a for a in as_list(s["Action"]))]
+    deny = next(s for sid, s in by_sid.items() if sid.endswith("OnlyTheApproverApproves"))
+    assert deny["Effect"] == "Deny" and deny["Principal"] == {"AWS": "*"}
+    bu = group.split("-")[1]
+    assert deny["Condition"] == {
+        "StringEquals": {"sagemaker:ModelApprovalStatus": "Approved"},
+        "ArnNotEquals": {"aws:PrincipalArn": f"arn:aws:iam::111111111111:role/exco-model-approver-{bu}"},
+    }
+    gate = [s for s in updates if s is not deny]
+    if bu == "retail":
+        (record,) = gate
+        assert principal_accounts(record) == {accounts["preprod"]}
+        assert record["Condition"] == {"StringEqualsIfExists": {"sagemaker:ModelApprovalStatus": "Rejected"}}
+    else:
+        assert gate == []  # finance trains no business-unit models: nothing updates its versions
     assert set(register["Resource"]) == {
         f"arn:aws:sagemaker:eu-west-1:111111111111:model-package-group/{group}",
         f"arn:aws:sagemaker:eu-west-1:111111111111:model-package/{group}/*",
     }
-    named = set().union(*(principal_accounts(s) for s in policy["Statement"]))
+    allows = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+    named = set().union(*(principal_accounts(s) for s in allows))
     assert named.isdisjoint(other.values())
 
 
@@ -87,7 +104,8 @@ def test_second_business_unit_accounts_are_absent_from_the_firsts_policies(
     ]
     assert len(policies) == 4
     for policy in policies:
-        named = set().union(*(principal_accounts(s) for s in policy["Statement"]))
+        allows = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+        named = set().union(*(principal_accounts(s) for s in allows))
         assert named == set(RETAIL.values())
 
 
@@ -191,6 +209,11 @@ def test_sandbox_policies_collapse_to_one_account_and_require_the_business_unit_
     template = sandbox_platform.template("exsb-tooling")
     for name, props in groups(template).items():
         for statement in flatten(props["ModelPackageGroupPolicy"])["Statement"]:
+            if statement["Effect"] == "Deny":  # only the approver role approves, in sandbox mode too
+                assert statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"].startswith(
+                    "arn:aws:iam::555555555555:role/exsb-model-approver-"
+                )
+                continue
             assert principal_accounts(statement) == {"555555555555"}
             assert statement["Condition"]["StringEquals"][TAG_CONDITION] == name.split("-")[1]
     statements = artifact_statements(sandbox_platform, "exsb-tooling")

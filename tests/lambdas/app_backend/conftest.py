@@ -48,13 +48,16 @@ class RecordingFilter:
             action = "redact"
             findings.append({"layer": "pii", "type": "EMAIL", "action": "redact"})
             texts = [text.replace("alice@example.com", "[EMAIL]") for text in texts]
-        return {
+        verdict = {
             "action": action,
             "text": "\n\n".join(texts),
             "texts": texts,
             "findings": findings,
             "errors": {},
         }
+        if "rendered" in event:  # the prompt as the model will see it, redacted like the items
+            verdict["rendered"] = event["rendered"].replace("alice@example.com", "[EMAIL]")
+        return verdict
 
 
 @dataclass

@@ -50,3 +50,34 @@ def test_the_whole_folded_view_maps_back_to_the_whole_original(original):
     if view.text:
         lo, hi = view.original_span(0, len(view.text))
         assert NormalizedText(original[lo:hi]).text == view.text
+
+
+def test_the_kept_digit_table_matches_this_python_s_unicode_data():
+    from guardrail.normalize import decimal_zeros
+    from guardrail.resizing_ranges import DECIMAL_ZEROS
+
+    if unicodedata.unidata_version != UNICODE_VERSION:
+        assert all(unicodedata.decimal(chr(zero)) == 0 for zero in DECIMAL_ZEROS)
+        return
+    assert tuple(decimal_zeros()) == DECIMAL_ZEROS
+
+
+def test_digits_of_every_script_fold_to_ascii_digits():
+    assert NormalizedText("٤١١١ ١١١١").text == "4111 1111"  # Arabic-Indic
+    assert NormalizedText("４１１１ ９").text == "4111 9"  # fullwidth
+    assert NormalizedText("𝟒𝟏 ೪").text == "41 4"  # mathematical bold, Kannada
+
+
+@settings(max_examples=400)
+@given(
+    st.lists(
+        st.one_of(TRICKY, st.sampled_from(["٤", "한", "ᄀ", "ᅡ", "ǅ", "ß"]), st.characters(codec="utf-8")),
+        max_size=60,
+    )
+)
+def test_the_fast_paths_fold_exactly_like_the_per_character_path(chars):
+    original = "".join(chars)
+    view = NormalizedText(original)
+    assert view.text == "".join(fold_char(c) for c in original)
+    if view.same_offsets:
+        assert len(view.text) == len(original)

@@ -1,0 +1,26 @@
+"""A statement on an account's default event bus policy (`AWS::Events::EventBusPolicy`).
+
+Written as a plain `CfnResource` rather than `events.CfnEventBusPolicy`: cdk-nag 3.0.2 (the latest release)
+reads the L1's deprecated `principal` property for every `CfnEventBusPolicy` it checks (rule EVB1), and
+aws-cdk-lib prints a deprecation warning for that read on every synth. The template is the same; EVB1's check
+(no statement open to every principal without a condition) runs over the synthesized templates in
+tests/stacks/test_event_bus_policies.py instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnResource
+from constructs import Construct
+
+
+def default_bus_policy(
+    scope: Construct, construct_id: str, *, statement_id: str, statement: dict[str, Any]
+) -> CfnResource:
+    return CfnResource(
+        scope,
+        construct_id,
+        type="AWS::Events::EventBusPolicy",
+        properties={"EventBusName": "default", "StatementId": statement_id, "Statement": statement},
+    )
