@@ -32,6 +32,7 @@ from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.evaluation_gate import gate_caller_role_name, gate_role_name, state_machine_name
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import PlatformStack
+from stacks.blocks.prompt_release_step import has_prompt_release, prompt_release_step
 from stacks.blocks.retention import retention_for
 from stacks.blocks.storage import AccessLogBucket, SecureBucket
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
@@ -190,6 +191,7 @@ class PipelineStack(PlatformStack):
         )
         self.source = self._source(branch)
         self.gate_callers: list[iam.Role] = []
+        self.release_callers: list[iam.Role] = []
         self.pipeline = pipelines.CodePipeline(
             self,
             "Pipeline",
@@ -219,7 +221,12 @@ class PipelineStack(PlatformStack):
         self.waves: dict[str, list[str]] = {}
         if shared is not None:
             self._add_wave(SHARED_WAVE, [shared], first=False)
-        counts = [2 * len(stacks_of(d.stage)) + self._post_action_count(d) for d in deployments]
+        counts = [
+            2 * len(stacks_of(d.stage))
+            + self._post_action_count(d)
+            + has_prompt_release(stage, d.environment)
+            for d in deployments
+        ]
         plan = plan_waves(
             counts,
             max_units=config.tooling.pipelines.max_parallel_deployments,
@@ -238,7 +245,8 @@ class PipelineStack(PlatformStack):
         self.waves[wave_name] = [d.label for d in members]
         wave = self.pipeline.add_wave(wave_name, pre=self._wave_pre(wave_name, members, first=first) or None)
         for deployment in members:
-            wave.add_stage(deployment.stage, post=self._post(deployment) or None)
+            post = [*self._post(deployment), *self._prompt_release(deployment)]
+            wave.add_stage(deployment.stage, post=post or None)
 
     def _wave_pre(
         self, wave_name: str, members: Sequence[Deployment], *, first: bool
@@ -308,6 +316,16 @@ class PipelineStack(PlatformStack):
             )
         ]
 
+    def _prompt_release(self, deployment: Deployment) -> list[pipelines.Step]:
+        """After a prod environment: move its prod prompt aliases (stacks/blocks/prompt_release_step.py)."""
+        if deployment.environment is None or not has_prompt_release(self.stage, deployment.environment):
+            return []
+        caller, step = prompt_release_step(
+            self, self.config, deployment.environment, self.source, deployment_id=deployment.stage.node.id
+        )
+        self.release_callers.append(caller)
+        return [step]
+
     def _role_arns_as_sub(self) -> None:
         """CDK writes action role ARNs as Fn::Join; cfn-lint (E3703) accepts only a string or Fn::Sub there."""
         cfn = self.pipeline.pipeline.node.default_child
@@ -332,7 +350,7 @@ class PipelineStack(PlatformStack):
 
     def _acknowledge_pipeline_findings(self) -> None:
         """cdk-nag findings on the roles CDK Pipelines generates, each with the reason it holds."""
-        targets: list[Construct] = [self.pipeline, *self.gate_callers]
+        targets: list[Construct] = [self.pipeline, *self.gate_callers, *self.release_callers]
         bucket = self.resolve(self.get_logical_id(self.artifact_bucket.node.default_child))  # type: ignore[arg-type]
         grant_reason = (
             "CDK Pipelines gives its roles the standard action sets of the L2 grant methods (s3:GetObject*, "

@@ -27,6 +27,7 @@ from stacks.blocks.prompt_catalog_access import (
     alias_movers,
     api_client_accounts,
     caller_business_units,
+    catalog_stack_name,
 )
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.retention import retention_for
@@ -72,7 +73,7 @@ class PromptCatalogStack(PlatformStack):
         super().__init__(
             scope,
             construct_id,
-            stack_name=f"{prefix}-prompt-catalog",
+            stack_name=catalog_stack_name(config),
             account=config.tooling_account,
             region=config.home_region,
             description="LLMOps prompt catalog: versioned prompts, chains and evaluation datasets behind an IAM-authorized API",

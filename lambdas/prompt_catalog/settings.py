@@ -39,6 +39,12 @@ class PromptCatalogSettings(BaseModel):
         le=5_000_000,
         description="UTF-8 size of one rendered text (Lambda answers <= 6 MB).",
     )
+    max_render_memory_bytes: int = Field(
+        default=32_000_000,
+        ge=1_000_000,
+        le=256_000_000,
+        description="Values a render may build (one value: a quarter of it); keep well under the function's memory.",
+    )
     max_chain_steps: int = Field(default=20, ge=1, le=100)
     max_dataset_records: int = Field(default=10_000, ge=1, le=100_000)
     max_dataset_bytes: int = Field(
@@ -60,7 +66,10 @@ class PromptCatalogSettings(BaseModel):
 
     def render_limits(self) -> RenderLimits:
         return RenderLimits(
-            max_steps=self.max_render_steps, max_depth=self.max_render_depth, max_bytes=self.max_render_bytes
+            max_steps=self.max_render_steps,
+            max_depth=self.max_render_depth,
+            max_bytes=self.max_render_bytes,
+            max_memory_bytes=self.max_render_memory_bytes,
         )
 
     def alias_allowed(self, alias: str) -> bool:

@@ -9,7 +9,9 @@ The catalog runs in the tooling account and serves every business unit. Two side
 
 Aliases named after a stage (`dev`, `preprod`, `prod`) are bound to that stage: the function lets only the
 stage's prompt release role (`prompt_release_role`, named `<env>-prompt-release`, in that stage's
-account) move them (`alias_movers` builds its ALIAS_MOVERS map), so a dev role cannot move `prod`.
+account) move them (`alias_movers` builds its ALIAS_MOVERS map), so a dev role cannot move `prod`. The prod
+release role trusts exactly one principal: the prod pipeline's release step for that business unit
+(`prompt_release_caller_role_name`, in the tooling account; stacks/blocks/prompt_release_step.py).
 
 API Gateway reports an assumed role as `arn:aws:sts::<account>:assumed-role/<role name>/<session>`, so the
 map holds STS prefixes. In multi-account mode every role of a business unit's accounts acts for that unit.
@@ -30,7 +32,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.blocks.nag import acknowledge
-from stacks.settings import STAGES, EnvironmentSpec, PlatformConfig
+from stacks.settings import STAGES, EnvironmentSpec, PlatformConfig, Stage
 
 # Every region the config accepts is a commercial region (stacks/settings/regions.py).
 PARTITION = "aws"
@@ -116,9 +118,32 @@ def grant_prompt_catalog_invoke(
     )
 
 
+def catalog_stack_name(config: PlatformConfig) -> str:
+    """The prompt catalog stack (tooling account, home region); the prod release step reads its ApiUrl."""
+    return f"{config.organization.prefix}-prompt-catalog"
+
+
 def prompt_release_role_name(environment: EnvironmentSpec) -> str:
     """The one role of a business unit stage that moves the stage's alias in the catalog."""
     return f"{environment.name}-prompt-release"
+
+
+def prompt_release_caller_role_name(environment: EnvironmentSpec) -> str:
+    """The prod pipeline's release-step role (tooling account), the one principal the prod release role
+    trusts. Shared pipeline, so not `<prefix>-<bu>-...` (that prefix marks the unit's own roles); never longer
+    than the preprod gate caller's name, whose length the config loader checks."""
+    bu, stage = environment.business_unit.name, environment.stage.value
+    return f"{environment.org_prefix}-pipeline-{bu}-{stage}-release-caller"
+
+
+def prompt_release_caller_arn(config: PlatformConfig, environment: EnvironmentSpec) -> str:
+    return (
+        f"arn:{PARTITION}:iam::{config.tooling_account}:role/{prompt_release_caller_role_name(environment)}"
+    )
+
+
+def prompt_release_role_arn(environment: EnvironmentSpec) -> str:
+    return f"arn:{PARTITION}:iam::{environment.account}:role/{prompt_release_role_name(environment)}"
 
 
 def alias_movers(config: PlatformConfig) -> dict[str, Any]:
@@ -143,12 +168,18 @@ def prompt_release_arns(config: PlatformConfig, environment: EnvironmentSpec) ->
 def prompt_release_role(scope: Construct, config: PlatformConfig, environment: EnvironmentSpec) -> iam.Role:
     """The stage's deployment identity for prompt aliases, in the stage's own account.
 
-    Only principals of this stage's account may assume it (in multi-account mode the account is the stage
-    boundary; in sandbox mode, where every stage shares one account, the caller must also carry this
-    stage's BusinessUnit and Stage tags, which every role of a business unit stage gets).
+    Prod: only the prod pipeline's release step may assume it, by principal ARN condition (not as the
+    principal itself, so recreating that role does not silently break the trust). Dev and preprod: only
+    principals of this stage's account (in multi-account mode the account is the stage boundary; in
+    sandbox mode, where every stage shares one account, the caller must also carry this stage's
+    BusinessUnit and Stage tags, which every role of a business unit stage gets).
     """
     principal: iam.IPrincipal = iam.AccountPrincipal(environment.account)
-    if config.is_sandbox:
+    if environment.stage is Stage.PROD:
+        principal = iam.AccountPrincipal(config.tooling_account).with_conditions(
+            {"ArnEquals": {"aws:PrincipalArn": prompt_release_caller_arn(config, environment)}}
+        )
+    elif config.is_sandbox:
         principal = iam.AccountPrincipal(environment.account).with_conditions(
             {
                 "StringEquals": {

@@ -11,6 +11,7 @@ Hops, over the synthesized default platform and the real handlers (moto):
 4. the prod backend (its template: LAKE_STAGE=prod, read-only catalog grant) serves the `prod` version to a
    tenant through the app backend's catalog client; the dev backend serves the `dev` version;
 5. negatives: another business unit's backend cannot read retail's prompt; a body alias is refused.
+The release path itself (prod pipeline step -> prod release role -> catalog) is the last test.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,13 +30,24 @@ from botocore.credentials import Credentials
 from moto import mock_aws
 
 from common.prompt_client import PromptClient
+from stacks.blocks.prompt_release_step import RELEASE_MODULE
 from tests.conftest import SynthesizedPlatform
 from tests.lambdas.app_backend.conftest import ROOMY, build_backend
-from tests.lambdas.prompt_catalog.conftest import BODY_BUCKET, DATASET_BUCKET, TABLE, FakeContext, api_event
+from tests.lambdas.prompt_catalog.conftest import (
+    BODY_BUCKET,
+    DATASET_BUCKET,
+    TABLE,
+    FakeContext,
+    SignedApi,
+    api_event,
+)
 from tests.lambdas.prompt_catalog.conftest import create_resources as create_catalog_resources
-from tests.stacks.policy_eval import resolve, wildcard_match
+from tests.lambdas.prompt_catalog.test_release_tool import Session as ReleaseSession
+from tests.stacks.policy_eval import Request, decide, resolve, wildcard_match
+from tests.stacks.policy_helpers import resources_of_type
 from tests.stacks.test_application_stack import backend_function, backend_statements
 from tests.stacks.test_prompt_catalog_stack import DEFAULT_STACK, function_env
+from tools.release_prompts import main as release_main
 
 API_URL = "https://abc123.execute-api.eu-west-1.amazonaws.com/prompt-catalog"
 PROMPT = {"name": "product-qa", "template": "Answer about {{ product }}.", "variables": [{"name": "product"}]}
@@ -242,3 +255,82 @@ def test_another_business_units_backend_cannot_read_the_prompt(
         app_handler.use_service(None)
     assert (status, body["field"]) == (404, "prompt")
     assert backend.model.calls == []
+
+
+def test_the_prod_pipelines_release_step_moves_prod_as_the_release_role(
+    default_platform: SynthesizedPlatform,
+    catalog: Catalog,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 16 item 2, the release path: prod pipeline step (its template) -> its role may assume the unit's
+    prod release role, whose trust admits exactly that role -> the release role may PUT the prod alias ->
+    tools.release_prompts, run with the step's environment as synthesized, assumes that role (moto STS)
+    and signs as its session -> the catalog (ALIAS_MOVERS as synthesized) moves `prod` and logs the session.
+    Negatives: the finance step's role is not admitted by retail's release role, and a version the
+    catalog lacks fails the step and moves nothing."""
+    config = default_platform.config
+    prod = environment(default_platform, "retail", "prod")
+    pipeline = default_platform.template("exco-prod-pipeline")
+    # Hop 1: the step and its role, as synthesized.
+    roles = resources_of_type(pipeline, "AWS::IAM::Role")
+    (step,) = [
+        p
+        for p in resources_of_type(pipeline, "AWS::CodeBuild::Project").values()
+        if RELEASE_MODULE in p["Properties"]["Source"]["BuildSpec"]
+        and {"Name": "BUSINESS_UNIT", "Value": "retail", "Type": "PLAINTEXT"}
+        in p["Properties"]["Environment"]["EnvironmentVariables"]
+    ]
+    role_id = step["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
+    step_role = f"arn:aws:iam::{config.tooling_account}:role/{roles[role_id]['Properties']['RoleName']}"
+    step_env = {v["Name"]: v["Value"] for v in step["Properties"]["Environment"]["EnvironmentVariables"]}
+    # Hop 2: the release role named there trusts exactly that role, and may PUT retail's prod alias.
+    application = default_platform.template(f"{prod.name}-application")
+    release_id, release_statements = role_statements(application, "PromptReleaseRole")
+    release = application["Resources"][release_id]
+    assert (
+        step_env["RELEASE_ROLE_ARN"]
+        == f"arn:aws:iam::{prod.account}:role/{release['Properties']['RoleName']}"
+    )
+    trust = resolve(release["Properties"]["AssumeRolePolicyDocument"]["Statement"], application)
+    assumes = Request(config.tooling_account, "sts:AssumeRole", "", {"aws:PrincipalArn": step_role})
+    assert decide(trust, assumes) == "allow"
+    finance_step = step_role.replace("-retail-", "-finance-")
+    assert (
+        decide(
+            trust, Request(config.tooling_account, "sts:AssumeRole", "", {"aws:PrincipalArn": finance_step})
+        )
+        == "implicit"
+    )
+    assert may_invoke(release_statements, "PUT", "/prompts/product-qa/aliases/prod", default_platform)
+    # Hop 3: a prompt engineer in dev saves the prompt; the manifest lists version 1 for retail.
+    dev = environment(default_platform, "retail", "dev")
+    assert (
+        catalog.call(
+            f"arn:aws:sts::{dev.account}:assumed-role/prompt-engineer/alice", "POST", "/prompts", PROMPT
+        )[0]
+        == 201
+    )
+    manifest = tmp_path / "prompt_releases.json"
+    manifest.write_text(json.dumps({"business_units": {"retail": {"prompts": {"product-qa": 1}}}}))
+    run_env = {
+        **step_env,
+        "RELEASE_MANIFEST": str(manifest),
+        "CODEBUILD_RESOLVED_SOURCE_VERSION": "feedc0ffee00",
+    }
+    # Hop 4: the tool, with the step's environment, moves prod as the release role's session.
+    session, transport = ReleaseSession(step_env["CATALOG_STACK"]), SignedApi(catalog.handler)
+    session.expect_stack()
+    assert release_main(run_env, boto3_session=session, transport=transport) == 0
+    expected = (
+        f"arn:aws:sts::{prod.account}:assumed-role/{release['Properties']['RoleName']}/pipeline-feedc0ffee00"
+    )
+    assert set(transport.callers) == {expected}
+    status, served = catalog.call(expected, "GET", "/prompts/product-qa/aliases/prod")
+    assert (status, served["version"]) == (200, 1)
+    # Negative: a version the catalog does not have fails the step (exit 2) and leaves prod where it was.
+    manifest.write_text(json.dumps({"business_units": {"retail": {"prompts": {"product-qa": 7}}}}))
+    session.expect_stack()
+    assert release_main(run_env, boto3_session=session, transport=transport) == 2
+    assert "product-qa:prod: moving it to 7 answered 404" in capsys.readouterr().err
+    assert catalog.call(expected, "GET", "/prompts/product-qa/aliases/prod")[1]["version"] == 1

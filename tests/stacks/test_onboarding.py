@@ -149,9 +149,14 @@ def test_the_self_mutated_stage_pipeline_deploys_every_new_stack_and_keeps_the_o
             flatten(action["RoleArn"])
             == f"arn:aws:iam::{account}:role/cdk-hnb659fds-deploy-role-{account}-eu-west-1"
         )
-    # besides its Prepare/Deploy pairs, the new wave brings its own prod approval or preprod evaluation gate
+    # besides its Prepare/Deploy pairs, the new wave brings its own prod approval and prompt release, or its
+    # preprod evaluation gate
     others = {name: a for (_, name), a in added.items() if not name.endswith((".Prepare", ".Deploy"))}
-    expected_others = {"dev": set(), "preprod": {"EvaluationGate-legal"}, "prod": {"ApproveDeployment"}}
+    expected_others = {
+        "dev": set(),
+        "preprod": {"EvaluationGate-legal"},
+        "prod": {"ApproveDeployment", "PromptRelease-legal"},
+    }
     assert set(others) == expected_others[stage]
     assert len(added) == 2 * len(new_stacks_of_stage) + len(others)
     if stage == "prod":  # the new wave's approval names the business units it deploys: only the new one

@@ -4,6 +4,7 @@ evaluation gate after preprod."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -176,7 +177,9 @@ def test_many_business_units_are_split_into_bounded_waves(
             stack = Stack(stage, name, env={"account": f"77777777777{index}", "region": "eu-west-1"})
             CfnWaitConditionHandle(stack, "Placeholder")
         environment = default_config.environment(default_config.business_units[0], Stage.PROD)
-        stages.append(Deployment(stage, environment))
+        # one business unit per deployment, as in a real config (each gets its own prompt release step)
+        unit = environment.business_unit.model_copy(update={"name": f"bu{index}"})
+        stages.append(Deployment(stage, dataclasses.replace(environment, business_unit=unit)))
     pipeline = PipelineStack(
         app, "p", config=default_config, name="prod", branch="main", deployments=stages, stage=Stage.PROD
     )

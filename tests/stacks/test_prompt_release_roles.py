@@ -72,10 +72,23 @@ def test_each_stage_release_role_moves_its_own_alias_and_nothing_else(platform_n
         role_id, role = release_role(template)
         name = role["Properties"]["RoleName"]
         assert name == f"{environment.name}-prompt-release"
-        # Hop 1: who may assume it: this stage's account only (plus the stage's tags in a shared sandbox).
+        # Hop 1: who may assume it: prod, only the prod pipeline's release step for this unit (issue 16
+        # item 2, tests/stacks/test_prompt_release_step.py); dev and preprod, this stage's account only
+        # (plus the stage's tags in a shared sandbox).
         (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-        assert resolve(trust["Principal"]["AWS"], template) == f"arn:aws:iam::{environment.account}:root"
-        if config.is_sandbox:
+        if stage == "prod":
+            assert (
+                resolve(trust["Principal"]["AWS"], template) == f"arn:aws:iam::{config.tooling_account}:root"
+            )
+            assert trust["Condition"] == {
+                "ArnEquals": {
+                    "aws:PrincipalArn": f"arn:aws:iam::{config.tooling_account}:role/"
+                    f"{config.organization.prefix}-pipeline-{bu}-prod-release-caller"
+                }
+            }
+        else:
+            assert resolve(trust["Principal"]["AWS"], template) == f"arn:aws:iam::{environment.account}:root"
+        if config.is_sandbox and stage != "prod":
             assert trust["Condition"] == {
                 "StringEquals": {"aws:PrincipalTag/BusinessUnit": bu, "aws:PrincipalTag/Stage": stage}
             }

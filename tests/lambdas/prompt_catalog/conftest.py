@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import json
+import re
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
+from botocore.credentials import Credentials
 from moto import mock_aws
 
 TABLE = "prompt-catalog"
@@ -177,3 +180,38 @@ def catalog(aws_env: None) -> Any:
         PromptCatalogSettings(),
         alias_movers=AliasMovers.model_validate(ALIAS_MOVERS),
     )
+
+
+class SignedApi:
+    """API Gateway with IAM authorization, in-process: the caller is whoever signed the request (moto's STS
+    resolves the signature's access key to its identity, as API Gateway does); the path, body and
+    x-business-unit header then reach the catalog handler."""
+
+    def __init__(self, handler: Any, stage_path: str = "/prompt-catalog") -> None:
+        self.handler = handler
+        self.stage_path = stage_path
+        self.callers: list[str] = []
+
+    def __call__(self, request: Any) -> tuple[int, bytes]:
+        access_key = re.search(r"Credential=([^/]+)/", request.headers["Authorization"])
+        assert access_key is not None, "unsigned request"
+        sts = boto3.client(
+            "sts", region_name="us-east-1", aws_access_key_id=access_key[1], aws_secret_access_key="unused"
+        )
+        caller = sts.get_caller_identity()["Arn"]
+        self.callers.append(caller)
+        path = urllib.parse.urlsplit(request.url).path.removeprefix(self.stage_path)
+        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() == "x-business-unit"}
+        body = request.body.decode() if request.body else None
+        event = api_event(request.method, path, caller=caller, raw_body=body, headers=headers)
+        response = self.handler.lambda_handler(event, FakeContext())
+        return response["statusCode"], response["body"].encode()
+
+
+def role_session(role_arn: str, session: str) -> Credentials:
+    """Credentials of an STS session of `role_arn` (moto), as `aws sts assume-role` would give them."""
+    answer = boto3.client("sts", region_name="us-east-1").assume_role(
+        RoleArn=role_arn, RoleSessionName=session
+    )
+    c = answer["Credentials"]
+    return Credentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
