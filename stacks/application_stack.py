@@ -326,6 +326,10 @@ class ApplicationStack(EnvironmentStack):
             return
         role = self.backend.role
         self.backend.function.add_environment("FINE_TUNING_PIPELINE", fine_tuning.pipeline_name)
+        if fine_tuning.run_leases is not None:  # the cap's slots, shared with the upload trigger
+            self.backend.function.add_environment(
+                "FINE_TUNING_LEASES_TABLE", fine_tuning.run_leases.table_name
+            )
         if fine_tuning.start_policy is not None:
             role.add_managed_policy(fine_tuning.start_policy)
         self.backend.function.add_environment(

@@ -57,6 +57,7 @@ from stacks.blocks.prompt_catalog_access import API_STAGE, PARTITION
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.retention import DataRetention
 from stacks.blocks.storage import SecureBucket
+from stacks.fine_tuning_stack import tenant_model_package_group_name
 from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 from stacks.settings.evaluation import EvaluationSettings
 
@@ -673,7 +674,8 @@ class EvaluationStack(EnvironmentStack):
                         principals=[iam.AccountPrincipal(self.account)],
                         actions=["execute-api:Invoke"],
                         resources=["execute-api:/*"],
-                    )
+                    ),
+                    *self._tenant_decision_policy(),
                 ]
             ),
             default_method_options=apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM),
@@ -710,6 +712,7 @@ class EvaluationStack(EnvironmentStack):
             request_models={"application/json": submission},
         )
         reviews_resource.add_resource("next").add_method("GET", integration, request_validator=validator)
+        self._tenant_decisions(api, integration, validator, role)
         api.root.add_resource("candidates").add_method(
             "GET",
             integration,
@@ -737,6 +740,78 @@ class EvaluationStack(EnvironmentStack):
             "integration; the stage throttles per second and in bursts (human_review settings)",
         )
         return api
+
+    # ---- tenant model versions awaiting review (lambdas/tenant_review -> review_api) ------------------
+
+    def _tenant_groups(self) -> list[str]:
+        """This stage's tenant registry groups, where tenants fine-tune here (fine_tuning.stages)."""
+        environment = self.environment_spec
+        bu = environment.business_unit
+        if environment.stage.value not in bu.fine_tuning.stages:
+            return []
+        stage = environment.stage.value
+        return [
+            tenant_model_package_group_name(environment.org_prefix, bu.name, stage, u) for u in bu.use_cases
+        ]
+
+    def _tenant_decision_policy(self) -> list[iam.PolicyStatement]:
+        """Only reviewers tagged with this business unit decide on its tenants' versions (in sandbox mode
+        every business unit's principals share one account)."""
+        if not self._tenant_groups():
+            return []
+        return [
+            iam.PolicyStatement(
+                sid="TenantDecisionsByThisBusinessUnitsReviewers",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["execute-api:Invoke"],
+                resources=["execute-api:/*/POST/tenant-models/decisions"],
+                conditions={"StringNotEquals": {"aws:PrincipalTag/BusinessUnit": self.business_unit}},
+            )
+        ]
+
+    def _tenant_decisions(
+        self,
+        api: apigw.RestApi,
+        integration: apigw.LambdaIntegration,
+        validator: apigw.RequestValidator,
+        role: iam.IRole,
+    ) -> None:
+        """POST /tenant-models/decisions: the review API's role sets the approval status of exactly this
+        stage's tenant versions (review_api.TenantModelDecisions)."""
+        groups = self._tenant_groups()
+        if not groups:
+            return
+        function = self.node.find_child("ReviewApiFunction")
+        assert isinstance(function, PlatformFunction)
+        function.function.add_environment("TENANT_GROUPS", json.dumps(groups))
+        versions = [
+            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{name}/*"
+            for name in groups
+        ]
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"], resources=versions
+            )
+        )
+        acknowledge_wildcards(
+            role,
+            versions,
+            "Tenant versions are numbered by the registry at registration; the review API decides only on "
+            "versions of this stage's tenant groups",
+        )
+        decision = api.add_model(
+            "TenantDecision",
+            content_type="application/json",
+            schema=apigw.JsonSchema(
+                schema=apigw.JsonSchemaVersion.DRAFT4,
+                type=apigw.JsonSchemaType.OBJECT,
+                required=["model_package_arn", "decision", "receipt_handle"],
+            ),
+        )
+        api.root.add_resource("tenant-models").add_resource("decisions").add_method(
+            "POST", integration, request_validator=validator, request_models={"application/json": decision}
+        )
 
     def _catalog_route(self, config: PlatformConfig, route: str) -> str:
         """One route of the shared prompt catalog API: its id is random, so the ARN names the tooling account

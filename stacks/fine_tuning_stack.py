@@ -18,10 +18,12 @@ import json
 from typing import Any
 
 from aws_cdk import Duration, Fn
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as lambda_event_sources
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
@@ -49,6 +51,10 @@ from stacks.settings.serving import check_instance_type, image_uri_for, serving_
 JOB_CODE_PACKAGES = ("fine_tuning_jobs", "evaluation", "common")
 UPLOAD_RETRY_MINUTES = 15
 UPLOAD_MAX_TRIES = 672  # a week of retries every 15 minutes before an upload moves to the dead letters
+# What a starter does with the cap's lease slots (common/fine_tuning_runs.py): read, take, bind, give back.
+LEASE_TAKER_ACTIONS = ("dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+LEASE_RELEASER_ACTIONS = ("dynamodb:Query", "dynamodb:DeleteItem")
+PIPELINE_ENDED = ["Succeeded", "Failed", "Stopped"]
 
 
 def business_unit_models_prefix(business_unit: str) -> str:
@@ -82,7 +88,10 @@ class FineTuningStack(EnvironmentStack):
         config: PlatformConfig,
         environment: EnvironmentSpec,
         baseline: BaselineStack,
+        review_queue: sqs.IQueue | None = None,
     ) -> None:
+        """`review_queue`: the stage's human review queue (evaluation stack), where tenant versions of a
+        `reviewed` use case wait for a reviewer."""
         super().__init__(
             scope,
             construct_id,
@@ -194,6 +203,9 @@ class FineTuningStack(EnvironmentStack):
             **{f"Subnet{i}": subnet for i, subnet in enumerate(subnets)},
         }
         self.pipelines: dict[str, sagemaker.CfnPipeline] = {}
+        # Dead-letter queues of the tenant trigger path: the monitoring stack alarms on each (name -> queue).
+        self.dead_letter_queues: dict[str, sqs.Queue] = {}
+        self.run_leases: dynamodb.Table | None = None
         if self.serves_tenants:
             self.tenant_groups = [
                 sagemaker.CfnModelPackageGroup(
@@ -247,19 +259,23 @@ class FineTuningStack(EnvironmentStack):
         )
         self.start_policy: iam.ManagedPolicy | None = None
         if self.serves_tenants:
+            self.run_leases = self._run_leases(baseline)
             # The application backend's POST /fine-tunes attaches this policy to its role.
             self.start_policy = iam.ManagedPolicy(
                 self,
                 "StartFineTuning",
-                description=f"Start executions of {self.pipeline_name} (POST /fine-tunes)",
+                description=f"Start executions of {self.pipeline_name} (POST /fine-tunes) within the cap",
                 statements=[
                     iam.PolicyStatement(
-                        actions=["sagemaker:StartPipelineExecution", "sagemaker:ListPipelineExecutions"],
-                        resources=[self.pipeline_arn],
-                    )
+                        actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn]
+                    ),
+                    *self._lease_statements(baseline, LEASE_TAKER_ACTIONS),
                 ],
             )
             self._upload_trigger(config, environment, baseline)
+            self._lease_release(config, environment, baseline)
+            if review_queue is not None:
+                self._tenant_review(config, environment, baseline, review_queue)
         acknowledge_cdk_managed_providers(self)
 
     def _pipeline(
@@ -417,7 +433,6 @@ class FineTuningStack(EnvironmentStack):
         """Raw-zone upload event -> FIFO queue (one start at a time, so the cap holds) -> trigger function."""
         bu = environment.business_unit
         stage = environment.stage.value
-        settings = bu.fine_tuning
         if not config.is_sandbox:
             # The lake account forwards this stage's tenant uploads (stacks/blocks/upload_events.py).
             self.upload_receiver = UploadEventReceiver(
@@ -445,29 +460,21 @@ class FineTuningStack(EnvironmentStack):
             retention_period=Duration.days(14),
             dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=UPLOAD_MAX_TRIES),
         )
-        trigger = PlatformFunction(
-            self,
+        self.dead_letter_queues["TenantUpload"] = dead_letters
+        trigger = self._function(
             "UploadTrigger",
-            service="fine_tuning_trigger",
-            description=f"Starts {self.pipeline_name} for a tenant's new raw-zone upload, within the cap",
-            key=baseline.key,
-            log_retention_days=environment.settings.log_retention_days,
-            retention=baseline.retention,
-            powertools_layer_version=config.lambda_.powertools_layer_version,
-            environment={
-                "PIPELINE_NAME": self.pipeline_name,
-                "BUSINESS_UNIT": bu.name,
-                "STAGE": stage,
-                "MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs),
-                "MAX_RUNTIME_HOURS": str(settings.max_runtime_hours),
-            },
+            "fine_tuning_trigger",
+            f"Starts {self.pipeline_name} for a tenant's new raw-zone upload, within the cap",
+            self._cap_environment(environment),
+            config,
+            environment,
+            baseline,
         )
         trigger.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:StartPipelineExecution", "sagemaker:ListPipelineExecutions"],
-                resources=[self.pipeline_arn],
-            )
+            iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])
         )
+        for statement in self._lease_statements(baseline, LEASE_TAKER_ACTIONS):
+            trigger.role.add_to_policy(statement)
         trigger.function.add_event_source(
             lambda_event_sources.SqsEventSource(
                 self.upload_queue, batch_size=1, report_batch_item_failures=True
@@ -476,10 +483,260 @@ class FineTuningStack(EnvironmentStack):
         self.upload_rule = events.Rule(
             self,
             "RawUpload",
+            rule_name=f"{environment.name}-tenant-uploads",  # named: its dead letters' key policy names it
             description=f"New tenant data of {bu.name} in {stage}, in the raw zone",
             event_pattern=upload_event_pattern(lake_bucket_name(config, Zone.RAW), bu.name, stage),
         )
         # One message group: the function starts one execution at a time, so two uploads cannot both
         # pass the cap check.
-        self.upload_rule.add_target(targets.SqsQueue(self.upload_queue, message_group_id="uploads"))
+        # Events EventBridge could not put on the queue (after its retries) land here instead of vanishing.
+        undelivered = self._event_dead_letters("UploadEventDeadLetters", f"{environment.name}-tenant-uploads")
+        self.upload_rule.add_target(
+            targets.SqsQueue(
+                self.upload_queue,
+                message_group_id="uploads",
+                dead_letter_queue=undelivered,
+                retry_attempts=185,  # EventBridge's most: about 24 hours of retries
+            )
+        )
         self.trigger = trigger
+
+    # ---- the cap's lease slots (common/fine_tuning_runs.py) ----------------------------------------------
+
+    def _run_leases(self, baseline: BaselineStack) -> dynamodb.Table:
+        """One item per taken slot of `max_concurrent_runs`; conditional writes make the cap exact."""
+        return dynamodb.Table(
+            self,
+            "RunLeases",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=baseline.key,
+            time_to_live_attribute="expires_at",
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=baseline.retention.removal_policy,
+        )
+
+    def _leases_table(self) -> dynamodb.Table:
+        assert self.run_leases is not None  # created before anything that takes or frees a slot
+        return self.run_leases
+
+    def _lease_statements(
+        self, baseline: BaselineStack, actions: tuple[str, ...]
+    ) -> list[iam.PolicyStatement]:
+        return [
+            iam.PolicyStatement(actions=list(actions), resources=[self._leases_table().table_arn]),
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[baseline.key.key_arn]
+            ),
+        ]
+
+    def _lease_release(
+        self, config: PlatformConfig, environment: EnvironmentSpec, baseline: BaselineStack
+    ) -> None:
+        """The pipeline's end (succeeded, failed or stopped) frees the run's slot."""
+        release = self._function(
+            "RunLeaseRelease",
+            "fine_tuning_trigger",
+            f"Frees the cap slot of a {self.pipeline_name} run that ended",
+            self._cap_environment(environment),
+            config,
+            environment,
+            baseline,
+            handler="handler.release_handler",
+        )
+        for statement in self._lease_statements(baseline, LEASE_RELEASER_ACTIONS):
+            release.role.add_to_policy(statement)
+        self.release_rule = self._sagemaker_event_rule(
+            "RunEnded",
+            f"{environment.name}-fine-tuning-run-ended",
+            f"A {self.pipeline_name} execution ended: free its slot of the cap",
+            "SageMaker Model Building Pipeline Execution Status Change",
+            {
+                # SageMaker writes the pipeline name in lower case in its ARNs.
+                "pipelineArn": [self.pipeline_arn.replace(self.pipeline_name, self.pipeline_name.lower())],
+                "currentPipelineExecutionStatus": PIPELINE_ENDED,
+            },
+            release,
+        )
+        self.lease_release = release
+
+    def _cap_environment(self, environment: EnvironmentSpec) -> dict[str, str]:
+        """What the trigger's handlers need to take and free the cap's slots (fine_tuning_trigger.handler)."""
+        settings = environment.business_unit.fine_tuning
+        return {
+            "PIPELINE_NAME": self.pipeline_name,
+            "BUSINESS_UNIT": environment.business_unit.name,
+            "STAGE": self.stage,
+            "MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs),
+            "MAX_RUNTIME_HOURS": str(settings.max_runtime_hours),
+            "RUN_LEASES_TABLE": self._leases_table().table_name,
+        }
+
+    def _function(
+        self,
+        construct_id: str,
+        service: str,
+        description: str,
+        variables: dict[str, str],
+        config: PlatformConfig,
+        environment: EnvironmentSpec,
+        baseline: BaselineStack,
+        handler: str = "handler.lambda_handler",
+    ) -> PlatformFunction:
+        return PlatformFunction(
+            self,
+            construct_id,
+            service=service,
+            handler=handler,
+            description=description,
+            key=baseline.key,
+            log_retention_days=environment.settings.log_retention_days,
+            retention=baseline.retention,
+            powertools_layer_version=config.lambda_.powertools_layer_version,
+            environment=variables,
+        )
+
+    def _sagemaker_event_rule(
+        self,
+        construct_id: str,
+        rule_name: str,
+        description: str,
+        detail_type: str,
+        detail: dict[str, Any],
+        function: PlatformFunction,
+    ) -> events.Rule:
+        """A default-bus rule for one SageMaker event that invokes `function`, with its own dead letters."""
+        rule = events.Rule(
+            self,
+            construct_id,
+            rule_name=rule_name,
+            description=description,
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"], detail_type=[detail_type], detail=detail
+            ),
+        )
+        undelivered = self._event_dead_letters(f"{construct_id}DeadLetters", rule_name)
+        rule.add_target(
+            targets.LambdaFunction(function.function, dead_letter_queue=undelivered, retry_attempts=185)
+        )
+        # EventBridge invokes asynchronously: an event the function failed on (after Lambda's two retries)
+        # lands in the same dead letters instead of being dropped.
+        # (L1: the L2 destination grants kms:GenerateDataKey* / ReEncrypt*; these are the exact actions.)
+        lambda_.CfnEventInvokeConfig(
+            self,
+            f"{construct_id}OnFailure",
+            function_name=function.function.function_name,
+            qualifier="$LATEST",
+            maximum_retry_attempts=2,
+            destination_config=lambda_.CfnEventInvokeConfig.DestinationConfigProperty(
+                on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(destination=undelivered.queue_arn)
+            ),
+        )
+        function.role.add_to_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[undelivered.queue_arn])
+        )
+        function.role.add_to_policy(
+            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
+        )
+        return rule
+
+    def _event_dead_letters(self, construct_id: str, rule_name: str) -> sqs.Queue:
+        """A standard queue (EventBridge's dead letters cannot be FIFO) under the stack's key, which
+        EventBridge may use for the rule `rule_name` only (named, not referenced: the rule already depends
+        on the key through its target queue)."""
+        queue = sqs.Queue(
+            self,
+            construct_id,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=f"EventBridge{construct_id}",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],
+                conditions={
+                    "ArnEquals": {
+                        "aws:SourceArn": f"arn:{self.partition}:events:{self.region}:{self.account}:rule/{rule_name}"
+                    }
+                },
+            )
+        )
+        acknowledge(
+            queue,
+            "AwsSolutions-SQS3",
+            "This queue is the dead-letter queue of an EventBridge rule target; a dead-letter queue of its own "
+            "would only move the same undeliverable events once more",
+        )
+        self.dead_letter_queues[construct_id.removesuffix("DeadLetters")] = queue
+        return queue
+
+    # ---- reviewed tenant versions -> the human review queue ----------------------------------------------
+
+    def _tenant_review(
+        self, config: PlatformConfig, environment: EnvironmentSpec, baseline: BaselineStack, queue: sqs.IQueue
+    ) -> None:
+        """A tenant version registered PendingManualApproval -> lambdas/tenant_review -> the review queue."""
+        bu = environment.business_unit
+        forwarder = self._function(
+            "TenantReviewRequests",
+            "tenant_review",
+            f"Queues {self.stage} tenant versions that await review for the human reviewers",
+            {
+                "BUSINESS_UNIT": bu.name,
+                "STAGE": self.stage,
+                "TENANT_GROUPS": json.dumps(self.tenant_group_names),
+                "REVIEW_QUEUE_URL": queue.queue_url,
+            },
+            config,
+            environment,
+            baseline,
+        )
+        versions = [
+            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{name}/*"
+            for name in self.tenant_group_names
+        ]
+        # The evaluation report of a tenant run: <bu>/tenant=<id>/<execution>/evaluate/evaluation/evaluation.json.
+        reports = self.bucket.arn_for_objects(f"{bu.name}/tenant=*/evaluate/evaluation/evaluation.json")
+        for statement in (
+            iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=versions),
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[reports]),
+            iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self.key.key_arn]),
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn]),
+            # The review queue is encrypted with the stage's baseline key.
+            iam.PolicyStatement(
+                actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[baseline.key.key_arn]
+            ),
+        ):
+            forwarder.role.add_to_policy(statement)
+        findings = {
+            f"Resource::<{self.get_logical_id(self.bucket.node.default_child)}.Arn>/{bu.name}/tenant=*/evaluate/"  # type: ignore[arg-type]
+            "evaluation/evaluation.json": "Evaluation reports are written per tenant and execution (ids known "
+            "at run time); only the report file of the Evaluate step is readable",
+            **{
+                f"Resource::{v.replace(f'arn:{self.partition}:', 'arn:<AWS::Partition>:')}": "Tenant versions are "
+                "numbered by the registry at registration; the group is exactly one of this stage's tenant groups"
+                for v in versions
+            },
+        }
+        for finding, reason in findings.items():
+            acknowledge(forwarder.role, f"AwsSolutions-IAM5[{finding}]", reason)
+        self.review_rule = self._sagemaker_event_rule(
+            "ReviewRequest",
+            f"{environment.name}-tenant-review-requests",
+            f"A {self.stage} tenant version awaits review: put it on the human review queue",
+            "SageMaker Model Package State Change",
+            {
+                "ModelPackageGroupName": list(self.tenant_group_names),
+                "ModelApprovalStatus": ["PendingManualApproval"],
+            },
+            forwarder,
+        )
+        self.review_forwarder = forwarder

@@ -12,7 +12,7 @@ REST APIs, or `add_api(api)`, `add_function(label, fn)` name them explicitly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
@@ -22,6 +22,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -29,6 +30,7 @@ from common import quality_metrics as qm
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import DEFAULT_TIMEOUT, PlatformFunction
+from stacks.fine_tuning_stack import FineTuningStack
 from stacks.model_usage_stack import ModelUsageStack
 from stacks.serving_stack import VARIANT_NAME, ServingStack
 from stacks.settings import EnvironmentSpec
@@ -290,18 +292,14 @@ class MonitoringStack(EnvironmentStack):
             self.add_endpoint(stack)
         if isinstance(stack, ModelUsageStack):
             self.add_model_usage(stack)
+        if isinstance(stack, FineTuningStack):  # uploads, events and run ends that could not be handled
+            self.add_dead_letters(stack.dead_letter_queues)
 
     def add_model_usage(self, usage: ModelUsageStack) -> None:
         """Dead letters of the usage and sample queues, usage records the backend could not queue, and the
         online judge score with its day-to-day drift (the same bounds as offline runs)."""
         t = self.thresholds
-        for name, queue in usage.dead_letter_queues.items():
-            depth = queue.metric_approximate_number_of_messages_visible(
-                period=FIVE_MINUTES, statistic="Maximum"
-            )
-            self.add_alarm(
-                f"{name}DeadLetters", f"{name} messages that could not be processed", depth, 1, periods=1
-            )
+        self.add_dead_letters(usage.dead_letter_queues)
         failures = self._quality_metric(qm.DELIVERY_FAILURES, qm.APP_SERVICE, kind="usage")
         self.add_alarm(
             "UsageDeliveryFailures", "usage records the app backend could not queue", failures, 1, periods=1
@@ -340,6 +338,16 @@ class MonitoringStack(EnvironmentStack):
             LT,
             periods=1,
         )
+
+    def add_dead_letters(self, queues: Mapping[str, sqs.IQueue]) -> None:
+        """One alarm per dead-letter queue: a single message there is work that was not done."""
+        for name, queue in queues.items():
+            depth = queue.metric_approximate_number_of_messages_visible(
+                period=FIVE_MINUTES, statistic="Maximum"
+            )
+            self.add_alarm(
+                f"{name}DeadLetters", f"{name} messages that could not be processed", depth, 1, periods=1
+            )
 
     def add_function(self, label: str, function: lambda_.Function) -> None:
         t = self.thresholds

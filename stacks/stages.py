@@ -131,7 +131,12 @@ class BusinessUnitStage(CdkStage):
         self.fine_tuning: FineTuningStack | None = None
         if environment.stage.value in environment.business_unit.fine_tuning.stage_names():
             self.fine_tuning = FineTuningStack(
-                self, "FineTuning", config=config, environment=environment, baseline=self.baseline
+                self,
+                "FineTuning",
+                config=config,
+                environment=environment,
+                baseline=self.baseline,
+                review_queue=self.evaluation.review_queue,  # reviewed tenant versions wait there
             )
 
         # GPU serving of fine-tuned models (business_units[].serving.stages; preprod and prod by default).

@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from common.fine_tuning_runs import PipelineRef, start_for_tenant
+from common.fine_tuning_runs import RunLeases, start_for_tenant
 
 # The pipeline's steps (stacks/fine_tuning_pipeline.py) and what the tenant is told while each runs.
 STEP_PHASES = {
@@ -34,10 +34,9 @@ def package_version(arn: str) -> tuple[str, int] | None:
 class SageMakerPipeline:
     """The stage's tenant fine-tuning pipeline: started within the cap, described by execution ARN."""
 
-    def __init__(
-        self, pipeline: PipelineRef, sagemaker: Any, *, raw_bucket: str, uploads_prefix: Any
-    ) -> None:
-        self.pipeline = pipeline
+    def __init__(self, leases: RunLeases, sagemaker: Any, *, raw_bucket: str, uploads_prefix: Any) -> None:
+        self.leases = leases  # the cap's slots, shared with the upload trigger
+        self.pipeline = leases.pipeline
         self._sagemaker = sagemaker
         self.raw_bucket = raw_bucket
         self._uploads_prefix = uploads_prefix  # tenant id -> key prefix of its uploads (lake layout)
@@ -45,7 +44,7 @@ class SageMakerPipeline:
     def start(self, tenant_id: str, client_token: str, model_name: str) -> str:
         return start_for_tenant(
             self._sagemaker,
-            self.pipeline,
+            self.leases,
             tenant_id=tenant_id,
             input_uri=f"s3://{self.raw_bucket}/{self._uploads_prefix(tenant_id)}",
             model_name=model_name,
@@ -73,4 +72,10 @@ class SageMakerPipeline:
         if state != "Succeeded" or not isinstance(arn, str):
             return {"status": "failed", "reason": f"the run ended ({state}) without registering a model"}
         package = self._sagemaker.describe_model_package(ModelPackageName=arn)
-        return {"status": "registered", "model_package_arn": arn, "approval": package["ModelApprovalStatus"]}
+        return {
+            "status": "registered",
+            "model_package_arn": arn,
+            "approval": package["ModelApprovalStatus"],
+            # A reviewer's decision (review API): "rejected by <reviewer>: <reason>".
+            "approval_description": package.get("ApprovalDescription"),
+        }

@@ -489,9 +489,10 @@ class AppService:
         if approval == "PendingManualApproval":
             return {"status": "awaiting_review", "model_package_arn": arn}
         if approval != "Approved" or version is None:
+            decided = state.get("approval_description")
             return {
                 "status": "failed",
-                "reason": f"the review set the model to {approval}",
+                "reason": f"the review set the model to {approval}" + (f" ({decided})" if decided else ""),
                 "model_package_arn": arn,
             }
         deployment = self.store.deployment(tenant_id, *version)

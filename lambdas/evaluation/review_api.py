@@ -16,6 +16,17 @@ reviewer who took it); a submission must match its claim field by field and come
 a handle cannot score another row. The reviewer is the IAM principal (`reviewer_principal`), not the STS
 session, so renaming a session does not add a reviewer. The handle is then checked with
 ChangeMessageVisibility before the score is written, and the message and its claim are deleted after it.
+
+Tenant model versions (use case promotion `reviewed`, queued by lambdas/tenant_review) come through the same
+queue and GET /reviews/next; their claim also names the version (`model_package_arn`), and they are answered
+with
+
+    POST /tenant-models/decisions  {model_package_arn, decision: approve | reject, reason (required to
+                        reject), receipt_handle}: the version's ModelApprovalStatus becomes Approved or
+                        Rejected, with the reviewer and the reason as its ApprovalDescription
+
+A decision must name the version its handle was given for (another tenant's version is refused) and come
+from the reviewer who took it; a version decided meanwhile answers 409 and leaves the registry as it is.
 """
 
 from __future__ import annotations
@@ -25,10 +36,10 @@ import json
 import os
 import re
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import BadRequestError, ForbiddenError
+from aws_lambda_powertools.event_handler.exceptions import BadRequestError, ForbiddenError, ServiceError
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -83,6 +94,7 @@ class ReviewClaim(BaseModel):
     record_id: str
     model: str
     reviewer: str
+    model_package_arn: str | None = None  # tenant model versions only (answered by a decision, not a score)
 
 
 class ReviewSubmission(BaseModel):
@@ -124,17 +136,26 @@ class ReviewService:
             record_id=str(body.get("record_id")),
             model=str(body.get("model")),
             reviewer=reviewer,
+            model_package_arn=str(body["model_package_arn"]) if body.get("kind") == TENANT_MODEL else None,
         )
         self.store.put_text(self.claim_key(handle), claim.model_dump_json(), "application/json")
         return {**body, "receipt_handle": handle}
 
-    def check_claim(self, submission: ReviewSubmission, reviewer: str) -> str:
-        """The claim's key when the submission answers exactly the message its handle was given for."""
-        key = self.claim_key(submission.receipt_handle)
+    def read_claim(self, receipt_handle: str) -> tuple[str, ReviewClaim]:
+        """The claim recorded when the handle was handed out, and its key; 400 when there is none."""
+        key = self.claim_key(receipt_handle)
         text = self.store.get_text(key)
         if text is None:
             raise BadRequestError("receipt_handle: unknown or expired; take the review again")
-        claim = ReviewClaim.model_validate_json(text)
+        return key, ReviewClaim.model_validate_json(text)
+
+    def check_claim(self, submission: ReviewSubmission, reviewer: str) -> str:
+        """The claim's key when the submission answers exactly the message its handle was given for."""
+        key, claim = self.read_claim(submission.receipt_handle)
+        if claim.model_package_arn is not None:
+            raise BadRequestError(
+                "receipt_handle: this review is a tenant model version; answer it with POST /tenant-models/decisions"
+            )
         for field in ("run_id", "record_id", "model"):
             if getattr(claim, field) != getattr(submission, field):
                 raise BadRequestError(
@@ -152,18 +173,26 @@ class ReviewService:
         ).hexdigest()[:32]
         return f"{self.store.run_prefix(submission.run_id)}reviews/{digest}.jsonl"
 
-    def submit(self, submission: ReviewSubmission, reviewer: str) -> str:
-        claim_key = self.check_claim(submission, reviewer)
-        try:  # an unknown or expired handle is the caller's mistake: refuse before writing anything
+    def hold(self, receipt_handle: str) -> None:
+        """Keep the message while the answer is written; an unknown or expired handle is the caller's
+        mistake (400), refused before anything is written."""
+        try:
             self.sqs.change_message_visibility(
-                QueueUrl=self.queue_url,
-                ReceiptHandle=submission.receipt_handle,
-                VisibilityTimeout=HOLD_SECONDS,
+                QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=HOLD_SECONDS
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in STALE_HANDLE_ERRORS:
                 raise
             raise BadRequestError("receipt_handle: unknown or expired; take the review again") from None
+
+    def finish(self, receipt_handle: str, claim_key: str) -> None:
+        """The message is answered: delete it and its claim."""
+        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
+        self.store.s3.delete_object(Bucket=self.store.bucket, Key=claim_key)
+
+    def submit(self, submission: ReviewSubmission, reviewer: str) -> str:
+        claim_key = self.check_claim(submission, reviewer)
+        self.hold(submission.receipt_handle)
         score = HumanScore(
             record_id=submission.record_id,
             model=submission.model,
@@ -173,9 +202,92 @@ class ReviewService:
         )
         key = self.score_key(submission, reviewer)
         self.store.put_text(key, score.model_dump_json() + "\n", "application/x-ndjson")
-        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=submission.receipt_handle)
-        self.store.s3.delete_object(Bucket=self.store.bucket, Key=claim_key)
+        self.finish(submission.receipt_handle, claim_key)
         return key
+
+
+# ---- tenant model versions: a reviewer's decision sets the registry's approval status ----------------
+
+TENANT_MODEL = "tenant_model"  # the `kind` of review messages lambdas/tenant_review queues
+PENDING = "PendingManualApproval"
+_TENANT_PACKAGE_ARN = (
+    r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:model-package/[A-Za-z0-9\-]{1,63}/\d{1,9}$"
+)
+
+
+class TenantDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_package_arn: Annotated[str, Field(pattern=_TENANT_PACKAGE_ARN)]
+    decision: Literal["approve", "reject"]
+    reason: Annotated[str, Field(min_length=1, max_length=800)] | None = None
+    receipt_handle: Annotated[str, Field(min_length=1, max_length=8192)]
+
+    @model_validator(mode="after")
+    def _rejection_says_why(self) -> TenantDecision:
+        if self.decision == "reject" and self.reason is None:
+            raise ValueError("reason: required to reject (the tenant is told why)")
+        return self
+
+
+class TenantModelDecisions:
+    """Reviewers' decisions on tenant versions of this stage's tenant groups (TENANT_GROUPS), applied by
+    the review API's role, which may update exactly those groups' versions."""
+
+    def __init__(
+        self, reviews: ReviewService, tenant_groups: frozenset[str], *, sagemaker: Any = None
+    ) -> None:
+        self.reviews, self.tenant_groups = reviews, tenant_groups
+        self._sagemaker = sagemaker
+
+    @property
+    def sagemaker(self) -> Any:
+        if self._sagemaker is None:
+            import boto3
+
+            self._sagemaker = boto3.client("sagemaker")
+        return self._sagemaker
+
+    def check_claim(self, decision: TenantDecision, reviewer: str) -> str:
+        key, claim = self.reviews.read_claim(decision.receipt_handle)
+        if claim.model_package_arn is None:
+            raise BadRequestError(
+                "receipt_handle: this review is not a tenant model version; answer it with POST /reviews"
+            )
+        if claim.model_package_arn != decision.model_package_arn:
+            raise BadRequestError(
+                f"model_package_arn: {decision.model_package_arn!r} is not the version this receipt handle "
+                f"answers ({claim.model_package_arn!r})"
+            )
+        if claim.reviewer != reviewer:
+            raise ForbiddenError("receipt_handle: this review was taken by another reviewer")
+        return key
+
+    def decide(self, decision: TenantDecision, reviewer: str) -> dict[str, Any]:
+        claim_key = self.check_claim(decision, reviewer)
+        self.reviews.hold(decision.receipt_handle)
+        arn = decision.model_package_arn
+        described = self.sagemaker.describe_model_package(ModelPackageName=arn)
+        if described.get("ModelPackageGroupName") not in self.tenant_groups:
+            raise ForbiddenError("model_package_arn: not a version of this stage's tenant groups")
+        status = described.get("ModelApprovalStatus")
+        if status != PENDING:  # decided meanwhile (or a duplicate message): the registry stays as it is
+            self.reviews.finish(decision.receipt_handle, claim_key)
+            raise ServiceError(409, f"model_package_arn: already {status}; nothing was changed")
+        approved = decision.decision == "approve"
+        verdict = "approved" if approved else "rejected"
+        description = f"{verdict} by {reviewer}" + (f": {decision.reason}" if decision.reason else "")
+        self.sagemaker.update_model_package(
+            ModelPackageArn=arn,
+            ModelApprovalStatus="Approved" if approved else "Rejected",
+            ApprovalDescription=description[:1024],
+        )
+        self.reviews.finish(decision.receipt_handle, claim_key)
+        return {
+            "model_package_arn": arn,
+            "status": "Approved" if approved else "Rejected",
+            "reviewer": reviewer,
+        }
 
 
 class FlaggedAnswer(BaseModel):
@@ -336,6 +448,14 @@ def review_service() -> ReviewService:
     return ReviewService(os.environ["REVIEW_QUEUE_URL"], store)
 
 
+@lru_cache(maxsize=1)
+def tenant_decisions() -> TenantModelDecisions:
+    groups = frozenset(json.loads(os.environ.get("TENANT_GROUPS", "[]")))
+    if not groups:
+        raise ForbiddenError("tenant-models: this stage fine-tunes no tenant models")
+    return TenantModelDecisions(review_service(), groups)
+
+
 app = APIGatewayRestResolver()
 
 
@@ -362,6 +482,13 @@ def submit_review() -> Response[str]:
     return Response(
         status_code=201, content_type="application/json", body=json.dumps({"stored": key.rsplit("/", 1)[-1]})
     )
+
+
+@app.post("/tenant-models/decisions")
+def decide_tenant_model() -> dict[str, Any]:
+    reviewer = current_reviewer()
+    decision = parse_body(TenantDecision, app.current_event.body)
+    return tenant_decisions().decide(decision, reviewer)
 
 
 @app.get("/candidates")

@@ -35,6 +35,17 @@ def report(
     return {"metrics": {name: {"value": fmean(values)} for name, values in scores.items()}}
 
 
+def sample_answers(
+    records: Sequence[dict[str, str]], answers: Sequence[str], limit: int = 5
+) -> list[dict[str, str]]:
+    """The first held-out answers beside their prompts and references: what a reviewer reads
+    (lambdas/tenant_review) when the use case's promotion is `reviewed`."""
+    return [
+        {"prompt": r["prompt"], "output": a, "reference": r["reference"]}
+        for r, a in zip(records[:limit], answers[:limit], strict=True)
+    ]
+
+
 def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     if size < 1:
         raise ValueError(f"EVAL_BATCH_SIZE: must be at least 1, got {size}")
@@ -84,7 +95,8 @@ def evaluate(
     answers = generate_answers(
         model, tokenizer, [r["prompt"] for r in records], batch_size=batch_size, max_new_tokens=max_new_tokens
     )
-    return report(zip(answers, (r["reference"] for r in records), strict=True), metrics)
+    scored = report(zip(answers, (r["reference"] for r in records), strict=True), metrics)
+    return {**scored, "samples": sample_answers(records, answers)}
 
 
 def main() -> None:  # pragma: no cover - runs on a GPU processing instance

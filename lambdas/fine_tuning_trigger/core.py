@@ -3,8 +3,9 @@
 Keys look like `<business_unit>/<stage>/tenant=<tenant_id>/uploads/<id>/<file>.jsonl` (the lake layout);
 anything else starts nothing (the rule only forwards the stage's tenant prefix, but a key that is not a
 tenant's JSON-lines upload is no training data). The business unit's cap on concurrent runs
-(`fine_tuning.max_concurrent_runs`) is checked before each start: an upload that finds the cap reached waits
-in the queue and is tried again later, so nothing is lost.
+(`fine_tuning.max_concurrent_runs`) is a lease slot taken before each start (common/fine_tuning_runs.py, shared
+with POST /fine-tunes): an upload that finds every slot taken waits in the queue and is tried again later, so
+nothing is lost; the run's end frees its slot (`release_ended_run`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from common.fine_tuning_runs import AtCapacityError, PipelineRef, start_for_tenant
+from common.fine_tuning_runs import AtCapacityError, PipelineRef, RunLeases, start_for_tenant
 from common.lake_layout import LakeLayoutError, check_tenant_id, stage_prefix, tenant_prefix
 
-__all__ = ["AtCapacityError", "PipelineRef", "Upload", "start_pipeline", "tenant_of", "uploads_prefix"]
+__all__ = [
+    "AtCapacityError",
+    "PipelineRef",
+    "RunLeases",
+    "Upload",
+    "release_ended_run",
+    "start_pipeline",
+    "tenant_of",
+    "uploads_prefix",
+]
 
 DEFAULT_MODEL_NAME = "personal"
 
@@ -45,14 +55,15 @@ def tenant_of(key: str, business_unit: str, stage: str) -> str | None:
         return None
 
 
-def start_pipeline(sagemaker: Any, pipeline: PipelineRef, upload: Upload, *, now: datetime) -> str | None:
+def start_pipeline(sagemaker: Any, leases: RunLeases, upload: Upload, *, now: datetime) -> str | None:
     """The upload's tenant gets one execution; None when the key is not a tenant's training upload."""
+    pipeline = leases.pipeline
     tenant = tenant_of(upload.key, pipeline.business_unit, pipeline.stage)
     if tenant is None:
         return None
     return start_for_tenant(
         sagemaker,
-        pipeline,
+        leases,
         tenant_id=tenant,
         input_uri=f"s3://{upload.bucket}/{uploads_prefix(pipeline.business_unit, pipeline.stage, tenant)}",
         model_name=DEFAULT_MODEL_NAME,
@@ -60,3 +71,21 @@ def start_pipeline(sagemaker: Any, pipeline: PipelineRef, upload: Upload, *, now
         client_token=hashlib.sha256(f"{upload.bucket}/{upload.key}".encode()).hexdigest(),
         now=now,
     )
+
+
+# Statuses of "SageMaker Model Building Pipeline Execution Status Change" after which a run holds no slot.
+ENDED_STATUSES = ("Succeeded", "Failed", "Stopped")
+
+
+def release_ended_run(
+    leases: RunLeases, *, pipeline_arn: str, execution_arn: str, status: str, now: datetime
+) -> int:
+    """Free the slot of an execution of this pipeline that ended; other pipelines' events free nothing."""
+    # SageMaker writes pipeline names in lower case in its ARNs.
+    if status not in ENDED_STATUSES or not pipeline_arn.lower().endswith(
+        f":pipeline/{leases.pipeline.name.lower()}"
+    ):
+        return 0
+    if not execution_arn.startswith(f"{pipeline_arn}/execution/"):
+        return 0
+    return leases.release(execution_arn, now=now)

@@ -22,13 +22,16 @@ import hashlib
 import re
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Any, Literal, Protocol
 
 from botocore.exceptions import ClientError
+from serving_runtime.lmi import LmiSettings
 
 from common.checksums import SHA256_HEX, stream_sha256
+from serving_deployer.adapter_package import package_adapter, upload_package
 
 Action = Literal["deployed", "already_serving", "rolled_back", "retired", "skipped_stale", "ignored"]
 # The probe's body is in this format, so a served model is known to answer it; /invoke uses the same.
@@ -74,6 +77,7 @@ class Served:
     route: dict[str, str]  # target_model (multi-model) or inference_component
     artifact_key: str
     component: str | None = None
+    package_sha256: str | None = None  # the serving package's digest, where one was built from the artifact
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,7 @@ def handle_package(
         "payload_format": PAYLOAD_FORMAT,
         "artifact_key": served.artifact_key,
         "artifact_sha256": package.sha256 or "",
+        **({"package_sha256": served.package_sha256} if served.package_sha256 else {}),
         "model_package_arn": package.arn,
         "group": package.group,
         "version": package.version,
@@ -213,8 +218,9 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def copy_verified(s3: Any, package: ModelPackage, *, bucket: str, key: str) -> None:
-    """Copy the registered artifact to `bucket`/`key` only if its bytes hash to the registered SHA-256."""
+@contextmanager
+def verified_artifact(s3: Any, package: ModelPackage) -> Iterator[IO[bytes]]:
+    """The registered artifact's bytes (a spool at offset 0), only if they hash to the registered SHA-256."""
     if package.artifact_url is None:
         raise DeploymentError("InferenceSpecification.Containers[0].ModelDataUrl: missing")
     if not (isinstance(package.sha256, str) and SHA256_HEX.match(package.sha256)):
@@ -233,8 +239,14 @@ def copy_verified(s3: Any, package: ModelPackage, *, bucket: str, key: str) -> N
                 f"ArtifactSha256 mismatch: registered {package.sha256}, {package.artifact_url} has {digest}"
             )
         spool.seek(0)
+        yield spool
+
+
+def copy_verified(s3: Any, package: ModelPackage, *, bucket: str, key: str) -> None:
+    """Copy the registered artifact to `bucket`/`key` only if its bytes hash to the registered SHA-256."""
+    with verified_artifact(s3, package) as spool:
         try:
-            s3.upload_fileobj(spool, bucket, key, ExtraArgs={"Metadata": {"sha256": digest}})
+            s3.upload_fileobj(spool, bucket, key, ExtraArgs={"Metadata": {"sha256": package.sha256}})
         except ClientError as exc:
             raise DeploymentError(f"writing s3://{bucket}/{key} failed: {exc}") from exc
 
@@ -290,6 +302,8 @@ class InferenceComponentTarget:
     bucket: str
     prefix: str  # ends with "/", e.g. "adapters/"
     test_payload: str
+    # What the base component serves: the adapter is packaged for it (serving_deployer/adapter_package.py).
+    lmi: LmiSettings = field(default_factory=LmiSettings)
     sleep: Callable[[float], None] = time.sleep
     poll_seconds: float = 15.0
     max_polls: int = 36  # 9 minutes: the function's timeout is 10
@@ -301,9 +315,18 @@ class InferenceComponentTarget:
 
     def install(self, package: ModelPackage, artifact_key: str) -> Served:
         key = f"{self.prefix}{artifact_key}"
-        copy_verified(self.s3, package, bucket=self.bucket, key=key)
+        # The component loads the serving package built from the verified artifact, never the artifact itself.
+        with verified_artifact(self.s3, package) as spool:
+            artifact = spool.read()
+        try:
+            built = package_adapter(artifact, lmi=self.lmi, source=package.artifact_url)
+            upload_package(self.s3, built, bucket=self.bucket, key=key)
+        except (ValueError, ClientError) as exc:
+            raise DeploymentError(f"serving package for {package.arn}: {exc}") from exc
         name = self.component_name(package)
-        served = Served(route={"inference_component": name}, artifact_key=key, component=name)
+        served = Served(
+            route={"inference_component": name}, artifact_key=key, component=name, package_sha256=built.sha256
+        )
         try:
             self.sagemaker.create_inference_component(
                 InferenceComponentName=name,

@@ -57,6 +57,7 @@ def serving_target() -> ServingTarget:
         sagemaker=sagemaker_client(),
         variant_name=os.environ["VARIANT_NAME"],
         base_component_name=os.environ["BASE_COMPONENT_NAME"],
+        lmi=settings.lmi,  # the base component's LoRA limits: adapters are packaged and checked against them
         **common,
     )
 

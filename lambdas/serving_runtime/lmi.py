@@ -24,6 +24,12 @@ class LmiSettings(BaseModel):
 
     engine: Literal["vllm", "lmi-dist"] = Field(default="vllm", description="LMI rolling-batch engine")
     max_lora_rank: Annotated[int, Field(description=f"largest adapter rank served; one of {LMI_RANKS}")] = 16
+    lora_target_modules: tuple[str, ...] = Field(
+        default=("q_proj", "k_proj", "v_proj", "o_proj"),
+        min_length=1,
+        description="projections the base component applies adapters to (the fine-tuning jobs train these); "
+        "the deployer refuses an adapter that targets others",
+    )
     max_loras: Annotated[int, Field(ge=1, le=256)] = Field(
         default=32, description="distinct adapters in one batch, each kept in a GPU slot"
     )

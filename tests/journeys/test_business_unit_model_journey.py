@@ -48,8 +48,11 @@ from tests.journeys._fine_tuning import (
     rules,
     with_bucket_names,
 )
+from tests.lambdas.serving_runtime._artifacts import adapter_artifact
 from tests.stacks.policy_eval import resolve
 
+# The pipeline's peft layout: the deployer serves the package built from it (inference components).
+RETAIL_ADAPTER = adapter_artifact(base_model_name_or_path="retail")
 REGION = "eu-west-1"
 TOOLING = "111111111111"
 DEV, PREPROD, PROD = "333333333331", "333333333332", "333333333333"
@@ -139,7 +142,7 @@ class Journey:
 
     # ---- hops 1-3: dev registers, the registry's event reaches preprod --------------------------------
 
-    def register(self, weights: bytes = b"LoRA adapter of retail", **extra: str) -> dict[str, Any]:
+    def register(self, weights: bytes = RETAIL_ADAPTER, **extra: str) -> dict[str, Any]:
         dev, tooling = self.templates["dev"], self.templates["tooling"]
         (pipeline,) = [r["Properties"] for r in resources(dev, "AWS::SageMaker::Pipeline").values()]
         body, variables = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
@@ -678,7 +681,7 @@ def test_negative_dev_cannot_write_a_gate_record_nor_forge_one_at_registration(j
     own_key = boto3.client("kms", region_name=REGION).create_key(
         KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC"
     )
-    weights = b"LoRA adapter of retail, unevaluated"
+    weights = adapter_artifact(base_model_name_or_path="retail, unevaluated")
     sha = hashlib.sha256(weights).hexdigest()
     forged = GateRecord(
         f"arn:aws:sagemaker:{REGION}:{TOOLING}:model-package/{GROUP}/1", GROUP, sha, "passed", "bu-gate-x"
@@ -724,7 +727,7 @@ def test_negative_another_business_units_gate_record_does_not_count(journey: Jou
     ]
     assert base64.b64decode(metadata["PreprodGateMac"])  # a real MAC now, for version 1
     copied = {**metadata}
-    second = journey.register(b"LoRA adapter of retail, version 2")
+    second = journey.register(adapter_artifact(base_model_name_or_path="retail, version 2 of the adapter"))
     assert second["detail"]["ModelPackageVersion"] == 2
     journey.registry.update_model_package(
         ModelPackageArn=journey.arn,

@@ -14,12 +14,16 @@ import dataclasses
 import hashlib
 import io
 import json
+import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 from app_backend import wiring
+from app_backend.fine_tunes import SageMakerPipeline
 from app_backend.models import InvokeBody
 from app_backend.service import AppService
 from app_backend.settings import ApplicationSettings, EndUserCatalog
@@ -27,10 +31,13 @@ from app_backend.store import AppStore
 from app_backend.uploads import uploads_prefix
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+from fine_tuning_trigger import core as trigger_core
 from fine_tuning_trigger import handler as trigger_handler
 from moto import mock_aws
 from serving_deployer import handler as deployer_handler
+from serving_runtime.packaging import read_artifact
 
+from common.fine_tuning_runs import AtCapacityError, PipelineRef, RunLeases
 from common.lake_layout import Zone
 from stacks.blocks.lake_access import lake_bucket_name
 from tests.conftest import SynthesizedPlatform
@@ -49,6 +56,8 @@ from tests.journeys._fine_tuning import (
     s3_object_created,
     with_bucket_names,
 )
+from tests.journeys._tenant_review import register_tenant_version
+from tests.journeys._usage import References
 from tests.lambdas.app_backend.conftest import (
     CANDIDATES,
     FakeCatalog,
@@ -56,6 +65,8 @@ from tests.lambdas.app_backend.conftest import (
     RecordingFilter,
     RecordingModel,
 )
+from tests.lambdas.fine_tuning._leases import OneRequestAtATime, create_leases_table
+from tests.lambdas.serving_runtime._artifacts import adapter_artifact
 from tests.stacks.policy_eval import resolve
 
 REGION = "eu-west-1"
@@ -185,9 +196,14 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
     # ---- hop 4: prod's rule -> FIFO queue -> trigger starts the prod pipeline for each tenant (cap 2) ----
     (upload_rule,) = [r for r in rules(fine_tuning) if r["EventPattern"].get("source") == ["aws.s3"]]
     assert all(matches(upload_rule["EventPattern"], e) for e in events.values())
-    _, trigger = function_by_handler(fine_tuning, "fine_tuning_trigger.")
-    for name, value in env_of(trigger).items():
+    trigger = _function(fine_tuning, "fine_tuning_trigger.handler.lambda_handler")
+    leases_table = _leases_table(fine_tuning)
+    create_leases_table(REGION, "leases")
+    for name, value in env_of(trigger, RUN_LEASES_TABLE="leases").items():
         monkeypatch.setenv(name, value)
+    # The trigger takes a slot of the cap in the stage's lease table before it starts a run.
+    trigger_policy = function_role_statements(fine_tuning, "fine_tuning_trigger.handler.lambda_handler")
+    assert _allows_on_table(trigger_policy, leases_table, "dynamodb:PutItem", "dynamodb:UpdateItem")
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     executions: dict[str, list[dict[str, str]]] = {}
     with Stubber(sagemaker) as stub:
@@ -199,7 +215,6 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
                 {"Name": "ModelName", "Value": "personal"},
                 {"Name": "InputDataUri", "Value": input_uri},
             ]
-            stub.add_response("list_pipeline_executions", {"PipelineExecutionSummaries": []})
             stub.add_response(
                 "start_pipeline_execution",
                 {"PipelineExecutionArn": f"arn:aws:sagemaker:{REGION}:{PROD}:pipeline/p/execution/{tenant}"},
@@ -211,6 +226,9 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
                 },
             )
         monkeypatch.setattr(trigger_handler, "sagemaker_client", lambda: sagemaker)
+        monkeypatch.setattr(
+            trigger_handler, "dynamodb_client", lambda: boto3.client("dynamodb", region_name=REGION)
+        )
         for index, tenant in enumerate(TENANTS):
             message = {"messageId": f"m{index}", "body": json.dumps(events[tenant])}
             assert trigger_handler.lambda_handler({"Records": [message]}, Context()) == {
@@ -256,11 +274,13 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
     training = next(s for s in definition["Steps"] if s["Name"] == "FineTune")["Arguments"]
     packages: dict[str, str] = {}
     metadatas: dict[str, dict[str, str]] = {}
+    artifacts: dict[str, bytes] = {}
     for tenant in TENANTS:
         parameters = {**defaults, **{p["Name"]: p["Value"] for p in executions[tenant]}}
         output = evaluate(training["OutputDataConfig"]["S3OutputPath"], parameters, {"Bucket": ft_bucket})
         artifact = f"{output}/pipelines-{tenant}-FineTune/output/model.tar.gz"
-        weights = f"LoRA adapter of {tenant}".encode()
+        weights = adapter_artifact(base_model_name_or_path=f"adapter-of-{tenant}")  # the pipeline's layout
+        artifacts[tenant] = weights
         s3.put_object(Bucket=ft_bucket, Key=artifact.removeprefix(f"s3://{ft_bucket}/"), Body=weights)
         report = {"artifact": {"sha256": hashlib.sha256(weights).hexdigest()}}
         metadata = {}
@@ -347,6 +367,17 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
     assert copies == [f"adapters/tenants/{t}/personal/v{v}/model.tar.gz" for t, v in (("ann", 1), ("ben", 2))]
     for key in copies:
         assert identity_allows(deployer_policy, "s3:PutObject", f"arn:aws:s3:::serving-models/{key}")
+    # What each component loads is the serving package of the registered artifact: its manifest pins the
+    # artifact's SHA-256 (the registry's ArtifactSha256) and every file's; the record pins the package's.
+    for tenant, key in zip(TENANTS, copies, strict=True):
+        package = s3.get_object(Bucket="serving-models", Key=key)
+        archive = package["Body"].read()
+        manifest = json.loads(read_artifact(archive)["manifest.json"])
+        assert manifest["source_sha256"] == metadatas[tenant]["ArtifactSha256"]
+        assert manifest["source_sha256"] == hashlib.sha256(artifacts[tenant]).hexdigest()
+        assert package["Metadata"]["sha256"] == hashlib.sha256(archive).hexdigest()
+        record = records_table.get_item(Key={"pk": f"TENANT#{tenant}", "sk": "MODEL#personal"})["Item"]
+        assert record["package_sha256"] == hashlib.sha256(archive).hexdigest()
 
     # ---- hop 8: each tenant's next /invoke uses its own model; the app may read the records table ----
     backend_policy = function_role_statements(application, "app_backend.")
@@ -390,6 +421,33 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
     assert service.invoke("ann", InvokeBody(prompt="greet", variables={"name": "x"}))["model"] == "fake-model"
     remaining = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="serving-models")["Contents"])
     assert remaining == ["adapters/tenants/ben/personal/v2/model.tar.gz"]
+
+
+def _function(template: dict[str, Any], handler: str) -> dict[str, Any]:
+    (function,) = [
+        r["Properties"]
+        for r in resources(template, "AWS::Lambda::Function").values()
+        if r["Properties"].get("Handler") == handler
+    ]
+    return function
+
+
+def _leases_table(template: dict[str, Any]) -> str:
+    (table,) = resources(template, "AWS::DynamoDB::Table")
+    return table
+
+
+def _allows_on_table(statements: list[dict[str, Any]], table: str, *actions: str) -> bool:
+    arn = f"arn:aws:dynamodb:{REGION}:{PROD}:table/leases"
+    named = [
+        json.loads(
+            json.dumps(s)
+            .replace(json.dumps({"Fn::GetAtt": [table, "Arn"]}), json.dumps(arn))
+            .replace(json.dumps(f"<{table}.Arn>"), json.dumps(arn))
+        )
+        for s in statements
+    ]
+    return all(identity_allows(named, action, arn) for action in actions)
 
 
 def _with_runtime(original: Any, runtime: Any) -> Any:
@@ -479,13 +537,15 @@ def test_a_prod_tenants_upload_starts_no_pipeline_in_another_stage(
     dev = stage.template("exco-retail-dev-fine-tuning")
     assert [r for r in rules(dev) if r["EventPattern"].get("source") == ["aws.s3"]] == []
     # Even handed the event, preprod's trigger (with preprod's environment) starts nothing.
-    _, trigger = function_by_handler(preprod, "fine_tuning_trigger.")
-    for name, value in env_of(trigger).items():
+    _, trigger = function_by_handler(preprod, "fine_tuning_trigger.handler.lambda_handler")
+    for name, value in env_of(trigger, RUN_LEASES_TABLE="leases").items():  # never read: nothing starts
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     client = boto3.client("sagemaker", region_name=REGION)
-    with Stubber(client):  # any call would fail: none is expected
+    leases = boto3.client("dynamodb", region_name=REGION)
+    with Stubber(client), Stubber(leases):  # any call would fail: none is expected, not even a lease
         monkeypatch.setattr(trigger_handler, "sagemaker_client", lambda: client)
+        monkeypatch.setattr(trigger_handler, "dynamodb_client", lambda: leases)
         result = trigger_handler.lambda_handler(
             {"Records": [{"messageId": "m", "body": json.dumps(event)}]}, Context()
         )
@@ -511,3 +571,427 @@ def test_no_dev_role_can_read_prod_tenant_data(stage: Stage) -> None:
                     **{"aws:PrincipalTag/BusinessUnit": "retail", "aws:PrincipalTag/Stage": "dev"},
                 ), (stack.stack_name, role_id, resource)
     assert checked > 10
+
+
+# ---- reviewed use cases: the human review queue, a reviewer of the business unit, then serving -------------
+
+FT_STACK, EVAL_STACK = "exco-retail-prod-fine-tuning", "exco-retail-prod-evaluation"
+REVIEWER = f"arn:aws:sts::{PROD}:assumed-role/retail-tenant-reviewer/alice"
+REVIEW_ROUTE = "execute-api:/v1/POST/tenant-models/decisions"
+
+
+def _rule_named(template: dict[str, Any], suffix: str) -> dict[str, Any]:
+    (rule,) = [r for r in rules(template) if r.get("Name", "").endswith(suffix)]
+    return rule
+
+
+def _reviewed_registration(stage: Stage, tenant: str) -> dict[str, Any]:
+    """What the prod pipeline's Register step does for a run of a `reviewed` use case: its group, status
+    and the key of its evaluation report, evaluated from the synthesized definition."""
+    template = stage.template(FT_STACK)
+    retail = next(b for b in stage.platform.config.business_units if b.name == "retail")
+    use_case = next(u for u in retail.use_cases if retail.fine_tuning.promotion_for(u) == "reviewed")
+    (pipeline,) = [r["Properties"] for r in resources(template, "AWS::SageMaker::Pipeline").values()]
+    body, variables = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    definition = json.loads(body)
+    parameters = {
+        **{p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]},
+        "TenantId": tenant,
+        "UseCase": use_case,
+        "ModelApprovalStatus": retail.fine_tuning.approval_status_for(use_case),
+        "Execution.PipelineExecutionId": f"exec-{tenant}",
+    }
+    steps = {s["Name"]: s for s in definition["Steps"]}
+    register = steps["CheckThresholds"]["Arguments"]["IfSteps"][0]["Arguments"]
+    (report,) = [
+        o["S3Output"]["S3Uri"]
+        for o in steps["Evaluate"]["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+        if o["OutputName"] == "evaluation"
+    ]
+    bucket = f"exco-retail-prod-ft-{PROD}"
+    return {
+        "group": f"{resolve(variables['RegistryArnPrefix'], template)}{use_case}".rsplit("/", 1)[1],
+        "status": evaluate(register["ModelApprovalStatus"], parameters, {}),
+        "report_key": f"{evaluate(report, parameters, {'Bucket': bucket})}/evaluation.json".removeprefix(
+            f"s3://{bucket}/"
+        ),
+        "bucket": bucket,
+    }
+
+
+def test_a_reviewed_tenant_version_is_served_only_after_a_reviewer_of_its_business_unit_approves_it(
+    stage: Stage, aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evaluation import handler as evaluation_handler
+    from evaluation import review_api
+    from tenant_review import handler as review_requests
+
+    refs = References(stage.platform)
+    fine_tuning, evaluation = stage.template(FT_STACK), stage.template(EVAL_STACK)
+
+    # ---- hop 1: a run of a `reviewed` use case registers PendingManualApproval, with its report ----
+    registration = _reviewed_registration(stage, "cara")
+    assert registration["status"] == "PendingManualApproval"
+    assert registration["report_key"] == "retail/tenant=cara/exec-cara/evaluate/evaluation/evaluation.json"
+    group, bucket = registration["group"], registration["bucket"]
+    s3 = boto3.client("s3", region_name=REGION)
+    registry = boto3.client("sagemaker", region_name=REGION)
+    for name in (bucket, "results", "serving-models"):
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    artifact = adapter_artifact(base_model_name_or_path="adapter-of-cara")
+    versions = {
+        tenant: register_tenant_version(
+            registry,
+            s3,
+            group=group,
+            bucket=bucket,
+            tenant=tenant,
+            artifact_key=f"models/retail/tenant={tenant}/pipelines-{tenant}-FineTune/output/model.tar.gz",
+            artifact=artifact,
+        )
+        for tenant in ("cara", "dan")
+    }
+
+    # ---- hop 2: the registry's event matches the review rule, never the prod deployer's ----
+    described = registry.describe_model_package(ModelPackageName=versions["cara"])
+    event = model_package_state_change(PROD, REGION, described)
+    assert matches(_rule_named(fine_tuning, "-tenant-review-requests")["EventPattern"], event)
+    (deploy_rule,) = [
+        r
+        for r in rules(stage.template("exco-retail-prod-serving"))
+        if r["EventPattern"].get("source") == ["aws.sagemaker"]
+    ]
+    assert not matches(deploy_rule["EventPattern"], event)  # a version awaiting review is never served
+
+    # ---- hop 3: the forwarder may read the version and its report and write to the review queue ----
+    queue_id, _ = refs.one(EVAL_STACK, "AWS::SQS::Queue", "ReviewQueue")
+    env = refs.function_env(FT_STACK, "TenantReviewRequests")
+    assert env["REVIEW_QUEUE_URL"] == f"{EVAL_STACK}/{queue_id}"  # the evaluation stack's review queue
+    forwarder = refs.role_statements(FT_STACK, "TenantReviewRequests")
+    models_id, _ = refs.one(FT_STACK, "AWS::S3::Bucket", "Models")
+    assert identity_allows(forwarder, "sagemaker:DescribeModelPackage", versions["cara"])
+    assert identity_allows(
+        forwarder, "s3:GetObject", f"{FT_STACK}/{models_id}.Arn/{registration['report_key']}"
+    )
+    assert identity_allows(forwarder, "sqs:SendMessage", f"{EVAL_STACK}/{queue_id}.Arn")
+
+    # ---- hop 4: the forwarder puts the version on the queue with metrics and sample answers ----
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="reviews")["QueueUrl"]
+    for name, value in {**env, "REVIEW_QUEUE_URL": url}.items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.setattr(review_requests, "clients", lambda: (registry, s3, sqs))
+    for tenant in ("cara", "dan"):
+        described = registry.describe_model_package(ModelPackageName=versions[tenant])
+        event = model_package_state_change(PROD, REGION, described)
+        assert review_requests.lambda_handler(event, Context()) == {"queued": True}
+
+    # ---- hop 5: GET /fine-tunes/{id} tells the tenant its model awaits review ----
+    executions = boto3.client("sagemaker", region_name=REGION)
+    execution = f"arn:aws:sagemaker:{REGION}:{PROD}:pipeline/exco-retail-prod-fine-tuning/execution/exec-cara"
+    service, _ = _app(_records_table("reviewed-records"))
+    pipeline = SageMakerPipeline(
+        RunLeases(boto3.client("dynamodb", region_name=REGION), "unused", _pipeline_ref()),
+        SplitExecutions(registry, executions),
+        raw_bucket=stage.raw,
+        uploads_prefix=lambda t: uploads_prefix("retail", "prod", t),
+    )
+    service = dataclasses.replace(service, fine_tunes=pipeline)
+    with Stubber(executions) as runs:
+        _expect_registered(runs, execution, versions["cara"])
+        assert service._fine_tune_status("cara", execution)["status"] == "awaiting_review"
+
+    # ---- hop 6: only reviewers tagged with this business unit may call the decision route ----
+    _, api = refs.one(EVAL_STACK, "AWS::ApiGateway::RestApi", "ReviewApi")
+    policy = resolve(api["Properties"]["Policy"]["Statement"], evaluation)
+    retail_reviewer = {"aws:PrincipalTag/BusinessUnit": "retail"}
+    assert resource_allows(policy, PROD, "execute-api:Invoke", REVIEW_ROUTE, **retail_reviewer)
+    for other in ({"aws:PrincipalTag/BusinessUnit": "finance"}, {}):  # another business unit's, or untagged
+        assert not resource_allows(policy, PROD, "execute-api:Invoke", REVIEW_ROUTE, **other)
+    methods = [
+        m["Properties"]
+        for m in resources(evaluation, "AWS::ApiGateway::Method").values()
+        if m["Properties"]["HttpMethod"] == "POST"
+        and resources(evaluation, "AWS::ApiGateway::Resource")
+        .get(m["Properties"]["ResourceId"].get("Ref", ""), {})
+        .get("Properties", {})
+        .get("PathPart")
+        == "decisions"
+    ]
+    assert [m["AuthorizationType"] for m in methods] == ["AWS_IAM"]
+    # The review API's role may decide exactly this stage's tenant versions.
+    review_role = refs.role_statements(EVAL_STACK, "ReviewApiFunction")
+    assert identity_allows(review_role, "sagemaker:UpdateModelPackage", versions["cara"])
+    for foreign in (
+        versions["cara"].replace(PROD, PREPROD).replace("-prod-", "-preprod-"),  # another stage's tenants
+        f"arn:aws:sagemaker:{REGION}:111111111111:model-package/exco-retail-product-qa/1",  # business unit
+    ):
+        assert not identity_allows(review_role, "sagemaker:UpdateModelPackage", foreign)
+
+    # ---- hop 7: the reviewer takes the version; a decision naming another tenant's version does nothing ----
+    review_env = refs.function_env(EVAL_STACK, "ReviewApiFunction")
+    assert json.loads(review_env["TENANT_GROUPS"]) == [
+        g["Properties"]["ModelPackageGroupName"]
+        for g in resources(fine_tuning, "AWS::SageMaker::ModelPackageGroup").values()
+    ]
+    for name, value in {
+        "BUSINESS_UNIT": "retail",
+        "RESULTS_BUCKET": "results",
+        "REVIEW_QUEUE_URL": url,
+        "TENANT_GROUPS": review_env["TENANT_GROUPS"],
+    }.items():
+        monkeypatch.setenv(name, value)
+    review_api.review_service.cache_clear()
+    review_api.tenant_decisions.cache_clear()
+    keeping = KeepsMetadata(registry)
+    monkeypatch.setattr(review_api.TenantModelDecisions, "sagemaker", property(lambda self: keeping))
+
+    def call(method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+        request = {
+            "resource": path,
+            "path": path,
+            "httpMethod": method,
+            "headers": {"Content-Type": "application/json"},
+            "requestContext": {"resourcePath": path, "httpMethod": method, "identity": {"userArn": REVIEWER}},
+            "body": None if body is None else json.dumps(body),
+            "isBase64Encoded": False,
+        }
+        answer = evaluation_handler.review_api(request, Context())
+        return answer["statusCode"], json.loads(answer["body"] or "{}")
+
+    status, review = call("GET", "/reviews/next")
+    assert status == 200 and review["kind"] == "tenant_model"
+    assert review["metrics"] and review["samples"] and review["use_case"] == group.rpartition("-tenants-")[2]
+    other = next(t for t in ("cara", "dan") if t != review["tenant_id"])
+    decision = {"receipt_handle": review["receipt_handle"], "decision": "approve"}
+    status, _ = call("POST", "/tenant-models/decisions", {**decision, "model_package_arn": versions[other]})
+    assert status == 400
+    assert registry.describe_model_package(ModelPackageName=versions[other])["ModelApprovalStatus"] == (
+        "PendingManualApproval"
+    )
+    # ---- hop 8: the reviewer's approval sets Approved through the review API's role ----
+    tenant = review["tenant_id"]
+    status, body = call(
+        "POST", "/tenant-models/decisions", {**decision, "model_package_arn": versions[tenant]}
+    )
+    assert (status, body["status"]) == (200, "Approved")
+    review_api.review_service.cache_clear()
+    review_api.tenant_decisions.cache_clear()
+
+    # ---- hop 9: the approval reaches the deployer, which serves the tenant's package ----
+    described = registry.describe_model_package(ModelPackageName=versions[tenant])
+    assert (
+        described["ApprovalDescription"]
+        == "approved by arn:aws:iam::333333333333:role/retail-tenant-reviewer"
+    )
+    event = model_package_state_change(PROD, REGION, described)
+    assert matches(deploy_rule["EventPattern"], event)
+    outcome = _serve(stage, registry, event, monkeypatch)
+    assert outcome["action"] == "deployed" and outcome["slot"] == [f"TENANT#{tenant}", "MODEL#personal"]
+    assert registry.describe_model_package(ModelPackageName=versions[other])["ModelApprovalStatus"] == (
+        "PendingManualApproval"
+    )
+
+
+class KeepsMetadata:
+    """The registry as SageMaker behaves: UpdateModelPackage keeps the version's metadata (moto drops what
+    the call does not restate, so this restates it)."""
+
+    def __init__(self, registry: Any) -> None:
+        self._registry = registry
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._registry, name)
+
+    def update_model_package(self, **request: Any) -> Any:
+        kept = self._registry.describe_model_package(ModelPackageName=request["ModelPackageArn"])
+        metadata = kept.get("CustomerMetadataProperties") or {}
+        return self._registry.update_model_package(**request, CustomerMetadataProperties=metadata)
+
+
+class SplitExecutions:
+    """The app backend's `sagemaker` client: executions from a Stubber (moto has no pipelines), versions
+    from the moto registry."""
+
+    def __init__(self, registry: Any, executions: Any) -> None:
+        self._registry, self._executions = registry, executions
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._registry if name == "describe_model_package" else self._executions, name)
+
+
+def _expect_registered(stub: Stubber, execution: str, package: str) -> None:
+    stub.add_response(
+        "describe_pipeline_execution",
+        {"PipelineExecutionStatus": "Succeeded"},
+        {"PipelineExecutionArn": execution},
+    )
+    stub.add_response(
+        "list_pipeline_execution_steps",
+        {
+            "PipelineExecutionSteps": [
+                {
+                    "StepName": "Register",
+                    "StepStatus": "Succeeded",
+                    "Metadata": {"RegisterModel": {"Arn": package}},
+                }
+            ]
+        },
+        {"PipelineExecutionArn": execution},
+    )
+
+
+def _pipeline_ref() -> PipelineRef:
+    return PipelineRef(
+        "exco-retail-prod-fine-tuning", "retail", "prod", max_concurrent_runs=2, max_runtime_hours=12
+    )
+
+
+def _records_table(name: str) -> Any:
+    return boto3.resource("dynamodb", region_name=REGION).create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )
+
+
+def _serve(
+    stage: Stage, registry: Any, event: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """The prod deployer handles one registry event: components stubbed (moto has none), the probe answers."""
+    serving = stage.template("exco-retail-prod-serving")
+    _, deployer = function_by_handler(serving, "serving_deployer.")
+    _records_table("serving-records")
+    for name, value in env_of(
+        deployer, MODEL_BUCKET="serving-models", RECORDS_TABLE="serving-records"
+    ).items():
+        monkeypatch.setenv(name, value)
+    runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+    components = boto3.client("sagemaker", region_name=REGION)
+    monkeypatch.setattr(deployer_handler, "sagemaker_client", lambda: SplitSageMaker(registry, components))
+    monkeypatch.setattr(boto3, "client", _with_runtime(boto3.client, runtime))
+    deployer_handler.serving_target.cache_clear()
+    deployer_handler.records.cache_clear()
+    with Stubber(components) as component_stub, Stubber(runtime) as probes:
+        expect_adapter(component_stub, "exco-retail-prod-serving", PROD, REGION)
+        probes.add_response(
+            "invoke_endpoint",
+            {"Body": _body('[{"generated_text": "ok"}]'), "ContentType": "application/json"},
+        )
+        outcome: dict[str, Any] = deployer_handler.lambda_handler(event, Context())
+    deployer_handler.serving_target.cache_clear()
+    deployer_handler.records.cache_clear()
+    return outcome
+
+
+# ---- the cap: an upload and a POST /fine-tunes at the same instant, through the synthesized wiring ----------
+
+
+def test_an_upload_and_an_api_request_racing_for_the_last_slot_start_one_run(
+    stage: Stage, aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app_backend.fine_tunes import SageMakerPipeline as ApiPipeline
+
+    fine_tuning, application = stage.template(FT_STACK), stage.template("exco-retail-prod-application")
+    table = _leases_table(fine_tuning)
+    # Both starters name the same lease table and cap, and both may take and give back its slots.
+    trigger_env = _function(fine_tuning, "fine_tuning_trigger.handler.lambda_handler")["Environment"][
+        "Variables"
+    ]
+    _, backend = function_by_handler(application, "app_backend.")
+    backend_env = backend["Environment"]["Variables"]
+    refs = References(stage.platform)
+    assert refs.canonical(backend_env["FINE_TUNING_LEASES_TABLE"], "exco-retail-prod-application") == (
+        refs.canonical(trigger_env["RUN_LEASES_TABLE"], FT_STACK)
+    )
+    assert backend_env["MAX_CONCURRENT_RUNS"] == trigger_env["MAX_CONCURRENT_RUNS"] == "2"
+    (start_policy,) = resources(fine_tuning, "AWS::IAM::ManagedPolicy").values()
+    assert _allows_on_table(
+        start_policy["Properties"]["PolicyDocument"]["Statement"], table, "dynamodb:PutItem"
+    )
+    release = function_role_statements(fine_tuning, "fine_tuning_trigger.handler.release_handler")
+    assert _allows_on_table(release, table, "dynamodb:DeleteItem")
+    assert not _allows_on_table(release, table, "dynamodb:PutItem")  # the release never takes a slot
+
+    cap = int(trigger_env["MAX_CONCURRENT_RUNS"])
+    leases = RunLeases(OneRequestAtATime(create_leases_table(REGION, "leases")), "leases", _pipeline_ref())
+    now = datetime.now(UTC)
+    for token in range(cap - 1):  # every slot but one is taken by runs in progress
+        leases.bind(leases.reserve(f"running-{token}", now=now), f"arn:running-{token}", now=now)
+    started: list[str] = []
+
+    class Pipelines:
+        def start_pipeline_execution(self, **request: Any) -> dict[str, str]:
+            time.sleep(0.01)  # the real call takes a while: both starters are past their reservation
+            started.append(request["PipelineExecutionDisplayName"])
+            return {"PipelineExecutionArn": f"arn:execution/{len(started)}"}
+
+    api = ApiPipeline(
+        leases,
+        Pipelines(),
+        raw_bucket=stage.raw,
+        uploads_prefix=lambda t: uploads_prefix("retail", "prod", t),
+    )
+    upload = trigger_core.Upload(stage.raw, f"{uploads_prefix('retail', 'prod', 'ann')}0001/data.jsonl")
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def run(name: str, start: Any) -> None:
+        barrier.wait()
+        try:
+            start()
+            outcomes[name] = "started"
+        except AtCapacityError:
+            outcomes[name] = "waits"
+
+    threads = [
+        threading.Thread(
+            target=run,
+            args=(
+                "upload",
+                lambda: trigger_core.start_pipeline(Pipelines(), leases, upload, now=datetime.now(UTC)),
+            ),
+        ),
+        threading.Thread(target=run, args=("api", lambda: api.start("ben", "b" * 32, "personal"))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes.values()) == ["started", "waits"]
+    assert len(started) == 1 and len(leases.held(now=datetime.now(UTC))) == cap
+
+
+# ---- dead letters of the trigger path raise an alarm on the stage's topic ----------------------------------
+
+
+def test_every_dead_letter_queue_of_the_trigger_path_raises_an_alarm_on_the_stages_topic(
+    stage: Stage,
+) -> None:
+    refs = References(stage.platform)
+    fine_tuning = stage.template(FT_STACK)
+    dead_letters = set()
+    for queue in resources(fine_tuning, "AWS::SQS::Queue").values():  # redrive targets of the queues
+        target = queue["Properties"].get("RedrivePolicy", {}).get("deadLetterTargetArn")
+        if target:
+            dead_letters.add(target["Fn::GetAtt"][0])
+    for rule in rules(fine_tuning):  # and of every rule's target
+        for target in rule["Targets"]:
+            dead_letters.add(target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0])
+    assert len(dead_letters) == 4  # uploads, undelivered upload events, run ends, review requests
+    monitoring = "exco-retail-prod-monitoring"
+    (topic,) = resources(stage.template(monitoring), "AWS::SNS::Topic")
+    alarmed = {}
+    for alarm in resources(stage.template(monitoring), "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        if props.get("MetricName") == "ApproximateNumberOfMessagesVisible":
+            (dimension,) = props["Dimensions"]
+            alarmed[refs.canonical(dimension["Value"], monitoring)] = props
+    for queue in dead_letters:
+        props = alarmed[f"{FT_STACK}/{queue}.QueueName"]
+        assert (props["Threshold"], props["ComparisonOperator"]) == (1, "GreaterThanThreshold") or (
+            props["Threshold"],
+            props["ComparisonOperator"],
+        ) == (1, "GreaterThanOrEqualToThreshold")
+        assert props["AlarmActions"] == [{"Ref": topic}]

@@ -16,12 +16,14 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+from moto import mock_aws
 
 from common.lake_layout import Zone
 from stacks.blocks.lake_access import lake_bucket_name
 from stacks.settings import Stage
 from tests.conftest import SynthesizedPlatform
 from tests.journeys._lake_events import matches, s3_object_created
+from tests.lambdas.fine_tuning._leases import LEASES_TABLE, create_leases_table
 from tests.stacks.policy_eval import Request, decide, resolve, secure_context
 
 BU, TENANT = "retail", "tenant-a"
@@ -62,7 +64,11 @@ def presigned_upload_key(platform: SynthesizedPlatform, stage: str) -> str:
 
 def upload_rule(platform: SynthesizedPlatform, business_unit: str) -> dict[str, Any]:
     template = platform.template(f"exco-{business_unit}-prod-fine-tuning")
-    (rule,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
+    (rule,) = [
+        r
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Events::Rule" and r["Properties"]["EventPattern"].get("source") == ["aws.s3"]
+    ]
     pattern: dict[str, Any] = rule["Properties"]["EventPattern"]
     return pattern
 
@@ -119,15 +125,22 @@ def run_trigger(event: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[
         "STAGE": "prod",
         "MAX_CONCURRENT_RUNS": "2",
         "MAX_RUNTIME_HOURS": "12",
+        "RUN_LEASES_TABLE": LEASES_TABLE,
         "POWERTOOLS_TRACE_DISABLED": "1",
     }.items():
         monkeypatch.setenv(name, value)
     client = boto3.client("sagemaker", region_name="eu-west-1")
     monkeypatch.setattr(handler, "sagemaker_client", lambda: client)
+    with mock_aws():  # the cap's lease table
+        leases = create_leases_table("eu-west-1")
+        monkeypatch.setattr(handler, "dynamodb_client", lambda: leases)
+        return _start(event, handler, client)
+
+
+def _start(event: dict[str, Any], handler: Any, client: Any) -> dict[str, Any]:
     arn = "arn:aws:sagemaker:eu-west-1:333333333333:pipeline/exco-retail-prod-fine-tuning/execution/e1"
     with Stubber(client) as stubber:
         bucket, key = event["detail"]["bucket"]["name"], event["detail"]["object"]["key"]
-        stubber.add_response("list_pipeline_executions", {"PipelineExecutionSummaries": []})
         stubber.add_response(
             "start_pipeline_execution",
             {"PipelineExecutionArn": arn},

@@ -245,8 +245,13 @@ def test_prod_runs_its_tenants_pipeline_into_its_own_tenant_groups(prod: dict[st
     assert parameters["ModelApprovalStatus"]["DefaultValue"] == "Approved"  # product-qa: automatic
 
 
+def rule_named(template: dict[str, Any], suffix: str) -> dict[str, Any]:
+    (rule,) = [r for r in of_type(template, "AWS::Events::Rule") if r["Name"].endswith(suffix)]
+    return rule
+
+
 def test_the_stages_uploads_reach_the_trigger_through_a_fifo_queue(prod: dict[str, Any]) -> None:
-    (rule,) = of_type(prod, "AWS::Events::Rule")
+    rule = rule_named(prod, "-tenant-uploads")
     pattern = rule["EventPattern"]
     assert pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["bucket"]["name"] == ["exco-lake-raw-222222222222-eu-west-1"]
@@ -259,14 +264,102 @@ def test_the_stages_uploads_reach_the_trigger_through_a_fifo_queue(prod: dict[st
     assert (mapping["BatchSize"], mapping["FunctionResponseTypes"]) == (1, ["ReportBatchItemFailures"])
 
 
-def test_app_backend_gets_a_start_policy_for_exactly_this_pipeline(prod: dict[str, Any]) -> None:
-    (policy,) = of_type(prod, "AWS::IAM::ManagedPolicy")
-    (statement,) = policy["PolicyDocument"]["Statement"]
-    assert sorted(statement["Action"]) == [
-        "sagemaker:ListPipelineExecutions",
-        "sagemaker:StartPipelineExecution",
+def logical_id_of(reference: dict[str, Any]) -> str:
+    return str(reference["Fn::GetAtt"][0])
+
+
+def test_every_event_target_of_the_trigger_path_has_its_own_encrypted_dead_letter_queue(
+    prod: dict[str, Any],
+) -> None:
+    resources = prod["Resources"]
+    for suffix in ("-tenant-uploads", "-fine-tuning-run-ended", "-tenant-review-requests"):
+        rule = rule_named(prod, suffix)
+        (target,) = rule["Targets"]
+        queue = resources[logical_id_of(target["DeadLetterConfig"]["Arn"])]["Properties"]
+        assert queue["KmsMasterKeyId"], suffix
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] == 185
+    # A function's own failure on such an event (after Lambda's retries) lands in the rule's dead letters too.
+    invoke_configs = {
+        c["FunctionName"]["Ref"]: c["DestinationConfig"]["OnFailure"]["Destination"]
+        for c in of_type(prod, "AWS::Lambda::EventInvokeConfig")
+    }
+    for suffix in ("-fine-tuning-run-ended", "-tenant-review-requests"):
+        (target,) = rule_named(prod, suffix)["Targets"]
+        function = logical_id_of(target["Arn"])
+        assert invoke_configs[function] == target["DeadLetterConfig"]["Arn"], suffix
+    # EventBridge may use the key for exactly these three rules' dead letters.
+    (key,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::KMS::Key"]
+    sources = [
+        json.dumps(s["Condition"]["ArnEquals"]["aws:SourceArn"])
+        for s in key["KeyPolicy"]["Statement"]
+        if s.get("Sid", "").startswith("EventBridge") and s["Sid"].endswith("DeadLetters")
     ]
-    assert statement["Resource"]["Fn::Join"][1][-1].endswith(":pipeline/exco-retail-prod-fine-tuning")
+    assert len(sources) == 3
+    assert all(":rule/exco-retail-prod-" in source for source in sources)
+
+
+def test_the_cap_is_a_lease_table_shared_by_both_starters_and_freed_when_a_run_ends(
+    prod: dict[str, Any],
+) -> None:
+    (table,) = of_type(prod, "AWS::DynamoDB::Table")
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]
+    pattern = rule_named(prod, "-fine-tuning-run-ended")["EventPattern"]
+    assert pattern["detail-type"] == ["SageMaker Model Building Pipeline Execution Status Change"]
+    assert pattern["detail"]["currentPipelineExecutionStatus"] == ["Succeeded", "Failed", "Stopped"]
+    assert json.dumps(pattern["detail"]["pipelineArn"]).endswith(
+        ':pipeline/exco-retail-prod-fine-tuning"]]}]'
+    )
+    handlers = {
+        f["Handler"]: f["Environment"]["Variables"]
+        for f in of_type(prod, "AWS::Lambda::Function")
+        if "Handler" in f and f["Handler"].startswith("fine_tuning_trigger.")
+    }
+    assert set(handlers) == {
+        "fine_tuning_trigger.handler.lambda_handler",
+        "fine_tuning_trigger.handler.release_handler",
+    }
+    assert all(v["RUN_LEASES_TABLE"] == {"Ref": next(iter(_tables(prod)))} for v in handlers.values())
+
+
+def _tables(template: dict[str, Any]) -> list[str]:
+    return [k for k, r in template["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"]
+
+
+def test_reviewed_tenant_versions_go_to_the_review_queue(prod: dict[str, Any]) -> None:
+    pattern = rule_named(prod, "-tenant-review-requests")["EventPattern"]
+    assert pattern["detail-type"] == ["SageMaker Model Package State Change"]
+    assert pattern["detail"] == {
+        "ModelPackageGroupName": [
+            "exco-retail-prod-tenants-product-qa",
+            "exco-retail-prod-tenants-review-summarization",
+        ],
+        "ModelApprovalStatus": ["PendingManualApproval"],
+    }
+    (forwarder,) = [
+        f
+        for f in of_type(prod, "AWS::Lambda::Function")
+        if f.get("Handler") == "tenant_review.handler.lambda_handler"
+    ]
+    assert "Fn::ImportValue" in json.dumps(forwarder["Environment"]["Variables"]["REVIEW_QUEUE_URL"])
+
+
+def test_app_backend_gets_a_start_policy_for_exactly_this_pipeline_and_the_caps_leases(
+    prod: dict[str, Any],
+) -> None:
+    (policy,) = of_type(prod, "AWS::IAM::ManagedPolicy")
+    start, leases, key = policy["PolicyDocument"]["Statement"]
+    assert start["Action"] == "sagemaker:StartPipelineExecution"
+    assert start["Resource"]["Fn::Join"][1][-1].endswith(":pipeline/exco-retail-prod-fine-tuning")
+    assert sorted(leases["Action"]) == [
+        "dynamodb:DeleteItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+    ]
+    assert leases["Resource"] == {"Fn::GetAtt": [_tables(prod)[0], "Arn"]}
+    assert sorted(key["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
 
 
 def test_serving_accounts_may_read_business_unit_models_only(dev: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -12,7 +13,8 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from common.evaluation_dataset import read_records
-from common.fine_tuning_runs import PipelineRef
+from common.fine_tuning_runs import PipelineRef, RunLeases
+from tests.lambdas.fine_tuning._leases import LEASES_TABLE, create_leases_table
 
 from .conftest import BU, CANDIDATES, RAW, STAGE, USE_CASE, Backend, build_backend
 
@@ -208,33 +210,29 @@ PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/exco-retail-pr
 
 
 def _pipeline(sagemaker: Any) -> SageMakerPipeline:
+    """Call inside mock_aws: the cap's lease table is created in moto."""
     return SageMakerPipeline(
-        PIPELINE,
+        RunLeases(create_leases_table("us-east-1"), LEASES_TABLE, PIPELINE),
         sagemaker,
         raw_bucket=RAW,
         uploads_prefix=lambda tenant: f"{BU}/prod/tenant={tenant}/uploads/",
     )
 
 
-def _expect_running(stub: Stubber, statuses: list[str]) -> None:
-    stub.add_response(
-        "list_pipeline_executions",
-        {
-            "PipelineExecutionSummaries": [
-                {"PipelineExecutionArn": f"{EXECUTION}{i}", "PipelineExecutionStatus": status}
-                for i, status in enumerate(statuses)
-            ]
-        },
-        {"PipelineName": "ft", "CreatedAfter": ANY, "SortBy": "CreationTime", "SortOrder": "Descending"},
-    )
+def _running(pipeline: SageMakerPipeline, count: int) -> None:
+    """`count` runs hold slots of the cap (started by uploads or earlier requests)."""
+    now = datetime.now(UTC)
+    for i in range(count):
+        pipeline.leases.bind(pipeline.leases.reserve(f"run-{i}", now=now), f"{EXECUTION}{i}", now=now)
 
 
 def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_read_it(aws_env: None) -> None:
     sagemaker = boto3.client("sagemaker", region_name="us-east-1")
     with mock_aws(), Stubber(sagemaker) as stub:
-        built = build_backend(fine_tunes=_pipeline(sagemaker))
+        pipeline = _pipeline(sagemaker)
+        built = build_backend(fine_tunes=pipeline)
         handler.use_service(built.service)
-        _expect_running(stub, ["Executing", "Succeeded"])
+        _running(pipeline, 1)
         stub.add_response(
             "start_pipeline_execution",
             {"PipelineExecutionArn": EXECUTION},
@@ -273,9 +271,10 @@ def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_r
 def test_the_cap_on_concurrent_runs_answers_429_and_starts_nothing(aws_env: None) -> None:
     sagemaker = boto3.client("sagemaker", region_name="us-east-1")
     with mock_aws(), Stubber(sagemaker) as stub:
-        built = build_backend(fine_tunes=_pipeline(sagemaker))
+        pipeline = _pipeline(sagemaker)
+        built = build_backend(fine_tunes=pipeline)
         handler.use_service(built.service)
-        _expect_running(stub, ["Executing", "Executing", "Failed"])
+        _running(pipeline, 2)
         status, body = built.call("POST", "/fine-tunes", {"model_name": "mine"})
         assert (status, body["field"]) == (429, "fine_tunes")
         assert "max_concurrent_runs is 2" in body["message"]
@@ -284,7 +283,7 @@ def test_the_cap_on_concurrent_runs_answers_429_and_starts_nothing(aws_env: None
         handler.use_service(None)
 
 
-def _succeeded(stub: Stubber, approval: str) -> None:
+def _succeeded(stub: Stubber, approval: str, description: str | None = None) -> None:
     stub.add_response(
         "describe_pipeline_execution",
         {"PipelineExecutionStatus": "Succeeded"},
@@ -312,6 +311,7 @@ def _succeeded(stub: Stubber, approval: str) -> None:
             "ModelPackageName": "x",
             "ModelApprovalStatus": approval,
             "ModelPackageStatusDetails": {"ValidationStatuses": []},
+            **({"ApprovalDescription": description} if description else {}),
         },
         {"ModelPackageName": PACKAGE},
     )
@@ -358,6 +358,27 @@ def test_a_registered_run_reports_review_deployment_and_serving(
         status, state = built.call("GET", "/fine-tunes/" + "a" * 32)
         assert (status, state["status"], state.get("reason")) == (200, *expected)
         stub.assert_no_pending_responses()
+        handler.use_service(None)
+
+
+def test_a_rejected_version_tells_the_tenant_the_reviewers_reason(aws_env: None) -> None:
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    with mock_aws(), Stubber(sagemaker) as stub:
+        built = build_backend(fine_tunes=_pipeline(sagemaker))
+        handler.use_service(built.service)
+        built.table.put_item(
+            Item={
+                "pk": "TENANT#tenant-a",
+                "sk": "FINETUNE#" + "b" * 32,
+                "model_name": "mine",
+                "execution_arn": EXECUTION,
+            }
+        )
+        decided = "rejected by arn:aws:iam::123456789012:role/reviewer: answers cite prices that do not exist"
+        _succeeded(stub, "Rejected", decided)
+        status, state = built.call("GET", "/fine-tunes/" + "b" * 32)
+        assert (status, state["status"]) == (200, "failed")
+        assert state["reason"] == f"the review set the model to Rejected ({decided})"
         handler.use_service(None)
 
 

@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 from fine_tuning_jobs.evaluate import report
 from fine_tuning_jobs.preprocess import split
 from fine_tuning_jobs.train import load_hyperparameters
-from fine_tuning_trigger.core import AtCapacityError, PipelineRef, Upload, start_pipeline, tenant_of
+from fine_tuning_trigger.core import (
+    AtCapacityError,
+    PipelineRef,
+    RunLeases,
+    Upload,
+    release_ended_run,
+    start_pipeline,
+    tenant_of,
+)
 from hypothesis import given
 from hypothesis import strategies as st
+from moto import mock_aws
+
+from common.fine_tuning_runs import RESERVATION_SECONDS
+from tests.lambdas.fine_tuning._leases import OneRequestAtATime, create_leases_table, leases_for
 
 
 @pytest.fixture
@@ -30,54 +46,164 @@ PIPELINE = PipelineRef(
     "exco-retail-prod-fine-tuning", "retail", "prod", max_concurrent_runs=2, max_runtime_hours=12
 )
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
-EXECUTION = "arn:aws:sagemaker:eu-west-1:333333333333:pipeline/exco-retail-prod-fine-tuning/execution/abc"
+PIPELINE_ARN = "arn:aws:sagemaker:eu-west-1:333333333333:pipeline/exco-retail-prod-fine-tuning"
+EXECUTION = f"{PIPELINE_ARN}/execution/abc"
 
 
-def expect_running(stubber: Stubber, statuses: list[str]) -> None:
-    stubber.add_response(
-        "list_pipeline_executions",
-        {
-            "PipelineExecutionSummaries": [
-                {"PipelineExecutionArn": f"{EXECUTION}{i}", "PipelineExecutionStatus": status}
-                for i, status in enumerate(statuses)
-            ]
-        },
-        {
-            "PipelineName": PIPELINE.name,
-            "CreatedAfter": NOW - timedelta(hours=37),
-            "SortBy": "CreationTime",
-            "SortOrder": "Descending",
-        },
-    )
+@pytest.fixture
+def leases() -> Iterator[RunLeases]:
+    with mock_aws():
+        yield leases_for(create_leases_table("eu-west-1"), PIPELINE)
 
 
-def test_a_tenant_upload_starts_the_pipeline_with_its_tenant_id(sagemaker: Any) -> None:
-    client, stubber = sagemaker
-    expect_running(stubber, ["Executing", "Succeeded", "Failed"])
+def expect_start(stubber: Stubber, tenant: str = "acme", arn: str = EXECUTION) -> None:
     stubber.add_response(
         "start_pipeline_execution",
-        {"PipelineExecutionArn": EXECUTION},
+        {"PipelineExecutionArn": arn},
         {
             "PipelineName": PIPELINE.name,
-            "PipelineExecutionDisplayName": "tenant-acme",
+            "PipelineExecutionDisplayName": f"tenant-{tenant}",
             "PipelineParameters": [
-                {"Name": "TenantId", "Value": "acme"},
+                {"Name": "TenantId", "Value": tenant},
                 {"Name": "ModelName", "Value": "personal"},
-                {"Name": "InputDataUri", "Value": "s3://raw/retail/prod/tenant=acme/uploads/"},
+                {"Name": "InputDataUri", "Value": f"s3://raw/retail/prod/tenant={tenant}/uploads/"},
             ],
             "ClientRequestToken": ANY,
         },
     )
-    upload = Upload("raw", "retail/prod/tenant=acme/uploads/1/data.jsonl")
-    assert start_pipeline(client, PIPELINE, upload, now=NOW) == EXECUTION
 
 
-def test_the_cap_keeps_the_upload_waiting_and_starts_nothing(sagemaker: Any) -> None:
+def upload_of(tenant: str, n: int = 1) -> Upload:
+    return Upload("raw", f"retail/prod/tenant={tenant}/uploads/{n}/data.jsonl")
+
+
+def test_a_tenant_upload_starts_the_pipeline_with_its_tenant_id_in_a_leased_slot(
+    sagemaker: Any, leases: RunLeases
+) -> None:
     client, stubber = sagemaker
-    expect_running(stubber, ["Executing", "Executing"])
-    upload = Upload("raw", "retail/prod/tenant=acme/uploads/1/data.jsonl")
-    with pytest.raises(AtCapacityError, match="max_concurrent_runs is 2"):
-        start_pipeline(client, PIPELINE, upload, now=NOW)
+    expect_start(stubber)
+    assert start_pipeline(client, leases, upload_of("acme"), now=NOW) == EXECUTION
+    (lease,) = leases.held(now=NOW)
+    assert lease["execution_arn"]["S"] == EXECUTION
+    # The lease lasts as long as a run can: three jobs of max_runtime_hours each, plus an hour.
+    assert int(lease["expires_at"]["N"]) == int(NOW.timestamp()) + 37 * 3600
+
+
+def test_the_cap_keeps_the_upload_waiting_and_starts_nothing(sagemaker: Any, leases: RunLeases) -> None:
+    client, stubber = sagemaker
+    expect_start(stubber, "ann", f"{EXECUTION}1")
+    expect_start(stubber, "ben", f"{EXECUTION}2")
+    start_pipeline(client, leases, upload_of("ann"), now=NOW)
+    start_pipeline(client, leases, upload_of("ben"), now=NOW)
+    with pytest.raises(
+        AtCapacityError, match=r"2 fine-tuning runs in progress; fine_tuning\.max_concurrent_runs is 2"
+    ):
+        start_pipeline(client, leases, upload_of("cat"), now=NOW)
+
+
+def test_a_redelivered_upload_keeps_its_one_slot(sagemaker: Any, leases: RunLeases) -> None:
+    client, stubber = sagemaker
+    expect_start(stubber)
+    expect_start(stubber)  # SageMaker answers the same client token with the same execution
+    start_pipeline(client, leases, upload_of("acme"), now=NOW)
+    start_pipeline(client, leases, upload_of("acme"), now=NOW)
+    assert len(leases.held(now=NOW)) == 1
+
+
+def test_a_failed_start_gives_its_slot_back_at_once(sagemaker: Any, leases: RunLeases) -> None:
+    client, stubber = sagemaker
+    stubber.add_client_error("start_pipeline_execution", "ResourceLimitExceeded", "too many executions", 400)
+    with pytest.raises(ClientError, match="ResourceLimitExceeded"):
+        start_pipeline(client, leases, upload_of("ann"), now=NOW)
+    assert leases.held(now=NOW) == []
+    expect_start(stubber, "ben", f"{EXECUTION}2")
+    expect_start(stubber, "cat", f"{EXECUTION}3")
+    start_pipeline(client, leases, upload_of("ben"), now=NOW)
+    start_pipeline(client, leases, upload_of("cat"), now=NOW)  # both slots were free: nothing leaked
+
+
+def test_a_starter_that_crashed_before_starting_frees_its_slot_when_the_reservation_expires(
+    leases: RunLeases,
+) -> None:
+    leases.reserve("crashed-1", now=NOW)
+    leases.reserve("crashed-2", now=NOW)
+    with pytest.raises(AtCapacityError):
+        leases.reserve("next", now=NOW)
+    later = NOW + timedelta(seconds=RESERVATION_SECONDS)
+    assert leases.reserve("next", now=later).slot == 0
+
+
+@pytest.mark.parametrize("status", ["Succeeded", "Failed", "Stopped"])
+def test_the_end_of_a_run_frees_its_slot_and_only_its_own(
+    sagemaker: Any, leases: RunLeases, status: str
+) -> None:
+    client, stubber = sagemaker
+    expect_start(stubber, "ann", f"{EXECUTION}1")
+    expect_start(stubber, "ben", f"{EXECUTION}2")
+    start_pipeline(client, leases, upload_of("ann"), now=NOW)
+    start_pipeline(client, leases, upload_of("ben"), now=NOW)
+    ended = {"pipeline_arn": PIPELINE_ARN, "execution_arn": f"{EXECUTION}1", "now": NOW}
+    assert release_ended_run(leases, status="Executing", **ended) == 0  # still running: keeps its slot
+    other = f"{PIPELINE_ARN}-other"
+    assert release_ended_run(leases, status=status, **{**ended, "pipeline_arn": other}) == 0
+    assert release_ended_run(leases, status=status, **ended) == 1
+    assert release_ended_run(leases, status=status, **ended) == 0  # a repeated event frees nothing more
+    assert [i["execution_arn"]["S"] for i in leases.held(now=NOW)] == [f"{EXECUTION}2"]
+    expect_start(stubber, "cat", f"{EXECUTION}3")
+    assert start_pipeline(client, leases, upload_of("cat"), now=NOW) == f"{EXECUTION}3"
+
+
+class CountingSageMaker:
+    """StartPipelineExecution that takes a moment (as the real call does), so starters overlap."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self._lock = threading.Lock()
+
+    def start_pipeline_execution(self, **request: Any) -> dict[str, str]:
+        time.sleep(0.01)
+        with self._lock:
+            self.started.append(request["ClientRequestToken"])
+            return {"PipelineExecutionArn": f"{EXECUTION}{len(self.started)}"}
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3])
+def test_uploads_and_api_requests_racing_never_exceed_the_cap(cap: int) -> None:
+    """The old check (count running executions, then start) let an upload and a POST both pass at the
+    last free slot; with conditional leases exactly `cap` of the racing starters win."""
+    from app_backend.fine_tunes import SageMakerPipeline
+
+    pipeline = dataclasses.replace(PIPELINE, max_concurrent_runs=cap)
+    with mock_aws():
+        client = OneRequestAtATime(create_leases_table("eu-west-1"))
+        leases = leases_for(client, pipeline)
+        sagemaker = CountingSageMaker()
+        api = SageMakerPipeline(
+            leases, sagemaker, raw_bucket="raw", uploads_prefix=lambda t: f"retail/prod/tenant={t}/uploads/"
+        )
+        starters = 8
+        barrier = threading.Barrier(starters)
+        outcomes: list[str] = []
+
+        def start(i: int) -> None:
+            barrier.wait()
+            try:
+                if i % 2:  # half come from uploads, half from POST /fine-tunes (which reads the clock)
+                    start_pipeline(sagemaker, leases, upload_of(f"t{i}"), now=datetime.now(UTC))
+                else:
+                    api.start(f"t{i}", f"{i:032x}", "personal")
+                outcomes.append("started")
+            except AtCapacityError:
+                outcomes.append("waits")
+
+        threads = [threading.Thread(target=start, args=(i,)) for i in range(starters)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["started"] * cap + ["waits"] * (starters - cap)
+        assert len(sagemaker.started) == cap
+        assert len(leases.held(now=datetime.now(UTC))) == cap
 
 
 @pytest.mark.parametrize(
@@ -92,9 +218,10 @@ def test_the_cap_keeps_the_upload_waiting_and_starts_nothing(sagemaker: Any) -> 
         "retail/tenant=acme/uploads/1/data.jsonl",  # no stage segment
     ],
 )
-def test_other_keys_start_nothing(sagemaker: Any, key: str) -> None:
+def test_other_keys_start_nothing(sagemaker: Any, leases: RunLeases, key: str) -> None:
     client, _ = sagemaker
-    assert start_pipeline(client, PIPELINE, Upload("raw", key), now=NOW) is None
+    assert start_pipeline(client, leases, Upload("raw", key), now=NOW) is None
+    assert leases.held(now=NOW) == []
 
 
 @given(st.text(max_size=80))
@@ -143,35 +270,71 @@ class LambdaContext:
     aws_request_id = "req-1"
 
 
-@pytest.mark.parametrize("body", ["not json", json.dumps({"detail-type": "Object Created"})])
-def test_handler_reports_bad_and_waiting_messages_for_a_retry_never_dropping_them(
-    sagemaker: Any, monkeypatch: pytest.MonkeyPatch, body: str
-) -> None:
-    from fine_tuning_trigger import handler
-
-    client, stubber = sagemaker
+def handler_environment(handler: Any, leases: RunLeases, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The functions' environment as the stack sets it (stacks/fine_tuning_stack.py, _cap_environment)."""
     for name, value in {
         "PIPELINE_NAME": PIPELINE.name,
         "BUSINESS_UNIT": "retail",
         "STAGE": "prod",
         "MAX_CONCURRENT_RUNS": "2",
         "MAX_RUNTIME_HOURS": "12",
+        "RUN_LEASES_TABLE": leases.table_name,
         "POWERTOOLS_TRACE_DISABLED": "1",
     }.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setattr(handler, "dynamodb_client", lambda: boto3.client("dynamodb", region_name="eu-west-1"))
+
+
+@pytest.mark.parametrize("body", ["not json", json.dumps({"detail-type": "Object Created"})])
+def test_handler_reports_bad_and_waiting_messages_for_a_retry_never_dropping_them(
+    sagemaker: Any, leases: RunLeases, monkeypatch: pytest.MonkeyPatch, body: str
+) -> None:
+    from fine_tuning_trigger import handler
+
+    client, _ = sagemaker  # nothing may start: the body is bad and both slots are taken
+    handler_environment(handler, leases, monkeypatch)
     monkeypatch.setattr(handler, "sagemaker_client", lambda: client)
-    stubber.add_response(
-        "list_pipeline_executions",
-        {
-            "PipelineExecutionSummaries": [
-                {"PipelineExecutionArn": f"{EXECUTION}{i}", "PipelineExecutionStatus": "Executing"}
-                for i in (1, 2)
-            ]
-        },
-    )
+    now = datetime.now(UTC)
+    for token in ("running-1", "running-2"):
+        leases.bind(leases.reserve(token, now=now), f"{EXECUTION}-{token}", now=now)
     event = sqs_event(body, s3_event("retail/prod/tenant=acme/uploads/1/data.jsonl"))
     result = handler.lambda_handler(event, LambdaContext())
     assert result == {"batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m1"}]}
+
+
+def status_change(execution: str, status: str) -> dict[str, Any]:
+    """What SageMaker puts on the default bus when a pipeline execution changes status."""
+    return {
+        "version": "0",
+        "id": "5b9a2a34-1b8b-4e5a-9a2c-0d3f1c0e9b11",
+        "detail-type": "SageMaker Model Building Pipeline Execution Status Change",
+        "source": "aws.sagemaker",
+        "account": "333333333333",
+        "time": "2025-01-01T01:00:00Z",
+        "region": "eu-west-1",
+        "resources": [PIPELINE_ARN, execution],
+        "detail": {
+            "pipelineExecutionDisplayName": "tenant-acme",
+            "currentPipelineExecutionStatus": status,
+            "previousPipelineExecutionStatus": "Executing",
+            "executionStartTime": "2025-01-01T00:00:00Z",
+            "executionEndTime": "2025-01-01T01:00:00Z",
+            "pipelineArn": PIPELINE_ARN,
+            "pipelineExecutionArn": execution,
+        },
+    }
+
+
+def test_release_handler_frees_the_slot_of_a_failed_run(
+    leases: RunLeases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fine_tuning_trigger import handler
+
+    handler_environment(handler, leases, monkeypatch)
+    now = datetime.now(UTC)
+    leases.bind(leases.reserve("upload", now=now), EXECUTION, now=now)
+    assert handler.release_handler(status_change(EXECUTION, "Failed"), LambdaContext()) == {"freed": 1}
+    assert leases.held(now=now) == []
 
 
 def test_split_is_deterministic_and_covers_every_record() -> None:
@@ -210,5 +373,7 @@ def test_any_message_body_is_either_started_or_kept_for_a_retry_never_a_crash(bo
 
     client = boto3.client("sagemaker", region_name="eu-west-1")
     with Stubber(client):  # a start would need a stubbed response: none of these bodies is an upload event
-        result = handler.handle_records([{"messageId": "m0", "body": body}], PIPELINE, client)
+        leases = RunLeases(boto3.client("dynamodb", region_name="eu-west-1"), "unused", PIPELINE)
+        with Stubber(leases._dynamodb):  # nor would a lease: no request is stubbed
+            result = handler.handle_records([{"messageId": "m0", "body": body}], leases, client)
     assert result == [{"itemIdentifier": "m0"}]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +30,9 @@ from serving_deployer.core import (
 )
 from serving_deployer.records import DynamoRecords
 from serving_deployer.settings import ServingMode, ServingSettings
+from serving_runtime.packaging import read_artifact
+
+from tests.lambdas.serving_runtime._artifacts import adapter_artifact
 
 ENDPOINT = "exco-retail-prod-serving"
 TENANT_GROUP = "exco-retail-prod-tenants-product-qa"
@@ -40,8 +46,10 @@ def body(text: str = '{"generated_text": "ok"}') -> StreamingBody:
     return StreamingBody(io.BytesIO(text.encode()), len(text))
 
 
+@functools.cache  # gzip stamps the time: one artifact per tenant and version for the whole module
 def weights(tenant: str, version: int) -> bytes:
-    return f"adapter of {tenant} v{version}".encode()
+    """A LoRA artifact in the pipeline's layout, different for every tenant and version."""
+    return adapter_artifact(base_model_name_or_path=f"base-of-{tenant}-v{version}")
 
 
 @pytest.fixture
@@ -389,8 +397,47 @@ def test_an_adapter_approval_records_the_component_and_retires_only_that_tenants
     handle_package(target, records, package("ann", 1), now=5)
     outcome = handle_package(target, records, package("ann", 2), now=6)
     assert (outcome.action, outcome.served) == ("deployed", {"inference_component": names[2]})
-    assert records.serving(("TENANT#ann", "MODEL#personal"))["inference_component"] == names[2]  # type: ignore[index]
+    record = records.serving(("TENANT#ann", "MODEL#personal"))
+    assert record is not None and record["inference_component"] == names[2]
     assert copies(s3) == ["adapters/tenants/ann/personal/v2/model.tar.gz"]
+    # What the component loads is the serving package built from the verified artifact, not the artifact.
+    served = s3.get_object(Bucket="serving-models", Key="adapters/tenants/ann/personal/v2/model.tar.gz")
+    archive = served["Body"].read()
+    assert archive != weights("ann", 2)
+    files = read_artifact(archive)
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["source_sha256"] == hashlib.sha256(weights("ann", 2)).hexdigest()
+    assert manifest["source"] == package("ann", 2).artifact_url
+    assert "README.md" not in files and set(manifest["files"]) == set(files) - {"manifest.json"}
+    assert all(hashlib.sha256(files[n]).hexdigest() == digest for n, digest in manifest["files"].items())
+    assert served["Metadata"] == {
+        "sha256": hashlib.sha256(archive).hexdigest(),
+        "source-sha256": manifest["source_sha256"],
+    }
+    assert record["package_sha256"] == hashlib.sha256(archive).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("artifact", "error"),
+    [
+        (adapter_artifact(rank=32), "rank 32 is above the endpoint's max_lora_rank 16"),
+        (adapter_artifact(target_modules=["q_proj", "gate_proj"]), r"\['gate_proj'\] are not served"),
+        (b"not a tar archive", "not a readable tar archive"),
+    ],
+)
+def test_an_adapter_the_base_component_cannot_serve_creates_no_component_and_no_record(
+    aws: Any, sagemaker: Any, runtime: Any, artifact: bytes, error: str
+) -> None:
+    s3, records, _ = aws
+    sm, _ = sagemaker  # no component call is stubbed: creating one would fail the test
+    rt, _ = runtime
+    s3.put_object(Bucket=SOURCE, Key=key("ann", 7), Body=artifact)
+    version = dataclasses.replace(package("ann", 7), sha256=hashlib.sha256(artifact).hexdigest())
+    outcome = handle_package(components(s3, sm, rt), records, version, now=5)
+    assert outcome.action == "rolled_back"
+    assert outcome.error is not None and re.search(error, outcome.error)
+    assert copies(s3) == []
+    assert records.serving(("TENANT#ann", "MODEL#personal")) is None
 
 
 # ---- handler -------------------------------------------------------------------------------------------
@@ -480,6 +527,30 @@ def test_serving_target_follows_the_settings(monkeypatch: pytest.MonkeyPatch) ->
     finally:
         handler.serving_target.cache_clear()
     assert json.loads(settings.test_payload)["inputs"] == "ping"
+
+
+def test_inference_components_package_adapters_for_the_configured_lora_limits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = ServingSettings.model_validate(
+        {"lmi": {"max_lora_rank": 64, "lora_target_modules": ["q_proj"]}}
+    )
+    for name, value in {
+        "SERVING_SETTINGS": settings.model_dump_json(),
+        "ENDPOINT_NAME": ENDPOINT,
+        "MODEL_BUCKET": "models",
+        "MODEL_PREFIX": "adapters/",
+        "VARIANT_NAME": "AllTraffic",
+        "BASE_COMPONENT_NAME": f"{ENDPOINT}-base",
+    }.items():
+        monkeypatch.setenv(name, value)
+    handler.serving_target.cache_clear()
+    try:
+        target = handler.serving_target()
+        assert isinstance(target, InferenceComponentTarget)
+        assert (target.lmi.max_lora_rank, target.lmi.lora_target_modules) == (64, ("q_proj",))
+    finally:
+        handler.serving_target.cache_clear()
 
 
 def test_a_pending_version_serves_only_where_its_group_is_tested_before_approval(
