@@ -8,8 +8,17 @@ In one run, alternating so machine load hits both sides alike (medians over --re
 - make synth, warm: `make -s synth` after one unmeasured run (venv, CLI, Lambda layers and the cfn-lint cache in
   place), i.e. what a developer waits for after changing code that leaves most templates as they were;
 - CI synths per push: from the synthesized pipelines, the Synth actions each branch's push starts.
+- with --baseline-ref REF: `app.py` of that git revision (e.g. main) as a third side of the same rotation, its
+  ratios, and whether the two revisions synthesize the same assembly (bench/compare_assemblies.py): a
+  refactoring for speed must leave every template byte-identical.
+- with --make-phases: each command of `make -n synth` timed on its own after each warm run (where the warm
+  `make synth` spends its time).
 
-    .venv/bin/python bench/platform_synth_bench.py [--repeats 3] [--skip-make]
+Wall seconds are medians; CPU seconds are the user + system time of the whole process tree (Python and its
+jsii Node process; getrusage of the waited-for children), which machine load inflates far less than wall
+time. The load average is printed at the start and the end.
+
+    .venv/bin/python bench/platform_synth_bench.py [--repeats 3] [--skip-make] [--baseline-ref main] [--make-phases]
 """
 
 from __future__ import annotations
@@ -22,11 +31,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from resource import RUSAGE_CHILDREN, getrusage
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from bench.compare_assemblies import assembly_differences  # noqa: E402
 
 PLAIN_APP = """
 import json, sys
@@ -51,20 +64,76 @@ def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "PATH": f"{node_bin}{os.pathsep}{os.environ.get('PATH', '')}", **(extra or {})}
 
 
-def timed(command: list[str], env: dict[str, str], *, allow_failure: bool = False) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - started
+@dataclass(frozen=True)
+class Timing:
+    wall: float
+    cpu: float  # user + system seconds of the command's whole process tree
+
+
+@dataclass
+class Series:
+    label: str
+    runs: list[Timing] = field(default_factory=list)
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(t.wall for t in self.runs)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(t.cpu for t in self.runs)
+
+    def line(self) -> str:
+        walls = [round(t.wall, 1) for t in self.runs]
+        cpus = [round(t.cpu, 1) for t in self.runs]
+        return f"{self.label:<44} wall median {self.wall:6.1f} s {walls}  cpu median {self.cpu:6.1f} s {cpus}"
+
+
+def _children_cpu() -> float:
+    usage = getrusage(RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(
+    command: list[str], env: dict[str, str], *, cwd: Path = REPO_ROOT, allow_failure: bool = False
+) -> Timing:
+    cpu_before, started = _children_cpu(), time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    elapsed, cpu = time.perf_counter() - started, _children_cpu() - cpu_before
     if result.returncode != 0 and not allow_failure:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    return elapsed
+    return Timing(elapsed, cpu)
 
 
-def app_synth(outdir: Path) -> float:
+def app_synth(outdir: Path, source: Path = REPO_ROOT) -> Timing:
+    """`app.py` of `source` (this checkout, or a baseline revision's tree) as `cdk synth` runs it."""
     env = node_env(
         {"CDK_CONTEXT_JSON": json.dumps({"config": "config/platform.yaml"}), "CDK_OUTDIR": str(outdir)}
     )
-    return timed([sys.executable, "app.py"], env)
+    return timed([sys.executable, "app.py"], env, cwd=source)
+
+
+def export_revision(ref: str, target: Path) -> Path:
+    """The tree of git revision `ref` in `target`, sharing this checkout's built Lambda layers and Node
+    packages (ignored by git, so not in the export), as the synth of that revision would see them."""
+    target.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", ref], cwd=REPO_ROOT, capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        raise SystemExit(f"--baseline-ref: git archive {ref} failed: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    for shared in (".build", "node_modules"):
+        (target / shared).symlink_to((REPO_ROOT / shared).resolve())
+    return target
+
+
+def make_synth_commands() -> list[str]:
+    """The commands `make synth` runs, in order, as make prints them without running them (`make -n`)."""
+    listed = subprocess.run(
+        ["make", "-n", "synth"], cwd=REPO_ROOT, env=node_env(), capture_output=True, text=True, check=True
+    )
+    return [line for line in listed.stdout.splitlines() if line.strip() and not line.startswith("make")]
 
 
 def plain_spec(assembly: Path) -> dict[str, list[dict[str, Any]]]:
@@ -99,7 +168,7 @@ def plain_spec(assembly: Path) -> dict[str, list[dict[str, Any]]]:
     return spec
 
 
-def plain_synth(spec_file: Path, script: Path, outdir: Path) -> float:
+def plain_synth(spec_file: Path, script: Path, outdir: Path) -> Timing:
     # the plain app has no acknowledgements: cdk-nag reports findings, which costs the same work; don't fail
     return timed(
         [sys.executable, str(script), str(spec_file)],
@@ -129,9 +198,23 @@ def main() -> int:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-make", action="store_true", help="leave out the warm make synth timing")
+    parser.add_argument(
+        "--baseline-ref",
+        metavar="REF",
+        help="also synthesize app.py of this git revision in the same rotation and compare the assemblies",
+    )
+    parser.add_argument(
+        "--make-phases",
+        action="store_true",
+        help="also time each command of `make -n synth` on its own (after each warm make synth)",
+    )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats: must be at least 1")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory() as work:
         root = Path(work)
+        baseline = export_revision(args.baseline_ref, root / "baseline") if args.baseline_ref else None
         first = root / "first"
         app_synth(first)  # unmeasured: warms the OS caches and gives the plain app its shape
         spec_file = root / "spec.json"
@@ -141,33 +224,51 @@ def main() -> int:
         script.write_text(PLAIN_APP)
         stacks = sum(len(s) for s in spec.values())
         resources = sum(len(s["resources"]) for stage in spec.values() for s in stage)
-        app_times, plain_times, make_times = [], [], []
+        app = Series("app synth (app.py, cdk-nag)")
+        plain = Series("plain CDK app, same resources, cdk-nag")
+        before = Series(f"app synth at {args.baseline_ref} (baseline)")
+        make = Series("make synth, warm (cfn-lint cache filled)")
+        phase_commands = make_synth_commands() if args.make_phases else []
+        phases = {command: Series(command[:60]) for command in phase_commands}
         if not args.skip_make:
             timed(["make", "-s", "synth"], node_env())  # unmeasured: fills the cfn-lint cache
         for index in range(args.repeats):
-            app_times.append(app_synth(root / f"app{index}"))
-            plain_times.append(plain_synth(spec_file, script, root / f"plain{index}"))
+            if baseline is not None:
+                before.runs.append(app_synth(root / f"before{index}", baseline))
+            app.runs.append(app_synth(root / f"app{index}"))
+            plain.runs.append(plain_synth(spec_file, script, root / f"plain{index}"))
             if not args.skip_make:
-                make_times.append(timed(["make", "-s", "synth"], node_env()))
+                make.runs.append(timed(["make", "-s", "synth"], node_env()))
+            for command, series in phases.items():
+                series.runs.append(timed(["bash", "-c", command], node_env()))
         per_push = synths_per_push(first)
-    app_median, plain_median = statistics.median(app_times), statistics.median(plain_times)
+        differences = assembly_differences(root / "before0", root / "app0") if baseline else []
     print(
         f"default config: {stacks} stacks, {resources} resources; {args.repeats} repeats, {os.cpu_count()} CPUs"
     )
+    for series in (before, app, plain, make, *phases.values()):
+        if series.runs:
+            print(series.line())
+    ratios = [a.wall / p.wall for a, p in zip(app.runs, plain.runs, strict=True)]
     print(
-        f"app synth (app.py, cdk-nag)            median {app_median:6.1f} s  runs {[round(t, 1) for t in app_times]}"
+        f"ratio app / plain: wall {app.wall / plain.wall:.2f}x (medians; per pair {[round(r, 2) for r in ratios]}),"
+        f" cpu {app.cpu / plain.cpu:.2f}x"
     )
-    print(
-        f"plain CDK app, same resources, cdk-nag median {plain_median:6.1f} s  runs {[round(t, 1) for t in plain_times]}"
-    )
-    print(f"ratio app / plain: {app_median / plain_median:.2f}x (median of each)")
-    ratios = [a / p for a, p in zip(app_times, plain_times, strict=True)]
-    print(f"ratio per pair: {[round(r, 2) for r in ratios]} (median {statistics.median(ratios):.2f}x)")
-    if make_times:
+    if before.runs:
         print(
-            f"make synth, warm (cfn-lint cache filled) median {statistics.median(make_times):6.1f} s  runs {[round(t, 1) for t in make_times]}"
+            f"ratio baseline / plain: wall {before.wall / plain.wall:.2f}x, cpu {before.cpu / plain.cpu:.2f}x;"
+            f" app / baseline: wall {app.wall / before.wall:.2f}x, cpu {app.cpu / before.cpu:.2f}x"
         )
+        print(
+            f"assemblies of {args.baseline_ref} and this checkout: "
+            + ("identical" if not differences else f"{len(differences)} differences")
+        )
+        for line in differences[:50]:
+            print(f"  {line}")
+    if phases:
+        print(f"make synth phases, sum of medians: {sum(s.wall for s in phases.values()):.1f} s wall")
     print(f"CI synths per push, by branch: {dict(sorted(per_push.items()))}")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
 

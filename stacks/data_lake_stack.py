@@ -14,6 +14,7 @@ account's dataset promotion role; every other writer is denied.
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from typing import Any
 
 from aws_cdk import Aws, DefaultStackSynthesizer, Duration
@@ -213,7 +214,7 @@ class DataLakeStack(PlatformStack):
         # three times as long, and these lists are what grows with business units.
         return [iam.ArnPrincipal(f"arn:{self.fixed_partition}:iam::{a}:root") for a in self._stage_accounts()]
 
-    @property
+    @cached_property  # two jsii calls, read for every bucket ARN and principal of the lake
     def fixed_partition(self) -> str:
         return RegionInfo.get(self.config.home_region).partition or Aws.PARTITION
 

@@ -83,6 +83,8 @@ class MonitoringStack(EnvironmentStack):
         self.thresholds = self.settings.alarms
         self.alarms: list[cloudwatch.Alarm] = []
         self.topic = self._topic(baseline)
+        # one action object serves every alarm (a jsii object per alarm costs a round trip each)
+        self._topic_action = cw_actions.SnsAction(self.topic)
         self.dashboard = cloudwatch.Dashboard(
             self,
             "Dashboard",
@@ -267,9 +269,8 @@ class MonitoringStack(EnvironmentStack):
             comparison_operator=comparison,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        action = cw_actions.SnsAction(self.topic)
-        alarm.add_alarm_action(action)
-        alarm.add_ok_action(action)
+        alarm.add_alarm_action(self._topic_action)
+        alarm.add_ok_action(self._topic_action)
         self.alarms.append(alarm)
         return alarm
 

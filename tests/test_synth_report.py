@@ -112,3 +112,23 @@ def test_an_endpoint_that_scales_to_zero_is_not_always_on() -> None:
 
     assert markers_of(template(0)) == ("GPU",)
     assert markers_of(template(1)) == ("GPU", "always-on")
+
+
+def test_the_report_step_does_not_start_the_cdk() -> None:
+    # `make synth` runs the report after every synth: importing aws_cdk there would start a jsii Node process
+    # and load aws-cdk-lib only to read JSON files (about a second of each warm make synth).
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, tools.synth_report; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'aws_cdk', 'cdk_nag', 'constructs', 'jsii'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
+    assert result.stdout.strip() == "[]"

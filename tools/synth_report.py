@@ -27,7 +27,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from stacks.blocks.nag import failed_validations
+from stacks.blocks.nag_report import failed_validations
 
 # cfn-lint exit status is a bit mask: 2 = error, 4 = warning, 8 = informational.
 CFN_LINT_ERROR_BIT = 2

@@ -40,6 +40,10 @@ from stacks.blocks.nag import acknowledge
 from stacks.settings import PlatformConfig
 from stacks.settings.data_lake import LakeAccess
 
+# Aws.PARTITION is a jsii static property, one round trip to Node per read, and this module reads it for
+# every lake statement: the token string it returns never changes, so read it once.
+PARTITION = Aws.PARTITION
+
 __all__ = [
     "LakeAccess",
     "LakeAccessRequest",
@@ -194,7 +198,7 @@ def lake_key_alias(config: PlatformConfig) -> str:
 
 
 def lake_bucket_arn(config: PlatformConfig, zone: Zone) -> str:
-    return f"arn:{Aws.PARTITION}:s3:::{lake_bucket_name(config, zone)}"
+    return f"arn:{PARTITION}:s3:::{lake_bucket_name(config, zone)}"
 
 
 def lake_via_service(config: PlatformConfig) -> str:
@@ -267,7 +271,7 @@ def dataset_promotion_role_name(config: PlatformConfig) -> str:
     return f"{config.organization.prefix}-dataset-promotion"
 
 
-def dataset_promotion_role_arn(config: PlatformConfig, partition: str = Aws.PARTITION) -> str:
+def dataset_promotion_role_arn(config: PlatformConfig, partition: str = PARTITION) -> str:
     return f"arn:{partition}:iam::{config.tooling_account}:role/{dataset_promotion_role_name(config)}"
 
 
@@ -285,7 +289,7 @@ def dataset_promotion_statements(config: PlatformConfig) -> list[dict[str, Any]]
     return lake_access_statements(
         dataset_promotion_requests(config),
         bucket_arns={PROMOTION_ZONE: lake_bucket_arn(config, PROMOTION_ZONE)},
-        kms_key_arn=f"arn:{Aws.PARTITION}:kms:{config.home_region}:{config.data_lake_account}:key/*",
+        kms_key_arn=f"arn:{PARTITION}:kms:{config.home_region}:{config.data_lake_account}:key/*",
         kms_via_service=lake_via_service(config),
         kms_key_alias=lake_key_alias(config),
     )
@@ -318,7 +322,7 @@ def lake_statements(config: PlatformConfig, request: LakeAccessRequest) -> list[
     return lake_access_statements(
         [request],
         bucket_arns={zone: lake_bucket_arn(config, zone) for zone in Zone},
-        kms_key_arn=f"arn:{Aws.PARTITION}:kms:{config.home_region}:{config.data_lake_account}:key/*",
+        kms_key_arn=f"arn:{PARTITION}:kms:{config.home_region}:{config.data_lake_account}:key/*",
         kms_via_service=lake_via_service(config),
         kms_key_alias=lake_key_alias(config),
     )
@@ -351,7 +355,7 @@ _OBJECTS_UNDER_PREFIX = (
 
 def nag_resource(resource: str) -> str:
     """How cdk-nag names a resource in a finding: pseudo parameters and policy variables as `<...>`."""
-    return re.sub(r"\$\{([^}]+)\}", r"<\1>", resource.replace(Aws.PARTITION, "<AWS::Partition>"))
+    return re.sub(r"\$\{([^}]+)\}", r"<\1>", resource.replace(PARTITION, "<AWS::Partition>"))
 
 
 def acknowledge_lake_wildcards(

@@ -7,37 +7,25 @@ the code says specifically why the rule does not apply.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import weakref
 
 from aws_cdk import Acknowledgment, App, Stack, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from stacks.blocks.nag_report import failed_validations
+
+__all__ = ["acknowledge", "acknowledge_cdk_managed_providers", "add_nag_checks", "failed_validations"]
+
 MIN_REASON_LENGTH = 40
+
+# `Validations.of` is a jsii round trip, and most acknowledged constructs get several rules (a function's
+# role, a stack's providers): look each construct's Validations up once. Weak keys: tests build many apps.
+_VALIDATIONS: weakref.WeakKeyDictionary[IConstruct, Validations] = weakref.WeakKeyDictionary()
 
 
 def add_nag_checks(app: App) -> None:
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-
-
-def failed_validations(outdir: str | Path) -> list[str]:
-    """Violations recorded in a cloud assembly's validation report, one line each.
-
-    Under the CDK CLI, a violation inside a nested `cdk.Stage` is written to the report without failing
-    the synth, so the gate reads the report instead of trusting the exit status.
-    """
-    report_path = Path(outdir) / "validation-report.json"
-    if not report_path.is_file():
-        return []
-    report = json.loads(report_path.read_text(encoding="utf-8"))
-    return [
-        f"{violation['ruleName']} at {construct['constructPath']}: {violation['description']}"
-        for plugin in report.get("pluginReports", [])
-        if plugin.get("conclusion") != "success"
-        for violation in plugin.get("violations", [])
-        for construct in violation.get("violatingConstructs", [])
-    ]
 
 
 def acknowledge(construct: IConstruct, rule_id: str, reason: str) -> None:
@@ -46,7 +34,10 @@ def acknowledge(construct: IConstruct, rule_id: str, reason: str) -> None:
         raise ValueError(
             f"acknowledgement of {rule_id} needs a specific reason (>= {MIN_REASON_LENGTH} chars)"
         )
-    Validations.of(construct).acknowledge(Acknowledgment(id=rule_id, reason=reason))
+    validations = _VALIDATIONS.get(construct)
+    if validations is None:
+        validations = _VALIDATIONS[construct] = Validations.of(construct)
+    validations.acknowledge(Acknowledgment(id=rule_id, reason=reason))
 
 
 # CDK creates these singleton providers itself (Node.js code shipped inside aws-cdk-lib); their role and

@@ -21,7 +21,9 @@ from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.nag import acknowledge
 from stacks.blocks.retention import DataRetention
 
+# Static members of jsii classes are round trips to Node on every read: read them once.
 RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.X86_64
 DEFAULT_TIMEOUT = Duration.seconds(30)
 POWERTOOLS_LAYER = "arn:{partition}:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-x86_64:{version}"
 
@@ -101,7 +103,7 @@ class PlatformFunction(Construct):
             self,
             "Function",
             runtime=RUNTIME,
-            architecture=lambda_.Architecture.X86_64,
+            architecture=ARCHITECTURE,
             code=lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=asset_excludes(service, extra_packages)),
             handler=f"{service}.{handler}",
             description=description,
