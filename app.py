@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from stacks.app_factory import compose, create_app
+from stacks.app_factory import compose, create_app, error_annotations
 from stacks.blocks.nag import failed_validations
 from stacks.settings import ConfigError, load_config
 
@@ -19,6 +19,10 @@ def main() -> None:
         raise SystemExit(2) from None
     compose(app, config)
     assembly = app.synth()
+    errors = error_annotations(assembly)
+    if errors:
+        print("synth errors:\n" + "\n".join(f"  - {e}" for e in errors), file=sys.stderr)
+        raise SystemExit(1)
     violations = failed_validations(assembly.directory)
     if violations:
         print(

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import App, Aspects
+from aws_cdk import App, cx_api
 
-from stacks.blocks.log_retention import RequireLogRetention
+from stacks.blocks.log_retention import require_log_retention
 from stacks.blocks.nag import add_nag_checks
 from stacks.composition import Platform, build_platform
 from stacks.settings import PlatformConfig
@@ -33,8 +33,22 @@ def compose(app: App, config: PlatformConfig) -> Platform:
     """Build the whole platform into `app` with cdk-nag attached (as `cdk synth`, tests and benchmarks do)."""
     platform = build_platform(app, config)
     add_nag_checks(app)
-    Aspects.of(app).add(RequireLogRetention())
+    require_log_retention(app)
     return platform
+
+
+def error_annotations(assembly: cx_api.CloudAssembly) -> list[str]:
+    """Error annotations (e.g. the log-retention check) of every stack, nested Stages included, one line each.
+
+    The CDK CLI fails a synth on errors of top-level stacks only; those inside a nested Stage pass silently,
+    so app.py fails on this list itself.
+    """
+    return [
+        f"{message.id}: {message.entry.data}"
+        for stack in assembly.stacks_recursively
+        for message in stack.messages
+        if message.level == cx_api.SynthesisMessageLevel.ERROR
+    ]
 
 
 def synthesize_platform(config: PlatformConfig, *, outdir: str | None = None) -> tuple[App, Platform]:

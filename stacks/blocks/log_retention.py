@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import jsii
-from aws_cdk import IAspect, Validations
+from aws_cdk import Aspects, IAspect, Stage, Validations
 from aws_cdk import aws_logs as logs
 from constructs import IConstruct
 
@@ -19,3 +19,11 @@ class RequireLogRetention:
                 "log group has no retention: create it with stacks.blocks.logs.encrypted_log_group "
                 "(retention from the stage's log_retention_days)",
             )
+
+
+def require_log_retention(app: Stage) -> None:
+    """Attach the check to the app and to every nested Stage: aspects do not cross Stage boundaries, so one
+    on the app alone would never visit the business units' stages."""
+    aspect = RequireLogRetention()
+    for scope in [app, *(node for node in app.node.find_all() if Stage.is_stage(node) and node is not app)]:
+        Aspects.of(scope).add(aspect)

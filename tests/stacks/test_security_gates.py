@@ -177,6 +177,29 @@ def test_log_retention_aspect_fails_synth_for_a_log_group_without_retention(tmp_
     assert "LLMOps-LogRetention" in errors[0][1]
 
 
+def test_log_retention_check_reaches_log_groups_inside_nested_stages(tmp_path: Path) -> None:
+    """compose() attaches the check with require_log_retention: it must see inside a business unit's Stage."""
+    from aws_cdk import Stage
+    from aws_cdk import aws_logs as logs
+
+    from stacks.app_factory import error_annotations
+    from stacks.blocks.log_retention import RULE_ID, require_log_retention
+
+    app = create_app(outdir=str(tmp_path))
+    stage = Stage(app, "exco-retail-dev")
+    logs.LogGroup(Stack(stage, "Inner"), "Kept", retention=logs.RetentionDays.INFINITE)
+    logs.LogGroup(Stack(app, "Outer"), "Kept", retention=logs.RetentionDays.INFINITE)
+    require_log_retention(app)
+    assembly = app.synth()
+    # What app.py fails on (the CDK CLI itself does not fail on errors inside a nested Stage).
+    errors = sorted(error_annotations(assembly))
+    assert [e.split(": ", 1)[0] for e in errors] == [
+        "/Outer/Kept/Resource",
+        f"/{stage.node.id}/Inner/Kept/Resource",
+    ]
+    assert all(RULE_ID in e for e in errors)
+
+
 @pytest.mark.parametrize("platform_fixture", ["default_platform", "sandbox_platform"])
 def test_every_log_group_has_retention(platform_fixture: str, request: pytest.FixtureRequest) -> None:
     platform: SynthesizedPlatform = request.getfixturevalue(platform_fixture)
