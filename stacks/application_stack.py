@@ -19,6 +19,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from common.fine_tuning_runs import TenantUseCases
 from common.lake_layout import LakeScope, Zone
 from common.model_pricing import load_price_table
 from stacks.blocks.inference_profiles import application_key
@@ -326,6 +327,8 @@ class ApplicationStack(EnvironmentStack):
             return
         role = self.backend.role
         self.backend.function.add_environment("FINE_TUNING_PIPELINE", fine_tuning.pipeline_name)
+        # The use cases a request may name and their promotion policies, as the upload trigger reads them.
+        self.backend.function.add_environment(TenantUseCases.ENV, fine_tuning.tenant_use_cases.to_json())
         if fine_tuning.run_leases is not None:  # the cap's slots, shared with the upload trigger
             self.backend.function.add_environment(
                 "FINE_TUNING_LEASES_TABLE", fine_tuning.run_leases.table_name

@@ -30,6 +30,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from common.fine_tuning_runs import TenantUseCases
 from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.encryption import PlatformKey
@@ -126,6 +127,12 @@ class FineTuningStack(EnvironmentStack):
         self.pipeline_name = f"{environment.name}-fine-tuning"
         self.business_unit_pipeline_name = f"{environment.name}-business-unit-fine-tuning"
         self.tenant_use_case = bu.application.use_case or bu.use_cases[0]
+        # Each use case's promotion policy as the registry status its tenant versions get: the pipeline's
+        # default parameters and both starters (trigger, POST /fine-tunes, via TENANT_USE_CASES) read this.
+        self.tenant_use_cases = TenantUseCases(
+            default=self.tenant_use_case,
+            approval_statuses={u: settings.approval_status_for(u) for u in bu.use_cases},
+        )
         # Tenant versions stay in this account: one group per use case, tenant id in each package's metadata.
         self.tenant_group_names = (
             [tenant_model_package_group_name(prefix, bu.name, stage, u) for u in bu.use_cases]
@@ -574,6 +581,7 @@ class FineTuningStack(EnvironmentStack):
             "MAX_CONCURRENT_RUNS": str(settings.max_concurrent_runs),
             "MAX_RUNTIME_HOURS": str(settings.max_runtime_hours),
             "RUN_LEASES_TABLE": self._leases_table().table_name,
+            TenantUseCases.ENV: self.tenant_use_cases.to_json(),
         }
 
     def _function(

@@ -41,7 +41,11 @@ class SageMakerPipeline:
         self.raw_bucket = raw_bucket
         self._uploads_prefix = uploads_prefix  # tenant id -> key prefix of its uploads (lake layout)
 
-    def start(self, tenant_id: str, client_token: str, model_name: str) -> str:
+    def resolve_use_case(self, use_case: str | None) -> str:
+        """The use case a run trains (the business unit's default when None); UnknownUseCaseError else."""
+        return self.pipeline.use_cases.resolve(use_case)
+
+    def start(self, tenant_id: str, client_token: str, model_name: str, use_case: str) -> str:
         return start_for_tenant(
             self._sagemaker,
             self.leases,
@@ -50,6 +54,7 @@ class SageMakerPipeline:
             model_name=model_name,
             client_token=client_token,
             now=datetime.now(UTC),
+            use_case=use_case,
         )
 
     def status(self, execution_arn: str) -> dict[str, Any]:

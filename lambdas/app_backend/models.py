@@ -33,6 +33,7 @@ PromptName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")]
 VariableName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,63}$")]
 FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")]
 ModelName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,47}$")]
+UseCaseName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]  # the config's use case names
 
 
 def _utf8(value: str) -> str:
@@ -135,3 +136,5 @@ class UploadBody(_Body):
 
 class FineTuneBody(_Body):
     model_name: ModelName
+    # One of the business unit's use cases (checked by the service); None: the business unit's default.
+    use_case: UseCaseName | None = None

@@ -47,7 +47,7 @@ from app_backend.settings import ApplicationSettings
 from app_backend.store import AppStore, StoredRequest
 from app_backend.uploads import TenantUploads
 from common.evaluation_dataset import EvaluationRecord, dump_records
-from common.fine_tuning_runs import AtCapacityError
+from common.fine_tuning_runs import AtCapacityError, UnknownUseCaseError
 from common.lake_layout import stage_prefix
 from common.lake_records import LakeRecord, RatingRecord, UsageRecord
 from common.model_gateway import ModelClient, ModelError, ModelRequest, ModelResponse, ModelThrottledError
@@ -83,7 +83,9 @@ class CandidateSink(Protocol):
 
 
 class FineTunePipeline(Protocol):
-    def start(self, tenant_id: str, client_token: str, model_name: str) -> str: ...
+    def resolve_use_case(self, use_case: str | None) -> str: ...
+
+    def start(self, tenant_id: str, client_token: str, model_name: str, use_case: str) -> str: ...
 
     def status(self, execution_arn: str) -> dict[str, Any]: ...
 
@@ -453,17 +455,26 @@ class AppService:
     def start_fine_tune(self, tenant_id: str, body: FineTuneBody) -> dict[str, Any]:
         if self.fine_tunes is None:
             raise NotEnabledError("fine_tunes", "fine-tuning is not enabled in this environment")
+        try:  # before the quota and the cap: a bad request costs the tenant nothing
+            use_case = self.fine_tunes.resolve_use_case(body.use_case)
+        except UnknownUseCaseError as exc:
+            raise UnprocessableError("use_case", str(exc)) from None
         self._consume(tenant_id, "fine_tunes")
         fine_tune_id = uuid.uuid4().hex
         try:
-            arn = self.fine_tunes.start(tenant_id, fine_tune_id, body.model_name)
+            arn = self.fine_tunes.start(tenant_id, fine_tune_id, body.model_name, use_case)
         except AtCapacityError as exc:
             # A run takes minutes to hours; a minute is a polite first retry.
             raise TooManyRequestsError("fine_tunes", f"{exc}; retry later", retry_after=60) from None
         except Exception as exc:
             raise UpstreamUnavailableError("fine_tunes", f"the pipeline did not start ({exc})") from None
-        self.store.put_fine_tune(tenant_id, fine_tune_id, body.model_name, arn)
-        return {"fine_tune_id": fine_tune_id, "model_name": body.model_name, "status": "training"}
+        self.store.put_fine_tune(tenant_id, fine_tune_id, body.model_name, arn, use_case=use_case)
+        return {
+            "fine_tune_id": fine_tune_id,
+            "model_name": body.model_name,
+            "use_case": use_case,
+            "status": "training",
+        }
 
     def get_fine_tune(self, tenant_id: str, fine_tune_id: str) -> dict[str, Any]:
         item = self.store.get_fine_tune(tenant_id, fine_tune_id)
@@ -472,6 +483,7 @@ class AppService:
         return {
             "fine_tune_id": fine_tune_id,
             "model_name": item["model_name"],
+            **({"use_case": item["use_case"]} if "use_case" in item else {}),
             **self._fine_tune_status(tenant_id, str(item["execution_arn"])),
         }
 

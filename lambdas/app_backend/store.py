@@ -103,12 +103,15 @@ class AppStore:
 
     # ---- fine-tunes and models -------------------------------------------------------------------
 
-    def put_fine_tune(self, tenant_id: str, fine_tune_id: str, model_name: str, execution_arn: str) -> None:
+    def put_fine_tune(
+        self, tenant_id: str, fine_tune_id: str, model_name: str, execution_arn: str, *, use_case: str
+    ) -> None:
         self._table.put_item(
             Item={
                 "pk": tenant_key(tenant_id),
                 "sk": f"FINETUNE#{fine_tune_id}",
                 "model_name": model_name,
+                "use_case": use_case,
                 "execution_arn": execution_arn,
                 "created_at": int(time.time()),
             }

@@ -7,7 +7,8 @@ GUARDRAIL_FUNCTION (`packaging: lambda`) or, in-process, FILTER_DECISIONS_BUCKET
 BEDROCK_GUARDRAIL_ID / BEDROCK_GUARDRAIL_VERSION. The catalog URL comes from the settings (or
 PROMPT_CATALOG_URL): an unreachable catalog answers 503. FINE_TUNING_PIPELINE is set where the stage has
 the tenant fine-tuning pipeline (with STAGE, MAX_CONCURRENT_RUNS, MAX_RUNTIME_HOURS and FINE_TUNING_LEASES_TABLE,
-the cap's lease slots shared with the upload trigger); without it /fine-tunes
+the cap's lease slots shared with the upload trigger, and TENANT_USE_CASES, the use cases a request may name
+with their promotion policies); without it /fine-tunes
 answers 503. MODELS_TABLE is the serving stack's model records table (tenant -> served model), where the
 stage serves models.
 Cost and quality (docs/cost.md): DEFAULT_MODEL_PROFILE_ARN (the application inference profile the default
@@ -28,7 +29,7 @@ from app_backend.service import AppService
 from app_backend.settings import ApplicationSettings, DefaultModel
 from app_backend.store import AppStore
 from app_backend.uploads import TenantUploads, uploads_prefix
-from common.fine_tuning_runs import PipelineRef, RunLeases
+from common.fine_tuning_runs import PipelineRef, RunLeases, TenantUseCases
 from common.model_gateway import BedrockConverseModel, ModelClient, SageMakerEndpointModel
 from common.model_pricing import ModelPrice
 from common.model_usage import SqsMessages
@@ -155,6 +156,7 @@ def build_service(env: Mapping[str, str] | None = None) -> AppService:
                         stage=stage,
                         max_concurrent_runs=int(env["MAX_CONCURRENT_RUNS"]),
                         max_runtime_hours=int(env["MAX_RUNTIME_HOURS"]),
+                        use_cases=TenantUseCases.from_json(env[TenantUseCases.ENV]),
                     ),
                 ),
                 boto3.client("sagemaker"),

@@ -12,10 +12,16 @@ the last slot cannot both win), and only then starts the execution:
 - cancel: a start that failed deletes its own lease at once (nothing leaks).
 - release: the pipeline's end (Succeeded, Failed or Stopped, an EventBridge event) deletes the lease that
   names the execution. The table's TTL removes expired leases for good.
+
+Each run names its use case: the pipeline registers into `<org>-<bu>-<stage>-tenants-<use case>` with the
+registry status of that use case's promotion policy (`TenantUseCases`, which the fine-tuning stack computes
+from the config and writes into both starters' environment as `TENANT_USE_CASES`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +38,54 @@ class AtCapacityError(Exception):
     """The business unit already runs its maximum number of fine-tuning executions in this stage."""
 
 
+class UnknownUseCaseError(ValueError):
+    """A run asked for a use case the business unit does not have."""
+
+
+@dataclass(frozen=True)
+class TenantUseCases:
+    """The business unit's use cases a tenant run may train for, each with the registry status its version
+    gets once the held-out thresholds passed (`automatic` -> Approved, `reviewed` -> PendingManualApproval),
+    and the use case a run trains when it names none (the pipeline's own default)."""
+
+    default: str
+    approval_statuses: Mapping[str, str]
+
+    ENV = "TENANT_USE_CASES"
+
+    def __post_init__(self) -> None:
+        if self.default not in self.approval_statuses:
+            raise ValueError(f"the default use case {self.default!r} has no promotion policy")
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"default": self.default, "approval_statuses": dict(self.approval_statuses)},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> TenantUseCases:
+        value = json.loads(text)
+        return cls(default=str(value["default"]), approval_statuses=dict(value["approval_statuses"]))
+
+    def resolve(self, use_case: str | None) -> str:
+        """The use case a run trains: the one asked for, the default when none; UnknownUseCaseError else."""
+        chosen = self.default if use_case is None else use_case
+        if chosen not in self.approval_statuses:
+            raise UnknownUseCaseError(
+                f"unknown use case {chosen!r}; this business unit has {', '.join(sorted(self.approval_statuses))}"
+            )
+        return chosen
+
+    def parameters(self, use_case: str) -> list[dict[str, str]]:
+        """The pipeline parameters that pick the use case's registry group and its approval status."""
+        return [
+            {"Name": "UseCase", "Value": use_case},
+            {"Name": "ModelApprovalStatus", "Value": self.approval_statuses[self.resolve(use_case)]},
+        ]
+
+
 @dataclass(frozen=True)
 class PipelineRef:
     name: str
@@ -39,6 +93,7 @@ class PipelineRef:
     stage: str
     max_concurrent_runs: int
     max_runtime_hours: int
+    use_cases: TenantUseCases
 
     @property
     def longest_run_seconds(self) -> int:
@@ -163,9 +218,12 @@ def start_for_tenant(
     model_name: str,
     client_token: str,
     now: datetime,
+    use_case: str | None = None,
 ) -> str:
-    """Start one execution for the tenant in a reserved slot (AtCapacityError when none is free)."""
+    """Start one execution for the tenant in a reserved slot (AtCapacityError when none is free) that trains
+    `use_case` (the default when None) under its promotion policy; an unknown use case takes no slot."""
     pipeline = leases.pipeline
+    use_case_parameters = pipeline.use_cases.parameters(pipeline.use_cases.resolve(use_case))
     lease = leases.reserve(client_token, now=now)
     try:
         response = sagemaker.start_pipeline_execution(
@@ -175,6 +233,7 @@ def start_for_tenant(
                 {"Name": "TenantId", "Value": tenant_id},
                 {"Name": "ModelName", "Value": model_name},
                 {"Name": "InputDataUri", "Value": input_uri},
+                *use_case_parameters,
             ],
             ClientRequestToken=client_token,
         )

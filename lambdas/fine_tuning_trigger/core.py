@@ -1,6 +1,7 @@
 """Start the stage's fine-tuning pipeline for the tenant whose upload reached the raw zone, within the cap.
 
 Keys look like `<business_unit>/<stage>/tenant=<tenant_id>/uploads/<id>/<file>.jsonl` (the lake layout);
+an upload trains the business unit's default use case (the key names none; POST /fine-tunes picks another);
 anything else starts nothing (the rule only forwards the stage's tenant prefix, but a key that is not a
 tenant's JSON-lines upload is no training data). The business unit's cap on concurrent runs
 (`fine_tuning.max_concurrent_runs`) is a lease slot taken before each start (common/fine_tuning_runs.py, shared
@@ -16,13 +17,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from common.fine_tuning_runs import AtCapacityError, PipelineRef, RunLeases, start_for_tenant
+from common.fine_tuning_runs import (
+    AtCapacityError,
+    PipelineRef,
+    RunLeases,
+    TenantUseCases,
+    start_for_tenant,
+)
 from common.lake_layout import LakeLayoutError, check_tenant_id, stage_prefix, tenant_prefix
 
 __all__ = [
     "AtCapacityError",
     "PipelineRef",
     "RunLeases",
+    "TenantUseCases",
     "Upload",
     "release_ended_run",
     "start_pipeline",

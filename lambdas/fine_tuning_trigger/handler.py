@@ -25,6 +25,7 @@ from fine_tuning_trigger.core import (
     AtCapacityError,
     PipelineRef,
     RunLeases,
+    TenantUseCases,
     Upload,
     release_ended_run,
     start_pipeline,
@@ -51,6 +52,7 @@ def leases_from_env() -> RunLeases:
         stage=os.environ["STAGE"],
         max_concurrent_runs=int(os.environ["MAX_CONCURRENT_RUNS"]),
         max_runtime_hours=int(os.environ["MAX_RUNTIME_HOURS"]),
+        use_cases=TenantUseCases.from_json(os.environ[TenantUseCases.ENV]),
     )
     return RunLeases(dynamodb_client(), os.environ["RUN_LEASES_TABLE"], pipeline)
 

@@ -24,7 +24,7 @@ import boto3
 import pytest
 from app_backend import wiring
 from app_backend.fine_tunes import SageMakerPipeline
-from app_backend.models import InvokeBody
+from app_backend.models import FineTuneBody, InvokeBody
 from app_backend.service import AppService
 from app_backend.settings import ApplicationSettings, EndUserCatalog
 from app_backend.store import AppStore
@@ -37,7 +37,7 @@ from moto import mock_aws
 from serving_deployer import handler as deployer_handler
 from serving_runtime.packaging import read_artifact
 
-from common.fine_tuning_runs import AtCapacityError, PipelineRef, RunLeases
+from common.fine_tuning_runs import AtCapacityError, PipelineRef, RunLeases, TenantUseCases
 from common.lake_layout import Zone
 from stacks.blocks.lake_access import lake_bucket_name
 from tests.conftest import SynthesizedPlatform
@@ -214,6 +214,9 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
                 {"Name": "TenantId", "Value": tenant},
                 {"Name": "ModelName", "Value": "personal"},
                 {"Name": "InputDataUri", "Value": input_uri},
+                # An upload trains the business unit's default use case, under its promotion policy.
+                {"Name": "UseCase", "Value": "product-qa"},
+                {"Name": "ModelApprovalStatus", "Value": "Approved"},
             ]
             stub.add_response(
                 "start_pipeline_execution",
@@ -255,7 +258,8 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
     ft_bucket = resources(fine_tuning, "AWS::S3::Bucket")[models_bucket_id]["Properties"]["BucketName"]
     assert variables["Bucket"] == {"Ref": models_bucket_id}
     prefix = resolve(variables["RegistryArnPrefix"], fine_tuning)
-    group_arn = f"{prefix}{defaults['UseCase']}"
+    (use_case,) = {p["Value"] for e in executions.values() for p in e if p["Name"] == "UseCase"}
+    group_arn = f"{prefix}{use_case}"
     group = group_arn.rsplit("/", 1)[1]
     assert group in [
         g["Properties"]["ModelPackageGroupName"]
@@ -306,7 +310,9 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
         packages[tenant] = registered["ModelPackageArn"]
         metadatas[tenant] = metadata
     # product-qa's promotion policy is `automatic`: a version that passed the held-out thresholds is approved.
-    assert defaults["ModelApprovalStatus"] == "Approved"
+    assert {
+        registry.describe_model_package(ModelPackageName=p)["ModelApprovalStatus"] for p in packages.values()
+    } == {"Approved"}
 
     # ---- hop 7: the approval event reaches the deployer, which serves each tenant in its own slot ----
     (deploy_rule,) = [r for r in rules(serving) if r["EventPattern"].get("source") == ["aws.sagemaker"]]
@@ -585,22 +591,74 @@ def _rule_named(template: dict[str, Any], suffix: str) -> dict[str, Any]:
     return rule
 
 
-def _reviewed_registration(stage: Stage, tenant: str) -> dict[str, Any]:
-    """What the prod pipeline's Register step does for a run of a `reviewed` use case: its group, status
-    and the key of its evaluation report, evaluated from the synthesized definition."""
-    template = stage.template(FT_STACK)
+def _reviewed_use_case(stage: Stage) -> str:
+    """retail's use case whose promotion policy is `reviewed` (config/platform.yaml); it is not the default."""
     retail = next(b for b in stage.platform.config.business_units if b.name == "retail")
-    use_case = next(u for u in retail.use_cases if retail.fine_tuning.promotion_for(u) == "reviewed")
+    return next(u for u in retail.use_cases if retail.fine_tuning.promotion_for(u) == "reviewed")
+
+
+def _started_by_the_app(
+    stage: Stage, service: AppService, tenant: str, use_case: str
+) -> list[dict[str, str]]:
+    """POST /fine-tunes of `tenant` for `use_case` through the app's real starter, built from the backend's
+    synthesized environment (the use cases and their policies): the parameters it starts the pipeline with."""
+    _, backend = function_by_handler(stage.template("exco-retail-prod-application"), "app_backend.")
+    env = backend["Environment"]["Variables"]
+    ref = PipelineRef(
+        env["FINE_TUNING_PIPELINE"],
+        env["BUSINESS_UNIT"],
+        env["LAKE_STAGE"],
+        max_concurrent_runs=int(env["MAX_CONCURRENT_RUNS"]),
+        max_runtime_hours=int(env["MAX_RUNTIME_HOURS"]),
+        use_cases=TenantUseCases.from_json(env[TenantUseCases.ENV]),
+    )
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    starter = SageMakerPipeline(
+        RunLeases(create_leases_table(REGION, "app-leases"), "app-leases", ref),
+        sagemaker,
+        raw_bucket=stage.raw,
+        uploads_prefix=lambda t: uploads_prefix("retail", "prod", t),
+    )
+    # Exactly these parameters or the stub fails the start: the use case's group and its policy's status.
+    sent = [
+        {"Name": "TenantId", "Value": tenant},
+        {"Name": "ModelName", "Value": "personal"},
+        {"Name": "InputDataUri", "Value": f"s3://{stage.raw}/{uploads_prefix('retail', 'prod', tenant)}"},
+        {"Name": "UseCase", "Value": use_case},
+        {"Name": "ModelApprovalStatus", "Value": "PendingManualApproval"},
+    ]
+    with Stubber(sagemaker) as stub:
+        stub.add_response(
+            "start_pipeline_execution",
+            {"PipelineExecutionArn": f"arn:aws:sagemaker:{REGION}:{PROD}:pipeline/p/execution/exec-{tenant}"},
+            {
+                "PipelineName": FT_STACK,
+                "PipelineExecutionDisplayName": f"tenant-{tenant}",
+                "PipelineParameters": sent,
+                "ClientRequestToken": ANY,
+            },
+        )
+        started = dataclasses.replace(service, fine_tunes=starter).start_fine_tune(
+            tenant, FineTuneBody(model_name="personal", use_case=use_case)
+        )
+        stub.assert_no_pending_responses()
+    assert started["use_case"] == use_case
+    return sent
+
+
+def _reviewed_registration(stage: Stage, tenant: str, started: list[dict[str, str]]) -> dict[str, Any]:
+    """What the prod pipeline's Register step does for the run the app started (`started`: its parameters):
+    its group, status and the key of its evaluation report, evaluated from the synthesized definition."""
+    template = stage.template(FT_STACK)
     (pipeline,) = [r["Properties"] for r in resources(template, "AWS::SageMaker::Pipeline").values()]
     body, variables = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
     definition = json.loads(body)
     parameters = {
         **{p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]},
-        "TenantId": tenant,
-        "UseCase": use_case,
-        "ModelApprovalStatus": retail.fine_tuning.approval_status_for(use_case),
+        **{p["Name"]: p["Value"] for p in started},
         "Execution.PipelineExecutionId": f"exec-{tenant}",
     }
+    use_case = parameters["UseCase"]
     steps = {s["Name"]: s for s in definition["Steps"]}
     register = steps["CheckThresholds"]["Arguments"]["IfSteps"][0]["Arguments"]
     (report,) = [
@@ -610,6 +668,7 @@ def _reviewed_registration(stage: Stage, tenant: str) -> dict[str, Any]:
     ]
     bucket = f"exco-retail-prod-ft-{PROD}"
     return {
+        "group_arn": f"{resolve(variables['RegistryArnPrefix'], template)}{use_case}",
         "group": f"{resolve(variables['RegistryArnPrefix'], template)}{use_case}".rsplit("/", 1)[1],
         "status": evaluate(register["ModelApprovalStatus"], parameters, {}),
         "report_key": f"{evaluate(report, parameters, {'Bucket': bucket})}/evaluation.json".removeprefix(
@@ -629,9 +688,30 @@ def test_a_reviewed_tenant_version_is_served_only_after_a_reviewer_of_its_busine
     refs = References(stage.platform)
     fine_tuning, evaluation = stage.template(FT_STACK), stage.template(EVAL_STACK)
 
-    # ---- hop 1: a run of a `reviewed` use case registers PendingManualApproval, with its report ----
-    registration = _reviewed_registration(stage, "cara")
+    # ---- hop 0: the tenant asks POST /fine-tunes for retail's other use case, whose policy is `reviewed`
+    # (the default use case, product-qa, promotes automatically: the first journey) ----
+    use_case = _reviewed_use_case(stage)
+    backend_env = refs.function_env("exco-retail-prod-application", "Backend")
+    assert TenantUseCases.from_json(backend_env[TenantUseCases.ENV]).default != use_case
+    records = _records_table("reviewed-records")
+    service, _ = _app(records)
+    started = _started_by_the_app(stage, service, "cara", use_case)
+
+    # ---- hop 1: that run registers into the use case's own tenant group as PendingManualApproval ----
+    registration = _reviewed_registration(stage, "cara", started)
     assert registration["status"] == "PendingManualApproval"
+    assert registration["group"] == f"exco-retail-prod-tenants-{use_case}"
+    # The job role may register into every tenant group of prod, and into no other stage's.
+    job_role = next(iter(resources(fine_tuning, "AWS::SageMaker::Pipeline").values()))["Properties"][
+        "RoleArn"
+    ]
+    job_policy = role_statements(fine_tuning, job_role["Fn::GetAtt"][0])
+    group_arn = registration["group_arn"]
+    for arn in (group_arn, group_arn.replace(f"-tenants-{use_case}", "-tenants-product-qa")):
+        assert identity_allows(job_policy, "sagemaker:CreateModelPackage", arn)
+    for other in ("preprod", "dev"):
+        foreign = group_arn.replace("-prod-tenants-", f"-{other}-tenants-")
+        assert not identity_allows(job_policy, "sagemaker:CreateModelPackage", foreign)
     assert registration["report_key"] == "retail/tenant=cara/exec-cara/evaluate/evaluation/evaluation.json"
     group, bucket = registration["group"], registration["bucket"]
     s3 = boto3.client("s3", region_name=REGION)
@@ -689,9 +769,8 @@ def test_a_reviewed_tenant_version_is_served_only_after_a_reviewer_of_its_busine
     # ---- hop 5: GET /fine-tunes/{id} tells the tenant its model awaits review ----
     executions = boto3.client("sagemaker", region_name=REGION)
     execution = f"arn:aws:sagemaker:{REGION}:{PROD}:pipeline/exco-retail-prod-fine-tuning/execution/exec-cara"
-    service, _ = _app(_records_table("reviewed-records"))
     pipeline = SageMakerPipeline(
-        RunLeases(boto3.client("dynamodb", region_name=REGION), "unused", _pipeline_ref()),
+        RunLeases(boto3.client("dynamodb", region_name=REGION), "unused", _pipeline_ref(stage)),
         SplitExecutions(registry, executions),
         raw_bucket=stage.raw,
         uploads_prefix=lambda t: uploads_prefix("retail", "prod", t),
@@ -841,9 +920,12 @@ def _expect_registered(stub: Stubber, execution: str, package: str) -> None:
     )
 
 
-def _pipeline_ref() -> PipelineRef:
+def _pipeline_ref(stage: Stage) -> PipelineRef:
+    """The prod tenant pipeline as the upload trigger's synthesized environment names it."""
+    trigger = _function(stage.template(FT_STACK), "fine_tuning_trigger.handler.lambda_handler")
+    use_cases = TenantUseCases.from_json(trigger["Environment"]["Variables"][TenantUseCases.ENV])
     return PipelineRef(
-        "exco-retail-prod-fine-tuning", "retail", "prod", max_concurrent_runs=2, max_runtime_hours=12
+        FT_STACK, "retail", "prod", max_concurrent_runs=2, max_runtime_hours=12, use_cases=use_cases
     )
 
 
@@ -906,6 +988,8 @@ def test_an_upload_and_an_api_request_racing_for_the_last_slot_start_one_run(
         refs.canonical(trigger_env["RUN_LEASES_TABLE"], FT_STACK)
     )
     assert backend_env["MAX_CONCURRENT_RUNS"] == trigger_env["MAX_CONCURRENT_RUNS"] == "2"
+    # ... and the same use cases with the same promotion policies (one map, computed from the config).
+    assert backend_env[TenantUseCases.ENV] == trigger_env[TenantUseCases.ENV]
     (start_policy,) = resources(fine_tuning, "AWS::IAM::ManagedPolicy").values()
     assert _allows_on_table(
         start_policy["Properties"]["PolicyDocument"]["Statement"], table, "dynamodb:PutItem"
@@ -915,7 +999,9 @@ def test_an_upload_and_an_api_request_racing_for_the_last_slot_start_one_run(
     assert not _allows_on_table(release, table, "dynamodb:PutItem")  # the release never takes a slot
 
     cap = int(trigger_env["MAX_CONCURRENT_RUNS"])
-    leases = RunLeases(OneRequestAtATime(create_leases_table(REGION, "leases")), "leases", _pipeline_ref())
+    leases = RunLeases(
+        OneRequestAtATime(create_leases_table(REGION, "leases")), "leases", _pipeline_ref(stage)
+    )
     now = datetime.now(UTC)
     for token in range(cap - 1):  # every slot but one is taken by runs in progress
         leases.bind(leases.reserve(f"running-{token}", now=now), f"arn:running-{token}", now=now)
@@ -953,7 +1039,9 @@ def test_an_upload_and_an_api_request_racing_for_the_last_slot_start_one_run(
                 lambda: trigger_core.start_pipeline(Pipelines(), leases, upload, now=datetime.now(UTC)),
             ),
         ),
-        threading.Thread(target=run, args=("api", lambda: api.start("ben", "b" * 32, "personal"))),
+        threading.Thread(
+            target=run, args=("api", lambda: api.start("ben", "b" * 32, "personal", "product-qa"))
+        ),
     ]
     for thread in threads:
         thread.start()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,10 +11,12 @@ import pytest
 from app_backend import handler
 from app_backend.wiring import SageMakerPipeline
 from botocore.stub import ANY, Stubber
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from common.evaluation_dataset import read_records
-from common.fine_tuning_runs import PipelineRef, RunLeases
+from common.fine_tuning_runs import PipelineRef, RunLeases, TenantUseCases
 from tests.lambdas.fine_tuning._leases import LEASES_TABLE, create_leases_table
 
 from .conftest import BU, CANDIDATES, RAW, STAGE, USE_CASE, Backend, build_backend
@@ -204,7 +207,12 @@ def test_fine_tunes_are_503_when_the_pipeline_is_not_configured(backend: Backend
     assert backend.table_items() == []
 
 
-PIPELINE = PipelineRef("ft", BU, "prod", max_concurrent_runs=2, max_runtime_hours=12)
+# The default use case promotes automatically; the other one waits for a reviewer (the config's promotion).
+USE_CASES = TenantUseCases(
+    default="product-qa",
+    approval_statuses={"product-qa": "Approved", "review-summarization": "PendingManualApproval"},
+)
+PIPELINE = PipelineRef("ft", BU, "prod", max_concurrent_runs=2, max_runtime_hours=12, use_cases=USE_CASES)
 EXECUTION = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/ft/execution/abc"
 PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/exco-retail-prod-tenants-product-qa/3"
 
@@ -243,6 +251,9 @@ def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_r
                     {"Name": "TenantId", "Value": "tenant-a"},
                     {"Name": "ModelName", "Value": "mine"},
                     {"Name": "InputDataUri", "Value": f"s3://{RAW}/{BU}/prod/tenant=tenant-a/uploads/"},
+                    # No use case asked for: the business unit's default, with its policy's status.
+                    {"Name": "UseCase", "Value": "product-qa"},
+                    {"Name": "ModelApprovalStatus", "Value": "Approved"},
                 ],
                 "ClientRequestToken": ANY,
             },
@@ -259,11 +270,74 @@ def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_r
         )
 
         status, started = built.call("POST", "/fine-tunes", {"model_name": "mine"})
-        assert (status, started["status"]) == (202, "training")
+        assert (status, started["status"], started["use_case"]) == (202, "training", "product-qa")
         status, state = built.call("GET", f"/fine-tunes/{started['fine_tune_id']}")
         assert (status, state["status"], state["model_name"]) == (200, "evaluating", "mine")
+        assert state["use_case"] == "product-qa"
         status, body = built.call("GET", f"/fine-tunes/{started['fine_tune_id']}", sub="tenant-b")
         assert (status, body["field"]) == (404, "fine_tune_id")
+        stub.assert_no_pending_responses()
+        handler.use_service(None)
+
+
+def test_a_fine_tune_of_another_use_case_runs_under_that_use_cases_promotion_policy(aws_env: None) -> None:
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    with mock_aws(), Stubber(sagemaker) as stub:
+        pipeline = _pipeline(sagemaker)
+        built = build_backend(fine_tunes=pipeline)
+        handler.use_service(built.service)
+        stub.add_response(
+            "start_pipeline_execution",
+            {"PipelineExecutionArn": EXECUTION},
+            {
+                "PipelineName": "ft",
+                "PipelineExecutionDisplayName": "tenant-tenant-a",
+                "PipelineParameters": [
+                    {"Name": "TenantId", "Value": "tenant-a"},
+                    {"Name": "ModelName", "Value": "summaries"},
+                    {"Name": "InputDataUri", "Value": f"s3://{RAW}/{BU}/prod/tenant=tenant-a/uploads/"},
+                    {"Name": "UseCase", "Value": "review-summarization"},
+                    {"Name": "ModelApprovalStatus", "Value": "PendingManualApproval"},
+                ],
+                "ClientRequestToken": ANY,
+            },
+        )
+        request = {"model_name": "summaries", "use_case": "review-summarization"}
+        status, started = built.call("POST", "/fine-tunes", request)
+        assert (status, started["use_case"]) == (202, "review-summarization")
+        stub.assert_no_pending_responses()
+        handler.use_service(None)
+
+
+USE_CASE_NAME = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"  # the config's use case names (stacks/settings/platform.py)
+# Well-formed names the business unit lacks (422 from the service), and values the request model refuses
+# (400 naming the body's field, as every malformed body is answered).
+unknown_use_cases = st.one_of(
+    st.from_regex(rf"\A{USE_CASE_NAME}\Z").filter(lambda u: u not in USE_CASES.approval_statuses),
+    st.text(max_size=40).filter(lambda u: u not in USE_CASES.approval_statuses),
+    st.integers(),
+    st.lists(st.sampled_from(sorted(USE_CASES.approval_statuses)), min_size=1, max_size=2),
+)
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(use_case=unknown_use_cases)
+def test_an_unknown_use_case_is_refused_naming_it_and_takes_no_slot_and_starts_nothing(
+    aws_env: None, use_case: Any
+) -> None:
+    well_formed = isinstance(use_case, str) and re.fullmatch(USE_CASE_NAME, use_case) is not None
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    with mock_aws(), Stubber(sagemaker) as stub:  # no response queued: any start would fail the test
+        pipeline = _pipeline(sagemaker)
+        built = build_backend(fine_tunes=pipeline)
+        handler.use_service(built.service)
+        status, body = built.call("POST", "/fine-tunes", {"model_name": "mine", "use_case": use_case})
+        expected = (422, "use_case") if well_formed else (400, "body.use_case")
+        assert (status, body["field"]) == expected, body
+        if well_formed:
+            assert "product-qa, review-summarization" in body["message"]  # what the tenant may pick
+        assert pipeline.leases.held(now=datetime.now(UTC)) == []
+        assert built.table_items() == [] and built.quota_items() == []  # nothing recorded, no quota used
         stub.assert_no_pending_responses()
         handler.use_service(None)
 

@@ -48,7 +48,10 @@ class StartedPipeline:
         self.started: list[str] = []
         self.model_names: list[str] = []
 
-    def start(self, tenant_id: str, client_token: str, model_name: str) -> str:
+    def resolve_use_case(self, use_case: str | None) -> str:
+        return use_case or "support-bot"
+
+    def start(self, tenant_id: str, client_token: str, model_name: str, use_case: str) -> str:
         self.started.append(tenant_id)
         self.model_names.append(model_name)
         return f"arn:aws:sagemaker:us-east-1:123456789012:pipeline/ft/execution/{client_token[:12]}"

@@ -30,7 +30,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from common.fine_tuning_runs import RESERVATION_SECONDS
+from common.fine_tuning_runs import (
+    RESERVATION_SECONDS,
+    TenantUseCases,
+    UnknownUseCaseError,
+    start_for_tenant,
+)
 from tests.lambdas.fine_tuning._leases import OneRequestAtATime, create_leases_table, leases_for
 
 
@@ -42,8 +47,18 @@ def sagemaker() -> Iterator[tuple[Any, Stubber]]:
         stubber.assert_no_pending_responses()
 
 
+# The default use case here waits for a reviewer; the other one promotes automatically.
+USE_CASES = TenantUseCases(
+    default="review-summarization",
+    approval_statuses={"product-qa": "Approved", "review-summarization": "PendingManualApproval"},
+)
 PIPELINE = PipelineRef(
-    "exco-retail-prod-fine-tuning", "retail", "prod", max_concurrent_runs=2, max_runtime_hours=12
+    "exco-retail-prod-fine-tuning",
+    "retail",
+    "prod",
+    max_concurrent_runs=2,
+    max_runtime_hours=12,
+    use_cases=USE_CASES,
 )
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 PIPELINE_ARN = "arn:aws:sagemaker:eu-west-1:333333333333:pipeline/exco-retail-prod-fine-tuning"
@@ -56,7 +71,13 @@ def leases() -> Iterator[RunLeases]:
         yield leases_for(create_leases_table("eu-west-1"), PIPELINE)
 
 
-def expect_start(stubber: Stubber, tenant: str = "acme", arn: str = EXECUTION) -> None:
+def expect_start(
+    stubber: Stubber,
+    tenant: str = "acme",
+    arn: str = EXECUTION,
+    use_case: tuple[str, str] = ("review-summarization", "PendingManualApproval"),
+) -> None:
+    """An upload trains the default use case under its promotion policy's status."""
     stubber.add_response(
         "start_pipeline_execution",
         {"PipelineExecutionArn": arn},
@@ -67,10 +88,56 @@ def expect_start(stubber: Stubber, tenant: str = "acme", arn: str = EXECUTION) -
                 {"Name": "TenantId", "Value": tenant},
                 {"Name": "ModelName", "Value": "personal"},
                 {"Name": "InputDataUri", "Value": f"s3://raw/retail/prod/tenant={tenant}/uploads/"},
+                {"Name": "UseCase", "Value": use_case[0]},
+                {"Name": "ModelApprovalStatus", "Value": use_case[1]},
             ],
             "ClientRequestToken": ANY,
         },
     )
+
+
+def test_a_run_names_its_use_case_and_that_use_cases_approval_status(
+    sagemaker: Any, leases: RunLeases
+) -> None:
+    client, stubber = sagemaker
+    expect_start(stubber, use_case=("product-qa", "Approved"))
+    arn = start_for_tenant(
+        client,
+        leases,
+        tenant_id="acme",
+        input_uri="s3://raw/retail/prod/tenant=acme/uploads/",
+        model_name="personal",
+        client_token="a" * 32,
+        now=NOW,
+        use_case="product-qa",
+    )
+    assert arn == EXECUTION
+    assert [i["execution_arn"]["S"] for i in leases.held(now=NOW)] == [EXECUTION]
+
+
+@pytest.mark.parametrize("use_case", ["support-bot", "Product-QA", ""])
+def test_an_unknown_use_case_starts_nothing_and_takes_no_slot(
+    sagemaker: Any, leases: RunLeases, use_case: str
+) -> None:
+    client, _ = sagemaker  # no response queued: a start would fail the test
+    with pytest.raises(UnknownUseCaseError, match="product-qa, review-summarization"):
+        start_for_tenant(
+            client,
+            leases,
+            tenant_id="acme",
+            input_uri="s3://raw/retail/prod/tenant=acme/uploads/",
+            model_name="personal",
+            client_token="a" * 32,
+            now=NOW,
+            use_case=use_case,
+        )
+    assert leases.held(now=NOW) == []
+
+
+def test_the_use_cases_travel_through_the_environment_unchanged_and_need_a_default_policy() -> None:
+    assert TenantUseCases.from_json(USE_CASES.to_json()) == USE_CASES
+    with pytest.raises(ValueError, match="default use case 'support-bot' has no promotion policy"):
+        TenantUseCases(default="support-bot", approval_statuses={"product-qa": "Approved"})
 
 
 def upload_of(tenant: str, n: int = 1) -> Upload:
@@ -191,7 +258,7 @@ def test_uploads_and_api_requests_racing_never_exceed_the_cap(cap: int) -> None:
                 if i % 2:  # half come from uploads, half from POST /fine-tunes (which reads the clock)
                     start_pipeline(sagemaker, leases, upload_of(f"t{i}"), now=datetime.now(UTC))
                 else:
-                    api.start(f"t{i}", f"{i:032x}", "personal")
+                    api.start(f"t{i}", f"{i:032x}", "personal", "product-qa")
                 outcomes.append("started")
             except AtCapacityError:
                 outcomes.append("waits")
@@ -279,6 +346,7 @@ def handler_environment(handler: Any, leases: RunLeases, monkeypatch: pytest.Mon
         "MAX_CONCURRENT_RUNS": "2",
         "MAX_RUNTIME_HOURS": "12",
         "RUN_LEASES_TABLE": leases.table_name,
+        "TENANT_USE_CASES": USE_CASES.to_json(),
         "POWERTOOLS_TRACE_DISABLED": "1",
     }.items():
         monkeypatch.setenv(name, value)
