@@ -18,6 +18,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
+from common.fine_tuning_runs import TenantUseCases
 from common.lake_layout import Zone
 from stacks.blocks.lake_access import lake_bucket_name
 from stacks.settings import Stage
@@ -126,6 +127,11 @@ def run_trigger(event: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[
         "MAX_CONCURRENT_RUNS": "2",
         "MAX_RUNTIME_HOURS": "12",
         "RUN_LEASES_TABLE": LEASES_TABLE,
+        # retail's use cases and promotion policies (config/platform.yaml), as the stack writes them.
+        TenantUseCases.ENV: TenantUseCases(
+            default="product-qa",
+            approval_statuses={"product-qa": "Approved", "review-summarization": "PendingManualApproval"},
+        ).to_json(),
         "POWERTOOLS_TRACE_DISABLED": "1",
     }.items():
         monkeypatch.setenv(name, value)
@@ -151,6 +157,8 @@ def _start(event: dict[str, Any], handler: Any, client: Any) -> dict[str, Any]:
                     {"Name": "TenantId", "Value": TENANT},
                     {"Name": "ModelName", "Value": "personal"},
                     {"Name": "InputDataUri", "Value": f"s3://{bucket}/{BU}/prod/tenant={TENANT}/uploads/"},
+                    {"Name": "UseCase", "Value": "product-qa"},  # an upload trains the default use case
+                    {"Name": "ModelApprovalStatus", "Value": "Approved"},
                 ],
                 "ClientRequestToken": ANY,
             },

@@ -231,6 +231,31 @@ def test_dev_trains_business_unit_models_into_the_central_registry_only(dev: dic
     assert of_type(dev, "AWS::IAM::ManagedPolicy") == []
 
 
+def test_both_starters_get_each_use_cases_approval_status_from_the_config(
+    default_platform: SynthesizedPlatform, prod: dict[str, Any]
+) -> None:
+    """One map for the trigger's functions and POST /fine-tunes, and the pipeline's default agrees with it."""
+    retail = next(b for b in default_platform.config.business_units if b.name == "retail")
+    expected = {u: retail.fine_tuning.approval_status_for(u) for u in retail.use_cases}
+    # config/platform.yaml: the two use cases have different policies, so a wrong map cannot pass.
+    assert expected == {"product-qa": "Approved", "review-summarization": "PendingManualApproval"}
+    application = default_platform.template("exco-retail-prod-application")
+    functions = [
+        f
+        for template in (prod, application)
+        for f in of_type(template, "AWS::Lambda::Function")
+        if str(f.get("Handler", "")).startswith(("fine_tuning_trigger.", "app_backend."))
+    ]
+    assert len(functions) == 3  # upload trigger, run-ended release, app backend
+    for function in functions:
+        use_cases = json.loads(function["Environment"]["Variables"]["TENANT_USE_CASES"])
+        assert use_cases == {"approval_statuses": expected, "default": "product-qa"}
+    (pipeline,) = of_type(prod, "AWS::SageMaker::Pipeline")
+    body, _ = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    defaults = {p["Name"]: p.get("DefaultValue") for p in json.loads(body)["Parameters"]}
+    assert expected[defaults["UseCase"]] == defaults["ModelApprovalStatus"]
+
+
 def test_prod_runs_its_tenants_pipeline_into_its_own_tenant_groups(prod: dict[str, Any]) -> None:
     (pipeline,) = of_type(prod, "AWS::SageMaker::Pipeline")
     assert pipeline["PipelineName"] == "exco-retail-prod-fine-tuning"
