@@ -480,9 +480,13 @@ class AppService:
         item = self.store.get_fine_tune(tenant_id, fine_tune_id)
         if item is None:
             raise NotFoundError("fine_tune_id", "no fine-tune with this id was started by you")
+        return self._fine_tune_view(tenant_id, item)
+
+    def _fine_tune_view(self, tenant_id: str, item: dict[str, Any]) -> dict[str, Any]:
         return {
-            "fine_tune_id": fine_tune_id,
+            "fine_tune_id": str(item["sk"]).removeprefix("FINETUNE#"),
             "model_name": item["model_name"],
+            # Runs recorded before fine-tunes named their use case have none.
             **({"use_case": item["use_case"]} if "use_case" in item else {}),
             **self._fine_tune_status(tenant_id, str(item["execution_arn"])),
         }
@@ -529,14 +533,7 @@ class AppService:
                 }
                 for m in models
             ],
-            "fine_tunes": [
-                {
-                    "fine_tune_id": str(f["sk"]).removeprefix("FINETUNE#"),
-                    "model_name": f["model_name"],
-                    **self._fine_tune_status(tenant_id, str(f["execution_arn"])),
-                }
-                for f in fine_tunes
-            ],
+            "fine_tunes": [self._fine_tune_view(tenant_id, f) for f in fine_tunes],
         }
 
 

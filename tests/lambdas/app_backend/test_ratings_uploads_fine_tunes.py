@@ -302,9 +302,24 @@ def test_a_fine_tune_of_another_use_case_runs_under_that_use_cases_promotion_pol
                 "ClientRequestToken": ANY,
             },
         )
+        stub.add_response(
+            "describe_pipeline_execution",
+            {"PipelineExecutionStatus": "Executing"},
+            {"PipelineExecutionArn": EXECUTION},
+        )
+        stub.add_response(
+            "list_pipeline_execution_steps",
+            {"PipelineExecutionSteps": [{"StepName": "FineTune", "StepStatus": "Executing"}]},
+            {"PipelineExecutionArn": EXECUTION},
+        )
         request = {"model_name": "summaries", "use_case": "review-summarization"}
         status, started = built.call("POST", "/fine-tunes", request)
         assert (status, started["use_case"]) == (202, "review-summarization")
+        status, listed = built.call("GET", "/models")
+        assert status == 200
+        assert [(f["fine_tune_id"], f["use_case"], f["status"]) for f in listed["fine_tunes"]] == [
+            (started["fine_tune_id"], "review-summarization", "training")
+        ]
         stub.assert_no_pending_responses()
         handler.use_service(None)
 
