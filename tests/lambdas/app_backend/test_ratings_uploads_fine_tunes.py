@@ -234,6 +234,38 @@ def _running(pipeline: SageMakerPipeline, count: int) -> None:
         pipeline.leases.bind(pipeline.leases.reserve(f"run-{i}", now=now), f"{EXECUTION}{i}", now=now)
 
 
+def _expect_start_and_status(
+    stub: Stubber, model_name: str, use_case: str, status: str, *, step: str
+) -> None:
+    """tenant-a's run starts with exactly these parameters, then reports `step` as executing."""
+    stub.add_response(
+        "start_pipeline_execution",
+        {"PipelineExecutionArn": EXECUTION},
+        {
+            "PipelineName": "ft",
+            "PipelineExecutionDisplayName": "tenant-tenant-a",
+            "PipelineParameters": [
+                {"Name": "TenantId", "Value": "tenant-a"},
+                {"Name": "ModelName", "Value": model_name},
+                {"Name": "InputDataUri", "Value": f"s3://{RAW}/{BU}/prod/tenant=tenant-a/uploads/"},
+                {"Name": "UseCase", "Value": use_case},
+                {"Name": "ModelApprovalStatus", "Value": status},
+            ],
+            "ClientRequestToken": ANY,
+        },
+    )
+    stub.add_response(
+        "describe_pipeline_execution",
+        {"PipelineExecutionStatus": "Executing"},
+        {"PipelineExecutionArn": EXECUTION},
+    )
+    stub.add_response(
+        "list_pipeline_execution_steps",
+        {"PipelineExecutionSteps": [{"StepName": step, "StepStatus": "Executing"}]},
+        {"PipelineExecutionArn": EXECUTION},
+    )
+
+
 def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_read_it(aws_env: None) -> None:
     sagemaker = boto3.client("sagemaker", region_name="us-east-1")
     with mock_aws(), Stubber(sagemaker) as stub:
@@ -241,33 +273,8 @@ def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_r
         built = build_backend(fine_tunes=pipeline)
         handler.use_service(built.service)
         _running(pipeline, 1)
-        stub.add_response(
-            "start_pipeline_execution",
-            {"PipelineExecutionArn": EXECUTION},
-            {
-                "PipelineName": "ft",
-                "PipelineExecutionDisplayName": "tenant-tenant-a",
-                "PipelineParameters": [
-                    {"Name": "TenantId", "Value": "tenant-a"},
-                    {"Name": "ModelName", "Value": "mine"},
-                    {"Name": "InputDataUri", "Value": f"s3://{RAW}/{BU}/prod/tenant=tenant-a/uploads/"},
-                    # No use case asked for: the business unit's default, with its policy's status.
-                    {"Name": "UseCase", "Value": "product-qa"},
-                    {"Name": "ModelApprovalStatus", "Value": "Approved"},
-                ],
-                "ClientRequestToken": ANY,
-            },
-        )
-        stub.add_response(
-            "describe_pipeline_execution",
-            {"PipelineExecutionStatus": "Executing"},
-            {"PipelineExecutionArn": EXECUTION},
-        )
-        stub.add_response(
-            "list_pipeline_execution_steps",
-            {"PipelineExecutionSteps": [{"StepName": "Evaluate", "StepStatus": "Executing"}]},
-            {"PipelineExecutionArn": EXECUTION},
-        )
+        # No use case asked for: the business unit's default, with its policy's status.
+        _expect_start_and_status(stub, "mine", "product-qa", "Approved", step="Evaluate")
 
         status, started = built.call("POST", "/fine-tunes", {"model_name": "mine"})
         assert (status, started["status"], started["use_case"]) == (202, "training", "product-qa")
@@ -286,31 +293,8 @@ def test_a_fine_tune_of_another_use_case_runs_under_that_use_cases_promotion_pol
         pipeline = _pipeline(sagemaker)
         built = build_backend(fine_tunes=pipeline)
         handler.use_service(built.service)
-        stub.add_response(
-            "start_pipeline_execution",
-            {"PipelineExecutionArn": EXECUTION},
-            {
-                "PipelineName": "ft",
-                "PipelineExecutionDisplayName": "tenant-tenant-a",
-                "PipelineParameters": [
-                    {"Name": "TenantId", "Value": "tenant-a"},
-                    {"Name": "ModelName", "Value": "summaries"},
-                    {"Name": "InputDataUri", "Value": f"s3://{RAW}/{BU}/prod/tenant=tenant-a/uploads/"},
-                    {"Name": "UseCase", "Value": "review-summarization"},
-                    {"Name": "ModelApprovalStatus", "Value": "PendingManualApproval"},
-                ],
-                "ClientRequestToken": ANY,
-            },
-        )
-        stub.add_response(
-            "describe_pipeline_execution",
-            {"PipelineExecutionStatus": "Executing"},
-            {"PipelineExecutionArn": EXECUTION},
-        )
-        stub.add_response(
-            "list_pipeline_execution_steps",
-            {"PipelineExecutionSteps": [{"StepName": "FineTune", "StepStatus": "Executing"}]},
-            {"PipelineExecutionArn": EXECUTION},
+        _expect_start_and_status(
+            stub, "summaries", "review-summarization", "PendingManualApproval", step="FineTune"
         )
         request = {"model_name": "summaries", "use_case": "review-summarization"}
         status, started = built.call("POST", "/fine-tunes", request)
