@@ -477,7 +477,7 @@ def next_review() -> Response[str] | dict[str, Any]:
 @app.post("/reviews")
 def submit_review() -> Response[str]:
     reviewer = current_reviewer()
-    submission = parse_submission(app.current_event.body)
+    submission: ReviewSubmission = parse_body(ReviewSubmission, app.current_event.body)
     key = review_service().submit(submission, reviewer)
     return Response(
         status_code=201, content_type="application/json", body=json.dumps({"stored": key.rsplit("/", 1)[-1]})
@@ -509,6 +509,7 @@ def accept(name: str) -> Response[str]:
 
 
 def parse_body(model: type[BaseModel], body: str | None) -> Any:
+    """The body as `model`, or BadRequestError (400) naming the first bad field (every route's bodies)."""
     try:
         data = json.loads(body or "")
     except ValueError:
@@ -524,19 +525,3 @@ def parse_body(model: type[BaseModel], body: str | None) -> Any:
         if ":" in message and not err["loc"]:
             raise BadRequestError(message) from None
         raise BadRequestError(f"{field}: {message}") from None
-
-
-def parse_submission(body: str | None) -> ReviewSubmission:
-    """The body as a ReviewSubmission, or BadRequestError (400) naming the first bad field."""
-    try:
-        data = json.loads(body or "")
-    except ValueError:
-        raise BadRequestError("body: not valid JSON") from None
-    if not isinstance(data, dict):
-        raise BadRequestError("body: must be a JSON object")
-    try:
-        return ReviewSubmission.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "body"
-        raise BadRequestError(f"{field}: {err['msg']}") from None

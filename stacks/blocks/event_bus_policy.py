@@ -11,13 +11,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnResource
+from aws_cdk import CfnResource, Stack
 from constructs import Construct
 
 
+def default_bus_arn(partition: str, region: str, account: str) -> str:
+    return f"arn:{partition}:events:{region}:{account}:event-bus/default"
+
+
 def default_bus_policy(
-    scope: Construct, construct_id: str, *, statement_id: str, statement: dict[str, Any]
+    scope: Construct,
+    construct_id: str,
+    *,
+    statement_id: str,
+    sender_account: str,
+    conditions: dict[str, str],
 ) -> CfnResource:
+    """Let `sender_account` put events matching `conditions` (StringEquals) on this account's default bus."""
+    stack = Stack.of(scope)
+    statement: dict[str, Any] = {
+        "Sid": statement_id,
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:{stack.partition}:iam::{sender_account}:root"},
+        "Action": "events:PutEvents",
+        "Resource": default_bus_arn(stack.partition, stack.region, stack.account),
+        "Condition": {"StringEquals": conditions},
+    }
     return CfnResource(
         scope,
         construct_id,

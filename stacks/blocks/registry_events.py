@@ -17,14 +17,10 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from stacks.blocks.event_bus_policy import default_bus_policy
+from stacks.blocks.event_bus_policy import default_bus_arn, default_bus_policy
 
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Model Package State Change"
-
-
-def default_bus_arn(partition: str, region: str, account: str) -> str:
-    return f"arn:{partition}:events:{region}:{account}:event-bus/default"
 
 
 class RegistryEventForwarding(Construct):
@@ -71,19 +67,10 @@ class RegistryEventReceiver(Construct):
         self, scope: Construct, construct_id: str, *, statement_id: str, tooling_account: str
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
         self.policy = default_bus_policy(
             self,
             "DefaultBusPolicy",
             statement_id=statement_id,
-            statement={
-                "Sid": statement_id,
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:{stack.partition}:iam::{tooling_account}:root"},
-                "Action": "events:PutEvents",
-                "Resource": default_bus_arn(stack.partition, stack.region, stack.account),
-                "Condition": {
-                    "StringEquals": {"events:source": EVENT_SOURCE, "events:detail-type": EVENT_DETAIL_TYPE}
-                },
-            },
+            sender_account=tooling_account,
+            conditions={"events:source": EVENT_SOURCE, "events:detail-type": EVENT_DETAIL_TYPE},
         )

@@ -20,8 +20,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from common.lake_layout import stage_prefix
-from stacks.blocks.event_bus_policy import default_bus_policy
-from stacks.blocks.registry_events import default_bus_arn
+from stacks.blocks.event_bus_policy import default_bus_arn, default_bus_policy
 from stacks.settings import PlatformConfig, Stage
 
 S3_SOURCE = "aws.s3"
@@ -106,18 +105,10 @@ class UploadEventReceiver(Construct):
             self,
             "DefaultBusPolicy",
             statement_id=statement_id,
-            statement={
-                "Sid": statement_id,
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:{stack.partition}:iam::{config.data_lake_account}:root"},
-                "Action": "events:PutEvents",
-                "Resource": default_bus_arn(stack.partition, stack.region, stack.account),
-                "Condition": {
-                    "StringEquals": {
-                        "events:source": S3_SOURCE,
-                        "events:detail-type": OBJECT_CREATED,
-                        "aws:PrincipalArn": role_arn,
-                    }
-                },
+            sender_account=config.data_lake_account,
+            conditions={
+                "events:source": S3_SOURCE,
+                "events:detail-type": OBJECT_CREATED,
+                "aws:PrincipalArn": role_arn,
             },
         )
