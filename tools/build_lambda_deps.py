@@ -1,4 +1,5 @@
-"""Build each Lambda service's third-party wheels once per requirements hash (see stacks/blocks/lambda_deps.py)."""
+"""Build each Lambda service's third-party wheels once per requirements hash and pack them as the layer zip
+(see stacks/blocks/lambda_deps.py)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,22 @@ from stacks.blocks.lambda_deps import (
     LAMBDA_PYTHON_VERSION,
     LAMBDAS_DIR,
     deps_dir,
+    pack_layer,
     requirements_file,
 )
 
 
 def build(service: str) -> Path | None:
     target = deps_dir(service)
-    if target is None or (target / COMPLETE_MARKER).is_file():
-        return target
+    if target is None:
+        return None
+    if not (target / COMPLETE_MARKER).is_file():
+        install(service, target)
+    pack_layer(target)
+    return target
+
+
+def install(service: str, target: Path) -> None:
     DEPS_CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=DEPS_CACHE) as staging:
         subprocess.run(  # noqa: S603 - fixed interpreter and arguments
@@ -43,9 +52,11 @@ def build(service: str) -> Path | None:
         (Path(staging) / COMPLETE_MARKER).touch()
         if target.exists():
             shutil.rmtree(target)
+        # a zip packed from an earlier build of this folder no longer describes it
+        for packed in (target.with_name(f"{target.name}.zip"), target.with_name(f"{target.name}.zip.sha256")):
+            packed.unlink(missing_ok=True)
         Path(staging).rename(target)
         Path(staging).mkdir()  # TemporaryDirectory cleans up the (now empty) path it created
-    return target
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Duration, Stack
+from aws_cdk import AssetHashType, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from stacks.blocks.lambda_deps import LAMBDAS_DIR, built_deps_dir
+from stacks.blocks.lambda_deps import LAMBDAS_DIR, layer_package
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.nag import acknowledge
 from stacks.blocks.retention import DataRetention
@@ -87,13 +87,16 @@ class PlatformFunction(Construct):
                 ),
             )
         ]
-        deps = built_deps_dir(service)
+        deps = layer_package(service)
         if deps is not None:
             layers.append(
                 lambda_.LayerVersion(
                     self,
                     "Dependencies",
-                    code=lambda_.Code.from_asset(str(deps), exclude=[".complete"]),
+                    # One prebuilt zip with the hash of its contents: CDK copies one file and hashes nothing.
+                    code=lambda_.Code.from_asset(
+                        str(deps.zip_file), asset_hash_type=AssetHashType.CUSTOM, asset_hash=deps.content_hash
+                    ),
                     compatible_runtimes=[RUNTIME],
                     description=f"Third-party libraries of {service}",
                     removal_policy=retention.removal_policy,
