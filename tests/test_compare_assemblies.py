@@ -43,7 +43,9 @@ def assembly(root: Path, *, zipped: bool, files: dict[str, bytes], extra_propert
             asset_hash: {
                 "displayName": "Fn/Dependencies/Code",
                 "source": source,
-                "destinations": {f"111111111111-eu-west-1-{asset_hash[:8]}": {"objectKey": f"{asset_hash}.zip"}},
+                "destinations": {
+                    f"111111111111-eu-west-1-{asset_hash[:8]}": {"objectKey": f"{asset_hash}.zip"}
+                },
             },
             template_hash: {
                 "displayName": "Stack Template",
@@ -72,7 +74,9 @@ def test_a_folder_asset_packed_as_a_zip_with_the_same_files_passes(tmp_path: Pat
 
 def test_a_zip_whose_files_differ_fails(tmp_path: Path) -> None:
     before = assembly(tmp_path / "before", zipped=False, files=LAYER)
-    after = assembly(tmp_path / "after", zipped=True, files={**LAYER, "python/pkg/__init__.py": b"VALUE = 2\n"})
+    after = assembly(
+        tmp_path / "after", zipped=True, files={**LAYER, "python/pkg/__init__.py": b"VALUE = 2\n"}
+    )
     assert f"asset.{NEW}.zip does not hold the files of asset.{OLD}" in repackaging_problems(before, after)
 
 

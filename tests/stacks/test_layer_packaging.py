@@ -124,10 +124,12 @@ def test_any_tree_round_trips_through_the_zip(tree: dict[tuple[str, ...], tuple[
         assert unzipped(archive) == written
 
 
-def test_every_third_party_layer_of_the_platform_is_one_zip_file_asset(default_platform: SynthesizedPlatform) -> None:
+def test_every_third_party_layer_of_the_platform_is_one_zip_file_asset(
+    default_platform: SynthesizedPlatform,
+) -> None:
     layers = 0
     for stack in default_platform.stacks():
-        manifest = Path(stack.assembly.directory) / f"{stack.artifact_id}.assets.json"
+        manifest = Path(stack.assembly.directory) / f"{stack.id}.assets.json"
         files = json.loads(manifest.read_text())["files"]
         for entry in files.values():
             if entry["displayName"].endswith("/Dependencies/Code"):
