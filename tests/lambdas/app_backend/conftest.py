@@ -14,6 +14,10 @@ from app_backend.settings import ApplicationSettings
 from app_backend.store import AppStore
 from app_backend.uploads import TenantUploads
 from app_backend.wiring import S3Candidates
+from guardrail.client import InProcessGuardrail
+from guardrail.engine import GuardrailEngine
+from guardrail.layers.local_rules import LocalRulesLayer
+from guardrail.settings import GuardrailSettings
 from moto import mock_aws
 from prompt_catalog.chains import ResolvedPrompt
 from prompt_catalog.models import ChainContent, PromptContent
@@ -69,6 +73,14 @@ class RecordingModel:
     def invoke(self, request: ModelRequest) -> ModelResponse:
         self.calls.append(request)
         return ModelResponse(text=self.reply or f"answer to: {request.prompt}", latency_ms=1.0)
+
+
+def local_rules_guard(settings: GuardrailSettings | None = None) -> InProcessGuardrail:
+    """The real guardrail engine in-process with the local rules only (Comprehend and Bedrock need an
+    account): what it finds in a rendered prompt is what the model must not receive."""
+    settings = settings or GuardrailSettings()
+    engine = GuardrailEngine(settings, layers={"local_rules": LocalRulesLayer()}, metrics=False)
+    return InProcessGuardrail(settings, business_unit=BU, engine=engine)
 
 
 class FakeCatalog:
