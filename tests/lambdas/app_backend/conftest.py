@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,6 +124,57 @@ class FakeCatalog:
             "greet@3": self.prompts[("greet", "prod")],
             "shout:prod": self.prompts[("shout", "prod")],
         }
+
+
+def pinned(name: str, template: str) -> ResolvedPrompt:
+    variables = [{"name": var} for var in sorted(_variables(template))]
+    content = PromptContent.model_validate({"template": template, "variables": variables})
+    return ResolvedPrompt(f"{name}@1", name, 1, content)
+
+
+def chain_content(steps: list[tuple[str, str, dict[str, str]]]) -> ChainContent:
+    requested = sorted(
+        {src.split(".")[1] for _, _, inputs in steps for src in inputs.values() if src.startswith("request.")}
+    )
+    return ChainContent.model_validate(
+        {
+            "variables": [{"name": name} for name in requested],
+            "steps": [{"id": sid, "prompt": f"{p}@1", "inputs": inputs} for sid, p, inputs in steps],
+        }
+    )
+
+
+def _variables(template: str) -> set[str]:
+    return set(re.findall(r"\{\{ (\w+) \}\}", template))
+
+
+class ChainCatalog(FakeCatalog):
+    """FakeCatalog plus chains whose steps pin `<name>@1` of the given prompts (name -> template); add a
+    chain with `chain_content`."""
+
+    def __init__(self, prompts: Mapping[str, str]) -> None:
+        super().__init__()
+        self.pinned = {f"{name}@1": pinned(name, template) for name, template in prompts.items()}
+
+    def chain(self, name: str, alias: str) -> tuple[ChainContent, dict[str, ResolvedPrompt]]:
+        if (name, alias) not in self.chains:
+            return super().chain(name, alias)
+        content = self.chains[(name, alias)]
+        return content, {step.prompt: self.pinned[step.prompt] for step in content.steps}
+
+
+@dataclass
+class ScriptedModel:
+    """Answers each call with the next scripted reply (then echoes): a step's output is what a test says."""
+
+    replies: list[str]
+    name: str = "fake-model"
+    calls: list[ModelRequest] = field(default_factory=list)
+
+    def invoke(self, request: ModelRequest) -> ModelResponse:
+        self.calls.append(request)
+        text = self.replies.pop(0) if self.replies else f"answer to: {request.prompt}"
+        return ModelResponse(text=text, latency_ms=1.0)
 
 
 class ListSink:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -17,12 +16,17 @@ from guardrail.settings import GuardrailSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
-from prompt_catalog.chains import ResolvedPrompt
-from prompt_catalog.models import ChainContent, PromptContent
 
-from common.model_gateway import ModelRequest, ModelResponse
-
-from .conftest import ROOMY, Backend, FakeCatalog, build_backend, local_rules_guard
+from .conftest import (
+    ROOMY,
+    Backend,
+    ChainCatalog,
+    ScriptedModel,
+    build_backend,
+    chain_content,
+    local_rules_guard,
+    pinned,
+)
 
 PROMPTS = {
     "ask": "Who handles {{ topic }}?",
@@ -47,58 +51,6 @@ CHAINS: dict[str, list[tuple[str, str, dict[str, str]]]] = {
 }
 
 
-def pinned(name: str, template: str) -> ResolvedPrompt:
-    variables = [{"name": var} for var in sorted(_variables(template))]
-    content = PromptContent.model_validate({"template": template, "variables": variables})
-    return ResolvedPrompt(f"{name}@1", name, 1, content)
-
-
-def chain_content(steps: list[tuple[str, str, dict[str, str]]]) -> ChainContent:
-    requested = sorted(
-        {src.split(".")[1] for _, _, inputs in steps for src in inputs.values() if src.startswith("request.")}
-    )
-    return ChainContent.model_validate(
-        {
-            "variables": [{"name": name} for name in requested],
-            "steps": [{"id": sid, "prompt": f"{p}@1", "inputs": inputs} for sid, p, inputs in steps],
-        }
-    )
-
-
-def _variables(template: str) -> set[str]:
-    import re
-
-    return set(re.findall(r"\{\{ (\w+) \}\}", template))
-
-
-class ChainCatalog(FakeCatalog):
-    """FakeCatalog plus the chains above, every step's prompt pinned by version."""
-
-    def __init__(self, prompts: dict[str, str] = PROMPTS) -> None:
-        super().__init__()
-        self.pinned = {f"{name}@1": pinned(name, template) for name, template in prompts.items()}
-
-    def chain(self, name: str, alias: str) -> tuple[ChainContent, dict[str, ResolvedPrompt]]:
-        if (name, alias) not in self.chains:
-            return super().chain(name, alias)
-        content = self.chains[(name, alias)]
-        return content, {step.prompt: self.pinned[step.prompt] for step in content.steps}
-
-
-@dataclass
-class ScriptedModel:
-    """Answers each call with the next scripted reply (then echoes): a step's output is what a test says."""
-
-    replies: list[str]
-    name: str = "fake-model"
-    calls: list[ModelRequest] = field(default_factory=list)
-
-    def invoke(self, request: ModelRequest) -> ModelResponse:
-        self.calls.append(request)
-        text = self.replies.pop(0) if self.replies else f"answer to: {request.prompt}"
-        return ModelResponse(text=text, latency_ms=1.0)
-
-
 @pytest.fixture
 def chains(aws_env: None) -> Iterator[Backend]:
     with mock_aws():
@@ -106,7 +58,7 @@ def chains(aws_env: None) -> Iterator[Backend]:
         built = build_backend(
             ApplicationSettings.model_validate({"end_user_catalog": offered, "tenant_limits": ROOMY})
         )
-        catalog = ChainCatalog()
+        catalog = ChainCatalog(PROMPTS)
         for name, steps in CHAINS.items():
             catalog.chains[(name, "prod")] = chain_content(steps)
         built.service.catalog = catalog
