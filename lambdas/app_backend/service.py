@@ -180,8 +180,13 @@ class AppService:
         redacted_answer = redacted_or_none(output_verdict)
         sample = None
         every_layer_ran = not any(verdict.get("errors") for verdict in ran.input_verdicts)
-        clean = not blocked and ran.question and redacted_answer and every_layer_ran
-        if clean and ran.question and redacted_answer and sampled(request_id, self.sample_rate):
+        if (
+            not blocked
+            and every_layer_ran
+            and ran.question
+            and redacted_answer
+            and sampled(request_id, self.sample_rate)
+        ):
             sample = OnlineSample(
                 business_unit=self.business_unit,
                 request_id=request_id,
@@ -226,10 +231,10 @@ class AppService:
         self, body: InvokeBody, model: ModelClient, ids: Mapping[str, str], calls: list[ModelResponse]
     ) -> _Ran:
         """A chain: each step's prompt goes through `check_prompt` as a single prompt does, with the values
-        it is rendered with (the end user's and earlier steps' outputs, which are model output that never
-        passed the output filter), so one guardrail call per step; a block stops the chain there. The
-        question for the online judge is the kept values (`chain_kept_values`): the steps' prompts contain
-        model outputs that never passed the output filter."""
+        it is rendered with: the end user's and earlier steps' outputs (model output that never passed the
+        output filter could carry PII or an injection into the next step). One guardrail call per step; a
+        block stops the chain there. The question for the online judge is the kept values
+        (`chain_kept_values`), not a step's prompt, which holds those unfiltered outputs."""
         try:
             chain, prompts = self.catalog.chain(body.name, self.stage)
         except PromptNotFoundError:
@@ -562,13 +567,13 @@ def _total(counts: list[int | None]) -> int | None:
     return sum(reported) if reported else None
 
 
+ACTION_RANK = {"allow": 0, "redact": 1, "block": 2}
+
+
 def _input_summary(verdicts: list[Mapping[str, Any]]) -> dict[str, Any]:
     """The input verdicts of a request (one per chain step) as one: the strongest action, every finding."""
     ranked = max((v.get("action") for v in verdicts), key=lambda a: ACTION_RANK.get(str(a), 0))
     return {"action": ranked, "findings": [f for v in verdicts for f in _summary(v)["findings"]]}
-
-
-ACTION_RANK = {"allow": 0, "redact": 1, "block": 2}
 
 
 def _summary(verdict: Mapping[str, Any]) -> dict[str, Any]:

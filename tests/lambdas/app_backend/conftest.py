@@ -23,8 +23,9 @@ from moto import mock_aws
 from prompt_catalog.chains import ResolvedPrompt
 from prompt_catalog.models import ChainContent, PromptContent
 
-from common.lake_records import LakeRecord
+from common.lake_records import LakeRecord, UsageRecord
 from common.model_gateway import ModelRequest, ModelResponse
+from common.model_usage import OnlineSample
 
 TABLE = "app-requests"
 RAW = "lake-raw"
@@ -175,6 +176,19 @@ class ScriptedModel:
         self.calls.append(request)
         text = self.replies.pop(0) if self.replies else f"answer to: {request.prompt}"
         return ModelResponse(text=text, latency_ms=1.0)
+
+
+class Messages:
+    """A usage or samples queue (`MessageSink`) that keeps what it was sent."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[UsageRecord | OnlineSample] = []
+        self.fail = fail
+
+    def send(self, message: UsageRecord | OnlineSample) -> None:
+        if self.fail:
+            raise RuntimeError("queue unavailable")
+        self.sent.append(message)
 
 
 class ListSink:

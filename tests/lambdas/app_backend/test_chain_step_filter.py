@@ -21,6 +21,7 @@ from .conftest import (
     ROOMY,
     Backend,
     ChainCatalog,
+    Messages,
     ScriptedModel,
     build_backend,
     chain_content,
@@ -121,6 +122,8 @@ def test_pii_carried_in_by_an_earlier_steps_output_reaches_the_next_model_redact
 
 
 def test_a_block_at_step_two_stops_the_chain_before_its_model(chains: Backend) -> None:
+    chains.service.usage = usage = Messages()
+
     body = run(chains, "charge-later", {"topic": "billing", "last": "1111 1111"}, "4111 1111")
 
     # Step 1 ran; step 2's prompt ("Charge 4111 1111 1111 1111 now.") never reached the model.
@@ -137,6 +140,8 @@ def test_a_block_at_step_two_stops_the_chain_before_its_model(chains: Backend) -
         },
     }
     assert chains.table_items() == []  # as for a blocked prompt: nothing stored
+    [record] = usage.sent  # step 1's model call was made and is accounted for
+    assert (record.blocked, record.model_calls) == ("input", 1)
 
 
 def test_a_blocked_chain_answers_like_a_blocked_prompt(chains: Backend) -> None:
@@ -173,26 +178,24 @@ def test_one_input_check_per_step_with_the_values_it_uses_and_its_rendered_promp
 
 def test_a_value_redacted_in_every_step_is_kept_redacted_and_sampled(chains: Backend) -> None:
     chains.service.sample_rate = 1.0
-    sent: list[Any] = []
-    chains.service.samples = type("Queue", (), {"send": lambda self, message: sent.append(message)})()
+    chains.service.samples = samples = Messages()
 
     body = run(chains, "value-twice", {"who": "alice.smith@example.com", "topic": "billing"}, "Paid.")
 
     assert body["_prompts"] == ["Note for [EMAIL]: billing", "Note for [EMAIL]: Paid."]
     assert json.loads(stored_variables(chains) or "{}") == {"who": "[EMAIL]", "topic": "billing"}
-    [sample] = sent
+    [sample] = samples.sent
     assert json.loads(sample.question) == {"who": "[EMAIL]", "topic": "billing"}
 
 
 def test_values_that_do_not_reproduce_a_steps_prompt_are_neither_kept_nor_sampled(chains: Backend) -> None:
     chains.service.sample_rate = 1.0
-    sent: list[Any] = []
-    chains.service.samples = type("Queue", (), {"send": lambda self, message: sent.append(message)})()
+    chains.service.samples = samples = Messages()
 
     run(chains, "value-and-template", {"topic": "billing", "user": "alice.smith"})
 
     assert stored_variables(chains) is None
-    assert sent == []
+    assert samples.sent == []
     assert "alice.smith" not in json.dumps(chains.table_items(), default=str)
 
 
