@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 from app_backend import handler
+from app_backend.filters import CheckedPrompt, chain_kept_values
 from app_backend.settings import ApplicationSettings
 from guardrail.settings import GuardrailSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
+from prompt_catalog.models import ChainContent
 
 from .conftest import (
     ROOMY,
@@ -285,3 +287,47 @@ def test_random_chains_never_deliver_a_detected_email_to_any_steps_model(
             }
         )
         assert not [f for f in verdict["findings"] if f["type"] == "EMAIL"], call.prompt
+
+
+def test_a_step_without_any_value_sends_the_catalogs_template_text_unchecked(chains: Backend) -> None:
+    recorded: list[dict[str, Any]] = []
+    guard = chains.service.guard
+
+    class Recording:
+        def check(self, event: dict[str, Any]) -> dict[str, Any]:
+            recorded.append(event)
+            return guard.check(event)
+
+    chains.service.guard = Recording()
+    body = run(chains, "value-and-template", {"topic": " ", "user": ""})
+
+    assert body["_prompts"] == ["Who handles  ?", "Forward the invoice to @example.com."]
+    assert [event["direction"] for event in recorded] == ["output"]
+    assert "input" not in body["verdicts"]
+
+
+def _checked(kept: dict[str, Any] | None) -> CheckedPrompt:
+    return CheckedPrompt({"action": "redact"}, "sent", kept)
+
+
+def test_kept_chain_values_need_every_step_to_agree_and_leave_out_unused_values() -> None:
+    two_steps = ChainContent.model_validate(
+        {
+            "variables": [{"name": "who"}, {"name": "unused"}],
+            "steps": [
+                {"id": "a", "prompt": "note@1", "inputs": {"who": "request.who", "what": "request.who"}},
+                {"id": "b", "prompt": "note@1", "inputs": {"who": "request.who", "what": "steps.a.output"}},
+            ],
+        }
+    )
+    same = {
+        "a": _checked({"who": "[EMAIL]", "what": "[EMAIL]"}),
+        "b": _checked({"who": "[EMAIL]", "what": "x"}),
+    }
+    assert chain_kept_values(two_steps, same) == {"who": "[EMAIL]"}
+    differ = {**same, "b": _checked({"who": "[NAME]", "what": "x"})}
+    assert chain_kept_values(two_steps, differ) is None
+    differ_in_one_step = {**same, "a": _checked({"who": "[EMAIL]", "what": "bob"})}
+    assert chain_kept_values(two_steps, differ_in_one_step) is None
+    not_reproducible = {**same, "b": _checked(None)}
+    assert chain_kept_values(two_steps, not_reproducible) is None
