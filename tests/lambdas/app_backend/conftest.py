@@ -85,6 +85,18 @@ def local_rules_guard(settings: GuardrailSettings | None = None) -> InProcessGua
     return InProcessGuardrail(settings, business_unit=BU, engine=engine)
 
 
+class RecordingGuard:
+    """Passes each event to `guard` and keeps it: what the backend sent to the guardrail, in order."""
+
+    def __init__(self, guard: Any) -> None:
+        self.guard = guard
+        self.events: list[dict[str, Any]] = []
+
+    def check(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.events.append(event)
+        return dict(self.guard.check(event))
+
+
 class FakeCatalog:
     def __init__(self) -> None:
         greet = PromptContent.model_validate(

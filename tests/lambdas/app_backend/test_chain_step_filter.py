@@ -24,6 +24,7 @@ from .conftest import (
     Backend,
     ChainCatalog,
     Messages,
+    RecordingGuard,
     ScriptedModel,
     build_backend,
     chain_content,
@@ -160,18 +161,11 @@ def test_a_blocked_chain_answers_like_a_blocked_prompt(chains: Backend) -> None:
 
 
 def test_one_input_check_per_step_with_the_values_it_uses_and_its_rendered_prompt(chains: Backend) -> None:
-    recorded: list[dict[str, Any]] = []
-    guard = chains.service.guard
-
-    class Recording:
-        def check(self, event: dict[str, Any]) -> dict[str, Any]:
-            recorded.append(event)
-            return guard.check(event)
-
-    chains.service.guard = Recording()
+    recorded = RecordingGuard(chains.service.guard)
+    chains.service.guard = recorded
     run(chains, "carried-output", {"topic": "billing"}, "alice.smith")
 
-    assert [(e["direction"], e["content"], e.get("rendered")) for e in recorded] == [
+    assert [(e["direction"], e["content"], e.get("rendered")) for e in recorded.events] == [
         ("input", [{"text": "billing"}], "Who handles billing?"),
         ("input", [{"text": "alice.smith"}], "Forward the invoice to alice.smith@example.com."),
         ("output", [{"text": "answer to: Forward the invoice to [EMAIL]."}], None),
@@ -290,19 +284,12 @@ def test_random_chains_never_deliver_a_detected_email_to_any_steps_model(
 
 
 def test_a_step_without_any_value_sends_the_catalogs_template_text_unchecked(chains: Backend) -> None:
-    recorded: list[dict[str, Any]] = []
-    guard = chains.service.guard
-
-    class Recording:
-        def check(self, event: dict[str, Any]) -> dict[str, Any]:
-            recorded.append(event)
-            return guard.check(event)
-
-    chains.service.guard = Recording()
+    recorded = RecordingGuard(chains.service.guard)
+    chains.service.guard = recorded
     body = run(chains, "value-and-template", {"topic": " ", "user": ""})
 
     assert body["_prompts"] == ["Who handles  ?", "Forward the invoice to @example.com."]
-    assert [event["direction"] for event in recorded] == ["output"]
+    assert [event["direction"] for event in recorded.events] == ["output"]
     assert "input" not in body["verdicts"]
 
 

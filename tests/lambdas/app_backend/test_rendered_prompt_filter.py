@@ -16,7 +16,7 @@ from moto import mock_aws
 from prompt_catalog.chains import ResolvedPrompt
 from prompt_catalog.models import ChainContent, PromptContent
 
-from .conftest import ROOMY, Backend, FakeCatalog, build_backend, local_rules_guard
+from .conftest import ROOMY, Backend, FakeCatalog, RecordingGuard, build_backend, local_rules_guard
 
 
 def _prompt(name: str, template: str, variables: list[dict[str, str]]) -> ResolvedPrompt:
@@ -110,22 +110,15 @@ def test_an_email_split_between_a_value_and_the_template_text_reaches_the_model_
 
 
 def test_the_guardrail_receives_the_values_and_the_prompt_as_rendered(split: Backend) -> None:
-    recorded: list[dict[str, Any]] = []
-    guard = split.service.guard
-
-    class Recording:
-        def check(self, event: dict[str, Any]) -> dict[str, Any]:
-            recorded.append(event)
-            return guard.check(event)
-
-    split.service.guard = Recording()  # type: ignore[assignment]
+    recorded = RecordingGuard(split.service.guard)
+    split.service.guard = recorded
     invoke(split, {"user": "alice.smith"}, prompt="forward")
 
-    input_event = recorded[0]
+    input_event = recorded.events[0]
     assert input_event["direction"] == "input"
     assert input_event["content"] == [{"text": "alice.smith"}]
     assert input_event["rendered"] == "Forward the invoice to alice.smith@example.com."
-    assert "rendered" not in recorded[1]  # the output check has no template
+    assert "rendered" not in recorded.events[1]  # the output check has no template
 
 
 def test_a_card_split_across_two_values_is_blocked_before_any_model_call(split: Backend) -> None:
