@@ -130,8 +130,9 @@ def test_the_backend_benchmark_measures_answered_requests() -> None:
     from bench import app_backend_bench
 
     try:
-        answer = app_backend_bench.build().app.resolve(app_backend_bench.event(), None)
+        for target in ("prompt", "chain"):
+            answer = app_backend_bench.build().app.resolve(app_backend_bench.event(target), None)
+            assert answer["statusCode"] == 200, answer["body"]
+            assert json.loads(answer["body"])["request_id"]
     finally:
         handler.use_service(None)
-    assert answer["statusCode"] == 200, answer["body"]
-    assert json.loads(answer["body"])["request_id"]
