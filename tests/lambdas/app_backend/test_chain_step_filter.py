@@ -318,3 +318,31 @@ def test_kept_chain_values_need_every_step_to_agree_and_leave_out_unused_values(
     assert chain_kept_values(two_steps, differ_in_one_step) is None
     not_reproducible = {**same, "b": _checked(None)}
     assert chain_kept_values(two_steps, not_reproducible) is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    variables=st.dictionaries(
+        st.sampled_from(["topic", "user", "domain", "other"]),
+        st.text(max_size=30)
+        | st.sampled_from(["\ud800", "alice\udfff"])  # lone surrogates: not UTF-8
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | st.booleans(),
+        max_size=4,
+    ),
+    reply=st.text(min_size=1, max_size=30),
+)
+def test_bad_chain_values_are_a_4xx_naming_the_field_and_store_nothing(
+    chains: Backend, variables: dict[str, Any], reply: str
+) -> None:
+    before = chains.table_items()
+    model = ScriptedModel([reply])
+    chains.service.default_model = model
+
+    status, body = chains.call("POST", "/invoke", {"chain": "split-values", "variables": variables})
+
+    assert status < 500 or (status == 502 and body["field"] == "model"), body  # a blank model answer
+    if status >= 400:
+        assert body["field"], body
+        assert chains.table_items() == before
