@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+from guardrail.engine import InvalidRequestError
 from prompt_catalog.chains import RenderedStep, ResolvedPrompt, final_step, run_chain
 from prompt_catalog.models import ModelParameters
 from prompt_catalog.rendering import render
@@ -154,7 +155,7 @@ class AppService:
         if ran.output is None:
             self._record_usage(tenant_id, body, model, request_id, calls, started, blocked="input")
             return {"output": None, "request_id": request_id, "blocked": "input", "verdicts": verdicts}
-        output_verdict = self.guard.check(filter_event("output", ran.output, **ids))
+        output_verdict = self._output_verdict(ran.output, ids)
         verdicts["output"] = _summary(output_verdict)
         blocked = output_verdict["action"] == "block"
         answer = None if blocked else str(output_verdict["text"])
@@ -309,6 +310,21 @@ class AppService:
             except Exception:
                 logger.exception("could not queue the %s message of request %s", kind, request_id)
                 emit_delivery_failure(self.business_unit, kind)
+
+    def _output_verdict(self, output: str, ids: Mapping[str, str]) -> dict[str, Any]:
+        """The output guardrail's verdict on the model's answer. An answer the guardrail refuses to check
+        (more text than it takes, text that is not valid UTF-8) is blocked whatever the failure policy says:
+        that policy is for an unavailable guardrail, and unchecked text is never released or stored."""
+        try:
+            return self.guard.check(filter_event("output", output, **ids))
+        except InvalidRequestError as exc:
+            return {
+                "action": "block",
+                "text": None,
+                "texts": [],
+                "findings": [],
+                "errors": {"guardrail": f"the answer was not checked: {exc}"[:500]},
+            }
 
     def _check_offered(self, body: InvokeBody) -> None:
         """Only the prompts and chains this use case's config lists (application.end_user_catalog)."""
