@@ -25,7 +25,7 @@ from common.model_pricing import load_price_table
 from stacks.blocks.inference_profiles import application_key
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.logs import encrypted_log_group
-from stacks.blocks.nag import acknowledge
+from stacks.blocks.nag import acknowledge, acknowledge_all
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.prompt_catalog_access import (
     grant_prompt_catalog_invoke,
@@ -83,8 +83,9 @@ def nag_name(value: str) -> str:
 
 
 def acknowledge_findings(construct: Construct, findings: dict[str, str]) -> None:
-    for finding, reason in findings.items():
-        acknowledge(construct, f"AwsSolutions-IAM5[{nag_name(finding)}]", reason)
+    acknowledge_all(
+        construct, [(f"AwsSolutions-IAM5[{nag_name(f)}]", reason) for f, reason in findings.items()]
+    )
 
 
 def waf_enabled(environment: EnvironmentSpec, settings: ApplicationSettings) -> bool:

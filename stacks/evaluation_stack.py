@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +52,7 @@ from stacks.blocks.model_access import (
     invoked_models,
     model_resources,
 )
-from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
+from stacks.blocks.nag import acknowledge, acknowledge_all, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.prompt_catalog_access import API_STAGE, PARTITION
 from stacks.blocks.python_function import PlatformFunction
@@ -92,8 +93,19 @@ REVIEW_ACCESS_LOG_FORMAT = apigw.AccessLogFormat.json_with_standard_fields(
 MAX_BATCH_BYTES = 200 * 1024
 
 
+# (stack, ARN) -> cdk-nag's name: the roles of one stack share most ARNs, and resolving one is a round trip.
+_NAG_NAMES: weakref.WeakKeyDictionary[Stack, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
 def nag_resource(stack: Stack, arn: str) -> str:
     """`arn` (possibly holding tokens) written the way cdk-nag names it in an IAM5 finding."""
+    names = _NAG_NAMES.setdefault(stack, {})
+    if arn not in names:
+        names[arn] = _nag_resource(stack, arn)
+    return names[arn]
+
+
+def _nag_resource(stack: Stack, arn: str) -> str:
     resolved = stack.resolve(arn)
     parts = resolved["Fn::Join"][1] if isinstance(resolved, dict) and "Fn::Join" in resolved else [resolved]
     rendered = []
@@ -112,8 +124,13 @@ def nag_resource(stack: Stack, arn: str) -> str:
 def acknowledge_wildcards(construct: IConstruct, resources: Iterable[str], reason: str) -> None:
     """Acknowledge IAM5 for exactly these wildcard resources, never for the rule as a whole."""
     stack = Stack.of(construct)
-    for resource in sorted({nag_resource(stack, r) for r in resources}):
-        acknowledge(construct, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
+    acknowledge_all(
+        construct,
+        [
+            (f"AwsSolutions-IAM5[Resource::{r}]", reason)
+            for r in sorted({nag_resource(stack, r) for r in resources})
+        ],
+    )
 
 
 def state_machine_timeout_hours(settings: EvaluationSettings) -> int:
@@ -159,6 +176,9 @@ class EvaluationStack(EnvironmentStack):
         retention = baseline.retention
 
         self.working_bucket = self._working_bucket(baseline)
+        # Token strings read once: every grant below names them, and each read is a jsii round trip.
+        self.key_arn = self.key.key_arn
+        self.working_bucket_arn = self.working_bucket.bucket_arn
         self.review_queue = self._review_queue(retention)
         functions = self._functions(config, retention)
         self.review_api = self._review_api(config, retention)
@@ -363,21 +383,25 @@ class EvaluationStack(EnvironmentStack):
 
     def _grant_open_reviews(self, role: iam.IRole) -> list[str]:
         """complete_reviews removes a run's `_open_reviews/` marker once the run is closed."""
-        markers = self.working_bucket.arn_for_objects(f"{self.runs_prefix}_open_reviews/*")
+        markers = self._working_objects(f"{self.runs_prefix}_open_reviews/*")
         role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[markers]))
         return [markers]
 
+    def _working_objects(self, key_pattern: str) -> str:
+        """`working_bucket.arn_for_objects(key_pattern)` (the same string: "<bucket ARN>/<pattern>") without a
+        jsii round trip."""
+        return f"{self.working_bucket_arn}/{key_pattern}"
+
     def _grant_working_bucket(self, role: iam.IRole, *, read_prefix: str, write: bool = True) -> list[str]:
         """Read under `read_prefix`, write run artifacts; returns the wildcard object ARNs granted."""
-        bucket = self.working_bucket
-        readable = bucket.arn_for_objects(f"{read_prefix}*")
-        writable = bucket.arn_for_objects(f"{self.runs_prefix}*")
+        readable = self._working_objects(f"{read_prefix}*")
+        writable = self._working_objects(f"{self.runs_prefix}*")
         role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[readable]))
         # Listing lets a missing object read as NoSuchKey (the idempotency check) instead of AccessDenied.
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
+                resources=[self.working_bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [f"{read_prefix}*"]}},
             )
         )
@@ -385,7 +409,7 @@ class EvaluationStack(EnvironmentStack):
         if write:
             role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[writable]))
             key_actions.append("kms:GenerateDataKey")
-        role.add_to_principal_policy(iam.PolicyStatement(actions=key_actions, resources=[self.key.key_arn]))
+        role.add_to_principal_policy(iam.PolicyStatement(actions=key_actions, resources=[self.key_arn]))
         return [readable, writable] if write else [readable]
 
     def _grant_model_invoke(self, role: iam.IRole) -> list[str]:
@@ -620,10 +644,10 @@ class EvaluationStack(EnvironmentStack):
                 resources=[self.review_queue.queue_arn],
             )
         )
-        reviews = self.working_bucket.arn_for_objects(f"{self.runs_prefix}*/reviews/*")
+        reviews = self._working_objects(f"{self.runs_prefix}*/reviews/*")
         role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[reviews]))
         # Claims bind a receipt handle to its row and reviewer (review_api.check_claim).
-        claims = self.working_bucket.arn_for_objects(f"{self.runs_prefix}_claims/*")
+        claims = self._working_objects(f"{self.runs_prefix}_claims/*")
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources=[claims]
@@ -633,12 +657,12 @@ class EvaluationStack(EnvironmentStack):
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],
-                resources=[self.working_bucket.bucket_arn],
+                resources=[self.working_bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [f"{self.runs_prefix}_claims/*"]}},
             )
         )
         role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn])
+            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key_arn])
         )
         curation = self._grant_curation(config, role)
         acknowledge_wildcards(
@@ -843,8 +867,8 @@ class EvaluationStack(EnvironmentStack):
                 },
             )
         )
-        datasets = self.working_bucket.arn_for_objects(f"{self.runs_prefix}*/dataset.jsonl")
-        accepted = self.working_bucket.arn_for_objects(f"{self.runs_prefix}_accepted/*")
+        datasets = self._working_objects(f"{self.runs_prefix}*/dataset.jsonl")
+        accepted = self._working_objects(f"{self.runs_prefix}_accepted/*")
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[datasets, accepted])
         )
@@ -852,7 +876,7 @@ class EvaluationStack(EnvironmentStack):
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],
-                resources=[self.working_bucket.bucket_arn],
+                resources=[self.working_bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [f"{self.runs_prefix}_accepted/*"]}},
             )
         )

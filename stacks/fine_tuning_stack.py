@@ -38,7 +38,7 @@ from stacks.blocks.job_deps import built_job_deps_dir
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.lambda_deps import LAMBDAS_DIR
 from stacks.blocks.model_registry import MAX_GROUP_NAME_LENGTH, model_package_group_name
-from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
+from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers, acknowledge_wildcard_findings
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.sagemaker_access import grant_sagemaker_runtime, grant_vpc_network_interfaces
@@ -390,18 +390,20 @@ class FineTuningStack(EnvironmentStack):
                 actions=["s3:GetObject"], resources=[code.bucket.arn_for_objects(code.s3_object_key)]
             )
         )
-        for finding, reason in {
-            f"Resource::<{self.get_logical_id(self.bucket.node.default_child)}.Arn>/*": "Pipeline runs write "  # type: ignore[arg-type]
-            "per-tenant, per-execution outputs whose keys are only known at run time",
-            f"Resource::arn:<AWS::Partition>:sagemaker:{self.region}:{self.account}:processing-job/pipelines-*": (
-                "SageMaker Pipelines names its processing jobs pipelines-<execution id>-<step> at run time"
-            ),
-            f"Resource::arn:<AWS::Partition>:sagemaker:{self.region}:{self.account}:training-job/pipelines-*": (
-                "SageMaker Pipelines names its training jobs pipelines-<execution id>-<step> at run time"
-            ),
-            **registry_findings,
-        }.items():
-            acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
+        acknowledge_wildcard_findings(
+            role,
+            {
+                f"Resource::<{self.get_logical_id(self.bucket.node.default_child)}.Arn>/*": "Pipeline runs write "  # type: ignore[arg-type]
+                "per-tenant, per-execution outputs whose keys are only known at run time",
+                f"Resource::arn:<AWS::Partition>:sagemaker:{self.region}:{self.account}:processing-job/pipelines-*": (
+                    "SageMaker Pipelines names its processing jobs pipelines-<execution id>-<step> at run time"
+                ),
+                f"Resource::arn:<AWS::Partition>:sagemaker:{self.region}:{self.account}:training-job/pipelines-*": (
+                    "SageMaker Pipelines names its training jobs pipelines-<execution id>-<step> at run time"
+                ),
+                **registry_findings,
+            },
+        )
         return role
 
     def _registry_statements(
@@ -734,8 +736,7 @@ class FineTuningStack(EnvironmentStack):
                 for v in versions
             },
         }
-        for finding, reason in findings.items():
-            acknowledge(forwarder.role, f"AwsSolutions-IAM5[{finding}]", reason)
+        acknowledge_wildcard_findings(forwarder.role, findings)
         self.review_rule = self._sagemaker_event_rule(
             "ReviewRequest",
             f"{environment.name}-tenant-review-requests",

@@ -36,7 +36,7 @@ from stacks.blocks.evaluation_gate import (
     preprod_gate_key_alias,
     state_machine_name,
 )
-from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
+from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers, acknowledge_wildcard_findings
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.prompt_catalog_access import PARTITION
 from stacks.blocks.python_function import PlatformFunction
@@ -248,8 +248,7 @@ class ServingStack(EnvironmentStack):
 
     @staticmethod
     def _acknowledge_wildcards(role: iam.Role, findings: dict[str, str]) -> None:
-        for finding, reason in findings.items():
-            acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
+        acknowledge_wildcard_findings(role, findings)
 
     def _data_capture(
         self, settings: ServingSettings, baseline: BaselineStack

@@ -36,7 +36,7 @@ from common.lake_layout import (
     tenant_prefix,
 )
 from common.lake_records import BusinessUnitName, SafeId
-from stacks.blocks.nag import acknowledge
+from stacks.blocks.nag import acknowledge_all
 from stacks.settings import PlatformConfig
 from stacks.settings.data_lake import LakeAccess
 
@@ -336,8 +336,9 @@ def grant_lake_access(grantee: iam.IGrantable, config: PlatformConfig, request: 
     not known in other accounts at synth time.
     """
     statements = lake_statements(config, request)
+    principal = grantee.grant_principal  # a jsii property read: once, not once per statement
     for statement in statements:
-        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement.from_json(statement))
+        principal.add_to_principal_policy(iam.PolicyStatement.from_json(statement))
     if isinstance(grantee, Construct):
         acknowledge_lake_wildcards(grantee, statements, key_reason=_KEY_BY_ALIAS)
 
@@ -362,13 +363,15 @@ def acknowledge_lake_wildcards(
     construct: IConstruct, statements: Iterable[Mapping[str, Any]], *, key_reason: str
 ) -> None:
     """Acknowledge exactly the wildcard findings (AwsSolutions-IAM5) the lake statements cause."""
-    for statement in statements:
-        for resource in statement["Resource"]:
-            if not resource.endswith("*"):
-                continue
-            is_key = ":kms:" in resource
-            acknowledge(
-                construct,
+    acknowledge_all(
+        construct,
+        [
+            (
                 f"AwsSolutions-IAM5[Resource::{nag_resource(resource)}]",
-                key_reason if is_key else _OBJECTS_UNDER_PREFIX,
+                key_reason if ":kms:" in resource else _OBJECTS_UNDER_PREFIX,
             )
+            for statement in statements
+            for resource in statement["Resource"]
+            if resource.endswith("*")
+        ],
+    )

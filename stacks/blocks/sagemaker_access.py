@@ -8,7 +8,7 @@ import re
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 
-from stacks.blocks.nag import acknowledge
+from stacks.blocks.nag import acknowledge, acknowledge_wildcard_findings
 
 _ECR_IMAGE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<repo>[^:@]+)"
@@ -46,15 +46,17 @@ def grant_sagemaker_runtime(role: iam.Role, *, images: list[str]) -> None:
     ]
     for statement in statements:
         role.add_to_policy(statement)
-    for finding, reason in {
-        "Resource::*": "Only ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited to SageMaker "
-        "namespaces by condition) and, where the role joins a VPC, the ec2 Describe* calls use '*': none of "
-        "them supports a resource scope",
-        f"Resource::arn:<AWS::Partition>:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/*": (
-            "SageMaker names its log groups under /aws/sagemaker/ at deploy or run time"
-        ),
-    }.items():
-        acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
+    acknowledge_wildcard_findings(
+        role,
+        {
+            "Resource::*": "Only ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited to SageMaker "
+            "namespaces by condition) and, where the role joins a VPC, the ec2 Describe* calls use '*': none of "
+            "them supports a resource scope",
+            f"Resource::arn:<AWS::Partition>:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/*": (
+                "SageMaker names its log groups under /aws/sagemaker/ at deploy or run time"
+            ),
+        },
+    )
 
 
 def grant_vpc_network_interfaces(
