@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -36,6 +36,7 @@ from stacks.blocks.alarms import (
     MetricSpec,
     platform_alarm,
 )
+from stacks.blocks.dashboard import Graph, PlatformDashboard, Text
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import DEFAULT_TIMEOUT, PlatformFunction
 from stacks.fine_tuning_stack import FineTuningStack
@@ -43,7 +44,7 @@ from stacks.model_usage_stack import ModelUsageStack
 from stacks.serving_stack import VARIANT_NAME, ServingStack
 from stacks.settings import EnvironmentSpec
 
-# periods in seconds: metrics and alarms are plain data until a dashboard needs the L2 (stacks/blocks/alarms.py)
+# periods in seconds: metrics, alarms and the dashboard are plain data (stacks/blocks/alarms.py, dashboard.py)
 FIVE_MINUTES = 300
 ONE_HOUR = 3600
 ONE_DAY = 86400
@@ -94,14 +95,11 @@ class MonitoringStack(EnvironmentStack):
         self.topic = self._topic(baseline)
         # every alarm notifies the topic: its ARN token read once (each read is a jsii round trip)
         self._alarm_actions = [self.topic.topic_arn]
-        self.dashboard = cloudwatch.Dashboard(
-            self,
-            "Dashboard",
-            dashboard_name=dashboard_name(environment),
-            default_interval=Duration.hours(6),
+        self.dashboard = PlatformDashboard(
+            self, "Dashboard", dashboard_name=dashboard_name(environment), start="-PT6H"
         )
         self.dashboard.add_widgets(
-            cloudwatch.TextWidget(
+            Text(
                 markdown=f"# {environment.name}\nAlarms notify SNS topic `{environment.name}-alarms`.",
                 width=24,
                 height=2,
@@ -322,10 +320,8 @@ class MonitoringStack(EnvironmentStack):
             "DIFF(online_score)", {"online_score": score}, ONE_DAY, label=f"{model} online drift"
         )
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Online judge score of production answers (1-10)", left=[score.metric], width=12
-            ),
-            cloudwatch.GraphWidget(title="Online judge score change per day", left=[drift.metric], width=12),
+            Graph(title="Online judge score of production answers (1-10)", left=[score], width=12),
+            Graph(title="Online judge score change per day", left=[drift], width=12),
         )
         self.add_alarm(
             "OnlineJudgeScore",
@@ -369,12 +365,12 @@ class MonitoringStack(EnvironmentStack):
         errors, throttles = metric("Errors", "Sum"), metric("Throttles", "Sum")
         duration, invocations = metric("Duration", "p99"), metric("Invocations", "Sum")
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
+            Graph(
                 title=f"{label}: invocations, errors, throttles",
-                left=[invocations.metric, errors.metric, throttles.metric],
+                left=[invocations, errors, throttles],
                 width=12,
             ),
-            cloudwatch.GraphWidget(title=f"{label}: duration p99 (ms)", left=[duration.metric], width=12),
+            Graph(title=f"{label}: duration p99 (ms)", left=[duration], width=12),
         )
         scope_id = label.title().replace(" ", "").replace("/", "").replace("-", "")
         self.add_alarm(f"{scope_id}Errors", f"{label} errors", errors, t.lambda_errors_per_5_minutes)
@@ -395,9 +391,9 @@ class MonitoringStack(EnvironmentStack):
             for name in ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed", "ExecutionsTimedOut")
         )
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
+            Graph(
                 title="Evaluation state machine: executions",
-                left=[started.metric, succeeded.metric, failed.metric, timed_out.metric],
+                left=[started, succeeded, failed, timed_out],
                 width=24,
             )
         )
@@ -426,12 +422,12 @@ class MonitoringStack(EnvironmentStack):
         )
         name = api.node.id
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
+            Graph(
                 title=f"API {name}: requests, 4xx, 5xx",
-                left=[count.metric, client.metric, server.metric],
+                left=[count, client, server],
                 width=12,
             ),
-            cloudwatch.GraphWidget(title=f"API {name}: latency p90 (ms)", left=[latency.metric], width=12),
+            Graph(title=f"API {name}: latency p90 (ms)", left=[latency], width=12),
         )
         self.add_alarm(
             f"Api{name}ServerErrors",
@@ -452,19 +448,19 @@ class MonitoringStack(EnvironmentStack):
         latency = metric("ModelLatency", "p90")  # microseconds
         gpu_memory = metric("GPUMemoryUtilization", "Average", instance_ns)
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
+            Graph(
                 title=f"Endpoint {serving.endpoint_name}: invocations and model errors",
                 left=[
-                    metric("Invocations", "Sum").metric,
-                    errors.metric,
-                    metric("Invocation4XXErrors", "Sum").metric,
+                    metric("Invocations", "Sum"),
+                    errors,
+                    metric("Invocation4XXErrors", "Sum"),
                 ],
                 width=8,
             ),
-            cloudwatch.GraphWidget(title="Endpoint model latency p90 (us)", left=[latency.metric], width=8),
-            cloudwatch.GraphWidget(
+            Graph(title="Endpoint model latency p90 (us)", left=[latency], width=8),
+            Graph(
                 title="Endpoint GPU utilization / memory (%)",
-                left=[metric("GPUUtilization", "Average", instance_ns).metric, gpu_memory.metric],
+                left=[metric("GPUUtilization", "Average", instance_ns), gpu_memory],
                 width=8,
             ),
         )
@@ -518,8 +514,8 @@ class MonitoringStack(EnvironmentStack):
     def _guardrail_signals(self) -> None:
         t = self.thresholds
         guardrails = self.environment_spec.business_unit.guardrails
-        rates: list[cloudwatch.IMetric] = []
-        findings: list[cloudwatch.IMetric] = []
+        rates: list[AlarmMetric] = []
+        findings: list[AlarmMetric] = []
         for direction in DIRECTIONS:
             switches = getattr(guardrails, direction).layers
             layers = [
@@ -557,7 +553,7 @@ class MonitoringStack(EnvironmentStack):
                 FIVE_MINUTES,
                 label=f"{direction} layer error rate %",
             )
-            rates += [block_rate.metric, error_rate.metric]
+            rates += [block_rate, error_rate]
             title = direction.title()
             self.add_alarm(
                 f"Guardrail{title}BlockRate",
@@ -586,18 +582,16 @@ class MonitoringStack(EnvironmentStack):
                         FIVE_MINUTES,
                         label=f"{layer} findings % ({direction})",
                     )
-                    findings.append(findings_rate.metric)
+                    findings.append(findings_rate)
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Guardrail block and error rate per direction (%)", left=rates, width=12
-            ),
-            cloudwatch.GraphWidget(title="Toxicity and PII findings rate (%)", left=findings, width=12),
+            Graph(title="Guardrail block and error rate per direction (%)", left=rates, width=12),
+            Graph(title="Toxicity and PII findings rate (%)", left=findings, width=12),
         )
 
     def _evaluation_signals(self) -> None:
         t = self.thresholds
-        scores: list[cloudwatch.IMetric] = []
-        drifts: list[cloudwatch.IMetric] = []
+        scores: list[AlarmMetric] = []
+        drifts: list[AlarmMetric] = []
         for index, candidate in enumerate(self.environment_spec.business_unit.evaluation.candidates):
             score = self._quality_metric(
                 qm.JUDGE_SCORE_MEAN, qm.EVALUATION_SERVICE, ONE_DAY, "Average", model=candidate.name
@@ -606,8 +600,8 @@ class MonitoringStack(EnvironmentStack):
             drift = ExpressionSpec(
                 f"DIFF(score_{index})", {f"score_{index}": score}, ONE_DAY, label=f"{candidate.name} drift"
             )
-            scores.append(score.metric)
-            drifts.append(drift.metric)
+            scores.append(score)
+            drifts.append(drift)
             self.add_alarm(
                 f"JudgeScore{index}",
                 f"{candidate.name} mean judge score below the minimum",
@@ -626,8 +620,8 @@ class MonitoringStack(EnvironmentStack):
             )
         if scores:
             self.dashboard.add_widgets(
-                cloudwatch.GraphWidget(title="Mean judge score per model (1-10)", left=scores, width=12),
-                cloudwatch.GraphWidget(title="Judge score change between runs", left=drifts, width=12),
+                Graph(title="Mean judge score per model (1-10)", left=scores, width=12),
+                Graph(title="Judge score change between runs", left=drifts, width=12),
             )
 
     def _rating_signals(self) -> None:
@@ -640,9 +634,7 @@ class MonitoringStack(EnvironmentStack):
             ONE_HOUR,
             label="low ratings %",
         )
-        self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="Share of low end-user ratings (%)", left=[share.metric], width=24)
-        )
+        self.dashboard.add_widgets(Graph(title="Share of low end-user ratings (%)", left=[share], width=24))
         self.add_alarm(
             "LowRatingShare", "share of low end-user ratings", share, self.thresholds.low_rating_percent
         )

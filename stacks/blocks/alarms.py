@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, cached_property
 from typing import Any
 
@@ -74,6 +74,11 @@ class MetricSpec:
             period=duration_seconds(self.period_seconds),
         )
 
+    @property
+    def rendered_statistic(self) -> str:
+        """The statistic as aws-cdk-lib normalizes it ("sum" -> "Sum", "P99" -> "p99")."""
+        return _statistic_fields(self.statistic)[1]
+
     def _dimensions(self) -> list[cloudwatch.CfnAlarm.DimensionProperty] | None:
         dimensions = [
             cloudwatch.CfnAlarm.DimensionProperty(name=name, value=self.dimensions[name])
@@ -101,7 +106,7 @@ class MetricSpec:
             metric_name=self.metric_name, namespace=self.namespace, dimensions=self._dimensions()
         )
         stat = cloudwatch.CfnAlarm.MetricStatProperty(
-            metric=metric, period=self.period_seconds, stat=_statistic_fields(self.statistic)[1]
+            metric=metric, period=self.period_seconds, stat=self.rendered_statistic
         )
         return cloudwatch.CfnAlarm.MetricDataQueryProperty(id=query_id, metric_stat=stat, return_data=False)
 
@@ -121,6 +126,11 @@ class ExpressionSpec:
         unused = [name for name in self.using if name not in words]
         if unused or not self.using:
             raise ValueError(f"using: {unused or 'no metrics'} not used in expression {self.expression!r}")
+        # As the L2 MathExpression does: the expression's period applies to every metric it uses.
+        periodic = {
+            name: replace(spec, period_seconds=self.period_seconds) for name, spec in self.using.items()
+        }
+        object.__setattr__(self, "using", periodic)
 
     @cached_property
     def metric(self) -> cloudwatch.MathExpression:

@@ -38,6 +38,8 @@ CASES: dict[str, AlarmMetric] = {
     ),
     "UnlabelledExpression": ExpressionSpec("blocked + requests", {"blocked": BLOCKED, "requests": REQUESTS}, 300),
     "DayLongDrift": ExpressionSpec("DIFF(score)", {"score": SCORE}, 86400, label="drift"),
+    # the expression's period overrides the period of the metric it uses (as the L2 MathExpression does)
+    "PeriodOverride": ExpressionSpec("score * 2", {"score": SCORE}, 300, label="doubled"),
 }
 
 
