@@ -49,6 +49,8 @@ class Cost:
 class Profile:
     round_trips: int = 0
     by_kind: collections.Counter[str] = field(default_factory=collections.Counter)
+    # "Get account", "Invoke addToPrincipalPolicy", "Create aws-cdk-lib.aws_iam.PolicyStatement", ...
+    by_member: collections.Counter[str] = field(default_factory=collections.Counter)
     by_call_site: collections.Counter[str] = field(default_factory=collections.Counter)
     by_stack: dict[str, Cost] = field(default_factory=lambda: collections.defaultdict(Cost))
     phases: dict[str, Cost] = field(default_factory=dict)
@@ -100,7 +102,14 @@ class Recorder:
 
         def counting_send(process: Any, request: Any, response_type: Any) -> Any:
             profile.round_trips += 1
-            profile.by_kind[type(request).__name__.removesuffix("Request")] += 1
+            kind = type(request).__name__.removesuffix("Request")
+            profile.by_kind[kind] += 1
+            member = (
+                getattr(request, "property", None)
+                or getattr(request, "method", None)
+                or getattr(request, "fqn", "")
+            )
+            profile.by_member[f"{kind} {member}"] += 1
             profile.by_call_site[_call_site()] += 1
             profile.by_stack[self._stack_names[-1]].round_trips += 1
             return original_send(process, request, response_type)
@@ -213,6 +222,8 @@ def _report(profile: Profile, top: int) -> str:
         lines.append(
             f"{name:<34} {cost.instances:>6} {cost.round_trips:>11} {cost.python_cpu:>9.2f}s {cost.node_cpu:>8.2f}s"
         )
+    lines += ["", f"top {top} members (round trips):"]
+    lines += [f"{count:>7}  {member}" for member, count in profile.by_member.most_common(top)]
     lines += ["", f"top {top} call sites (round trips):"]
     lines += [f"{count:>7}  {site}" for site, count in profile.by_call_site.most_common(top)]
     return "\n".join(lines)
@@ -233,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "round_trips": profile.round_trips,
             "by_kind": dict(profile.by_kind),
+            "by_member": dict(profile.by_member.most_common()),
             "phases": {name: asdict(cost) for name, cost in profile.phases.items()},
             "by_stack": {name: asdict(cost) for name, cost in profile.by_stack.items()},
             "by_call_site": dict(profile.by_call_site.most_common()),

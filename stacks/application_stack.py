@@ -22,6 +22,7 @@ from constructs import Construct
 from common.fine_tuning_runs import TenantUseCases
 from common.lake_layout import LakeScope, Zone
 from common.model_pricing import load_price_table
+from stacks.blocks.grants import allow
 from stacks.blocks.inference_profiles import application_key
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.logs import encrypted_log_group
@@ -343,20 +344,17 @@ class ApplicationStack(EnvironmentStack):
             "MAX_RUNTIME_HOURS", str(fine_tuning.settings.max_runtime_hours)
         )
         executions = f"{fine_tuning.pipeline_arn}/execution/*"
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineExecutionSteps"],
-                resources=[executions],
-            )
+        allow(
+            role,
+            actions=["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineExecutionSteps"],
+            resources=[executions],
         )
         # GET /fine-tunes/{id}: the registered version's approval status (this stage's tenant groups only).
         versions = [
             f"arn:{Aws.PARTITION}:sagemaker:{fine_tuning.region}:{fine_tuning.account}:model-package/{name}/*"
             for name in fine_tuning.tenant_group_names
         ]
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=versions)
-        )
+        allow(role, actions=["sagemaker:DescribeModelPackage"], resources=versions)
         acknowledge_findings(
             role,
             {
@@ -377,10 +375,10 @@ class ApplicationStack(EnvironmentStack):
         if serving is None:
             return
         self.backend.function.add_environment("MODELS_TABLE", serving.records.table_name)
-        self.backend.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:Query"], resources=[serving.records.table_arn]
-            )
+        allow(
+            self.backend.role,
+            actions=["dynamodb:GetItem", "dynamodb:Query"],
+            resources=[serving.records.table_arn],
         )
 
     def _grant_models(self, backend: PlatformFunction, environment: EnvironmentSpec, use_case: str) -> None:
@@ -416,9 +414,7 @@ class ApplicationStack(EnvironmentStack):
             endpoints.append(
                 f"arn:{Aws.PARTITION}:sagemaker:{region}:{account}:endpoint/{model.endpoint_name}"
             )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=endpoints)
-        )
+        allow(role, actions=["sagemaker:InvokeEndpoint"], resources=endpoints)
 
     def _upload_role(self, config: PlatformConfig, environment: EnvironmentSpec) -> iam.Role:
         """Assumed by the backend once per upload request with the session tag TenantId=<user>."""
@@ -453,9 +449,7 @@ class ApplicationStack(EnvironmentStack):
         grant_lake_access(
             role, config, upload_request(environment.business_unit.name, environment.stage.value)
         )
-        backend_role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sts:AssumeRole", "sts:TagSession"], resources=[role.role_arn])
-        )
+        allow(backend_role, actions=["sts:AssumeRole", "sts:TagSession"], resources=[role.role_arn])
         return role
 
     def _rest_api(self, environment: EnvironmentSpec) -> apigw.RestApi:

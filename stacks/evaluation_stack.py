@@ -37,6 +37,7 @@ from stacks.blocks.evaluation_gate import (
     preprod_gate_key_alias,
     state_machine_name,
 )
+from stacks.blocks.grants import allow
 from stacks.blocks.inference_profiles import evaluation_models
 from stacks.blocks.lake_access import (
     LakeAccess,
@@ -337,9 +338,7 @@ class EvaluationStack(EnvironmentStack):
         catalog_reads = [
             self._catalog_route(config, f"GET/prompts/*/{kind}/*") for kind in ("versions", "aliases")
         ]
-        functions["prepare"].role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["execute-api:Invoke"], resources=catalog_reads)
-        )
+        allow(functions["prepare"].role, actions=["execute-api:Invoke"], resources=catalog_reads)
         wildcards: dict[str, list[str]] = {"prepare": catalog_reads, "score_batch": []}
         # Datasets and precomputed outputs come from the lake's dataset zone or the working bucket.
         for entry in ("prepare", "score_batch"):
@@ -362,8 +361,8 @@ class EvaluationStack(EnvironmentStack):
             lake_objects(Zone.EVALUATION_RESULTS, stage),
             lake_key,
         ]
-        functions["summarize"].role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.review_queue.queue_arn])
+        allow(
+            functions["summarize"].role, actions=["sqs:SendMessage"], resources=[self.review_queue.queue_arn]
         )
         wildcards["gate"] = self._grant_working_bucket(
             functions["gate"].role, read_prefix=self.runs_prefix, write=False
@@ -384,7 +383,7 @@ class EvaluationStack(EnvironmentStack):
     def _grant_open_reviews(self, role: iam.IRole) -> list[str]:
         """complete_reviews removes a run's `_open_reviews/` marker once the run is closed."""
         markers = self._working_objects(f"{self.runs_prefix}_open_reviews/*")
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[markers]))
+        allow(role, actions=["s3:DeleteObject"], resources=[markers])
         return [markers]
 
     def _working_objects(self, key_pattern: str) -> str:
@@ -396,20 +395,19 @@ class EvaluationStack(EnvironmentStack):
         """Read under `read_prefix`, write run artifacts; returns the wildcard object ARNs granted."""
         readable = self._working_objects(f"{read_prefix}*")
         writable = self._working_objects(f"{self.runs_prefix}*")
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[readable]))
+        allow(role, actions=["s3:GetObject"], resources=[readable])
         # Listing lets a missing object read as NoSuchKey (the idempotency check) instead of AccessDenied.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self.working_bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{read_prefix}*"]}},
-            )
+        allow(
+            role,
+            actions=["s3:ListBucket"],
+            resources=[self.working_bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{read_prefix}*"]}},
         )
         key_actions = ["kms:Decrypt"]
         if write:
-            role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[writable]))
+            allow(role, actions=["s3:PutObject"], resources=[writable])
             key_actions.append("kms:GenerateDataKey")
-        role.add_to_principal_policy(iam.PolicyStatement(actions=key_actions, resources=[self.key_arn]))
+        allow(role, actions=key_actions, resources=[self.key_arn])
         return [readable, writable] if write else [readable]
 
     def _grant_model_invoke(self, role: iam.IRole) -> list[str]:
@@ -424,9 +422,7 @@ class EvaluationStack(EnvironmentStack):
             for arn in self.profiles.grant_invoke(role, model_id)
         ]
         if sagemaker:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(actions=list(SAGEMAKER_INVOKE_ACTIONS), resources=sagemaker)
-            )
+            allow(role, actions=list(SAGEMAKER_INVOKE_ACTIONS), resources=sagemaker)
         return [*bedrock, *sagemaker]
 
     def _invoke(
@@ -638,32 +634,24 @@ class EvaluationStack(EnvironmentStack):
             timeout=Duration.seconds(20),
         )
         role = function.role
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"],
-                resources=[self.review_queue.queue_arn],
-            )
+        allow(
+            role,
+            actions=["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"],
+            resources=[self.review_queue.queue_arn],
         )
         reviews = self._working_objects(f"{self.runs_prefix}*/reviews/*")
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[reviews]))
+        allow(role, actions=["s3:PutObject"], resources=[reviews])
         # Claims bind a receipt handle to its row and reviewer (review_api.check_claim).
         claims = self._working_objects(f"{self.runs_prefix}_claims/*")
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources=[claims]
-            )
-        )
+        allow(role, actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources=[claims])
         # Listing lets a missing claim read as NoSuchKey (a 400) instead of AccessDenied.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self.working_bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{self.runs_prefix}_claims/*"]}},
-            )
+        allow(
+            role,
+            actions=["s3:ListBucket"],
+            resources=[self.working_bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{self.runs_prefix}_claims/*"]}},
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key_arn])
-        )
+        allow(role, actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key_arn])
         curation = self._grant_curation(config, role)
         acknowledge_wildcards(
             role,
@@ -813,10 +801,10 @@ class EvaluationStack(EnvironmentStack):
             f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{name}/*"
             for name in groups
         ]
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"], resources=versions
-            )
+        allow(
+            role,
+            actions=["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"],
+            resources=versions,
         )
         acknowledge_wildcards(
             role,
@@ -848,42 +836,35 @@ class EvaluationStack(EnvironmentStack):
         """Read rating candidates and run datasets, mark candidates accepted, call the catalog's accept route."""
         feedback = lake_bucket_name(config, Zone.FEEDBACK)
         candidates = f"arn:{self.partition}:s3:::{feedback}/{self.candidates_prefix}*"
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[candidates]))
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[f"arn:{self.partition}:s3:::{feedback}"],
-                conditions={"StringLike": {"s3:prefix": [f"{self.candidates_prefix}*"]}},
-            )
+        allow(role, actions=["s3:GetObject"], resources=[candidates])
+        allow(
+            role,
+            actions=["s3:ListBucket"],
+            resources=[f"arn:{self.partition}:s3:::{feedback}"],
+            conditions={"StringLike": {"s3:prefix": [f"{self.candidates_prefix}*"]}},
         )
         lake_key = f"arn:{self.partition}:kms:{config.home_region}:{config.data_lake_account}:key/*"
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["kms:Decrypt"],
-                resources=[lake_key],
-                conditions={
-                    "ForAnyValue:StringEquals": {"kms:ResourceAliases": lake_key_alias(config)},
-                    "StringEquals": {"kms:ViaService": lake_via_service(config)},
-                },
-            )
+        allow(
+            role,
+            actions=["kms:Decrypt"],
+            resources=[lake_key],
+            conditions={
+                "ForAnyValue:StringEquals": {"kms:ResourceAliases": lake_key_alias(config)},
+                "StringEquals": {"kms:ViaService": lake_via_service(config)},
+            },
         )
         datasets = self._working_objects(f"{self.runs_prefix}*/dataset.jsonl")
         accepted = self._working_objects(f"{self.runs_prefix}_accepted/*")
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[datasets, accepted])
-        )
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[accepted]))
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self.working_bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{self.runs_prefix}_accepted/*"]}},
-            )
+        allow(role, actions=["s3:GetObject"], resources=[datasets, accepted])
+        allow(role, actions=["s3:PutObject"], resources=[accepted])
+        allow(
+            role,
+            actions=["s3:ListBucket"],
+            resources=[self.working_bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{self.runs_prefix}_accepted/*"]}},
         )
         accept_route = self._catalog_route(config, "POST/datasets/*/records")
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["execute-api:Invoke"], resources=[accept_route])
-        )
+        allow(role, actions=["execute-api:Invoke"], resources=[accept_route])
         return [candidates, lake_key, datasets, accepted, accept_route]
 
     # ---- CI/CD gate ----------------------------------------------------------------------------------
@@ -909,16 +890,11 @@ class EvaluationStack(EnvironmentStack):
             max_session_duration=Duration.hours(1),
         )
         name = state_machine_name(self.environment_spec)
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn]
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["states:DescribeExecution"],
-                resources=[f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{name}:*"],
-            )
+        allow(role, actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn])
+        allow(
+            role,
+            actions=["states:DescribeExecution"],
+            resources=[f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{name}:*"],
         )
         acknowledge(
             role,
@@ -995,25 +971,16 @@ class EvaluationStack(EnvironmentStack):
         machine = state_machine_name(environment)
         gate_runs = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine}:{EXECUTION_PREFIX}*"
         role = recorder.role
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[gate_runs])
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:DescribeModelPackage"], resources=[f"{v}*" for v in versions]
-            )
-        )
+        allow(role, actions=["states:DescribeExecution"], resources=[gate_runs])
+        allow(role, actions=["sagemaker:DescribeModelPackage"], resources=[f"{v}*" for v in versions])
         # It records results and rejects failed versions; approving stays with the registry's approver role.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:UpdateModelPackage"],
-                resources=[f"{v}*" for v in versions],
-                conditions={"StringEqualsIfExists": {"sagemaker:ModelApprovalStatus": "Rejected"}},
-            )
+        allow(
+            role,
+            actions=["sagemaker:UpdateModelPackage"],
+            resources=[f"{v}*" for v in versions],
+            conditions={"StringEqualsIfExists": {"sagemaker:ModelApprovalStatus": "Rejected"}},
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["kms:GenerateMac"], resources=[key.key_arn])
-        )
+        allow(role, actions=["kms:GenerateMac"], resources=[key.key_arn])
         acknowledge_wildcards(
             role,
             [gate_runs, *(f"{v}*" for v in versions)],

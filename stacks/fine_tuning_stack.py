@@ -34,6 +34,7 @@ from common.fine_tuning_runs import TenantUseCases
 from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.encryption import PlatformKey
+from stacks.blocks.grants import allow
 from stacks.blocks.job_deps import built_job_deps_dir
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.lambda_deps import LAMBDAS_DIR
@@ -189,10 +190,8 @@ class FineTuningStack(EnvironmentStack):
         # Wheels of the libraries the jobs import and the image lacks, installed offline at job start.
         deps = s3_assets.Asset(self, "JobDependencies", path=str(built_job_deps_dir()))
         self.role = self._job_role(config, environment, image, serving_image, code)
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject"], resources=[deps.bucket.arn_for_objects(deps.s3_object_key)]
-            )
+        allow(
+            self.role, actions=["s3:GetObject"], resources=[deps.bucket.arn_for_objects(deps.s3_object_key)]
         )
         subnets = baseline.network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
         grant_vpc_network_interfaces(
@@ -384,12 +383,8 @@ class FineTuningStack(EnvironmentStack):
                 ),
             )
         grant_sagemaker_runtime(role, images=[image, serving_image])
-        role.add_to_policy(iam.PolicyStatement(actions=["iam:PassRole"], resources=[role.role_arn]))
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject"], resources=[code.bucket.arn_for_objects(code.s3_object_key)]
-            )
-        )
+        allow(role, actions=["iam:PassRole"], resources=[role.role_arn])
+        allow(role, actions=["s3:GetObject"], resources=[code.bucket.arn_for_objects(code.s3_object_key)])
         acknowledge_wildcard_findings(
             role,
             {
@@ -424,10 +419,8 @@ class FineTuningStack(EnvironmentStack):
                 for use_case in bu.use_cases
             ]
         versions = [group.replace(":model-package-group/", ":model-package/") + "/*" for group in groups]
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:CreateModelPackage", "sagemaker:AddTags"], resources=groups + versions
-            )
+        allow(
+            role, actions=["sagemaker:CreateModelPackage", "sagemaker:AddTags"], resources=groups + versions
         )
         return {
             f"Resource::{version.replace(f'arn:{self.partition}:', 'arn:<AWS::Partition>:')}": (
@@ -479,9 +472,7 @@ class FineTuningStack(EnvironmentStack):
             environment,
             baseline,
         )
-        trigger.role.add_to_policy(
-            iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])
-        )
+        allow(trigger.role, actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])
         for statement in self._lease_statements(baseline, LEASE_TAKER_ACTIONS):
             trigger.role.add_to_policy(statement)
         trigger.function.add_event_source(
@@ -646,12 +637,8 @@ class FineTuningStack(EnvironmentStack):
                 on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(destination=undelivered.queue_arn)
             ),
         )
-        function.role.add_to_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[undelivered.queue_arn])
-        )
-        function.role.add_to_policy(
-            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
-        )
+        allow(function.role, actions=["sqs:SendMessage"], resources=[undelivered.queue_arn])
+        allow(function.role, actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
         return rule
 
     def _event_dead_letters(self, construct_id: str, rule_name: str) -> sqs.Queue:

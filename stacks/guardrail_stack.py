@@ -21,6 +21,7 @@ from guardrail.settings import BedrockGuardrailDefinition, GuardrailSettings
 
 from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks.grants import allow
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
@@ -197,11 +198,9 @@ class GuardrailStack(EnvironmentStack):
         if detect_actions:
             # Comprehend's real-time detection actions have no resource type (Service Authorization
             # Reference, Amazon Comprehend): "*" is the only resource they accept.
-            role.add_to_principal_policy(iam.PolicyStatement(actions=detect_actions, resources=["*"]))
+            allow(role, actions=detect_actions, resources=["*"])
         if self.guardrail_arn is not None and any(s.bedrock for s in switches):
-            role.add_to_principal_policy(
-                iam.PolicyStatement(actions=["bedrock:ApplyGuardrail"], resources=[self.guardrail_arn])
-            )
+            allow(role, actions=["bedrock:ApplyGuardrail"], resources=[self.guardrail_arn])
             if self.guardrail is not None:
                 # The provisioned guardrail is encrypted with the environment key; applying it decrypts.
                 self.guardrail_key.grant_decrypt(grantee)

@@ -25,6 +25,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks.grants import allow
 from stacks.blocks.inference_profiles import (
     PROFILE_CONDITION_KEY,
     ProfileKey,
@@ -118,16 +119,15 @@ class ModelProfilesStack(EnvironmentStack):
     def grant_invoke(self, role: iam.IRole, model_id: str, use_case: str | None = None) -> list[str]:
         """Let `role` call `model_id` through its profile only; returns the wildcard ARNs granted (cdk-nag)."""
         arn = self.profile_arn(model_id, use_case)
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=[arn]))
+        allow(role, actions=["bedrock:InvokeModel"], resources=[arn])
         routed = routed_resources(
             model_id, partition=self.partition, region=self.region, account=self.account
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["bedrock:InvokeModel"],
-                resources=routed,
-                conditions={"StringEquals": {PROFILE_CONDITION_KEY: arn}},
-            )
+        allow(
+            role,
+            actions=["bedrock:InvokeModel"],
+            resources=routed,
+            conditions={"StringEquals": {PROFILE_CONDITION_KEY: arn}},
         )
         return [r for r in routed if "*" in r]
 

@@ -24,6 +24,7 @@ from constructs import Construct
 
 from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks.grants import allow
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.model_access import SAGEMAKER_INVOKE_ACTIONS, sagemaker_endpoint_arn
 from stacks.blocks.nag import acknowledge
@@ -185,18 +186,17 @@ class ModelUsageStack(EnvironmentStack):
         if judge.provider == "bedrock" and judge.model_id:
             wildcards = profiles.grant_invoke(role, judge.model_id)
         elif judge.endpoint_name:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=list(SAGEMAKER_INVOKE_ACTIONS),
-                    resources=[
-                        sagemaker_endpoint_arn(
-                            judge.endpoint_name,
-                            partition=self.partition,
-                            region=self.region,
-                            account=self.account,
-                        )
-                    ],
-                )
+            allow(
+                role,
+                actions=list(SAGEMAKER_INVOKE_ACTIONS),
+                resources=[
+                    sagemaker_endpoint_arn(
+                        judge.endpoint_name,
+                        partition=self.partition,
+                        region=self.region,
+                        account=self.account,
+                    )
+                ],
             )
         grant_lake_access(
             role,
@@ -208,13 +208,9 @@ class ModelUsageStack(EnvironmentStack):
                 access=LakeAccess.WRITE,
             ),
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[evaluation.review_queue.queue_arn])
-        )
+        allow(role, actions=["sqs:SendMessage"], resources=[evaluation.review_queue.queue_arn])
         # The review queue is encrypted with the environment key (the same key as these queues).
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
-        )
+        allow(role, actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
         if wildcards:
             acknowledge_wildcards(
                 role,
@@ -234,12 +230,8 @@ class ModelUsageStack(EnvironmentStack):
     def grant_send(self, role: iam.IRole) -> dict[str, str]:
         """Let the application backend queue usage records (and samples); returns its environment."""
         queues = [q for q in (self.usage_queue, self.samples_queue) if q is not None]
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[q.queue_arn for q in queues])
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
-        )
+        allow(role, actions=["sqs:SendMessage"], resources=[q.queue_arn for q in queues])
+        allow(role, actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
         environment = {"USAGE_QUEUE_URL": self.usage_queue.queue_url}
         if self.samples_queue is not None:
             environment["ONLINE_EVALUATION_QUEUE_URL"] = self.samples_queue.queue_url

@@ -282,13 +282,14 @@ class MonitoringStack(EnvironmentStack):
 
     def monitor_stack(self, stack: Stack) -> None:
         """Discover what `stack` runs and add it: Python functions, state machines, REST APIs, endpoints."""
-        for node in stack.node.find_all():
+        stack_node = stack.node
+        # read once per stack, not once per function: each read is a jsii round trip
+        stack_path = stack_node.path + "/"
+        stack_label = stack.stack_name.removeprefix(self.environment_spec.name + "-")
+        for node in stack_node.find_all():
             if isinstance(node, PlatformFunction):
-                label = node.node.path.removeprefix(stack.node.path + "/")
-                self.add_function(
-                    f"{stack.stack_name.removeprefix(self.environment_spec.name + '-')} {label}",
-                    node.function,
-                )
+                label = node.node.path.removeprefix(stack_path)
+                self.add_function(f"{stack_label} {label}", node.function)
             elif isinstance(node, sfn.StateMachine):
                 self.add_state_machine(node)
             elif isinstance(node, apigw.RestApi):

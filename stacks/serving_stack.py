@@ -36,6 +36,7 @@ from stacks.blocks.evaluation_gate import (
     preprod_gate_key_alias,
     state_machine_name,
 )
+from stacks.blocks.grants import allow
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers, acknowledge_wildcard_findings
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.prompt_catalog_access import PARTITION
@@ -224,13 +225,9 @@ class ServingStack(EnvironmentStack):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"SageMaker execution role of {self.endpoint_name}",
         )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.models_bucket.arn_for_objects("*")])
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.models_bucket.bucket_arn])
-        )
-        role.add_to_policy(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self.key.key_arn]))
+        allow(role, actions=["s3:GetObject"], resources=[self.models_bucket.arn_for_objects("*")])
+        allow(role, actions=["s3:ListBucket"], resources=[self.models_bucket.bucket_arn])
+        allow(role, actions=["kms:Decrypt"], resources=[self.key.key_arn])
         grant_sagemaker_runtime(role, images=[image])
         self._acknowledge_wildcards(
             role,
@@ -442,20 +439,16 @@ class ServingStack(EnvironmentStack):
         assert isinstance(function, lambda_.CfnFunction)
         function.ephemeral_storage = lambda_.CfnFunction.EphemeralStorageProperty(size=DEPLOYER_TMP_MIB)
         role = deployer.role
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
-                resources=[self.models_bucket.arn_for_objects(f"{model_prefix}*")],
-            )
+        allow(
+            role,
+            actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
+            resources=[self.models_bucket.arn_for_objects(f"{model_prefix}*")],
         )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn])
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
-                resources=[self.records.table_arn],
-            )
+        allow(role, actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn])
+        allow(
+            role,
+            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+            resources=[self.records.table_arn],
         )
         findings = {
             f"Resource::<{self._logical_id(self.models_bucket)}.Arn>/{model_prefix}*": "The deployer writes and "
@@ -504,21 +497,18 @@ class ServingStack(EnvironmentStack):
         endpoint_arn = (
             f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:endpoint/{self.endpoint_name}"
         )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[endpoint_arn])
-        )
+        allow(role, actions=["sagemaker:InvokeEndpoint"], resources=[endpoint_arn])
         if settings.mode is ServingMode.INFERENCE_COMPONENTS:
             component_arn = f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:inference-component/{self.endpoint_name}-*"
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=[
-                        "sagemaker:CreateInferenceComponent",
-                        "sagemaker:DescribeInferenceComponent",
-                        "sagemaker:DeleteInferenceComponent",
-                        "sagemaker:AddTags",
-                    ],
-                    resources=[component_arn, endpoint_arn],
-                )
+            allow(
+                role,
+                actions=[
+                    "sagemaker:CreateInferenceComponent",
+                    "sagemaker:DescribeInferenceComponent",
+                    "sagemaker:DeleteInferenceComponent",
+                    "sagemaker:AddTags",
+                ],
+                resources=[component_arn, endpoint_arn],
             )
             findings[
                 f"Resource::arn:<AWS::Partition>:sagemaker:{self.region}:{self.account}:inference-component/"

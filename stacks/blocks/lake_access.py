@@ -36,6 +36,7 @@ from common.lake_layout import (
     tenant_prefix,
 )
 from common.lake_records import BusinessUnitName, SafeId
+from stacks.blocks.grants import allow_statement
 from stacks.blocks.nag import acknowledge_all
 from stacks.settings import PlatformConfig
 from stacks.settings.data_lake import LakeAccess
@@ -309,7 +310,7 @@ def grant_dataset_promotion(role: iam.Role, config: PlatformConfig) -> None:
         )
     statements = dataset_promotion_statements(config)
     for statement in statements:
-        role.add_to_principal_policy(iam.PolicyStatement.from_json(statement))
+        allow_statement(role, statement)
     acknowledge_lake_wildcards(role, statements, key_reason=_KEY_BY_ALIAS)
 
 
@@ -336,9 +337,8 @@ def grant_lake_access(grantee: iam.IGrantable, config: PlatformConfig, request: 
     not known in other accounts at synth time.
     """
     statements = lake_statements(config, request)
-    principal = grantee.grant_principal  # a jsii property read: once, not once per statement
     for statement in statements:
-        principal.add_to_principal_policy(iam.PolicyStatement.from_json(statement))
+        allow_statement(grantee, statement)
     if isinstance(grantee, Construct):
         acknowledge_lake_wildcards(grantee, statements, key_reason=_KEY_BY_ALIAS)
 

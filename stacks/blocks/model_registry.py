@@ -15,6 +15,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from stacks.blocks.business_unit_access import BusinessUnitAccess
+from stacks.blocks.grants import allow
 from stacks.blocks.nag import acknowledge
 from stacks.blocks.retention import DataRetention
 
@@ -109,14 +110,13 @@ class ModelRegistry(Construct):
             stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{name}/*")
             for name in names
         ]
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:UpdateModelPackage"],
-                resources=versions,
-                conditions={"StringEquals": {"sagemaker:ModelApprovalStatus": ["Approved", "Rejected"]}},
-            )
+        allow(
+            role,
+            actions=["sagemaker:UpdateModelPackage"],
+            resources=versions,
+            conditions={"StringEquals": {"sagemaker:ModelApprovalStatus": ["Approved", "Rejected"]}},
         )
-        role.add_to_policy(iam.PolicyStatement(actions=list(READ_ACTIONS), resources=versions))
+        allow(role, actions=list(READ_ACTIONS), resources=versions)
         for version in versions:
             acknowledge(
                 role,

@@ -31,6 +31,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stacks.blocks.grants import allow
 from stacks.blocks.nag import acknowledge
 from stacks.settings import STAGES, EnvironmentSpec, PlatformConfig, Stage
 
@@ -197,11 +198,7 @@ def prompt_release_role(scope: Construct, config: PlatformConfig, environment: E
         assumed_by=principal,
         max_session_duration=Duration.hours(1),
     )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["execute-api:Invoke"], resources=prompt_release_arns(config, environment)
-        )
-    )
+    allow(role, actions=["execute-api:Invoke"], resources=prompt_release_arns(config, environment))
     for arn in prompt_release_arns(config, environment):
         acknowledge(
             role,

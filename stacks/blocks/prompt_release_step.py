@@ -13,6 +13,7 @@ from aws_cdk import Duration, pipelines
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stacks.blocks.grants import allow
 from stacks.blocks.nag import acknowledge
 from stacks.blocks.prompt_catalog_access import (
     PARTITION,
@@ -58,10 +59,8 @@ def prompt_release_step(
         assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
         description=f"Moves the prod prompt aliases of {bu} from the prod pipeline",
     )
-    caller.add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[release_role]))
-    caller.add_to_policy(
-        iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[catalog_stack_arn(config)])
-    )
+    allow(caller, actions=["sts:AssumeRole"], resources=[release_role])
+    allow(caller, actions=["cloudformation:DescribeStacks"], resources=[catalog_stack_arn(config)])
     acknowledge(
         caller,
         f"AwsSolutions-IAM5[Resource::{catalog_stack_arn(config)}]",

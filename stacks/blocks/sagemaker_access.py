@@ -8,6 +8,7 @@ import re
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 
+from stacks.blocks.grants import allow
 from stacks.blocks.nag import acknowledge, acknowledge_wildcard_findings
 
 _ECR_IMAGE = re.compile(
@@ -72,37 +73,34 @@ def grant_vpc_network_interfaces(
     stack = Stack.of(role)
     ec2_arn = f"arn:{stack.partition}:ec2:{stack.region}:{stack.account}"
     interfaces = f"{ec2_arn}:network-interface/*"
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["ec2:CreateNetworkInterface"],
-            resources=[
-                interfaces,
-                *(f"{ec2_arn}:subnet/{subnet}" for subnet in subnet_ids),
-                *(f"{ec2_arn}:security-group/{group}" for group in security_group_ids),
-            ],
-        )
+    allow(
+        role,
+        actions=["ec2:CreateNetworkInterface"],
+        resources=[
+            interfaces,
+            *(f"{ec2_arn}:subnet/{subnet}" for subnet in subnet_ids),
+            *(f"{ec2_arn}:security-group/{group}" for group in security_group_ids),
+        ],
     )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=[
-                "ec2:DeleteNetworkInterface",
-                "ec2:CreateNetworkInterfacePermission",
-                "ec2:DeleteNetworkInterfacePermission",
-            ],
-            resources=[interfaces],
-        )
+    allow(
+        role,
+        actions=[
+            "ec2:DeleteNetworkInterface",
+            "ec2:CreateNetworkInterfacePermission",
+            "ec2:DeleteNetworkInterfacePermission",
+        ],
+        resources=[interfaces],
     )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=[
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DescribeVpcs",
-                "ec2:DescribeDhcpOptions",
-                "ec2:DescribeSubnets",
-                "ec2:DescribeSecurityGroups",
-            ],
-            resources=["*"],
-        )
+    allow(
+        role,
+        actions=[
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeVpcs",
+            "ec2:DescribeDhcpOptions",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeSecurityGroups",
+        ],
+        resources=["*"],
     )
     acknowledge(
         role,
