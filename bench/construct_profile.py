@@ -51,6 +51,7 @@ class Profile:
     by_kind: collections.Counter[str] = field(default_factory=collections.Counter)
     # "Get account", "Invoke addToPrincipalPolicy", "Create aws-cdk-lib.aws_iam.PolicyStatement", ...
     by_member: collections.Counter[str] = field(default_factory=collections.Counter)
+    by_member_and_site: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     by_call_site: collections.Counter[str] = field(default_factory=collections.Counter)
     by_stack: dict[str, Cost] = field(default_factory=lambda: collections.defaultdict(Cost))
     phases: dict[str, Cost] = field(default_factory=dict)
@@ -110,7 +111,9 @@ class Recorder:
                 or getattr(request, "fqn", "")
             )
             profile.by_member[f"{kind} {member}"] += 1
-            profile.by_call_site[_call_site()] += 1
+            site = _call_site()
+            profile.by_call_site[site] += 1
+            profile.by_member_and_site[(f"{kind} {member}", site)] += 1
             profile.by_stack[self._stack_names[-1]].round_trips += 1
             return original_send(process, request, response_type)
 
@@ -208,7 +211,7 @@ def run(config_path: str) -> Profile:
     return profile
 
 
-def _report(profile: Profile, top: int) -> str:
+def _report(profile: Profile, top: int, members: list[str]) -> str:
     lines = [f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", ""]
     lines.append(f"{'phase':<56} {'round trips':>11} {'Python CPU':>10} {'Node CPU':>9}")
     for name, cost in profile.phases.items():
@@ -226,6 +229,12 @@ def _report(profile: Profile, top: int) -> str:
     lines += [f"{count:>7}  {member}" for member, count in profile.by_member.most_common(top)]
     lines += ["", f"top {top} call sites (round trips):"]
     lines += [f"{count:>7}  {site}" for site, count in profile.by_call_site.most_common(top)]
+    for member in members:
+        sites = [
+            (site, n) for (m, site), n in profile.by_member_and_site.most_common() if m.endswith(f" {member}")
+        ]
+        lines += ["", f"call sites of {member} ({sum(n for _, n in sites)} round trips):"]
+        lines += [f"{count:>7}  {site}" for site, count in sites[:top]]
     return "\n".join(lines)
 
 
@@ -233,13 +242,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/platform.yaml", help="platform config to build")
     parser.add_argument("--top", type=int, default=25, help="how many call sites to list")
+    parser.add_argument(
+        "--member",
+        action="append",
+        default=[],
+        help="also list the call sites of this jsii member (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write the whole profile to this JSON file")
     args = parser.parse_args(argv)
     if args.top < 1:
         parser.error("--top: must be at least 1")
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     profile = run(args.config)
-    print(_report(profile, args.top))
+    print(_report(profile, args.top, args.member))
     if args.json:
         payload = {
             "round_trips": profile.round_trips,

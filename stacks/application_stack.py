@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_cdk import Aws, Duration
+from aws_cdk import Aws
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_dynamodb as dynamodb
@@ -22,6 +22,7 @@ from constructs import Construct
 from common.fine_tuning_runs import TenantUseCases
 from common.lake_layout import LakeScope, Zone
 from common.model_pricing import load_price_table
+from stacks.blocks import durations
 from stacks.blocks.grants import allow
 from stacks.blocks.inference_profiles import application_key
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
@@ -202,9 +203,9 @@ class ApplicationStack(EnvironmentStack):
             auth_flows=cognito.AuthFlow(user_srp=True),
             generate_secret=False,
             prevent_user_existence_errors=True,
-            id_token_validity=Duration.hours(1),
-            access_token_validity=Duration.hours(1),
-            refresh_token_validity=Duration.days(30),
+            id_token_validity=durations.hours(1),
+            access_token_validity=durations.hours(1),
+            refresh_token_validity=durations.days(30),
             **oauth,
         )
 
@@ -228,7 +229,7 @@ class ApplicationStack(EnvironmentStack):
                 require_uppercase=password.require_uppercase,
                 require_digits=password.require_digits,
                 require_symbols=password.require_symbols,
-                temp_password_validity=Duration.days(3),
+                temp_password_validity=durations.days(3),
             ),
             feature_plan=cognito.FeaturePlan.PLUS if threat != "off" else cognito.FeaturePlan.ESSENTIALS,
             standard_threat_protection_mode=_THREAT.get(threat),
@@ -424,7 +425,7 @@ class ApplicationStack(EnvironmentStack):
             "TenantUploadRole",
             description="Presigned uploads of one tenant: its own raw-zone prefix, chosen by session tag",
             assumed_by=iam.SessionTagsPrincipal(iam.ArnPrincipal(backend_role.role_arn)),
-            max_session_duration=Duration.hours(1),
+            max_session_duration=durations.hours(1),
         )
         # A session without the TenantId tag would have no prefix to stand on: refuse it outright.
         if role.assume_role_policy is not None:

@@ -17,7 +17,7 @@ import json
 from functools import cached_property
 from typing import Any
 
-from aws_cdk import Aws, DefaultStackSynthesizer, Duration
+from aws_cdk import Aws, DefaultStackSynthesizer
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_glue as glue
@@ -29,6 +29,7 @@ from constructs import Construct
 
 from common.glue_schema import INPUT_FORMAT, JSON_SERDE, OUTPUT_FORMAT, TABLES, GlueTable
 from common.lake_layout import LAKE_STAGES, LakeScope, Zone, check_business_unit
+from stacks.blocks import durations
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.lake_access import (
     OBJECT_READ_ACTIONS,
@@ -95,7 +96,7 @@ def zone_lifecycle_rules(lifecycle: ZoneLifecycle, noncurrent_expiry_days: int) 
         [
             s3.Transition(
                 storage_class=s3.StorageClass.INFREQUENT_ACCESS,
-                transition_after=Duration.days(lifecycle.transition_to_ia_days),
+                transition_after=durations.days(lifecycle.transition_to_ia_days),
             )
         ]
         if lifecycle.transition_to_ia_days is not None
@@ -105,8 +106,8 @@ def zone_lifecycle_rules(lifecycle: ZoneLifecycle, noncurrent_expiry_days: int) 
         s3.LifecycleRule(
             id="zone-lifecycle",
             transitions=transitions,
-            expiration=Duration.days(lifecycle.expiry_days) if lifecycle.expiry_days else None,
-            noncurrent_version_expiration=Duration.days(noncurrent_expiry_days),
+            expiration=durations.days(lifecycle.expiry_days) if lifecycle.expiry_days else None,
+            noncurrent_version_expiration=durations.days(noncurrent_expiry_days),
         )
     ]
 
@@ -116,8 +117,8 @@ def object_lock(lifecycle: ZoneLifecycle) -> s3.ObjectLockRetention | None:
     if days is None:
         return None
     if lifecycle.object_lock_mode == "COMPLIANCE":
-        return s3.ObjectLockRetention.compliance(Duration.days(days))
-    return s3.ObjectLockRetention.governance(Duration.days(days))
+        return s3.ObjectLockRetention.compliance(durations.days(days))
+    return s3.ObjectLockRetention.governance(durations.days(days))
 
 
 class DataLakeStack(PlatformStack):
@@ -573,8 +574,8 @@ class DataLakeStack(PlatformStack):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-query-results",
-                    expiration=Duration.days(QUERY_RESULTS_EXPIRY_DAYS),
-                    noncurrent_version_expiration=Duration.days(1),
+                    expiration=durations.days(QUERY_RESULTS_EXPIRY_DAYS),
+                    noncurrent_version_expiration=durations.days(1),
                 )
             ],
         )

@@ -30,6 +30,7 @@ from constructs import Construct, IConstruct
 from common.lake_layout import LakeScope, Zone, stage_prefix
 from common.preprod_gate import EXECUTION_PREFIX
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks import durations
 from stacks.blocks.evaluation_gate import (
     business_unit_gate_use_cases,
     gate_caller_role_name,
@@ -94,20 +95,24 @@ REVIEW_ACCESS_LOG_FORMAT = apigw.AccessLogFormat.json_with_standard_fields(
 MAX_BATCH_BYTES = 200 * 1024
 
 
-# (stack, ARN) -> cdk-nag's name: the roles of one stack share most ARNs, and resolving one is a round trip.
+# (stack, ARN) -> cdk-nag's name: the roles of one stack share most ARNs, and resolving is a round trip.
 _NAG_NAMES: weakref.WeakKeyDictionary[Stack, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
-def nag_resource(stack: Stack, arn: str) -> str:
-    """`arn` (possibly holding tokens) written the way cdk-nag names it in an IAM5 finding."""
+def nag_resources(stack: Stack, arns: Iterable[str]) -> list[str]:
+    """`arns` (possibly holding tokens) written the way cdk-nag names them in IAM5 findings.
+
+    The ARNs not seen before in `stack` are resolved together, in one jsii call."""
+    arns = list(arns)
     names = _NAG_NAMES.setdefault(stack, {})
-    if arn not in names:
-        names[arn] = _nag_resource(stack, arn)
-    return names[arn]
+    unseen = [arn for arn in dict.fromkeys(arns) if arn not in names]
+    if unseen:
+        for arn, resolved in zip(unseen, stack.resolve(unseen), strict=True):
+            names[arn] = _nag_name(resolved)
+    return [names[arn] for arn in arns]
 
 
-def _nag_resource(stack: Stack, arn: str) -> str:
-    resolved = stack.resolve(arn)
+def _nag_name(resolved: Any) -> str:
     parts = resolved["Fn::Join"][1] if isinstance(resolved, dict) and "Fn::Join" in resolved else [resolved]
     rendered = []
     for part in parts:
@@ -127,10 +132,7 @@ def acknowledge_wildcards(construct: IConstruct, resources: Iterable[str], reaso
     stack = Stack.of(construct)
     acknowledge_all(
         construct,
-        [
-            (f"AwsSolutions-IAM5[Resource::{r}]", reason)
-            for r in sorted({nag_resource(stack, r) for r in resources})
-        ],
+        [(f"AwsSolutions-IAM5[Resource::{r}]", reason) for r in sorted(set(nag_resources(stack, resources)))],
     )
 
 
@@ -208,7 +210,7 @@ class EvaluationStack(EnvironmentStack):
             retention=baseline.retention,
             # Batches are rewritten on retries; old versions are of no use after a month.
             lifecycle_rules=[
-                s3.LifecycleRule(id="expire-old-versions", noncurrent_version_expiration=Duration.days(30))
+                s3.LifecycleRule(id="expire-old-versions", noncurrent_version_expiration=durations.days(30))
             ],
         )
 
@@ -218,7 +220,7 @@ class EvaluationStack(EnvironmentStack):
             "encryption": sqs.QueueEncryption.KMS,
             "encryption_master_key": self.key,
             "enforce_ssl": True,
-            "retention_period": Duration.days(14),
+            "retention_period": durations.days(14),
             "removal_policy": retention.removal_policy,
         }
         dead_letters = sqs.Queue(self, "ReviewDeadLetters", **secure)
@@ -231,7 +233,7 @@ class EvaluationStack(EnvironmentStack):
         return sqs.Queue(
             self,
             "ReviewQueue",
-            visibility_timeout=Duration.minutes(15),
+            visibility_timeout=durations.minutes(15),
             dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=5),
             **secure,
         )
@@ -246,11 +248,11 @@ class EvaluationStack(EnvironmentStack):
             "BUSINESS_UNIT": self.business_unit,
         }
         sizes = {  # entry point -> (memory MB, timeout)
-            "prepare": (1024, Duration.minutes(5)),
-            "score_batch": (1024, Duration.minutes(15)),
-            "summarize": (2048, Duration.minutes(15)),
-            "gate": (512, Duration.minutes(1)),
-            "complete_reviews": (2048, Duration.minutes(15)),
+            "prepare": (1024, durations.minutes(5)),
+            "score_batch": (1024, durations.minutes(15)),
+            "summarize": (2048, durations.minutes(15)),
+            "gate": (512, durations.minutes(1)),
+            "complete_reviews": (2048, durations.minutes(15)),
         }
         extra_env = {
             # Catalog datasets (and gate runs, which name none) are read from the lake's dataset zone.
@@ -283,7 +285,7 @@ class EvaluationStack(EnvironmentStack):
             self,
             "CompleteReviewsSchedule",
             description=f"Closes drained or overdue human reviews of {environment.name}",
-            schedule=events.Schedule.rate(Duration.minutes(15)),
+            schedule=events.Schedule.rate(durations.minutes(15)),
             targets=[targets.LambdaFunction(functions["complete_reviews"].function, retry_attempts=2)],
         )
         return functions
@@ -446,10 +448,10 @@ class EvaluationStack(EnvironmentStack):
         )
         task.add_retry(
             errors=LAMBDA_TRANSIENT_ERRORS,
-            interval=Duration.seconds(2),
+            interval=durations.seconds(2),
             backoff_rate=2,
             max_attempts=6,
-            max_delay=Duration.minutes(2),
+            max_delay=durations.minutes(2),
             jitter_strategy=sfn.JitterType.FULL,
         )
         return task
@@ -525,7 +527,7 @@ class EvaluationStack(EnvironmentStack):
         # A gate run with a per-run candidate (the business-unit gate) waits for its human review, where the
         # config asks for one: summarize again every 15 minutes until the review is drained or overdue.
         review_wait = sfn.Wait(
-            self, "WaitForHumanReview", time=sfn.WaitTime.duration(Duration.minutes(REVIEW_POLL_MINUTES))
+            self, "WaitForHumanReview", time=sfn.WaitTime.duration(durations.minutes(REVIEW_POLL_MINUTES))
         )
         review_wait.next(summarize)
         gate = self._invoke(
@@ -577,7 +579,7 @@ class EvaluationStack(EnvironmentStack):
             "StateMachine",
             state_machine_name=state_machine_name(self.environment_spec),
             definition_body=sfn.DefinitionBody.from_chainable(definition),
-            timeout=Duration.hours(state_machine_timeout_hours(self.settings)),
+            timeout=durations.hours(state_machine_timeout_hours(self.settings)),
             tracing_enabled=True,
             # Records and model outputs stay in S3; execution data in logs would copy prompts there too.
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
@@ -631,7 +633,7 @@ class EvaluationStack(EnvironmentStack):
                 "CANDIDATES_PREFIX": self.candidates_prefix,
             },
             memory_size=256,
-            timeout=Duration.seconds(20),
+            timeout=durations.seconds(20),
         )
         role = function.role
         allow(
@@ -887,7 +889,7 @@ class EvaluationStack(EnvironmentStack):
                     }
                 }
             ),
-            max_session_duration=Duration.hours(1),
+            max_session_duration=durations.hours(1),
         )
         name = state_machine_name(self.environment_spec)
         allow(role, actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn])
@@ -966,7 +968,7 @@ class EvaluationStack(EnvironmentStack):
                 "BUSINESS_UNIT": bu.name,
             },
             memory_size=256,
-            timeout=Duration.minutes(1),
+            timeout=durations.minutes(1),
         )
         machine = state_machine_name(environment)
         gate_runs = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine}:{EXECUTION_PREFIX}*"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk import Duration, Fn
+from aws_cdk import Fn
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -33,6 +33,7 @@ from constructs import Construct
 from common.fine_tuning_runs import TenantUseCases
 from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks import durations
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.grants import allow
 from stacks.blocks.job_deps import built_job_deps_dir
@@ -447,7 +448,7 @@ class FineTuningStack(EnvironmentStack):
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=self.key,
             enforce_ssl=True,
-            retention_period=Duration.days(14),
+            retention_period=durations.days(14),
         )
         self.upload_queue = sqs.Queue(
             self,
@@ -458,8 +459,8 @@ class FineTuningStack(EnvironmentStack):
             encryption_master_key=self.key,
             enforce_ssl=True,
             # An upload that found the cap reached comes back after this long.
-            visibility_timeout=Duration.minutes(UPLOAD_RETRY_MINUTES),
-            retention_period=Duration.days(14),
+            visibility_timeout=durations.minutes(UPLOAD_RETRY_MINUTES),
+            retention_period=durations.days(14),
             dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=UPLOAD_MAX_TRIES),
         )
         self.dead_letter_queues["TenantUpload"] = dead_letters
@@ -651,7 +652,7 @@ class FineTuningStack(EnvironmentStack):
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=self.key,
             enforce_ssl=True,
-            retention_period=Duration.days(14),
+            retention_period=durations.days(14),
         )
         self.key.add_to_resource_policy(
             iam.PolicyStatement(

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 
-from aws_cdk import Aws, Duration
+from aws_cdk import Aws
 from aws_cdk import aws_bedrock as bedrock
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -21,6 +21,7 @@ from guardrail.settings import BedrockGuardrailDefinition, GuardrailSettings
 
 from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks import durations
 from stacks.blocks.grants import allow
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.platform_stack import EnvironmentStack
@@ -113,7 +114,7 @@ class GuardrailStack(EnvironmentStack):
             powertools_layer_version=config.lambda_.powertools_layer_version,
             environment=environment_variables,
             # Layers run concurrently: the slowest timeout bounds a verdict; the rest is start-up and S3.
-            timeout=Duration.seconds(max(30, math.ceil(slowest_layer) + 15)),
+            timeout=durations.seconds(max(30, math.ceil(slowest_layer) + 15)),
             vpc=vpc,
             security_groups=security_groups,
             unscoped_actions=tuple(comprehend_actions(settings)),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, CfnTag, Duration
+from aws_cdk import CfnOutput, CfnTag
 from aws_cdk import aws_bedrock as bedrock
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -25,6 +25,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks import durations
 from stacks.blocks.grants import allow
 from stacks.blocks.inference_profiles import (
     PROFILE_CONDITION_KEY,
@@ -158,8 +159,8 @@ class ModelProfilesStack(EnvironmentStack):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="log-retention",
-                    expiration=Duration.days(days),
-                    noncurrent_version_expiration=Duration.days(1),
+                    expiration=durations.days(days),
+                    noncurrent_version_expiration=durations.days(1),
                 )
             ],
         )
@@ -217,7 +218,7 @@ class ModelProfilesStack(EnvironmentStack):
                 retention_days=days,
                 retention=baseline.retention,
             ),
-            timeout=Duration.minutes(2),
+            timeout=durations.minutes(2),
         )
         resource.node.add_dependency(bucket.policy or bucket)
         provider = self.node.try_find_child(AWS_CUSTOM_RESOURCE_PROVIDER)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import CfnOutput, Duration
+from aws_cdk import CfnOutput
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -16,6 +16,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from common.lake_layout import Zone
+from stacks.blocks import durations
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.grants import allow
 from stacks.blocks.lake_access import dataset_promotion_role_name, grant_dataset_promotion, lake_bucket_name
@@ -182,7 +183,7 @@ class PromptCatalogStack(PlatformStack):
             role_name=dataset_promotion_role_name(config),
             description="Writes evaluation dataset versions to <bu>/shared/ of the lake (prompt catalog only)",
             assumed_by=iam.ArnPrincipal(self.handler.role.role_arn),
-            max_session_duration=Duration.hours(1),
+            max_session_duration=durations.hours(1),
         )
         grant_dataset_promotion(promotion, config)
         self.handler.function.add_environment("DATASET_WRITER_ROLE_ARN", promotion.role_arn)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -31,6 +30,7 @@ from constructs import Construct
 from serving_runtime.lmi import lmi_environment
 
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks import durations
 from stacks.blocks.evaluation_gate import (
     business_unit_gate_use_cases,
     preprod_gate_key_alias,
@@ -317,7 +317,7 @@ class ServingStack(EnvironmentStack):
             policy_id, metric, scale_out = (
                 "InvocationsPerInstance",
                 appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
-                Duration.minutes(2),
+                durations.minutes(2),
             )
         else:
             target_id, scaled, resource_id, dimension = (
@@ -329,7 +329,7 @@ class ServingStack(EnvironmentStack):
             policy_id, metric, scale_out = (
                 "ConcurrentRequestsPerCopy",
                 appscaling.PredefinedMetric.SAGEMAKER_INFERENCE_COMPONENT_CONCURRENT_REQUESTS_PER_COPY_HIGH_RESOLUTION,
-                Duration.minutes(1),
+                durations.minutes(1),
             )
         target = appscaling.ScalableTarget(
             self,
@@ -345,7 +345,7 @@ class ServingStack(EnvironmentStack):
             policy_id,
             target_value=settings.scaling_target,
             predefined_metric=metric,
-            scale_in_cooldown=Duration.minutes(10),
+            scale_in_cooldown=durations.minutes(10),
             scale_out_cooldown=scale_out,
         )
         if settings.mode is ServingMode.MULTI_MODEL_ENDPOINT:
@@ -358,7 +358,7 @@ class ServingStack(EnvironmentStack):
                 "ScaleOutFromZero",
                 scaling_target=target,
                 adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
-                cooldown=Duration.minutes(1),
+                cooldown=durations.minutes(1),
             )
             from_zero.add_adjustment(adjustment=1, lower_bound=0)
             alarm = cloudwatch.Alarm(
@@ -370,7 +370,7 @@ class ServingStack(EnvironmentStack):
                     metric_name="NoCapacityInvocationFailures",
                     dimensions_map={"InferenceComponentName": self.base_component_name or ""},
                     statistic="Maximum",
-                    period=Duration.minutes(1),
+                    period=durations.minutes(1),
                 ),
                 threshold=1,
                 evaluation_periods=1,
@@ -417,7 +417,7 @@ class ServingStack(EnvironmentStack):
             log_retention_days=environment.settings.log_retention_days,
             retention=baseline.retention,
             powertools_layer_version=config.lambda_.powertools_layer_version,
-            timeout=Duration.minutes(10),
+            timeout=durations.minutes(10),
             memory_size=1024,
             reserved_concurrent_executions=1,  # deployments of one endpoint happen one at a time
             environment={

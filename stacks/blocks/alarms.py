@@ -16,12 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import cache, cached_property
+from functools import cached_property
 from typing import Any
 
-from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
+
+from stacks.blocks import durations
 
 # CloudFormation's spellings (the jsii enums carry their member names, not these values).
 GREATER_OR_EQUAL = "GreaterThanOrEqualToThreshold"
@@ -30,12 +31,6 @@ NOT_BREACHING = "notBreaching"
 
 _SIMPLE_STATISTICS = {name.lower(): name for name in ("Average", "Maximum", "Minimum", "SampleCount", "Sum")}
 _PERCENTILE = re.compile(r"^p(\d{1,2}(\.\d+)?|100)$", re.IGNORECASE)
-
-
-@cache
-def duration_seconds(seconds: int) -> Duration:
-    """One jsii Duration per period (creating one is a round trip; every metric of a stack shares a few)."""
-    return Duration.seconds(seconds)
 
 
 def _statistic_fields(statistic: str) -> tuple[str, str]:
@@ -71,7 +66,7 @@ class MetricSpec:
             metric_name=self.metric_name,
             dimensions_map=dict(self.dimensions),
             statistic=self.statistic,
-            period=duration_seconds(self.period_seconds),
+            period=durations.seconds(self.period_seconds),
         )
 
     @property
@@ -139,7 +134,7 @@ class ExpressionSpec:
             expression=self.expression,
             using_metrics={name: spec.metric for name, spec in self.using.items()},
             label=self.label,
-            period=duration_seconds(self.period_seconds),
+            period=durations.seconds(self.period_seconds),
         )
 
     def alarm_properties(self) -> dict[str, Any]:

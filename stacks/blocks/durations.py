@@ -1,0 +1,31 @@
+"""Shared CDK `Duration` objects, one per value.
+
+Creating a Duration is a jsii round trip to Node, and the platform asks for the same few values (7 days, 5
+minutes, ...) hundreds of times. A Duration is immutable, so one object per value serves every caller.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from aws_cdk import Duration
+
+
+@cache
+def seconds(amount: float) -> Duration:
+    return Duration.seconds(amount)
+
+
+@cache
+def minutes(amount: float) -> Duration:
+    return Duration.minutes(amount)
+
+
+@cache
+def hours(amount: float) -> Duration:
+    return Duration.hours(amount)
+
+
+@cache
+def days(amount: float) -> Duration:
+    return Duration.days(amount)
