@@ -518,7 +518,7 @@ class DataLakeStack(PlatformStack):
         database = glue.CfnDatabase(
             self,
             f"{business_unit}-database",
-            catalog_id=self.account,
+            catalog_id=self.account_id,
             database_input=glue.CfnDatabase.DatabaseInputProperty(
                 name=name, description=f"Data lake tables of business unit {business_unit}"
             ),
@@ -534,7 +534,7 @@ class DataLakeStack(PlatformStack):
         return glue.CfnTable(
             self,
             f"{business_unit}-{table.name}",
-            catalog_id=self.account,
+            catalog_id=self.account_id,
             database_name=database,
             table_input=glue.CfnTable.TableInputProperty(
                 name=table.name,
@@ -595,7 +595,7 @@ class DataLakeStack(PlatformStack):
                 ),
                 result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
                     output_location=f"s3://{self.query_results.bucket_name}/results/",
-                    expected_bucket_owner=self.account,
+                    expected_bucket_owner=self.account_id,
                     encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
                         encryption_option="SSE_KMS", kms_key=self.key.key_arn
                     ),
@@ -611,8 +611,8 @@ class DataLakeStack(PlatformStack):
         # CloudFormation deploys with the CDK execution role: it must be a Lake Formation admin to grant.
         # APPEND keeps the admins someone already set in the console.
         exec_role = (
-            f"arn:{self.partition}:iam::{self.account}:role/"
-            f"cdk-{DefaultStackSynthesizer.DEFAULT_QUALIFIER}-cfn-exec-role-{self.account}-{self.region}"
+            f"arn:{self.partition_token}:iam::{self.account_id}:role/"
+            f"cdk-{DefaultStackSynthesizer.DEFAULT_QUALIFIER}-cfn-exec-role-{self.account_id}-{self.region_name}"
         )
         settings = lakeformation.CfnDataLakeSettings(
             self,
@@ -640,7 +640,7 @@ class DataLakeStack(PlatformStack):
                     DATABASE_PERMISSIONS,
                     lakeformation.CfnPrincipalPermissions.ResourceProperty(
                         database=lakeformation.CfnPrincipalPermissions.DatabaseResourceProperty(
-                            catalog_id=self.account, name=database
+                            catalog_id=self.account_id, name=database
                         )
                     ),
                     settings,
@@ -656,7 +656,7 @@ class DataLakeStack(PlatformStack):
                             data_cells_filter=lakeformation.CfnPrincipalPermissions.DataCellsFilterResourceProperty(
                                 database_name=database,
                                 name=stage_filter_name(stage),
-                                table_catalog_id=self.account,
+                                table_catalog_id=self.account_id,
                                 table_name=table.name,
                             )
                         ),
@@ -671,7 +671,7 @@ class DataLakeStack(PlatformStack):
         stage_rows = lakeformation.CfnDataCellsFilter(
             self,
             f"{business_unit}-{table}-{stage.value}-rows",
-            table_catalog_id=self.account,
+            table_catalog_id=self.account_id,
             database_name=database,
             table_name=table,
             name=stage_filter_name(stage),
@@ -695,7 +695,7 @@ class DataLakeStack(PlatformStack):
         grant = lakeformation.CfnPrincipalPermissions(
             self,
             construct_id,
-            catalog=self.account,
+            catalog=self.account_id,
             principal=lakeformation.CfnPrincipalPermissions.DataLakePrincipalProperty(
                 data_lake_principal_identifier=account
             ),

@@ -331,10 +331,10 @@ class EvaluationStack(EnvironmentStack):
         results = LakeAccessRequest(
             business_unit=bu, stage=LakeScope(stage), zone=Zone.EVALUATION_RESULTS, access=LakeAccess.WRITE
         )
-        lake_key = f"arn:{self.partition}:kms:{config.home_region}:{config.data_lake_account}:key/*"
+        lake_key = f"arn:{self.partition_token}:kms:{config.home_region}:{config.data_lake_account}:key/*"
 
         def lake_objects(zone: Zone, scope: str) -> str:
-            return f"arn:{self.partition}:s3:::{lake_bucket_name(config, zone)}/{bu}/{scope}/*"
+            return f"arn:{self.partition_token}:s3:::{lake_bucket_name(config, zone)}/{bu}/{scope}/*"
 
         # Catalog prompts of a dataset are resolved once per run, by prepare: exactly the two GET routes.
         catalog_reads = [
@@ -415,7 +415,10 @@ class EvaluationStack(EnvironmentStack):
     def _grant_model_invoke(self, role: iam.IRole) -> list[str]:
         """Invoke exactly the configured candidates and judge; returns the ARNs granted."""
         _, sagemaker = model_resources(
-            invoked_models(self.settings), partition=self.partition, region=self.region, account=self.account
+            invoked_models(self.settings),
+            partition=self.partition_token,
+            region=self.region_name,
+            account=self.account_id,
         )
         # Each Bedrock model only through its profile: the profile, and its models on that condition.
         bedrock = [
@@ -595,13 +598,14 @@ class EvaluationStack(EnvironmentStack):
             machine.role,
             [
                 *(f"{f.function.function_arn}:*" for f in functions.values()),
-                f"arn:{self.partition}:s3:::{self.working_bucket.bucket_name}/*",
+                f"arn:{self.partition_token}:s3:::{self.working_bucket.bucket_name}/*",
             ],
             "LambdaInvoke grants the step functions' versions ('<function>:*'); the map's item reader and result "
             "writer use objects of this environment's own run-artifact bucket",
         )
-        executions = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:" + Fn.select(
-            6, Fn.split(":", machine.state_machine_arn)
+        executions = (
+            f"arn:{self.partition_token}:states:{self.region_name}:{self.account_id}:execution:"
+            + Fn.select(6, Fn.split(":", machine.state_machine_arn))
         )
         acknowledge_wildcards(
             machine,
@@ -685,7 +689,7 @@ class EvaluationStack(EnvironmentStack):
                 statements=[
                     iam.PolicyStatement(
                         sid="ThisAccountOnly",
-                        principals=[iam.AccountPrincipal(self.account)],
+                        principals=[iam.AccountPrincipal(self.account_id)],
                         actions=["execute-api:Invoke"],
                         resources=["execute-api:/*"],
                     ),
@@ -800,7 +804,7 @@ class EvaluationStack(EnvironmentStack):
         assert isinstance(function, PlatformFunction)
         function.function.add_environment("TENANT_GROUPS", json.dumps(groups))
         versions = [
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{name}/*"
+            f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:model-package/{name}/*"
             for name in groups
         ]
         allow(
@@ -837,15 +841,15 @@ class EvaluationStack(EnvironmentStack):
     def _grant_curation(self, config: PlatformConfig, role: iam.IRole) -> list[str]:
         """Read rating candidates and run datasets, mark candidates accepted, call the catalog's accept route."""
         feedback = lake_bucket_name(config, Zone.FEEDBACK)
-        candidates = f"arn:{self.partition}:s3:::{feedback}/{self.candidates_prefix}*"
+        candidates = f"arn:{self.partition_token}:s3:::{feedback}/{self.candidates_prefix}*"
         allow(role, actions=["s3:GetObject"], resources=[candidates])
         allow(
             role,
             actions=["s3:ListBucket"],
-            resources=[f"arn:{self.partition}:s3:::{feedback}"],
+            resources=[f"arn:{self.partition_token}:s3:::{feedback}"],
             conditions={"StringLike": {"s3:prefix": [f"{self.candidates_prefix}*"]}},
         )
-        lake_key = f"arn:{self.partition}:kms:{config.home_region}:{config.data_lake_account}:key/*"
+        lake_key = f"arn:{self.partition_token}:kms:{config.home_region}:{config.data_lake_account}:key/*"
         allow(
             role,
             actions=["kms:Decrypt"],
@@ -884,7 +888,7 @@ class EvaluationStack(EnvironmentStack):
                 {
                     "ArnEquals": {
                         "aws:PrincipalArn": (
-                            f"arn:{self.partition}:iam::{tooling}:role/{gate_caller_role_name(self.environment_spec)}"
+                            f"arn:{self.partition_token}:iam::{tooling}:role/{gate_caller_role_name(self.environment_spec)}"
                         )
                     }
                 }
@@ -896,12 +900,14 @@ class EvaluationStack(EnvironmentStack):
         allow(
             role,
             actions=["states:DescribeExecution"],
-            resources=[f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{name}:*"],
+            resources=[
+                f"arn:{self.partition_token}:states:{self.region_name}:{self.account_id}:execution:{name}:*"
+            ],
         )
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:"
-            f"{self.region}:{self.account}:execution:{name}:*]",
+            f"{self.region_name}:{self.account_id}:execution:{name}:*]",
             "Execution ARNs carry the execution name chosen at start; the wildcard covers executions of this one "
             "state machine only",
         )
@@ -919,8 +925,8 @@ class EvaluationStack(EnvironmentStack):
         serving = f"{environment.name}-serving"  # stacks.serving_stack.endpoint_name
         # score_batch calls the served version: this stage's serving endpoint and its adapter components.
         served = [
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:endpoint/{serving}",
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:inference-component/{serving}-*",
+            f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:endpoint/{serving}",
+            f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:inference-component/{serving}-*",
         ]
         functions["score_batch"].role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -952,9 +958,7 @@ class EvaluationStack(EnvironmentStack):
                 conditions={"StringEquals": {"kms:MacAlgorithm": "HMAC_SHA_256"}},
             )
         )
-        registry = (
-            f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package"
-        )
+        registry = f"arn:{self.partition_token}:sagemaker:{config.home_region}:{config.tooling_account}:model-package"
         versions = [f"{registry}/{group}/" for group in self.gate_use_cases]
         recorder = self._function(
             config,
@@ -971,7 +975,7 @@ class EvaluationStack(EnvironmentStack):
             timeout=durations.minutes(1),
         )
         machine = state_machine_name(environment)
-        gate_runs = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine}:{EXECUTION_PREFIX}*"
+        gate_runs = f"arn:{self.partition_token}:states:{self.region_name}:{self.account_id}:execution:{machine}:{EXECUTION_PREFIX}*"
         role = recorder.role
         allow(role, actions=["states:DescribeExecution"], resources=[gate_runs])
         allow(role, actions=["sagemaker:DescribeModelPackage"], resources=[f"{v}*" for v in versions])

@@ -227,7 +227,7 @@ class FineTuningStack(EnvironmentStack):
             ]
             for group in self.tenant_groups:
                 group.apply_removal_policy(baseline.retention.removal_policy)
-            local_prefix = f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package-group/"
+            local_prefix = f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:model-package-group/"
             self._pipeline(
                 "Pipeline",
                 self.pipeline_name,
@@ -246,7 +246,7 @@ class FineTuningStack(EnvironmentStack):
             for group in self.tenant_groups:
                 self.pipelines[self.pipeline_name].add_resource_dependency(group)
         if self.trains_business_unit_models:
-            central = f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/{prefix}-{bu.name}-"
+            central = f"arn:{self.partition_token}:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/{prefix}-{bu.name}-"
             self._pipeline(
                 "BusinessUnitPipeline",
                 self.business_unit_pipeline_name,
@@ -261,9 +261,7 @@ class FineTuningStack(EnvironmentStack):
                 {**variables, "RegistryArnPrefix": central},
                 f"Business-unit data -> LoRA fine-tune -> evaluation -> central registry ({bu.name})",
             )
-        self.pipeline_arn = (
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:pipeline/{self.pipeline_name}"
-        )
+        self.pipeline_arn = f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:pipeline/{self.pipeline_name}"
         self.start_policy: iam.ManagedPolicy | None = None
         if self.serves_tenants:
             self.run_leases = self._run_leases(baseline)
@@ -317,7 +315,7 @@ class FineTuningStack(EnvironmentStack):
                 principals=reader_principals,
                 actions=["kms:Decrypt"],
                 resources=["*"],
-                conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}},
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region_name}.amazonaws.com"}},
             )
         )
 
@@ -336,7 +334,7 @@ class FineTuningStack(EnvironmentStack):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"Runs {self.pipeline_name} and its processing and training jobs",
         )
-        account_arn = f"arn:{self.partition}:sagemaker:{self.region}:{self.account}"
+        account_arn = f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}"
         statements = [
             iam.PolicyStatement(
                 actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
@@ -391,10 +389,10 @@ class FineTuningStack(EnvironmentStack):
             {
                 f"Resource::<{self.get_logical_id(self.bucket.node.default_child)}.Arn>/*": "Pipeline runs write "  # type: ignore[arg-type]
                 "per-tenant, per-execution outputs whose keys are only known at run time",
-                f"Resource::arn:<AWS::Partition>:sagemaker:{self.region}:{self.account}:processing-job/pipelines-*": (
+                f"Resource::arn:<AWS::Partition>:sagemaker:{self.region_name}:{self.account_id}:processing-job/pipelines-*": (
                     "SageMaker Pipelines names its processing jobs pipelines-<execution id>-<step> at run time"
                 ),
-                f"Resource::arn:<AWS::Partition>:sagemaker:{self.region}:{self.account}:training-job/pipelines-*": (
+                f"Resource::arn:<AWS::Partition>:sagemaker:{self.region_name}:{self.account_id}:training-job/pipelines-*": (
                     "SageMaker Pipelines names its training jobs pipelines-<execution id>-<step> at run time"
                 ),
                 **registry_findings,
@@ -410,12 +408,12 @@ class FineTuningStack(EnvironmentStack):
         groups: list[str] = []
         if self.serves_tenants:
             groups += [
-                f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package-group/{name}"
+                f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:model-package-group/{name}"
                 for name in self.tenant_group_names
             ]
         if self.trains_business_unit_models:
             groups += [
-                f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/"
+                f"arn:{self.partition_token}:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/"
                 + model_package_group_name(environment.org_prefix, bu.name, use_case)
                 for use_case in bu.use_cases
             ]
@@ -424,7 +422,7 @@ class FineTuningStack(EnvironmentStack):
             role, actions=["sagemaker:CreateModelPackage", "sagemaker:AddTags"], resources=groups + versions
         )
         return {
-            f"Resource::{version.replace(f'arn:{self.partition}:', 'arn:<AWS::Partition>:')}": (
+            f"Resource::{version.replace(f'arn:{self.partition_token}:', 'arn:<AWS::Partition>:')}": (
                 "Model package versions are numbered by the registry at registration time; the group is exact"
             )
             for version in versions
@@ -662,7 +660,7 @@ class FineTuningStack(EnvironmentStack):
                 resources=["*"],
                 conditions={
                     "ArnEquals": {
-                        "aws:SourceArn": f"arn:{self.partition}:events:{self.region}:{self.account}:rule/{rule_name}"
+                        "aws:SourceArn": f"arn:{self.partition_token}:events:{self.region_name}:{self.account_id}:rule/{rule_name}"
                     }
                 },
             )
@@ -698,7 +696,7 @@ class FineTuningStack(EnvironmentStack):
             baseline,
         )
         versions = [
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{name}/*"
+            f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:model-package/{name}/*"
             for name in self.tenant_group_names
         ]
         # The evaluation report of a tenant run: <bu>/tenant=<id>/<execution>/evaluate/evaluation/evaluation.json.
@@ -719,7 +717,7 @@ class FineTuningStack(EnvironmentStack):
             "evaluation/evaluation.json": "Evaluation reports are written per tenant and execution (ids known "
             "at run time); only the report file of the Evaluate step is readable",
             **{
-                f"Resource::{v.replace(f'arn:{self.partition}:', 'arn:<AWS::Partition>:')}": "Tenant versions are "
+                f"Resource::{v.replace(f'arn:{self.partition_token}:', 'arn:<AWS::Partition>:')}": "Tenant versions are "
                 "numbered by the registry at registration; the group is exactly one of this stage's tenant groups"
                 for v in versions
             },

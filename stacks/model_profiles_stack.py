@@ -102,7 +102,10 @@ class ModelProfilesStack(EnvironmentStack):
             + (f" use case {key.use_case}" if key.use_case else ""),
             model_source=bedrock.CfnApplicationInferenceProfile.InferenceProfileModelSourceProperty(
                 copy_from=copy_from_arn(
-                    key.model_id, partition=self.partition, region=self.region, account=self.account
+                    key.model_id,
+                    partition=self.partition_token,
+                    region=self.region_name,
+                    account=self.account_id,
                 )
             ),
             tags=[CfnTag(key=k, value=v) for k, v in sorted(tags.items())],
@@ -122,7 +125,7 @@ class ModelProfilesStack(EnvironmentStack):
         arn = self.profile_arn(model_id, use_case)
         allow(role, actions=["bedrock:InvokeModel"], resources=[arn])
         routed = routed_resources(
-            model_id, partition=self.partition, region=self.region, account=self.account
+            model_id, partition=self.partition_token, region=self.region_name, account=self.account_id
         )
         allow(
             role,
@@ -165,15 +168,17 @@ class ModelProfilesStack(EnvironmentStack):
             ],
         )
         source = {
-            "StringEquals": {"aws:SourceAccount": self.account},
-            "ArnLike": {"aws:SourceArn": f"arn:{self.partition}:bedrock:{self.region}:{self.account}:*"},
+            "StringEquals": {"aws:SourceAccount": self.account_id},
+            "ArnLike": {
+                "aws:SourceArn": f"arn:{self.partition_token}:bedrock:{self.region_name}:{self.account_id}:*"
+            },
         }
         bucket.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="BedrockInvocationLogDelivery",
                 principals=[iam.ServicePrincipal("bedrock.amazonaws.com")],
                 actions=["s3:PutObject"],
-                resources=[bucket.arn_for_objects(f"{invocation_log_prefix(self.account)}*")],
+                resources=[bucket.arn_for_objects(f"{invocation_log_prefix(self.account_id)}*")],
                 conditions=source,
             )
         )

@@ -193,9 +193,9 @@ class ModelUsageStack(EnvironmentStack):
                 resources=[
                     sagemaker_endpoint_arn(
                         judge.endpoint_name,
-                        partition=self.partition,
-                        region=self.region,
-                        account=self.account,
+                        partition=self.partition_token,
+                        region=self.region_name,
+                        account=self.account_id,
                     )
                 ],
             )

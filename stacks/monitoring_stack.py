@@ -124,7 +124,7 @@ class MonitoringStack(EnvironmentStack):
                 ],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+                conditions={"StringEquals": {"aws:SourceAccount": self.account_id}},
             )
         )
         topic = sns.Topic(
@@ -139,9 +139,12 @@ class MonitoringStack(EnvironmentStack):
         publishers = {
             "CloudWatchAlarmsPublish": (
                 "cloudwatch.amazonaws.com",
-                f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:*",
+                f"arn:{self.partition_token}:cloudwatch:{self.region_name}:{self.account_id}:alarm:*",
             ),
-            "BudgetsPublish": ("budgets.amazonaws.com", f"arn:{self.partition}:budgets::{self.account}:*"),
+            "BudgetsPublish": (
+                "budgets.amazonaws.com",
+                f"arn:{self.partition_token}:budgets::{self.account_id}:*",
+            ),
         }
         for sid, (service, source_arn) in publishers.items():
             topic.add_to_resource_policy(
@@ -151,7 +154,7 @@ class MonitoringStack(EnvironmentStack):
                     actions=["sns:Publish"],
                     resources=[topic.topic_arn],
                     conditions={
-                        "StringEquals": {"aws:SourceAccount": self.account},
+                        "StringEquals": {"aws:SourceAccount": self.account_id},
                         "ArnLike": {"aws:SourceArn": source_arn},
                     },
                 )

@@ -455,14 +455,12 @@ class ServingStack(EnvironmentStack):
             f"deletes one artifact copy per served model version under {model_prefix}, named at deploy time",
         }
         groups = [
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{name}/*"
+            f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:model-package/{name}/*"
             for name in tenant_groups
         ]
         if fine_tuning is not None and tenant_groups:
             # Tenant versions: artifacts in this stage's own fine-tuning bucket, under tenant prefixes.
-            tenant_artifacts = (
-                f"arn:{self.partition}:s3:::{fine_tuning_bucket_name(environment)}/models/{bu.name}/tenant=*"
-            )
+            tenant_artifacts = f"arn:{self.partition_token}:s3:::{fine_tuning_bucket_name(environment)}/models/{bu.name}/tenant=*"
             role.add_to_policy(
                 iam.PolicyStatement(
                     sid="ReadTenantArtifacts", actions=["s3:GetObject"], resources=[tenant_artifacts]
@@ -473,13 +471,13 @@ class ServingStack(EnvironmentStack):
                     sid="DecryptTenantArtifacts", actions=["kms:Decrypt"], resources=[fine_tuning.key.key_arn]
                 )
             )
-            findings[nag_resource(tenant_artifacts, self.partition)] = (
+            findings[nag_resource(tenant_artifacts, self.partition_token)] = (
                 "Tenant artifacts are written per tenant and run at run time; only this business unit's "
                 "tenant prefix of this stage's own fine-tuning bucket is readable"
             )
         if environment.stage is not Stage.DEV:
             groups += [
-                f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package/{name}/*"
+                f"arn:{self.partition_token}:sagemaker:{config.home_region}:{config.tooling_account}:model-package/{name}/*"
                 for name in model_package_group_names(environment)
             ]
         if environment.stage is not Stage.DEV and settings_trains_business_unit_models(bu):
@@ -491,15 +489,13 @@ class ServingStack(EnvironmentStack):
             )
         )
         for group in groups:
-            findings[nag_resource(group, self.partition)] = (
+            findings[nag_resource(group, self.partition_token)] = (
                 "Model package versions are numbered by the registry; the group is named exactly"
             )
-        endpoint_arn = (
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:endpoint/{self.endpoint_name}"
-        )
+        endpoint_arn = f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:endpoint/{self.endpoint_name}"
         allow(role, actions=["sagemaker:InvokeEndpoint"], resources=[endpoint_arn])
         if settings.mode is ServingMode.INFERENCE_COMPONENTS:
-            component_arn = f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:inference-component/{self.endpoint_name}-*"
+            component_arn = f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:inference-component/{self.endpoint_name}-*"
             allow(
                 role,
                 actions=[
@@ -511,7 +507,7 @@ class ServingStack(EnvironmentStack):
                 resources=[component_arn, endpoint_arn],
             )
             findings[
-                f"Resource::arn:<AWS::Partition>:sagemaker:{self.region}:{self.account}:inference-component/"
+                f"Resource::arn:<AWS::Partition>:sagemaker:{self.region_name}:{self.account_id}:inference-component/"
                 f"{self.endpoint_name}-*"
             ] = "Adapter components are created per served model version, named after this endpoint"
         self._acknowledge_wildcards(role, findings)
@@ -560,7 +556,9 @@ class ServingStack(EnvironmentStack):
         bu = environment.business_unit
         use_cases = business_unit_gate_use_cases(environment)
         if use_cases:
-            machine = f"states:{self.region}:{self.account}:stateMachine:{state_machine_name(environment)}"
+            machine = (
+                f"states:{self.region_name}:{self.account_id}:stateMachine:{state_machine_name(environment)}"
+            )
             # A plain string in the environment (every region the config accepts is in partition `aws`).
             deployer.function.add_environment("GATE_STATE_MACHINE_ARN", f"arn:{PARTITION}:{machine}")
             deployer.function.add_environment("GATE_USE_CASES", json.dumps(use_cases))
@@ -568,7 +566,7 @@ class ServingStack(EnvironmentStack):
                 iam.PolicyStatement(
                     sid="StartGateRuns",
                     actions=["states:StartExecution"],
-                    resources=[f"arn:{self.partition}:{machine}"],
+                    resources=[f"arn:{self.partition_token}:{machine}"],
                 )
             )
         preprod = config.environment(bu, Stage.PREPROD)
@@ -580,7 +578,7 @@ class ServingStack(EnvironmentStack):
             deployer.function.add_environment(
                 "PREPROD_GATE_KEY_ARN", f"arn:{PARTITION}:kms:{preprod.region}:{preprod.account}:{alias}"
             )
-            keys = f"arn:{self.partition}:kms:{preprod.region}:{preprod.account}:key/*"
+            keys = f"arn:{self.partition_token}:kms:{preprod.region}:{preprod.account}:key/*"
             deployer.role.add_to_policy(
                 iam.PolicyStatement(
                     sid="VerifyPreprodGateRecords",
@@ -600,7 +598,7 @@ class ServingStack(EnvironmentStack):
         """Business-unit versions are copied from the dev fine-tuning bucket, pinned to the dev account."""
         bu = environment.business_unit
         dev = config.environment(bu, Stage(bu.fine_tuning.business_unit_models_stage or Stage.DEV.value))
-        objects = f"arn:{self.partition}:s3:::{fine_tuning_bucket_name(dev)}/{business_unit_models_prefix(bu.name)}*"
+        objects = f"arn:{self.partition_token}:s3:::{fine_tuning_bucket_name(dev)}/{business_unit_models_prefix(bu.name)}*"
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadBusinessUnitArtifacts",
@@ -610,7 +608,7 @@ class ServingStack(EnvironmentStack):
                 conditions={"StringEquals": {"s3:ResourceAccount": dev.account}},
             )
         )
-        dev_keys = f"arn:{self.partition}:kms:{dev.region}:{dev.account}:key/*"
+        dev_keys = f"arn:{self.partition_token}:kms:{dev.region}:{dev.account}:key/*"
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="DecryptBusinessUnitArtifacts",
@@ -624,7 +622,7 @@ class ServingStack(EnvironmentStack):
                 },
             )
         )
-        findings[nag_resource(objects, self.partition)] = (
+        findings[nag_resource(objects, self.partition_token)] = (
             "Business-unit artifacts get their keys at training time; the bucket is named exactly, "
             "s3:ResourceAccount pins the dev account, and only the business-unit models prefix is readable"
         )
