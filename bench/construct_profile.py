@@ -253,6 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.top < 1:
         parser.error("--top: must be at least 1")
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from stacks.settings import ConfigError, load_config
+
+    try:
+        load_config(args.config)  # refuse a bad config before starting the jsii Node process
+    except ConfigError as error:
+        print(f"--config: {error}", file=sys.stderr)
+        return 2
     profile = run(args.config)
     print(_report(profile, args.top, args.member))
     if args.json:
