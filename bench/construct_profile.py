@@ -117,7 +117,7 @@ class Recorder:
             profile.by_stack[self._stack_names[-1]].round_trips += 1
             return original_send(process, request, response_type)
 
-        _NodeProcess.send = counting_send  # type: ignore[method-assign]
+        _NodeProcess.send = counting_send  # type: ignore[method-assign,assignment]
 
     @contextmanager
     def timed(self, cost: Cost) -> Iterator[None]:

@@ -38,7 +38,7 @@ from stacks.blocks.evaluation_gate import (
     preprod_gate_key_alias,
     state_machine_name,
 )
-from stacks.blocks.grants import allow
+from stacks.blocks.grants import allow, allow_listing
 from stacks.blocks.inference_profiles import evaluation_models
 from stacks.blocks.lake_access import (
     LakeAccess,
@@ -399,12 +399,7 @@ class EvaluationStack(EnvironmentStack):
         writable = self._working_objects(f"{self.runs_prefix}*")
         allow(role, actions=["s3:GetObject"], resources=[readable])
         # Listing lets a missing object read as NoSuchKey (the idempotency check) instead of AccessDenied.
-        allow(
-            role,
-            actions=["s3:ListBucket"],
-            resources=[self.working_bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{read_prefix}*"]}},
-        )
+        allow_listing(role, self.working_bucket_arn, f"{read_prefix}*")
         key_actions = ["kms:Decrypt"]
         if write:
             allow(role, actions=["s3:PutObject"], resources=[writable])
@@ -651,12 +646,7 @@ class EvaluationStack(EnvironmentStack):
         claims = self._working_objects(f"{self.runs_prefix}_claims/*")
         allow(role, actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources=[claims])
         # Listing lets a missing claim read as NoSuchKey (a 400) instead of AccessDenied.
-        allow(
-            role,
-            actions=["s3:ListBucket"],
-            resources=[self.working_bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{self.runs_prefix}_claims/*"]}},
-        )
+        allow_listing(role, self.working_bucket_arn, f"{self.runs_prefix}_claims/*")
         allow(role, actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key_arn])
         curation = self._grant_curation(config, role)
         acknowledge_wildcards(
@@ -843,12 +833,7 @@ class EvaluationStack(EnvironmentStack):
         feedback = lake_bucket_name(config, Zone.FEEDBACK)
         candidates = f"arn:{self.partition_token}:s3:::{feedback}/{self.candidates_prefix}*"
         allow(role, actions=["s3:GetObject"], resources=[candidates])
-        allow(
-            role,
-            actions=["s3:ListBucket"],
-            resources=[f"arn:{self.partition_token}:s3:::{feedback}"],
-            conditions={"StringLike": {"s3:prefix": [f"{self.candidates_prefix}*"]}},
-        )
+        allow_listing(role, f"arn:{self.partition_token}:s3:::{feedback}", f"{self.candidates_prefix}*")
         lake_key = f"arn:{self.partition_token}:kms:{config.home_region}:{config.data_lake_account}:key/*"
         allow(
             role,
@@ -863,12 +848,7 @@ class EvaluationStack(EnvironmentStack):
         accepted = self._working_objects(f"{self.runs_prefix}_accepted/*")
         allow(role, actions=["s3:GetObject"], resources=[datasets, accepted])
         allow(role, actions=["s3:PutObject"], resources=[accepted])
-        allow(
-            role,
-            actions=["s3:ListBucket"],
-            resources=[self.working_bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{self.runs_prefix}_accepted/*"]}},
-        )
+        allow_listing(role, self.working_bucket_arn, f"{self.runs_prefix}_accepted/*")
         accept_route = self._catalog_route(config, "POST/datasets/*/records")
         allow(role, actions=["execute-api:Invoke"], resources=[accept_route])
         return [candidates, lake_key, datasets, accepted, accept_route]

@@ -5,8 +5,9 @@ action) plus Node work to render its metric when the app synthesizes, and a plat
 Python function). `platform_alarm` writes the same `AWS::CloudWatch::Alarm` properties the L2 writes, under
 the same construct path (`<id>/Resource`, so the logical id does not change), in two round trips.
 
-A `MetricSpec` / `ExpressionSpec` is plain data: the alarm reads it in Python, and the L2 metric a dashboard
-needs (`.metric`) is created only when something asks for it. The rendering follows aws-cdk-lib's `Alarm`
+A `MetricSpec` / `ExpressionSpec` is plain data that alarms and dashboards (dashboard.py) read in Python;
+`.metric` gives the equivalent L2 for code that needs one (created on first use). The rendering follows
+aws-cdk-lib's `Alarm`
 (dimensions sorted by name; simple statistics as `Statistic`, percentiles as `ExtendedStatistic`; a math
 expression as `Metrics` with the expression first, id `expr_1`, then its metrics under their own ids).
 """
@@ -60,7 +61,7 @@ class MetricSpec:
 
     @cached_property
     def metric(self) -> cloudwatch.Metric:
-        """The L2 metric, for dashboards (created on first use)."""
+        """The equivalent L2 metric (created on first use)."""
         return cloudwatch.Metric(
             namespace=self.namespace,
             metric_name=self.metric_name,
@@ -129,7 +130,7 @@ class ExpressionSpec:
 
     @cached_property
     def metric(self) -> cloudwatch.MathExpression:
-        """The L2 expression, for dashboards (created on first use)."""
+        """The equivalent L2 expression (created on first use)."""
         return cloudwatch.MathExpression(
             expression=self.expression,
             using_metrics={name: spec.metric for name, spec in self.using.items()},

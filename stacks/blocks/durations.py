@@ -12,20 +12,22 @@ from aws_cdk import Duration
 
 
 @cache
+def _duration(unit: str, amount: float) -> Duration:
+    made: Duration = getattr(Duration, unit)(amount)
+    return made
+
+
 def seconds(amount: float) -> Duration:
-    return Duration.seconds(amount)
+    return _duration("seconds", amount)
 
 
-@cache
 def minutes(amount: float) -> Duration:
-    return Duration.minutes(amount)
+    return _duration("minutes", amount)
 
 
-@cache
 def hours(amount: float) -> Duration:
-    return Duration.hours(amount)
+    return _duration("hours", amount)
 
 
-@cache
 def days(amount: float) -> Duration:
-    return Duration.days(amount)
+    return _duration("days", amount)

@@ -36,6 +36,16 @@ def allow(
     )
 
 
+def allow_listing(grantee: iam.IGrantable, bucket_arn: str, prefix: str) -> None:
+    """`s3:ListBucket` on one bucket, only for listings under `prefix` (an `s3:prefix` pattern)."""
+    allow(
+        grantee,
+        actions=["s3:ListBucket"],
+        resources=[bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [prefix]}},
+    )
+
+
 def allow_statement(grantee: iam.IGrantable, statement: Mapping[str, Any]) -> None:
     """`allow` for a statement written as IAM JSON (`Effect: Allow`, `Action`, `Resource`, `Condition`)."""
     unknown = set(statement) - {"Effect", "Action", "Resource", "Condition"}

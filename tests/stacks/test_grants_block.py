@@ -12,7 +12,7 @@ from aws_cdk.assertions import Template
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stacks.blocks.grants import allow, allow_statement
+from stacks.blocks.grants import allow, allow_listing, allow_statement
 
 STATEMENTS: list[dict[str, Any]] = [
     {"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::bucket/prefix/*"]},
@@ -82,3 +82,17 @@ def test_empty_or_single_string_actions_are_refused(actions: Any, resources: lis
     role = _role(Stack(App(), "S"))
     with pytest.raises(ValueError, match=r"^actions, resources: "):
         allow(role, actions=actions, resources=resources)
+
+
+def test_allow_listing_is_list_bucket_under_one_prefix() -> None:
+    app = App()
+    explicit, helper = Stack(app, "Explicit"), Stack(app, "Helper")
+    _role(explicit).add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=["arn:aws:s3:::b"],
+            conditions={"StringLike": {"s3:prefix": ["runs/_claims/*"]}},
+        )
+    )
+    allow_listing(_role(helper), "arn:aws:s3:::b", "runs/_claims/*")
+    assert _policies(helper) == _policies(explicit)
