@@ -35,12 +35,13 @@ from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks import durations
 from stacks.blocks.encryption import PlatformKey
+from stacks.blocks.event_dead_letters import event_dead_letter_queue
 from stacks.blocks.grants import allow
 from stacks.blocks.job_deps import built_job_deps_dir
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.lambda_deps import LAMBDAS_DIR
 from stacks.blocks.model_registry import MAX_GROUP_NAME_LENGTH, model_package_group_name
-from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers, acknowledge_wildcard_findings
+from stacks.blocks.nag import acknowledge_cdk_managed_providers, acknowledge_wildcard_findings
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.sagemaker_access import grant_sagemaker_runtime, grant_vpc_network_interfaces
@@ -641,35 +642,15 @@ class FineTuningStack(EnvironmentStack):
         return rule
 
     def _event_dead_letters(self, construct_id: str, rule_name: str) -> sqs.Queue:
-        """A standard queue (EventBridge's dead letters cannot be FIFO) under the stack's key, which
-        EventBridge may use for the rule `rule_name` only (named, not referenced: the rule already depends
-        on the key through its target queue)."""
-        queue = sqs.Queue(
+        """The dead letters of the rule `rule_name`'s targets, under the stack's key; the monitoring stack
+        alarms on every queue of `dead_letter_queues`."""
+        queue = event_dead_letter_queue(
             self,
             construct_id,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self.key,
-            enforce_ssl=True,
-            retention_period=durations.days(14),
-        )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid=f"EventBridge{construct_id}",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=["*"],
-                conditions={
-                    "ArnEquals": {
-                        "aws:SourceArn": f"arn:{self.partition_token}:events:{self.region_name}:{self.account_id}:rule/{rule_name}"
-                    }
-                },
-            )
-        )
-        acknowledge(
-            queue,
-            "AwsSolutions-SQS3",
-            "This queue is the dead-letter queue of an EventBridge rule target; a dead-letter queue of its own "
-            "would only move the same undeliverable events once more",
+            key=self.key,
+            rule_arns=[
+                f"arn:{self.partition_token}:events:{self.region_name}:{self.account_id}:rule/{rule_name}"
+            ],
         )
         self.dead_letter_queues[construct_id.removesuffix("DeadLetters")] = queue
         return queue
