@@ -26,7 +26,9 @@ from stacks.blocks.alarms import (
 
 QUEUE_DEPTH = MetricSpec("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": "q"}, "Maximum", 300)
 LATENCY = MetricSpec("AWS/SageMaker", "ModelLatency", {"VariantName": "v", "EndpointName": "e"}, "p90", 300)
-REQUESTS = MetricSpec("LLMOpsPlatform", "requests", {"service": "guardrail", "direction": "input"}, "Sum", 300)
+REQUESTS = MetricSpec(
+    "LLMOpsPlatform", "requests", {"service": "guardrail", "direction": "input"}, "Sum", 300
+)
 BLOCKED = MetricSpec("LLMOpsPlatform", "blocked", {"service": "guardrail", "direction": "input"}, "Sum", 300)
 SCORE = MetricSpec("LLMOpsPlatform", "judge_score_mean", {"model": "m"}, "Average", 86400)
 
@@ -36,7 +38,9 @@ CASES: dict[str, AlarmMetric] = {
     "LabelledExpression": ExpressionSpec(
         "100 * blocked / requests", {"requests": REQUESTS, "blocked": BLOCKED}, 300, label="block rate %"
     ),
-    "UnlabelledExpression": ExpressionSpec("blocked + requests", {"blocked": BLOCKED, "requests": REQUESTS}, 300),
+    "UnlabelledExpression": ExpressionSpec(
+        "blocked + requests", {"blocked": BLOCKED, "requests": REQUESTS}, 300
+    ),
     "DayLongDrift": ExpressionSpec("DIFF(score)", {"score": SCORE}, 86400, label="drift"),
     # the expression's period overrides the period of the metric it uses (as the L2 MathExpression does)
     "PeriodOverride": ExpressionSpec("score * 2", {"score": SCORE}, 300, label="doubled"),
