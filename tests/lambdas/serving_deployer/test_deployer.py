@@ -25,6 +25,7 @@ from serving_deployer.core import (
     InferenceComponentTarget,
     ModelPackage,
     MultiModelTarget,
+    ServingTarget,
     handle_package,
     package_from_description,
 )
@@ -97,6 +98,18 @@ def package(
         sha256=sha256 if sha256 is not None else hashlib.sha256(weights(tenant, version)).hexdigest(),
         tenant_id=tenant,
         model_name=model,
+    )
+
+
+def unit_package(status: str) -> ModelPackage:
+    """Version 4 of the business unit's group in the central registry (no tenant, its own slot)."""
+    return ModelPackage(
+        arn=f"arn:aws:sagemaker:eu-west-1:111111111111:model-package/{BU_GROUP}/4",
+        group=BU_GROUP,
+        version=4,
+        status=status,
+        artifact_url=f"s3://{SOURCE}/{key('ann', 1)}",
+        sha256=hashlib.sha256(weights("ann", 1)).hexdigest(),
     )
 
 
@@ -244,14 +257,7 @@ def test_a_stale_or_repeated_approval_changes_nothing(aws: Any, runtime: Any) ->
 def test_a_business_unit_version_uses_its_groups_own_slot(aws: Any, runtime: Any) -> None:
     s3, records, _ = aws
     client, stubber = runtime
-    bu = ModelPackage(
-        arn=f"arn:aws:sagemaker:eu-west-1:111111111111:model-package/{BU_GROUP}/4",
-        group=BU_GROUP,
-        version=4,
-        status="Approved",
-        artifact_url=f"s3://{SOURCE}/{key('ann', 1)}",
-        sha256=hashlib.sha256(weights("ann", 1)).hexdigest(),
-    )
+    bu = unit_package("Approved")
     expect_probe(stubber, f"business-unit/{BU_GROUP}/v4.tar.gz")
     outcome = handle_package(mme(s3, client), records, bu, now=5)
     assert (outcome.action, outcome.slot) == ("deployed", (f"GROUP#{BU_GROUP}", "MODEL#default"))
@@ -508,24 +514,31 @@ def test_handler_rejects_malformed_events_naming_the_field(detail: dict[str, Any
     assert next(iter(detail)) in str(error.value)
 
 
-def test_serving_target_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = ServingSettings(mode=ServingMode.MULTI_MODEL_ENDPOINT, min_capacity=1)
+def serving_target_from_env(
+    monkeypatch: pytest.MonkeyPatch, settings: ServingSettings, *, prefix: str, base_component: str
+) -> ServingTarget:
+    """The target the handler builds from the environment the serving stack gives it (not cached past here)."""
     for name, value in {
         "SERVING_SETTINGS": settings.model_dump_json(),
         "ENDPOINT_NAME": ENDPOINT,
         "MODEL_BUCKET": "models",
-        "MODEL_PREFIX": "mme/",
+        "MODEL_PREFIX": prefix,
         "VARIANT_NAME": "AllTraffic",
-        "BASE_COMPONENT_NAME": "",
+        "BASE_COMPONENT_NAME": base_component,
     }.items():
         monkeypatch.setenv(name, value)
     handler.serving_target.cache_clear()
     try:
-        target = handler.serving_target()
-        assert isinstance(target, MultiModelTarget)
-        assert (target.bucket, target.prefix) == ("models", "mme/")
+        return handler.serving_target()
     finally:
         handler.serving_target.cache_clear()
+
+
+def test_serving_target_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = ServingSettings(mode=ServingMode.MULTI_MODEL_ENDPOINT, min_capacity=1)
+    target = serving_target_from_env(monkeypatch, settings, prefix="mme/", base_component="")
+    assert isinstance(target, MultiModelTarget)
+    assert (target.bucket, target.prefix) == ("models", "mme/")
     assert json.loads(settings.test_payload)["inputs"] == "ping"
 
 
@@ -535,22 +548,11 @@ def test_inference_components_package_adapters_for_the_configured_lora_limits(
     settings = ServingSettings.model_validate(
         {"lmi": {"max_lora_rank": 64, "lora_target_modules": ["q_proj"]}}
     )
-    for name, value in {
-        "SERVING_SETTINGS": settings.model_dump_json(),
-        "ENDPOINT_NAME": ENDPOINT,
-        "MODEL_BUCKET": "models",
-        "MODEL_PREFIX": "adapters/",
-        "VARIANT_NAME": "AllTraffic",
-        "BASE_COMPONENT_NAME": f"{ENDPOINT}-base",
-    }.items():
-        monkeypatch.setenv(name, value)
-    handler.serving_target.cache_clear()
-    try:
-        target = handler.serving_target()
-        assert isinstance(target, InferenceComponentTarget)
-        assert (target.lmi.max_lora_rank, target.lmi.lora_target_modules) == (64, ("q_proj",))
-    finally:
-        handler.serving_target.cache_clear()
+    target = serving_target_from_env(
+        monkeypatch, settings, prefix="adapters/", base_component=f"{ENDPOINT}-base"
+    )
+    assert isinstance(target, InferenceComponentTarget)
+    assert (target.lmi.max_lora_rank, target.lmi.lora_target_modules) == (64, ("q_proj",))
 
 
 def test_a_pending_version_serves_only_where_its_group_is_tested_before_approval(
@@ -563,14 +565,7 @@ def test_a_pending_version_serves_only_where_its_group_is_tested_before_approval
     # A tenant's version awaiting review is never served, whatever the stage.
     outcome = handle_package(target, records, pending_tenant, now=5, pending_groups=frozenset({BU_GROUP}))
     assert outcome.action == "ignored"
-    unit = ModelPackage(
-        arn=f"arn:aws:sagemaker:eu-west-1:111111111111:model-package/{BU_GROUP}/4",
-        group=BU_GROUP,
-        version=4,
-        status="PendingManualApproval",
-        artifact_url=f"s3://{SOURCE}/{key('ann', 1)}",
-        sha256=hashlib.sha256(weights("ann", 1)).hexdigest(),
-    )
+    unit = unit_package("PendingManualApproval")
     # prod (no pending groups) ignores it; preprod serves it to test it before the approval.
     assert handle_package(target, records, unit, now=6).action == "ignored"
     expect_probe(stubber, f"business-unit/{BU_GROUP}/v4.tar.gz")
