@@ -6,7 +6,7 @@ import json
 import pytest
 from evaluation import review_api
 
-from .test_review_api import BUCKET, CONTEXT, aws, objects  # noqa: F401 - the aws fixture
+from .test_review_api import BUCKET, aws, call, objects  # noqa: F401 - the aws fixture
 
 ALICE_SESSION_1 = "arn:aws:sts::111111111111:assumed-role/reviewer/alice-1"
 ALICE_SESSION_2 = "arn:aws:sts::111111111111:assumed-role/reviewer/alice-2"
@@ -15,31 +15,13 @@ SSO_ALICE = "arn:aws:sts::111111111111:assumed-role/AWSReservedSSO_Reviewers_012
 SSO_BOB = "arn:aws:sts::111111111111:assumed-role/AWSReservedSSO_Reviewers_0123abcd/bob@example.com"
 
 
-def call_as(principal: str, method: str, path: str, body: object = None) -> tuple[int, dict]:
-    from evaluation import handler
-
-    event = {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": {"Content-Type": "application/json"},
-        "queryStringParameters": None,
-        "pathParameters": None,
-        "requestContext": {"resourcePath": path, "httpMethod": method, "identity": {"userArn": principal}},
-        "body": None if body is None else json.dumps(body),
-        "isBase64Encoded": False,
-    }
-    answer = handler.review_api(event, CONTEXT)
-    return answer["statusCode"], json.loads(answer["body"]) if answer["body"] else {}
-
-
 def flag(aws, run_id="run-1", record_id="s1", model="fm1"):  # noqa: F811
     body = {"run_id": run_id, "record_id": record_id, "model": model, "output": "an answer", "record": None}
     aws.sqs.send_message(QueueUrl=aws.url, MessageBody=json.dumps(body))
 
 
 def take(principal: str) -> dict:
-    status, review = call_as(principal, "GET", "/reviews/next")
+    status, review = call("GET", "/reviews/next", principal=principal)
     assert status == 200
     return review
 
@@ -64,7 +46,7 @@ def in_flight(aws) -> int:  # noqa: F811
 def test_a_handle_cannot_score_another_row(aws, field, forged):  # noqa: F811
     flag(aws)
     review = take(ALICE_SESSION_1)
-    status, body = call_as(ALICE_SESSION_1, "POST", "/reviews", answer(review, **{field: forged}))
+    status, body = call("POST", "/reviews", answer(review, **{field: forged}), principal=ALICE_SESSION_1)
     assert status == 400
     assert body["message"].startswith(f"{field}:") and "message" in body["message"]
     assert review_objects(aws.s3) == []
@@ -74,7 +56,7 @@ def test_a_handle_cannot_score_another_row(aws, field, forged):  # noqa: F811
 def test_a_handle_taken_by_one_reviewer_cannot_be_answered_by_another(aws):  # noqa: F811
     flag(aws)
     review = take(ALICE_SESSION_1)
-    status, body = call_as(BOB, "POST", "/reviews", answer(review))
+    status, body = call("POST", "/reviews", answer(review), principal=BOB)
     assert status == 403
     assert body["message"].startswith("receipt_handle:")
     assert review_objects(aws.s3) == []
@@ -85,7 +67,7 @@ def test_session_names_of_one_role_are_one_reviewer(aws):  # noqa: F811
     flag(aws)  # the same row sent twice (e.g. a re-sent batch): a second score must not add weight
     for session in (ALICE_SESSION_1, ALICE_SESSION_2):
         review = take(session)
-        assert call_as(session, "POST", "/reviews", answer(review))[0] == 201
+        assert call("POST", "/reviews", answer(review), principal=session)[0] == 201
     [key] = review_objects(aws.s3)
     stored = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert stored["reviewer"] == "arn:aws:iam::111111111111:role/reviewer"
@@ -96,7 +78,7 @@ def test_identity_center_users_sharing_a_permission_set_are_separate_reviewers(a
     flag(aws)
     for user in (SSO_ALICE, SSO_BOB):
         review = take(user)
-        assert call_as(user, "POST", "/reviews", answer(review))[0] == 201
+        assert call("POST", "/reviews", answer(review), principal=user)[0] == 201
     reviewers = {
         json.loads(aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read())["reviewer"]
         for k in review_objects(aws.s3)
@@ -109,7 +91,7 @@ def test_identity_center_users_sharing_a_permission_set_are_separate_reviewers(a
 
 def test_a_caller_without_an_iam_principal_is_refused(aws):  # noqa: F811
     flag(aws)
-    status, body = call_as("", "GET", "/reviews/next")
+    status, body = call("GET", "/reviews/next", principal="")
     assert status == 403 and body["message"].startswith("caller:")
 
 
