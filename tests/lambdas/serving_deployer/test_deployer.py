@@ -25,7 +25,6 @@ from serving_deployer.core import (
     InferenceComponentTarget,
     ModelPackage,
     MultiModelTarget,
-    ServingTarget,
     handle_package,
     package_from_description,
 )
@@ -516,7 +515,7 @@ def test_handler_rejects_malformed_events_naming_the_field(detail: dict[str, Any
 
 def serving_target_from_env(
     monkeypatch: pytest.MonkeyPatch, settings: ServingSettings, *, prefix: str, base_component: str
-) -> ServingTarget:
+) -> object:
     """The target the handler builds from the environment the serving stack gives it (not cached past here)."""
     for name, value in {
         "SERVING_SETTINGS": settings.model_dump_json(),
