@@ -127,6 +127,12 @@ def copies(s3: Any) -> list[str]:
     return sorted(o["Key"] for o in s3.list_objects_v2(Bucket="serving-models").get("Contents", []))
 
 
+def served_version(records: DynamoRecords, tenant: str) -> int | None:
+    """The version /invoke serves for the tenant's model (its slot's record), None when it has none."""
+    record = records.serving((f"TENANT#{tenant}", "MODEL#personal"))
+    return None if record is None else int(record["version"])
+
+
 def expect_probe(stubber: Stubber, target: str, *, fail: bool = False) -> None:
     params = {"EndpointName": ENDPOINT, "TargetModel": target, "ContentType": "application/json", "Body": ANY}
     if fail:
@@ -169,7 +175,7 @@ def test_a_checksum_mismatch_serves_nothing_and_records_the_failure(aws: Any, ru
     assert outcome.action == "rolled_back"
     assert outcome.error is not None and "ArtifactSha256 mismatch" in outcome.error
     assert copies(s3) == []
-    assert records.serving(("TENANT#ann", "MODEL#personal")) is None
+    assert served_version(records, "ann") is None
     failed = table.get_item(Key={"pk": "TENANT#ann", "sk": f"DEPLOYMENT#{TENANT_GROUP}#1"})["Item"]
     assert failed["status"] == "failed" and "mismatch" in failed["reason"]
 
@@ -190,7 +196,7 @@ def test_a_failed_probe_removes_the_copy_and_writes_no_record(aws: Any, runtime:
     outcome = handle_package(mme(s3, client), records, package("ann", 1), now=5)
     assert outcome.action == "rolled_back" and "CUDA out of memory" in str(outcome.error)
     assert copies(s3) == []
-    assert records.serving(("TENANT#ann", "MODEL#personal")) is None
+    assert served_version(records, "ann") is None
 
 
 def test_a_newer_version_replaces_the_tenants_older_one_and_a_failed_one_keeps_it(
@@ -207,7 +213,7 @@ def test_a_newer_version_replaces_the_tenants_older_one_and_a_failed_one_keeps_i
     assert (outcome.action, outcome.retired_version) == ("deployed", 1)
     assert handle_package(target, records, package("ann", 3), now=7).action == "rolled_back"
     assert copies(s3) == [f"mme/{target_of('ann', 2)}"]
-    assert records.serving(("TENANT#ann", "MODEL#personal"))["version"] == 2  # type: ignore[index]
+    assert served_version(records, "ann") == 2
 
 
 def test_another_tenants_approval_never_evicts_the_first_tenants_model(aws: Any, runtime: Any) -> None:
@@ -220,8 +226,8 @@ def test_another_tenants_approval_never_evicts_the_first_tenants_model(aws: Any,
     # ben's version 2 is newer in the same group: it must not retire ann's version 1.
     assert handle_package(target, records, package("ben", 2), now=6).action == "deployed"
     assert copies(s3) == [f"mme/{target_of('ann', 1)}", f"mme/{target_of('ben', 2)}"]
-    assert records.serving(("TENANT#ann", "MODEL#personal"))["version"] == 1  # type: ignore[index]
-    assert records.serving(("TENANT#ben", "MODEL#personal"))["version"] == 2  # type: ignore[index]
+    assert served_version(records, "ann") == 1
+    assert served_version(records, "ben") == 2
 
 
 def test_a_revoked_approval_removes_the_record_and_the_copy_of_that_version_only(
@@ -233,10 +239,10 @@ def test_a_revoked_approval_removes_the_record_and_the_copy_of_that_version_only
     expect_probe(stubber, target_of("ann", 2))
     handle_package(target, records, package("ann", 2), now=5)
     assert handle_package(target, records, package("ann", 1, status="Rejected"), now=6).action == "ignored"
-    assert records.serving(("TENANT#ann", "MODEL#personal")) is not None
+    assert served_version(records, "ann") == 2
     outcome = handle_package(target, records, package("ann", 2, status="Rejected"), now=7)
     assert (outcome.action, outcome.retired_version) == ("retired", 2)
-    assert records.serving(("TENANT#ann", "MODEL#personal")) is None
+    assert served_version(records, "ann") is None
     assert copies(s3) == []
     retired = table.get_item(Key={"pk": "TENANT#ann", "sk": f"DEPLOYMENT#{TENANT_GROUP}#2"})["Item"]
     assert retired["status"] == "retired"
@@ -383,7 +389,7 @@ def test_an_adapter_is_served_from_the_serving_buckets_copy_and_rolled_back_on_a
     outcome = handle_package(target, records, package("ann", 1), now=5)
     assert outcome.action == "rolled_back" and len(name) <= 63
     assert copies(s3) == []
-    assert records.serving(("TENANT#ann", "MODEL#personal")) is None
+    assert served_version(records, "ann") is None
 
 
 def test_an_adapter_approval_records_the_component_and_retires_only_that_tenants_previous_one(
@@ -442,7 +448,7 @@ def test_an_adapter_the_base_component_cannot_serve_creates_no_component_and_no_
     assert outcome.action == "rolled_back"
     assert outcome.error is not None and re.search(error, outcome.error)
     assert copies(s3) == []
-    assert records.serving(("TENANT#ann", "MODEL#personal")) is None
+    assert served_version(records, "ann") is None
 
 
 # ---- handler -------------------------------------------------------------------------------------------
