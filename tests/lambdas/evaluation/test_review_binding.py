@@ -15,13 +15,18 @@ SSO_ALICE = "arn:aws:sts::111111111111:assumed-role/AWSReservedSSO_Reviewers_012
 SSO_BOB = "arn:aws:sts::111111111111:assumed-role/AWSReservedSSO_Reviewers_0123abcd/bob@example.com"
 
 
+def call_as(principal: str, method: str, path: str, body: object = None) -> tuple[int, dict]:
+    """The review API called by `principal` (also used by tests/lambdas/tenant_review)."""
+    return call(method, path, body, principal=principal)
+
+
 def flag(aws, run_id="run-1", record_id="s1", model="fm1"):  # noqa: F811
     body = {"run_id": run_id, "record_id": record_id, "model": model, "output": "an answer", "record": None}
     aws.sqs.send_message(QueueUrl=aws.url, MessageBody=json.dumps(body))
 
 
 def take(principal: str) -> dict:
-    status, review = call("GET", "/reviews/next", principal=principal)
+    status, review = call_as(principal, "GET", "/reviews/next")
     assert status == 200
     return review
 
@@ -46,7 +51,7 @@ def in_flight(aws) -> int:  # noqa: F811
 def test_a_handle_cannot_score_another_row(aws, field, forged):  # noqa: F811
     flag(aws)
     review = take(ALICE_SESSION_1)
-    status, body = call("POST", "/reviews", answer(review, **{field: forged}), principal=ALICE_SESSION_1)
+    status, body = call_as(ALICE_SESSION_1, "POST", "/reviews", answer(review, **{field: forged}))
     assert status == 400
     assert body["message"].startswith(f"{field}:") and "message" in body["message"]
     assert review_objects(aws.s3) == []
@@ -56,7 +61,7 @@ def test_a_handle_cannot_score_another_row(aws, field, forged):  # noqa: F811
 def test_a_handle_taken_by_one_reviewer_cannot_be_answered_by_another(aws):  # noqa: F811
     flag(aws)
     review = take(ALICE_SESSION_1)
-    status, body = call("POST", "/reviews", answer(review), principal=BOB)
+    status, body = call_as(BOB, "POST", "/reviews", answer(review))
     assert status == 403
     assert body["message"].startswith("receipt_handle:")
     assert review_objects(aws.s3) == []
@@ -67,7 +72,7 @@ def test_session_names_of_one_role_are_one_reviewer(aws):  # noqa: F811
     flag(aws)  # the same row sent twice (e.g. a re-sent batch): a second score must not add weight
     for session in (ALICE_SESSION_1, ALICE_SESSION_2):
         review = take(session)
-        assert call("POST", "/reviews", answer(review), principal=session)[0] == 201
+        assert call_as(session, "POST", "/reviews", answer(review))[0] == 201
     [key] = review_objects(aws.s3)
     stored = json.loads(aws.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert stored["reviewer"] == "arn:aws:iam::111111111111:role/reviewer"
@@ -78,7 +83,7 @@ def test_identity_center_users_sharing_a_permission_set_are_separate_reviewers(a
     flag(aws)
     for user in (SSO_ALICE, SSO_BOB):
         review = take(user)
-        assert call("POST", "/reviews", answer(review), principal=user)[0] == 201
+        assert call_as(user, "POST", "/reviews", answer(review))[0] == 201
     reviewers = {
         json.loads(aws.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read())["reviewer"]
         for k in review_objects(aws.s3)
@@ -91,7 +96,7 @@ def test_identity_center_users_sharing_a_permission_set_are_separate_reviewers(a
 
 def test_a_caller_without_an_iam_principal_is_refused(aws):  # noqa: F811
     flag(aws)
-    status, body = call("GET", "/reviews/next", principal="")
+    status, body = call_as("", "GET", "/reviews/next")
     assert status == 403 and body["message"].startswith("caller:")
 
 
