@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterator
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -140,36 +141,6 @@ _WORD_TABLE = bytes.maketrans(
     (string.punctuation.replace("_", "") + string.ascii_uppercase).encode(),
     b" " * (len(string.punctuation) - 1) + string.ascii_lowercase.encode(),
 )
-# Mentions are not attacks: a phrase in quotes, or a sentence that talks about attacks.
-_MENTION_CUES = re.compile(
-    r"\b(?:prompt injections?|injection attacks?|jailbreak(?:s|ing)? (?:attempts?|attacks?|prompts?|techniques?)"
-    r"|such as|for example|e\.g\.|like the phrase|the phrase|phrases like|the sentence|the words|means?|meaning"
-    r"|detect(?:s|ed|ing|ion)?|classif(?:y|ies|ier)|defend|protect(?:s|ing)? against|red[- ]team(?:ing)?"
-    r"|attackers?|researchers?|paper|article|blog|talk about|explain|what does|what do|why do|how do (?:i|we|you) "
-    r"(?:stop|prevent|detect|block|handle|defend)"
-    r"|(?:on|in) (?:my|the|your|an?) (?:android|iphone|phone|device|browser|chrome|firefox|windows|mac|pc|tv|router))\b",
-    re.IGNORECASE,
-)
-_QUOTES = '"“”«»„`'
-_SENTENCE_END = re.compile(r"[.!?\n]")
-
-
-_CONTEXT = 300  # characters looked at around a match: bounded, so many matches stay linear
-
-
-def _is_mention(text: str, start: int, end: int) -> bool:
-    window_start = max(0, start - _CONTEXT)
-    line_start = max(text.rfind("\n", window_start, start) + 1, window_start)
-    before = text[line_start:start]
-    after = text[end : end + _CONTEXT]
-    if sum(before.count(q) for q in _QUOTES) % 2 == 1 or (before.count("'") % 2 == 1 and "'" in after):
-        return True  # inside quotes
-    sentence_start = max(
-        (m.end() for m in _SENTENCE_END.finditer(text, window_start, start)), default=window_start
-    )
-    following = _SENTENCE_END.search(text, end, end + _CONTEXT)
-    sentence_end = following.start() if following else min(len(text), end + _CONTEXT)
-    return _MENTION_CUES.search(text, sentence_start, sentence_end) is not None
 
 
 def _injection_suspected(folded: str) -> bool:
@@ -178,6 +149,205 @@ def _injection_suspected(folded: str) -> bool:
 
 
 _INJECTION_ANCHOR_BYTES = frozenset(word.encode() for word in _INJECTION_ANCHORS)
+
+# Two stages make the scan linear with a small constant, also on a text full of anchor words: `re` tries the
+# whole case-insensitive alternation at every position (about 0.6 us a character), so the candidates are
+# found first on the text's lower-case ASCII shape (`lower_shape_of`), where a pattern starts with a class
+# that `re` skips through in C and the alternatives start with literals it checks in one comparison; then
+# only the patterns that can start at a candidate run there, in the alternation's order, with `match`.
+# Every pattern starts with `\b` and a literal first word followed by a non-word character, except the
+# markup pattern (last), which starts with "<", "[" or a line start.
+_FIRST_WORDS: tuple[tuple[str, ...], ...] = (
+    ("ignore", "ignoring", "disregard", "disregarding", "forget", "forgetting", "override", "overriding",
+     "bypass", "bypassing", "skip", "discard", "neglect", "abandon", "drop", "set", "put", "throw", "pay",
+     "stop", "do", "don", "dont", "no"),
+    ("ignore", "disregard", "forget"),
+    ("your", "all", "the", "any"),
+    ("forget", "ignore", "disregard"),
+    ("you",),
+    ("act", "behave", "respond", "answer", "pretend", "roleplay", "role"),
+    ("enable", "enter", "activate", "switch", "turn", "engage", "you"),
+    ("do",),
+    ("you", "jailbreak"),
+    ("reveal", "print", "show", "repeat", "output", "leak", "display", "tell", "give", "write", "dump",
+     "recite", "spell", "what"),
+    ("new", "updated", "revised", "real", "actual", "true", "secret"),
+    ("system",),
+    ("from",),
+)  # fmt: skip
+# On the shape (lower case, every non-ASCII character "?"), a class of the text widens to itself plus "?".
+_S = r"[\t-\r\x1c-\x20?]"  # \s
+_W = r"[^a-z0-9_]"  # \W
+# What follows a first word, as far as it is a literal (or a widened class) in every pattern that starts
+# with it; a word not listed here is followed by a non-word character. The common words get more, so that
+# ordinary text yields few candidates.
+_FOLLOWS: dict[str, str] = {
+    **dict.fromkeys(
+        ("your", "all", "the", "any"),
+        rf"{_S}+(?:(?:previous|prior|safety|content|old){_S}+)?(?:rules|restrictions|guidelines|instructions"
+        rf"|filters|guardrails|policies){_S}+(?:no longer apply|(?:are|is){_S}+|do not apply|don't apply)",
+    ),
+    "you": r"(?: are|'re| have been|'ve been)",
+    "do": r"(?: not| anything now)",
+    "don": "'t",
+    "dont": " ",
+    "no": " longer",
+    "set": " aside",
+    "put": " aside",
+    "throw": " away",
+    "pay": " no ",
+    "stop": " ",
+    "switch": " to",
+    "turn": " on",
+    "tell": " me",
+    "give": " me",
+    "write": " out",
+    "spell": " out",
+    "what": " ",
+    "from": " now on",
+    "system": " override",
+    **dict.fromkeys(
+        ("new", "updated", "revised", "real", "actual", "true", "secret"),
+        r" (?:system )?(?:instruction|directive|prompt|orders)",
+    ),
+    **dict.fromkeys(
+        ("act", "behave", "respond", "answer", "pretend", "roleplay"),
+        rf"{_S}+(?:as|like|to be|that you are|you are)",
+    ),
+    "role": "-play",
+}
+
+
+def _first_letter_alternation(fragments: list[str]) -> str:
+    """`a|b|...` of regular expressions that each start with a lower-case letter, grouped by that letter:
+    `re` checks the first literal of each alternative in one comparison, so twenty groups cost far less
+    than a hundred alternatives."""
+    by_letter: dict[str, list[str]] = {}
+    for fragment in fragments:
+        by_letter.setdefault(fragment[0], []).append(fragment[1:])
+    return "|".join(f"{letter}(?:{'|'.join(rests)})" for letter, rests in by_letter.items())
+
+
+_FIRST_WORD_LIST = tuple(dict.fromkeys(word for words in _FIRST_WORDS for word in words))
+# At a non-word byte, a first word and what must follow it; the lookahead keeps the next candidate findable.
+_INJECTION_CANDIDATE = re.compile(
+    (
+        _W
+        + "(?="
+        + _first_letter_alternation([w + _FOLLOWS.get(w, _W) for w in _FIRST_WORD_LIST])
+        + ")"
+    ).encode()
+)
+_WORD_RUN = re.compile(rb"[a-z0-9_]+")
+# The markup pattern's starts, widened: "<|", "[INST]", "<<SYS>>", "<system>", a line that opens with "##".
+_MARKUP_CANDIDATE = re.compile(
+    rf"<(?=\||<|/?(?:sys|system|assistant)>|/?sys>)|\[(?=/?inst\])|\n(?={_S}*##)".encode()
+)
+_MARKUP = len(INJECTION_PATTERNS) - 1
+_INJECTION_REGEXES = tuple(re.compile(pattern, re.IGNORECASE) for pattern in INJECTION_PATTERNS)
+
+
+# Mentions are not attacks: a phrase in quotes, or a sentence that talks about attacks. The cues are literal
+# (no class), so on the shape the same text, with a non-word byte before it, finds their candidates.
+_CUES = (
+    "prompt injections?", "injection attacks?",
+    "jailbreak(?:s|ing)? (?:attempts?|attacks?|prompts?|techniques?)", "such as", "for example", r"e\.g\.",
+    "like the phrase", "the phrase", "phrases like", "the sentence", "the words", "means?", "meaning",
+    "detect(?:s|ed|ing|ion)?", "classif(?:y|ies|ier)", "defend", "protect(?:s|ing)? against",
+    "red[- ]team(?:ing)?", "attackers?", "researchers?", "paper", "article", "blog", "talk about", "explain",
+    "what does", "what do", "why do", "how do (?:i|we|you) (?:stop|prevent|detect|block|handle|defend)",
+)  # fmt: skip
+_DEVICE_CUE = (
+    " (?:my|the|your|an?) (?:android|iphone|phone|device|browser|chrome|firefox|windows|mac|pc|tv|router)"
+)
+_MENTION_CUES = re.compile(rf"\b(?:{'|'.join(_CUES)}|(?:on|in){_DEVICE_CUE})\b", re.IGNORECASE)
+_CUE_CANDIDATE = re.compile(
+    f"{_W}(?={_first_letter_alternation([*_CUES, 'on' + _DEVICE_CUE, 'in' + _DEVICE_CUE])})".encode()
+)
+# How far past its start a cue's match reads: its longest match, then the character its `\b` looks at.
+_CUE_REACH = 24
+_QUOTES = '"“”«»„`'
+_SENTENCE_END = re.compile(r"[.!?\n]")
+_CONTEXT = 300  # characters looked at around a match: bounded, so many matches stay linear
+
+
+def lower_shape_of(text: str) -> bytes:
+    """One byte per character of `text`: ASCII in lower case, anything else "?". `b" "` in front, so that
+    the character before position 0 is a non-word byte (text offset = shape offset - 1)."""
+    return b" " + text.encode("ascii", "replace").lower()
+
+
+def _injection_candidates(shape: bytes) -> list[tuple[int, tuple[int, ...]]]:
+    """(text offset, indexes of the patterns that may match there, in order), by offset."""
+    by_word = _PATTERNS_BY_WORD
+    found: list[tuple[int, tuple[int, ...]]] = []
+    for match in _INJECTION_CANDIDATE.finditer(shape):
+        start = match.end()  # the word's first byte in the shape: its offset in the text plus one
+        word = _WORD_RUN.match(shape, start)
+        assert word is not None
+        found.append((start - 1, by_word[word.group()]))
+    markup = [(m.start() - 1, (_MARKUP,)) for m in _MARKUP_CANDIDATE.finditer(shape)]
+    # The markup pattern can also start at the text's first character (`^`): always tried there.
+    if not found or found[0][0] != 0:
+        markup.insert(0, (0, (_MARKUP,)))
+    else:
+        found[0] = (0, (*found[0][1], _MARKUP))
+    if markup:
+        found = sorted(found + markup)
+    return found
+
+
+_PATTERNS_BY_WORD: dict[bytes, tuple[int, ...]] = {
+    word.encode(): tuple(i for i, words in enumerate(_FIRST_WORDS) if word in words) for word in _FIRST_WORD_LIST
+}
+
+
+class _Mentions:
+    """`_is_mention` for many matches in one text: the sentence ends and the mention cues are found once
+    (cues: candidates on the shape, each confirmed with `match`), so each match costs a few bisections
+    instead of a search through 600 characters."""
+
+    def __init__(self, text: str, shape: bytes) -> None:
+        self.text = text
+        self.quotes = any(q in text for q in _QUOTES) or "'" in text
+        self.ends = [m.start() for m in _SENTENCE_END.finditer(text)]
+        # (a candidate's match starts at the byte before the cue: the cue's offset in the text)
+        self.candidates = [m.start() for m in _CUE_CANDIDATE.finditer(shape)]
+        self.cues = [c for c in self.candidates if _MENTION_CUES.match(text, c)]
+
+    def is_mention(self, start: int, end: int) -> bool:
+        text = self.text
+        window_start = max(0, start - _CONTEXT)
+        if self.quotes:
+            line_start = max(text.rfind("\n", window_start, start) + 1, window_start)
+            before = text[line_start:start]
+            quotes = sum(before.count(q) for q in _QUOTES)
+            if quotes % 2 == 1 or (before.count("'") % 2 == 1 and "'" in text[end : end + _CONTEXT]):
+                return True  # inside quotes
+        ends = self.ends
+        i = bisect_left(ends, start) - 1
+        sentence_start = ends[i] + 1 if i >= 0 and ends[i] >= window_start else window_start
+        j = bisect_left(ends, end)
+        sentence_end = ends[j] if j < len(ends) and ends[j] < end + _CONTEXT else min(len(text), end + _CONTEXT)
+        # A cue that ends (with the `\b` after it) before `sentence_end` reads as on the whole text.
+        safe_end = sentence_end - _CUE_REACH
+        cues = self.cues
+        k = bisect_left(cues, sentence_start)
+        if k < len(cues) and cues[k] < safe_end:
+            return True
+        candidates = self.candidates
+        for k in range(bisect_left(candidates, max(sentence_start, safe_end)), len(candidates)):
+            candidate = candidates[k]
+            if candidate > sentence_end:
+                break
+            if _MENTION_CUES.match(text, candidate, sentence_end):
+                return True
+        return False
+
+
+def _is_mention(text: str, start: int, end: int) -> bool:
+    return _Mentions(text, lower_shape_of(text)).is_mention(start, end)
+
 
 # ---- PII ----------------------------------------------------------------------------------------------------
 
@@ -351,7 +521,6 @@ class _Compiled:
     # Deny terms, folded and lower-cased like the text they are matched in.
     deny_term_list: tuple[str, ...]
     deny_patterns: tuple[DenyPattern, ...]
-    injection: re.Pattern[str]
 
 
 _BY_IDENTITY: dict[int, tuple[LocalRules, _Compiled]] = {}
@@ -376,7 +545,6 @@ def _compile_rules(rules: LocalRules) -> _Compiled:
     return _Compiled(
         deny_term_list=folded,
         deny_patterns=tuple(_deny_pattern(p) for p in rules.deny_patterns),
-        injection=re.compile("|".join(f"(?:{p})" for p in INJECTION_PATTERNS), re.IGNORECASE),
     )
 
 
@@ -448,14 +616,31 @@ def _is_word_char(char: str) -> bool:
     return char.isalnum() or char == "_"
 
 
-def injection_spans(folded: str, injection: re.Pattern[str] | None = None) -> Iterator[tuple[int, int]]:
-    """Spans of `folded` (normalized) text that read as a prompt-injection attempt, not as a mention of one."""
+def injection_spans(folded: str, shape: bytes | None = None) -> Iterator[tuple[int, int]]:
+    """Spans of `folded` (normalized) text that read as a prompt-injection attempt, not as a mention of one:
+    the matches of `finditer` with the alternation of `INJECTION_PATTERNS` (case-insensitive), found at the
+    candidates only (see `_FIRST_WORDS`). `shape`: `lower_shape_of(folded)`, when the caller has it."""
     if not _injection_suspected(folded):
         return
-    pattern = injection or _compile(LocalRules()).injection
-    for match in pattern.finditer(folded):
-        if match.end() > match.start() and not _is_mention(folded, match.start(), match.end()):
-            yield match.start(), match.end()
+    if shape is None:
+        shape = lower_shape_of(folded)
+    patterns = _INJECTION_REGEXES
+    mentions: _Mentions | None = None
+    pos = 0
+    for offset, indexes in _injection_candidates(shape):
+        if offset < pos:  # inside the previous match: `finditer` goes on after it
+            continue
+        for index in indexes:
+            match = patterns[index].match(folded, offset)
+            if match is not None:
+                break
+        else:
+            continue
+        pos = match.end()  # every pattern matches at least one character (a test checks it)
+        if mentions is None:
+            mentions = _Mentions(folded, shape)
+        if not mentions.is_mention(offset, pos):
+            yield offset, pos
 
 
 class LocalRulesLayer:
@@ -498,7 +683,7 @@ class LocalRulesLayer:
             for start, end in deny_pattern_spans(folded, deny):
                 add(("deny_pattern", "block", start, end, False))
         if injection and rules.injection_heuristics:
-            for start, end in injection_spans(folded, compiled.injection):
+            for start, end in injection_spans(folded):
                 add(("prompt_injection", "block", start, end, False))
         if rules.pii_regex_fallback:
             actions: dict[str, FindingAction] = {}
