@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterator
 from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -232,10 +232,7 @@ _FIRST_WORD_LIST = tuple(dict.fromkeys(word for words in _FIRST_WORDS for word i
 # At a non-word byte, a first word and what must follow it; the lookahead keeps the next candidate findable.
 _INJECTION_CANDIDATE = re.compile(
     (
-        _W
-        + "(?="
-        + _first_letter_alternation([w + _FOLLOWS.get(w, _W) for w in _FIRST_WORD_LIST])
-        + ")"
+        _W + "(?=" + _first_letter_alternation([w + _FOLLOWS.get(w, _W) for w in _FIRST_WORD_LIST]) + ")"
     ).encode()
 )
 _WORD_RUN = re.compile(rb"[a-z0-9_]+")
@@ -298,7 +295,8 @@ def _injection_candidates(shape: bytes) -> list[tuple[int, tuple[int, ...]]]:
 
 
 _PATTERNS_BY_WORD: dict[bytes, tuple[int, ...]] = {
-    word.encode(): tuple(i for i, words in enumerate(_FIRST_WORDS) if word in words) for word in _FIRST_WORD_LIST
+    word.encode(): tuple(i for i, words in enumerate(_FIRST_WORDS) if word in words)
+    for word in _FIRST_WORD_LIST
 }
 
 
@@ -328,7 +326,9 @@ class _Mentions:
         i = bisect_left(ends, start) - 1
         sentence_start = ends[i] + 1 if i >= 0 and ends[i] >= window_start else window_start
         j = bisect_left(ends, end)
-        sentence_end = ends[j] if j < len(ends) and ends[j] < end + _CONTEXT else min(len(text), end + _CONTEXT)
+        sentence_end = (
+            ends[j] if j < len(ends) and ends[j] < end + _CONTEXT else min(len(text), end + _CONTEXT)
+        )
         # A cue that ends (with the `\b` after it) before `sentence_end` reads as on the whole text.
         safe_end = sentence_end - _CUE_REACH
         cues = self.cues

@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001 - look-alike characters are part of the inputs
+# ruff: noqa: RUF001, RUF002 - look-alike characters are part of the inputs
 """The fast scans of the local rules find exactly what the plain scans found before them (the oracle,
 `local_rules_oracle.py`): the same spans, on the labeled set, on random texts built from the words the
 patterns and the mention cues look for, and on adversarial texts."""
