@@ -178,6 +178,7 @@ _FIRST_WORDS: tuple[tuple[str, ...], ...] = (
 # On the shape (lower case, every non-ASCII character "?"), a class of the text widens to itself plus "?".
 _S = r"[\t-\r\x1c-\x20?]"  # \s
 _W = r"[^a-z0-9_]"  # \W
+_WORD_END = r"(?![a-z0-9_])"  # what follows a word: a non-word character or the end (as for `\b`)
 # What follows a first word, as far as it is a literal (or a widened class) in every pattern that starts
 # with it; a word not listed here is followed by a non-word character. The common words get more, so that
 # ordinary text yields few candidates.
@@ -218,49 +219,91 @@ _FOLLOWS: dict[str, str] = {
 }
 
 
-def _first_letter_alternation(fragments: list[str]) -> str:
-    """`a|b|...` of regular expressions that each start with a lower-case letter, grouped by that letter:
-    `re` checks the first literal of each alternative in one comparison, so twenty groups cost far less
-    than a hundred alternatives."""
-    by_letter: dict[str, list[str]] = {}
-    for fragment in fragments:
-        by_letter.setdefault(fragment[0], []).append(fragment[1:])
-    return "|".join(f"{letter}(?:{'|'.join(rests)})" for letter, rests in by_letter.items())
+def _word_finders(follows: dict[str, str]) -> dict[bytes, re.Pattern[bytes]]:
+    """For each word, a pattern that finds it on the shape as a whole word followed by what must follow it.
+    The pattern starts with the word, a literal that `re` searches for at memory speed; the byte before it
+    is checked after it (a lookbehind), the rest with a lookahead, so no candidate hides another."""
+    return {
+        word.encode(): re.compile(f"{word}(?<![a-z0-9_]{word})(?={rest})".encode())
+        for word, rest in follows.items()
+    }
 
 
-_FIRST_WORD_LIST = tuple(dict.fromkeys(word for words in _FIRST_WORDS for word in words))
-# At a non-word byte, a first word and what must follow it; the lookahead keeps the next candidate findable.
-_INJECTION_CANDIDATE = re.compile(
-    (
-        _W + "(?=" + _first_letter_alternation([w + _FOLLOWS.get(w, _W) for w in _FIRST_WORD_LIST]) + ")"
-    ).encode()
+# The words of the shape: every byte that is not a word character (after lower-casing) splits.
+_SPLIT_TABLE = bytes(
+    c if chr(c).isascii() and (chr(c).isalnum() or c == ord("_")) else 32 for c in range(256)
 )
-_WORD_RUN = re.compile(rb"[a-z0-9_]+")
+_FIRST_WORD_LIST = tuple(dict.fromkeys(word for words in _FIRST_WORDS for word in words))
+_PATTERNS_BY_WORD: dict[bytes, tuple[int, ...]] = {
+    word.encode(): tuple(i for i, words in enumerate(_FIRST_WORDS) if word in words)
+    for word in _FIRST_WORD_LIST
+}
+_INJECTION_FINDERS = _word_finders({word: _FOLLOWS.get(word, _W) for word in _FIRST_WORD_LIST})
 # The markup pattern's starts, widened: "<|", "[INST]", "<<SYS>>", "<system>", a line that opens with "##".
 _MARKUP_CANDIDATE = re.compile(
     rf"<(?=\||<|/?(?:sys|system|assistant)>|/?sys>)|\[(?=/?inst\])|\n(?={_S}*##)".encode()
 )
 _MARKUP = len(INJECTION_PATTERNS) - 1
 _INJECTION_REGEXES = tuple(re.compile(pattern, re.IGNORECASE) for pattern in INJECTION_PATTERNS)
+# For the lower-case text: the patterns but the markup one have no upper-case literal (a test checks it).
+_INJECTION_LOWER = (*(re.compile(p) for p in INJECTION_PATTERNS[:-1]), _INJECTION_REGEXES[-1])
 
 
-# Mentions are not attacks: a phrase in quotes, or a sentence that talks about attacks. The cues are literal
-# (no class), so on the shape the same text, with a non-word byte before it, finds their candidates.
-_CUES = (
-    "prompt injections?", "injection attacks?",
-    "jailbreak(?:s|ing)? (?:attempts?|attacks?|prompts?|techniques?)", "such as", "for example", r"e\.g\.",
-    "like the phrase", "the phrase", "phrases like", "the sentence", "the words", "means?", "meaning",
-    "detect(?:s|ed|ing|ion)?", "classif(?:y|ies|ier)", "defend", "protect(?:s|ing)? against",
-    "red[- ]team(?:ing)?", "attackers?", "researchers?", "paper", "article", "blog", "talk about", "explain",
-    "what does", "what do", "why do", "how do (?:i|we|you) (?:stop|prevent|detect|block|handle|defend)",
-)  # fmt: skip
+# Mentions are not attacks: a phrase in quotes, or a sentence that talks about attacks. A cue is a first word
+# and what follows it, all literal (no class), so the same text finds its candidates on the shape.
 _DEVICE_CUE = (
     " (?:my|the|your|an?) (?:android|iphone|phone|device|browser|chrome|firefox|windows|mac|pc|tv|router)"
 )
-_MENTION_CUES = re.compile(rf"\b(?:{'|'.join(_CUES)}|(?:on|in){_DEVICE_CUE})\b", re.IGNORECASE)
-_CUE_CANDIDATE = re.compile(
-    f"{_W}(?={_first_letter_alternation([*_CUES, 'on' + _DEVICE_CUE, 'in' + _DEVICE_CUE])})".encode()
+_CUE_FOLLOWS: dict[str, str] = {
+    "prompt": " injections?",
+    "injection": " attacks?",
+    **dict.fromkeys(
+        ("jailbreak", "jailbreaks", "jailbreaking"), " (?:attempts?|attacks?|prompts?|techniques?)"
+    ),
+    "such": " as",
+    "for": " example",
+    "e": r"\.g\.",
+    "like": " the phrase",
+    "the": " (?:phrase|sentence|words)",
+    "phrases": " like",
+    **dict.fromkeys(
+        (
+            "mean",
+            "means",
+            "meaning",
+            "detect",
+            "detects",
+            "detected",
+            "detecting",
+            "detection",
+            "classify",
+            "classifies",
+            "classifier",
+            "defend",
+            "attacker",
+            "attackers",
+            "researcher",
+            "researchers",
+            "paper",
+            "article",
+            "blog",
+            "explain",
+        ),
+        "",
+    ),
+    **dict.fromkeys(("protect", "protects", "protecting"), " against"),
+    "red": "[- ]team(?:ing)?",
+    "talk": " about",
+    "what": " do(?:es)?",
+    "why": " do",
+    "how": " do (?:i|we|you) (?:stop|prevent|detect|block|handle|defend)",
+    "on": _DEVICE_CUE,
+    "in": _DEVICE_CUE,
+}
+_MENTION_CUES = re.compile(
+    rf"\b(?:{'|'.join(word + rest for word, rest in _CUE_FOLLOWS.items())})\b", re.IGNORECASE
 )
+_CUE_FINDERS = _word_finders({word: rest or _WORD_END for word, rest in _CUE_FOLLOWS.items()})
 # How far past its start a cue's match reads: its longest match, then the character its `\b` looks at.
 _CUE_REACH = 24
 _QUOTES = '"“”«»„`'
@@ -274,30 +317,30 @@ def lower_shape_of(text: str) -> bytes:
     return b" " + text.encode("ascii", "replace").lower()
 
 
-def _injection_candidates(shape: bytes) -> list[tuple[int, tuple[int, ...]]]:
-    """(text offset, indexes of the patterns that may match there, in order), by offset."""
+def _word_starts(
+    shape: bytes, finders: dict[bytes, re.Pattern[bytes]], present: frozenset[bytes]
+) -> list[tuple[int, bytes]]:
+    """(text offset, word) of the finders' matches, for the words of `finders` that occur in the text."""
+    return [(m.start() - 1, word) for word in present & finders.keys() for m in finders[word].finditer(shape)]
+
+
+_SCANNED_WORDS = frozenset(_INJECTION_FINDERS) | frozenset(_CUE_FINDERS)
+# Bytes other than printable ASCII and whitespace: a text without them splits into the same words with
+# `_WORD_TABLE` (the anchor check) as with `_SPLIT_TABLE`.
+_PLAIN_BYTES = bytes(range(0x09, 0x0E)) + bytes(range(0x20, 0x7F))
+
+
+def _injection_candidates(shape: bytes, present: frozenset[bytes]) -> list[tuple[int, tuple[int, ...]]]:
+    """(text offset, indexes of the patterns that may match there, in order), by offset. `present`: the
+    words of the text that `_INJECTION_FINDERS` has (or more)."""
     by_word = _PATTERNS_BY_WORD
-    found: list[tuple[int, tuple[int, ...]]] = []
-    for match in _INJECTION_CANDIDATE.finditer(shape):
-        start = match.end()  # the word's first byte in the shape: its offset in the text plus one
-        word = _WORD_RUN.match(shape, start)
-        assert word is not None
-        found.append((start - 1, by_word[word.group()]))
-    markup = [(m.start() - 1, (_MARKUP,)) for m in _MARKUP_CANDIDATE.finditer(shape)]
+    found = [(offset, by_word[word]) for offset, word in _word_starts(shape, _INJECTION_FINDERS, present)]
     # The markup pattern can also start at the text's first character (`^`): always tried there.
-    if not found or found[0][0] != 0:
-        markup.insert(0, (0, (_MARKUP,)))
-    else:
-        found[0] = (0, (*found[0][1], _MARKUP))
-    if markup:
-        found = sorted(found + markup)
+    found.append((0, (_MARKUP,)))
+    if b"<" in shape or b"[" in shape or b"\n" in shape:
+        found.extend((m.start() - 1, (_MARKUP,)) for m in _MARKUP_CANDIDATE.finditer(shape))
+    found.sort()  # at one offset: the word's patterns, then the markup pattern (last in the alternation)
     return found
-
-
-_PATTERNS_BY_WORD: dict[bytes, tuple[int, ...]] = {
-    word.encode(): tuple(i for i, words in enumerate(_FIRST_WORDS) if word in words)
-    for word in _FIRST_WORD_LIST
-}
 
 
 class _Mentions:
@@ -305,15 +348,16 @@ class _Mentions:
     (cues: candidates on the shape, each confirmed with `match`), so each match costs a few bisections
     instead of a search through 600 characters."""
 
-    def __init__(self, text: str, shape: bytes) -> None:
+    def __init__(self, text: str, shape: bytes, present: frozenset[bytes]) -> None:
         self.text = text
         self.quotes = any(q in text for q in _QUOTES) or "'" in text
-        self.ends = [m.start() for m in _SENTENCE_END.finditer(text)]
-        # (a candidate's match starts at the byte before the cue: the cue's offset in the text)
-        self.candidates = [m.start() for m in _CUE_CANDIDATE.finditer(shape)]
+        self.candidates = sorted(offset for offset, _ in _word_starts(shape, _CUE_FINDERS, present))
         self.cues = [c for c in self.candidates if _MENTION_CUES.match(text, c)]
+        self.ends = [m.start() for m in _SENTENCE_END.finditer(text)] if self.candidates else []
 
     def is_mention(self, start: int, end: int) -> bool:
+        if not self.candidates and not self.quotes:  # no cue, no quote: nothing makes it a mention
+            return False
         text = self.text
         window_start = max(0, start - _CONTEXT)
         if self.quotes:
@@ -346,7 +390,10 @@ class _Mentions:
 
 
 def _is_mention(text: str, start: int, end: int) -> bool:
-    return _Mentions(text, lower_shape_of(text)).is_mention(start, end)
+    shape = lower_shape_of(text)
+    return _Mentions(
+        text, shape, _SCANNED_WORDS.intersection(shape.translate(_SPLIT_TABLE).split())
+    ).is_mention(start, end)
 
 
 # ---- PII ----------------------------------------------------------------------------------------------------
@@ -616,29 +663,38 @@ def _is_word_char(char: str) -> bool:
     return char.isalnum() or char == "_"
 
 
-def injection_spans(folded: str, shape: bytes | None = None) -> Iterator[tuple[int, int]]:
+def injection_spans(folded: str) -> Iterator[tuple[int, int]]:
     """Spans of `folded` (normalized) text that read as a prompt-injection attempt, not as a mention of one:
     the matches of `finditer` with the alternation of `INJECTION_PATTERNS` (case-insensitive), found at the
-    candidates only (see `_FIRST_WORDS`). `shape`: `lower_shape_of(folded)`, when the caller has it."""
-    if not _injection_suspected(folded):
+    candidates only (see `_FIRST_WORDS`)."""
+    shape = lower_shape_of(folded)
+    plain = folded.isascii() and not shape.translate(None, _PLAIN_BYTES)
+    if not plain and not _injection_suspected(folded):
         return
-    if shape is None:
-        shape = lower_shape_of(folded)
-    patterns = _INJECTION_REGEXES
+    words = shape.translate(_SPLIT_TABLE).split()
+    if plain and _INJECTION_ANCHOR_BYTES.isdisjoint(words):  # the same words as `_injection_suspected`'s
+        return
+    present = _SCANNED_WORDS.intersection(words)
+    # Case-insensitive matching is the lower-case text matched case-sensitively (twice as fast), as no
+    # character of a folded view other than ASCII letters is a case variant of one (a test checks it).
+    lowered = folded.lower()
+    patterns = _INJECTION_LOWER if len(lowered) == len(folded) else _INJECTION_REGEXES
+    if patterns is _INJECTION_REGEXES:
+        lowered = folded
     mentions: _Mentions | None = None
     pos = 0
-    for offset, indexes in _injection_candidates(shape):
+    for offset, indexes in _injection_candidates(shape, present):
         if offset < pos:  # inside the previous match: `finditer` goes on after it
             continue
         for index in indexes:
-            match = patterns[index].match(folded, offset)
+            match = patterns[index].match(lowered, offset)
             if match is not None:
                 break
         else:
             continue
         pos = match.end()  # every pattern matches at least one character (a test checks it)
         if mentions is None:
-            mentions = _Mentions(folded, shape)
+            mentions = _Mentions(folded, shape, present)
         if not mentions.is_mention(offset, pos):
             yield offset, pos
 

@@ -9,13 +9,21 @@ from collections.abc import Iterator
 
 from guardrail.layers.local_rules import (
     _CONTEXT,
-    _MENTION_CUES,
     _QUOTES,
     _SENTENCE_END,
     INJECTION_PATTERNS,
     _injection_suspected,
 )
 
+MENTION_CUES = re.compile(
+    r"\b(?:prompt injections?|injection attacks?|jailbreak(?:s|ing)? (?:attempts?|attacks?|prompts?|techniques?)"
+    r"|such as|for example|e\.g\.|like the phrase|the phrase|phrases like|the sentence|the words|means?|meaning"
+    r"|detect(?:s|ed|ing|ion)?|classif(?:y|ies|ier)|defend|protect(?:s|ing)? against|red[- ]team(?:ing)?"
+    r"|attackers?|researchers?|paper|article|blog|talk about|explain|what does|what do|why do|how do (?:i|we|you) "
+    r"(?:stop|prevent|detect|block|handle|defend)"
+    r"|(?:on|in) (?:my|the|your|an?) (?:android|iphone|phone|device|browser|chrome|firefox|windows|mac|pc|tv|router))\b",
+    re.IGNORECASE,
+)
 INJECTION = re.compile("|".join(f"(?:{p})" for p in INJECTION_PATTERNS), re.IGNORECASE)
 
 
@@ -31,7 +39,7 @@ def is_mention(text: str, start: int, end: int) -> bool:
     )
     following = _SENTENCE_END.search(text, end, end + _CONTEXT)
     sentence_end = following.start() if following else min(len(text), end + _CONTEXT)
-    return _MENTION_CUES.search(text, sentence_start, sentence_end) is not None
+    return MENTION_CUES.search(text, sentence_start, sentence_end) is not None
 
 
 def injection_spans(folded: str) -> Iterator[tuple[int, int]]:
