@@ -1,5 +1,5 @@
-"""The local rules' scans as they were before the two-stage injection scan and the one-pass PII scan
-(main at d289b36): plain `finditer` over the whole text, one search per mention. Kept only as the oracle of
+"""The local rules' scans as they were before the two-stage injection scan and the faster PII and deny-term
+scans (main at d289b36): plain `finditer` over the whole text, one search per mention. Kept only as the oracle of
 `test_local_rules_differential.py`: the fast scans must find exactly what these find."""
 
 from __future__ import annotations
@@ -8,12 +8,28 @@ import re
 from collections.abc import Iterator
 
 from guardrail.layers.local_rules import (
+    _AWS_ACCESS_KEY,
+    _AWS_SECRET,
+    _CARD,
     _CONTEXT,
+    _DIGIT_RUN,
+    _EMAIL_DOMAIN,
+    _EMAIL_LOCAL_REVERSED,
+    _IBAN,
+    _NON_DIGIT,
     _QUOTES,
     _SENTENCE_END,
+    _SSN,
     INJECTION_PATTERNS,
     _injection_suspected,
+    _phone_span,
+    _whole_word,
+    iban_valid,
+    luhn_valid,
+    shape_of,
 )
+from guardrail.normalize import NormalizedText
+from guardrail.settings import DirectionSettings
 
 MENTION_CUES = re.compile(
     r"\b(?:prompt injections?|injection attacks?|jailbreak(?:s|ing)? (?:attempts?|attacks?|prompts?|techniques?)"
@@ -48,3 +64,120 @@ def injection_spans(folded: str) -> Iterator[tuple[int, int]]:
     for match in INJECTION.finditer(folded):
         if match.end() > match.start() and not is_mention(folded, match.start(), match.end()):
             yield match.start(), match.end()
+
+
+# ---- PII and deny terms -------------------------------------------------------------------------------------
+
+CARD_RUN = re.compile(rb"(?:0[ -]?){12,18}0")  # on the shape
+
+
+def email_matches(text: str) -> Iterator[tuple[int, int]]:
+    at = text.find("@")
+    if at < 0:
+        return
+    reversed_text = text[::-1]
+    size = len(text)
+    previous_end = 0
+    while at >= 0:
+        domain = _EMAIL_DOMAIN.match(text, at + 1)
+        if domain is not None and at > previous_end:
+            local = _EMAIL_LOCAL_REVERSED.match(reversed_text, size - at, size - previous_end)
+            if local is not None:
+                start = at - (local.end() - local.start())
+                yield start, domain.end()
+                previous_end = domain.end()
+                at = text.find("@", previous_end)
+                continue
+        at = text.find("@", at + 1)
+
+
+def digit_run_findings(text: str, shape: bytes, region: str) -> Iterator[tuple[str, int, int]]:
+    for run in _DIGIT_RUN.finditer(shape):
+        start, end = run.span()
+        if CARD_RUN.fullmatch(shape, start, end) and luhn_valid(
+            text[start:end].encode().translate(None, b" -")
+        ):
+            yield "CREDIT_DEBIT_NUMBER", start, end
+            continue
+        found = False
+        for card in _CARD.finditer(text, start, end):
+            digits = _NON_DIGIT.sub("", card.group())
+            if 13 <= len(digits) <= 19 and luhn_valid(digits):
+                found = True
+                yield "CREDIT_DEBIT_NUMBER", card.start(), card.end()
+        if b"-" in run.group():
+            for ssn in _SSN.finditer(text, start, end):
+                found = True
+                yield "SSN", ssn.start(), ssn.end()
+        if not found and region:
+            if start and text[start - 1] in "+(":
+                start -= 1
+            phone = _phone_span(text, start, end, region)
+            if phone is not None:
+                yield ("PHONE", *phone)
+
+
+def pii_spans(text: str, phone_region: str = "US") -> Iterator[tuple[str, int, int]]:
+    if "@" in text:
+        for start, end in email_matches(text):
+            yield "EMAIL", start, end
+    shape = shape_of(text)
+    yield from digit_run_findings(text, shape, phone_region)
+    for key in _AWS_ACCESS_KEY.finditer(text):
+        if key.start() == 0 or not text[key.start() - 1].isalnum():
+            yield "AWS_ACCESS_KEY", key.start(), key.end()
+    if "ecret" in text or "ECRET" in text:
+        for secret in _AWS_SECRET.finditer(text):
+            yield "AWS_SECRET_KEY", secret.start(1), secret.end(1)
+    for iban in _IBAN.finditer(shape):
+        start, end = iban.span()
+        if start and text[start - 1].isalnum():
+            continue
+        candidate = text[start:end]
+        for length in range(len(candidate), 14, -1):
+            if candidate[length - 1] != " " and iban_valid(candidate[:length]):
+                yield "INTERNATIONAL_BANK_ACCOUNT_NUMBER", start, start + length
+                break
+
+
+def deny_term_spans(folded: str, term_list: tuple[str, ...]) -> Iterator[tuple[int, int]]:
+    lowered = folded.lower()
+    if len(lowered) != len(folded):
+        lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in folded)
+    hits: list[tuple[int, int]] = []
+    for term in term_list:
+        start = lowered.find(term)
+        while start >= 0:
+            if _whole_word(lowered, start, start + len(term), term):
+                hits.append((start, -len(term)))
+            start = lowered.find(term, start + 1)
+    hits.sort()
+    pos = 0
+    for start, negative_length in hits:
+        if start >= pos:
+            pos = start - negative_length
+            yield start, pos
+
+
+def layer_findings(text: str, settings: DirectionSettings) -> list[tuple[str, str, int, int, bool]]:
+    """(type, action, start, end, is PII) of the layer's findings for one untrusted item, as before."""
+    rules = settings.local_rules
+    view = NormalizedText(text)
+    folded = view.text
+    found: list[tuple[str, str, int, int, bool]] = []
+    terms = tuple(sorted({NormalizedText(t).text.lower() for t in rules.deny_terms}, key=len, reverse=True))
+    found += [("deny_term", "block", s, e, False) for s, e in deny_term_spans(folded, terms)]
+    for source in rules.deny_patterns:
+        found += [
+            ("deny_pattern", "block", *m.span(), False)
+            for m in re.finditer(source, folded)
+            if m.end() > m.start()
+        ]
+    if rules.injection_heuristics:
+        found += [("prompt_injection", "block", s, e, False) for s, e in injection_spans(folded)]
+    if rules.pii_regex_fallback:
+        found += [
+            (kind, settings.pii_action(kind), s, e, True)
+            for kind, s, e in pii_spans(folded, rules.phone_region)
+        ]
+    return [(kind, action, *view.original_span(s, e), pii) for kind, action, s, e, pii in found]

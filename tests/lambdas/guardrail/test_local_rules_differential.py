@@ -16,12 +16,15 @@ from guardrail.layers.local_rules import (
     _FIRST_WORDS,
     _MENTION_CUES,
     INJECTION_PATTERNS,
+    LocalRulesLayer,
     _injection_candidates,
     _Mentions,
     injection_spans,
     lower_shape_of,
 )
+from guardrail.model import CheckRequest, ContentItem
 from guardrail.normalize import NormalizedText
+from guardrail.settings import DirectionSettings, LocalRules
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -159,6 +162,68 @@ def test_lower_case_keeps_every_class_the_patterns_use():
                 continue
             for regex in classes:
                 assert bool(regex.match(char)) == bool(regex.match(lowered)), hex(code)
+
+
+# ---- PII, deny terms and the whole layer ----------------------------------------------------------------------
+
+PII_PIECES = st.sampled_from(
+    [
+        "jürgen.müller@example.de", "a.b@c.io", "@", "x@", "@y.z", "a@b.c@d.ef", "ß@straße.de", "user+tag@mail.co.uk",
+        "4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111", "4111 1111 1111 1112", "4111  1111 1111 1111",
+        "4111 -1111 1111 1111", "1 2-3.4/5(6)7", "٤١١١ ١١١١ ١١١١ ١١١١", "４１１１ １１１１ １１１１ １１１１",
+        "078-05-1120", "000-12-3456", "(212) 555-0123", "+1 212 555 0123", "+49 30 901820", "2024-01-31", "1.2.3.4",
+        "DE89 3704 0044 0532 0130 00", "DE89370400440532013000", "GB82 WEST 1234 5698 7654 32", "DE00 AAAA 0000",
+        "AKIAIOSFODNN7EXAMPLE", "xAKIAIOSFODNN7EXAMPLE", "secret access key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "SECRET_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'", "sEcReT is abc", "ORD-123456", "ORD-12345",
+        "Acme-Secret", "project x", "PROJECT X!", "projectx", "acme-secret-2", "ｐｒｏｊｅｃｔ x", "pro\u200bject x",
+    ]
+)  # fmt: skip
+PII_TEXTS = st.lists(st.one_of(PII_PIECES, GLUE, st.sampled_from(LABELED_TEXTS)), max_size=30).map("".join)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.one_of(PII_TEXTS, MIXED))
+def test_pii_spans_as_before(text):
+    folded = NormalizedText(text).text
+    assert local_rules.pii_spans(folded) == list(oracle.pii_spans(folded)), folded
+    assert local_rules.pii_spans(folded, "") == list(oracle.pii_spans(folded, "")), folded
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["acme-secret", "project x", "x", "straße", "中文", "a?b", "-", "Ω"]), max_size=4
+    ),
+    st.one_of(PII_TEXTS, st.text(alphabet="acmeprojtxsß-? 中文Ω_AX\u0130", max_size=40)),
+)
+def test_deny_terms_as_before(terms, text):
+    folded = NormalizedText(text).text
+    term_list = tuple(sorted({NormalizedText(t).text.lower() for t in terms}, key=len, reverse=True))
+    assert list(local_rules.deny_term_spans(folded, term_list)) == list(
+        oracle.deny_term_spans(folded, term_list)
+    )
+
+
+BENCH_RULES = DirectionSettings(
+    local_rules=LocalRules(deny_terms=("acme-secret", "project x"), deny_patterns=(r"\bORD-\d{6}\b",))
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(PII_TEXTS, MIXED))
+def test_the_layer_finds_what_it_found_before(text):
+    request = CheckRequest("input", (ContentItem(text),), "retail", "m", "r")
+    findings = LocalRulesLayer().check(request, BENCH_RULES).findings
+    spans = [(f.type, f.action, f.span.start, f.span.end, f.is_pii) for f in findings if f.span]
+    assert spans == oracle.layer_findings(text, BENCH_RULES), text
+
+
+@pytest.mark.parametrize("text", LABELED_TEXTS)
+def test_the_layer_on_the_labeled_set(text):
+    request = CheckRequest("input", (ContentItem(text),), "retail", "m", "r")
+    findings = LocalRulesLayer().check(request, BENCH_RULES).findings
+    spans = [(f.type, f.action, f.span.start, f.span.end, f.is_pii) for f in findings if f.span]
+    assert spans == oracle.layer_findings(text, BENCH_RULES)
 
 
 def test_every_pattern_needs_at_least_one_character():
