@@ -143,11 +143,6 @@ _WORD_TABLE = bytes.maketrans(
 )
 
 
-def _injection_suspected(folded: str) -> bool:
-    words = folded.encode("ascii", "ignore").translate(_WORD_TABLE).split()
-    return not _INJECTION_ANCHOR_BYTES.isdisjoint(words)
-
-
 _INJECTION_ANCHOR_BYTES = frozenset(word.encode() for word in _INJECTION_ANCHORS)
 
 # Two stages make the scan linear with a small constant, also on a text full of anchor words: `re` tries the
@@ -325,7 +320,7 @@ def _word_starts(
 
 
 _SCANNED_WORDS = frozenset(_INJECTION_FINDERS) | frozenset(_CUE_FINDERS)
-# Bytes other than printable ASCII and whitespace: a text without them splits into the same words with
+# Printable ASCII and white space: a text of nothing else splits into the same words with
 # `_WORD_TABLE` (the anchor check) as with `_SPLIT_TABLE`.
 _PLAIN_BYTES = bytes(range(0x09, 0x0E)) + bytes(range(0x20, 0x7F))
 
@@ -509,23 +504,31 @@ def _digit_run_findings(
             and (sum(digits[-1::-2]) + sum(digits[-2::-2].translate(doubled)) - 48 * len(digits)) % 10 == 0
         ):
             add(("CREDIT_DEBIT_NUMBER", start, end))
-            continue
-        found = False
-        for card in _CARD.finditer(text, start, end):
-            card_digits = _NON_DIGIT.sub("", card.group())
-            if 13 <= len(card_digits) <= 19 and luhn_valid(card_digits):
-                found = True
-                add(("CREDIT_DEBIT_NUMBER", card.start(), card.end()))
-        if b"-" in run.group():
-            for ssn in _SSN.finditer(text, start, end):
-                found = True
-                add(("SSN", ssn.start(), ssn.end()))
-        if not found and region:
-            if start and text[start - 1] in "+(":
-                start -= 1
-            phone = _phone_span(text, start, end, region)
-            if phone is not None:
-                add(("PHONE", *phone))
+        else:
+            _mixed_run_findings(text, run, region, add)
+
+
+def _mixed_run_findings(
+    text: str, run: re.Match[bytes], region: str, add: Callable[[tuple[str, int, int]], None]
+) -> None:
+    """A digit run that is not one valid card as written: cards inside it, SSNs, else a phone number."""
+    start, end = run.span()
+    found = False
+    for card in _CARD.finditer(text, start, end):
+        digits = _NON_DIGIT.sub("", card.group())
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            found = True
+            add(("CREDIT_DEBIT_NUMBER", card.start(), card.end()))
+    if b"-" in run.group():
+        for ssn in _SSN.finditer(text, start, end):
+            found = True
+            add(("SSN", ssn.start(), ssn.end()))
+    if not found and region:
+        if start and text[start - 1] in "+(":
+            start -= 1
+        phone = _phone_span(text, start, end, region)
+        if phone is not None:
+            add(("PHONE", *phone))
 
 
 def _phone_span(text: str, start: int, end: int, region: str) -> tuple[int, int] | None:
@@ -550,6 +553,13 @@ def pii_spans(text: str, phone_region: str = "US") -> list[tuple[str, int, int]]
     encoded = text.encode("ascii", "replace")
     shape = encoded.translate(_SHAPE)  # `shape_of(text)`
     _digit_run_findings(text, encoded, shape, phone_region, add)
+    _key_and_iban_findings(text, encoded, shape, add)
+    return found
+
+
+def _key_and_iban_findings(
+    text: str, encoded: bytes, shape: bytes, add: Callable[[tuple[str, int, int]], None]
+) -> None:
     for key in _AWS_ACCESS_KEY.finditer(text):
         if key.start() == 0 or not text[key.start() - 1].isalnum():
             add(("AWS_ACCESS_KEY", key.start(), key.end()))
@@ -566,7 +576,6 @@ def pii_spans(text: str, phone_region: str = "US") -> list[tuple[str, int, int]]
             if candidate[length - 1] != " " and iban_valid(candidate[:length]):
                 add(("INTERNATIONAL_BANK_ACCOUNT_NUMBER", start, start + length))
                 break
-    return found
 
 
 # ---- the layer -----------------------------------------------------------------------------------------------
@@ -650,15 +659,21 @@ def deny_term_spans(folded: str, term_list: tuple[str, ...]) -> Iterator[tuple[i
     digit must not continue a word there. At each position the longest whole-word term wins; matches do
     not overlap. Each term is found with `find` (a fast C search): cost is the text's length times the
     number of terms, far below one regular expression pass for the few terms a business unit lists."""
-    if all(term.isascii() and "?" not in term for term in term_list):
+    if not folded.isascii() and all(term.isascii() and "?" not in term for term in term_list):
         # ASCII terms in the lower-case ASCII bytes ("?" for the rest): no other character of a folded
-        # view lower-cases to ASCII, and bytes are searched faster than a wide string.
+        # view lower-cases to ASCII, and bytes are searched faster than a wide string (which `lower`
+        # also makes slowly).
         hits = _term_hits(folded.encode("ascii", "replace").lower(), [t.encode() for t in term_list], folded)
     else:
         lowered = folded.lower()
         if len(lowered) != len(folded):  # lower() changes the length of a few characters: keep offsets exact
             lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in folded)
         hits = _term_hits(lowered, list(term_list), folded)
+    return _longest_first(hits)
+
+
+def _longest_first(hits: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """(start, end) of the hits (start, -length) that do not overlap an earlier one, the longest first."""
     hits.sort()
     pos = 0
     for start, negative_length in hits:
@@ -695,13 +710,14 @@ def injection_spans(folded: str) -> Iterator[tuple[int, int]]:
     """Spans of `folded` (normalized) text that read as a prompt-injection attempt, not as a mention of one:
     the matches of `finditer` with the alternation of `INJECTION_PATTERNS` (case-insensitive), found at the
     candidates only (see `_FIRST_WORDS`)."""
+    # Every pattern needs one of the anchor words: a text without any skips the scan (the common case).
+    words = folded.encode("ascii", "ignore").translate(_WORD_TABLE).split()
+    if _INJECTION_ANCHOR_BYTES.isdisjoint(words):
+        return
     shape = lower_shape_of(folded)
-    plain = folded.isascii() and not shape.translate(None, _PLAIN_BYTES)
-    if not plain and not _injection_suspected(folded):
-        return
-    words = shape.translate(_SPLIT_TABLE).split()
-    if plain and _INJECTION_ANCHOR_BYTES.isdisjoint(words):  # the same words as `_injection_suspected`'s
-        return
+    if not folded.isascii() or shape.translate(None, _PLAIN_BYTES):
+        # Other than printable ASCII and white space: the anchor check's words are not the shape's words.
+        words = shape.translate(_SPLIT_TABLE).split()
     present = _SCANNED_WORDS.intersection(words)
     # Case-insensitive matching is the lower-case text matched case-sensitively (twice as fast), as no
     # character of a folded view other than ASCII letters is a case variant of one (a test checks it).
@@ -757,30 +773,30 @@ class LocalRulesLayer:
     ) -> list[Finding]:
         view = NormalizedText(text)
         folded = view.text
-        # (type, action, start, end, is PII) in the folded view; mapped to the original's offsets at the end.
-        found: list[tuple[str, FindingAction, int, int, bool]] = []
+        # (type, action, start, end) in the folded view; mapped to the original's offsets at the end.
+        found: list[tuple[str, FindingAction, int, int]] = []
         add = found.append
         if compiled.deny_term_list:
             for start, end in deny_term_spans(folded, compiled.deny_term_list):
-                add(("deny_term", "block", start, end, False))
+                add(("deny_term", "block", start, end))
         for deny in compiled.deny_patterns:
             for start, end in deny_pattern_spans(folded, deny):
-                add(("deny_pattern", "block", start, end, False))
+                add(("deny_pattern", "block", start, end))
         if injection and rules.injection_heuristics:
             for start, end in injection_spans(folded):
-                add(("prompt_injection", "block", start, end, False))
-        if rules.pii_regex_fallback and (pii := pii_spans(folded, rules.phone_region)):
-            actions = {kind: settings.pii_action(kind) for kind in {span[0] for span in pii}}
-            found += [(kind, actions[kind], start, end, True) for kind, start, end in pii]
+                add(("prompt_injection", "block", start, end))
+        pii = pii_spans(folded, rules.phone_region) if rules.pii_regex_fallback else []
+        actions = {kind: settings.pii_action(kind) for kind in {span[0] for span in pii}}
+        if not view.same_offsets:
+            original = view.original_span
+            found = [(kind, action, *original(s, e)) for kind, action, s, e in found]
+            pii = [(kind, *original(s, e)) for kind, s, e in pii]
         # tuple.__new__ is C; a named tuple's own __new__ (and `_make`) is a Python function, twice the cost.
         name, new = self.name, tuple.__new__
-        if view.same_offsets:
-            return [
-                new(Finding, (name, kind, action, None, new(Span, (index, s, e)), pii))
-                for kind, action, s, e, pii in found
-            ]
-        original = view.original_span
         return [
-            new(Finding, (name, kind, action, None, new(Span, (index, *original(s, e))), pii))
-            for kind, action, s, e, pii in found
+            new(Finding, (name, kind, action, None, new(Span, (index, s, e)), False))
+            for kind, action, s, e in found
+        ] + [
+            new(Finding, (name, kind, actions[kind], None, new(Span, (index, s, e)), True))
+            for kind, s, e in pii
         ]

@@ -8,23 +8,19 @@ import re
 from collections.abc import Iterator
 
 from guardrail.layers.local_rules import (
-    _AWS_ACCESS_KEY,
-    _AWS_SECRET,
-    _CARD,
     _CONTEXT,
     _DIGIT_RUN,
     _EMAIL_DOMAIN,
     _EMAIL_LOCAL_REVERSED,
-    _IBAN,
-    _NON_DIGIT,
+    _INJECTION_ANCHOR_BYTES,
     _QUOTES,
     _SENTENCE_END,
-    _SSN,
+    _WORD_TABLE,
     INJECTION_PATTERNS,
-    _injection_suspected,
-    _phone_span,
-    _whole_word,
-    iban_valid,
+    _key_and_iban_findings,
+    _longest_first,
+    _mixed_run_findings,
+    _term_hits,
     luhn_valid,
     shape_of,
 )
@@ -59,7 +55,7 @@ def is_mention(text: str, start: int, end: int) -> bool:
 
 
 def injection_spans(folded: str) -> Iterator[tuple[int, int]]:
-    if not _injection_suspected(folded):
+    if _INJECTION_ANCHOR_BYTES.isdisjoint(folded.encode("ascii", "ignore").translate(_WORD_TABLE).split()):
         return
     for match in INJECTION.finditer(folded):
         if match.end() > match.start() and not is_mention(folded, match.start(), match.end()):
@@ -91,72 +87,32 @@ def email_matches(text: str) -> Iterator[tuple[int, int]]:
         at = text.find("@", at + 1)
 
 
-def digit_run_findings(text: str, shape: bytes, region: str) -> Iterator[tuple[str, int, int]]:
+def digit_run_findings(text: str, shape: bytes, region: str) -> list[tuple[str, int, int]]:
+    found: list[tuple[str, int, int]] = []
     for run in _DIGIT_RUN.finditer(shape):
         start, end = run.span()
         if CARD_RUN.fullmatch(shape, start, end) and luhn_valid(
             text[start:end].encode().translate(None, b" -")
         ):
-            yield "CREDIT_DEBIT_NUMBER", start, end
-            continue
-        found = False
-        for card in _CARD.finditer(text, start, end):
-            digits = _NON_DIGIT.sub("", card.group())
-            if 13 <= len(digits) <= 19 and luhn_valid(digits):
-                found = True
-                yield "CREDIT_DEBIT_NUMBER", card.start(), card.end()
-        if b"-" in run.group():
-            for ssn in _SSN.finditer(text, start, end):
-                found = True
-                yield "SSN", ssn.start(), ssn.end()
-        if not found and region:
-            if start and text[start - 1] in "+(":
-                start -= 1
-            phone = _phone_span(text, start, end, region)
-            if phone is not None:
-                yield ("PHONE", *phone)
+            found.append(("CREDIT_DEBIT_NUMBER", start, end))
+        else:
+            _mixed_run_findings(text, run, region, found.append)  # unchanged
+    return found
 
 
-def pii_spans(text: str, phone_region: str = "US") -> Iterator[tuple[str, int, int]]:
-    if "@" in text:
-        for start, end in email_matches(text):
-            yield "EMAIL", start, end
+def pii_spans(text: str, phone_region: str = "US") -> list[tuple[str, int, int]]:
+    found = [("EMAIL", start, end) for start, end in email_matches(text)] if "@" in text else []
     shape = shape_of(text)
-    yield from digit_run_findings(text, shape, phone_region)
-    for key in _AWS_ACCESS_KEY.finditer(text):
-        if key.start() == 0 or not text[key.start() - 1].isalnum():
-            yield "AWS_ACCESS_KEY", key.start(), key.end()
-    if "ecret" in text or "ECRET" in text:
-        for secret in _AWS_SECRET.finditer(text):
-            yield "AWS_SECRET_KEY", secret.start(1), secret.end(1)
-    for iban in _IBAN.finditer(shape):
-        start, end = iban.span()
-        if start and text[start - 1].isalnum():
-            continue
-        candidate = text[start:end]
-        for length in range(len(candidate), 14, -1):
-            if candidate[length - 1] != " " and iban_valid(candidate[:length]):
-                yield "INTERNATIONAL_BANK_ACCOUNT_NUMBER", start, start + length
-                break
+    found += digit_run_findings(text, shape, phone_region)
+    _key_and_iban_findings(text, text.encode("ascii", "replace"), shape, found.append)  # unchanged
+    return found
 
 
 def deny_term_spans(folded: str, term_list: tuple[str, ...]) -> Iterator[tuple[int, int]]:
     lowered = folded.lower()
     if len(lowered) != len(folded):
         lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in folded)
-    hits: list[tuple[int, int]] = []
-    for term in term_list:
-        start = lowered.find(term)
-        while start >= 0:
-            if _whole_word(lowered, start, start + len(term), term):
-                hits.append((start, -len(term)))
-            start = lowered.find(term, start + 1)
-    hits.sort()
-    pos = 0
-    for start, negative_length in hits:
-        if start >= pos:
-            pos = start - negative_length
-            yield start, pos
+    return _longest_first(_term_hits(lowered, list(term_list), folded))
 
 
 def layer_findings(text: str, settings: DirectionSettings) -> list[tuple[str, str, int, int, bool]]:
