@@ -472,7 +472,7 @@ def email_matches(text: str) -> list[tuple[int, int]]:
         # The local part may not reach back into the previous match.
         if at > previous_end and (local := local_part(reversed_text, size - at, size - previous_end)):
             previous_end = domain.end()
-            found.append((at - local.end() + local.start(), previous_end))
+            found.append((size - local.end(), previous_end))  # (the match starts at size - at)
     return found
 
 
