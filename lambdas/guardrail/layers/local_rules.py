@@ -548,7 +548,7 @@ def _phone_span(text: str, start: int, end: int, region: str) -> tuple[int, int]
 
 def pii_spans(text: str, phone_region: str = "US") -> list[tuple[str, int, int]]:
     """(Comprehend entity type, start, end) of every PII pattern match in (normalized) `text`."""
-    found = [("EMAIL", start, end) for start, end in email_matches(text)]
+    found = [("EMAIL", start, end) for start, end in email_matches(text)] if "@" in text else []
     add = found.append
     encoded = text.encode("ascii", "replace")
     shape = encoded.translate(_SHAPE)  # `shape_of(text)`
@@ -786,17 +786,22 @@ class LocalRulesLayer:
             for start, end in injection_spans(folded):
                 add(("prompt_injection", "block", start, end))
         pii = pii_spans(folded, rules.phone_region) if rules.pii_regex_fallback else []
-        actions = {kind: settings.pii_action(kind) for kind in {span[0] for span in pii}}
+        if not found and not pii:
+            return []
         if not view.same_offsets:
             original = view.original_span
             found = [(kind, action, *original(s, e)) for kind, action, s, e in found]
             pii = [(kind, *original(s, e)) for kind, s, e in pii]
         # tuple.__new__ is C; a named tuple's own __new__ (and `_make`) is a Python function, twice the cost.
         name, new = self.name, tuple.__new__
-        return [
+        findings = [
             new(Finding, (name, kind, action, None, new(Span, (index, s, e)), False))
             for kind, action, s, e in found
-        ] + [
-            new(Finding, (name, kind, actions[kind], None, new(Span, (index, s, e)), True))
-            for kind, s, e in pii
         ]
+        if pii:
+            actions = {kind: settings.pii_action(kind) for kind in {span[0] for span in pii}}
+            findings += [
+                new(Finding, (name, kind, actions[kind], None, new(Span, (index, s, e)), True))
+                for kind, s, e in pii
+            ]
+        return findings
