@@ -457,12 +457,17 @@ def iban_valid(candidate: str) -> bool:
 
 
 def email_matches(text: str) -> list[tuple[int, int]]:
-    """(start, end) of every e-mail address: exactly `EMAIL_REGEX.finditer(text)`'s spans, in linear time.
-    An "@" and its domain are found forwards in one C pass (a domain holds no "@", so none is skipped); the
-    local part backwards from the "@", on the reversed text, so a long run without an "@" costs nothing."""
+    """(start, end) of every e-mail address: exactly `EMAIL_REGEX.finditer(text)`'s spans, in linear time."""
+    return [(start, end) for _, start, end in _email_findings(text)]
+
+
+def _email_findings(text: str) -> list[tuple[str, int, int]]:
+    """("EMAIL", start, end) of `email_matches`. An "@" and its domain are found forwards in one C pass (a
+    domain holds no "@", so none is skipped); the local part backwards from the "@", on the reversed text,
+    so a long run without an "@" costs nothing."""
     if "@" not in text:
         return []
-    found: list[tuple[int, int]] = []
+    found: list[tuple[str, int, int]] = []
     reversed_text = text[::-1]
     size = len(text)
     previous_end = 0
@@ -472,7 +477,7 @@ def email_matches(text: str) -> list[tuple[int, int]]:
         # The local part may not reach back into the previous match.
         if at > previous_end and (local := local_part(reversed_text, size - at, size - previous_end)):
             previous_end = domain.end()
-            found.append((size - local.end(), previous_end))  # (the match starts at size - at)
+            found.append(("EMAIL", size - local.end(), previous_end))  # (the match starts at size - at)
     return found
 
 
@@ -548,7 +553,7 @@ def _phone_span(text: str, start: int, end: int, region: str) -> tuple[int, int]
 
 def pii_spans(text: str, phone_region: str = "US") -> list[tuple[str, int, int]]:
     """(Comprehend entity type, start, end) of every PII pattern match in (normalized) `text`."""
-    found = [("EMAIL", start, end) for start, end in email_matches(text)] if "@" in text else []
+    found = _email_findings(text)
     add = found.append
     encoded = text.encode("ascii", "replace")
     shape = encoded.translate(_SHAPE)  # `shape_of(text)`
