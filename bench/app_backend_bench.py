@@ -4,7 +4,9 @@
 
 Overhead = wall time of `handler.app.resolve(event)` minus the time measured inside the doubles
 (input filter, catalog, model lookup, model, output filter, table put), so it is what the backend itself adds: routing,
-parsing, validation, rendering, hashing, response shaping. Doubles sleep a fixed latency.
+parsing, validation, rendering, hashing, response shaping. Doubles sleep a fixed latency. The same prompt is
+also run as a three-step chain (each step reads the previous step's output), whose every step has its own
+input check: the chain's guardrail and model calls per request are counted, not assumed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "lambdas"), str(ROOT)]
@@ -28,11 +30,16 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 LATENCY_S = {"filter": 0.005, "catalog": 0.0, "model": 0.050, "table": 0.003}
 
 
+CHAIN_STEPS = 3
+
+
 class Clocked:
     spent = 0.0
+    calls: ClassVar[dict[str, int]] = {}
 
     @classmethod
-    def wait(cls, seconds: float) -> None:
+    def wait(cls, seconds: float, double: str) -> None:
+        cls.calls[double] = cls.calls.get(double, 0) + 1
         start = time.perf_counter()
         if seconds:
             time.sleep(seconds)
@@ -41,7 +48,7 @@ class Clocked:
 
 class FilterDouble:
     def check(self, event: Any) -> dict[str, Any]:
-        Clocked.wait(LATENCY_S["filter"])
+        Clocked.wait(LATENCY_S["filter"], "filter")
         texts = [item["text"] for item in event["content"]]
         return {"action": "allow", "text": "\n\n".join(texts), "texts": texts, "findings": [], "errors": {}}
 
@@ -52,17 +59,17 @@ class ModelDouble:
     def invoke(self, request: Any) -> Any:
         from common.model_gateway import ModelResponse
 
-        Clocked.wait(LATENCY_S["model"])
+        Clocked.wait(LATENCY_S["model"], "model")
         return ModelResponse(text="x" * 800, latency_ms=LATENCY_S["model"] * 1000)
 
 
 class TableDouble:
     def put_item(self, **_: Any) -> None:
-        Clocked.wait(LATENCY_S["table"])
+        Clocked.wait(LATENCY_S["table"], "table")
 
     def query(self, **_: Any) -> dict[str, Any]:
         # `"model": "auto"` looks up the tenant's served models first; this tenant has none.
-        Clocked.wait(LATENCY_S["table"])
+        Clocked.wait(LATENCY_S["table"], "table")
         return {"Items": []}
 
 
@@ -80,11 +87,23 @@ class CatalogDouble:
         self.resolved = ResolvedPrompt("qa:prod", "qa", 4, content)
 
     def prompt(self, name: str, alias: str) -> Any:
-        Clocked.wait(LATENCY_S["catalog"])
+        Clocked.wait(LATENCY_S["catalog"], "catalog")
         return self.resolved
 
     def chain(self, name: str, alias: str) -> Any:
-        raise NotImplementedError
+        """`qa` three times, each step asking about the previous step's answer."""
+        from prompt_catalog.models import ChainContent
+
+        Clocked.wait(LATENCY_S["catalog"], "catalog")
+        questions = ["request.question"] + [f"steps.s{i}.output" for i in range(CHAIN_STEPS - 1)]
+        steps = [
+            {"id": f"s{i}", "prompt": "qa@4", "inputs": {"question": question, "context": "request.context"}}
+            for i, question in enumerate(questions)
+        ]
+        chain = ChainContent.model_validate(
+            {"variables": [{"name": "question"}, {"name": "context"}], "steps": steps}
+        )
+        return chain, {"qa@4": self.resolved}
 
 
 def build() -> Any:
@@ -95,7 +114,7 @@ def build() -> Any:
 
     service = AppService(
         # The use case must offer the prompt to end users (application.end_user_catalog), or /invoke is a 403.
-        settings=ApplicationSettings(end_user_catalog=EndUserCatalog(prompts=["qa"])),
+        settings=ApplicationSettings(end_user_catalog=EndUserCatalog(prompts=["qa"], chains=["qa-chain"])),
         business_unit="retail",
         use_case="product-qa",
         guard=FilterDouble(),
@@ -111,8 +130,11 @@ def build() -> Any:
     return handler
 
 
-def event() -> dict[str, Any]:
-    body = {"prompt": "qa", "variables": {"question": "Where is my order 1234? " * 10, "context": "c" * 2000}}
+def event(target: str = "prompt") -> dict[str, Any]:
+    """An /invoke of the `qa` prompt, or (target "chain") of the three-step chain of it."""
+    name = "qa" if target == "prompt" else "qa-chain"
+    variables = {"question": "Where is my order 1234? " * 10, "context": "c" * 2000}
+    body = {target: name, "variables": variables}
     return {
         "path": "/invoke",
         "httpMethod": "POST",
@@ -129,12 +151,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def invoke_overhead(requests: int) -> dict[str, float]:
+def invoke_overhead(requests: int, sample: dict[str, Any]) -> dict[str, float]:
     handler = build()
-    sample = event()
     for _ in range(20):  # warm caches (jinja compile, pydantic)
         handler.app.resolve(sample, None)
-    overheads, walls = [], []
+    overheads, walls, spent = [], [], []
+    Clocked.calls = {}
     for _ in range(requests):
         Clocked.spent = 0.0
         start = time.perf_counter()
@@ -142,13 +164,15 @@ def invoke_overhead(requests: int) -> dict[str, float]:
         wall = time.perf_counter() - start
         assert answer["statusCode"] == 200, answer
         walls.append(wall * 1000)
+        spent.append(Clocked.spent * 1000)
         overheads.append((wall - Clocked.spent) * 1000)
     return {
         "overhead_p50_ms": statistics.median(overheads),
         "overhead_p99_ms": percentile(overheads, 0.99),
         "wall_p50_ms": statistics.median(walls),
-        # two filter calls, two table calls (model lookup, request put)
-        "doubles_ms": (sum(LATENCY_S.values()) + LATENCY_S["filter"] + LATENCY_S["table"]) * 1000,
+        "doubles_p50_ms": statistics.median(spent),
+        "filter_calls": Clocked.calls.get("filter", 0) / requests,
+        "model_calls": Clocked.calls.get("model", 0) / requests,
     }
 
 
@@ -170,14 +194,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
-    result = invoke_overhead(args.requests)
+    print(f"/invoke, {args.requests} requests each; latency of the doubles: {LATENCY_S}")
+    results = {target: invoke_overhead(args.requests, event(target)) for target in ("prompt", "chain")}
+    for target, result in results.items():
+        label = "prompt" if target == "prompt" else f"chain of {CHAIN_STEPS} steps"
+        print(
+            f"  {label}: {result['filter_calls']:.0f} guardrail calls and {result['model_calls']:.0f} model"
+            f" calls per request; wall p50 {result['wall_p50_ms']:.2f} ms (doubles {result['doubles_p50_ms']:.1f}"
+            f" ms); backend overhead p50 {result['overhead_p50_ms']:.3f} ms, p99 {result['overhead_p99_ms']:.3f} ms"
+        )
+    prompt, chain = results["prompt"], results["chain"]
+    print(
+        f"  chain / prompt: wall p50 {chain['wall_p50_ms'] / prompt['wall_p50_ms']:.2f}, "
+        f"backend overhead p50 {chain['overhead_p50_ms'] / prompt['overhead_p50_ms']:.2f}"
+    )
     handler_ms = import_time("app_backend.handler")
     baseline_ms = import_time("aws_lambda_powertools.event_handler")
-    print(f"/invoke, {args.requests} requests, doubles sum {result['doubles_ms']:.0f} ms per request")
-    print(f"  wall p50 {result['wall_p50_ms']:.2f} ms")
-    print(
-        f"  backend overhead p50 {result['overhead_p50_ms']:.3f} ms, p99 {result['overhead_p99_ms']:.3f} ms"
-    )
     print("cold-start import (median of 7 fresh interpreters)")
     print(
         f"  app_backend.handler {handler_ms:.0f} ms; Powertools event_handler alone {baseline_ms:.0f} ms "

@@ -167,7 +167,11 @@ class DataLakeStack(PlatformStack):
             None
             if config.is_sandbox
             else UploadEventForwarding(
-                self, "TenantUploadEvents", config=config, raw_bucket=lake_bucket_name(config, Zone.RAW)
+                self,
+                "TenantUploadEvents",
+                config=config,
+                raw_bucket=lake_bucket_name(config, Zone.RAW),
+                key=self.key,
             )
         )
         self.shared_writes_trail = self._audit_shared_writes()

@@ -34,6 +34,7 @@ from common.fine_tuning_runs import TenantUseCases
 from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.encryption import PlatformKey
+from stacks.blocks.event_dead_letters import event_dead_letter_queue
 from stacks.blocks.job_deps import built_job_deps_dir
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.lambda_deps import LAMBDAS_DIR
@@ -653,35 +654,13 @@ class FineTuningStack(EnvironmentStack):
         return rule
 
     def _event_dead_letters(self, construct_id: str, rule_name: str) -> sqs.Queue:
-        """A standard queue (EventBridge's dead letters cannot be FIFO) under the stack's key, which
-        EventBridge may use for the rule `rule_name` only (named, not referenced: the rule already depends
-        on the key through its target queue)."""
-        queue = sqs.Queue(
+        """The dead letters of the rule `rule_name`'s targets, under the stack's key; the monitoring stack
+        alarms on every queue of `dead_letter_queues`."""
+        queue = event_dead_letter_queue(
             self,
             construct_id,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self.key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid=f"EventBridge{construct_id}",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=["*"],
-                conditions={
-                    "ArnEquals": {
-                        "aws:SourceArn": f"arn:{self.partition}:events:{self.region}:{self.account}:rule/{rule_name}"
-                    }
-                },
-            )
-        )
-        acknowledge(
-            queue,
-            "AwsSolutions-SQS3",
-            "This queue is the dead-letter queue of an EventBridge rule target; a dead-letter queue of its own "
-            "would only move the same undeliverable events once more",
+            key=self.key,
+            rule_arns=[f"arn:{self.partition}:events:{self.region}:{self.account}:rule/{rule_name}"],
         )
         self.dead_letter_queues[construct_id.removesuffix("DeadLetters")] = queue
         return queue

@@ -262,7 +262,20 @@ def summary(times: list[float], tokens: int) -> dict[str, float]:
     }
 
 
-def serving(sizes: Sizes, work: Path, device: str) -> dict[str, Any]:
+@dataclass
+class ServingSetup:
+    """The serving workload: a random-weight Llama model and one batch of prompts to decode greedily."""
+
+    model: Any
+    dtype: torch.dtype
+    prompts: torch.Tensor
+    mask: torch.Tensor
+    generation: dict[str, Any]
+    parameters: int
+    base_bytes: int
+
+
+def serving_setup(sizes: Sizes, device: str) -> ServingSetup:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -274,26 +287,57 @@ def serving(sizes: Sizes, work: Path, device: str) -> dict[str, Any]:
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM(config).to(dtype).eval()
-    parameters = sum(p.numel() for p in model.parameters())
-    base_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    generation = {"max_new_tokens": sizes.new_tokens, "min_new_tokens": sizes.new_tokens, "do_sample": False,
-                  "pad_token_id": 0}  # fmt: skip
     prompts = torch.randint(3, sizes.vocab, (sizes.batch, sizes.prompt_tokens), device=device)
-    mask = torch.ones_like(prompts)
-    tokens = sizes.batch * sizes.new_tokens
+    return ServingSetup(
+        model=model,
+        dtype=dtype,
+        prompts=prompts,
+        mask=torch.ones_like(prompts),
+        generation={
+            "max_new_tokens": sizes.new_tokens,
+            "min_new_tokens": sizes.new_tokens,
+            "do_sample": False,
+            "pad_token_id": 0,
+        },
+        parameters=sum(p.numel() for p in model.parameters()),
+        base_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
+    )
 
-    # Baseline: one adapter merged into the base weights (W + scale * B @ A): what a dedicated model costs.
-    merged_delta = random_adapter(
-        {n: m
-         for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.rpartition(".")[2] in TARGET_MODULES},
-        sizes.rank, seed=999,
-    )  # fmt: skip
+
+def bench_adapter_spec(sizes: Sizes) -> AdapterSpec:
+    """The spec of the bench's random adapters (alpha 2r: scale 2, as the merged baseline uses)."""
+    return AdapterSpec(
+        rank=sizes.rank,
+        alpha=2.0 * sizes.rank,
+        use_rslora=False,
+        target_modules=TARGET_MODULES,
+        base_model=None,
+    )
+
+
+def merge_random_adapter(model: Any, rank: int, device: str, dtype: torch.dtype) -> None:
+    """W += scale * B @ A for one random adapter: the baseline of a model dedicated to one tenant."""
+    targets = {
+        n: m
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and n.rpartition(".")[2] in TARGET_MODULES
+    }
+    delta = random_adapter(targets, rank, seed=999)
     with torch.no_grad():
-        for name, module in model.named_modules():
-            if isinstance(module, torch.nn.Linear) and name.rpartition(".")[2] in TARGET_MODULES:
-                a = merged_delta[f"base_model.model.{name}.lora_A.weight"].to(device, torch.float32)
-                b = merged_delta[f"base_model.model.{name}.lora_B.weight"].to(device, torch.float32)
-                module.weight += (b @ a * 2.0).to(dtype)
+        for name, module in targets.items():
+            a = delta[f"base_model.model.{name}.lora_A.weight"].to(device, torch.float32)
+            b = delta[f"base_model.model.{name}.lora_B.weight"].to(device, torch.float32)
+            module.weight += (b @ a * 2.0).to(dtype)
+
+
+def serving(sizes: Sizes, work: Path, device: str) -> dict[str, Any]:
+    setup = serving_setup(sizes, device)
+    model, dtype, prompts, mask, generation = (
+        setup.model, setup.dtype, setup.prompts, setup.mask, setup.generation
+    )  # fmt: skip
+    parameters, base_bytes = setup.parameters, setup.base_bytes
+    tokens = sizes.batch * sizes.new_tokens
+    merge_random_adapter(model, sizes.rank, device, dtype)
     # The merged model stays as a separate copy: its repetitions alternate with the batched ones below, so
     # drift of the host (eager decoding is bound by kernel launches) hits both sides alike.
     merged_model = copy.deepcopy(model)
@@ -310,13 +354,7 @@ def serving(sizes: Sizes, work: Path, device: str) -> dict[str, Any]:
     gpu_stack_bytes = (
         torch.cuda.memory_allocated() - before if device == "cuda" else served.bytes_per_slot() * slots
     )
-    spec = AdapterSpec(
-        rank=sizes.rank,
-        alpha=2.0 * sizes.rank,
-        use_rslora=False,
-        target_modules=TARGET_MODULES,
-        base_model=None,
-    )
+    spec = bench_adapter_spec(sizes)
 
     # Adapters as files in peft's layout, loaded through the same reader the runtime uses for the artifact.
     from safetensors.torch import save_file
@@ -366,6 +404,7 @@ def serving(sizes: Sizes, work: Path, device: str) -> dict[str, Any]:
         results[str(k)] = {**summary(times, tokens), "distinct_tenants_in_batch": len(set(rows))}
         results[str(k)]["merged_p50_s_same_block"] = round(statistics.median(own), 4)
         results[str(k)]["p50_vs_merged"] = round(statistics.median(times) / statistics.median(own), 3)
+        log(f"K={k}: {results[str(k)]}")  # also in the log of a run cut short
     merged = summary(merged_times, tokens)
 
     # Page-in: adapters that are not resident are copied from pinned host memory into LRU-evicted slots.

@@ -3,11 +3,18 @@ business unit's `guardrails.packaging` says), called with events built here."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from prompt_catalog.errors import CatalogError
+from guardrail.engine import InvalidRequestError
+from prompt_catalog.errors import BadRequestError, CatalogError
+from prompt_catalog.models import ChainContent
+
+if TYPE_CHECKING:
+    from guardrail.client import GuardrailCaller
+
+Render = Callable[[Mapping[str, Any]], str]
 
 
 def filter_event(
@@ -65,21 +72,76 @@ def prompt_for_model(verdict: Mapping[str, Any], rendered: str, render_redacted:
 
 
 def stored_values(
-    values: Mapping[str, Any], verdict: Mapping[str, Any], sent: str | None, render: Callable[[], str]
-) -> str | None:
-    """The (redacted) values as JSON, kept for ratings and evaluation candidates; None when they may hold
-    what the guardrail redacted: a layer failed, or rendering them (`render`) does not give the prompt the
-    model received (`sent`), because PII was found only in the prompt as a whole (split across values, or
-    between a value and the template's text) or in a number."""
+    values: Mapping[str, Any], verdict: Mapping[str, Any], sent: str, render: Callable[[], str]
+) -> dict[str, Any] | None:
+    """The (redacted) values, kept for ratings and evaluation candidates; None when they may hold what the
+    guardrail redacted: a layer failed, or rendering them (`render`) does not give the prompt the model
+    received (`sent`), because PII was found only in the prompt as a whole (split across values, or between
+    a value and the template's text) or in a number."""
     if verdict.get("errors"):
         return None
-    if sent is not None and verdict.get("action") == "redact":
+    if verdict.get("action") == "redact":
         try:
             if render() != sent:
                 return None
         except CatalogError:  # the redacted values no longer render (a template's test fails on them)
             return None
-    return json.dumps(values, sort_keys=True)
+    return dict(values)
+
+
+@dataclass(frozen=True)
+class CheckedPrompt:
+    """A prompt after the input guardrail: what its model may receive and what of its values may be kept."""
+
+    verdict: Mapping[str, Any] | None  # None: no value to check (the catalog's template text alone)
+    sent: str | None  # the prompt for the model; None: the guardrail blocked it
+    kept: dict[str, Any] | None  # the redacted values (`stored_values`); None: not to be kept
+
+
+def check_prompt(
+    guard: GuardrailCaller,
+    rendered: str,
+    values: Mapping[str, Any],
+    render: Render,
+    *,
+    field: str,
+    ids: Mapping[str, str],
+) -> CheckedPrompt:
+    """One input check of a prompt as the model will see it: the values (`content`) and `rendered` (the
+    prompt rendered with them; `render` renders it with other values) in one guardrail call. The model is
+    to receive the verdict's redacted rendering. Used for a single prompt and for each step of a chain,
+    whose values are the end user's and earlier steps' outputs. A request the guardrail refuses (more text
+    than it accepts) is a 400 naming `field`."""
+    checked = checked_values(values)
+    if not checked:
+        return CheckedPrompt(None, rendered, dict(values))
+    try:
+        verdict = guard.check(input_event([text for _, text in checked], rendered, **ids))
+    except InvalidRequestError as exc:
+        raise BadRequestError(field, f"refused by the guardrail ({exc})") from None
+    if verdict["action"] == "block":
+        return CheckedPrompt(verdict, None, None)
+    redacted = redacted_values(values, checked, verdict) if verdict["action"] == "redact" else dict(values)
+    sent = prompt_for_model(verdict, rendered, lambda: render(redacted))
+    return CheckedPrompt(verdict, sent, stored_values(redacted, verdict, sent, lambda: render(redacted)))
+
+
+def chain_kept_values(chain: ChainContent, checks: Mapping[str, CheckedPrompt]) -> dict[str, Any] | None:
+    """The end user's values of a chain that ran to the end, as its steps' checks left them; None when a
+    step's kept values are None (they would not render the prompt its model received) or two steps
+    redacted one value differently. A value no step uses reached no model and is not kept."""
+    kept: dict[str, Any] = {}
+    for step in chain.steps:
+        step_kept = checks[step.id].kept
+        if step_kept is None:
+            return None
+        for var, source in step.inputs.items():
+            origin, name = source.split(".")[:2]
+            if origin != "request" or var not in step_kept:
+                continue
+            if kept.setdefault(name, step_kept[var]) != step_kept[var]:
+                return None
+    return kept
 
 
 def redacted_or_none(verdict: Mapping[str, Any]) -> str | None:

@@ -10,25 +10,24 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from guardrail.engine import InvalidRequestError
 from prompt_catalog.chains import RenderedStep, ResolvedPrompt, final_step, run_chain
+from prompt_catalog.models import ModelParameters
 from prompt_catalog.rendering import render
 
 from app_backend.catalog import PromptSource
 from app_backend.filters import (
-    checked_values,
+    CheckedPrompt,
+    chain_kept_values,
+    check_prompt,
     filter_event,
-    input_event,
-    prompt_for_model,
     redacted_or_none,
-    redacted_values,
-    stored_values,
 )
 from app_backend.fine_tunes import package_version
 from app_backend.models import (
-    BadRequestError,
     ConflictError,
     FineTuneBody,
     ForbiddenError,
@@ -96,6 +95,17 @@ def candidate_key(business_unit: str, stage: str, use_case: str, rating_id: str)
     return f"{stage_prefix(business_unit, stage)}evaluation_candidates/{use_case}/{rating_id}.jsonl"
 
 
+@dataclass(frozen=True)
+class _Ran:
+    """A prompt or chain after its input checks and model calls."""
+
+    output: str | None  # the (last) model output; None: an input check blocked
+    prompt_ref: str
+    input_verdicts: list[Mapping[str, Any]]  # one per guardrail call, in order
+    question: str | None = None  # for the online judge: filtered input only
+    kept: dict[str, Any] | None = None  # the redacted values to store (`check_prompt`)
+
+
 @dataclass
 class AppService:
     settings: ApplicationSettings
@@ -132,60 +142,35 @@ class AppService:
         self._consume(tenant_id, "invoke")
         model = self._model_for(tenant_id, body.model)
         request_id = uuid.uuid4().hex
+        ids = self._ids(model.name, request_id, tenant_id)
         calls: list[ModelResponse] = []
-        values: dict[str, Any] = dict(body.variables)
-        # A prompt is rendered before the input check: PII split across values, or between a value and the
-        # template's text, shows whole only in the prompt as the model will see it.
-        prompt = self._prompt(body.name) if body.prompt else None
-        rendered = self._render(prompt, values) if prompt else None
-        checked = checked_values(values)
-        verdicts: dict[str, Any] = {}
-        input_verdict: Mapping[str, Any] = {"action": "allow", "texts": [], "errors": {}}
-        if checked:
-            ids = self._ids(model.name, request_id, tenant_id)
-            event = input_event([text for _, text in checked], rendered, **ids)
-            try:
-                input_verdict = self.guard.check(event)
-            except InvalidRequestError as exc:  # e.g. more text than the guardrail accepts
-                raise BadRequestError("variables", f"refused by the guardrail ({exc})") from None
-            verdicts["input"] = _summary(input_verdict)
-            if input_verdict["action"] == "block":
-                self._record_usage(tenant_id, body, model, request_id, calls, started, blocked="input")
-                return {"output": None, "request_id": request_id, "blocked": "input", "verdicts": verdicts}
-            if input_verdict["action"] == "redact":
-                values = redacted_values(values, checked, input_verdict)
-
-        def render_values() -> str:  # the prompt rendered with the (redacted) values
-            assert prompt is not None
-            return self._render(prompt, values)
-
-        sent = None  # the prompt as sent: the guardrail's redacted `rendered` when it redacted something
-        if prompt is not None and rendered is not None:
-            sent = prompt_for_model(input_verdict, rendered, render_values)
-            output, prompt_ref, question = self._send(prompt, sent, model, calls)
-        else:
-            output, prompt_ref, question = self._run(body, values, model, calls)
-        output_verdict = self.guard.check(
-            filter_event("output", output or " ", **self._ids(model.name, request_id, tenant_id))
+        ran = (
+            self._run_prompt(body, model, ids, calls)
+            if body.prompt
+            else self._run_chain(body, model, ids, calls)
         )
+        verdicts: dict[str, Any] = {}
+        if ran.input_verdicts:
+            verdicts["input"] = _input_summary(ran.input_verdicts)
+        if ran.output is None:
+            self._record_usage(tenant_id, body, model, request_id, calls, started, blocked="input")
+            return {"output": None, "request_id": request_id, "blocked": "input", "verdicts": verdicts}
+        output_verdict = self._output_verdict(ran.output, ids)
         verdicts["output"] = _summary(output_verdict)
         blocked = output_verdict["action"] == "block"
         answer = None if blocked else str(output_verdict["text"])
 
-        # `values` now holds the redacted strings; kept only when every input layer ran and they hold no
-        # PII that was redacted in the prompt only.
-        kept_values = stored_values(values, input_verdict, sent, render_values)
         self.store.put_request(
             tenant_id,
             StoredRequest(
                 request_id=request_id,
-                prompt_ref=prompt_ref,
+                prompt_ref=ran.prompt_ref,
                 kind="prompt" if body.prompt else "chain",
                 model=model.name,
-                variables_redacted=kept_values,
+                variables_redacted=None if ran.kept is None else json.dumps(ran.kept, sort_keys=True),
                 output_redacted=redacted_or_none(output_verdict),
                 input_sha256=_sha256(json.dumps(body.variables, sort_keys=True)),
-                output_sha256=_sha256(output),
+                output_sha256=_sha256(ran.output),
                 created_at=int(self.clock()),
             ),
         )
@@ -195,16 +180,22 @@ class AppService:
         # Only what passed both filters, redacted, with every layer run, is sampled for the judge.
         redacted_answer = redacted_or_none(output_verdict)
         sample = None
-        clean = not blocked and question and redacted_answer and not input_verdict.get("errors")
-        if clean and redacted_answer and sampled(request_id, self.sample_rate):
+        every_layer_ran = not any(verdict.get("errors") for verdict in ran.input_verdicts)
+        if (
+            not blocked
+            and every_layer_ran
+            and ran.question
+            and redacted_answer
+            and sampled(request_id, self.sample_rate)
+        ):
             sample = OnlineSample(
                 business_unit=self.business_unit,
                 request_id=request_id,
                 tenant_id=tenant_id,
                 use_case=self.use_case,
                 model_id=model.name,
-                prompt_ref=prompt_ref,
-                question=question,
+                prompt_ref=ran.prompt_ref,
+                question=ran.question,
                 answer=redacted_answer,
                 event_time=datetime.fromtimestamp(self.clock(), UTC),
             )
@@ -215,11 +206,61 @@ class AppService:
             request_id,
             calls,
             started,
-            prompt_ref=prompt_ref,
+            prompt_ref=ran.prompt_ref,
             blocked="output" if blocked else None,
             sample=sample,
         )
         return result
+
+    def _run_prompt(
+        self, body: InvokeBody, model: ModelClient, ids: Mapping[str, str], calls: list[ModelResponse]
+    ) -> _Ran:
+        """A single prompt: rendered before the input check, because PII split across values, or between a
+        value and the template's text, shows whole only in the prompt as the model will see it."""
+        prompt = self._prompt(body.name)
+        values = dict(body.variables)
+        render = partial(self._render, prompt)
+        checked = check_prompt(self.guard, render(values), values, render, field="variables", ids=ids)
+        verdicts = [checked.verdict] if checked.verdict is not None else []
+        if checked.sent is None:
+            return _Ran(None, "", verdicts)
+        output = self._send(prompt.content.model_parameters, checked.sent, model, calls)
+        # The question for the online judge: the prompt the model received.
+        return _Ran(output, f"{prompt.name}@{prompt.version}", verdicts, checked.sent, checked.kept)
+
+    def _run_chain(
+        self, body: InvokeBody, model: ModelClient, ids: Mapping[str, str], calls: list[ModelResponse]
+    ) -> _Ran:
+        """A chain: each step's prompt goes through `check_prompt` as a single prompt does, with the values
+        it is rendered with: the end user's and earlier steps' outputs (model output that never passed the
+        output filter could carry PII or an injection into the next step). One guardrail call per step; a
+        block stops the chain there. The question for the online judge is the kept values
+        (`chain_kept_values`), not a step's prompt, which holds those unfiltered outputs."""
+        try:
+            chain, prompts = self.catalog.chain(body.name, self.stage)
+        except PromptNotFoundError:
+            raise NotFoundError("chain", f"{body.name!r} has no alias {self.stage!r}") from None
+        except PromptFetchError as exc:
+            raise UpstreamUnavailableError("prompt", f"the prompt catalog is unavailable ({exc})") from None
+        checks: dict[str, CheckedPrompt] = {}
+
+        def invoke_step(step: RenderedStep) -> str | None:
+            render = partial(self._render, prompts[step.prompt_ref])
+            field = f"steps.{step.step_id}"
+            checked = check_prompt(self.guard, step.text, step.inputs, render, field=field, ids=ids)
+            checks[step.step_id] = checked
+            if checked.sent is None:
+                return None
+            return self._send(step.model_parameters, checked.sent, model, calls)
+
+        outputs = run_chain(chain, prompts, body.variables, invoke_step)
+        verdicts = [check.verdict for check in checks.values() if check.verdict is not None]
+        last = final_step(chain)
+        if last not in outputs:  # a step was blocked
+            return _Ran(None, "", verdicts)
+        kept = chain_kept_values(chain, checks)
+        question = None if kept is None else json.dumps(kept, sort_keys=True, ensure_ascii=False)
+        return _Ran(outputs[last], f"chain/{body.name}:{self.stage}", verdicts, question, kept)
 
     def _record_usage(
         self,
@@ -270,6 +311,21 @@ class AppService:
                 logger.exception("could not queue the %s message of request %s", kind, request_id)
                 emit_delivery_failure(self.business_unit, kind)
 
+    def _output_verdict(self, output: str, ids: Mapping[str, str]) -> dict[str, Any]:
+        """The output guardrail's verdict on the model's answer. An answer the guardrail refuses to check
+        (more text than it takes, text that is not valid UTF-8) is blocked whatever the failure policy says:
+        that policy is for an unavailable guardrail, and unchecked text is never released or stored."""
+        try:
+            return self.guard.check(filter_event("output", output, **ids))
+        except InvalidRequestError as exc:
+            return {
+                "action": "block",
+                "text": None,
+                "texts": [],
+                "findings": [],
+                "errors": {"guardrail": f"the answer was not checked: {exc}"[:500]},
+            }
+
     def _check_offered(self, body: InvokeBody) -> None:
         """Only the prompts and chains this use case's config lists (application.end_user_catalog)."""
         offered = self.settings.end_user_catalog
@@ -306,40 +362,9 @@ class AppService:
         return render(prompt.content.template, prompt.content.variables, values, name=name)
 
     @staticmethod
-    def _send(
-        prompt: ResolvedPrompt, text: str, model: ModelClient, calls: list[ModelResponse]
-    ) -> tuple[str, str, str]:
-        """(output, prompt reference, the question for the online judge: the input-filtered prompt)."""
-        params = prompt.content.model_parameters
+    def _send(params: ModelParameters, text: str, model: ModelClient, calls: list[ModelResponse]) -> str:
         call = ModelRequest(prompt=text, max_tokens=params.max_tokens, temperature=params.temperature)
-        return _call(model, call, calls), f"{prompt.name}@{prompt.version}", text
-
-    def _run(
-        self, body: InvokeBody, values: dict[str, Any], model: ModelClient, calls: list[ModelResponse]
-    ) -> tuple[str, str, str]:
-        """A chain: (output, prompt reference, the question for the online judge). The question is built from
-        the input-filtered variables only, because a chain's later steps contain model outputs that never
-        passed the output filter."""
-        try:
-            chain, prompts = self.catalog.chain(body.name, self.stage)
-
-            def invoke_step(step: RenderedStep) -> str:
-                params = step.model_parameters
-                return _call(
-                    model,
-                    ModelRequest(
-                        prompt=step.text, max_tokens=params.max_tokens, temperature=params.temperature
-                    ),
-                    calls,
-                )
-
-            outputs = run_chain(chain, prompts, values, invoke_step)
-            question = json.dumps(values, sort_keys=True, ensure_ascii=False)
-            return outputs[final_step(chain)], f"chain/{body.name}:{self.stage}", question
-        except PromptNotFoundError:
-            raise NotFoundError("chain", f"{body.name!r} has no alias {self.stage!r}") from None
-        except PromptFetchError as exc:
-            raise UpstreamUnavailableError("prompt", f"the prompt catalog is unavailable ({exc})") from None
+        return _call(model, call, calls)
 
     def _ids(self, model: str, request_id: str, tenant_id: str) -> dict[str, str]:
         return {
@@ -556,6 +581,15 @@ def _total(counts: list[int | None]) -> int | None:
     """Sum of the reported token counts; None when no call reported any."""
     reported = [c for c in counts if c is not None]
     return sum(reported) if reported else None
+
+
+ACTION_RANK = {"allow": 0, "redact": 1, "block": 2}
+
+
+def _input_summary(verdicts: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The input verdicts of a request (one per chain step) as one: the strongest action, every finding."""
+    ranked = max((v.get("action") for v in verdicts), key=lambda a: ACTION_RANK.get(str(a), 0))
+    return {"action": ranked, "findings": [f for v in verdicts for f in _summary(v)["findings"]]}
 
 
 def _summary(verdict: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ when the chain is saved; the execution order is the topological order, ties kept
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 
 from .errors import BadRequestError, UnprocessableError
@@ -31,6 +31,9 @@ class RenderedStep:
     version: int
     text: str
     model_parameters: ModelParameters
+    # The values `text` was rendered with (the chain's request values and earlier steps' outputs): a caller
+    # checks them with the prompt and renders again with their redacted forms.
+    inputs: Mapping[str, VariableValue] = field(default_factory=dict)
 
 
 def step_dependencies(step: ChainStep) -> list[str]:
@@ -135,7 +138,7 @@ def render_ready_steps(
         except UnprocessableError as exc:
             raise UnprocessableError(f"steps.{step_id}.{exc.field}", exc.message) from None
         rendered.append(
-            RenderedStep(step_id, step.prompt, prompt.version, text, prompt.content.model_parameters)
+            RenderedStep(step_id, step.prompt, prompt.version, text, prompt.content.model_parameters, inputs)
         )
     return rendered, waiting
 
@@ -144,16 +147,20 @@ def run_chain(
     chain: ChainContent,
     prompts: Mapping[str, ResolvedPrompt],
     values: Mapping[str, VariableValue],
-    invoke: Callable[[RenderedStep], str],
+    invoke: Callable[[RenderedStep], str | None],
 ) -> dict[str, str]:
-    """Run a chain end to end with `invoke` (a model call); return every step's output text."""
+    """Run a chain end to end with `invoke` (a model call); return every step's output text. `invoke`
+    returns None to stop the chain (a filter refused the step): the outputs so far are returned."""
     outputs: dict[str, str] = {}
     while True:
         rendered, _ = render_ready_steps(chain, prompts, values, outputs)
         if not rendered:
             return outputs
         for step in rendered:
-            outputs[step.step_id] = invoke(step)
+            output = invoke(step)
+            if output is None:
+                return outputs
+            outputs[step.step_id] = output
 
 
 def _input_value(

@@ -36,78 +36,142 @@ from serving_runtime.adapter_format import (
 from serving_runtime.slots import SlotTable
 
 # Projections that read the same hidden state run as one group: one GEMM with their concatenated base
-# weights, one product x @ [A_q | A_k | A_v] and one fused multiply-add with a block-diagonal B, so LoRA on
-# q, k and v adds no kernel launch per decoding step beyond two batched products for the whole group.
+# weights and one set of LoRA products for all of them (A side by side, B block-diagonal).
 SHARED_INPUT = (frozenset({"q_proj", "k_proj", "v_proj"}), frozenset({"gate_proj", "up_proj"}))
+
+# Batches of up to this many rows fold their rows' A into the group's GEMM (see `LoraGroup`).
+DEFAULT_FOLD_ROWS = 32
 
 
 class LoraGroup(nn.Module):
     """The stacked adapters of the projections of one module that share their input.
 
-    A [slots, in, members * r]; B [slots, members * r, sum of outs], block-diagonal (member i's B at rows
-    i*r.., columns of its own output). The members' base weights become views of one concatenated matrix.
+    A [slots, members * r, in] (peft's [r, in] per member, side by side); B [slots, members * r, sum of outs],
+    block-diagonal (member i's B at rows i*r.., columns of its own output). The members' base weights become
+    views of one concatenated matrix, which has `fold_rows * members * r` spare rows below them.
+
+    Eager decoding is bound by the host (Python and kernel launches, not the GPU's arithmetic), so the rows'
+    deltas cost what their launches cost. A batch of at most `fold_rows` rows writes each row's A into the
+    spare rows once per batch; then ONE GEMM yields the base output and every row's x @ A (row i reads its
+    own block through a strided view) and one in-place batched product adds (x @ A) @ B: two launches per
+    group, as many as the merged model's separate q, k, v and o projections take per layer. The spare rows
+    cost `rows * members * r` extra output columns (a quarter of q/k/v's at 32 rows of rank 16), so larger
+    batches use two batched products instead (x @ A[row], then @ B[row]).
     """
 
-    def __init__(self, bases: list[nn.Linear], *, slots: int, rank: int) -> None:
+    def __init__(self, bases: list[nn.Linear], *, slots: int, rank: int, fold_rows: int) -> None:
         super().__init__()
         self.rank = rank
+        self.width = len(bases) * rank
+        self.fold_rows = fold_rows
         like = bases[0].weight
+        self.offsets = [0]
+        for base in bases:
+            self.offsets.append(self.offsets[-1] + base.out_features)
+        self.out_features = self.offsets[-1]
+        spare = fold_rows * self.width
         with torch.no_grad():
-            weight = torch.cat([b.weight for b in bases])
+            weight = torch.cat([*(b.weight for b in bases), like.new_zeros(spare, bases[0].in_features)])
             bias = (
                 torch.cat(
-                    [b.bias if b.bias is not None else b.weight.new_zeros(b.out_features) for b in bases]
+                    [
+                        *(b.bias if b.bias is not None else like.new_zeros(b.out_features) for b in bases),
+                        like.new_zeros(spare),
+                    ]
                 )
                 if any(b.bias is not None for b in bases)
                 else None
             )
         self.weight = nn.Parameter(weight, requires_grad=False)
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
-        self.offsets = [0]
-        for base in bases:
-            self.offsets.append(self.offsets[-1] + base.out_features)
         for index, base in enumerate(bases):  # one copy of the weights: the originals become views
             base.weight = nn.Parameter(
                 self.weight.data[self.offsets[index] : self.offsets[index + 1]], requires_grad=False
             )
         self.a = nn.Parameter(
-            torch.zeros(slots, bases[0].in_features, len(bases) * rank, dtype=like.dtype, device=like.device),
+            torch.zeros(slots, self.width, bases[0].in_features, dtype=like.dtype, device=like.device),
             requires_grad=False,
         )
         self.b = nn.Parameter(
-            torch.zeros(slots, len(bases) * rank, self.offsets[-1], dtype=like.dtype, device=like.device),
+            torch.zeros(slots, self.width, self.out_features, dtype=like.dtype, device=like.device),
             requires_grad=False,
         )
-        self.gathered: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Plain attributes (not nn.Module lookups) for what every forward pass reads.
+        self._base = (
+            self.weight.data[: self.out_features],
+            None if bias is None else bias[: self.out_features],
+        )
+        self._spare = self.weight.data[self.out_features :].view(fold_rows, self.width, bases[0].in_features)
+        self.gathered: _Folded | _Batched | None = None
         self._x: torch.Tensor | None = None
         self._y: torch.Tensor | None = None
 
     def gather(self, slots: torch.Tensor | None) -> None:
         """Each row's A and B, gathered once per batch (a batch keeps its rows for every decoding step)."""
-        self.gathered = (
-            None if slots is None else (self.a.index_select(0, slots), self.b.index_select(0, slots))
-        )
         self._x = self._y = None
+        if slots is None:
+            self.gathered = None
+            return
+        rows = slots.numel()
+        b = self.b.index_select(0, slots)
+        if rows <= self.fold_rows:
+            torch.index_select(self.a, 0, slots, out=self._spare[:rows])
+            columns = self.out_features + rows * self.width
+            bias = None if self.bias is None else self.bias.data[:columns]
+            self.gathered = _Folded(rows, self.weight.data[:columns], bias, b)
+        else:
+            self.gathered = _Batched(self.a.index_select(0, slots).transpose(1, 2), b)
 
     def output(self, x: torch.Tensor) -> torch.Tensor:
-        """Base output plus every row's LoRA delta for all members; computed once per input."""
-        if x is not self._x:
-            y = nn.functional.linear(x, self.weight, self.bias)
-            if self.gathered is not None:
-                a, b = self.gathered
-                rows = x.shape[0]
-                xa = torch.bmm(x.reshape(rows, -1, x.shape[-1]), a)
-                y = torch.baddbmm(y.reshape(rows, -1, y.shape[-1]), xa, b).reshape(y.shape)
-            self._x, self._y = x, y
-        assert self._y is not None
-        return self._y
+        """Base output plus every row's LoRA delta for all members (in its first `out_features` columns,
+        possibly followed by scratch columns); computed once per input."""
+        if x is self._x:
+            assert self._y is not None
+            return self._y
+        gathered = self.gathered
+        if gathered is None:
+            y = nn.functional.linear(x, *self._base)
+        elif isinstance(gathered, _Folded):
+            y = nn.functional.linear(x, gathered.weight, gathered.bias)
+            flat = y.view(-1, y.shape[-1])
+            rows, columns, width, out = gathered.rows, y.shape[-1], self.width, self.out_features
+            seq = flat.shape[0] // rows
+            if seq * rows != flat.shape[0]:
+                raise ValueError(
+                    f"input: {flat.shape[0]} token rows do not split into the batch's {rows} rows"
+                )
+            xa = flat.as_strided(
+                (rows, seq, width), (seq * columns + width, columns, 1), flat.storage_offset() + out
+            )
+            flat[:, :out].view(rows, seq, out).baddbmm_(xa, gathered.b)
+        else:
+            y = nn.functional.linear(x, *self._base)
+            rows = x.shape[0]
+            xa = torch.bmm(x.reshape(rows, -1, x.shape[-1]), gathered.a)
+            y = torch.baddbmm(y.reshape(rows, -1, y.shape[-1]), xa, gathered.b).reshape(y.shape)
+        self._x, self._y = x, y
+        return y
 
     def a_slot(self, slot: int, member: int) -> torch.Tensor:
-        return self.a.data[slot, :, member * self.rank : (member + 1) * self.rank]
+        return self.a.data[slot, member * self.rank : (member + 1) * self.rank]
 
     def b_slot(self, slot: int, member: int) -> torch.Tensor:
         rows = slice(member * self.rank, (member + 1) * self.rank)
         return self.b.data[slot, rows, self.offsets[member] : self.offsets[member + 1]]
+
+
+@dataclass(frozen=True)
+class _Folded:
+    rows: int
+    weight: torch.Tensor  # base weights and the rows' A below them
+    bias: torch.Tensor | None
+    b: torch.Tensor  # [rows, members * r, out]
+
+
+@dataclass(frozen=True)
+class _Batched:
+    a: torch.Tensor  # [rows, in, members * r]
+    b: torch.Tensor  # [rows, members * r, out]
 
 
 class StackedLoraLinear(nn.Module):
@@ -119,10 +183,12 @@ class StackedLoraLinear(nn.Module):
         self.group = group
         self.member = member
         self.in_features, self.out_features = base.in_features, base.out_features
+        self._lo, self._hi = group.offsets[member], group.offsets[member + 1]
+        self._output = group.output  # a plain attribute: no nn.Module lookup per call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        offsets = self.group.offsets
-        return self.group.output(x)[..., offsets[self.member] : offsets[self.member + 1]]
+        y = self._output(x)
+        return y if self._lo == 0 and y.shape[-1] == self._hi else y[..., self._lo : self._hi]
 
 
 @dataclass
@@ -139,7 +205,13 @@ class HostAdapter:
 
 class MultiLoraModel:
     def __init__(
-        self, model: nn.Module, *, target_modules: Sequence[str], max_rank: int, gpu_slots: int
+        self,
+        model: nn.Module,
+        *,
+        target_modules: Sequence[str],
+        max_rank: int,
+        gpu_slots: int,
+        fold_rows: int = DEFAULT_FOLD_ROWS,
     ) -> None:
         self.model = model
         self.max_rank = max_rank
@@ -155,7 +227,9 @@ class MultiLoraModel:
         if not found:
             raise ValueError(f"target_modules: none of {sorted(self.targets)} is a linear layer of the model")
         for (parent_name, _), members in found.items():
-            group = LoraGroup([module for _, module in members], slots=gpu_slots, rank=max_rank)
+            group = LoraGroup(
+                [module for _, module in members], slots=gpu_slots, rank=max_rank, fold_rows=fold_rows
+            )
             self.groups.append(group)
             for index, (name, module) in enumerate(members):
                 stacked = StackedLoraLinear(module, group=group, member=index)
@@ -200,7 +274,7 @@ class MultiLoraModel:
         factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         offset = 0
         for name, (fan_in, fan_out) in sizes.items():
-            a = buffer[offset : offset + fan_in * self.max_rank].view(fan_in, self.max_rank)
+            a = buffer[offset : offset + fan_in * self.max_rank].view(self.max_rank, fan_in)
             offset += fan_in * self.max_rank
             b = buffer[offset : offset + fan_out * self.max_rank].view(self.max_rank, fan_out)
             offset += fan_out * self.max_rank
@@ -214,7 +288,7 @@ class MultiLoraModel:
                         f"{ADAPTER_WEIGHTS}: {name} has shapes {tuple(lora_a.shape)} / {tuple(lora_b.shape)}, "
                         f"expected ({spec.rank}, {fan_in}) / ({fan_out}, {spec.rank})"
                     )
-                a[:, : spec.rank].copy_(lora_a.t())
+                a[: spec.rank, :].copy_(lora_a)
                 b[: spec.rank, :].copy_(lora_b.t().float().mul(spec.scale))
             factors[name] = (a, b)
         adapter = HostAdapter(buffer, factors)

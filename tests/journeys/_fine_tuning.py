@@ -9,7 +9,7 @@ from typing import Any
 
 from moto.events.models import EventPattern
 
-from tests.stacks.policy_eval import Request, decide, resolve
+from tests.stacks.policy_eval import Request, as_list, decide, resolve
 
 
 def resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
@@ -57,6 +57,19 @@ def resource_allows(
     statements: list[dict[str, Any]], account: str, action: str, resource: str, **context: str
 ) -> bool:
     return decide(statements, Request(account, action, resource, dict(context))) == "allow"
+
+
+def service_allows(
+    statements: list[dict[str, Any]], service: str, action: str, resource: str, **context: str
+) -> bool:
+    """A resource policy's decision for an AWS service principal (e.g. events.amazonaws.com): the
+    statements that name the service, evaluated as if it were any caller (conditions still apply)."""
+    for_service = [
+        {**s, "Principal": "*"}
+        for s in statements
+        if isinstance(s.get("Principal"), dict) and service in as_list(s["Principal"].get("Service", []))
+    ]
+    return decide(for_service, Request("000000000000", action, resource, dict(context))) == "allow"
 
 
 def with_bucket_names(template: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:

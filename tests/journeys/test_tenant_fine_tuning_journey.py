@@ -40,6 +40,7 @@ from serving_runtime.packaging import read_artifact
 from common.fine_tuning_runs import AtCapacityError, PipelineRef, RunLeases, TenantUseCases
 from common.lake_layout import Zone
 from stacks.blocks.lake_access import lake_bucket_name
+from stacks.blocks.upload_events import tenant_fine_tuning_stages
 from tests.conftest import SynthesizedPlatform
 from tests.journeys._fine_tuning import (
     SplitSageMaker,
@@ -54,6 +55,7 @@ from tests.journeys._fine_tuning import (
     role_statements,
     rules,
     s3_object_created,
+    service_allows,
     with_bucket_names,
 )
 from tests.journeys._tenant_review import register_tenant_version
@@ -1052,6 +1054,107 @@ def test_an_upload_and_an_api_request_racing_for_the_last_slot_start_one_run(
 
 
 # ---- dead letters of the trigger path raise an alarm on the stage's topic ----------------------------------
+
+
+def test_an_upload_event_the_lake_cannot_forward_waits_in_a_dead_letter_queue_that_raises_an_alarm(
+    stage: Stage,
+) -> None:
+    lake = stage.template("exco-data-lake")
+    event = s3_object_created(LAKE, REGION, stage.raw, "retail/prod/tenant=ann/uploads/0001/data.jsonl")
+    forwarding = {k: r["Properties"] for k, r in resources(lake, "AWS::Events::Rule").items()}
+    ((rule_id, rule),) = [(k, r) for k, r in forwarding.items() if matches(r["EventPattern"], event)]
+    (target,) = rule["Targets"]
+    queue_id = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+    queue = resources(lake, "AWS::SQS::Queue")[queue_id]["Properties"]
+
+    # EventBridge may put this rule's undelivered events on the queue, encrypted with the lake key; the
+    # key admits EventBridge for the lake's forwarding rules only.
+    key_id = queue["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    key_policy = resolve(
+        resources(lake, "AWS::KMS::Key")[key_id]["Properties"]["KeyPolicy"]["Statement"], lake
+    )
+    named_rule = f"arn:aws:events:{REGION}:{LAKE}:rule/{rule['Name']}"
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        assert service_allows(
+            key_policy, "events.amazonaws.com", action, "*", **{"aws:SourceArn": named_rule}
+        )
+    another_rule = f"arn:aws:events:{REGION}:{LAKE}:rule/exco-something-else"
+    assert not service_allows(
+        key_policy, "events.amazonaws.com", "kms:Decrypt", "*", **{"aws:SourceArn": another_rule}
+    )
+    (queue_policy,) = [
+        r["Properties"]
+        for r in resources(lake, "AWS::SQS::QueuePolicy").values()
+        if {"Ref": queue_id} in r["Properties"]["Queues"]
+    ]
+    queue_statements = resolve(queue_policy["PolicyDocument"]["Statement"], lake)
+    queue_arn = f"<{queue_id}.Arn>"
+    assert service_allows(
+        queue_statements,
+        "events.amazonaws.com",
+        "sqs:SendMessage",
+        queue_arn,
+        **{"aws:SourceArn": f"<{rule_id}.Arn>"},
+    )
+    assert not service_allows(
+        queue_statements,
+        "events.amazonaws.com",
+        "sqs:SendMessage",
+        queue_arn,
+        **{"aws:SourceArn": "<Other.Arn>"},
+    )
+    # Every forwarding rule (each business unit x tenant fine-tuning stage) uses it: none loses events silently.
+    assert len(forwarding) == len(tenant_fine_tuning_stages(stage.platform.config)) >= 2
+    for other in forwarding.values():
+        assert other["Targets"][0]["DeadLetterConfig"] == target["DeadLetterConfig"]
+        other_arn = f"arn:aws:events:{REGION}:{LAKE}:rule/{other['Name']}"
+        assert service_allows(
+            key_policy, "events.amazonaws.com", "kms:GenerateDataKey", "*", **{"aws:SourceArn": other_arn}
+        )
+
+    # One message there raises an alarm on the lake account's topic, which CloudWatch of this account may
+    # publish to (and use the key for); every business unit's monitoring subscribers are subscribed.
+    (alarm,) = [
+        r["Properties"]
+        for r in resources(lake, "AWS::CloudWatch::Alarm").values()
+        if r["Properties"]["Dimensions"]
+        == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]
+    ]
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    (topic_ref,) = alarm["AlarmActions"]
+    assert alarm["OKActions"] == [topic_ref]
+    topic = resources(lake, "AWS::SNS::Topic")[topic_ref["Ref"]]["Properties"]
+    assert topic["TopicName"] == "exco-lake-alarms"
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        assert service_allows(
+            key_policy, "cloudwatch.amazonaws.com", action, "*", **{"aws:SourceAccount": LAKE}
+        )
+    assert not service_allows(
+        key_policy, "cloudwatch.amazonaws.com", "kms:Decrypt", "*", **{"aws:SourceAccount": PROD}
+    )
+    (topic_policy,) = [
+        r["Properties"]
+        for r in resources(lake, "AWS::SNS::TopicPolicy").values()
+        if r["Properties"]["Topics"] == [topic_ref]
+    ]
+    alarm_arn = f"arn:aws:cloudwatch:{REGION}:{LAKE}:alarm:{alarm['AlarmName']}"
+    publish = resolve(topic_policy["PolicyDocument"]["Statement"], lake)
+    topic_arn = f"<{topic_ref['Ref']}>"
+    context = {"aws:SourceAccount": LAKE, "aws:SourceArn": alarm_arn}
+    assert service_allows(publish, "cloudwatch.amazonaws.com", "sns:Publish", topic_arn, **context)
+    foreign = {"aws:SourceAccount": PROD, "aws:SourceArn": alarm_arn.replace(LAKE, PROD)}
+    assert not service_allows(publish, "cloudwatch.amazonaws.com", "sns:Publish", topic_arn, **foreign)
+    subscribed = {
+        r["Properties"]["Endpoint"]
+        for r in resources(lake, "AWS::SNS::Subscription").values()
+        if r["Properties"]["TopicArn"] == topic_ref
+    }
+    monitoring = [bu.monitoring for bu in stage.platform.config.business_units]
+    assert subscribed == {e for m in monitoring for e in m.emails} | {
+        str(u) for m in monitoring for u in m.https_endpoints
+    }
 
 
 def test_every_dead_letter_queue_of_the_trigger_path_raises_an_alarm_on_the_stages_topic(

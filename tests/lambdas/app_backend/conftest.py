@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,12 +15,17 @@ from app_backend.settings import ApplicationSettings
 from app_backend.store import AppStore
 from app_backend.uploads import TenantUploads
 from app_backend.wiring import S3Candidates
+from guardrail.client import InProcessGuardrail
+from guardrail.engine import GuardrailEngine
+from guardrail.layers.local_rules import LocalRulesLayer
+from guardrail.settings import GuardrailSettings
 from moto import mock_aws
 from prompt_catalog.chains import ResolvedPrompt
 from prompt_catalog.models import ChainContent, PromptContent
 
-from common.lake_records import LakeRecord
+from common.lake_records import LakeRecord, UsageRecord
 from common.model_gateway import ModelRequest, ModelResponse
+from common.model_usage import OnlineSample
 
 TABLE = "app-requests"
 RAW = "lake-raw"
@@ -71,6 +77,26 @@ class RecordingModel:
         return ModelResponse(text=self.reply or f"answer to: {request.prompt}", latency_ms=1.0)
 
 
+def local_rules_guard(settings: GuardrailSettings | None = None) -> InProcessGuardrail:
+    """The real guardrail engine in-process with the local rules only (Comprehend and Bedrock need an
+    account): what it finds in a rendered prompt is what the model must not receive."""
+    settings = settings or GuardrailSettings()
+    engine = GuardrailEngine(settings, layers={"local_rules": LocalRulesLayer()}, metrics=False)
+    return InProcessGuardrail(settings, business_unit=BU, engine=engine)
+
+
+class RecordingGuard:
+    """Passes each event to `guard` and keeps it: what the backend sent to the guardrail, in order."""
+
+    def __init__(self, guard: Any) -> None:
+        self.guard = guard
+        self.events: list[dict[str, Any]] = []
+
+    def check(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.events.append(event)
+        return dict(self.guard.check(event))
+
+
 class FakeCatalog:
     def __init__(self) -> None:
         greet = PromptContent.model_validate(
@@ -111,6 +137,70 @@ class FakeCatalog:
             "greet@3": self.prompts[("greet", "prod")],
             "shout:prod": self.prompts[("shout", "prod")],
         }
+
+
+def pinned(name: str, template: str) -> ResolvedPrompt:
+    variables = [{"name": var} for var in sorted(_variables(template))]
+    content = PromptContent.model_validate({"template": template, "variables": variables})
+    return ResolvedPrompt(f"{name}@1", name, 1, content)
+
+
+def chain_content(steps: list[tuple[str, str, dict[str, str]]]) -> ChainContent:
+    requested = sorted(
+        {src.split(".")[1] for _, _, inputs in steps for src in inputs.values() if src.startswith("request.")}
+    )
+    return ChainContent.model_validate(
+        {
+            "variables": [{"name": name} for name in requested],
+            "steps": [{"id": sid, "prompt": f"{p}@1", "inputs": inputs} for sid, p, inputs in steps],
+        }
+    )
+
+
+def _variables(template: str) -> set[str]:
+    return set(re.findall(r"\{\{ (\w+) \}\}", template))
+
+
+class ChainCatalog(FakeCatalog):
+    """FakeCatalog plus chains whose steps pin `<name>@1` of the given prompts (name -> template); add a
+    chain with `chain_content`."""
+
+    def __init__(self, prompts: Mapping[str, str]) -> None:
+        super().__init__()
+        self.pinned = {f"{name}@1": pinned(name, template) for name, template in prompts.items()}
+
+    def chain(self, name: str, alias: str) -> tuple[ChainContent, dict[str, ResolvedPrompt]]:
+        if (name, alias) not in self.chains:
+            return super().chain(name, alias)
+        content = self.chains[(name, alias)]
+        return content, {step.prompt: self.pinned[step.prompt] for step in content.steps}
+
+
+@dataclass
+class ScriptedModel:
+    """Answers each call with the next scripted reply (then echoes): a step's output is what a test says."""
+
+    replies: list[str]
+    name: str = "fake-model"
+    calls: list[ModelRequest] = field(default_factory=list)
+
+    def invoke(self, request: ModelRequest) -> ModelResponse:
+        self.calls.append(request)
+        text = self.replies.pop(0) if self.replies else f"answer to: {request.prompt}"
+        return ModelResponse(text=text, latency_ms=1.0)
+
+
+class Messages:
+    """A usage or samples queue (`MessageSink`) that keeps what it was sent."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[UsageRecord | OnlineSample] = []
+        self.fail = fail
+
+    def send(self, message: UsageRecord | OnlineSample) -> None:
+        if self.fail:
+            raise RuntimeError("queue unavailable")
+        self.sent.append(message)
 
 
 class ListSink:

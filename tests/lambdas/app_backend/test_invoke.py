@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import Backend
+from .conftest import Backend, RecordingGuard, local_rules_guard
 
 
 def test_invoke_renders_the_prompt_calls_the_model_and_stores_the_request(backend: Backend) -> None:
@@ -130,8 +130,27 @@ def test_the_backend_benchmark_measures_answered_requests() -> None:
     from bench import app_backend_bench
 
     try:
-        answer = app_backend_bench.build().app.resolve(app_backend_bench.event(), None)
+        for target in ("prompt", "chain"):
+            answer = app_backend_bench.build().app.resolve(app_backend_bench.event(target), None)
+            assert answer["statusCode"] == 200, answer["body"]
+            assert json.loads(answer["body"])["request_id"]
     finally:
         handler.use_service(None)
-    assert answer["statusCode"] == 200, answer["body"]
-    assert json.loads(answer["body"])["request_id"]
+
+
+def test_an_answer_the_guardrail_refuses_to_check_is_blocked_not_a_500(backend: Backend) -> None:
+    # The real engine's request limit (guardrails.max_request_bytes, 1 MB by default) on the model's answer.
+    guard = RecordingGuard(local_rules_guard())
+    backend.service.guard = guard
+    backend.model.reply = "word " * 250_000
+
+    status, body = backend.call("POST", "/invoke", {"prompt": "greet", "variables": {"name": "Bo"}})
+
+    assert status == 200
+    assert body["output"] is None
+    assert body["blocked"] == "output"
+    assert body["verdicts"]["output"] == {"action": "block", "findings": []}
+    assert [event["direction"] for event in guard.events] == ["input", "output"]  # sent, refused
+    [item] = backend.table_items()
+    assert "output_redacted" not in item or item["output_redacted"] is None
+    assert "word word" not in json.dumps(item, default=str)

@@ -1,6 +1,6 @@
 """/invoke sends the prompt as the model will see it to the input guardrail (issue 16 item 6): PII split
-across values, between a value and the template's text, or across a chain's content items is found in the
-whole and reaches the model redacted. The guardrail here is the real engine in-process (local rules only:
+across values or between a value and the template's text is found in the whole and reaches the model
+redacted. The guardrail here is the real engine in-process (local rules only:
 Comprehend and Bedrock need an account)."""
 
 from __future__ import annotations
@@ -12,15 +12,11 @@ from typing import Any
 import pytest
 from app_backend import handler
 from app_backend.settings import ApplicationSettings
-from guardrail.client import InProcessGuardrail
-from guardrail.engine import GuardrailEngine
-from guardrail.layers.local_rules import LocalRulesLayer
-from guardrail.settings import GuardrailSettings
 from moto import mock_aws
 from prompt_catalog.chains import ResolvedPrompt
 from prompt_catalog.models import ChainContent, PromptContent
 
-from .conftest import BU, ROOMY, Backend, FakeCatalog, build_backend
+from .conftest import ROOMY, Backend, FakeCatalog, RecordingGuard, build_backend, local_rules_guard
 
 
 def _prompt(name: str, template: str, variables: list[dict[str, str]]) -> ResolvedPrompt:
@@ -71,9 +67,7 @@ def split(aws_env: None) -> Iterator[Backend]:
         app = {"end_user_catalog": OFFERED, "tenant_limits": ROOMY}
         built = build_backend(ApplicationSettings.model_validate(app))
         built.service.catalog = SplitCatalog()
-        settings = GuardrailSettings()
-        engine = GuardrailEngine(settings, layers={"local_rules": LocalRulesLayer()}, metrics=False)
-        built.service.guard = InProcessGuardrail(settings, business_unit=BU, engine=engine)
+        built.service.guard = local_rules_guard()
         handler.use_service(built.service)
         yield built
         handler.use_service(None)
@@ -116,22 +110,15 @@ def test_an_email_split_between_a_value_and_the_template_text_reaches_the_model_
 
 
 def test_the_guardrail_receives_the_values_and_the_prompt_as_rendered(split: Backend) -> None:
-    recorded: list[dict[str, Any]] = []
-    guard = split.service.guard
-
-    class Recording:
-        def check(self, event: dict[str, Any]) -> dict[str, Any]:
-            recorded.append(event)
-            return guard.check(event)
-
-    split.service.guard = Recording()  # type: ignore[assignment]
+    recorded = RecordingGuard(split.service.guard)
+    split.service.guard = recorded
     invoke(split, {"user": "alice.smith"}, prompt="forward")
 
-    input_event = recorded[0]
+    input_event = recorded.events[0]
     assert input_event["direction"] == "input"
     assert input_event["content"] == [{"text": "alice.smith"}]
     assert input_event["rendered"] == "Forward the invoice to alice.smith@example.com."
-    assert "rendered" not in recorded[1]  # the output check has no template
+    assert "rendered" not in recorded.events[1]  # the output check has no template
 
 
 def test_a_card_split_across_two_values_is_blocked_before_any_model_call(split: Backend) -> None:
@@ -145,13 +132,12 @@ def test_a_card_split_across_two_values_is_blocked_before_any_model_call(split: 
     assert split.table_items() == []
 
 
-def test_an_email_split_across_a_chains_content_items_reaches_the_model_redacted(split: Backend) -> None:
-    # A chain has no single rendered prompt: its values are checked back to back, and a finding there is
-    # redacted in each value it covers.
+def test_an_email_split_across_a_chain_steps_values_reaches_the_model_redacted(split: Backend) -> None:
+    # A chain step's prompt is checked as rendered, like a single prompt (more in test_chain_step_filter.py).
     invoke(split, {"user": "alice.smith", "domain": "@example.com"}, chain="joined")
 
-    assert [call.prompt for call in split.model.calls] == ["Reply to [EMAIL][EMAIL] today."]
-    assert json.loads(stored_variables(split) or "{}") == {"user": "[EMAIL]", "domain": "[EMAIL]"}
+    assert [call.prompt for call in split.model.calls] == ["Reply to [EMAIL] today."]
+    assert stored_variables(split) is None
 
 
 def test_a_phone_number_sent_as_a_number_reaches_the_model_redacted(split: Backend) -> None:

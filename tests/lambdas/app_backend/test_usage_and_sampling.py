@@ -15,20 +15,9 @@ from common.model_gateway import ModelRequest, ModelResponse
 from common.model_pricing import ModelPrice
 from common.model_usage import OnlineSample, SqsMessages, sampled
 
-from .conftest import BU, USE_CASE, Backend
+from .conftest import BU, USE_CASE, Backend, Messages
 
 PRICE = ModelPrice(input_per_1k_tokens_usd=0.5, output_per_1k_tokens_usd=2.0, price_date=date(2025, 6, 1))
-
-
-class Messages:
-    def __init__(self, fail: bool = False) -> None:
-        self.sent: list[UsageRecord | OnlineSample] = []
-        self.fail = fail
-
-    def send(self, message: UsageRecord | OnlineSample) -> None:
-        if self.fail:
-            raise RuntimeError("queue unavailable")
-        self.sent.append(message)
 
 
 class CountingModel:

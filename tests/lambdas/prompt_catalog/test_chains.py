@@ -68,6 +68,19 @@ def test_run_chain_feeds_outputs_forward():
     assert seen == ["hi", "HI!"]
 
 
+def test_run_chain_passes_each_steps_inputs_and_stops_where_invoke_returns_none():
+    c = chain(step("a", text="request.q"), step("b", text="steps.a.output"), step("c", text="steps.b.output"))
+    seen = []
+
+    def invoke(rendered):
+        seen.append((rendered.step_id, dict(rendered.inputs)))
+        return None if rendered.step_id == "b" else "out"
+
+    outputs = run_chain(c, {"echo@1": resolve_echo("echo@1", "")}, {"q": "hi"}, invoke)
+    assert outputs == {"a": "out"}  # b refused: c never ran
+    assert seen == [("a", {"text": "hi"}), ("b", {"text": "out"})]
+
+
 def test_example_seed_validates_and_runs_three_steps(catalog):
     # In-process, one identity both creates and moves `prod`: the prod release role (prod is stage-bound).
     seed = load_seed(catalog, "bu-a", RELEASE["prod"], EXAMPLES / "uk_pm_birthplace.json")

@@ -43,8 +43,14 @@ def adapters(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return folders
 
 
+# Both ways of adding the rows' deltas: folded into the group's GEMM (batches up to fold_rows) and two
+# batched products (larger batches).
+BOTH_PATHS = pytest.mark.parametrize("fold_rows", [32, 0], ids=["folded", "batched"])
+
+
+@BOTH_PATHS
 def test_a_mixed_batch_gives_peft_logits_row_by_row_while_adapters_page_in_and_out(
-    adapters: dict[str, Path],
+    adapters: dict[str, Path], fold_rows: int
 ) -> None:
     reference = peft.PeftModel.from_pretrained(tiny_llama(), str(adapters["t1"]), adapter_name="t1")
     for name in ("t2", "t3"):
@@ -55,7 +61,7 @@ def test_a_mixed_batch_gives_peft_logits_row_by_row_while_adapters_page_in_and_o
         expected = reference(input_ids=input_ids, adapter_names=rows).logits
 
     base = tiny_llama()
-    served = MultiLoraModel(base, target_modules=TARGETS, max_rank=8, gpu_slots=2)
+    served = MultiLoraModel(base, target_modules=TARGETS, max_rank=8, gpu_slots=2, fold_rows=fold_rows)
     for name, folder in adapters.items():
         served.load_adapter_dir(name, folder)
     outputs = []
@@ -69,9 +75,10 @@ def test_a_mixed_batch_gives_peft_logits_row_by_row_while_adapters_page_in_and_o
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)  # ... exactly as peft applies them
 
 
-def test_generate_uses_each_rows_adapter(adapters: dict[str, Path]) -> None:
+@BOTH_PATHS
+def test_generate_uses_each_rows_adapter(adapters: dict[str, Path], fold_rows: int) -> None:
     base = tiny_llama()
-    served = MultiLoraModel(base, target_modules=TARGETS, max_rank=8, gpu_slots=4)
+    served = MultiLoraModel(base, target_modules=TARGETS, max_rank=8, gpu_slots=4, fold_rows=fold_rows)
     for name, folder in adapters.items():
         served.load_adapter_dir(name, folder)
     prompt = torch.randint(0, 64, (1, 5), generator=torch.Generator().manual_seed(9)).repeat(3, 1)
