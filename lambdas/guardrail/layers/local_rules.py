@@ -10,8 +10,9 @@ things like "you are an assistant" or "ignore", and the heuristics would fire on
 fallback; the Bedrock guardrail's prompt-attack filter is the input's detector by default.
 
 Cost is linear in the text: every pattern starts with a literal or a small character class (Python's
-`re` then skips ahead in C), the injection patterns run only when one of their anchor words occurs, and
-candidates are validated in Python (Luhn, mod-97, phone metadata) only where a cheap scan found one.
+`re` then skips ahead in C), the injection patterns run only when one of their anchor words occurs and
+then only where one of their first words is (two stages: `injection_spans`), and candidates are validated
+in Python (Luhn, mod-97, phone metadata) only where a cheap scan found one.
 """
 
 from __future__ import annotations
