@@ -6,7 +6,7 @@ character offset of its start in the original text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 TOXICITY_SEGMENT_BYTES = 1024
@@ -53,11 +53,19 @@ def split_utf8(text: str, max_bytes: int) -> list[Piece]:
     return pieces
 
 
-def toxicity_batches(text: str) -> Iterator[list[Piece]]:
-    """Non-blank segments of at most 1 KB, ten per DetectToxicContent call."""
-    segments = [piece for piece in split_utf8(text, TOXICITY_SEGMENT_BYTES) if piece.text.strip()]
-    for first in range(0, len(segments), TOXICITY_SEGMENTS_PER_CALL):
-        yield segments[first : first + TOXICITY_SEGMENTS_PER_CALL]
+def toxicity_batches(texts: Sequence[str]) -> list[list[tuple[int, Piece]]]:
+    """The non-blank segments of at most 1 KB of all `texts`, as (index of the text, segment), ten per
+    DetectToxicContent call (the API scores each segment on its own, so texts may share a call)."""
+    segments = [
+        (index, piece)
+        for index, text in enumerate(texts)
+        for piece in split_utf8(text, TOXICITY_SEGMENT_BYTES)
+        if piece.text.strip()
+    ]
+    return [
+        segments[first : first + TOXICITY_SEGMENTS_PER_CALL]
+        for first in range(0, len(segments), TOXICITY_SEGMENTS_PER_CALL)
+    ]
 
 
 def pii_chunks(text: str) -> list[Piece]:

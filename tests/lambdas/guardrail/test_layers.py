@@ -60,7 +60,8 @@ def test_toxicity_long_text_uses_several_valid_calls(comprehend):
             {"TextSegments": ANY, "LanguageCode": "en"},
         )
     # Stubber checks each request against the service model; we check the API's own limits.
-    ToxicityLayer(client).check(make_request(text), SETTINGS)
+    # Scripted responses are taken in order: the layer makes its calls one after the other here.
+    ToxicityLayer(client, concurrent_calls=0).check(make_request(text), SETTINGS)
     assert [len(batch) for batch in sent] == [10, 10]
     assert all(len(segment.encode()) <= 1024 for batch in sent for segment in batch)
     assert "".join(s for batch in sent for s in batch) == text
@@ -112,7 +113,8 @@ def test_pii_chunks_long_text_and_shifts_offsets(comprehend):
         {"Entities": [{"Type": "PHONE", "Score": 0.9, "BeginOffset": 5, "EndOffset": 13}]},
         {"Text": "call 555-0100 now", "LanguageCode": "en"},
     )
-    [finding] = PiiLayer(client).check(make_request(text), SETTINGS).findings
+    # Scripted responses are taken in order: the layer makes its calls one after the other here.
+    [finding] = PiiLayer(client, concurrent_calls=0).check(make_request(text), SETTINGS).findings
     assert text[_span(finding).start : _span(finding).end] == "555-0100"
 
 

@@ -30,14 +30,21 @@ def test_four_byte_emoji_at_the_boundary_moves_to_the_next_piece():
 
 def test_toxicity_batches_hold_at_most_ten_segments():
     text = ("word " * 200 + "\n") * 30  # about 30 KB
-    batches = list(toxicity_batches(text))
+    batches = toxicity_batches([text])
     assert all(len(batch) <= 10 for batch in batches)
     assert sum(len(batch) for batch in batches) == len([p for p in split_utf8(text, 1024) if p.text.strip()])
     assert len(batches) == 3
 
 
+def test_texts_share_toxicity_calls_and_keep_their_index():
+    system, message = "You are a helpful assistant.", "word " * 300  # 1.5 KB: two segments
+    (batch,) = toxicity_batches([system, "  ", message])
+    assert [(index, piece.start) for index, piece in batch] == [(0, 0), (2, 0), (2, batch[2][1].start)]
+    assert "".join(piece.text for index, piece in batch if index == 2) == message
+
+
 def test_blank_pieces_are_not_sent():
-    assert list(toxicity_batches("   \n  ")) == []
+    assert toxicity_batches(["   \n  "]) == []
     assert pii_chunks(" " * 10) == []
 
 
