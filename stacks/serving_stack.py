@@ -30,6 +30,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 from serving_runtime.lmi import lmi_environment
 
+from common.preprod_gate import GATE_PASSED_DETAIL_TYPE, gate_passed_source
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks.evaluation_gate import (
     business_unit_gate_use_cases,
@@ -603,6 +604,19 @@ class ServingStack(EnvironmentStack):
             findings[f"Resource::arn:<AWS::Partition>:kms:{preprod.region}:{preprod.account}:key/*"] = (
                 "The preprod gate key's id is generated in the preprod account; the ARN pins that account and "
                 "kms:ResourceAliases its alias"
+            )
+            # A record written after the approval: preprod's recorder announces it, the deployer checks again.
+            events.Rule(
+                self,
+                "PreprodGatePassed",
+                description=f"Passed preprod gates of approved {bu.name} versions, from preprod",
+                event_pattern=events.EventPattern(
+                    source=[gate_passed_source(environment.org_prefix)],
+                    detail_type=[GATE_PASSED_DETAIL_TYPE],
+                    account=[preprod.account],
+                    detail={"ModelPackageGroupName": self.gate_checked_groups},
+                ),
+                targets=[targets.LambdaFunction(deployer.function, retry_attempts=2)],
             )
 
     def _read_business_unit_models(
