@@ -28,6 +28,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
+from serving_deployer.core import MAX_ARTIFACT_BYTES
 from serving_runtime.lmi import lmi_environment
 
 from common.preprod_gate import GATE_PASSED_DETAIL_TYPE, gate_passed_source
@@ -56,7 +57,13 @@ from stacks.settings.serving import (
 VARIANT_NAME = "AllTraffic"
 MME_PREFIX = "mme/"
 ADAPTER_PREFIX = "adapters/"  # verified copies of adapters that inference components load
-DEPLOYER_TMP_MIB = 4096
+# /tmp holds the artifact, its unpacked members and the package built from them: about three times the
+# largest artifact the deployer accepts, plus room for the runtime (docs/perf/serving.md).
+DEPLOYER_TMP_MIB = 3 * MAX_ARTIFACT_BYTES // 2**20 + 512
+# Packaging streams through files, so memory does not grow with the artifact (a 200 MiB one peaks at 16 MiB of
+# Python memory, against 1,038 MiB when it was packaged in memory); the function keeps 1,024 MB for the CPU share Lambda gives with it, which the
+# gzip compression of the package needs (Lambda allots CPU in proportion to memory).
+DEPLOYER_MEMORY_MB = 1024
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 
 
@@ -423,7 +430,7 @@ class ServingStack(EnvironmentStack):
             retention=baseline.retention,
             powertools_layer_version=config.lambda_.powertools_layer_version,
             timeout=Duration.minutes(10),
-            memory_size=1024,
+            memory_size=DEPLOYER_MEMORY_MB,
             reserved_concurrent_executions=1,  # deployments of one endpoint happen one at a time
             environment={
                 "SERVING_SETTINGS": settings.model_dump_json(),
@@ -439,7 +446,7 @@ class ServingStack(EnvironmentStack):
                 "PENDING_GROUPS": json.dumps(self.pending_groups(environment)),
             },
         )
-        # Artifacts larger than the in-memory spool are checked on /tmp before they are copied.
+        # Artifacts are verified, unpacked and packaged on /tmp, never whole in memory.
         function = deployer.function.node.default_child
         assert isinstance(function, lambda_.CfnFunction)
         function.ephemeral_storage = lambda_.CfnFunction.EphemeralStorageProperty(size=DEPLOYER_TMP_MIB)
