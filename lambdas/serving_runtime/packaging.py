@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+from common.checksums import stream_sha256
 from serving_runtime.adapter_format import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -174,20 +175,11 @@ def extract_artifact(artifact: IO[bytes], workdir: Path) -> dict[str, Extracted]
                 assert source is not None  # a regular file always has content
                 path = workdir / f"member-{index}"
                 with path.open("wb") as target:
-                    digest = _copy_hashed(source, target)
+                    digest = stream_sha256(source, copy_to=target, chunk_bytes=CHUNK_BYTES)
                 files[name] = Extracted(path, member.size, digest)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise AdapterFormatError(f"artifact: not a readable tar archive ({exc})") from None
     return files
-
-
-def _copy_hashed(source: IO[bytes], target: IO[bytes] | None) -> str:
-    digest = hashlib.sha256()
-    while chunk := source.read(CHUNK_BYTES):
-        digest.update(chunk)
-        if target is not None:
-            target.write(chunk)
-    return digest.hexdigest()
 
 
 class _GzipWriter:
@@ -260,7 +252,7 @@ def write_serving_package(
     """
     _check_mode(mode)
     if source_sha256 is None:
-        source_sha256 = _copy_hashed(artifact, None)
+        source_sha256 = stream_sha256(artifact, chunk_bytes=CHUNK_BYTES)
         artifact.seek(0)
     files = extract_artifact(artifact, workdir)
     for required in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
