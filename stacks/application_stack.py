@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_cdk import Aws, Duration
+from aws_cdk import Aws
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_dynamodb as dynamodb
@@ -22,10 +22,12 @@ from constructs import Construct
 from common.fine_tuning_runs import TenantUseCases
 from common.lake_layout import LakeScope, Zone
 from common.model_pricing import load_price_table
+from stacks.blocks import durations
+from stacks.blocks.grants import allow
 from stacks.blocks.inference_profiles import application_key
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.logs import encrypted_log_group
-from stacks.blocks.nag import acknowledge
+from stacks.blocks.nag import acknowledge, acknowledge_all
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.prompt_catalog_access import (
     grant_prompt_catalog_invoke,
@@ -83,8 +85,9 @@ def nag_name(value: str) -> str:
 
 
 def acknowledge_findings(construct: Construct, findings: dict[str, str]) -> None:
-    for finding, reason in findings.items():
-        acknowledge(construct, f"AwsSolutions-IAM5[{nag_name(finding)}]", reason)
+    acknowledge_all(
+        construct, [(f"AwsSolutions-IAM5[{nag_name(f)}]", reason) for f, reason in findings.items()]
+    )
 
 
 def waf_enabled(environment: EnvironmentSpec, settings: ApplicationSettings) -> bool:
@@ -200,9 +203,9 @@ class ApplicationStack(EnvironmentStack):
             auth_flows=cognito.AuthFlow(user_srp=True),
             generate_secret=False,
             prevent_user_existence_errors=True,
-            id_token_validity=Duration.hours(1),
-            access_token_validity=Duration.hours(1),
-            refresh_token_validity=Duration.days(30),
+            id_token_validity=durations.hours(1),
+            access_token_validity=durations.hours(1),
+            refresh_token_validity=durations.days(30),
             **oauth,
         )
 
@@ -226,7 +229,7 @@ class ApplicationStack(EnvironmentStack):
                 require_uppercase=password.require_uppercase,
                 require_digits=password.require_digits,
                 require_symbols=password.require_symbols,
-                temp_password_validity=Duration.days(3),
+                temp_password_validity=durations.days(3),
             ),
             feature_plan=cognito.FeaturePlan.PLUS if threat != "off" else cognito.FeaturePlan.ESSENTIALS,
             standard_threat_protection_mode=_THREAT.get(threat),
@@ -342,20 +345,17 @@ class ApplicationStack(EnvironmentStack):
             "MAX_RUNTIME_HOURS", str(fine_tuning.settings.max_runtime_hours)
         )
         executions = f"{fine_tuning.pipeline_arn}/execution/*"
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineExecutionSteps"],
-                resources=[executions],
-            )
+        allow(
+            role,
+            actions=["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineExecutionSteps"],
+            resources=[executions],
         )
         # GET /fine-tunes/{id}: the registered version's approval status (this stage's tenant groups only).
         versions = [
             f"arn:{Aws.PARTITION}:sagemaker:{fine_tuning.region}:{fine_tuning.account}:model-package/{name}/*"
             for name in fine_tuning.tenant_group_names
         ]
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=versions)
-        )
+        allow(role, actions=["sagemaker:DescribeModelPackage"], resources=versions)
         acknowledge_findings(
             role,
             {
@@ -376,10 +376,10 @@ class ApplicationStack(EnvironmentStack):
         if serving is None:
             return
         self.backend.function.add_environment("MODELS_TABLE", serving.records.table_name)
-        self.backend.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:Query"], resources=[serving.records.table_arn]
-            )
+        allow(
+            self.backend.role,
+            actions=["dynamodb:GetItem", "dynamodb:Query"],
+            resources=[serving.records.table_arn],
         )
 
     def _grant_models(self, backend: PlatformFunction, environment: EnvironmentSpec, use_case: str) -> None:
@@ -415,9 +415,7 @@ class ApplicationStack(EnvironmentStack):
             endpoints.append(
                 f"arn:{Aws.PARTITION}:sagemaker:{region}:{account}:endpoint/{model.endpoint_name}"
             )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=endpoints)
-        )
+        allow(role, actions=["sagemaker:InvokeEndpoint"], resources=endpoints)
 
     def _upload_role(self, config: PlatformConfig, environment: EnvironmentSpec) -> iam.Role:
         """Assumed by the backend once per upload request with the session tag TenantId=<user>."""
@@ -427,7 +425,7 @@ class ApplicationStack(EnvironmentStack):
             "TenantUploadRole",
             description="Presigned uploads of one tenant: its own raw-zone prefix, chosen by session tag",
             assumed_by=iam.SessionTagsPrincipal(iam.ArnPrincipal(backend_role.role_arn)),
-            max_session_duration=Duration.hours(1),
+            max_session_duration=durations.hours(1),
         )
         # A session without the TenantId tag would have no prefix to stand on: refuse it outright.
         if role.assume_role_policy is not None:
@@ -452,9 +450,7 @@ class ApplicationStack(EnvironmentStack):
         grant_lake_access(
             role, config, upload_request(environment.business_unit.name, environment.stage.value)
         )
-        backend_role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sts:AssumeRole", "sts:TagSession"], resources=[role.role_arn])
-        )
+        allow(backend_role, actions=["sts:AssumeRole", "sts:TagSession"], resources=[role.role_arn])
         return role
 
     def _rest_api(self, environment: EnvironmentSpec) -> apigw.RestApi:

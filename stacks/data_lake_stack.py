@@ -17,7 +17,7 @@ import json
 from functools import cached_property
 from typing import Any
 
-from aws_cdk import Aws, DefaultStackSynthesizer, Duration
+from aws_cdk import Aws, DefaultStackSynthesizer
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_glue as glue
@@ -29,6 +29,7 @@ from constructs import Construct
 
 from common.glue_schema import INPUT_FORMAT, JSON_SERDE, OUTPUT_FORMAT, TABLES, GlueTable
 from common.lake_layout import LAKE_STAGES, LakeScope, Zone, check_business_unit
+from stacks.blocks import durations
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.lake_access import (
     OBJECT_READ_ACTIONS,
@@ -95,7 +96,7 @@ def zone_lifecycle_rules(lifecycle: ZoneLifecycle, noncurrent_expiry_days: int) 
         [
             s3.Transition(
                 storage_class=s3.StorageClass.INFREQUENT_ACCESS,
-                transition_after=Duration.days(lifecycle.transition_to_ia_days),
+                transition_after=durations.days(lifecycle.transition_to_ia_days),
             )
         ]
         if lifecycle.transition_to_ia_days is not None
@@ -105,8 +106,8 @@ def zone_lifecycle_rules(lifecycle: ZoneLifecycle, noncurrent_expiry_days: int) 
         s3.LifecycleRule(
             id="zone-lifecycle",
             transitions=transitions,
-            expiration=Duration.days(lifecycle.expiry_days) if lifecycle.expiry_days else None,
-            noncurrent_version_expiration=Duration.days(noncurrent_expiry_days),
+            expiration=durations.days(lifecycle.expiry_days) if lifecycle.expiry_days else None,
+            noncurrent_version_expiration=durations.days(noncurrent_expiry_days),
         )
     ]
 
@@ -116,8 +117,8 @@ def object_lock(lifecycle: ZoneLifecycle) -> s3.ObjectLockRetention | None:
     if days is None:
         return None
     if lifecycle.object_lock_mode == "COMPLIANCE":
-        return s3.ObjectLockRetention.compliance(Duration.days(days))
-    return s3.ObjectLockRetention.governance(Duration.days(days))
+        return s3.ObjectLockRetention.compliance(durations.days(days))
+    return s3.ObjectLockRetention.governance(durations.days(days))
 
 
 class DataLakeStack(PlatformStack):
@@ -521,7 +522,7 @@ class DataLakeStack(PlatformStack):
         database = glue.CfnDatabase(
             self,
             f"{business_unit}-database",
-            catalog_id=self.account,
+            catalog_id=self.account_id,
             database_input=glue.CfnDatabase.DatabaseInputProperty(
                 name=name, description=f"Data lake tables of business unit {business_unit}"
             ),
@@ -537,7 +538,7 @@ class DataLakeStack(PlatformStack):
         return glue.CfnTable(
             self,
             f"{business_unit}-{table.name}",
-            catalog_id=self.account,
+            catalog_id=self.account_id,
             database_name=database,
             table_input=glue.CfnTable.TableInputProperty(
                 name=table.name,
@@ -577,8 +578,8 @@ class DataLakeStack(PlatformStack):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-query-results",
-                    expiration=Duration.days(QUERY_RESULTS_EXPIRY_DAYS),
-                    noncurrent_version_expiration=Duration.days(1),
+                    expiration=durations.days(QUERY_RESULTS_EXPIRY_DAYS),
+                    noncurrent_version_expiration=durations.days(1),
                 )
             ],
         )
@@ -598,7 +599,7 @@ class DataLakeStack(PlatformStack):
                 ),
                 result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
                     output_location=f"s3://{self.query_results.bucket_name}/results/",
-                    expected_bucket_owner=self.account,
+                    expected_bucket_owner=self.account_id,
                     encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
                         encryption_option="SSE_KMS", kms_key=self.key.key_arn
                     ),
@@ -614,8 +615,8 @@ class DataLakeStack(PlatformStack):
         # CloudFormation deploys with the CDK execution role: it must be a Lake Formation admin to grant.
         # APPEND keeps the admins someone already set in the console.
         exec_role = (
-            f"arn:{self.partition}:iam::{self.account}:role/"
-            f"cdk-{DefaultStackSynthesizer.DEFAULT_QUALIFIER}-cfn-exec-role-{self.account}-{self.region}"
+            f"arn:{self.partition_token}:iam::{self.account_id}:role/"
+            f"cdk-{DefaultStackSynthesizer.DEFAULT_QUALIFIER}-cfn-exec-role-{self.account_id}-{self.region_name}"
         )
         settings = lakeformation.CfnDataLakeSettings(
             self,
@@ -643,7 +644,7 @@ class DataLakeStack(PlatformStack):
                     DATABASE_PERMISSIONS,
                     lakeformation.CfnPrincipalPermissions.ResourceProperty(
                         database=lakeformation.CfnPrincipalPermissions.DatabaseResourceProperty(
-                            catalog_id=self.account, name=database
+                            catalog_id=self.account_id, name=database
                         )
                     ),
                     settings,
@@ -659,7 +660,7 @@ class DataLakeStack(PlatformStack):
                             data_cells_filter=lakeformation.CfnPrincipalPermissions.DataCellsFilterResourceProperty(
                                 database_name=database,
                                 name=stage_filter_name(stage),
-                                table_catalog_id=self.account,
+                                table_catalog_id=self.account_id,
                                 table_name=table.name,
                             )
                         ),
@@ -674,7 +675,7 @@ class DataLakeStack(PlatformStack):
         stage_rows = lakeformation.CfnDataCellsFilter(
             self,
             f"{business_unit}-{table}-{stage.value}-rows",
-            table_catalog_id=self.account,
+            table_catalog_id=self.account_id,
             database_name=database,
             table_name=table,
             name=stage_filter_name(stage),
@@ -698,7 +699,7 @@ class DataLakeStack(PlatformStack):
         grant = lakeformation.CfnPrincipalPermissions(
             self,
             construct_id,
-            catalog=self.account,
+            catalog=self.account_id,
             principal=lakeformation.CfnPrincipalPermissions.DataLakePrincipalProperty(
                 data_lake_principal_identifier=account
             ),

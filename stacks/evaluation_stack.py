@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from constructs import Construct, IConstruct
 from common.lake_layout import LakeScope, Zone, stage_prefix
 from common.preprod_gate import EXECUTION_PREFIX, GATE_PASSED_DETAIL_TYPE, gate_passed_source
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks import durations
 from stacks.blocks.evaluation_gate import (
     business_unit_gate_use_cases,
     gate_caller_role_name,
@@ -37,6 +39,7 @@ from stacks.blocks.evaluation_gate import (
     state_machine_name,
 )
 from stacks.blocks.event_bus_policy import default_bus_arn
+from stacks.blocks.grants import allow, allow_listing
 from stacks.blocks.inference_profiles import evaluation_models
 from stacks.blocks.lake_access import (
     LakeAccess,
@@ -52,7 +55,7 @@ from stacks.blocks.model_access import (
     invoked_models,
     model_resources,
 )
-from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
+from stacks.blocks.nag import acknowledge, acknowledge_all, acknowledge_cdk_managed_providers
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.prompt_catalog_access import API_STAGE, PARTITION
 from stacks.blocks.python_function import PlatformFunction
@@ -93,9 +96,24 @@ REVIEW_ACCESS_LOG_FORMAT = apigw.AccessLogFormat.json_with_standard_fields(
 MAX_BATCH_BYTES = 200 * 1024
 
 
-def nag_resource(stack: Stack, arn: str) -> str:
-    """`arn` (possibly holding tokens) written the way cdk-nag names it in an IAM5 finding."""
-    resolved = stack.resolve(arn)
+# (stack, ARN) -> cdk-nag's name: the roles of one stack share most ARNs, and resolving is a round trip.
+_NAG_NAMES: weakref.WeakKeyDictionary[Stack, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def nag_resources(stack: Stack, arns: Iterable[str]) -> list[str]:
+    """`arns` (possibly holding tokens) written the way cdk-nag names them in IAM5 findings.
+
+    The ARNs not seen before in `stack` are resolved together, in one jsii call."""
+    arns = list(arns)
+    names = _NAG_NAMES.setdefault(stack, {})
+    unseen = [arn for arn in dict.fromkeys(arns) if arn not in names]
+    if unseen:
+        for arn, resolved in zip(unseen, stack.resolve(unseen), strict=True):
+            names[arn] = _nag_name(resolved)
+    return [names[arn] for arn in arns]
+
+
+def _nag_name(resolved: Any) -> str:
     parts = resolved["Fn::Join"][1] if isinstance(resolved, dict) and "Fn::Join" in resolved else [resolved]
     rendered = []
     for part in parts:
@@ -113,8 +131,10 @@ def nag_resource(stack: Stack, arn: str) -> str:
 def acknowledge_wildcards(construct: IConstruct, resources: Iterable[str], reason: str) -> None:
     """Acknowledge IAM5 for exactly these wildcard resources, never for the rule as a whole."""
     stack = Stack.of(construct)
-    for resource in sorted({nag_resource(stack, r) for r in resources}):
-        acknowledge(construct, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
+    acknowledge_all(
+        construct,
+        [(f"AwsSolutions-IAM5[Resource::{r}]", reason) for r in sorted(set(nag_resources(stack, resources)))],
+    )
 
 
 def state_machine_timeout_hours(settings: EvaluationSettings) -> int:
@@ -160,6 +180,9 @@ class EvaluationStack(EnvironmentStack):
         retention = baseline.retention
 
         self.working_bucket = self._working_bucket(baseline)
+        # Token strings read once: every grant below names them, and each read is a jsii round trip.
+        self.key_arn = self.key.key_arn
+        self.working_bucket_arn = self.working_bucket.bucket_arn
         self.review_queue = self._review_queue(retention)
         functions = self._functions(config, retention)
         self.review_api = self._review_api(config, retention)
@@ -188,7 +211,7 @@ class EvaluationStack(EnvironmentStack):
             retention=baseline.retention,
             # Batches are rewritten on retries; old versions are of no use after a month.
             lifecycle_rules=[
-                s3.LifecycleRule(id="expire-old-versions", noncurrent_version_expiration=Duration.days(30))
+                s3.LifecycleRule(id="expire-old-versions", noncurrent_version_expiration=durations.days(30))
             ],
         )
 
@@ -198,7 +221,7 @@ class EvaluationStack(EnvironmentStack):
             "encryption": sqs.QueueEncryption.KMS,
             "encryption_master_key": self.key,
             "enforce_ssl": True,
-            "retention_period": Duration.days(14),
+            "retention_period": durations.days(14),
             "removal_policy": retention.removal_policy,
         }
         dead_letters = sqs.Queue(self, "ReviewDeadLetters", **secure)
@@ -211,7 +234,7 @@ class EvaluationStack(EnvironmentStack):
         return sqs.Queue(
             self,
             "ReviewQueue",
-            visibility_timeout=Duration.minutes(15),
+            visibility_timeout=durations.minutes(15),
             dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=5),
             **secure,
         )
@@ -226,11 +249,11 @@ class EvaluationStack(EnvironmentStack):
             "BUSINESS_UNIT": self.business_unit,
         }
         sizes = {  # entry point -> (memory MB, timeout)
-            "prepare": (1024, Duration.minutes(5)),
-            "score_batch": (1024, Duration.minutes(15)),
-            "summarize": (2048, Duration.minutes(15)),
-            "gate": (512, Duration.minutes(1)),
-            "complete_reviews": (2048, Duration.minutes(15)),
+            "prepare": (1024, durations.minutes(5)),
+            "score_batch": (1024, durations.minutes(15)),
+            "summarize": (2048, durations.minutes(15)),
+            "gate": (512, durations.minutes(1)),
+            "complete_reviews": (2048, durations.minutes(15)),
         }
         extra_env = {
             # Catalog datasets (and gate runs, which name none) are read from the lake's dataset zone.
@@ -263,7 +286,7 @@ class EvaluationStack(EnvironmentStack):
             self,
             "CompleteReviewsSchedule",
             description=f"Closes drained or overdue human reviews of {environment.name}",
-            schedule=events.Schedule.rate(Duration.minutes(15)),
+            schedule=events.Schedule.rate(durations.minutes(15)),
             targets=[targets.LambdaFunction(functions["complete_reviews"].function, retry_attempts=2)],
         )
         return functions
@@ -309,18 +332,16 @@ class EvaluationStack(EnvironmentStack):
         results = LakeAccessRequest(
             business_unit=bu, stage=LakeScope(stage), zone=Zone.EVALUATION_RESULTS, access=LakeAccess.WRITE
         )
-        lake_key = f"arn:{self.partition}:kms:{config.home_region}:{config.data_lake_account}:key/*"
+        lake_key = f"arn:{self.partition_token}:kms:{config.home_region}:{config.data_lake_account}:key/*"
 
         def lake_objects(zone: Zone, scope: str) -> str:
-            return f"arn:{self.partition}:s3:::{lake_bucket_name(config, zone)}/{bu}/{scope}/*"
+            return f"arn:{self.partition_token}:s3:::{lake_bucket_name(config, zone)}/{bu}/{scope}/*"
 
         # Catalog prompts of a dataset are resolved once per run, by prepare: exactly the two GET routes.
         catalog_reads = [
             self._catalog_route(config, f"GET/prompts/*/{kind}/*") for kind in ("versions", "aliases")
         ]
-        functions["prepare"].role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["execute-api:Invoke"], resources=catalog_reads)
-        )
+        allow(functions["prepare"].role, actions=["execute-api:Invoke"], resources=catalog_reads)
         wildcards: dict[str, list[str]] = {"prepare": catalog_reads, "score_batch": []}
         # Datasets and precomputed outputs come from the lake's dataset zone or the working bucket.
         for entry in ("prepare", "score_batch"):
@@ -343,8 +364,8 @@ class EvaluationStack(EnvironmentStack):
             lake_objects(Zone.EVALUATION_RESULTS, stage),
             lake_key,
         ]
-        functions["summarize"].role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.review_queue.queue_arn])
+        allow(
+            functions["summarize"].role, actions=["sqs:SendMessage"], resources=[self.review_queue.queue_arn]
         )
         wildcards["gate"] = self._grant_working_bucket(
             functions["gate"].role, read_prefix=self.runs_prefix, write=False
@@ -364,35 +385,36 @@ class EvaluationStack(EnvironmentStack):
 
     def _grant_open_reviews(self, role: iam.IRole) -> list[str]:
         """complete_reviews removes a run's `_open_reviews/` marker once the run is closed."""
-        markers = self.working_bucket.arn_for_objects(f"{self.runs_prefix}_open_reviews/*")
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[markers]))
+        markers = self._working_objects(f"{self.runs_prefix}_open_reviews/*")
+        allow(role, actions=["s3:DeleteObject"], resources=[markers])
         return [markers]
+
+    def _working_objects(self, key_pattern: str) -> str:
+        """`working_bucket.arn_for_objects(key_pattern)` (the same string: "<bucket ARN>/<pattern>") without a
+        jsii round trip."""
+        return f"{self.working_bucket_arn}/{key_pattern}"
 
     def _grant_working_bucket(self, role: iam.IRole, *, read_prefix: str, write: bool = True) -> list[str]:
         """Read under `read_prefix`, write run artifacts; returns the wildcard object ARNs granted."""
-        bucket = self.working_bucket
-        readable = bucket.arn_for_objects(f"{read_prefix}*")
-        writable = bucket.arn_for_objects(f"{self.runs_prefix}*")
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[readable]))
+        readable = self._working_objects(f"{read_prefix}*")
+        writable = self._working_objects(f"{self.runs_prefix}*")
+        allow(role, actions=["s3:GetObject"], resources=[readable])
         # Listing lets a missing object read as NoSuchKey (the idempotency check) instead of AccessDenied.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{read_prefix}*"]}},
-            )
-        )
+        allow_listing(role, self.working_bucket_arn, f"{read_prefix}*")
         key_actions = ["kms:Decrypt"]
         if write:
-            role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[writable]))
+            allow(role, actions=["s3:PutObject"], resources=[writable])
             key_actions.append("kms:GenerateDataKey")
-        role.add_to_principal_policy(iam.PolicyStatement(actions=key_actions, resources=[self.key.key_arn]))
+        allow(role, actions=key_actions, resources=[self.key_arn])
         return [readable, writable] if write else [readable]
 
     def _grant_model_invoke(self, role: iam.IRole) -> list[str]:
         """Invoke exactly the configured candidates and judge; returns the ARNs granted."""
         _, sagemaker = model_resources(
-            invoked_models(self.settings), partition=self.partition, region=self.region, account=self.account
+            invoked_models(self.settings),
+            partition=self.partition_token,
+            region=self.region_name,
+            account=self.account_id,
         )
         # Each Bedrock model only through its profile: the profile, and its models on that condition.
         bedrock = [
@@ -401,9 +423,7 @@ class EvaluationStack(EnvironmentStack):
             for arn in self.profiles.grant_invoke(role, model_id)
         ]
         if sagemaker:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(actions=list(SAGEMAKER_INVOKE_ACTIONS), resources=sagemaker)
-            )
+            allow(role, actions=list(SAGEMAKER_INVOKE_ACTIONS), resources=sagemaker)
         return [*bedrock, *sagemaker]
 
     def _invoke(
@@ -427,10 +447,10 @@ class EvaluationStack(EnvironmentStack):
         )
         task.add_retry(
             errors=LAMBDA_TRANSIENT_ERRORS,
-            interval=Duration.seconds(2),
+            interval=durations.seconds(2),
             backoff_rate=2,
             max_attempts=6,
-            max_delay=Duration.minutes(2),
+            max_delay=durations.minutes(2),
             jitter_strategy=sfn.JitterType.FULL,
         )
         return task
@@ -506,7 +526,7 @@ class EvaluationStack(EnvironmentStack):
         # A gate run with a per-run candidate (the business-unit gate) waits for its human review, where the
         # config asks for one: summarize again every 15 minutes until the review is drained or overdue.
         review_wait = sfn.Wait(
-            self, "WaitForHumanReview", time=sfn.WaitTime.duration(Duration.minutes(REVIEW_POLL_MINUTES))
+            self, "WaitForHumanReview", time=sfn.WaitTime.duration(durations.minutes(REVIEW_POLL_MINUTES))
         )
         review_wait.next(summarize)
         gate = self._invoke(
@@ -558,7 +578,7 @@ class EvaluationStack(EnvironmentStack):
             "StateMachine",
             state_machine_name=state_machine_name(self.environment_spec),
             definition_body=sfn.DefinitionBody.from_chainable(definition),
-            timeout=Duration.hours(state_machine_timeout_hours(self.settings)),
+            timeout=durations.hours(state_machine_timeout_hours(self.settings)),
             tracing_enabled=True,
             # Records and model outputs stay in S3; execution data in logs would copy prompts there too.
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
@@ -574,13 +594,14 @@ class EvaluationStack(EnvironmentStack):
             machine.role,
             [
                 *(f"{f.function.function_arn}:*" for f in functions.values()),
-                f"arn:{self.partition}:s3:::{self.working_bucket.bucket_name}/*",
+                f"arn:{self.partition_token}:s3:::{self.working_bucket.bucket_name}/*",
             ],
             "LambdaInvoke grants the step functions' versions ('<function>:*'); the map's item reader and result "
             "writer use objects of this environment's own run-artifact bucket",
         )
-        executions = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:" + Fn.select(
-            6, Fn.split(":", machine.state_machine_arn)
+        executions = (
+            f"arn:{self.partition_token}:states:{self.region_name}:{self.account_id}:execution:"
+            + Fn.select(6, Fn.split(":", machine.state_machine_arn))
         )
         acknowledge_wildcards(
             machine,
@@ -612,35 +633,22 @@ class EvaluationStack(EnvironmentStack):
                 "CANDIDATES_PREFIX": self.candidates_prefix,
             },
             memory_size=256,
-            timeout=Duration.seconds(20),
+            timeout=durations.seconds(20),
         )
         role = function.role
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"],
-                resources=[self.review_queue.queue_arn],
-            )
+        allow(
+            role,
+            actions=["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"],
+            resources=[self.review_queue.queue_arn],
         )
-        reviews = self.working_bucket.arn_for_objects(f"{self.runs_prefix}*/reviews/*")
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[reviews]))
+        reviews = self._working_objects(f"{self.runs_prefix}*/reviews/*")
+        allow(role, actions=["s3:PutObject"], resources=[reviews])
         # Claims bind a receipt handle to its row and reviewer (review_api.check_claim).
-        claims = self.working_bucket.arn_for_objects(f"{self.runs_prefix}_claims/*")
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources=[claims]
-            )
-        )
+        claims = self._working_objects(f"{self.runs_prefix}_claims/*")
+        allow(role, actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], resources=[claims])
         # Listing lets a missing claim read as NoSuchKey (a 400) instead of AccessDenied.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self.working_bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{self.runs_prefix}_claims/*"]}},
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn])
-        )
+        allow_listing(role, self.working_bucket_arn, f"{self.runs_prefix}_claims/*")
+        allow(role, actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key_arn])
         curation = self._grant_curation(config, role)
         acknowledge_wildcards(
             role,
@@ -672,7 +680,7 @@ class EvaluationStack(EnvironmentStack):
                 statements=[
                     iam.PolicyStatement(
                         sid="ThisAccountOnly",
-                        principals=[iam.AccountPrincipal(self.account)],
+                        principals=[iam.AccountPrincipal(self.account_id)],
                         actions=["execute-api:Invoke"],
                         resources=["execute-api:/*"],
                     ),
@@ -787,13 +795,13 @@ class EvaluationStack(EnvironmentStack):
         assert isinstance(function, PlatformFunction)
         function.function.add_environment("TENANT_GROUPS", json.dumps(groups))
         versions = [
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{name}/*"
+            f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:model-package/{name}/*"
             for name in groups
         ]
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"], resources=versions
-            )
+        allow(
+            role,
+            actions=["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"],
+            resources=versions,
         )
         acknowledge_wildcards(
             role,
@@ -824,43 +832,26 @@ class EvaluationStack(EnvironmentStack):
     def _grant_curation(self, config: PlatformConfig, role: iam.IRole) -> list[str]:
         """Read rating candidates and run datasets, mark candidates accepted, call the catalog's accept route."""
         feedback = lake_bucket_name(config, Zone.FEEDBACK)
-        candidates = f"arn:{self.partition}:s3:::{feedback}/{self.candidates_prefix}*"
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[candidates]))
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[f"arn:{self.partition}:s3:::{feedback}"],
-                conditions={"StringLike": {"s3:prefix": [f"{self.candidates_prefix}*"]}},
-            )
+        candidates = f"arn:{self.partition_token}:s3:::{feedback}/{self.candidates_prefix}*"
+        allow(role, actions=["s3:GetObject"], resources=[candidates])
+        allow_listing(role, f"arn:{self.partition_token}:s3:::{feedback}", f"{self.candidates_prefix}*")
+        lake_key = f"arn:{self.partition_token}:kms:{config.home_region}:{config.data_lake_account}:key/*"
+        allow(
+            role,
+            actions=["kms:Decrypt"],
+            resources=[lake_key],
+            conditions={
+                "ForAnyValue:StringEquals": {"kms:ResourceAliases": lake_key_alias(config)},
+                "StringEquals": {"kms:ViaService": lake_via_service(config)},
+            },
         )
-        lake_key = f"arn:{self.partition}:kms:{config.home_region}:{config.data_lake_account}:key/*"
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["kms:Decrypt"],
-                resources=[lake_key],
-                conditions={
-                    "ForAnyValue:StringEquals": {"kms:ResourceAliases": lake_key_alias(config)},
-                    "StringEquals": {"kms:ViaService": lake_via_service(config)},
-                },
-            )
-        )
-        datasets = self.working_bucket.arn_for_objects(f"{self.runs_prefix}*/dataset.jsonl")
-        accepted = self.working_bucket.arn_for_objects(f"{self.runs_prefix}_accepted/*")
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[datasets, accepted])
-        )
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[accepted]))
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self.working_bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{self.runs_prefix}_accepted/*"]}},
-            )
-        )
+        datasets = self._working_objects(f"{self.runs_prefix}*/dataset.jsonl")
+        accepted = self._working_objects(f"{self.runs_prefix}_accepted/*")
+        allow(role, actions=["s3:GetObject"], resources=[datasets, accepted])
+        allow(role, actions=["s3:PutObject"], resources=[accepted])
+        allow_listing(role, self.working_bucket_arn, f"{self.runs_prefix}_accepted/*")
         accept_route = self._catalog_route(config, "POST/datasets/*/records")
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["execute-api:Invoke"], resources=[accept_route])
-        )
+        allow(role, actions=["execute-api:Invoke"], resources=[accept_route])
         return [candidates, lake_key, datasets, accepted, accept_route]
 
     # ---- CI/CD gate ----------------------------------------------------------------------------------
@@ -878,29 +869,26 @@ class EvaluationStack(EnvironmentStack):
                 {
                     "ArnEquals": {
                         "aws:PrincipalArn": (
-                            f"arn:{self.partition}:iam::{tooling}:role/{gate_caller_role_name(self.environment_spec)}"
+                            f"arn:{self.partition_token}:iam::{tooling}:role/{gate_caller_role_name(self.environment_spec)}"
                         )
                     }
                 }
             ),
-            max_session_duration=Duration.hours(1),
+            max_session_duration=durations.hours(1),
         )
         name = state_machine_name(self.environment_spec)
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn]
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["states:DescribeExecution"],
-                resources=[f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{name}:*"],
-            )
+        allow(role, actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn])
+        allow(
+            role,
+            actions=["states:DescribeExecution"],
+            resources=[
+                f"arn:{self.partition_token}:states:{self.region_name}:{self.account_id}:execution:{name}:*"
+            ],
         )
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:"
-            f"{self.region}:{self.account}:execution:{name}:*]",
+            f"{self.region_name}:{self.account_id}:execution:{name}:*]",
             "Execution ARNs carry the execution name chosen at start; the wildcard covers executions of this one "
             "state machine only",
         )
@@ -918,8 +906,8 @@ class EvaluationStack(EnvironmentStack):
         serving = f"{environment.name}-serving"  # stacks.serving_stack.endpoint_name
         # score_batch calls the served version: this stage's serving endpoint and its adapter components.
         served = [
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:endpoint/{serving}",
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:inference-component/{serving}-*",
+            f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:endpoint/{serving}",
+            f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:inference-component/{serving}-*",
         ]
         functions["score_batch"].role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -951,9 +939,7 @@ class EvaluationStack(EnvironmentStack):
                 conditions={"StringEquals": {"kms:MacAlgorithm": "HMAC_SHA_256"}},
             )
         )
-        registry = (
-            f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package"
-        )
+        registry = f"arn:{self.partition_token}:sagemaker:{config.home_region}:{config.tooling_account}:model-package"
         versions = [f"{registry}/{group}/" for group in self.gate_use_cases]
         recorder = self._function(
             config,
@@ -967,30 +953,21 @@ class EvaluationStack(EnvironmentStack):
                 "BUSINESS_UNIT": bu.name,
             },
             memory_size=256,
-            timeout=Duration.minutes(1),
+            timeout=durations.minutes(1),
         )
         machine = state_machine_name(environment)
-        gate_runs = f"arn:{self.partition}:states:{self.region}:{self.account}:execution:{machine}:{EXECUTION_PREFIX}*"
+        gate_runs = f"arn:{self.partition_token}:states:{self.region_name}:{self.account_id}:execution:{machine}:{EXECUTION_PREFIX}*"
         role = recorder.role
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[gate_runs])
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:DescribeModelPackage"], resources=[f"{v}*" for v in versions]
-            )
-        )
+        allow(role, actions=["states:DescribeExecution"], resources=[gate_runs])
+        allow(role, actions=["sagemaker:DescribeModelPackage"], resources=[f"{v}*" for v in versions])
         # It records results and rejects failed versions; approving stays with the registry's approver role.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:UpdateModelPackage"],
-                resources=[f"{v}*" for v in versions],
-                conditions={"StringEqualsIfExists": {"sagemaker:ModelApprovalStatus": "Rejected"}},
-            )
+        allow(
+            role,
+            actions=["sagemaker:UpdateModelPackage"],
+            resources=[f"{v}*" for v in versions],
+            conditions={"StringEqualsIfExists": {"sagemaker:ModelApprovalStatus": "Rejected"}},
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["kms:GenerateMac"], resources=[key.key_arn])
-        )
+        allow(role, actions=["kms:GenerateMac"], resources=[key.key_arn])
         acknowledge_wildcards(
             role,
             [gate_runs, *(f"{v}*" for v in versions)],
@@ -1023,15 +1000,13 @@ class EvaluationStack(EnvironmentStack):
         source = gate_passed_source(environment.org_prefix)
         recorder.function.add_environment("GATE_PASSED_SOURCE", source)
         own_bus = default_bus_arn(self.partition, self.region, self.account)
-        recorder.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="AnnouncePassedGates",
-                actions=["events:PutEvents"],
-                resources=[own_bus],
-                conditions={
-                    "StringEquals": {"events:source": source, "events:detail-type": GATE_PASSED_DETAIL_TYPE}
-                },
-            )
+        allow(
+            recorder.role,
+            actions=["events:PutEvents"],
+            resources=[own_bus],
+            conditions={
+                "StringEquals": {"events:source": source, "events:detail-type": GATE_PASSED_DETAIL_TYPE}
+            },
         )
         if config.is_sandbox:  # one account: prod's rule is on this same default bus
             return

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk import Duration, Fn
+from aws_cdk import Fn
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -33,13 +33,15 @@ from constructs import Construct
 from common.fine_tuning_runs import TenantUseCases
 from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks import durations
 from stacks.blocks.encryption import PlatformKey
 from stacks.blocks.event_dead_letters import event_dead_letter_queue
+from stacks.blocks.grants import allow
 from stacks.blocks.job_deps import built_job_deps_dir
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.lambda_deps import LAMBDAS_DIR
 from stacks.blocks.model_registry import MAX_GROUP_NAME_LENGTH, model_package_group_name
-from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
+from stacks.blocks.nag import acknowledge_cdk_managed_providers, acknowledge_wildcard_findings
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
 from stacks.blocks.sagemaker_access import grant_sagemaker_runtime, grant_vpc_network_interfaces
@@ -190,10 +192,8 @@ class FineTuningStack(EnvironmentStack):
         # Wheels of the libraries the jobs import and the image lacks, installed offline at job start.
         deps = s3_assets.Asset(self, "JobDependencies", path=str(built_job_deps_dir()))
         self.role = self._job_role(config, environment, image, serving_image, code)
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject"], resources=[deps.bucket.arn_for_objects(deps.s3_object_key)]
-            )
+        allow(
+            self.role, actions=["s3:GetObject"], resources=[deps.bucket.arn_for_objects(deps.s3_object_key)]
         )
         subnets = baseline.network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
         grant_vpc_network_interfaces(
@@ -228,7 +228,7 @@ class FineTuningStack(EnvironmentStack):
             ]
             for group in self.tenant_groups:
                 group.apply_removal_policy(baseline.retention.removal_policy)
-            local_prefix = f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package-group/"
+            local_prefix = f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:model-package-group/"
             self._pipeline(
                 "Pipeline",
                 self.pipeline_name,
@@ -247,7 +247,7 @@ class FineTuningStack(EnvironmentStack):
             for group in self.tenant_groups:
                 self.pipelines[self.pipeline_name].add_resource_dependency(group)
         if self.trains_business_unit_models:
-            central = f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/{prefix}-{bu.name}-"
+            central = f"arn:{self.partition_token}:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/{prefix}-{bu.name}-"
             self._pipeline(
                 "BusinessUnitPipeline",
                 self.business_unit_pipeline_name,
@@ -262,9 +262,7 @@ class FineTuningStack(EnvironmentStack):
                 {**variables, "RegistryArnPrefix": central},
                 f"Business-unit data -> LoRA fine-tune -> evaluation -> central registry ({bu.name})",
             )
-        self.pipeline_arn = (
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:pipeline/{self.pipeline_name}"
-        )
+        self.pipeline_arn = f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:pipeline/{self.pipeline_name}"
         self.start_policy: iam.ManagedPolicy | None = None
         if self.serves_tenants:
             self.run_leases = self._run_leases(baseline)
@@ -318,7 +316,7 @@ class FineTuningStack(EnvironmentStack):
                 principals=reader_principals,
                 actions=["kms:Decrypt"],
                 resources=["*"],
-                conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}},
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region_name}.amazonaws.com"}},
             )
         )
 
@@ -337,7 +335,7 @@ class FineTuningStack(EnvironmentStack):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"Runs {self.pipeline_name} and its processing and training jobs",
         )
-        account_arn = f"arn:{self.partition}:sagemaker:{self.region}:{self.account}"
+        account_arn = f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}"
         statements = [
             iam.PolicyStatement(
                 actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
@@ -385,24 +383,22 @@ class FineTuningStack(EnvironmentStack):
                 ),
             )
         grant_sagemaker_runtime(role, images=[image, serving_image])
-        role.add_to_policy(iam.PolicyStatement(actions=["iam:PassRole"], resources=[role.role_arn]))
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject"], resources=[code.bucket.arn_for_objects(code.s3_object_key)]
-            )
+        allow(role, actions=["iam:PassRole"], resources=[role.role_arn])
+        allow(role, actions=["s3:GetObject"], resources=[code.bucket.arn_for_objects(code.s3_object_key)])
+        acknowledge_wildcard_findings(
+            role,
+            {
+                f"Resource::<{self.get_logical_id(self.bucket.node.default_child)}.Arn>/*": "Pipeline runs write "  # type: ignore[arg-type]
+                "per-tenant, per-execution outputs whose keys are only known at run time",
+                f"Resource::arn:<AWS::Partition>:sagemaker:{self.region_name}:{self.account_id}:processing-job/pipelines-*": (
+                    "SageMaker Pipelines names its processing jobs pipelines-<execution id>-<step> at run time"
+                ),
+                f"Resource::arn:<AWS::Partition>:sagemaker:{self.region_name}:{self.account_id}:training-job/pipelines-*": (
+                    "SageMaker Pipelines names its training jobs pipelines-<execution id>-<step> at run time"
+                ),
+                **registry_findings,
+            },
         )
-        for finding, reason in {
-            f"Resource::<{self.get_logical_id(self.bucket.node.default_child)}.Arn>/*": "Pipeline runs write "  # type: ignore[arg-type]
-            "per-tenant, per-execution outputs whose keys are only known at run time",
-            f"Resource::arn:<AWS::Partition>:sagemaker:{self.region}:{self.account}:processing-job/pipelines-*": (
-                "SageMaker Pipelines names its processing jobs pipelines-<execution id>-<step> at run time"
-            ),
-            f"Resource::arn:<AWS::Partition>:sagemaker:{self.region}:{self.account}:training-job/pipelines-*": (
-                "SageMaker Pipelines names its training jobs pipelines-<execution id>-<step> at run time"
-            ),
-            **registry_findings,
-        }.items():
-            acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
         return role
 
     def _registry_statements(
@@ -413,23 +409,21 @@ class FineTuningStack(EnvironmentStack):
         groups: list[str] = []
         if self.serves_tenants:
             groups += [
-                f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package-group/{name}"
+                f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:model-package-group/{name}"
                 for name in self.tenant_group_names
             ]
         if self.trains_business_unit_models:
             groups += [
-                f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/"
+                f"arn:{self.partition_token}:sagemaker:{config.home_region}:{config.tooling_account}:model-package-group/"
                 + model_package_group_name(environment.org_prefix, bu.name, use_case)
                 for use_case in bu.use_cases
             ]
         versions = [group.replace(":model-package-group/", ":model-package/") + "/*" for group in groups]
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:CreateModelPackage", "sagemaker:AddTags"], resources=groups + versions
-            )
+        allow(
+            role, actions=["sagemaker:CreateModelPackage", "sagemaker:AddTags"], resources=groups + versions
         )
         return {
-            f"Resource::{version.replace(f'arn:{self.partition}:', 'arn:<AWS::Partition>:')}": (
+            f"Resource::{version.replace(f'arn:{self.partition_token}:', 'arn:<AWS::Partition>:')}": (
                 "Model package versions are numbered by the registry at registration time; the group is exact"
             )
             for version in versions
@@ -453,7 +447,7 @@ class FineTuningStack(EnvironmentStack):
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=self.key,
             enforce_ssl=True,
-            retention_period=Duration.days(14),
+            retention_period=durations.days(14),
         )
         self.upload_queue = sqs.Queue(
             self,
@@ -464,8 +458,8 @@ class FineTuningStack(EnvironmentStack):
             encryption_master_key=self.key,
             enforce_ssl=True,
             # An upload that found the cap reached comes back after this long.
-            visibility_timeout=Duration.minutes(UPLOAD_RETRY_MINUTES),
-            retention_period=Duration.days(14),
+            visibility_timeout=durations.minutes(UPLOAD_RETRY_MINUTES),
+            retention_period=durations.days(14),
             dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=UPLOAD_MAX_TRIES),
         )
         self.dead_letter_queues["TenantUpload"] = dead_letters
@@ -478,9 +472,7 @@ class FineTuningStack(EnvironmentStack):
             environment,
             baseline,
         )
-        trigger.role.add_to_policy(
-            iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])
-        )
+        allow(trigger.role, actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])
         for statement in self._lease_statements(baseline, LEASE_TAKER_ACTIONS):
             trigger.role.add_to_policy(statement)
         trigger.function.add_event_source(
@@ -645,12 +637,8 @@ class FineTuningStack(EnvironmentStack):
                 on_failure=lambda_.CfnEventInvokeConfig.OnFailureProperty(destination=undelivered.queue_arn)
             ),
         )
-        function.role.add_to_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[undelivered.queue_arn])
-        )
-        function.role.add_to_policy(
-            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
-        )
+        allow(function.role, actions=["sqs:SendMessage"], resources=[undelivered.queue_arn])
+        allow(function.role, actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
         return rule
 
     def _event_dead_letters(self, construct_id: str, rule_name: str) -> sqs.Queue:
@@ -660,7 +648,9 @@ class FineTuningStack(EnvironmentStack):
             self,
             construct_id,
             key=self.key,
-            rule_arns=[f"arn:{self.partition}:events:{self.region}:{self.account}:rule/{rule_name}"],
+            rule_arns=[
+                f"arn:{self.partition_token}:events:{self.region_name}:{self.account_id}:rule/{rule_name}"
+            ],
         )
         self.dead_letter_queues[construct_id.removesuffix("DeadLetters")] = queue
         return queue
@@ -687,7 +677,7 @@ class FineTuningStack(EnvironmentStack):
             baseline,
         )
         versions = [
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{name}/*"
+            f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:model-package/{name}/*"
             for name in self.tenant_group_names
         ]
         # The evaluation report of a tenant run: <bu>/tenant=<id>/<execution>/evaluate/evaluation/evaluation.json.
@@ -708,13 +698,12 @@ class FineTuningStack(EnvironmentStack):
             "evaluation/evaluation.json": "Evaluation reports are written per tenant and execution (ids known "
             "at run time); only the report file of the Evaluate step is readable",
             **{
-                f"Resource::{v.replace(f'arn:{self.partition}:', 'arn:<AWS::Partition>:')}": "Tenant versions are "
+                f"Resource::{v.replace(f'arn:{self.partition_token}:', 'arn:<AWS::Partition>:')}": "Tenant versions are "
                 "numbered by the registry at registration; the group is exactly one of this stage's tenant groups"
                 for v in versions
             },
         }
-        for finding, reason in findings.items():
-            acknowledge(forwarder.role, f"AwsSolutions-IAM5[{finding}]", reason)
+        acknowledge_wildcard_findings(forwarder.role, findings)
         self.review_rule = self._sagemaker_event_rule(
             "ReviewRequest",
             f"{environment.name}-tenant-review-requests",

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 
-from aws_cdk import Aws, Duration
+from aws_cdk import Aws
 from aws_cdk import aws_bedrock as bedrock
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -21,6 +21,8 @@ from guardrail.settings import BedrockGuardrailDefinition, GuardrailSettings
 
 from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks import durations
+from stacks.blocks.grants import allow
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import PlatformFunction
@@ -112,7 +114,7 @@ class GuardrailStack(EnvironmentStack):
             powertools_layer_version=config.lambda_.powertools_layer_version,
             environment=environment_variables,
             # Layers run concurrently: the slowest timeout bounds a verdict; the rest is start-up and S3.
-            timeout=Duration.seconds(max(30, math.ceil(slowest_layer) + 15)),
+            timeout=durations.seconds(max(30, math.ceil(slowest_layer) + 15)),
             vpc=vpc,
             security_groups=security_groups,
             unscoped_actions=tuple(comprehend_actions(settings)),
@@ -197,11 +199,9 @@ class GuardrailStack(EnvironmentStack):
         if detect_actions:
             # Comprehend's real-time detection actions have no resource type (Service Authorization
             # Reference, Amazon Comprehend): "*" is the only resource they accept.
-            role.add_to_principal_policy(iam.PolicyStatement(actions=detect_actions, resources=["*"]))
+            allow(role, actions=detect_actions, resources=["*"])
         if self.guardrail_arn is not None and any(s.bedrock for s in switches):
-            role.add_to_principal_policy(
-                iam.PolicyStatement(actions=["bedrock:ApplyGuardrail"], resources=[self.guardrail_arn])
-            )
+            allow(role, actions=["bedrock:ApplyGuardrail"], resources=[self.guardrail_arn])
             if self.guardrail is not None:
                 # The provisioned guardrail is encrypted with the environment key; applying it decrypts.
                 self.guardrail_key.grant_decrypt(grantee)

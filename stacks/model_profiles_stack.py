@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, CfnTag, Duration
+from aws_cdk import CfnOutput, CfnTag
 from aws_cdk import aws_bedrock as bedrock
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -25,6 +25,8 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks import durations
+from stacks.blocks.grants import allow
 from stacks.blocks.inference_profiles import (
     PROFILE_CONDITION_KEY,
     ProfileKey,
@@ -100,7 +102,10 @@ class ModelProfilesStack(EnvironmentStack):
             + (f" use case {key.use_case}" if key.use_case else ""),
             model_source=bedrock.CfnApplicationInferenceProfile.InferenceProfileModelSourceProperty(
                 copy_from=copy_from_arn(
-                    key.model_id, partition=self.partition, region=self.region, account=self.account
+                    key.model_id,
+                    partition=self.partition_token,
+                    region=self.region_name,
+                    account=self.account_id,
                 )
             ),
             tags=[CfnTag(key=k, value=v) for k, v in sorted(tags.items())],
@@ -118,16 +123,15 @@ class ModelProfilesStack(EnvironmentStack):
     def grant_invoke(self, role: iam.IRole, model_id: str, use_case: str | None = None) -> list[str]:
         """Let `role` call `model_id` through its profile only; returns the wildcard ARNs granted (cdk-nag)."""
         arn = self.profile_arn(model_id, use_case)
-        role.add_to_principal_policy(iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=[arn]))
+        allow(role, actions=["bedrock:InvokeModel"], resources=[arn])
         routed = routed_resources(
-            model_id, partition=self.partition, region=self.region, account=self.account
+            model_id, partition=self.partition_token, region=self.region_name, account=self.account_id
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["bedrock:InvokeModel"],
-                resources=routed,
-                conditions={"StringEquals": {PROFILE_CONDITION_KEY: arn}},
-            )
+        allow(
+            role,
+            actions=["bedrock:InvokeModel"],
+            resources=routed,
+            conditions={"StringEquals": {PROFILE_CONDITION_KEY: arn}},
         )
         return [r for r in routed if "*" in r]
 
@@ -158,21 +162,23 @@ class ModelProfilesStack(EnvironmentStack):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="log-retention",
-                    expiration=Duration.days(days),
-                    noncurrent_version_expiration=Duration.days(1),
+                    expiration=durations.days(days),
+                    noncurrent_version_expiration=durations.days(1),
                 )
             ],
         )
         source = {
-            "StringEquals": {"aws:SourceAccount": self.account},
-            "ArnLike": {"aws:SourceArn": f"arn:{self.partition}:bedrock:{self.region}:{self.account}:*"},
+            "StringEquals": {"aws:SourceAccount": self.account_id},
+            "ArnLike": {
+                "aws:SourceArn": f"arn:{self.partition_token}:bedrock:{self.region_name}:{self.account_id}:*"
+            },
         }
         bucket.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="BedrockInvocationLogDelivery",
                 principals=[iam.ServicePrincipal("bedrock.amazonaws.com")],
                 actions=["s3:PutObject"],
-                resources=[bucket.arn_for_objects(f"{invocation_log_prefix(self.account)}*")],
+                resources=[bucket.arn_for_objects(f"{invocation_log_prefix(self.account_id)}*")],
                 conditions=source,
             )
         )
@@ -217,7 +223,7 @@ class ModelProfilesStack(EnvironmentStack):
                 retention_days=days,
                 retention=baseline.retention,
             ),
-            timeout=Duration.minutes(2),
+            timeout=durations.minutes(2),
         )
         resource.node.add_dependency(bucket.policy or bucket)
         provider = self.node.try_find_child(AWS_CUSTOM_RESOURCE_PROVIDER)

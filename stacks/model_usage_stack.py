@@ -24,6 +24,8 @@ from constructs import Construct
 
 from common.lake_layout import LakeScope, Zone
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks import durations
+from stacks.blocks.grants import allow
 from stacks.blocks.lake_access import LakeAccess, LakeAccessRequest, grant_lake_access, lake_bucket_name
 from stacks.blocks.model_access import SAGEMAKER_INVOKE_ACTIONS, sagemaker_endpoint_arn
 from stacks.blocks.nag import acknowledge
@@ -65,12 +67,12 @@ class ModelUsageStack(EnvironmentStack):
         self.business_unit = environment.business_unit.name
         self.online_settings = environment.business_unit.model_usage.online_evaluation
         self.dead_letter_queues: dict[str, sqs.Queue] = {}
-        self.usage_queue = self._queue("Usage", Duration.minutes(2))
+        self.usage_queue = self._queue("Usage", durations.minutes(2))
         self.usage_writer = self._usage_writer(config)
         self.samples_queue: sqs.Queue | None = None
         self.online_judge: PlatformFunction | None = None
         if online_evaluation_enabled(environment):
-            self.samples_queue = self._queue("OnlineSamples", Duration.minutes(15))
+            self.samples_queue = self._queue("OnlineSamples", durations.minutes(15))
             self.online_judge = self._online_judge(config, profiles, evaluation)
         CfnOutput(self, "UsageQueueUrl", value=self.usage_queue.queue_url)
 
@@ -79,7 +81,7 @@ class ModelUsageStack(EnvironmentStack):
             "encryption": sqs.QueueEncryption.KMS,
             "encryption_master_key": self.key,
             "enforce_ssl": True,
-            "retention_period": Duration.days(14),
+            "retention_period": durations.days(14),
             "removal_policy": self.retention.removal_policy,
         }
         dead_letters = sqs.Queue(self, f"{name}DeadLetters", **secure)
@@ -126,7 +128,7 @@ class ModelUsageStack(EnvironmentStack):
                 "LAKE_STAGE": self.environment_spec.stage.value,  # the writer's prefix <bu>/<stage>/
                 "USAGE_BUCKET": lake_bucket_name(config, Zone.MODEL_METADATA),
             },
-            timeout=Duration.seconds(60),
+            timeout=durations.seconds(60),
             memory_size=256,
         )
         grant_lake_access(
@@ -144,7 +146,7 @@ class ModelUsageStack(EnvironmentStack):
             sources.SqsEventSource(
                 self.usage_queue,
                 batch_size=100,
-                max_batching_window=Duration.seconds(60),
+                max_batching_window=durations.seconds(60),
                 report_batch_item_failures=True,
             )
         )
@@ -177,7 +179,7 @@ class ModelUsageStack(EnvironmentStack):
                 "LAKE_RESULTS_BUCKET": lake_bucket_name(config, Zone.EVALUATION_RESULTS),
                 "REVIEW_QUEUE_URL": evaluation.review_queue.queue_url,
             },
-            timeout=Duration.minutes(5),
+            timeout=durations.minutes(5),
             memory_size=512,
         )
         role = function.role
@@ -185,18 +187,17 @@ class ModelUsageStack(EnvironmentStack):
         if judge.provider == "bedrock" and judge.model_id:
             wildcards = profiles.grant_invoke(role, judge.model_id)
         elif judge.endpoint_name:
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    actions=list(SAGEMAKER_INVOKE_ACTIONS),
-                    resources=[
-                        sagemaker_endpoint_arn(
-                            judge.endpoint_name,
-                            partition=self.partition,
-                            region=self.region,
-                            account=self.account,
-                        )
-                    ],
-                )
+            allow(
+                role,
+                actions=list(SAGEMAKER_INVOKE_ACTIONS),
+                resources=[
+                    sagemaker_endpoint_arn(
+                        judge.endpoint_name,
+                        partition=self.partition_token,
+                        region=self.region_name,
+                        account=self.account_id,
+                    )
+                ],
             )
         grant_lake_access(
             role,
@@ -208,13 +209,9 @@ class ModelUsageStack(EnvironmentStack):
                 access=LakeAccess.WRITE,
             ),
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[evaluation.review_queue.queue_arn])
-        )
+        allow(role, actions=["sqs:SendMessage"], resources=[evaluation.review_queue.queue_arn])
         # The review queue is encrypted with the environment key (the same key as these queues).
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
-        )
+        allow(role, actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
         if wildcards:
             acknowledge_wildcards(
                 role,
@@ -234,12 +231,8 @@ class ModelUsageStack(EnvironmentStack):
     def grant_send(self, role: iam.IRole) -> dict[str, str]:
         """Let the application backend queue usage records (and samples); returns its environment."""
         queues = [q for q in (self.usage_queue, self.samples_queue) if q is not None]
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[q.queue_arn for q in queues])
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
-        )
+        allow(role, actions=["sqs:SendMessage"], resources=[q.queue_arn for q in queues])
+        allow(role, actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn])
         environment = {"USAGE_QUEUE_URL": self.usage_queue.queue_url}
         if self.samples_queue is not None:
             environment["ONLINE_EVALUATION_QUEUE_URL"] = self.samples_queue.queue_url

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
@@ -29,6 +28,15 @@ from serving_deployer.preprod_gate import REFUSAL_METRIC
 
 from common import quality_metrics as qm
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks.alarms import (
+    GREATER_OR_EQUAL,
+    LESS_THAN,
+    AlarmMetric,
+    ExpressionSpec,
+    MetricSpec,
+    platform_alarm,
+)
+from stacks.blocks.dashboard import Graph, PlatformDashboard, Text
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.python_function import DEFAULT_TIMEOUT, PlatformFunction
 from stacks.fine_tuning_stack import FineTuningStack
@@ -36,10 +44,12 @@ from stacks.model_usage_stack import ModelUsageStack
 from stacks.serving_stack import VARIANT_NAME, ServingStack
 from stacks.settings import EnvironmentSpec
 
-FIVE_MINUTES = Duration.minutes(5)
-ONE_DAY = Duration.days(1)
-GT = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
-LT = cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
+# periods in seconds: metrics, alarms and the dashboard are plain data (stacks/blocks/alarms.py, dashboard.py)
+FIVE_MINUTES = 300
+ONE_HOUR = 3600
+ONE_DAY = 86400
+GT = GREATER_OR_EQUAL
+LT = LESS_THAN
 DIRECTIONS = ("input", "output")
 FINDINGS_LAYERS = ("toxicity", "pii")  # findings rate per direction is shown for these layers
 
@@ -81,18 +91,15 @@ class MonitoringStack(EnvironmentStack):
         # Sandbox mode: every environment shares one account, so only cost allocation tags tell them apart.
         self.shared_account = shared_account
         self.thresholds = self.settings.alarms
-        self.alarms: list[cloudwatch.Alarm] = []
+        self.alarms: list[cloudwatch.CfnAlarm] = []
         self.topic = self._topic(baseline)
-        # one action object serves every alarm (a jsii object per alarm costs a round trip each)
-        self._topic_action = cw_actions.SnsAction(self.topic)
-        self.dashboard = cloudwatch.Dashboard(
-            self,
-            "Dashboard",
-            dashboard_name=dashboard_name(environment),
-            default_interval=Duration.hours(6),
+        # every alarm notifies the topic: its ARN token read once (each read is a jsii round trip)
+        self._alarm_actions = [self.topic.topic_arn]
+        self.dashboard = PlatformDashboard(
+            self, "Dashboard", dashboard_name=dashboard_name(environment), start="-PT6H"
         )
         self.dashboard.add_widgets(
-            cloudwatch.TextWidget(
+            Text(
                 markdown=f"# {environment.name}\nAlarms notify SNS topic `{environment.name}-alarms`.",
                 width=24,
                 height=2,
@@ -117,7 +124,7 @@ class MonitoringStack(EnvironmentStack):
                 ],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+                conditions={"StringEquals": {"aws:SourceAccount": self.account_id}},
             )
         )
         topic = sns.Topic(
@@ -132,9 +139,12 @@ class MonitoringStack(EnvironmentStack):
         publishers = {
             "CloudWatchAlarmsPublish": (
                 "cloudwatch.amazonaws.com",
-                f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:*",
+                f"arn:{self.partition_token}:cloudwatch:{self.region_name}:{self.account_id}:alarm:*",
             ),
-            "BudgetsPublish": ("budgets.amazonaws.com", f"arn:{self.partition}:budgets::{self.account}:*"),
+            "BudgetsPublish": (
+                "budgets.amazonaws.com",
+                f"arn:{self.partition_token}:budgets::{self.account_id}:*",
+            ),
         }
         for sid, (service, source_arn) in publishers.items():
             topic.add_to_resource_policy(
@@ -144,7 +154,7 @@ class MonitoringStack(EnvironmentStack):
                     actions=["sns:Publish"],
                     resources=[topic.topic_arn],
                     conditions={
-                        "StringEquals": {"aws:SourceAccount": self.account},
+                        "StringEquals": {"aws:SourceAccount": self.account_id},
                         "ArnLike": {"aws:SourceArn": source_arn},
                     },
                 )
@@ -252,25 +262,22 @@ class MonitoringStack(EnvironmentStack):
         self,
         construct_id: str,
         description: str,
-        metric: cloudwatch.IMetric,
+        metric: AlarmMetric,
         threshold: float,
-        comparison: cloudwatch.ComparisonOperator = GT,
+        comparison: str = GT,
         periods: int = 2,
-    ) -> cloudwatch.Alarm:
+    ) -> cloudwatch.CfnAlarm:
         """Every alarm of this stack notifies the topic (a test checks every alarm has an action)."""
-        alarm = cloudwatch.Alarm(
+        alarm = platform_alarm(
             self,
             construct_id,
-            alarm_description=f"{self.environment_spec.name}: {description}",
             metric=metric,
+            description=f"{self.environment_spec.name}: {description}",
             threshold=threshold,
-            evaluation_periods=periods,
-            datapoints_to_alarm=periods,
-            comparison_operator=comparison,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            comparison=comparison,
+            periods=periods,
+            actions=self._alarm_actions,
         )
-        alarm.add_alarm_action(self._topic_action)
-        alarm.add_ok_action(self._topic_action)
         self.alarms.append(alarm)
         return alarm
 
@@ -278,13 +285,14 @@ class MonitoringStack(EnvironmentStack):
 
     def monitor_stack(self, stack: Stack) -> None:
         """Discover what `stack` runs and add it: Python functions, state machines, REST APIs, endpoints."""
-        for node in stack.node.find_all():
+        stack_node = stack.node
+        # read once per stack, not once per function: each read is a jsii round trip
+        stack_path = stack_node.path + "/"
+        stack_label = stack.stack_name.removeprefix(self.environment_spec.name + "-")
+        for node in stack_node.find_all():
             if isinstance(node, PlatformFunction):
-                label = node.node.path.removeprefix(stack.node.path + "/")
-                self.add_function(
-                    f"{stack.stack_name.removeprefix(self.environment_spec.name + '-')} {label}",
-                    node.function,
-                )
+                label = node.node.path.removeprefix(stack_path)
+                self.add_function(f"{stack_label} {label}", node.function)
             elif isinstance(node, sfn.StateMachine):
                 self.add_state_machine(node)
             elif isinstance(node, apigw.RestApi):
@@ -312,17 +320,12 @@ class MonitoringStack(EnvironmentStack):
         score = self._quality_metric(
             qm.JUDGE_SCORE_MEAN, qm.ONLINE_EVALUATION_SERVICE, ONE_DAY, "Average", model=model
         )
-        drift = cloudwatch.MathExpression(
-            expression="DIFF(online_score)",
-            using_metrics={"online_score": score},
-            label=f"{model} online drift",
-            period=ONE_DAY,
+        drift = ExpressionSpec(
+            "DIFF(online_score)", {"online_score": score}, ONE_DAY, label=f"{model} online drift"
         )
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Online judge score of production answers (1-10)", left=[score], width=12
-            ),
-            cloudwatch.GraphWidget(title="Online judge score change per day", left=[drift], width=12),
+            Graph(title="Online judge score of production answers (1-10)", left=[score], width=12),
+            Graph(title="Online judge score change per day", left=[drift], width=12),
         )
         self.add_alarm(
             "OnlineJudgeScore",
@@ -344,8 +347,12 @@ class MonitoringStack(EnvironmentStack):
     def add_dead_letters(self, queues: Mapping[str, sqs.IQueue]) -> None:
         """One alarm per dead-letter queue: a single message there is work that was not done."""
         for name, queue in queues.items():
-            depth = queue.metric_approximate_number_of_messages_visible(
-                period=FIVE_MINUTES, statistic="Maximum"
+            depth = MetricSpec(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                {"QueueName": queue.queue_name},
+                "Maximum",
+                FIVE_MINUTES,
             )
             self.add_alarm(
                 f"{name}DeadLetters", f"{name} messages that could not be processed", depth, 1, periods=1
@@ -354,17 +361,20 @@ class MonitoringStack(EnvironmentStack):
     def add_function(self, label: str, function: lambda_.Function) -> None:
         t = self.thresholds
         timeout = (function.timeout or DEFAULT_TIMEOUT).to_milliseconds()
-        errors = function.metric_errors(period=FIVE_MINUTES, statistic="Sum")
-        throttles = function.metric_throttles(period=FIVE_MINUTES, statistic="Sum")
-        duration = function.metric_duration(period=FIVE_MINUTES, statistic="p99")
-        invocations = function.metric_invocations(period=FIVE_MINUTES, statistic="Sum")
+        dimensions = {"FunctionName": function.function_name}
+
+        def metric(name: str, statistic: str) -> MetricSpec:
+            return MetricSpec("AWS/Lambda", name, dimensions, statistic, FIVE_MINUTES)
+
+        errors, throttles = metric("Errors", "Sum"), metric("Throttles", "Sum")
+        duration, invocations = metric("Duration", "p99"), metric("Invocations", "Sum")
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
+            Graph(
                 title=f"{label}: invocations, errors, throttles",
                 left=[invocations, errors, throttles],
                 width=12,
             ),
-            cloudwatch.GraphWidget(title=f"{label}: duration p99 (ms)", left=[duration], width=12),
+            Graph(title=f"{label}: duration p99 (ms)", left=[duration], width=12),
         )
         scope_id = label.title().replace(" ", "").replace("/", "").replace("-", "")
         self.add_alarm(f"{scope_id}Errors", f"{label} errors", errors, t.lambda_errors_per_5_minutes)
@@ -379,24 +389,20 @@ class MonitoringStack(EnvironmentStack):
         )
 
     def add_state_machine(self, machine: sfn.StateMachine) -> None:
-        failed = machine.metric_failed(period=FIVE_MINUTES, statistic="Sum")
-        timed_out = machine.metric_timed_out(period=FIVE_MINUTES, statistic="Sum")
+        dimensions = {"StateMachineArn": machine.state_machine_arn}
+        started, succeeded, failed, timed_out = (
+            MetricSpec("AWS/States", name, dimensions, "Sum", FIVE_MINUTES)
+            for name in ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed", "ExecutionsTimedOut")
+        )
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
+            Graph(
                 title="Evaluation state machine: executions",
-                left=[
-                    machine.metric_started(period=FIVE_MINUTES),
-                    machine.metric_succeeded(period=FIVE_MINUTES),
-                    failed,
-                    timed_out,
-                ],
+                left=[started, succeeded, failed, timed_out],
                 width=24,
             )
         )
-        failures = cloudwatch.MathExpression(
-            expression="failed + timed_out",
-            using_metrics={"failed": failed, "timed_out": timed_out},
-            period=FIVE_MINUTES,
+        failures = ExpressionSpec(
+            "failed + timed_out", {"failed": failed, "timed_out": timed_out}, FIVE_MINUTES
         )
         self.add_alarm(
             f"{machine.node.id}Failures",
@@ -408,19 +414,28 @@ class MonitoringStack(EnvironmentStack):
 
     def add_api(self, api: apigw.RestApi) -> None:
         """The app backend's REST API: latency and 4xx / 5xx (call this or pass its stack to monitor_stack)."""
-        count = api.metric_count(period=FIVE_MINUTES, statistic="Sum")
-        client = api.metric_client_error(period=FIVE_MINUTES, statistic="Sum")
-        server = api.metric_server_error(period=FIVE_MINUTES, statistic="Sum")
-        latency = api.metric_latency(period=FIVE_MINUTES, statistic="p90")
+        dimensions = {"ApiName": api.rest_api_name}
+        count, client, server, latency = (
+            MetricSpec("AWS/ApiGateway", name, dimensions, statistic, FIVE_MINUTES)
+            for name, statistic in (
+                ("Count", "Sum"),
+                ("4XXError", "Sum"),
+                ("5XXError", "Sum"),
+                ("Latency", "p90"),
+            )
+        )
+        name = api.node.id
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title=f"API {api.node.id}: requests, 4xx, 5xx", left=[count, client, server], width=12
+            Graph(
+                title=f"API {name}: requests, 4xx, 5xx",
+                left=[count, client, server],
+                width=12,
             ),
-            cloudwatch.GraphWidget(title=f"API {api.node.id}: latency p90 (ms)", left=[latency], width=12),
+            Graph(title=f"API {name}: latency p90 (ms)", left=[latency], width=12),
         )
         self.add_alarm(
-            f"Api{api.node.id}ServerErrors",
-            f"API {api.node.id} 5xx",
+            f"Api{name}ServerErrors",
+            f"API {name} 5xx",
             server,
             self.thresholds.lambda_errors_per_5_minutes,
         )
@@ -429,27 +444,25 @@ class MonitoringStack(EnvironmentStack):
         """Serving endpoint: invocations, latency, GPU utilization and memory, errors; alarms from serving.alarms."""
         dims = {"EndpointName": serving.endpoint_name, "VariantName": VARIANT_NAME}
 
-        def metric(name: str, statistic: str, namespace: str = "AWS/SageMaker") -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=namespace,
-                metric_name=name,
-                dimensions_map=dims,
-                statistic=statistic,
-                period=FIVE_MINUTES,
-            )
+        def metric(name: str, statistic: str, namespace: str = "AWS/SageMaker") -> MetricSpec:
+            return MetricSpec(namespace, name, dims, statistic, FIVE_MINUTES)
 
         instance_ns = "/aws/sagemaker/Endpoints"
         errors = metric("Invocation5XXErrors", "Sum")
         latency = metric("ModelLatency", "p90")  # microseconds
         gpu_memory = metric("GPUMemoryUtilization", "Average", instance_ns)
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
+            Graph(
                 title=f"Endpoint {serving.endpoint_name}: invocations and model errors",
-                left=[metric("Invocations", "Sum"), errors, metric("Invocation4XXErrors", "Sum")],
+                left=[
+                    metric("Invocations", "Sum"),
+                    errors,
+                    metric("Invocation4XXErrors", "Sum"),
+                ],
                 width=8,
             ),
-            cloudwatch.GraphWidget(title="Endpoint model latency p90 (us)", left=[latency], width=8),
-            cloudwatch.GraphWidget(
+            Graph(title="Endpoint model latency p90 (us)", left=[latency], width=8),
+            Graph(
                 title="Endpoint GPU utilization / memory (%)",
                 left=[metric("GPUUtilization", "Average", instance_ns), gpu_memory],
                 width=8,
@@ -474,16 +487,16 @@ class MonitoringStack(EnvironmentStack):
         business unit, the group and Powertools' service dimension, and an alarm must name all three.
         """
         for group in serving.gate_checked_groups:
-            refusals = cloudwatch.Metric(
-                namespace=qm.NAMESPACE,
-                metric_name=REFUSAL_METRIC,
-                dimensions_map={
+            refusals = MetricSpec(
+                qm.NAMESPACE,
+                REFUSAL_METRIC,
+                {
                     "BusinessUnit": self.environment_spec.business_unit.name,
                     "ModelPackageGroup": group,
                     "service": "serving_deployer",
                 },
-                statistic="Sum",
-                period=FIVE_MINUTES,
+                "Sum",
+                FIVE_MINUTES,
             )
             self.add_alarm(
                 f"PreprodGateRefusals{group.removeprefix(self.environment_spec.org_prefix + '-')}",
@@ -497,25 +510,16 @@ class MonitoringStack(EnvironmentStack):
     # ---- foundation-model quality signals (emitted by the services, see common.quality_metrics) -------
 
     def _quality_metric(
-        self, name: str, service: str, period: Duration = FIVE_MINUTES, statistic: str = "Sum", **dims: str
-    ) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace=qm.NAMESPACE,
-            metric_name=name,
-            dimensions_map={
-                **dims,
-                "business_unit": self.environment_spec.business_unit.name,
-                "service": service,
-            },
-            statistic=statistic,
-            period=period,
-        )
+        self, name: str, service: str, period: int = FIVE_MINUTES, statistic: str = "Sum", **dims: str
+    ) -> MetricSpec:
+        dimensions = {**dims, "business_unit": self.environment_spec.business_unit.name, "service": service}
+        return MetricSpec(qm.NAMESPACE, name, dimensions, statistic, period)
 
     def _guardrail_signals(self) -> None:
         t = self.thresholds
         guardrails = self.environment_spec.business_unit.guardrails
-        rates: list[cloudwatch.IMetric] = []
-        findings: list[cloudwatch.IMetric] = []
+        rates: list[AlarmMetric] = []
+        findings: list[AlarmMetric] = []
         for direction in DIRECTIONS:
             switches = getattr(guardrails, direction).layers
             layers = [
@@ -531,11 +535,11 @@ class MonitoringStack(EnvironmentStack):
                     qm.GUARDRAIL_BLOCKED, qm.GUARDRAIL_SERVICE, direction=direction
                 ),
             }
-            block_rate = cloudwatch.MathExpression(
-                expression=f"100 * blocked_{direction} / requests_{direction}",
-                using_metrics=per_request,
+            block_rate = ExpressionSpec(
+                f"100 * blocked_{direction} / requests_{direction}",
+                per_request,
+                FIVE_MINUTES,
                 label=f"{direction} block rate %",
-                period=FIVE_MINUTES,
             )
             # Errors and calls summed over the layers that run in this direction.
             layer_metrics = {
@@ -547,11 +551,11 @@ class MonitoringStack(EnvironmentStack):
             }
             errors_sum = " + ".join(f"errors_{direction}_{i}" for i in range(len(layers)))
             calls_sum = " + ".join(f"calls_{direction}_{i}" for i in range(len(layers)))
-            error_rate = cloudwatch.MathExpression(
-                expression=f"100 * ({errors_sum}) / ({calls_sum})",
-                using_metrics=layer_metrics,
+            error_rate = ExpressionSpec(
+                f"100 * ({errors_sum}) / ({calls_sum})",
+                layer_metrics,
+                FIVE_MINUTES,
                 label=f"{direction} layer error rate %",
-                period=FIVE_MINUTES,
             )
             rates += [block_rate, error_rate]
             title = direction.title()
@@ -569,42 +573,36 @@ class MonitoringStack(EnvironmentStack):
             )
             for layer in FINDINGS_LAYERS:
                 if layer in layers:
-                    findings.append(
-                        cloudwatch.MathExpression(
-                            expression=f"100 * findings_{layer}_{direction} / calls_{layer}_{direction}",
-                            using_metrics={
-                                f"findings_{layer}_{direction}": self._quality_metric(
-                                    "findings", qm.GUARDRAIL_SERVICE, direction=direction, layer=layer
-                                ),
-                                f"calls_{layer}_{direction}": self._quality_metric(
-                                    "calls", qm.GUARDRAIL_SERVICE, direction=direction, layer=layer
-                                ),
-                            },
-                            label=f"{layer} findings % ({direction})",
-                            period=FIVE_MINUTES,
-                        )
+                    findings_rate = ExpressionSpec(
+                        f"100 * findings_{layer}_{direction} / calls_{layer}_{direction}",
+                        {
+                            f"findings_{layer}_{direction}": self._quality_metric(
+                                "findings", qm.GUARDRAIL_SERVICE, direction=direction, layer=layer
+                            ),
+                            f"calls_{layer}_{direction}": self._quality_metric(
+                                "calls", qm.GUARDRAIL_SERVICE, direction=direction, layer=layer
+                            ),
+                        },
+                        FIVE_MINUTES,
+                        label=f"{layer} findings % ({direction})",
                     )
+                    findings.append(findings_rate)
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Guardrail block and error rate per direction (%)", left=rates, width=12
-            ),
-            cloudwatch.GraphWidget(title="Toxicity and PII findings rate (%)", left=findings, width=12),
+            Graph(title="Guardrail block and error rate per direction (%)", left=rates, width=12),
+            Graph(title="Toxicity and PII findings rate (%)", left=findings, width=12),
         )
 
     def _evaluation_signals(self) -> None:
         t = self.thresholds
-        scores: list[cloudwatch.IMetric] = []
-        drifts: list[cloudwatch.IMetric] = []
+        scores: list[AlarmMetric] = []
+        drifts: list[AlarmMetric] = []
         for index, candidate in enumerate(self.environment_spec.business_unit.evaluation.candidates):
             score = self._quality_metric(
                 qm.JUDGE_SCORE_MEAN, qm.EVALUATION_SERVICE, ONE_DAY, "Average", model=candidate.name
             )
             # DIFF: this run's daily mean minus the previous one; a fall beyond the bound alarms.
-            drift = cloudwatch.MathExpression(
-                expression=f"DIFF(score_{index})",
-                using_metrics={f"score_{index}": score},
-                label=f"{candidate.name} drift",
-                period=ONE_DAY,
+            drift = ExpressionSpec(
+                f"DIFF(score_{index})", {f"score_{index}": score}, ONE_DAY, label=f"{candidate.name} drift"
             )
             scores.append(score)
             drifts.append(drift)
@@ -626,23 +624,21 @@ class MonitoringStack(EnvironmentStack):
             )
         if scores:
             self.dashboard.add_widgets(
-                cloudwatch.GraphWidget(title="Mean judge score per model (1-10)", left=scores, width=12),
-                cloudwatch.GraphWidget(title="Judge score change between runs", left=drifts, width=12),
+                Graph(title="Mean judge score per model (1-10)", left=scores, width=12),
+                Graph(title="Judge score change between runs", left=drifts, width=12),
             )
 
     def _rating_signals(self) -> None:
-        share = cloudwatch.MathExpression(
-            expression="100 * low / ratings",
-            using_metrics={
-                "low": self._quality_metric(qm.LOW_RATINGS, qm.APP_SERVICE, Duration.hours(1)),
-                "ratings": self._quality_metric(qm.RATINGS, qm.APP_SERVICE, Duration.hours(1)),
+        share = ExpressionSpec(
+            "100 * low / ratings",
+            {
+                "low": self._quality_metric(qm.LOW_RATINGS, qm.APP_SERVICE, ONE_HOUR),
+                "ratings": self._quality_metric(qm.RATINGS, qm.APP_SERVICE, ONE_HOUR),
             },
+            ONE_HOUR,
             label="low ratings %",
-            period=Duration.hours(1),
         )
-        self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="Share of low end-user ratings (%)", left=[share], width=24)
-        )
+        self.dashboard.add_widgets(Graph(title="Share of low end-user ratings (%)", left=[share], width=24))
         self.add_alarm(
             "LowRatingShare", "share of low end-user ratings", share, self.thresholds.low_rating_percent
         )

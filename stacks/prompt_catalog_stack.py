@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import CfnOutput, Duration
+from aws_cdk import CfnOutput
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -16,7 +16,9 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from common.lake_layout import Zone
+from stacks.blocks import durations
 from stacks.blocks.encryption import PlatformKey
+from stacks.blocks.grants import allow
 from stacks.blocks.lake_access import dataset_promotion_role_name, grant_dataset_promotion, lake_bucket_name
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
@@ -141,23 +143,21 @@ class PromptCatalogStack(PlatformStack):
     def _grant_data_access(self, business_units: list[str]) -> None:
         """Exactly the calls repository.py makes, on the table, its index, the units' prefixes and the key."""
         role = self.handler.role
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "dynamodb:GetItem",
-                    "dynamodb:Query",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                    "dynamodb:ConditionCheckItem",
-                ],
-                resources=[self.table.table_arn, f"{self.table.table_arn}/index/{GSI}"],
-            )
+        allow(
+            role,
+            actions=[
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:ConditionCheckItem",
+            ],
+            resources=[self.table.table_arn, f"{self.table.table_arn}/index/{GSI}"],
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject", "s3:PutObject"],
-                resources=[self.bucket.arn_for_objects(f"{bu}/*") for bu in business_units],
-            )
+        allow(
+            role,
+            actions=["s3:GetObject", "s3:PutObject"],
+            resources=[self.bucket.arn_for_objects(f"{bu}/*") for bu in business_units],
         )
         bucket_id = self.resolve(self.get_logical_id(self.bucket.node.default_child))  # type: ignore[arg-type]
         for bu in business_units:
@@ -167,11 +167,10 @@ class PromptCatalogStack(PlatformStack):
                 f"Objects of business unit {bu} are content-addressed under '{bu}/' (sha256 names the "
                 "function computes); the function enforces the caller's unit before it reads or writes",
             )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[self.key.key_arn],
-            )
+        allow(
+            role,
+            actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+            resources=[self.key.key_arn],
         )
 
     def _grant_dataset_home(self, config: PlatformConfig, business_units: list[str]) -> None:
@@ -184,13 +183,11 @@ class PromptCatalogStack(PlatformStack):
             role_name=dataset_promotion_role_name(config),
             description="Writes evaluation dataset versions to <bu>/shared/ of the lake (prompt catalog only)",
             assumed_by=iam.ArnPrincipal(self.handler.role.role_arn),
-            max_session_duration=Duration.hours(1),
+            max_session_duration=durations.hours(1),
         )
         grant_dataset_promotion(promotion, config)
         self.handler.function.add_environment("DATASET_WRITER_ROLE_ARN", promotion.role_arn)
-        self.handler.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[promotion.role_arn])
-        )
+        allow(self.handler.role, actions=["sts:AssumeRole"], resources=[promotion.role_arn])
         self.dataset_promotion_role = promotion
 
     def _rest_api(self, config: PlatformConfig) -> apigw.RestApi:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -33,12 +32,14 @@ from serving_runtime.lmi import lmi_environment
 
 from common.preprod_gate import GATE_PASSED_DETAIL_TYPE, gate_passed_source
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks import durations
 from stacks.blocks.evaluation_gate import (
     business_unit_gate_use_cases,
     preprod_gate_key_alias,
     state_machine_name,
 )
-from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers
+from stacks.blocks.grants import allow
+from stacks.blocks.nag import acknowledge, acknowledge_cdk_managed_providers, acknowledge_wildcard_findings
 from stacks.blocks.platform_stack import EnvironmentStack
 from stacks.blocks.prompt_catalog_access import PARTITION
 from stacks.blocks.python_function import PlatformFunction
@@ -232,13 +233,9 @@ class ServingStack(EnvironmentStack):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"SageMaker execution role of {self.endpoint_name}",
         )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.models_bucket.arn_for_objects("*")])
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.models_bucket.bucket_arn])
-        )
-        role.add_to_policy(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self.key.key_arn]))
+        allow(role, actions=["s3:GetObject"], resources=[self.models_bucket.arn_for_objects("*")])
+        allow(role, actions=["s3:ListBucket"], resources=[self.models_bucket.bucket_arn])
+        allow(role, actions=["kms:Decrypt"], resources=[self.key.key_arn])
         grant_sagemaker_runtime(role, images=[image])
         self._acknowledge_wildcards(
             role,
@@ -256,8 +253,7 @@ class ServingStack(EnvironmentStack):
 
     @staticmethod
     def _acknowledge_wildcards(role: iam.Role, findings: dict[str, str]) -> None:
-        for finding, reason in findings.items():
-            acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
+        acknowledge_wildcard_findings(role, findings)
 
     def _data_capture(
         self, settings: ServingSettings, baseline: BaselineStack
@@ -329,7 +325,7 @@ class ServingStack(EnvironmentStack):
             policy_id, metric, scale_out = (
                 "InvocationsPerInstance",
                 appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
-                Duration.minutes(2),
+                durations.minutes(2),
             )
         else:
             target_id, scaled, resource_id, dimension = (
@@ -341,7 +337,7 @@ class ServingStack(EnvironmentStack):
             policy_id, metric, scale_out = (
                 "ConcurrentRequestsPerCopy",
                 appscaling.PredefinedMetric.SAGEMAKER_INFERENCE_COMPONENT_CONCURRENT_REQUESTS_PER_COPY_HIGH_RESOLUTION,
-                Duration.minutes(1),
+                durations.minutes(1),
             )
         target = appscaling.ScalableTarget(
             self,
@@ -357,7 +353,7 @@ class ServingStack(EnvironmentStack):
             policy_id,
             target_value=settings.scaling_target,
             predefined_metric=metric,
-            scale_in_cooldown=Duration.minutes(10),
+            scale_in_cooldown=durations.minutes(10),
             scale_out_cooldown=scale_out,
         )
         if settings.mode is ServingMode.MULTI_MODEL_ENDPOINT:
@@ -370,7 +366,7 @@ class ServingStack(EnvironmentStack):
                 "ScaleOutFromZero",
                 scaling_target=target,
                 adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
-                cooldown=Duration.minutes(1),
+                cooldown=durations.minutes(1),
             )
             from_zero.add_adjustment(adjustment=1, lower_bound=0)
             alarm = cloudwatch.Alarm(
@@ -382,7 +378,7 @@ class ServingStack(EnvironmentStack):
                     metric_name="NoCapacityInvocationFailures",
                     dimensions_map={"InferenceComponentName": self.base_component_name or ""},
                     statistic="Maximum",
-                    period=Duration.minutes(1),
+                    period=durations.minutes(1),
                 ),
                 threshold=1,
                 evaluation_periods=1,
@@ -429,7 +425,7 @@ class ServingStack(EnvironmentStack):
             log_retention_days=environment.settings.log_retention_days,
             retention=baseline.retention,
             powertools_layer_version=config.lambda_.powertools_layer_version,
-            timeout=Duration.minutes(10),
+            timeout=durations.minutes(10),
             memory_size=DEPLOYER_MEMORY_MB,
             reserved_concurrent_executions=1,  # deployments of one endpoint happen one at a time
             environment={
@@ -451,34 +447,28 @@ class ServingStack(EnvironmentStack):
         assert isinstance(function, lambda_.CfnFunction)
         function.ephemeral_storage = lambda_.CfnFunction.EphemeralStorageProperty(size=DEPLOYER_TMP_MIB)
         role = deployer.role
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
-                resources=[self.models_bucket.arn_for_objects(f"{model_prefix}*")],
-            )
+        allow(
+            role,
+            actions=["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
+            resources=[self.models_bucket.arn_for_objects(f"{model_prefix}*")],
         )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn])
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
-                resources=[self.records.table_arn],
-            )
+        allow(role, actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn])
+        allow(
+            role,
+            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+            resources=[self.records.table_arn],
         )
         findings = {
             f"Resource::<{self._logical_id(self.models_bucket)}.Arn>/{model_prefix}*": "The deployer writes and "
             f"deletes one artifact copy per served model version under {model_prefix}, named at deploy time",
         }
         groups = [
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:model-package/{name}/*"
+            f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:model-package/{name}/*"
             for name in tenant_groups
         ]
         if fine_tuning is not None and tenant_groups:
             # Tenant versions: artifacts in this stage's own fine-tuning bucket, under tenant prefixes.
-            tenant_artifacts = (
-                f"arn:{self.partition}:s3:::{fine_tuning_bucket_name(environment)}/models/{bu.name}/tenant=*"
-            )
+            tenant_artifacts = f"arn:{self.partition_token}:s3:::{fine_tuning_bucket_name(environment)}/models/{bu.name}/tenant=*"
             role.add_to_policy(
                 iam.PolicyStatement(
                     sid="ReadTenantArtifacts", actions=["s3:GetObject"], resources=[tenant_artifacts]
@@ -489,13 +479,13 @@ class ServingStack(EnvironmentStack):
                     sid="DecryptTenantArtifacts", actions=["kms:Decrypt"], resources=[fine_tuning.key.key_arn]
                 )
             )
-            findings[nag_resource(tenant_artifacts, self.partition)] = (
+            findings[nag_resource(tenant_artifacts, self.partition_token)] = (
                 "Tenant artifacts are written per tenant and run at run time; only this business unit's "
                 "tenant prefix of this stage's own fine-tuning bucket is readable"
             )
         if environment.stage is not Stage.DEV:
             groups += [
-                f"arn:{self.partition}:sagemaker:{config.home_region}:{config.tooling_account}:model-package/{name}/*"
+                f"arn:{self.partition_token}:sagemaker:{config.home_region}:{config.tooling_account}:model-package/{name}/*"
                 for name in model_package_group_names(environment)
             ]
         if environment.stage is not Stage.DEV and settings_trains_business_unit_models(bu):
@@ -507,30 +497,25 @@ class ServingStack(EnvironmentStack):
             )
         )
         for group in groups:
-            findings[nag_resource(group, self.partition)] = (
+            findings[nag_resource(group, self.partition_token)] = (
                 "Model package versions are numbered by the registry; the group is named exactly"
             )
-        endpoint_arn = (
-            f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:endpoint/{self.endpoint_name}"
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[endpoint_arn])
-        )
+        endpoint_arn = f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:endpoint/{self.endpoint_name}"
+        allow(role, actions=["sagemaker:InvokeEndpoint"], resources=[endpoint_arn])
         if settings.mode is ServingMode.INFERENCE_COMPONENTS:
-            component_arn = f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:inference-component/{self.endpoint_name}-*"
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=[
-                        "sagemaker:CreateInferenceComponent",
-                        "sagemaker:DescribeInferenceComponent",
-                        "sagemaker:DeleteInferenceComponent",
-                        "sagemaker:AddTags",
-                    ],
-                    resources=[component_arn, endpoint_arn],
-                )
+            component_arn = f"arn:{self.partition_token}:sagemaker:{self.region_name}:{self.account_id}:inference-component/{self.endpoint_name}-*"
+            allow(
+                role,
+                actions=[
+                    "sagemaker:CreateInferenceComponent",
+                    "sagemaker:DescribeInferenceComponent",
+                    "sagemaker:DeleteInferenceComponent",
+                    "sagemaker:AddTags",
+                ],
+                resources=[component_arn, endpoint_arn],
             )
             findings[
-                f"Resource::arn:<AWS::Partition>:sagemaker:{self.region}:{self.account}:inference-component/"
+                f"Resource::arn:<AWS::Partition>:sagemaker:{self.region_name}:{self.account_id}:inference-component/"
                 f"{self.endpoint_name}-*"
             ] = "Adapter components are created per served model version, named after this endpoint"
         self._acknowledge_wildcards(role, findings)
@@ -579,7 +564,9 @@ class ServingStack(EnvironmentStack):
         bu = environment.business_unit
         use_cases = business_unit_gate_use_cases(environment)
         if use_cases:
-            machine = f"states:{self.region}:{self.account}:stateMachine:{state_machine_name(environment)}"
+            machine = (
+                f"states:{self.region_name}:{self.account_id}:stateMachine:{state_machine_name(environment)}"
+            )
             # A plain string in the environment (every region the config accepts is in partition `aws`).
             deployer.function.add_environment("GATE_STATE_MACHINE_ARN", f"arn:{PARTITION}:{machine}")
             deployer.function.add_environment("GATE_USE_CASES", json.dumps(use_cases))
@@ -587,7 +574,7 @@ class ServingStack(EnvironmentStack):
                 iam.PolicyStatement(
                     sid="StartGateRuns",
                     actions=["states:StartExecution"],
-                    resources=[f"arn:{self.partition}:{machine}"],
+                    resources=[f"arn:{self.partition_token}:{machine}"],
                 )
             )
         preprod = config.environment(bu, Stage.PREPROD)
@@ -599,7 +586,7 @@ class ServingStack(EnvironmentStack):
             deployer.function.add_environment(
                 "PREPROD_GATE_KEY_ARN", f"arn:{PARTITION}:kms:{preprod.region}:{preprod.account}:{alias}"
             )
-            keys = f"arn:{self.partition}:kms:{preprod.region}:{preprod.account}:key/*"
+            keys = f"arn:{self.partition_token}:kms:{preprod.region}:{preprod.account}:key/*"
             deployer.role.add_to_policy(
                 iam.PolicyStatement(
                     sid="VerifyPreprodGateRecords",
@@ -632,7 +619,7 @@ class ServingStack(EnvironmentStack):
         """Business-unit versions are copied from the dev fine-tuning bucket, pinned to the dev account."""
         bu = environment.business_unit
         dev = config.environment(bu, Stage(bu.fine_tuning.business_unit_models_stage or Stage.DEV.value))
-        objects = f"arn:{self.partition}:s3:::{fine_tuning_bucket_name(dev)}/{business_unit_models_prefix(bu.name)}*"
+        objects = f"arn:{self.partition_token}:s3:::{fine_tuning_bucket_name(dev)}/{business_unit_models_prefix(bu.name)}*"
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadBusinessUnitArtifacts",
@@ -642,7 +629,7 @@ class ServingStack(EnvironmentStack):
                 conditions={"StringEquals": {"s3:ResourceAccount": dev.account}},
             )
         )
-        dev_keys = f"arn:{self.partition}:kms:{dev.region}:{dev.account}:key/*"
+        dev_keys = f"arn:{self.partition_token}:kms:{dev.region}:{dev.account}:key/*"
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="DecryptBusinessUnitArtifacts",
@@ -656,7 +643,7 @@ class ServingStack(EnvironmentStack):
                 },
             )
         )
-        findings[nag_resource(objects, self.partition)] = (
+        findings[nag_resource(objects, self.partition_token)] = (
             "Business-unit artifacts get their keys at training time; the bucket is named exactly, "
             "s3:ResourceAccount pins the dev account, and only the business-unit models prefix is readable"
         )

@@ -99,7 +99,7 @@ class ToolingStack(PlatformStack):
 
     def _share_artifacts(self, access: BusinessUnitAccess) -> None:
         """`<bu>/` of the artifact bucket for the business unit's accounts: dev writes, all three read."""
-        bucket_arn = f"arn:{self.partition}:s3:::{artifact_bucket_name(self.config)}"
+        bucket_arn = f"arn:{self.partition_token}:s3:::{artifact_bucket_name(self.config)}"
         prefix = f"{access.business_unit}/"
         objects = f"{bucket_arn}/{prefix}*"
         self.artifact_bucket.add_to_resource_policy(
@@ -130,7 +130,7 @@ class ToolingStack(PlatformStack):
         # The key serves only S3 requests for this bucket; the encryption context narrows object-level
         # use to the prefix (with bucket keys on, S3 uses the bucket ARN as context).
         via_s3: dict[str, dict[str, Any]] = {
-            "StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"},
+            "StringEquals": {"kms:ViaService": f"s3.{self.region_name}.amazonaws.com"},
             "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn, objects]},
         }
         self.key.add_to_resource_policy(

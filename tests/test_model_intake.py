@@ -2,47 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
+from tests._model_intake import FILES, create_bucket, moto_s3, vet
 from tools.model_intake import main
-
-FILES = {
-    "config.json": b'{"model_type": "llama"}',
-    "model.safetensors": b"\x08" * 4096,
-    "tokenizer.json": b"{}",
-}
 
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("s3", region_name="eu-west-1")
+    with moto_s3(monkeypatch) as client:
         for bucket in ("vetted", "serving", "tuning"):
-            client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+            create_bucket(client, bucket)
         yield client
-
-
-def vet(s3: Any, contents: dict[str, bytes] = FILES, **manifest: Any) -> None:
-    body = {
-        "model": "llama-test-1b",
-        "files": {n: hashlib.sha256(d).hexdigest() for n, d in contents.items()},
-    }
-    body.update(manifest)
-    for name, data in contents.items():
-        s3.put_object(Bucket="vetted", Key=f"llama/{name}", Body=data)
-    s3.put_object(Bucket="vetted", Key="llama/manifest.json", Body=json.dumps(body).encode())
 
 
 def keys(s3: Any, bucket: str) -> list[str]:
@@ -62,7 +38,7 @@ ARGS = [
 def test_a_vetted_model_lands_in_every_destination_with_its_manifest(
     s3: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    vet(s3)
+    vet(s3, "vetted")
     assert main(ARGS, s3=s3) == 0
     for bucket in ("serving", "tuning"):
         assert keys(s3, bucket) == [f"base-models/default/{n}" for n in sorted([*FILES, "manifest.json"])]
@@ -76,7 +52,7 @@ def test_a_vetted_model_lands_in_every_destination_with_its_manifest(
 def test_a_checksum_mismatch_stops_the_intake_and_leaves_nothing(
     s3: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    vet(s3)
+    vet(s3, "vetted")
     s3.put_object(Bucket="vetted", Key="llama/model.safetensors", Body=b"tampered")
     assert main(ARGS, s3=s3) == 2
     assert "model.safetensors has SHA-256" in capsys.readouterr().err
@@ -84,7 +60,7 @@ def test_a_checksum_mismatch_stops_the_intake_and_leaves_nothing(
 
 
 def test_files_the_manifest_does_not_name_are_refused(s3: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    vet(s3)
+    vet(s3, "vetted")
     s3.put_object(Bucket="vetted", Key="llama/extra.py", Body=b"print('hi')")
     assert main(ARGS, s3=s3) == 2
     assert "extra.py not in manifest.json" in capsys.readouterr().err
@@ -106,7 +82,7 @@ def test_bad_manifests_name_the_field(
     manifest: dict[str, Any],
     message: str,
 ) -> None:
-    vet(s3, files, **manifest)
+    vet(s3, "vetted", files, **manifest)
     assert main(ARGS, s3=s3) == 2
     assert message in capsys.readouterr().err
     assert keys(s3, "serving") == []
@@ -115,7 +91,7 @@ def test_bad_manifests_name_the_field(
 def test_another_models_destination_is_kept_unless_replaced(
     s3: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    vet(s3)
+    vet(s3, "vetted")
     s3.put_object(Bucket="serving", Key="base-models/default/manifest.json", Body=b'{"model": "other"}')
     assert main(ARGS, s3=s3) == 2
     assert "holds another model's manifest.json" in capsys.readouterr().err

@@ -64,6 +64,7 @@ def broken_config(tmp_path: Path) -> Path:
         lambda p: ["-m", "tools.bootstrap_commands", str(p)],
         lambda p: ["-m", "tools.serving_cost", "--config", str(p)],
         lambda p: ["-m", "tools.check_config", str(p)],
+        lambda p: ["bench/construct_profile.py", "--config", str(p)],
     ],
 )
 def test_a_bad_config_is_one_line_per_problem_and_exit_2(tmp_path: Path, args: object) -> None:

@@ -6,7 +6,6 @@ import argparse
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from stacks.blocks.job_deps import (
@@ -18,31 +17,25 @@ from stacks.blocks.job_deps import (
     WHEELS,
     job_deps_dir,
 )
+from tools.deps_cache import build_once
 
 
 def build() -> Path:
-    target = job_deps_dir()
-    if (target / COMPLETE_MARKER).is_file():
-        return target
-    JOB_DEPS_CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=JOB_DEPS_CACHE) as staging:
-        subprocess.run(  # noqa: S603 - fixed interpreter and arguments
-            [
-                sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                "--only-binary=:all:", "--implementation", "cp",
-                *(arg for platform in JOB_PLATFORMS for arg in ("--platform", platform)),
-                "--python-version", JOB_PYTHON_VERSION,
-                "--dest", str(Path(staging) / WHEELS), "-r", str(REQUIREMENTS),
-            ],
-            check=True,
-        )  # fmt: skip
-        shutil.copy(REQUIREMENTS, Path(staging) / REQUIREMENTS.name)
-        (Path(staging) / COMPLETE_MARKER).touch()
-        if target.exists():
-            shutil.rmtree(target)
-        Path(staging).rename(target)
-        Path(staging).mkdir()  # TemporaryDirectory cleans up the (now empty) path it created
-    return target
+    return build_once(job_deps_dir(), cache=JOB_DEPS_CACHE, marker=COMPLETE_MARKER, fill=_download)
+
+
+def _download(staging: Path) -> None:
+    subprocess.run(  # noqa: S603 - fixed interpreter and arguments
+        [
+            sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+            "--only-binary=:all:", "--implementation", "cp",
+            *(arg for platform in JOB_PLATFORMS for arg in ("--platform", platform)),
+            "--python-version", JOB_PYTHON_VERSION,
+            "--dest", str(staging / WHEELS), "-r", str(REQUIREMENTS),
+        ],
+        check=True,
+    )  # fmt: skip
+    shutil.copy(REQUIREMENTS, staging / REQUIREMENTS.name)
 
 
 def main(argv: list[str] | None = None) -> int:

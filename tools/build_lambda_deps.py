@@ -6,7 +6,6 @@ import argparse
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from stacks.blocks.lambda_deps import (
@@ -18,34 +17,33 @@ from stacks.blocks.lambda_deps import (
     deps_dir,
     requirements_file,
 )
+from tools.deps_cache import build_once
 
 
 def build(service: str) -> Path | None:
     target = deps_dir(service)
-    if target is None or (target / COMPLETE_MARKER).is_file():
-        return target
-    DEPS_CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=DEPS_CACHE) as staging:
-        subprocess.run(  # noqa: S603 - fixed interpreter and arguments
-            [
-                sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                "--no-compile", "--only-binary=:all:", "--implementation", "cp",
-                *(arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)),
-                "--python-version", LAMBDA_PYTHON_VERSION,
-                "--target", str(Path(staging) / "python"), "-r", str(requirements_file(service)),
-            ],
-            check=True,
-        )  # fmt: skip
-        # boto3/botocore come with the runtime; tests and caches only add weight.
-        for pattern in ("boto3", "botocore", "s3transfer", "**/__pycache__", "**/tests"):
-            for path in (Path(staging) / "python").glob(pattern):
-                shutil.rmtree(path, ignore_errors=True)
-        (Path(staging) / COMPLETE_MARKER).touch()
-        if target.exists():
-            shutil.rmtree(target)
-        Path(staging).rename(target)
-        Path(staging).mkdir()  # TemporaryDirectory cleans up the (now empty) path it created
-    return target
+    if target is None:
+        return None
+    return build_once(
+        target, cache=DEPS_CACHE, marker=COMPLETE_MARKER, fill=lambda staging: _install(service, staging)
+    )
+
+
+def _install(service: str, staging: Path) -> None:
+    subprocess.run(  # noqa: S603 - fixed interpreter and arguments
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            "--no-compile", "--only-binary=:all:", "--implementation", "cp",
+            *(arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)),
+            "--python-version", LAMBDA_PYTHON_VERSION,
+            "--target", str(staging / "python"), "-r", str(requirements_file(service)),
+        ],
+        check=True,
+    )  # fmt: skip
+    # boto3/botocore come with the runtime; tests and caches only add weight.
+    for pattern in ("boto3", "botocore", "s3transfer", "**/__pycache__", "**/tests"):
+        for path in (staging / "python").glob(pattern):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from common.evaluation_dataset import EvaluationRecord
+from evaluation.aws_clients import LazyClient
 from evaluation.scoring import ScoredRecord
 
 # SQS takes 256 KiB per message; a longer record is left out (the reviewer sees the output only).
@@ -37,17 +38,11 @@ def review_message(row: ScoredRecord, record: EvaluationRecord | None = None) ->
 
 
 class SqsReviewQueue:
+    sqs = LazyClient("sqs")
+
     def __init__(self, queue_url: str, *, sqs_client: Any = None) -> None:
         self.queue_url = queue_url
         self._sqs = sqs_client
-
-    @property
-    def sqs(self) -> Any:
-        if self._sqs is None:
-            import boto3
-
-            self._sqs = boto3.client("sqs")
-        return self._sqs
 
     def submit(
         self, rows: Iterable[ScoredRecord], records: Mapping[str, EvaluationRecord] | None = None

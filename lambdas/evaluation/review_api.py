@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from common.evaluation_dataset import EvaluationRecord, RecordId, read_records
 from common.lake_records import SafeId
 from evaluation.aggregate import HumanScore
+from evaluation.aws_clients import LazyClient
 from evaluation.settings import ModelName
 from evaluation.store import S3ResultStore
 
@@ -109,17 +110,11 @@ class ReviewSubmission(BaseModel):
 
 
 class ReviewService:
+    sqs = LazyClient("sqs")
+
     def __init__(self, queue_url: str, store: S3ResultStore, *, sqs_client: Any = None) -> None:
         self.queue_url, self.store = queue_url, store
         self._sqs = sqs_client
-
-    @property
-    def sqs(self) -> Any:
-        if self._sqs is None:
-            import boto3
-
-            self._sqs = boto3.client("sqs")
-        return self._sqs
 
     def claim_key(self, receipt_handle: str) -> str:
         digest = hashlib.sha256(receipt_handle.encode()).hexdigest()
@@ -234,19 +229,13 @@ class TenantModelDecisions:
     """Reviewers' decisions on tenant versions of this stage's tenant groups (TENANT_GROUPS), applied by
     the review API's role, which may update exactly those groups' versions."""
 
+    sagemaker = LazyClient("sagemaker")
+
     def __init__(
         self, reviews: ReviewService, tenant_groups: frozenset[str], *, sagemaker: Any = None
     ) -> None:
         self.reviews, self.tenant_groups = reviews, tenant_groups
         self._sagemaker = sagemaker
-
-    @property
-    def sagemaker(self) -> Any:
-        if self._sagemaker is None:
-            import boto3
-
-            self._sagemaker = boto3.client("sagemaker")
-        return self._sagemaker
 
     def check_claim(self, decision: TenantDecision, reviewer: str) -> str:
         key, claim = self.reviews.read_claim(decision.receipt_handle)

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
+from evaluation.aws_clients import LazyClient
 from evaluation.scoring import ScoredRecord
 
 
@@ -55,17 +56,11 @@ class MemoryResultStore:
 class S3ResultStore:
     """`<prefix>/<run_id>/batches/<key>.jsonl` in the evaluation results bucket."""
 
+    s3 = LazyClient("s3")
+
     def __init__(self, bucket: str, prefix: str, *, s3_client: Any = None) -> None:
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self._s3 = s3_client
-
-    @property
-    def s3(self) -> Any:
-        if self._s3 is None:
-            import boto3
-
-            self._s3 = boto3.client("s3")
-        return self._s3
 
     def run_prefix(self, run_id: str) -> str:
         return f"{self.prefix}/{run_id}/"

@@ -49,6 +49,9 @@ _FOLDS = {**CONFUSABLES, **DIGITS}
 _CONFUSABLE_RE = re.compile("[" + "".join(re.escape(c) for c in _FOLDS if ord(c) <= 0xFFFF) + "]")
 _DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+_ASCII = bytes(range(128))
+# Up to this many distinct non-ASCII characters, one `str.replace` per character is the cheapest fold.
+_FEW = 16
 
 
 def _fold(char: str) -> str:
@@ -113,6 +116,16 @@ class NormalizedText:
         self._segments: list[_Segment] | None = None  # None: same offsets as the original
         self._starts: list[int] = []
         if original.isascii():
+            self.text = original
+            return
+        # Mostly ASCII with a few distinct other characters (accents, an emoji): each folds on its own.
+        distinct = set(
+            original.encode("utf-8", "surrogatepass").translate(None, _ASCII).decode("utf-8", "surrogatepass")
+        )
+        if len(distinct) <= _FEW and all(len(fold_char(c)) == 1 for c in distinct):
+            for char in distinct:
+                if (folded_char := fold_char(char)) != char:
+                    original = original.replace(char, folded_char)
             self.text = original
             return
         if _RESIZING.search(original) is None and _MAYBE_RESIZING_ASTRAL.search(original) is None:

@@ -199,17 +199,14 @@ class CatalogRepository:
             "doc": {"S": canonical_json(meta)},
         }
         version_item = self._version_item(key, 1, content, caller, now)
-        try:
-            self._ddb.transact_write_items(
-                TransactItems=[
-                    {"Put": {"TableName": self.table, "Item": meta_item, **_absent()}},
-                    {"Put": {"TableName": self.table, "Item": version_item, **_absent()}},
-                ]
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                raise ConflictError("body.name", f"a {key.kind} named {key.name!r} already exists") from None
-            raise
+        created = self._transact(
+            [
+                {"Put": {"TableName": self.table, "Item": meta_item, **_absent()}},
+                {"Put": {"TableName": self.table, "Item": version_item, **_absent()}},
+            ]
+        )
+        if not created:
+            raise ConflictError("body.name", f"a {key.kind} named {key.name!r} already exists")
 
     def add_version(
         self, key: ResourceKey, content: dict[str, Any], caller: str, now: str, *, exact: int | None = None
@@ -229,30 +226,26 @@ class CatalogRepository:
             if body is None:
                 body = self._body_attributes(key, content)
             item = {**self._version_keys(key, latest + 1, caller, now), **body}
-            try:
-                self._ddb.transact_write_items(
-                    TransactItems=[
-                        {
-                            "Update": {
-                                "TableName": self.table,
-                                "Key": {"pk": {"S": key.pk}, "sk": {"S": META}},
-                                "UpdateExpression": "SET latest_version = :next",
-                                "ConditionExpression": "latest_version = :latest AND archived = :false",
-                                "ExpressionAttributeValues": {
-                                    ":next": {"N": str(latest + 1)},
-                                    ":latest": {"N": str(latest)},
-                                    ":false": {"BOOL": False},
-                                },
-                            }
-                        },
-                        {"Put": {"TableName": self.table, "Item": item, **_absent()}},
-                    ]
-                )
+            if self._transact(
+                [
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": {"pk": {"S": key.pk}, "sk": {"S": META}},
+                            "UpdateExpression": "SET latest_version = :next",
+                            "ConditionExpression": "latest_version = :latest AND archived = :false",
+                            "ExpressionAttributeValues": {
+                                ":next": {"N": str(latest + 1)},
+                                ":latest": {"N": str(latest)},
+                                ":false": {"BOOL": False},
+                            },
+                        }
+                    },
+                    {"Put": {"TableName": self.table, "Item": item, **_absent()}},
+                ]
+            ):
                 return int(latest + 1)
-            except ClientError as exc:
-                if not _is_condition_failure(exc):
-                    raise
-            self._sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
+            self._back_off(attempt)
         raise ConflictError(key.field, "too many concurrent new versions; retry")
 
     def move_alias(
@@ -283,50 +276,46 @@ class CatalogRepository:
                         ":pat": {"S": previous["moved_at"]},
                     },
                 }
-            try:
-                self._ddb.transact_write_items(
-                    TransactItems=[
-                        {
-                            "ConditionCheck": {
-                                "TableName": self.table,
-                                "Key": {"pk": {"S": key.pk}, "sk": {"S": META}},
-                                "ConditionExpression": "archived = :false",
-                                "ExpressionAttributeValues": {":false": {"BOOL": False}},
-                            }
-                        },
-                        {
-                            "Put": {
-                                "TableName": self.table,
-                                "Item": {
-                                    "pk": {"S": key.pk},
-                                    "sk": {"S": f"ALIAS#{alias}"},
-                                    "version": {"N": str(version)},
-                                    "moved_at": {"S": now},
-                                    "moved_by": {"S": caller},
-                                    "moved_by_principal": {"S": principal},
-                                },
-                                **unchanged,
-                            }
-                        },
-                        {
-                            "Put": {
-                                "TableName": self.table,
-                                "Item": {
-                                    "pk": {"S": key.pk},
-                                    "sk": {"S": f"ALIASLOG#{now}#{uuid.uuid4().hex[:12]}"},
-                                    "doc": {"S": canonical_json(log)},
-                                },
-                                **_absent(),
-                            }
-                        },
-                    ]
-                )
+            if self._transact(
+                [
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table,
+                            "Key": {"pk": {"S": key.pk}, "sk": {"S": META}},
+                            "ConditionExpression": "archived = :false",
+                            "ExpressionAttributeValues": {":false": {"BOOL": False}},
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": {
+                                "pk": {"S": key.pk},
+                                "sk": {"S": f"ALIAS#{alias}"},
+                                "version": {"N": str(version)},
+                                "moved_at": {"S": now},
+                                "moved_by": {"S": caller},
+                                "moved_by_principal": {"S": principal},
+                            },
+                            **unchanged,
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": {
+                                "pk": {"S": key.pk},
+                                "sk": {"S": f"ALIASLOG#{now}#{uuid.uuid4().hex[:12]}"},
+                                "doc": {"S": canonical_json(log)},
+                            },
+                            **_absent(),
+                        }
+                    },
+                ]
+            ):
                 return {"alias": alias, **moved, "previous_version": log["previous_version"]}
-            except ClientError as exc:
-                if not _is_condition_failure(exc):
-                    raise
             # Archived meanwhile (the next read says so) or another move won: read again.
-            self._sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
+            self._back_off(attempt)
         raise ConflictError(key.field, "too many concurrent alias moves; retry")
 
     def archive(self, key: ResourceKey, caller: str, now: str) -> None:
@@ -352,6 +341,20 @@ class CatalogRepository:
             raise
 
     # --- helpers -----------------------------------------------------------------------------------
+    def _transact(self, items: list[dict[str, Any]]) -> bool:
+        """One DynamoDB transaction; False when one of its conditions failed (a concurrent writer won)."""
+        try:
+            self._ddb.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def _back_off(self, attempt: int) -> None:
+        """Before the next read-and-retry of an optimistic write: a short, growing, jittered wait."""
+        self._sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311 - jitter, not crypto
+
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         response = self._ddb.get_item(
             TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True

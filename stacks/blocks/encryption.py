@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from stacks.blocks import durations
 from stacks.blocks.retention import DataRetention
 
 
@@ -24,7 +25,7 @@ class PlatformKey(Construct):
             enable_key_rotation=True,
             removal_policy=retention.removal_policy,
             # Dev keys go quickly; kept keys get the maximum window to undo a mistaken deletion.
-            pending_window=Duration.days(30 if retention.retains else 7),
+            pending_window=durations.days(30 if retention.retains else 7),
         )
         # Encrypted log groups: the Logs service uses the key only for log groups of this account and region.
         self.key.add_to_resource_policy(

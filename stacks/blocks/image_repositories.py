@@ -8,11 +8,11 @@ accounts may only pull.
 
 from __future__ import annotations
 
-from aws_cdk import Duration
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from stacks.blocks import durations
 from stacks.blocks.business_unit_access import BusinessUnitAccess
 from stacks.blocks.retention import DataRetention
 from stacks.settings.tooling import ImageRepositorySettings
@@ -55,7 +55,7 @@ class ImageRepositories(Construct):
                             rule_priority=1,
                             description="untagged images are failed or superseded pushes",
                             tag_status=ecr.TagStatus.UNTAGGED,
-                            max_image_age=Duration.days(settings.untagged_expiry_days),
+                            max_image_age=durations.days(settings.untagged_expiry_days),
                         ),
                         ecr.LifecycleRule(
                             rule_priority=2,

@@ -36,7 +36,8 @@ from common.lake_layout import (
     tenant_prefix,
 )
 from common.lake_records import BusinessUnitName, SafeId
-from stacks.blocks.nag import acknowledge
+from stacks.blocks.grants import allow_statement
+from stacks.blocks.nag import acknowledge_all
 from stacks.settings import PlatformConfig
 from stacks.settings.data_lake import LakeAccess
 
@@ -309,7 +310,7 @@ def grant_dataset_promotion(role: iam.Role, config: PlatformConfig) -> None:
         )
     statements = dataset_promotion_statements(config)
     for statement in statements:
-        role.add_to_principal_policy(iam.PolicyStatement.from_json(statement))
+        allow_statement(role, statement)
     acknowledge_lake_wildcards(role, statements, key_reason=_KEY_BY_ALIAS)
 
 
@@ -337,7 +338,7 @@ def grant_lake_access(grantee: iam.IGrantable, config: PlatformConfig, request: 
     """
     statements = lake_statements(config, request)
     for statement in statements:
-        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement.from_json(statement))
+        allow_statement(grantee, statement)
     if isinstance(grantee, Construct):
         acknowledge_lake_wildcards(grantee, statements, key_reason=_KEY_BY_ALIAS)
 
@@ -362,13 +363,15 @@ def acknowledge_lake_wildcards(
     construct: IConstruct, statements: Iterable[Mapping[str, Any]], *, key_reason: str
 ) -> None:
     """Acknowledge exactly the wildcard findings (AwsSolutions-IAM5) the lake statements cause."""
-    for statement in statements:
-        for resource in statement["Resource"]:
-            if not resource.endswith("*"):
-                continue
-            is_key = ":kms:" in resource
-            acknowledge(
-                construct,
+    acknowledge_all(
+        construct,
+        [
+            (
                 f"AwsSolutions-IAM5[Resource::{nag_resource(resource)}]",
-                key_reason if is_key else _OBJECTS_UNDER_PREFIX,
+                key_reason if ":kms:" in resource else _OBJECTS_UNDER_PREFIX,
             )
+            for statement in statements
+            for resource in statement["Resource"]
+            if resource.endswith("*")
+        ],
+    )

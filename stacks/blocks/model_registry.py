@@ -9,12 +9,14 @@ happens in the tooling account, by the business unit's approver role only: the p
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from stacks.blocks import durations
 from stacks.blocks.business_unit_access import BusinessUnitAccess
+from stacks.blocks.grants import allow
 from stacks.blocks.nag import acknowledge
 from stacks.blocks.retention import DataRetention
 
@@ -103,20 +105,19 @@ class ModelRegistry(Construct):
             role_name=approver_role_name(prefix, access.business_unit),
             description=f"Approves or rejects {access.business_unit}'s model versions after the preprod gate",
             assumed_by=iam.AccountPrincipal(stack.account),
-            max_session_duration=Duration.hours(1),
+            max_session_duration=durations.hours(1),
         )
         versions = [
             stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{name}/*")
             for name in names
         ]
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["sagemaker:UpdateModelPackage"],
-                resources=versions,
-                conditions={"StringEquals": {"sagemaker:ModelApprovalStatus": ["Approved", "Rejected"]}},
-            )
+        allow(
+            role,
+            actions=["sagemaker:UpdateModelPackage"],
+            resources=versions,
+            conditions={"StringEquals": {"sagemaker:ModelApprovalStatus": ["Approved", "Rejected"]}},
         )
-        role.add_to_policy(iam.PolicyStatement(actions=list(READ_ACTIONS), resources=versions))
+        allow(role, actions=list(READ_ACTIONS), resources=versions)
         for version in versions:
             acknowledge(
                 role,

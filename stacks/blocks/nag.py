@@ -8,6 +8,7 @@ the code says specifically why the rule does not apply.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable, Mapping
 
 from aws_cdk import Acknowledgment, App, Stack, Validations
 from cdk_nag import AwsSolutionsChecks
@@ -15,7 +16,14 @@ from constructs import IConstruct
 
 from stacks.blocks.nag_report import failed_validations
 
-__all__ = ["acknowledge", "acknowledge_cdk_managed_providers", "add_nag_checks", "failed_validations"]
+__all__ = [
+    "acknowledge",
+    "acknowledge_all",
+    "acknowledge_cdk_managed_providers",
+    "acknowledge_wildcard_findings",
+    "add_nag_checks",
+    "failed_validations",
+]
 
 MIN_REASON_LENGTH = 40
 
@@ -30,14 +38,35 @@ def add_nag_checks(app: App) -> None:
 
 def acknowledge(construct: IConstruct, rule_id: str, reason: str) -> None:
     """Acknowledge one cdk-nag rule (or one finding, `Rule[Finding]`) on `construct` and its children."""
-    if len(reason) < MIN_REASON_LENGTH:
-        raise ValueError(
-            f"acknowledgement of {rule_id} needs a specific reason (>= {MIN_REASON_LENGTH} chars)"
-        )
+    acknowledge_all(construct, [(rule_id, reason)])
+
+
+def acknowledge_all(construct: IConstruct, findings: Iterable[tuple[str, str]]) -> None:
+    """Acknowledge several (rule id, reason) pairs on one construct, in order, with one jsii call.
+
+    `Validations.acknowledge` takes any number of rules and records each exactly as one call per rule would;
+    a role with a dozen wildcard findings costs one round trip instead of a dozen.
+    """
+    acknowledgments = []
+    for rule_id, reason in findings:
+        if len(reason) < MIN_REASON_LENGTH:
+            raise ValueError(
+                f"acknowledgement of {rule_id} needs a specific reason (>= {MIN_REASON_LENGTH} chars)"
+            )
+        acknowledgments.append(Acknowledgment(id=rule_id, reason=reason))
+    if not acknowledgments:
+        return
     validations = _VALIDATIONS.get(construct)
     if validations is None:
         validations = _VALIDATIONS[construct] = Validations.of(construct)
-    validations.acknowledge(Acknowledgment(id=rule_id, reason=reason))
+    validations.acknowledge(*acknowledgments)
+
+
+def acknowledge_wildcard_findings(construct: IConstruct, findings: Mapping[str, str]) -> None:
+    """AwsSolutions-IAM5 findings on one construct (`Resource::<arn>` or `Action::<action>` -> reason)."""
+    acknowledge_all(
+        construct, [(f"AwsSolutions-IAM5[{finding}]", reason) for finding, reason in findings.items()]
+    )
 
 
 # CDK creates these singleton providers itself (Node.js code shipped inside aws-cdk-lib); their role and
@@ -54,15 +83,18 @@ def acknowledge_cdk_managed_providers(stack: Stack) -> None:
         provider = stack.node.try_find_child(child_id)
         if provider is None:
             continue
-        acknowledge(
+        acknowledge_all(
             provider,
-            "AwsSolutions-IAM4",
-            f"CDK-managed provider that {purpose}; aws-cdk-lib fixes its role to AWSLambdaBasicExecutionRole "
-            "(logs only) and offers no property to replace it",
-        )
-        acknowledge(
-            provider,
-            "AwsSolutions-L1",
-            f"CDK-managed provider that {purpose}; its Node.js runtime is pinned by the aws-cdk-lib release "
-            "and moves forward when aws-cdk-lib is upgraded",
+            [
+                (
+                    "AwsSolutions-IAM4",
+                    f"CDK-managed provider that {purpose}; aws-cdk-lib fixes its role to "
+                    "AWSLambdaBasicExecutionRole (logs only) and offers no property to replace it",
+                ),
+                (
+                    "AwsSolutions-L1",
+                    f"CDK-managed provider that {purpose}; its Node.js runtime is pinned by the aws-cdk-lib "
+                    "release and moves forward when aws-cdk-lib is upgraded",
+                ),
+            ],
         )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from aws_cdk import Environment, Fn, Stack
+from aws_cdk import Aws, Environment, Fn, Stack
 from constructs import Construct
 
 from stacks.settings import EnvironmentSpec
 
 MAX_AZS = 3
+PARTITION = Aws.PARTITION  # a static property read (a round trip): once
 
 
 class PlatformStack(Stack):
@@ -29,6 +30,12 @@ class PlatformStack(Stack):
             description=description,
             termination_protection=False,
         )
+        # The environment is explicit, so the account and region are these literals and the partition is the
+        # AWS::Partition token. Stacks read them for most ARNs they build, and each read of the jsii
+        # properties (`self.account`, ...) is a round trip to Node: these are plain Python attributes.
+        self.account_id = account
+        self.region_name = region
+        self.partition_token = PARTITION
 
     @property
     def availability_zones(self) -> list[str]:

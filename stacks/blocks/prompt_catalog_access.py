@@ -27,10 +27,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stacks.blocks import durations
+from stacks.blocks.grants import allow
 from stacks.blocks.nag import acknowledge
 from stacks.settings import STAGES, EnvironmentSpec, PlatformConfig, Stage
 
@@ -195,13 +196,9 @@ def prompt_release_role(scope: Construct, config: PlatformConfig, environment: E
         description=f"Moves the '{environment.stage.value}' alias of {environment.business_unit.name}'s prompts "
         "in the prompt catalog (the only identity the catalog lets do so)",
         assumed_by=principal,
-        max_session_duration=Duration.hours(1),
+        max_session_duration=durations.hours(1),
     )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["execute-api:Invoke"], resources=prompt_release_arns(config, environment)
-        )
-    )
+    allow(role, actions=["execute-api:Invoke"], resources=prompt_release_arns(config, environment))
     for arn in prompt_release_arns(config, environment):
         acknowledge(
             role,

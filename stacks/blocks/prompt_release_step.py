@@ -9,10 +9,12 @@ and from nowhere else.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, pipelines
 from aws_cdk import aws_iam as iam
+from aws_cdk import pipelines
 from constructs import Construct
 
+from stacks.blocks import durations
+from stacks.blocks.grants import allow
 from stacks.blocks.nag import acknowledge
 from stacks.blocks.prompt_catalog_access import (
     PARTITION,
@@ -24,7 +26,7 @@ from stacks.settings import EnvironmentSpec, PlatformConfig, Stage
 
 RELEASE_MODULE = "tools.release_prompts"
 RELEASE_MANIFEST = "config/prompt_releases.json"
-STEP_TIMEOUT = Duration.minutes(15)
+STEP_TIMEOUT = durations.minutes(15)
 
 
 def has_prompt_release(stage: Stage | None, environment: EnvironmentSpec | None) -> bool:
@@ -58,10 +60,8 @@ def prompt_release_step(
         assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
         description=f"Moves the prod prompt aliases of {bu} from the prod pipeline",
     )
-    caller.add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[release_role]))
-    caller.add_to_policy(
-        iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[catalog_stack_arn(config)])
-    )
+    allow(caller, actions=["sts:AssumeRole"], resources=[release_role])
+    allow(caller, actions=["cloudformation:DescribeStacks"], resources=[catalog_stack_arn(config)])
     acknowledge(
         caller,
         f"AwsSolutions-IAM5[Resource::{catalog_stack_arn(config)}]",

@@ -8,7 +8,8 @@ import re
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 
-from stacks.blocks.nag import acknowledge
+from stacks.blocks.grants import allow
+from stacks.blocks.nag import acknowledge, acknowledge_wildcard_findings
 
 _ECR_IMAGE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<repo>[^:@]+)"
@@ -46,15 +47,17 @@ def grant_sagemaker_runtime(role: iam.Role, *, images: list[str]) -> None:
     ]
     for statement in statements:
         role.add_to_policy(statement)
-    for finding, reason in {
-        "Resource::*": "Only ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited to SageMaker "
-        "namespaces by condition) and, where the role joins a VPC, the ec2 Describe* calls use '*': none of "
-        "them supports a resource scope",
-        f"Resource::arn:<AWS::Partition>:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/*": (
-            "SageMaker names its log groups under /aws/sagemaker/ at deploy or run time"
-        ),
-    }.items():
-        acknowledge(role, f"AwsSolutions-IAM5[{finding}]", reason)
+    acknowledge_wildcard_findings(
+        role,
+        {
+            "Resource::*": "Only ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited to SageMaker "
+            "namespaces by condition) and, where the role joins a VPC, the ec2 Describe* calls use '*': none of "
+            "them supports a resource scope",
+            f"Resource::arn:<AWS::Partition>:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/*": (
+                "SageMaker names its log groups under /aws/sagemaker/ at deploy or run time"
+            ),
+        },
+    )
 
 
 def grant_vpc_network_interfaces(
@@ -70,37 +73,34 @@ def grant_vpc_network_interfaces(
     stack = Stack.of(role)
     ec2_arn = f"arn:{stack.partition}:ec2:{stack.region}:{stack.account}"
     interfaces = f"{ec2_arn}:network-interface/*"
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=["ec2:CreateNetworkInterface"],
-            resources=[
-                interfaces,
-                *(f"{ec2_arn}:subnet/{subnet}" for subnet in subnet_ids),
-                *(f"{ec2_arn}:security-group/{group}" for group in security_group_ids),
-            ],
-        )
+    allow(
+        role,
+        actions=["ec2:CreateNetworkInterface"],
+        resources=[
+            interfaces,
+            *(f"{ec2_arn}:subnet/{subnet}" for subnet in subnet_ids),
+            *(f"{ec2_arn}:security-group/{group}" for group in security_group_ids),
+        ],
     )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=[
-                "ec2:DeleteNetworkInterface",
-                "ec2:CreateNetworkInterfacePermission",
-                "ec2:DeleteNetworkInterfacePermission",
-            ],
-            resources=[interfaces],
-        )
+    allow(
+        role,
+        actions=[
+            "ec2:DeleteNetworkInterface",
+            "ec2:CreateNetworkInterfacePermission",
+            "ec2:DeleteNetworkInterfacePermission",
+        ],
+        resources=[interfaces],
     )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            actions=[
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DescribeVpcs",
-                "ec2:DescribeDhcpOptions",
-                "ec2:DescribeSubnets",
-                "ec2:DescribeSecurityGroups",
-            ],
-            resources=["*"],
-        )
+    allow(
+        role,
+        actions=[
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeVpcs",
+            "ec2:DescribeDhcpOptions",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeSecurityGroups",
+        ],
+        resources=["*"],
     )
     acknowledge(
         role,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.blocks import durations
 from stacks.blocks.nag import acknowledge
 from stacks.blocks.retention import DataRetention
 
@@ -35,9 +35,9 @@ class AccessLogBucket(s3.Bucket):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-access-logs",
-                    expiration=Duration.days(expire_after_days),
-                    noncurrent_version_expiration=Duration.days(7),
-                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                    expiration=durations.days(expire_after_days),
+                    noncurrent_version_expiration=durations.days(7),
+                    abort_incomplete_multipart_upload_after=durations.days(1),
                 )
             ],
             removal_policy=retention.removal_policy,
@@ -84,7 +84,7 @@ class SecureBucket(s3.Bucket):
             server_access_logs_prefix=f"{construct_id.lower()}/",
             lifecycle_rules=[
                 s3.LifecycleRule(
-                    id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7)
+                    id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=durations.days(7)
                 ),
                 *lifecycle_rules,
             ],

@@ -7,50 +7,27 @@ read those weights; a tampered file leaves nothing behind for anyone to read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from stacks.settings import load_config
+from tests._model_intake import FILES, create_bucket, moto_s3, vet
 from tests.conftest import SynthesizedPlatform
 from tests.journeys._serving import bucket_name, only_bucket, resolve, role_allows, role_statements
 from tools.model_intake import main as intake
 
 SERVING = "exco-retail-preprod-serving"
 TUNING = "exco-retail-dev-fine-tuning"
-FILES = {
-    "config.json": b'{"model_type": "llama"}',
-    "model.safetensors": b"\x01" * 2048,
-    "tokenizer.json": b"{}",
-}
 
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        yield boto3.client("s3", region_name="eu-west-1")
-
-
-def create(s3: Any, bucket: str) -> None:
-    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-
-
-def vet(s3: Any, contents: dict[str, bytes]) -> None:
-    create(s3, "vetted-models")
-    manifest = {
-        "model": "llama-test",
-        "files": {n: hashlib.sha256(d).hexdigest() for n, d in contents.items()},
-    }
-    for name, data in {**contents, "manifest.json": json.dumps(manifest).encode()}.items():
-        s3.put_object(Bucket="vetted-models", Key=f"llama/{name}", Body=data)
+    with moto_s3(monkeypatch) as client:
+        create_bucket(client, "vetted-models")
+        yield client
 
 
 def serving_side(
@@ -89,9 +66,9 @@ def test_the_intake_puts_the_weights_where_the_endpoint_and_the_jobs_read_them(
     assert serving_uri == f"s3://{serving_bucket}/{retail.serving.base_model_prefix}"
     assert tuning_uri.endswith(f"/{retail.fine_tuning.base_model_prefix}")
     # Hop 2: the intake copies the vetted model into both.
-    vet(s3, FILES)
+    vet(s3, "vetted-models")
     for uri in (serving_uri, tuning_uri):
-        create(s3, uri.removeprefix("s3://").split("/")[0])
+        create_bucket(s3, uri.removeprefix("s3://").split("/")[0])
     assert (
         intake(["--from", "s3://vetted-models/llama/", "--to", serving_uri, "--to", tuning_uri], s3=s3) == 0
     )
@@ -152,9 +129,9 @@ def test_a_tampered_file_leaves_nothing_for_the_endpoint_to_load(
     default_platform: SynthesizedPlatform, s3: Any
 ) -> None:
     _, serving_uri, _ = serving_side(default_platform, SERVING)
-    vet(s3, FILES)
+    vet(s3, "vetted-models")
     s3.put_object(Bucket="vetted-models", Key="llama/model.safetensors", Body=b"swapped after vetting")
     bucket = serving_uri.removeprefix("s3://").split("/")[0]
-    create(s3, bucket)
+    create_bucket(s3, bucket)
     assert intake(["--from", "s3://vetted-models/llama/", "--to", serving_uri], s3=s3) == 2
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0

@@ -27,7 +27,6 @@ from evaluation import service
 from evaluation.gate_record import record_gate
 from evaluation.settings import EvaluationSettings
 from evaluation.store import S3ResultStore
-from moto import mock_aws
 from serving_deployer import handler as deployer_handler
 
 from common.evaluation_dataset import dataset_version_key
@@ -48,6 +47,7 @@ from tests.journeys._fine_tuning import (
     rules,
     with_bucket_names,
 )
+from tests.journeys._moto_account import in_account, lambda_context
 from tests.lambdas.serving_runtime._artifacts import adapter_artifact
 from tests.stacks.policy_eval import resolve
 
@@ -67,13 +67,7 @@ DATASET = [
     {"id": "q3", "input": "Do you ship to Norway?", "reference_output": "yes within five days"},
 ]
 GOOD = {r["input"]: r["reference_output"] for r in DATASET}
-
-
-class Context:
-    function_name = "journey"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{PREPROD}:function:journey"
-    aws_request_id = "req-1"
+CONTEXT = lambda_context(region=REGION, account=PREPROD)
 
 
 @pytest.fixture(scope="module")
@@ -93,17 +87,7 @@ def templates(default_platform: SynthesizedPlatform) -> dict[str, dict[str, Any]
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "MOTO_ACCOUNT_ID": TOOLING,
-        "POWERTOOLS_TRACE_DISABLED": "1",
-        "POWERTOOLS_METRICS_NAMESPACE": "journey",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
+    with in_account(monkeypatch, region=REGION, account=TOOLING):
         yield
 
 
@@ -307,7 +291,7 @@ class Journey:
                     },
                     {"stateMachineArn": ANY, "name": ANY, "input": ANY},
                 )
-                outcome = deployer_handler.lambda_handler(event, Context())
+                outcome = deployer_handler.lambda_handler(event, CONTEXT)
         finally:
             deployer_handler.serving_target.cache_clear()
             deployer_handler.records.cache_clear()

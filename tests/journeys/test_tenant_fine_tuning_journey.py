@@ -33,7 +33,6 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 from fine_tuning_trigger import core as trigger_core
 from fine_tuning_trigger import handler as trigger_handler
-from moto import mock_aws
 from serving_deployer import handler as deployer_handler
 from serving_runtime.packaging import read_artifact
 
@@ -58,6 +57,7 @@ from tests.journeys._fine_tuning import (
     service_allows,
     with_bucket_names,
 )
+from tests.journeys._moto_account import in_account, lambda_context
 from tests.journeys._tenant_review import register_tenant_version
 from tests.journeys._usage import References
 from tests.lambdas.app_backend.conftest import (
@@ -67,6 +67,7 @@ from tests.lambdas.app_backend.conftest import (
     RecordingFilter,
     RecordingModel,
 )
+from tests.lambdas.evaluation._api_events import api_event
 from tests.lambdas.fine_tuning._leases import OneRequestAtATime, create_leases_table
 from tests.lambdas.serving_runtime._artifacts import adapter_artifact
 from tests.stacks.policy_eval import resolve
@@ -75,13 +76,7 @@ REGION = "eu-west-1"
 LAKE = "222222222222"
 DEV, PREPROD, PROD = "333333333331", "333333333332", "333333333333"
 TENANTS = ("ann", "ben")
-
-
-class Context:
-    function_name = "journey"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{PROD}:function:journey"
-    aws_request_id = "req-1"
+CONTEXT = lambda_context(region=REGION, account=PROD)
 
 
 @dataclasses.dataclass
@@ -105,16 +100,7 @@ def stage(default_platform: SynthesizedPlatform) -> Stage:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "MOTO_ACCOUNT_ID": PROD,
-        "POWERTOOLS_TRACE_DISABLED": "1",
-        "POWERTOOLS_METRICS_NAMESPACE": "journey",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
+    with in_account(monkeypatch, region=REGION, account=PROD):
         yield
 
 
@@ -236,7 +222,7 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
         )
         for index, tenant in enumerate(TENANTS):
             message = {"messageId": f"m{index}", "body": json.dumps(events[tenant])}
-            assert trigger_handler.lambda_handler({"Records": [message]}, Context()) == {
+            assert trigger_handler.lambda_handler({"Records": [message]}, CONTEXT) == {
                 "batchItemFailures": []
             }
         stub.assert_no_pending_responses()
@@ -364,7 +350,7 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
                     "Body": ANY,
                 },
             )
-            outcome = deployer_handler.lambda_handler(event, Context())
+            outcome = deployer_handler.lambda_handler(event, CONTEXT)
             assert outcome["action"] == "deployed", outcome
             served[tenant] = outcome["served"]["inference_component"]
     deployer_handler.serving_target.cache_clear()
@@ -421,7 +407,7 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
     event = model_package_state_change(PROD, REGION, described)
     assert matches(deploy_rule["EventPattern"], event)
     component_stub.add_response("delete_inference_component", {}, {"InferenceComponentName": served["ann"]})
-    assert deployer_handler.lambda_handler(event, Context())["action"] == "retired"
+    assert deployer_handler.lambda_handler(event, CONTEXT)["action"] == "retired"
     component_stub.assert_no_pending_responses()
     component_stub.deactivate()
     deployer_handler.serving_target.cache_clear()
@@ -555,7 +541,7 @@ def test_a_prod_tenants_upload_starts_no_pipeline_in_another_stage(
         monkeypatch.setattr(trigger_handler, "sagemaker_client", lambda: client)
         monkeypatch.setattr(trigger_handler, "dynamodb_client", lambda: leases)
         result = trigger_handler.lambda_handler(
-            {"Records": [{"messageId": "m", "body": json.dumps(event)}]}, Context()
+            {"Records": [{"messageId": "m", "body": json.dumps(event)}]}, CONTEXT
         )
     assert result == {"batchItemFailures": []}
 
@@ -766,7 +752,7 @@ def test_a_reviewed_tenant_version_is_served_only_after_a_reviewer_of_its_busine
     for tenant in ("cara", "dan"):
         described = registry.describe_model_package(ModelPackageName=versions[tenant])
         event = model_package_state_change(PROD, REGION, described)
-        assert review_requests.lambda_handler(event, Context()) == {"queued": True}
+        assert review_requests.lambda_handler(event, CONTEXT) == {"queued": True}
 
     # ---- hop 5: GET /fine-tunes/{id} tells the tenant its model awaits review ----
     executions = boto3.client("sagemaker", region_name=REGION)
@@ -828,16 +814,7 @@ def test_a_reviewed_tenant_version_is_served_only_after_a_reviewer_of_its_busine
     monkeypatch.setattr(review_api.TenantModelDecisions, "sagemaker", property(lambda self: keeping))
 
     def call(method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-        request = {
-            "resource": path,
-            "path": path,
-            "httpMethod": method,
-            "headers": {"Content-Type": "application/json"},
-            "requestContext": {"resourcePath": path, "httpMethod": method, "identity": {"userArn": REVIEWER}},
-            "body": None if body is None else json.dumps(body),
-            "isBase64Encoded": False,
-        }
-        answer = evaluation_handler.review_api(request, Context())
+        answer = evaluation_handler.review_api(api_event(method, path, body, principal=REVIEWER), CONTEXT)
         return answer["statusCode"], json.loads(answer["body"] or "{}")
 
     status, review = call("GET", "/reviews/next")
@@ -963,7 +940,7 @@ def _serve(
             "invoke_endpoint",
             {"Body": _body('[{"generated_text": "ok"}]'), "ContentType": "application/json"},
         )
-        outcome: dict[str, Any] = deployer_handler.lambda_handler(event, Context())
+        outcome: dict[str, Any] = deployer_handler.lambda_handler(event, CONTEXT)
     deployer_handler.serving_target.cache_clear()
     deployer_handler.records.cache_clear()
     return outcome

@@ -47,6 +47,7 @@ SHARED_POLICY_HOLDERS = {
     "AWS::ApiGateway::Stage",  # points at the new deployment of the changed API
     "AWS::Lambda::Function",  # the prompt catalog's caller map (environment)
     "AWS::CloudTrail::Trail",  # the data lake's audit of <bu>/shared/ writes gains the new prefix
+    "AWS::SQS::QueuePolicy",  # the lake's undelivered upload events queue admits the new forwarding rules
 }
 
 

@@ -10,18 +10,20 @@ things like "you are an assistant" or "ignore", and the heuristics would fire on
 fallback; the Bedrock guardrail's prompt-attack filter is the input's detector by default.
 
 Cost is linear in the text: every pattern starts with a literal or a small character class (Python's
-`re` then skips ahead in C), the injection patterns run only when one of their anchor words occurs, and
-candidates are validated in Python (Luhn, mod-97, phone metadata) only where a cheap scan found one.
+`re` then skips ahead in C), the injection patterns run only when one of their anchor words occurs and
+then only where one of their first words is (two stages: `injection_spans`), and candidates are validated
+in Python (Luhn, mod-97, phone metadata) only where a cheap scan found one.
 """
 
 from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
+from typing import AnyStr, NamedTuple
 
 import phonenumbers
 
@@ -140,44 +142,255 @@ _WORD_TABLE = bytes.maketrans(
     (string.punctuation.replace("_", "") + string.ascii_uppercase).encode(),
     b" " * (len(string.punctuation) - 1) + string.ascii_lowercase.encode(),
 )
-# Mentions are not attacks: a phrase in quotes, or a sentence that talks about attacks.
-_MENTION_CUES = re.compile(
-    r"\b(?:prompt injections?|injection attacks?|jailbreak(?:s|ing)? (?:attempts?|attacks?|prompts?|techniques?)"
-    r"|such as|for example|e\.g\.|like the phrase|the phrase|phrases like|the sentence|the words|means?|meaning"
-    r"|detect(?:s|ed|ing|ion)?|classif(?:y|ies|ier)|defend|protect(?:s|ing)? against|red[- ]team(?:ing)?"
-    r"|attackers?|researchers?|paper|article|blog|talk about|explain|what does|what do|why do|how do (?:i|we|you) "
-    r"(?:stop|prevent|detect|block|handle|defend)"
-    r"|(?:on|in) (?:my|the|your|an?) (?:android|iphone|phone|device|browser|chrome|firefox|windows|mac|pc|tv|router))\b",
-    re.IGNORECASE,
-)
-_QUOTES = '"“”«»„`'
-_SENTENCE_END = re.compile(r"[.!?\n]")
-
-
-_CONTEXT = 300  # characters looked at around a match: bounded, so many matches stay linear
-
-
-def _is_mention(text: str, start: int, end: int) -> bool:
-    window_start = max(0, start - _CONTEXT)
-    line_start = max(text.rfind("\n", window_start, start) + 1, window_start)
-    before = text[line_start:start]
-    after = text[end : end + _CONTEXT]
-    if sum(before.count(q) for q in _QUOTES) % 2 == 1 or (before.count("'") % 2 == 1 and "'" in after):
-        return True  # inside quotes
-    sentence_start = max(
-        (m.end() for m in _SENTENCE_END.finditer(text, window_start, start)), default=window_start
-    )
-    following = _SENTENCE_END.search(text, end, end + _CONTEXT)
-    sentence_end = following.start() if following else min(len(text), end + _CONTEXT)
-    return _MENTION_CUES.search(text, sentence_start, sentence_end) is not None
-
-
-def _injection_suspected(folded: str) -> bool:
-    words = folded.encode("ascii", "ignore").translate(_WORD_TABLE).split()
-    return not _INJECTION_ANCHOR_BYTES.isdisjoint(words)
 
 
 _INJECTION_ANCHOR_BYTES = frozenset(word.encode() for word in _INJECTION_ANCHORS)
+
+# Two stages make the scan linear with a small constant, also on a text full of anchor words: `re` tries the
+# whole case-insensitive alternation at every position (about 0.6 us a character), so the candidates are
+# found first on the text's lower-case ASCII shape (`lower_shape_of`), where a pattern starts with a class
+# that `re` skips through in C and the alternatives start with literals it checks in one comparison; then
+# only the patterns that can start at a candidate run there, in the alternation's order, with `match`.
+# Every pattern starts with `\b` and a literal first word followed by a non-word character, except the
+# markup pattern (last), which starts with "<", "[" or a line start.
+_FIRST_WORDS: tuple[tuple[str, ...], ...] = (
+    ("ignore", "ignoring", "disregard", "disregarding", "forget", "forgetting", "override", "overriding",
+     "bypass", "bypassing", "skip", "discard", "neglect", "abandon", "drop", "set", "put", "throw", "pay",
+     "stop", "do", "don", "dont", "no"),
+    ("ignore", "disregard", "forget"),
+    ("your", "all", "the", "any"),
+    ("forget", "ignore", "disregard"),
+    ("you",),
+    ("act", "behave", "respond", "answer", "pretend", "roleplay", "role"),
+    ("enable", "enter", "activate", "switch", "turn", "engage", "you"),
+    ("do",),
+    ("you", "jailbreak"),
+    ("reveal", "print", "show", "repeat", "output", "leak", "display", "tell", "give", "write", "dump",
+     "recite", "spell", "what"),
+    ("new", "updated", "revised", "real", "actual", "true", "secret"),
+    ("system",),
+    ("from",),
+)  # fmt: skip
+# On the shape (lower case, every non-ASCII character "?"), a class of the text widens to itself plus "?".
+_S = r"[\t-\r\x1c-\x20?]"  # \s
+_W = r"[^a-z0-9_]"  # \W
+_WORD_END = r"(?![a-z0-9_])"  # what follows a word: a non-word character or the end (as for `\b`)
+# What follows a first word, as far as it is a literal (or a widened class) in every pattern that starts
+# with it; a word not listed here is followed by a non-word character. The common words get more, so that
+# ordinary text yields few candidates.
+_FOLLOWS: dict[str, str] = {
+    **dict.fromkeys(
+        ("your", "all", "the", "any"),
+        rf"{_S}+(?:(?:previous|prior|safety|content|old){_S}+)?(?:rules|restrictions|guidelines|instructions"
+        rf"|filters|guardrails|policies){_S}+(?:no longer apply|(?:are|is){_S}+|do not apply|don't apply)",
+    ),
+    "you": r"(?: are|'re| have been|'ve been)",
+    "do": r"(?: not| anything now)",
+    "don": "'t",
+    "dont": " ",
+    "no": " longer",
+    "set": " aside",
+    "put": " aside",
+    "throw": " away",
+    "pay": " no ",
+    "stop": " ",
+    "switch": " to",
+    "turn": " on",
+    "tell": " me",
+    "give": " me",
+    "write": " out",
+    "spell": " out",
+    "what": " ",
+    "from": " now on",
+    "system": " override",
+    **dict.fromkeys(
+        ("new", "updated", "revised", "real", "actual", "true", "secret"),
+        r" (?:system )?(?:instruction|directive|prompt|orders)",
+    ),
+    **dict.fromkeys(
+        ("act", "behave", "respond", "answer", "pretend", "roleplay"),
+        rf"{_S}+(?:as|like|to be|that you are|you are)",
+    ),
+    "role": "-play",
+}
+
+
+def _word_finders(follows: dict[str, str]) -> dict[bytes, re.Pattern[bytes]]:
+    """For each word, a pattern that finds it on the shape as a whole word followed by what must follow it.
+    The pattern starts with the word, a literal that `re` searches for at memory speed; the byte before it
+    is checked after it (a lookbehind), the rest with a lookahead, so no candidate hides another."""
+    return {
+        word.encode(): re.compile(f"{word}(?<![a-z0-9_]{word})(?={rest})".encode())
+        for word, rest in follows.items()
+    }
+
+
+# The words of the shape: every byte that is not a word character (after lower-casing) splits.
+_SPLIT_TABLE = bytes(
+    c if chr(c).isascii() and (chr(c).isalnum() or c == ord("_")) else 32 for c in range(256)
+)
+_FIRST_WORD_LIST = tuple(dict.fromkeys(word for words in _FIRST_WORDS for word in words))
+_PATTERNS_BY_WORD: dict[bytes, tuple[int, ...]] = {
+    word.encode(): tuple(i for i, words in enumerate(_FIRST_WORDS) if word in words)
+    for word in _FIRST_WORD_LIST
+}
+_INJECTION_FINDERS = _word_finders({word: _FOLLOWS.get(word, _W) for word in _FIRST_WORD_LIST})
+# The markup pattern's starts, widened: "<|", "[INST]", "<<SYS>>", "<system>", a line that opens with "##".
+_MARKUP_CANDIDATE = re.compile(
+    rf"<(?=\||<|/?(?:sys|system|assistant)>|/?sys>)|\[(?=/?inst\])|\n(?={_S}*##)".encode()
+)
+_MARKUP = len(INJECTION_PATTERNS) - 1
+_INJECTION_REGEXES = tuple(re.compile(pattern, re.IGNORECASE) for pattern in INJECTION_PATTERNS)
+# For the lower-case text: the patterns but the markup one have no upper-case literal (a test checks it).
+_INJECTION_LOWER = (*(re.compile(p) for p in INJECTION_PATTERNS[:-1]), _INJECTION_REGEXES[-1])
+
+
+# Mentions are not attacks: a phrase in quotes, or a sentence that talks about attacks. A cue is a first word
+# and what follows it, all literal (no class), so the same text finds its candidates on the shape.
+_DEVICE_CUE = (
+    " (?:my|the|your|an?) (?:android|iphone|phone|device|browser|chrome|firefox|windows|mac|pc|tv|router)"
+)
+_CUE_FOLLOWS: dict[str, str] = {
+    "prompt": " injections?",
+    "injection": " attacks?",
+    **dict.fromkeys(
+        ("jailbreak", "jailbreaks", "jailbreaking"), " (?:attempts?|attacks?|prompts?|techniques?)"
+    ),
+    "such": " as",
+    "for": " example",
+    "e": r"\.g\.",
+    "like": " the phrase",
+    "the": " (?:phrase|sentence|words)",
+    "phrases": " like",
+    **dict.fromkeys(
+        (
+            "mean",
+            "means",
+            "meaning",
+            "detect",
+            "detects",
+            "detected",
+            "detecting",
+            "detection",
+            "classify",
+            "classifies",
+            "classifier",
+            "defend",
+            "attacker",
+            "attackers",
+            "researcher",
+            "researchers",
+            "paper",
+            "article",
+            "blog",
+            "explain",
+        ),
+        "",
+    ),
+    **dict.fromkeys(("protect", "protects", "protecting"), " against"),
+    "red": "[- ]team(?:ing)?",
+    "talk": " about",
+    "what": " do(?:es)?",
+    "why": " do",
+    "how": " do (?:i|we|you) (?:stop|prevent|detect|block|handle|defend)",
+    "on": _DEVICE_CUE,
+    "in": _DEVICE_CUE,
+}
+_MENTION_CUES = re.compile(
+    rf"\b(?:{'|'.join(word + rest for word, rest in _CUE_FOLLOWS.items())})\b", re.IGNORECASE
+)
+_CUE_FINDERS = _word_finders({word: rest or _WORD_END for word, rest in _CUE_FOLLOWS.items()})
+# How far past its start a cue's match reads: its longest match, then the character its `\b` looks at.
+_CUE_REACH = 24
+_QUOTES = '"“”«»„`'
+_SENTENCE_END = re.compile(r"[.!?\n]")
+_CONTEXT = 300  # characters looked at around a match: bounded, so many matches stay linear
+
+
+def lower_shape_of(text: str) -> bytes:
+    """One byte per character of `text`: ASCII in lower case, anything else "?". `b" "` in front, so that
+    the character before position 0 is a non-word byte (text offset = shape offset - 1)."""
+    return b" " + text.encode("ascii", "replace").lower()
+
+
+def _word_starts(
+    shape: bytes, finders: dict[bytes, re.Pattern[bytes]], present: frozenset[bytes]
+) -> list[tuple[int, bytes]]:
+    """(text offset, word) of the finders' matches, for the words of `finders` that occur in the text."""
+    return [(m.start() - 1, word) for word in present & finders.keys() for m in finders[word].finditer(shape)]
+
+
+_SCANNED_WORDS = frozenset(_INJECTION_FINDERS) | frozenset(_CUE_FINDERS)
+# Printable ASCII and white space: a text of nothing else splits into the same words with
+# `_WORD_TABLE` (the anchor check) as with `_SPLIT_TABLE`.
+_PLAIN_BYTES = bytes(range(0x09, 0x0E)) + bytes(range(0x20, 0x7F))
+
+
+def _injection_candidates(shape: bytes, present: frozenset[bytes]) -> list[tuple[int, tuple[int, ...]]]:
+    """(text offset, indexes of the patterns that may match there, in order), by offset. `present`: the
+    words of the text that `_INJECTION_FINDERS` has (or more)."""
+    by_word = _PATTERNS_BY_WORD
+    found = [(offset, by_word[word]) for offset, word in _word_starts(shape, _INJECTION_FINDERS, present)]
+    # The markup pattern can also start at the text's first character (`^`): always tried there.
+    found.append((0, (_MARKUP,)))
+    if b"<" in shape or b"[" in shape or b"\n" in shape:
+        found.extend((m.start() - 1, (_MARKUP,)) for m in _MARKUP_CANDIDATE.finditer(shape))
+    found.sort()  # at one offset: the word's patterns, then the markup pattern (last in the alternation)
+    return found
+
+
+class _Mentions:
+    """`_is_mention` for many matches in one text: the sentence ends and the mention cues are found once
+    (cues: candidates on the shape, each confirmed with `match`), so each match costs a few bisections
+    instead of a search through 600 characters."""
+
+    def __init__(self, text: str, shape: bytes, present: frozenset[bytes]) -> None:
+        self.text = text
+        self.quotes = any(q in text for q in _QUOTES) or "'" in text
+        self.candidates = sorted(offset for offset, _ in _word_starts(shape, _CUE_FINDERS, present))
+        self.cues = [c for c in self.candidates if _MENTION_CUES.match(text, c)]
+        self.ends = [m.start() for m in _SENTENCE_END.finditer(text)] if self.candidates else []
+
+    def is_mention(self, start: int, end: int) -> bool:
+        if not self.candidates and not self.quotes:  # no cue, no quote: nothing makes it a mention
+            return False
+        text = self.text
+        window_start = max(0, start - _CONTEXT)
+        if self.quotes:
+            line_start = max(text.rfind("\n", window_start, start) + 1, window_start)
+            before = text[line_start:start]
+            quotes = sum(before.count(q) for q in _QUOTES)
+            if quotes % 2 == 1 or (before.count("'") % 2 == 1 and "'" in text[end : end + _CONTEXT]):
+                return True  # inside quotes
+        ends = self.ends
+        i = bisect_left(ends, start) - 1
+        sentence_start = ends[i] + 1 if i >= 0 and ends[i] >= window_start else window_start
+        j = bisect_left(ends, end)
+        sentence_end = (
+            ends[j] if j < len(ends) and ends[j] < end + _CONTEXT else min(len(text), end + _CONTEXT)
+        )
+        # A cue that ends (with the `\b` after it) before `sentence_end` reads as on the whole text.
+        safe_end = sentence_end - _CUE_REACH
+        cues = self.cues
+        k = bisect_left(cues, sentence_start)
+        if k < len(cues) and cues[k] < safe_end:
+            return True
+        candidates = self.candidates
+        for k in range(bisect_left(candidates, max(sentence_start, safe_end)), len(candidates)):
+            candidate = candidates[k]
+            if candidate > sentence_end:
+                break
+            if _MENTION_CUES.match(text, candidate, sentence_end):
+                return True
+        return False
+
+
+def _is_mention(text: str, start: int, end: int) -> bool:
+    shape = lower_shape_of(text)
+    return _Mentions(
+        text, shape, _SCANNED_WORDS.intersection(shape.translate(_SPLIT_TABLE).split())
+    ).is_mention(start, end)
+
 
 # ---- PII ----------------------------------------------------------------------------------------------------
 
@@ -187,6 +400,7 @@ _EMAIL_LOCAL_REVERSED = re.compile(r"[\w.%+-]{1,64}")
 _EMAIL_DOMAIN = re.compile(r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}")
 # The same e-mail as one regular expression: what `email_matches` must find (a test checks it).
 EMAIL_REGEX = re.compile(r"[\w.%+-]{1,64}@" + _EMAIL_DOMAIN.pattern)
+_AT_DOMAIN = re.compile("@" + _EMAIL_DOMAIN.pattern)
 
 # The scans for digit runs and IBANs run on the text's shape: one byte per character, every digit "0",
 # every capital "A" (in the folded view every decimal digit is ASCII). A pattern that starts with a character
@@ -197,7 +411,7 @@ _SHAPE = bytes.maketrans(b"0123456789" + string.ascii_uppercase.encode(), b"0" *
 # before the run); validated in Python.
 _DIGIT_RUN = re.compile(rb"0[0 ()./-]{5,}0")  # on the shape: \d[\d ()./-]{5,}\d
 # A run that is one card as written ("4111 1111 1111 1111", "4111-1111-..."): no per-match regex needed.
-_CARD_RUN = re.compile(rb"(?:0[ -]?){12,18}0")  # on the shape
+_DOUBLE_SEPARATOR = re.compile(rb"[ -][ -]")
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
 _NON_DIGIT = re.compile(r"\D")
@@ -243,26 +457,29 @@ def iban_valid(candidate: str) -> bool:
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
 
 
-def email_matches(text: str) -> Iterator[tuple[int, int]]:
+def email_matches(text: str) -> list[tuple[int, int]]:
     """(start, end) of every e-mail address: exactly `EMAIL_REGEX.finditer(text)`'s spans, in linear time."""
-    at = text.find("@")
-    if at < 0:
-        return
+    return [(start, end) for _, start, end in _email_findings(text)]
+
+
+def _email_findings(text: str) -> list[tuple[str, int, int]]:
+    """("EMAIL", start, end) of `email_matches`. An "@" and its domain are found forwards in one C pass (a
+    domain holds no "@", so none is skipped); the local part backwards from the "@", on the reversed text,
+    so a long run without an "@" costs nothing."""
+    if "@" not in text:
+        return []
+    found: list[tuple[str, int, int]] = []
     reversed_text = text[::-1]
     size = len(text)
     previous_end = 0
-    while at >= 0:
-        domain = _EMAIL_DOMAIN.match(text, at + 1)
-        if domain is not None and at > previous_end:
-            # The local part may not reach back into the previous match.
-            local = _EMAIL_LOCAL_REVERSED.match(reversed_text, size - at, size - previous_end)
-            if local is not None:
-                start = at - (local.end() - local.start())
-                yield start, domain.end()
-                previous_end = domain.end()
-                at = text.find("@", previous_end)
-                continue
-        at = text.find("@", at + 1)
+    local_part = _EMAIL_LOCAL_REVERSED.match
+    for domain in _AT_DOMAIN.finditer(text):
+        at = domain.start()
+        # The local part may not reach back into the previous match.
+        if at > previous_end and (local := local_part(reversed_text, size - at, size - previous_end)):
+            previous_end = domain.end()
+            found.append(("EMAIL", size - local.end(), previous_end))  # (the match starts at size - at)
+    return found
 
 
 def shape_of(text: str) -> bytes:
@@ -270,60 +487,91 @@ def shape_of(text: str) -> bytes:
     return text.encode("ascii", "replace").translate(_SHAPE)
 
 
-def _digit_run_findings(text: str, shape: bytes, region: str) -> Iterator[tuple[str, int, int]]:
+def card_as_written(run: bytes) -> bytes | None:
+    """The digits of a digit run that is one card number as written: 13-19 digits with single spaces or
+    hyphens between them (`(?:\\d[ -]?){12,18}\\d`, without the repeated group that costs `re` a microsecond)."""
+    digits = run.translate(None, b" -")
+    if 13 <= len(digits) <= 19 and digits.isdigit() and not _DOUBLE_SEPARATOR.search(run):
+        return digits
+    return None
+
+
+def _digit_run_findings(
+    text: str, encoded: bytes, shape: bytes, region: str, add: Callable[[tuple[str, int, int]], None]
+) -> None:
+    """Cards, SSNs and phone numbers in the digit runs. `encoded`: the text as ASCII ("?" for the rest)."""
+    doubled = _LUHN_DOUBLED
     for run in _DIGIT_RUN.finditer(shape):
         start, end = run.span()
-        # 13-19 digits by the pattern, then the checksum
-        if _CARD_RUN.fullmatch(shape, start, end) and luhn_valid(
-            text[start:end].encode().translate(None, b" -")
+        # One card as written, then the checksum (`luhn_valid`, inlined)
+        digits = card_as_written(encoded[start:end])
+        if (
+            digits is not None
+            and (sum(digits[-1::-2]) + sum(digits[-2::-2].translate(doubled)) - 48 * len(digits)) % 10 == 0
         ):
-            yield "CREDIT_DEBIT_NUMBER", start, end
-            continue
-        found = False
-        for card in _CARD.finditer(text, start, end):
-            digits = _NON_DIGIT.sub("", card.group())
-            if 13 <= len(digits) <= 19 and luhn_valid(digits):
-                found = True
-                yield "CREDIT_DEBIT_NUMBER", card.start(), card.end()
-        if b"-" in run.group():
-            for ssn in _SSN.finditer(text, start, end):
-                found = True
-                yield "SSN", ssn.start(), ssn.end()
-        if not found and region:
-            if start and text[start - 1] in "+(":
-                start -= 1
-            yield from _phone_findings(text, start, end, region)
+            add(("CREDIT_DEBIT_NUMBER", start, end))
+        else:
+            _mixed_run_findings(text, run, region, add)
 
 
-def _phone_findings(text: str, start: int, end: int, region: str) -> Iterator[tuple[str, int, int]]:
+def _mixed_run_findings(
+    text: str, run: re.Match[bytes], region: str, add: Callable[[tuple[str, int, int]], None]
+) -> None:
+    """A digit run that is not one valid card as written: cards inside it, SSNs, else a phone number."""
+    start, end = run.span()
+    found = False
+    for card in _CARD.finditer(text, start, end):
+        digits = _NON_DIGIT.sub("", card.group())
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            found = True
+            add(("CREDIT_DEBIT_NUMBER", card.start(), card.end()))
+    if b"-" in run.group():
+        for ssn in _SSN.finditer(text, start, end):
+            found = True
+            add(("SSN", ssn.start(), ssn.end()))
+    if not found and region:
+        if start and text[start - 1] in "+(":
+            start -= 1
+        phone = _phone_span(text, start, end, region)
+        if phone is not None:
+            add(("PHONE", *phone))
+
+
+def _phone_span(text: str, start: int, end: int, region: str) -> tuple[int, int] | None:
     """A digit run that the phone metadata (phonenumbers) accepts as a valid number of some region."""
     shape = _PHONE_SHAPE.match(text, start, end)
     if shape is None:
-        return
+        return None
     digits = _NON_DIGIT.sub("", shape.group())
     if not 7 <= len(digits) <= 15 or _DATE_OR_VERSION.fullmatch(shape.group()):
-        return
+        return None
     try:
         number = phonenumbers.parse(shape.group(), region)
     except phonenumbers.NumberParseException:
-        return
-    if phonenumbers.is_valid_number(number):
-        yield "PHONE", shape.start(), shape.end()
+        return None
+    return shape.span() if phonenumbers.is_valid_number(number) else None
 
 
-def pii_spans(text: str, phone_region: str = "US") -> Iterator[tuple[str, int, int]]:
+def pii_spans(text: str, phone_region: str = "US") -> list[tuple[str, int, int]]:
     """(Comprehend entity type, start, end) of every PII pattern match in (normalized) `text`."""
-    if "@" in text:
-        for start, end in email_matches(text):
-            yield "EMAIL", start, end
-    shape = shape_of(text)
-    yield from _digit_run_findings(text, shape, phone_region)
+    found = _email_findings(text)
+    add = found.append
+    encoded = text.encode("ascii", "replace")
+    shape = encoded.translate(_SHAPE)  # `shape_of(text)`
+    _digit_run_findings(text, encoded, shape, phone_region, add)
+    _key_and_iban_findings(text, encoded, shape, add)
+    return found
+
+
+def _key_and_iban_findings(
+    text: str, encoded: bytes, shape: bytes, add: Callable[[tuple[str, int, int]], None]
+) -> None:
     for key in _AWS_ACCESS_KEY.finditer(text):
         if key.start() == 0 or not text[key.start() - 1].isalnum():
-            yield "AWS_ACCESS_KEY", key.start(), key.end()
-    if "ecret" in text or "ECRET" in text:
+            add(("AWS_ACCESS_KEY", key.start(), key.end()))
+    if b"ecret" in encoded or b"ECRET" in encoded:  # ("ecret" in text, in bytes: faster)
         for secret in _AWS_SECRET.finditer(text):
-            yield "AWS_SECRET_KEY", secret.start(1), secret.end(1)
+            add(("AWS_SECRET_KEY", secret.start(1), secret.end(1)))
     for iban in _IBAN.finditer(shape):
         start, end = iban.span()
         if start and text[start - 1].isalnum():
@@ -332,7 +580,7 @@ def pii_spans(text: str, phone_region: str = "US") -> Iterator[tuple[str, int, i
         candidate = text[start:end]
         for length in range(len(candidate), 14, -1):
             if candidate[length - 1] != " " and iban_valid(candidate[:length]):
-                yield "INTERNATIONAL_BANK_ACCOUNT_NUMBER", start, start + length
+                add(("INTERNATIONAL_BANK_ACCOUNT_NUMBER", start, start + length))
                 break
 
 
@@ -351,7 +599,6 @@ class _Compiled:
     # Deny terms, folded and lower-cased like the text they are matched in.
     deny_term_list: tuple[str, ...]
     deny_patterns: tuple[DenyPattern, ...]
-    injection: re.Pattern[str]
 
 
 _BY_IDENTITY: dict[int, tuple[LocalRules, _Compiled]] = {}
@@ -376,7 +623,6 @@ def _compile_rules(rules: LocalRules) -> _Compiled:
     return _Compiled(
         deny_term_list=folded,
         deny_patterns=tuple(_deny_pattern(p) for p in rules.deny_patterns),
-        injection=re.compile("|".join(f"(?:{p})" for p in INJECTION_PATTERNS), re.IGNORECASE),
     )
 
 
@@ -417,18 +663,23 @@ def deny_pattern_spans(text: str, deny: DenyPattern) -> Iterator[tuple[int, int]
 def deny_term_spans(folded: str, term_list: tuple[str, ...]) -> Iterator[tuple[int, int]]:
     """Whole-word, case-insensitive matches of the deny terms: a term that starts (ends) with a letter or
     digit must not continue a word there. At each position the longest whole-word term wins; matches do
-    not overlap. Each term is found with `str.find` (a fast C search): cost is the text's length times the
+    not overlap. Each term is found with `find` (a fast C search): cost is the text's length times the
     number of terms, far below one regular expression pass for the few terms a business unit lists."""
-    lowered = folded.lower()
-    if len(lowered) != len(folded):  # lower() changes the length of a few characters: keep offsets exact
-        lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in folded)
-    hits: list[tuple[int, int]] = []  # (start, -length): at one start the longest first
-    for term in term_list:
-        start = lowered.find(term)
-        while start >= 0:
-            if _whole_word(lowered, start, start + len(term), term):
-                hits.append((start, -len(term)))
-            start = lowered.find(term, start + 1)
+    if not folded.isascii() and all(term.isascii() and "?" not in term for term in term_list):
+        # ASCII terms in the lower-case ASCII bytes ("?" for the rest): no other character of a folded
+        # view lower-cases to ASCII, and bytes are searched faster than a wide string (which `lower`
+        # also makes slowly).
+        hits = _term_hits(folded.encode("ascii", "replace").lower(), [t.encode() for t in term_list], folded)
+    else:
+        lowered = folded.lower()
+        if len(lowered) != len(folded):  # lower() changes the length of a few characters: keep offsets exact
+            lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in folded)
+        hits = _term_hits(lowered, list(term_list), folded)
+    return _longest_first(hits)
+
+
+def _longest_first(hits: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """(start, end) of the hits (start, -length) that do not overlap an earlier one, the longest first."""
     hits.sort()
     pos = 0
     for start, negative_length in hits:
@@ -437,10 +688,23 @@ def deny_term_spans(folded: str, term_list: tuple[str, ...]) -> Iterator[tuple[i
             yield start, pos
 
 
-def _whole_word(text: str, start: int, end: int, term: str) -> bool:
+def _term_hits(haystack: AnyStr, terms: list[AnyStr], folded: str) -> list[tuple[int, int]]:
+    """(start, -length) of the whole-word occurrences of each term in `haystack` (offsets of `folded`)."""
+    hits: list[tuple[int, int]] = []
+    for term in terms:
+        start = haystack.find(term)
+        while start >= 0:
+            if _whole_word(folded, start, start + len(term), term):
+                hits.append((start, -len(term)))
+            start = haystack.find(term, start + 1)
+    return hits
+
+
+def _whole_word(text: str, start: int, end: int, term: str | bytes) -> bool:
+    # (a term's first and last characters are ASCII when it is bytes: `isalnum` reads them alike)
     return not (
-        (term[0].isalnum() and start and _is_word_char(text[start - 1]))
-        or (term[-1].isalnum() and end < len(text) and _is_word_char(text[end]))
+        (term[:1].isalnum() and start and _is_word_char(text[start - 1]))
+        or (term[-1:].isalnum() and end < len(text) and _is_word_char(text[end]))
     )
 
 
@@ -448,14 +712,41 @@ def _is_word_char(char: str) -> bool:
     return char.isalnum() or char == "_"
 
 
-def injection_spans(folded: str, injection: re.Pattern[str] | None = None) -> Iterator[tuple[int, int]]:
-    """Spans of `folded` (normalized) text that read as a prompt-injection attempt, not as a mention of one."""
-    if not _injection_suspected(folded):
+def injection_spans(folded: str) -> Iterator[tuple[int, int]]:
+    """Spans of `folded` (normalized) text that read as a prompt-injection attempt, not as a mention of one:
+    the matches of `finditer` with the alternation of `INJECTION_PATTERNS` (case-insensitive), found at the
+    candidates only (see `_FIRST_WORDS`)."""
+    # Every pattern needs one of the anchor words: a text without any skips the scan (the common case).
+    words = folded.encode("ascii", "ignore").translate(_WORD_TABLE).split()
+    if _INJECTION_ANCHOR_BYTES.isdisjoint(words):
         return
-    pattern = injection or _compile(LocalRules()).injection
-    for match in pattern.finditer(folded):
-        if match.end() > match.start() and not _is_mention(folded, match.start(), match.end()):
-            yield match.start(), match.end()
+    shape = lower_shape_of(folded)
+    if not folded.isascii() or shape.translate(None, _PLAIN_BYTES):
+        # Other than printable ASCII and white space: the anchor check's words are not the shape's words.
+        words = shape.translate(_SPLIT_TABLE).split()
+    present = _SCANNED_WORDS.intersection(words)
+    # Case-insensitive matching is the lower-case text matched case-sensitively (twice as fast), as no
+    # character of a folded view other than ASCII letters is a case variant of one (a test checks it).
+    lowered = folded.lower()
+    patterns = _INJECTION_LOWER if len(lowered) == len(folded) else _INJECTION_REGEXES
+    if patterns is _INJECTION_REGEXES:
+        lowered = folded
+    mentions: _Mentions | None = None
+    pos = 0
+    for offset, indexes in _injection_candidates(shape, present):
+        if offset < pos:  # inside the previous match: `finditer` goes on after it
+            continue
+        for index in indexes:
+            match = patterns[index].match(lowered, offset)
+            if match is not None:
+                break
+        else:
+            continue
+        pos = match.end()  # every pattern matches at least one character (a test checks it)
+        if mentions is None:
+            mentions = _Mentions(folded, shape, present)
+        if not mentions.is_mention(offset, pos):
+            yield offset, pos
 
 
 class LocalRulesLayer:
@@ -488,32 +779,35 @@ class LocalRulesLayer:
     ) -> list[Finding]:
         view = NormalizedText(text)
         folded = view.text
-        # (type, action, start, end, is PII) in the folded view; mapped to the original's offsets at the end.
-        found: list[tuple[str, FindingAction, int, int, bool]] = []
+        # (type, action, start, end) in the folded view; mapped to the original's offsets at the end.
+        found: list[tuple[str, FindingAction, int, int]] = []
         add = found.append
         if compiled.deny_term_list:
             for start, end in deny_term_spans(folded, compiled.deny_term_list):
-                add(("deny_term", "block", start, end, False))
+                add(("deny_term", "block", start, end))
         for deny in compiled.deny_patterns:
             for start, end in deny_pattern_spans(folded, deny):
-                add(("deny_pattern", "block", start, end, False))
+                add(("deny_pattern", "block", start, end))
         if injection and rules.injection_heuristics:
-            for start, end in injection_spans(folded, compiled.injection):
-                add(("prompt_injection", "block", start, end, False))
-        if rules.pii_regex_fallback:
-            actions: dict[str, FindingAction] = {}
-            for kind, start, end in pii_spans(folded, rules.phone_region):
-                action = actions.get(kind) or actions.setdefault(kind, settings.pii_action(kind))
-                add((kind, action, start, end, True))
+            for start, end in injection_spans(folded):
+                add(("prompt_injection", "block", start, end))
+        pii = pii_spans(folded, rules.phone_region) if rules.pii_regex_fallback else []
+        if not found and not pii:
+            return []
+        if not view.same_offsets:
+            original = view.original_span
+            found = [(kind, action, *original(s, e)) for kind, action, s, e in found]
+            pii = [(kind, *original(s, e)) for kind, s, e in pii]
         # tuple.__new__ is C; a named tuple's own __new__ (and `_make`) is a Python function, twice the cost.
         name, new = self.name, tuple.__new__
-        if view.same_offsets:
-            return [
-                new(Finding, (name, kind, action, None, new(Span, (index, s, e)), pii))
-                for kind, action, s, e, pii in found
-            ]
-        original = view.original_span
-        return [
-            new(Finding, (name, kind, action, None, new(Span, (index, *original(s, e))), pii))
-            for kind, action, s, e, pii in found
+        findings = [
+            new(Finding, (name, kind, action, None, new(Span, (index, s, e)), False))
+            for kind, action, s, e in found
         ]
+        if pii:
+            actions = {kind: settings.pii_action(kind) for kind in {span[0] for span in pii}}
+            findings += [
+                new(Finding, (name, kind, actions[kind], None, new(Span, (index, s, e)), True))
+                for kind, s, e in pii
+            ]
+        return findings

@@ -3,6 +3,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,39 +167,33 @@ def test_upload_content_type_outside_the_allowed_list_is_refused(backend: Backen
     assert backend.sts.calls == []
 
 
-def test_two_tenants_through_the_api_see_only_their_own_uploads_and_models(aws_env: None) -> None:
-    with mock_aws():
-        built = build_backend()
-        handler.use_service(built.service)
-        cognito = boto3.client("cognito-idp")
-        pool = cognito.create_user_pool(PoolName="end-users")["UserPool"]["Id"]
-        subs = {}
-        for user in ("ann", "ben"):
-            attrs = cognito.admin_create_user(UserPoolId=pool, Username=user)["User"]["Attributes"]
-            subs[user] = next(a["Value"] for a in attrs if a["Name"] == "sub")
-        for user, sub in subs.items():
-            built.s3.put_object(
-                Bucket=RAW, Key=f"{BU}/{STAGE}/tenant={sub}/uploads/1/{user}.jsonl", Body=b"{}"
-            )
-            built.table.put_item(
-                Item={
-                    "pk": f"TENANT#{sub}",
-                    "sk": f"MODEL#{user}-model",
-                    "endpoint_name": "e",
-                    "created_at": 1,
-                }
-            )
-
-        for user, sub in subs.items():
-            status, body = built.call("GET", "/uploads", sub=sub)
-            assert status == 200
-            assert [u["key"].rsplit("/", 1)[1] for u in body["uploads"]] == [f"{user}.jsonl"]
-            status, body = built.call("GET", "/models", sub=sub)
-            assert body == {
-                "models": [{"name": f"{user}-model", "created_at": 1, "status": "serving"}],
-                "fine_tunes": [],
+def test_two_tenants_through_the_api_see_only_their_own_uploads_and_models(backend: Backend) -> None:
+    cognito = boto3.client("cognito-idp")
+    pool = cognito.create_user_pool(PoolName="end-users")["UserPool"]["Id"]
+    subs = {}
+    for user in ("ann", "ben"):
+        attrs = cognito.admin_create_user(UserPoolId=pool, Username=user)["User"]["Attributes"]
+        subs[user] = next(a["Value"] for a in attrs if a["Name"] == "sub")
+    for user, sub in subs.items():
+        backend.s3.put_object(Bucket=RAW, Key=f"{BU}/{STAGE}/tenant={sub}/uploads/1/{user}.jsonl", Body=b"{}")
+        backend.table.put_item(
+            Item={
+                "pk": f"TENANT#{sub}",
+                "sk": f"MODEL#{user}-model",
+                "endpoint_name": "e",
+                "created_at": 1,
             }
-        handler.use_service(None)
+        )
+
+    for user, sub in subs.items():
+        status, body = backend.call("GET", "/uploads", sub=sub)
+        assert status == 200
+        assert [u["key"].rsplit("/", 1)[1] for u in body["uploads"]] == [f"{user}.jsonl"]
+        status, body = backend.call("GET", "/models", sub=sub)
+        assert body == {
+            "models": [{"name": f"{user}-model", "created_at": 1, "status": "serving"}],
+            "fine_tunes": [],
+        }
 
 
 def test_fine_tunes_are_503_when_the_pipeline_is_not_configured(backend: Backend) -> None:
@@ -234,6 +230,34 @@ def _running(pipeline: SageMakerPipeline, count: int) -> None:
         pipeline.leases.bind(pipeline.leases.reserve(f"run-{i}", now=now), f"{EXECUTION}{i}", now=now)
 
 
+@contextmanager
+def _fine_tune_api() -> Iterator[tuple[Backend, SageMakerPipeline, Stubber]]:
+    """The API with fine-tuning on: moto for the tables, a Stubber for SageMaker that must end with every
+    queued call made (a call nobody queued fails the test)."""
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    with mock_aws(), Stubber(sagemaker) as stub:
+        pipeline = _pipeline(sagemaker)
+        built = build_backend(fine_tunes=pipeline)
+        handler.use_service(built.service)
+        try:
+            yield built, pipeline, stub
+            stub.assert_no_pending_responses()
+        finally:
+            handler.use_service(None)
+
+
+def _record_fine_tune(built: Backend, fine_tune_id: str, model_name: str) -> None:
+    """tenant-a's fine-tune as POST /fine-tunes stored it, bound to the pipeline's execution."""
+    built.table.put_item(
+        Item={
+            "pk": "TENANT#tenant-a",
+            "sk": f"FINETUNE#{fine_tune_id}",
+            "model_name": model_name,
+            "execution_arn": EXECUTION,
+        }
+    )
+
+
 def _expect_start_and_status(
     stub: Stubber, model_name: str, use_case: str, status: str, *, step: str
 ) -> None:
@@ -267,11 +291,7 @@ def _expect_start_and_status(
 
 
 def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_read_it(aws_env: None) -> None:
-    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
-    with mock_aws(), Stubber(sagemaker) as stub:
-        pipeline = _pipeline(sagemaker)
-        built = build_backend(fine_tunes=pipeline)
-        handler.use_service(built.service)
+    with _fine_tune_api() as (built, pipeline, stub):
         _running(pipeline, 1)
         # No use case asked for: the business unit's default, with its policy's status.
         _expect_start_and_status(stub, "mine", "product-qa", "Approved", step="Evaluate")
@@ -283,16 +303,10 @@ def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_r
         assert state["use_case"] == "product-qa"
         status, body = built.call("GET", f"/fine-tunes/{started['fine_tune_id']}", sub="tenant-b")
         assert (status, body["field"]) == (404, "fine_tune_id")
-        stub.assert_no_pending_responses()
-        handler.use_service(None)
 
 
 def test_a_fine_tune_of_another_use_case_runs_under_that_use_cases_promotion_policy(aws_env: None) -> None:
-    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
-    with mock_aws(), Stubber(sagemaker) as stub:
-        pipeline = _pipeline(sagemaker)
-        built = build_backend(fine_tunes=pipeline)
-        handler.use_service(built.service)
+    with _fine_tune_api() as (built, _, stub):
         _expect_start_and_status(
             stub, "summaries", "review-summarization", "PendingManualApproval", step="FineTune"
         )
@@ -304,8 +318,6 @@ def test_a_fine_tune_of_another_use_case_runs_under_that_use_cases_promotion_pol
         assert [(f["fine_tune_id"], f["use_case"], f["status"]) for f in listed["fine_tunes"]] == [
             (started["fine_tune_id"], "review-summarization", "training")
         ]
-        stub.assert_no_pending_responses()
-        handler.use_service(None)
 
 
 USE_CASE_NAME = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"  # the config's use case names (stacks/settings/platform.py)
@@ -325,11 +337,7 @@ def test_an_unknown_use_case_is_refused_naming_it_and_takes_no_slot_and_starts_n
     aws_env: None, use_case: Any
 ) -> None:
     well_formed = isinstance(use_case, str) and re.fullmatch(USE_CASE_NAME, use_case) is not None
-    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
-    with mock_aws(), Stubber(sagemaker) as stub:  # no response queued: any start would fail the test
-        pipeline = _pipeline(sagemaker)
-        built = build_backend(fine_tunes=pipeline)
-        handler.use_service(built.service)
+    with _fine_tune_api() as (built, pipeline, _):  # no response queued: any start would fail the test
         status, body = built.call("POST", "/fine-tunes", {"model_name": "mine", "use_case": use_case})
         expected = (422, "use_case") if well_formed else (400, "body.use_case")
         assert (status, body["field"]) == expected, body
@@ -337,23 +345,15 @@ def test_an_unknown_use_case_is_refused_naming_it_and_takes_no_slot_and_starts_n
             assert "product-qa, review-summarization" in body["message"]  # what the tenant may pick
         assert pipeline.leases.held(now=datetime.now(UTC)) == []
         assert built.table_items() == [] and built.quota_items() == []  # nothing recorded, no quota used
-        stub.assert_no_pending_responses()
-        handler.use_service(None)
 
 
 def test_the_cap_on_concurrent_runs_answers_429_and_starts_nothing(aws_env: None) -> None:
-    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
-    with mock_aws(), Stubber(sagemaker) as stub:
-        pipeline = _pipeline(sagemaker)
-        built = build_backend(fine_tunes=pipeline)
-        handler.use_service(built.service)
+    with _fine_tune_api() as (built, pipeline, _):
         _running(pipeline, 2)
         status, body = built.call("POST", "/fine-tunes", {"model_name": "mine"})
         assert (status, body["field"]) == (429, "fine_tunes")
         assert "max_concurrent_runs is 2" in body["message"]
         assert built.table_items() == []
-        stub.assert_no_pending_responses()
-        handler.use_service(None)
 
 
 def _succeeded(stub: Stubber, approval: str, description: str | None = None) -> None:
@@ -407,18 +407,8 @@ def _succeeded(stub: Stubber, approval: str, description: str | None = None) -> 
 def test_a_registered_run_reports_review_deployment_and_serving(
     aws_env: None, approval: str, deployment: dict[str, str] | None, expected: tuple[str, str | None]
 ) -> None:
-    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
-    with mock_aws(), Stubber(sagemaker) as stub:
-        built = build_backend(fine_tunes=_pipeline(sagemaker))
-        handler.use_service(built.service)
-        built.table.put_item(
-            Item={
-                "pk": "TENANT#tenant-a",
-                "sk": "FINETUNE#" + "a" * 32,
-                "model_name": "mine",
-                "execution_arn": EXECUTION,
-            }
-        )
+    with _fine_tune_api() as (built, _, stub):
+        _record_fine_tune(built, "a" * 32, "mine")
         if deployment is not None:
             built.table.put_item(
                 Item={
@@ -430,44 +420,21 @@ def test_a_registered_run_reports_review_deployment_and_serving(
         _succeeded(stub, approval)
         status, state = built.call("GET", "/fine-tunes/" + "a" * 32)
         assert (status, state["status"], state.get("reason")) == (200, *expected)
-        stub.assert_no_pending_responses()
-        handler.use_service(None)
 
 
 def test_a_rejected_version_tells_the_tenant_the_reviewers_reason(aws_env: None) -> None:
-    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
-    with mock_aws(), Stubber(sagemaker) as stub:
-        built = build_backend(fine_tunes=_pipeline(sagemaker))
-        handler.use_service(built.service)
-        built.table.put_item(
-            Item={
-                "pk": "TENANT#tenant-a",
-                "sk": "FINETUNE#" + "b" * 32,
-                "model_name": "mine",
-                "execution_arn": EXECUTION,
-            }
-        )
+    with _fine_tune_api() as (built, _, stub):
+        _record_fine_tune(built, "b" * 32, "mine")
         decided = "rejected by arn:aws:iam::123456789012:role/reviewer: answers cite prices that do not exist"
         _succeeded(stub, "Rejected", decided)
         status, state = built.call("GET", "/fine-tunes/" + "b" * 32)
         assert (status, state["status"]) == (200, "failed")
         assert state["reason"] == f"the review set the model to Rejected ({decided})"
-        handler.use_service(None)
 
 
 def test_a_failed_run_reports_its_reason(aws_env: None) -> None:
-    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
-    with mock_aws(), Stubber(sagemaker) as stub:
-        built = build_backend(fine_tunes=_pipeline(sagemaker))
-        handler.use_service(built.service)
-        built.table.put_item(
-            Item={
-                "pk": "TENANT#tenant-a",
-                "sk": "FINETUNE#" + "b" * 32,
-                "model_name": "m",
-                "execution_arn": EXECUTION,
-            }
-        )
+    with _fine_tune_api() as (built, _, stub):
+        _record_fine_tune(built, "b" * 32, "m")
         stub.add_response(
             "describe_pipeline_execution",
             {"PipelineExecutionStatus": "Failed"},
@@ -489,7 +456,6 @@ def test_a_failed_run_reports_its_reason(aws_env: None) -> None:
         status, state = built.call("GET", "/fine-tunes/" + "b" * 32)
         assert (status, state["status"]) == (200, "failed")
         assert state["reason"] == "Held-out metrics below the thresholds for tenant-a"
-        handler.use_service(None)
 
 
 def _rating_metrics(captured: str) -> list[dict[str, Any]]:

@@ -12,9 +12,9 @@ from moto import mock_aws
 
 from common.evaluation_dataset import EvaluationRecord, dump_records
 
+from .conftest import BUCKET
 from .fakes import make_settings
 
-BUCKET = "results-bucket"
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: (

@@ -8,7 +8,7 @@ from common.evaluation_dataset import EvaluationRecord, dump_records
 from common.prompt_client import CatalogUnavailableError, FetchedPrompt, PromptNotFoundError
 
 from .fakes import ScriptedModel, make_settings, verdict
-from .test_service import BUCKET, batch_event, make_runtime, s3  # noqa: F401 - fixture
+from .test_service import BUCKET, batch_event, make_runtime
 
 
 class FakeCatalog:
@@ -45,7 +45,7 @@ RECORDS = [
 ]
 
 
-def prepared(s3, catalog, records=RECORDS):  # noqa: F811
+def prepared(s3, catalog, records=RECORDS):
     model = ScriptedModel("fm", fn=lambda request: request.prompt.split(": ", 1)[1])
     rt, _ = make_runtime(s3, [model])
     rt.prompt_fetcher = lambda: catalog
@@ -56,7 +56,7 @@ def prepared(s3, catalog, records=RECORDS):  # noqa: F811
     return rt, model, out
 
 
-def test_each_ref_is_resolved_once_and_the_alias_is_pinned_for_the_whole_run(s3):  # noqa: F811
+def test_each_ref_is_resolved_once_and_the_alias_is_pinned_for_the_whole_run(s3):
     catalog = FakeCatalog()
     catalog.alias = 2
     rt, model, out = prepared(s3, catalog)
@@ -70,7 +70,7 @@ def test_each_ref_is_resolved_once_and_the_alias_is_pinned_for_the_whole_run(s3)
     assert summary["prompt_versions"] == {"qa:prod": 2, "qa@1": 1}
 
 
-def test_a_ref_that_does_not_resolve_rejects_the_run_by_name(s3):  # noqa: F811
+def test_a_ref_that_does_not_resolve_rejects_the_run_by_name(s3):
     bad = [*RECORDS, EvaluationRecord(id="d", prompt_ref="qa@9", variables={"q": "x"})]
     with pytest.raises(
         service.DatasetRejectedError, match=r"prompt_ref 'qa@9': prompt 'qa' has no version 9"
@@ -79,14 +79,14 @@ def test_a_ref_that_does_not_resolve_rejects_the_run_by_name(s3):  # noqa: F811
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="retail/evaluation_runs/")
 
 
-def test_a_catalog_outage_fails_the_step_for_a_retry_rather_than_the_dataset(s3):  # noqa: F811
+def test_a_catalog_outage_fails_the_step_for_a_retry_rather_than_the_dataset(s3):
     catalog = FakeCatalog()
     catalog.down = True
     with pytest.raises(CatalogUnavailableError):
         prepared(s3, catalog)
 
 
-def test_prompt_ref_records_without_a_catalog_url_are_rejected(s3):  # noqa: F811
+def test_prompt_ref_records_without_a_catalog_url_are_rejected(s3):
     rt, _ = make_runtime(s3, [])
     s3.put_object(Bucket=BUCKET, Key="in/d.jsonl", Body=dump_records(RECORDS))
     with pytest.raises(service.DatasetRejectedError, match="prompt_catalog_url is not set"):

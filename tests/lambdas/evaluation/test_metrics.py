@@ -10,6 +10,8 @@ from evaluation.metrics import (
     token_f1,
 )
 
+from stacks.settings.fine_tuning import TEXT_METRICS
+
 
 # The nltk METEOR docstring example (nltk/translate/meteor_score.py).
 def words(text: str) -> list[str]:
@@ -67,6 +69,11 @@ def test_identical_text_scores_one_everywhere():
     assert found == {name: 1.0 for name in found}
     # METEOR keeps a small fragmentation penalty even for identical text: 1 - 0.5 * (1/6)**3
     assert meteor == pytest.approx(1 - 0.5 * (1 / 6) ** 3)
+
+
+def test_the_configs_text_metric_names_are_the_ones_the_engine_computes():
+    # Fine-tuning thresholds (stacks/settings/fine_tuning.py) may name only these.
+    assert sorted(text_metrics("a b", "a c")) == sorted(TEXT_METRICS)
 
 
 def test_exact_and_quasi_exact():

@@ -11,19 +11,11 @@ from evaluation.report import render_report
 from evaluation.scoring import ScoredRecord
 from evaluation.selection import evaluate_gate, rank_models
 
+from stacks.settings.fine_tuning import TEXT_METRICS
+
 from .fakes import make_settings
 
 SECTIONS = ("run", "leaderboard", "gate", "models", "metrics", "categories", "examples")
-TEXT_METRICS = (
-    "exact_match",
-    "quasi_exact_match",
-    "token_f1",
-    "rouge1",
-    "rouge2",
-    "rougeL",
-    "bleu",
-    "meteor",
-)
 
 
 def rows():

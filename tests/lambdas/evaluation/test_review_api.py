@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from common.evaluation_dataset import EvaluationRecord
 
+from ._api_events import api_event
 from .fakes import ScriptedModel, make_settings
 from .test_service import BUCKET, batch_event, make_runtime
 
@@ -24,22 +25,8 @@ CONTEXT = SimpleNamespace(
 )
 
 
-def api_event(method: str, path: str, body: object = None) -> dict:
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": {"Content-Type": "application/json"},
-        "queryStringParameters": None,
-        "pathParameters": None,
-        "requestContext": {"resourcePath": path, "httpMethod": method, "identity": {"userArn": REVIEWER}},
-        "body": body if body is None or isinstance(body, str) else json.dumps(body),
-        "isBase64Encoded": False,
-    }
-
-
-def call(method: str, path: str, body: object = None) -> tuple[int, dict]:
-    answer = handler.review_api(api_event(method, path, body), CONTEXT)
+def call(method: str, path: str, body: object = None, *, principal: str = REVIEWER) -> tuple[int, dict]:
+    answer = handler.review_api(api_event(method, path, body, principal=principal), CONTEXT)
     return answer["statusCode"], json.loads(answer["body"]) if answer["body"] else {}
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from evaluation import review_api
 
-from .test_review_api import BUCKET, CONTEXT, aws, objects  # noqa: F401 - the aws fixture
+from .test_review_api import BUCKET, aws, call, objects  # noqa: F401 - the aws fixture
 
 ALICE_SESSION_1 = "arn:aws:sts::111111111111:assumed-role/reviewer/alice-1"
 ALICE_SESSION_2 = "arn:aws:sts::111111111111:assumed-role/reviewer/alice-2"
@@ -16,21 +16,8 @@ SSO_BOB = "arn:aws:sts::111111111111:assumed-role/AWSReservedSSO_Reviewers_0123a
 
 
 def call_as(principal: str, method: str, path: str, body: object = None) -> tuple[int, dict]:
-    from evaluation import handler
-
-    event = {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": {"Content-Type": "application/json"},
-        "queryStringParameters": None,
-        "pathParameters": None,
-        "requestContext": {"resourcePath": path, "httpMethod": method, "identity": {"userArn": principal}},
-        "body": None if body is None else json.dumps(body),
-        "isBase64Encoded": False,
-    }
-    answer = handler.review_api(event, CONTEXT)
-    return answer["statusCode"], json.loads(answer["body"]) if answer["body"] else {}
+    """The review API called by `principal` (also used by tests/lambdas/tenant_review)."""
+    return call(method, path, body, principal=principal)
 
 
 def flag(aws, run_id="run-1", record_id="s1", model="fm1"):  # noqa: F811

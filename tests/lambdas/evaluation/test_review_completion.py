@@ -15,7 +15,7 @@ from common.evaluation_dataset import EvaluationRecord, dump_records
 from common.lake_records import HumanReviewRecord
 
 from .fakes import ScriptedModel, make_settings
-from .test_review_api import aws  # noqa: F401 - fixture
+from .test_review_api import aws, call  # noqa: F401 - fixture
 from .test_service import BUCKET, batch_event, make_runtime
 
 REVIEWER = "arn:aws:iam::111111111111:role/reviewer"
@@ -190,28 +190,11 @@ HANDLER_BAD_BODIES = st.one_of(
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=HANDLER_BAD_BODIES, name=st.sampled_from(["qa", "product-qa"]))
 def test_the_accept_route_answers_bad_bodies_with_a_400_naming_the_field(aws, body, name):  # noqa: F811
-    from .test_review_binding import call_as
-
-    status, answer = call_as(REVIEWER, "POST", f"/datasets/{name}/accept", None)
+    status, answer = call("POST", f"/datasets/{name}/accept", principal=REVIEWER)
     assert status == 400 and answer["message"].startswith("body:")
-    from evaluation import handler
-
-    event = {
-        "resource": f"/datasets/{name}/accept",
-        "path": f"/datasets/{name}/accept",
-        "httpMethod": "POST",
-        "headers": {"Content-Type": "application/json"},
-        "queryStringParameters": None,
-        "pathParameters": None,
-        "requestContext": {"httpMethod": "POST", "identity": {"userArn": REVIEWER}},
-        "body": body,
-        "isBase64Encoded": False,
-    }
-    from .test_review_api import CONTEXT
-
-    out = handler.review_api(event, CONTEXT)
-    assert out["statusCode"] == 400, out
-    field = json.loads(out["body"])["message"].split(":", 1)[0]
+    status, answer = call("POST", f"/datasets/{name}/accept", body, principal=REVIEWER)  # sent as it is
+    assert status == 400, answer
+    field = answer["message"].split(":", 1)[0]
     assert field in {"body", "use_case", "candidates", "flagged", "extra"} or field.startswith(
         ("candidates.", "flagged.")
     )

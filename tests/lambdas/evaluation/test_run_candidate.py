@@ -15,9 +15,9 @@ from moto import mock_aws
 
 from common.preprod_gate import GateRecord, refusal
 
+from .conftest import BUCKET
 from .fakes import ScriptedModel, make_settings
 
-BUCKET = "results-bucket"
 ARN = "arn:aws:sagemaker:eu-west-1:111111111111:model-package/exco-retail-product-qa/3"
 SHA = "a" * 64
 CANDIDATE = {
@@ -31,14 +31,6 @@ RECORDS = [
     {"id": "r1", "input": "return window?", "reference_output": "30 days"},
     {"id": "r2", "input": "warranty?", "reference_output": "two years"},
 ]
-
-
-@pytest.fixture
-def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def runtime(s3, **fields):

@@ -1,19 +1,16 @@
 import json
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 from evaluation import service
 from evaluation.store import S3ResultStore
-from moto import mock_aws
 
 from common.evaluation_dataset import EvaluationRecord, dump_records
 from common.lake_records import EvaluationResultRecord
 from common.model_gateway import ModelThrottledError
 
+from .conftest import BUCKET
 from .fakes import ScriptedModel, make_settings
-
-BUCKET = "results-bucket"
 
 
 class ListSink:
@@ -28,14 +25,6 @@ class ListSink:
         keys = [f"key-{len(self.written)}"] if self.buffer else []
         self.buffer = []
         return keys
-
-
-@pytest.fixture
-def s3():
-    with mock_aws():
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def make_runtime(s3, models, settings=None):

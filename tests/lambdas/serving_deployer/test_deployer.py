@@ -100,6 +100,18 @@ def package(
     )
 
 
+def unit_package(status: str) -> ModelPackage:
+    """Version 4 of the business unit's group in the central registry (no tenant, its own slot)."""
+    return ModelPackage(
+        arn=f"arn:aws:sagemaker:eu-west-1:111111111111:model-package/{BU_GROUP}/4",
+        group=BU_GROUP,
+        version=4,
+        status=status,
+        artifact_url=f"s3://{SOURCE}/{key('ann', 1)}",
+        sha256=hashlib.sha256(weights("ann", 1)).hexdigest(),
+    )
+
+
 def mme(s3: Any, runtime: Any) -> MultiModelTarget:
     return MultiModelTarget(
         s3=s3,
@@ -113,6 +125,12 @@ def mme(s3: Any, runtime: Any) -> MultiModelTarget:
 
 def copies(s3: Any) -> list[str]:
     return sorted(o["Key"] for o in s3.list_objects_v2(Bucket="serving-models").get("Contents", []))
+
+
+def served_version(records: DynamoRecords, tenant: str) -> int | None:
+    """The version /invoke serves for the tenant's model (its slot's record), None when it has none."""
+    record = records.serving((f"TENANT#{tenant}", "MODEL#personal"))
+    return None if record is None else int(record["version"])
 
 
 def expect_probe(stubber: Stubber, target: str, *, fail: bool = False) -> None:
@@ -157,7 +175,7 @@ def test_a_checksum_mismatch_serves_nothing_and_records_the_failure(aws: Any, ru
     assert outcome.action == "rolled_back"
     assert outcome.error is not None and "ArtifactSha256 mismatch" in outcome.error
     assert copies(s3) == []
-    assert records.serving(("TENANT#ann", "MODEL#personal")) is None
+    assert served_version(records, "ann") is None
     failed = table.get_item(Key={"pk": "TENANT#ann", "sk": f"DEPLOYMENT#{TENANT_GROUP}#1"})["Item"]
     assert failed["status"] == "failed" and "mismatch" in failed["reason"]
 
@@ -178,7 +196,7 @@ def test_a_failed_probe_removes_the_copy_and_writes_no_record(aws: Any, runtime:
     outcome = handle_package(mme(s3, client), records, package("ann", 1), now=5)
     assert outcome.action == "rolled_back" and "CUDA out of memory" in str(outcome.error)
     assert copies(s3) == []
-    assert records.serving(("TENANT#ann", "MODEL#personal")) is None
+    assert served_version(records, "ann") is None
 
 
 def test_a_newer_version_replaces_the_tenants_older_one_and_a_failed_one_keeps_it(
@@ -195,7 +213,7 @@ def test_a_newer_version_replaces_the_tenants_older_one_and_a_failed_one_keeps_i
     assert (outcome.action, outcome.retired_version) == ("deployed", 1)
     assert handle_package(target, records, package("ann", 3), now=7).action == "rolled_back"
     assert copies(s3) == [f"mme/{target_of('ann', 2)}"]
-    assert records.serving(("TENANT#ann", "MODEL#personal"))["version"] == 2  # type: ignore[index]
+    assert served_version(records, "ann") == 2
 
 
 def test_another_tenants_approval_never_evicts_the_first_tenants_model(aws: Any, runtime: Any) -> None:
@@ -208,8 +226,8 @@ def test_another_tenants_approval_never_evicts_the_first_tenants_model(aws: Any,
     # ben's version 2 is newer in the same group: it must not retire ann's version 1.
     assert handle_package(target, records, package("ben", 2), now=6).action == "deployed"
     assert copies(s3) == [f"mme/{target_of('ann', 1)}", f"mme/{target_of('ben', 2)}"]
-    assert records.serving(("TENANT#ann", "MODEL#personal"))["version"] == 1  # type: ignore[index]
-    assert records.serving(("TENANT#ben", "MODEL#personal"))["version"] == 2  # type: ignore[index]
+    assert served_version(records, "ann") == 1
+    assert served_version(records, "ben") == 2
 
 
 def test_a_revoked_approval_removes_the_record_and_the_copy_of_that_version_only(
@@ -221,10 +239,10 @@ def test_a_revoked_approval_removes_the_record_and_the_copy_of_that_version_only
     expect_probe(stubber, target_of("ann", 2))
     handle_package(target, records, package("ann", 2), now=5)
     assert handle_package(target, records, package("ann", 1, status="Rejected"), now=6).action == "ignored"
-    assert records.serving(("TENANT#ann", "MODEL#personal")) is not None
+    assert served_version(records, "ann") == 2
     outcome = handle_package(target, records, package("ann", 2, status="Rejected"), now=7)
     assert (outcome.action, outcome.retired_version) == ("retired", 2)
-    assert records.serving(("TENANT#ann", "MODEL#personal")) is None
+    assert served_version(records, "ann") is None
     assert copies(s3) == []
     retired = table.get_item(Key={"pk": "TENANT#ann", "sk": f"DEPLOYMENT#{TENANT_GROUP}#2"})["Item"]
     assert retired["status"] == "retired"
@@ -244,14 +262,7 @@ def test_a_stale_or_repeated_approval_changes_nothing(aws: Any, runtime: Any) ->
 def test_a_business_unit_version_uses_its_groups_own_slot(aws: Any, runtime: Any) -> None:
     s3, records, _ = aws
     client, stubber = runtime
-    bu = ModelPackage(
-        arn=f"arn:aws:sagemaker:eu-west-1:111111111111:model-package/{BU_GROUP}/4",
-        group=BU_GROUP,
-        version=4,
-        status="Approved",
-        artifact_url=f"s3://{SOURCE}/{key('ann', 1)}",
-        sha256=hashlib.sha256(weights("ann", 1)).hexdigest(),
-    )
+    bu = unit_package("Approved")
     expect_probe(stubber, f"business-unit/{BU_GROUP}/v4.tar.gz")
     outcome = handle_package(mme(s3, client), records, bu, now=5)
     assert (outcome.action, outcome.slot) == ("deployed", (f"GROUP#{BU_GROUP}", "MODEL#default"))
@@ -378,7 +389,7 @@ def test_an_adapter_is_served_from_the_serving_buckets_copy_and_rolled_back_on_a
     outcome = handle_package(target, records, package("ann", 1), now=5)
     assert outcome.action == "rolled_back" and len(name) <= 63
     assert copies(s3) == []
-    assert records.serving(("TENANT#ann", "MODEL#personal")) is None
+    assert served_version(records, "ann") is None
 
 
 def test_an_adapter_approval_records_the_component_and_retires_only_that_tenants_previous_one(
@@ -437,7 +448,7 @@ def test_an_adapter_the_base_component_cannot_serve_creates_no_component_and_no_
     assert outcome.action == "rolled_back"
     assert outcome.error is not None and re.search(error, outcome.error)
     assert copies(s3) == []
-    assert records.serving(("TENANT#ann", "MODEL#personal")) is None
+    assert served_version(records, "ann") is None
 
 
 # ---- handler -------------------------------------------------------------------------------------------
@@ -508,24 +519,31 @@ def test_handler_rejects_malformed_events_naming_the_field(detail: dict[str, Any
     assert next(iter(detail)) in str(error.value)
 
 
-def test_serving_target_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = ServingSettings(mode=ServingMode.MULTI_MODEL_ENDPOINT, min_capacity=1)
+def serving_target_from_env(
+    monkeypatch: pytest.MonkeyPatch, settings: ServingSettings, *, prefix: str, base_component: str
+) -> object:
+    """The target the handler builds from the environment the serving stack gives it (not cached past here)."""
     for name, value in {
         "SERVING_SETTINGS": settings.model_dump_json(),
         "ENDPOINT_NAME": ENDPOINT,
         "MODEL_BUCKET": "models",
-        "MODEL_PREFIX": "mme/",
+        "MODEL_PREFIX": prefix,
         "VARIANT_NAME": "AllTraffic",
-        "BASE_COMPONENT_NAME": "",
+        "BASE_COMPONENT_NAME": base_component,
     }.items():
         monkeypatch.setenv(name, value)
     handler.serving_target.cache_clear()
     try:
-        target = handler.serving_target()
-        assert isinstance(target, MultiModelTarget)
-        assert (target.bucket, target.prefix) == ("models", "mme/")
+        return handler.serving_target()
     finally:
         handler.serving_target.cache_clear()
+
+
+def test_serving_target_follows_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = ServingSettings(mode=ServingMode.MULTI_MODEL_ENDPOINT, min_capacity=1)
+    target = serving_target_from_env(monkeypatch, settings, prefix="mme/", base_component="")
+    assert isinstance(target, MultiModelTarget)
+    assert (target.bucket, target.prefix) == ("models", "mme/")
     assert json.loads(settings.test_payload)["inputs"] == "ping"
 
 
@@ -535,22 +553,11 @@ def test_inference_components_package_adapters_for_the_configured_lora_limits(
     settings = ServingSettings.model_validate(
         {"lmi": {"max_lora_rank": 64, "lora_target_modules": ["q_proj"]}}
     )
-    for name, value in {
-        "SERVING_SETTINGS": settings.model_dump_json(),
-        "ENDPOINT_NAME": ENDPOINT,
-        "MODEL_BUCKET": "models",
-        "MODEL_PREFIX": "adapters/",
-        "VARIANT_NAME": "AllTraffic",
-        "BASE_COMPONENT_NAME": f"{ENDPOINT}-base",
-    }.items():
-        monkeypatch.setenv(name, value)
-    handler.serving_target.cache_clear()
-    try:
-        target = handler.serving_target()
-        assert isinstance(target, InferenceComponentTarget)
-        assert (target.lmi.max_lora_rank, target.lmi.lora_target_modules) == (64, ("q_proj",))
-    finally:
-        handler.serving_target.cache_clear()
+    target = serving_target_from_env(
+        monkeypatch, settings, prefix="adapters/", base_component=f"{ENDPOINT}-base"
+    )
+    assert isinstance(target, InferenceComponentTarget)
+    assert (target.lmi.max_lora_rank, target.lmi.lora_target_modules) == (64, ("q_proj",))
 
 
 def test_a_pending_version_serves_only_where_its_group_is_tested_before_approval(
@@ -563,14 +570,7 @@ def test_a_pending_version_serves_only_where_its_group_is_tested_before_approval
     # A tenant's version awaiting review is never served, whatever the stage.
     outcome = handle_package(target, records, pending_tenant, now=5, pending_groups=frozenset({BU_GROUP}))
     assert outcome.action == "ignored"
-    unit = ModelPackage(
-        arn=f"arn:aws:sagemaker:eu-west-1:111111111111:model-package/{BU_GROUP}/4",
-        group=BU_GROUP,
-        version=4,
-        status="PendingManualApproval",
-        artifact_url=f"s3://{SOURCE}/{key('ann', 1)}",
-        sha256=hashlib.sha256(weights("ann", 1)).hexdigest(),
-    )
+    unit = unit_package("PendingManualApproval")
     # prod (no pending groups) ignores it; preprod serves it to test it before the approval.
     assert handle_package(target, records, unit, now=6).action == "ignored"
     expect_probe(stubber, f"business-unit/{BU_GROUP}/v4.tar.gz")

@@ -1,0 +1,139 @@
+"""The local rules' scans as they were before the two-stage injection scan and the faster PII and deny-term
+scans (main at d289b36): plain `finditer` over the whole text, one search per mention. Kept only as the oracle of
+`test_local_rules_differential.py`: the fast scans must find exactly what these find."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from guardrail.layers.local_rules import (
+    _CONTEXT,
+    _DIGIT_RUN,
+    _EMAIL_DOMAIN,
+    _EMAIL_LOCAL_REVERSED,
+    _INJECTION_ANCHOR_BYTES,
+    _QUOTES,
+    _SENTENCE_END,
+    _WORD_TABLE,
+    INJECTION_PATTERNS,
+    _key_and_iban_findings,
+    _longest_first,
+    _mixed_run_findings,
+    _term_hits,
+    luhn_valid,
+    shape_of,
+)
+from guardrail.normalize import NormalizedText
+from guardrail.settings import DirectionSettings
+
+MENTION_CUES = re.compile(
+    r"\b(?:prompt injections?|injection attacks?|jailbreak(?:s|ing)? (?:attempts?|attacks?|prompts?|techniques?)"
+    r"|such as|for example|e\.g\.|like the phrase|the phrase|phrases like|the sentence|the words|means?|meaning"
+    r"|detect(?:s|ed|ing|ion)?|classif(?:y|ies|ier)|defend|protect(?:s|ing)? against|red[- ]team(?:ing)?"
+    r"|attackers?|researchers?|paper|article|blog|talk about|explain|what does|what do|why do|how do (?:i|we|you) "
+    r"(?:stop|prevent|detect|block|handle|defend)"
+    r"|(?:on|in) (?:my|the|your|an?) (?:android|iphone|phone|device|browser|chrome|firefox|windows|mac|pc|tv|router))\b",
+    re.IGNORECASE,
+)
+INJECTION = re.compile("|".join(f"(?:{p})" for p in INJECTION_PATTERNS), re.IGNORECASE)
+
+
+def is_mention(text: str, start: int, end: int) -> bool:
+    window_start = max(0, start - _CONTEXT)
+    line_start = max(text.rfind("\n", window_start, start) + 1, window_start)
+    before = text[line_start:start]
+    after = text[end : end + _CONTEXT]
+    if sum(before.count(q) for q in _QUOTES) % 2 == 1 or (before.count("'") % 2 == 1 and "'" in after):
+        return True
+    sentence_start = max(
+        (m.end() for m in _SENTENCE_END.finditer(text, window_start, start)), default=window_start
+    )
+    following = _SENTENCE_END.search(text, end, end + _CONTEXT)
+    sentence_end = following.start() if following else min(len(text), end + _CONTEXT)
+    return MENTION_CUES.search(text, sentence_start, sentence_end) is not None
+
+
+def injection_spans(folded: str) -> Iterator[tuple[int, int]]:
+    if _INJECTION_ANCHOR_BYTES.isdisjoint(folded.encode("ascii", "ignore").translate(_WORD_TABLE).split()):
+        return
+    for match in INJECTION.finditer(folded):
+        if match.end() > match.start() and not is_mention(folded, match.start(), match.end()):
+            yield match.start(), match.end()
+
+
+# ---- PII and deny terms -------------------------------------------------------------------------------------
+
+CARD_RUN = re.compile(rb"(?:0[ -]?){12,18}0")  # on the shape
+
+
+def email_matches(text: str) -> Iterator[tuple[int, int]]:
+    at = text.find("@")
+    if at < 0:
+        return
+    reversed_text = text[::-1]
+    size = len(text)
+    previous_end = 0
+    while at >= 0:
+        domain = _EMAIL_DOMAIN.match(text, at + 1)
+        if domain is not None and at > previous_end:
+            local = _EMAIL_LOCAL_REVERSED.match(reversed_text, size - at, size - previous_end)
+            if local is not None:
+                start = at - (local.end() - local.start())
+                yield start, domain.end()
+                previous_end = domain.end()
+                at = text.find("@", previous_end)
+                continue
+        at = text.find("@", at + 1)
+
+
+def digit_run_findings(text: str, shape: bytes, region: str) -> list[tuple[str, int, int]]:
+    found: list[tuple[str, int, int]] = []
+    for run in _DIGIT_RUN.finditer(shape):
+        start, end = run.span()
+        if CARD_RUN.fullmatch(shape, start, end) and luhn_valid(
+            text[start:end].encode().translate(None, b" -")
+        ):
+            found.append(("CREDIT_DEBIT_NUMBER", start, end))
+        else:
+            _mixed_run_findings(text, run, region, found.append)  # unchanged
+    return found
+
+
+def pii_spans(text: str, phone_region: str = "US") -> list[tuple[str, int, int]]:
+    found = [("EMAIL", start, end) for start, end in email_matches(text)] if "@" in text else []
+    shape = shape_of(text)
+    found += digit_run_findings(text, shape, phone_region)
+    _key_and_iban_findings(text, text.encode("ascii", "replace"), shape, found.append)  # unchanged
+    return found
+
+
+def deny_term_spans(folded: str, term_list: tuple[str, ...]) -> Iterator[tuple[int, int]]:
+    lowered = folded.lower()
+    if len(lowered) != len(folded):
+        lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in folded)
+    return _longest_first(_term_hits(lowered, list(term_list), folded))
+
+
+def layer_findings(text: str, settings: DirectionSettings) -> list[tuple[str, str, int, int, bool]]:
+    """(type, action, start, end, is PII) of the layer's findings for one untrusted item, as before."""
+    rules = settings.local_rules
+    view = NormalizedText(text)
+    folded = view.text
+    found: list[tuple[str, str, int, int, bool]] = []
+    terms = tuple(sorted({NormalizedText(t).text.lower() for t in rules.deny_terms}, key=len, reverse=True))
+    found += [("deny_term", "block", s, e, False) for s, e in deny_term_spans(folded, terms)]
+    for source in rules.deny_patterns:
+        found += [
+            ("deny_pattern", "block", *m.span(), False)
+            for m in re.finditer(source, folded)
+            if m.end() > m.start()
+        ]
+    if rules.injection_heuristics:
+        found += [("prompt_injection", "block", s, e, False) for s, e in injection_spans(folded)]
+    if rules.pii_regex_fallback:
+        found += [
+            (kind, settings.pii_action(kind), s, e, True)
+            for kind, s, e in pii_spans(folded, rules.phone_region)
+        ]
+    return [(kind, action, *view.original_span(s, e), pii) for kind, action, s, e, pii in found]
