@@ -61,8 +61,8 @@ ADAPTER_PREFIX = "adapters/"  # verified copies of adapters that inference compo
 # /tmp holds the artifact, its unpacked members and the package built from them: about three times the
 # largest artifact the deployer accepts, plus room for the runtime (docs/perf/serving.md).
 DEPLOYER_TMP_MIB = 3 * MAX_ARTIFACT_BYTES // 2**20 + 512
-# Packaging streams through files, so memory does not grow with the artifact: a 200 MiB one peaks at 16 MiB
-# of Python memory (1,038 MiB when it was packaged in memory). 1,024 MB stays for the CPU share Lambda gives
+# Packaging streams through files, so memory does not grow with the artifact: a 200 MiB one peaks at 3.1 MiB
+# of Python memory plus up to 32 MiB of upload buffers (1,038 MiB when it was packaged in memory). 1,024 MB stays for the CPU share Lambda gives
 # with it (CPU is allotted in proportion to memory), which compressing the package needs.
 DEPLOYER_MEMORY_MB = 1024
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"

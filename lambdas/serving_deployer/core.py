@@ -41,6 +41,7 @@ PAYLOAD_FORMAT = "tgi"
 # The largest artifact served: /tmp holds it, its unpacked members and the package built from them (about
 # three times its size); stacks/serving_stack.py sizes the function's ephemeral storage from this.
 MAX_ARTIFACT_BYTES = 3 * 1024**3
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024  # what the download holds in memory at once (two: the new and the last)
 
 
 class DeploymentError(Exception):
@@ -242,7 +243,7 @@ def verified_artifact(s3: Any, package: ModelPackage) -> Iterator[IO[bytes]]:
                     f"{package.artifact_url}: {size} bytes, above the deployer's {MAX_ARTIFACT_BYTES} "
                     "(its ephemeral storage holds the artifact, the unpacked adapter and the package)"
                 )
-            digest = stream_sha256(response["Body"], copy_to=spool)
+            digest = stream_sha256(response["Body"], copy_to=spool, chunk_bytes=DOWNLOAD_CHUNK_BYTES)
         except ClientError as exc:
             raise DeploymentError(f"reading {package.artifact_url} failed: {exc}") from exc
         if digest != package.sha256:
