@@ -199,7 +199,7 @@ def test_bad_archives_are_refused_with_the_same_errors_and_nothing_is_installed(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=2048))
-def test_any_bytes_are_packaged_or_refused_with_a_deployment_error(aws: Any, data: bytes) -> None:
+def test_arbitrary_bytes_are_refused_with_a_deployment_error_and_leave_nothing(aws: Any, data: bytes) -> None:
     s3, sagemaker, _, scratch = aws
     with pytest.raises(DeploymentError, match="serving package for"):
         install(s3, sagemaker, data)
