@@ -38,7 +38,7 @@ $(NODE_STAMP): package.json package-lock.json
 	@rm -f node_modules/.installed-* && touch $@
 
 # Third-party wheels for Lambda functions and the fine-tuning jobs, built once per requirements hash
-# (synth only packages them).
+# (synth only packages them; each Lambda layer is packed once as a zip, so synth stages one file).
 .PHONY: lambda-deps
 lambda-deps: $(VENV_STAMP)
 	$(PY) -m tools.build_lambda_deps

@@ -19,7 +19,7 @@ def main() -> None:
         raise SystemExit(2) from None
     compose(app, config)
     assembly = app.synth()
-    errors = error_annotations(assembly)
+    errors = error_annotations(assembly.directory)
     if errors:
         print("synth errors:\n" + "\n".join(f"  - {e}" for e in errors), file=sys.stderr)
         raise SystemExit(1)

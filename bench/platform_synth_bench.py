@@ -3,14 +3,17 @@
 In one run, alternating so machine load hits both sides alike (medians over --repeats):
 - app: `app.py` on the default config in a fresh process, exactly as `cdk synth` runs it (cdk-nag attached);
 - plain: a plain CDK app with the same stages, stacks and resources, each resource a raw `CfnResource` with the
-  same type and properties as the platform's template, and cdk-nag attached the same way. Its ratio says what
-  the platform's own code (L2 constructs, blocks, settings, aspects) costs beyond the resources themselves;
+  same type and properties as the platform's template, cdk-nag attached the same way, and the same context as
+  `cdk synth` gives the platform (cdk.json's: feature flags, metadata settings), so CDK's built-in template
+  validation and synthesis run with the same settings. Its ratio says what the platform's own code (L2
+  constructs, blocks, settings, aspects, assets) costs beyond the resources themselves;
 - make synth, warm: `make -s synth` after one unmeasured run (venv, CLI, Lambda layers and the cfn-lint cache in
   place), i.e. what a developer waits for after changing code that leaves most templates as they were;
 - CI synths per push: from the synthesized pipelines, the Synth actions each branch's push starts.
-- with --baseline-ref REF: `app.py` of that git revision (e.g. main) as a third side of the same rotation, its
-  ratios, and whether the two revisions synthesize the same assembly (bench/compare_assemblies.py): a
-  refactoring for speed must leave every template byte-identical.
+- with --baseline-ref REF (repeatable): `app.py` of that git revision (e.g. main) as another side of the same
+  rotation, its ratios, and whether it synthesizes the same assembly as this checkout
+  (bench/compare_assemblies.py): a refactoring for speed must leave every template byte-identical, or differ
+  only by folder assets packed as zip files with the same files inside (--repackaged-assets there).
 - with --make-phases: each command of `make -n synth` timed on its own after each warm run (where the warm
   `make synth` spends its time).
 
@@ -18,7 +21,8 @@ Wall seconds are medians; CPU seconds are the user + system time of the whole pr
 jsii Node process; getrusage of the waited-for children), which machine load inflates far less than wall
 time. The load average is printed at the start and the end.
 
-    .venv/bin/python bench/platform_synth_bench.py [--repeats 3] [--skip-make] [--baseline-ref main] [--make-phases]
+    .venv/bin/python bench/platform_synth_bench.py [--repeats 3] [--skip-make] [--baseline-ref main]...
+        [--make-phases]
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.compare_assemblies import assembly_differences  # noqa: E402
+from bench.compare_assemblies import assembly_differences, repackaging_problems  # noqa: E402
 
 PLAIN_APP = """
 import json, sys
@@ -47,7 +51,7 @@ from pathlib import Path
 from aws_cdk import App, CfnResource, Stack, Stage, Validations
 from cdk_nag import AwsSolutionsChecks
 spec = json.loads(Path(sys.argv[1]).read_text())
-app = App()
+app = App(context=json.loads(Path(sys.argv[2]).read_text())["context"])
 for stage_id, stacks in spec.items():
     scope = app if stage_id == "" else Stage(app, stage_id)
     for stack in stacks:
@@ -171,10 +175,20 @@ def plain_spec(assembly: Path) -> dict[str, list[dict[str, Any]]]:
 def plain_synth(spec_file: Path, script: Path, outdir: Path) -> Timing:
     # the plain app has no acknowledgements: cdk-nag reports findings, which costs the same work; don't fail
     return timed(
-        [sys.executable, str(script), str(spec_file)],
+        [sys.executable, str(script), str(spec_file), str(REPO_ROOT / "cdk.json")],
         node_env({"CDK_OUTDIR": str(outdir)}),
         allow_failure=True,
     )
+
+
+def assembly_comparison(before: Path, after: Path) -> tuple[str, list[str]]:
+    """Identical, different only by folder assets packed as zip files (same files inside), or the differences."""
+    if not assembly_differences(before, after):
+        return "identical", []
+    problems = repackaging_problems(before, after)
+    if not problems:
+        return "identical but for folder assets packed as zip files, with the same files inside", []
+    return f"{len(problems)} differences beyond repackaged assets", problems
 
 
 def synths_per_push(assembly: Path) -> dict[str, int]:
@@ -201,7 +215,10 @@ def main() -> int:
     parser.add_argument(
         "--baseline-ref",
         metavar="REF",
-        help="also synthesize app.py of this git revision in the same rotation and compare the assemblies",
+        action="append",
+        default=[],
+        help="also synthesize app.py of this git revision in the same rotation and compare the assemblies"
+        " (repeatable)",
     )
     parser.add_argument(
         "--make-phases",
@@ -214,7 +231,10 @@ def main() -> int:
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory() as work:
         root = Path(work)
-        baseline = export_revision(args.baseline_ref, root / "baseline") if args.baseline_ref else None
+        baselines = {
+            ref: export_revision(ref, root / f"baseline{number}")
+            for number, ref in enumerate(args.baseline_ref)
+        }
         first = root / "first"
         app_synth(first)  # unmeasured: warms the OS caches and gives the plain app its shape
         spec_file = root / "spec.json"
@@ -226,15 +246,15 @@ def main() -> int:
         resources = sum(len(s["resources"]) for stage in spec.values() for s in stage)
         app = Series("app synth (app.py, cdk-nag)")
         plain = Series("plain CDK app, same resources, cdk-nag")
-        before = Series(f"app synth at {args.baseline_ref} (baseline)")
+        befores = {ref: Series(f"app synth at {ref} (baseline)") for ref in baselines}
         make = Series("make synth, warm (cfn-lint cache filled)")
         phase_commands = make_synth_commands() if args.make_phases else []
         phases = {command: Series(command[:60]) for command in phase_commands}
         if not args.skip_make:
             timed(["make", "-s", "synth"], node_env())  # unmeasured: fills the cfn-lint cache
         for index in range(args.repeats):
-            if baseline is not None:
-                before.runs.append(app_synth(root / f"before{index}", baseline))
+            for number, (ref, tree) in enumerate(baselines.items()):
+                befores[ref].runs.append(app_synth(root / f"before{number}-{index}", tree))
             app.runs.append(app_synth(root / f"app{index}"))
             plain.runs.append(plain_synth(spec_file, script, root / f"plain{index}"))
             if not args.skip_make:
@@ -242,11 +262,14 @@ def main() -> int:
             for command, series in phases.items():
                 series.runs.append(timed(["bash", "-c", command], node_env()))
         per_push = synths_per_push(first)
-        differences = assembly_differences(root / "before0", root / "app0") if baseline else []
+        comparisons = {
+            ref: assembly_comparison(root / f"before{number}-0", root / "app0")
+            for number, ref in enumerate(baselines)
+        }
     print(
         f"default config: {stacks} stacks, {resources} resources; {args.repeats} repeats, {os.cpu_count()} CPUs"
     )
-    for series in (before, app, plain, make, *phases.values()):
+    for series in (*befores.values(), app, plain, make, *phases.values()):
         if series.runs:
             print(series.line())
     ratios = [a.wall / p.wall for a, p in zip(app.runs, plain.runs, strict=True)]
@@ -254,16 +277,14 @@ def main() -> int:
         f"ratio app / plain: wall {app.wall / plain.wall:.2f}x (medians; per pair {[round(r, 2) for r in ratios]}),"
         f" cpu {app.cpu / plain.cpu:.2f}x"
     )
-    if before.runs:
+    for ref, before in befores.items():
         print(
-            f"ratio baseline / plain: wall {before.wall / plain.wall:.2f}x, cpu {before.cpu / plain.cpu:.2f}x;"
-            f" app / baseline: wall {app.wall / before.wall:.2f}x, cpu {app.cpu / before.cpu:.2f}x"
+            f"ratio {ref} / plain: wall {before.wall / plain.wall:.2f}x, cpu {before.cpu / plain.cpu:.2f}x;"
+            f" app / {ref}: wall {app.wall / before.wall:.2f}x, cpu {app.cpu / before.cpu:.2f}x"
         )
-        print(
-            f"assemblies of {args.baseline_ref} and this checkout: "
-            + ("identical" if not differences else f"{len(differences)} differences")
-        )
-        for line in differences[:50]:
+        verdict, lines = comparisons[ref]
+        print(f"assemblies of {ref} and this checkout: {verdict}")
+        for line in lines[:50]:
             print(f"  {line}")
     if phases:
         print(f"make synth phases, sum of medians: {sum(s.wall for s in phases.values()):.1f} s wall")

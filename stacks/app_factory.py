@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import App, cx_api
+from aws_cdk import App
 
 from stacks.blocks.log_retention import require_log_retention
 from stacks.blocks.nag import add_nag_checks
@@ -18,6 +18,8 @@ from stacks.composition import Platform, build_platform
 from stacks.settings import PlatformConfig
 
 CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
+# The metadata type of `Annotations.of(scope).add_error` (cx_api.SynthesisMessageLevel.ERROR in the assembly).
+ERROR_ENTRY = "aws:cdk:error"
 
 
 def feature_flags() -> dict[str, Any]:
@@ -37,18 +39,29 @@ def compose(app: App, config: PlatformConfig) -> Platform:
     return platform
 
 
-def error_annotations(assembly: cx_api.CloudAssembly) -> list[str]:
+def error_annotations(outdir: str | Path) -> list[str]:
     """Error annotations (e.g. the log-retention check) of every stack, nested Stages included, one line each.
 
     The CDK CLI fails a synth on errors of top-level stacks only; those inside a nested Stage pass silently,
-    so app.py fails on this list itself.
+    so app.py fails on this list itself. Read from the assembly's files: asking the jsii kernel for each
+    stack's messages costs a round trip per stack that carries every acknowledgement and its stack trace.
     """
-    return [
-        f"{message.id}: {message.entry.data}"
-        for stack in assembly.stacks_recursively
-        for message in stack.messages
-        if message.level == cx_api.SynthesisMessageLevel.ERROR
-    ]
+    errors: list[str] = []
+    manifest = json.loads((Path(outdir) / "manifest.json").read_text(encoding="utf-8"))
+    for artifact in manifest.get("artifacts", {}).values():
+        if artifact["type"] == "cdk:cloud-assembly":
+            errors += error_annotations(Path(outdir) / artifact["properties"]["directoryName"])
+        elif artifact["type"] == "aws:cloudformation:stack":
+            entries = [
+                (path, entry) for path, listed in artifact.get("metadata", {}).items() for entry in listed
+            ]
+            if "additionalMetadataFile" in artifact:
+                extra = json.loads(
+                    (Path(outdir) / artifact["additionalMetadataFile"]).read_text(encoding="utf-8")
+                )
+                entries += [(path, entry) for path, listed in extra.items() for entry in listed]
+            errors += [f"{path}: {entry['data']}" for path, entry in entries if entry["type"] == ERROR_ENTRY]
+    return errors
 
 
 def synthesize_platform(config: PlatformConfig, *, outdir: str | None = None) -> tuple[App, Platform]:

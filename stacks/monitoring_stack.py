@@ -18,7 +18,6 @@ from aws_cdk import Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -28,6 +27,7 @@ from serving_deployer.preprod_gate import REFUSAL_METRIC
 
 from common import quality_metrics as qm
 from stacks.baseline_stack import BaselineStack
+from stacks.blocks.alarm_topic import Publisher, alarm_topic
 from stacks.blocks.alarms import (
     GREATER_OR_EQUAL,
     LESS_THAN,
@@ -115,59 +115,26 @@ class MonitoringStack(EnvironmentStack):
 
     def _topic(self, baseline: BaselineStack) -> sns.Topic:
         # The topic uses the baseline CMK: CloudWatch alarms and AWS Budgets must be able to use it.
-        baseline.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowAlarmAndBudgetNotifications",
-                principals=[
-                    iam.ServicePrincipal("cloudwatch.amazonaws.com"),
-                    iam.ServicePrincipal("budgets.amazonaws.com"),
-                ],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": self.account_id}},
-            )
-        )
-        topic = sns.Topic(
+        partition, region, account = self.partition_token, self.region_name, self.account_id
+        return alarm_topic(
             self,
             "AlarmTopic",
             topic_name=f"{self.environment_spec.name}-alarms",
             display_name=f"{self.environment_spec.name} alarms",
-            master_key=baseline.key,
-            enforce_ssl=True,
+            key=baseline.key,
+            key_sid="AllowAlarmAndBudgetNotifications",
+            account=account,
+            publishers=[
+                Publisher(
+                    "CloudWatchAlarmsPublish",
+                    "cloudwatch.amazonaws.com",
+                    f"arn:{partition}:cloudwatch:{region}:{account}:alarm:*",
+                ),
+                Publisher("BudgetsPublish", "budgets.amazonaws.com", f"arn:{partition}:budgets::{account}:*"),
+            ],
+            emails=self.settings.emails,
+            https_endpoints=[str(url) for url in self.settings.https_endpoints],
         )
-        # A topic policy replaces SNS's default owner-only policy: name both publishers explicitly.
-        publishers = {
-            "CloudWatchAlarmsPublish": (
-                "cloudwatch.amazonaws.com",
-                f"arn:{self.partition_token}:cloudwatch:{self.region_name}:{self.account_id}:alarm:*",
-            ),
-            "BudgetsPublish": (
-                "budgets.amazonaws.com",
-                f"arn:{self.partition_token}:budgets::{self.account_id}:*",
-            ),
-        }
-        for sid, (service, source_arn) in publishers.items():
-            topic.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid=sid,
-                    principals=[iam.ServicePrincipal(service)],
-                    actions=["sns:Publish"],
-                    resources=[topic.topic_arn],
-                    conditions={
-                        "StringEquals": {"aws:SourceAccount": self.account_id},
-                        "ArnLike": {"aws:SourceArn": source_arn},
-                    },
-                )
-            )
-        for index, email in enumerate(self.settings.emails):
-            sns.Subscription(
-                self, f"Email{index}", topic=topic, protocol=sns.SubscriptionProtocol.EMAIL, endpoint=email
-            )
-        for index, url in enumerate(self.settings.https_endpoints):
-            sns.Subscription(
-                self, f"Https{index}", topic=topic, protocol=sns.SubscriptionProtocol.HTTPS, endpoint=str(url)
-            )
-        return topic
 
     def _alerts(self) -> list[budgets.CfnBudget.NotificationWithSubscribersProperty]:
         """Actual and forecast alerts to this business unit stage's own topic."""

@@ -1,4 +1,5 @@
-"""Build each Lambda service's third-party wheels once per requirements hash (see stacks/blocks/lambda_deps.py)."""
+"""Build each Lambda service's third-party wheels once per requirements hash and pack them as the layer zip
+(see stacks/blocks/lambda_deps.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from stacks.blocks.lambda_deps import (
     LAMBDA_PYTHON_VERSION,
     LAMBDAS_DIR,
     deps_dir,
+    pack_layer,
     requirements_file,
 )
 from tools.deps_cache import build_once
@@ -24,9 +26,15 @@ def build(service: str) -> Path | None:
     target = deps_dir(service)
     if target is None:
         return None
-    return build_once(
+    if not (target / COMPLETE_MARKER).is_file():
+        # a zip packed from an earlier build of this folder would no longer describe it
+        for packed in (target.with_name(f"{target.name}.zip"), target.with_name(f"{target.name}.zip.sha256")):
+            packed.unlink(missing_ok=True)
+    build_once(
         target, cache=DEPS_CACHE, marker=COMPLETE_MARKER, fill=lambda staging: _install(service, staging)
     )
+    pack_layer(target)
+    return target
 
 
 def _install(service: str, staging: Path) -> None:

@@ -7,16 +7,18 @@ own role, an encrypted log group with retention, X-Ray tracing and encrypted env
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Mapping
 
-from aws_cdk import Duration, Stack
+from aws_cdk import AssetHashType, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from stacks.blocks.lambda_deps import LAMBDAS_DIR, built_deps_dir
+from stacks.blocks.lambda_deps import LAMBDAS_DIR, layer_package
 from stacks.blocks.logs import encrypted_log_group
 from stacks.blocks.nag import acknowledge
 from stacks.blocks.retention import DataRetention
@@ -26,6 +28,24 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.X86_64
 DEFAULT_TIMEOUT = Duration.seconds(30)
 POWERTOOLS_LAYER = "arn:{partition}:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-x86_64:{version}"
+
+# A stack's partition and region, read once per stack instead of twice per function (each read is a round
+# trip to Node). Weak keys: tests build many apps.
+_STACK_LOCATIONS: weakref.WeakKeyDictionary[Stack, tuple[str, str]] = weakref.WeakKeyDictionary()
+
+
+def stack_location(stack: Stack) -> tuple[str, str]:
+    """(partition, region) of `stack`."""
+    location = _STACK_LOCATIONS.get(stack)
+    if location is None:
+        location = _STACK_LOCATIONS[stack] = (stack.partition, stack.region)
+    return location
+
+
+@functools.cache
+def lambda_principal() -> iam.ServicePrincipal:
+    """One principal object for every function role (it holds no state; creating one is a round trip)."""
+    return iam.ServicePrincipal("lambda.amazonaws.com")
 
 
 def asset_excludes(service: str, extra_packages: tuple[str, ...] = ()) -> list[str]:
@@ -72,28 +92,30 @@ class PlatformFunction(Construct):
         self.role = iam.Role(
             self,
             "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            assumed_by=lambda_principal(),
             description=f"Runs the {service} function ({construct_id})",
         )
         self.log_group = encrypted_log_group(
             self, "Logs", key=key, retention_days=log_retention_days, retention=retention
         )
+        partition, region = stack_location(stack)
         layers: list[lambda_.ILayerVersion] = [
             lambda_.LayerVersion.from_layer_version_arn(
                 self,
                 "Powertools",
-                POWERTOOLS_LAYER.format(
-                    partition=stack.partition, region=stack.region, version=powertools_layer_version
-                ),
+                POWERTOOLS_LAYER.format(partition=partition, region=region, version=powertools_layer_version),
             )
         ]
-        deps = built_deps_dir(service)
+        deps = layer_package(service)
         if deps is not None:
             layers.append(
                 lambda_.LayerVersion(
                     self,
                     "Dependencies",
-                    code=lambda_.Code.from_asset(str(deps), exclude=[".complete"]),
+                    # One prebuilt zip with the hash of its contents: CDK copies one file and hashes nothing.
+                    code=lambda_.Code.from_asset(
+                        str(deps.zip_file), asset_hash_type=AssetHashType.CUSTOM, asset_hash=deps.content_hash
+                    ),
                     compatible_runtimes=[RUNTIME],
                     description=f"Third-party libraries of {service}",
                     removal_policy=retention.removal_policy,

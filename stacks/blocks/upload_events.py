@@ -28,6 +28,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from common.lake_layout import stage_prefix
+from stacks.blocks.alarm_topic import Publisher, alarm_topic
 from stacks.blocks.event_bus_policy import default_bus_arn, default_bus_policy
 from stacks.blocks.event_dead_letters import event_dead_letter_queue
 from stacks.settings import PlatformConfig, Stage
@@ -116,48 +117,25 @@ class UploadEventForwarding(Construct):
     def _alarm_topic(self, config: PlatformConfig, key: kms.IKey) -> sns.Topic:
         """The lake account's alarms, to every business unit's `monitoring` subscribers (once each)."""
         stack = Stack.of(self)
-        # CloudWatch alarms publish to a topic under `key`: they may use it, for this account only.
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowAlarmNotifications",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
-            )
-        )
-        topic = sns.Topic(
+        monitoring = [bu.monitoring for bu in config.business_units]
+        return alarm_topic(
             self,
             "AlarmTopic",
             topic_name=f"{config.organization.prefix}-lake-alarms",
             display_name="Data lake account alarms",
-            master_key=key,
-            enforce_ssl=True,
+            key=key,
+            key_sid="AllowAlarmNotifications",
+            account=stack.account,
+            publishers=[
+                Publisher(
+                    "CloudWatchAlarmsPublish",
+                    "cloudwatch.amazonaws.com",
+                    f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*",
+                )
+            ],
+            emails=dict.fromkeys(e for m in monitoring for e in m.emails),
+            https_endpoints=dict.fromkeys(str(u) for m in monitoring for u in m.https_endpoints),
         )
-        alarms = f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*"
-        topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchAlarmsPublish",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[topic.topic_arn],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnLike": {"aws:SourceArn": alarms},
-                },
-            )
-        )
-        emails = dict.fromkeys(e for bu in config.business_units for e in bu.monitoring.emails)
-        urls = dict.fromkeys(str(u) for bu in config.business_units for u in bu.monitoring.https_endpoints)
-        for index, email in enumerate(emails):
-            sns.Subscription(
-                self, f"Email{index}", topic=topic, protocol=sns.SubscriptionProtocol.EMAIL, endpoint=email
-            )
-        for index, url in enumerate(urls):
-            sns.Subscription(
-                self, f"Https{index}", topic=topic, protocol=sns.SubscriptionProtocol.HTTPS, endpoint=url
-            )
-        return topic
 
     def _dead_letter_alarm(self, alarm_name: str) -> cloudwatch.Alarm:
         """A single undelivered upload event is a tenant upload that starts no fine-tuning run; the queue

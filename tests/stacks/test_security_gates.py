@@ -175,7 +175,7 @@ def test_log_retention_check_fails_synth_for_log_groups_without_retention_in_any
     require_log_retention(app)
     assembly = app.synth()
     # What app.py fails on (the CDK CLI itself does not fail on errors inside a nested Stage).
-    errors = sorted(error_annotations(assembly))
+    errors = sorted(error_annotations(assembly.directory))
     assert [e.split(": ", 1)[0] for e in errors] == [
         "/Outer/Kept/Resource",
         f"/{stage.node.id}/Inner/Kept/Resource",
