@@ -28,7 +28,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct, IConstruct
 
 from common.lake_layout import LakeScope, Zone, stage_prefix
-from common.preprod_gate import EXECUTION_PREFIX
+from common.preprod_gate import EXECUTION_PREFIX, GATE_PASSED_DETAIL_TYPE, gate_passed_source
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks import durations
 from stacks.blocks.evaluation_gate import (
@@ -38,6 +38,7 @@ from stacks.blocks.evaluation_gate import (
     preprod_gate_key_alias,
     state_machine_name,
 )
+from stacks.blocks.event_bus_policy import default_bus_arn
 from stacks.blocks.grants import allow, allow_listing
 from stacks.blocks.inference_profiles import evaluation_models
 from stacks.blocks.lake_access import (
@@ -988,5 +989,47 @@ class EvaluationStack(EnvironmentStack):
             ),
             targets=[targets.LambdaFunction(recorder.function, retry_attempts=2)],
         )
+        self._announce_passed_gates(config, recorder)
         CfnOutput(self, "GateRecordKeyArn", value=key.key_arn)
         return recorder
+
+    def _announce_passed_gates(self, config: PlatformConfig, recorder: PlatformFunction) -> None:
+        """A passing record on an already approved version: the recorder puts a "Preprod Gate Passed" event on
+        this account's default bus and a rule forwards it to prod's, where the deployer checks it again."""
+        environment = self.environment_spec
+        source = gate_passed_source(environment.org_prefix)
+        recorder.function.add_environment("GATE_PASSED_SOURCE", source)
+        own_bus = default_bus_arn(self.partition, self.region, self.account)
+        allow(
+            recorder.role,
+            actions=["events:PutEvents"],
+            resources=[own_bus],
+            conditions={
+                "StringEquals": {"events:source": source, "events:detail-type": GATE_PASSED_DETAIL_TYPE}
+            },
+        )
+        if config.is_sandbox:  # one account: prod's rule is on this same default bus
+            return
+        prod = config.environment(environment.business_unit, Stage.PROD)
+        role = iam.Role(
+            self,
+            "GatePassedForwardingRole",
+            assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
+            description=f"Puts {environment.name}'s passed-gate events on its business unit's prod event bus",
+        )
+        events.Rule(
+            self,
+            "GatePassedToProd",
+            description=f"Passed preprod gates of approved {environment.business_unit.name} versions, to prod",
+            event_pattern=events.EventPattern(
+                source=[source], detail_type=[GATE_PASSED_DETAIL_TYPE], account=[self.account]
+            ),
+            targets=[
+                targets.EventBus(
+                    events.EventBus.from_event_bus_arn(
+                        self, "ProdBus", default_bus_arn(self.partition, prod.region, prod.account)
+                    ),
+                    role=role,
+                )
+            ],
+        )

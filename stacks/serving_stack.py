@@ -27,8 +27,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
+from serving_deployer.core import MAX_ARTIFACT_BYTES
 from serving_runtime.lmi import lmi_environment
 
+from common.preprod_gate import GATE_PASSED_DETAIL_TYPE, gate_passed_source
 from stacks.baseline_stack import BaselineStack
 from stacks.blocks import durations
 from stacks.blocks.evaluation_gate import (
@@ -56,7 +58,13 @@ from stacks.settings.serving import (
 VARIANT_NAME = "AllTraffic"
 MME_PREFIX = "mme/"
 ADAPTER_PREFIX = "adapters/"  # verified copies of adapters that inference components load
-DEPLOYER_TMP_MIB = 4096
+# /tmp holds the artifact, its unpacked members and the package built from them: about three times the
+# largest artifact the deployer accepts, plus room for the runtime (docs/perf/serving.md).
+DEPLOYER_TMP_MIB = 3 * MAX_ARTIFACT_BYTES // 2**20 + 512
+# Packaging streams through files, so memory does not grow with the artifact: a 200 MiB one peaks at 3.1 MiB
+# of Python memory plus up to 32 MiB of upload buffers (1,038 MiB when it was packaged in memory). 1,024 MB stays for the CPU share Lambda gives
+# with it (CPU is allotted in proportion to memory), which compressing the package needs.
+DEPLOYER_MEMORY_MB = 1024
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 
 
@@ -418,7 +426,7 @@ class ServingStack(EnvironmentStack):
             retention=baseline.retention,
             powertools_layer_version=config.lambda_.powertools_layer_version,
             timeout=durations.minutes(10),
-            memory_size=1024,
+            memory_size=DEPLOYER_MEMORY_MB,
             reserved_concurrent_executions=1,  # deployments of one endpoint happen one at a time
             environment={
                 "SERVING_SETTINGS": settings.model_dump_json(),
@@ -434,7 +442,7 @@ class ServingStack(EnvironmentStack):
                 "PENDING_GROUPS": json.dumps(self.pending_groups(environment)),
             },
         )
-        # Artifacts larger than the in-memory spool are checked on /tmp before they are copied.
+        # Artifacts are verified, unpacked and packaged on /tmp, never whole in memory.
         function = deployer.function.node.default_child
         assert isinstance(function, lambda_.CfnFunction)
         function.ephemeral_storage = lambda_.CfnFunction.EphemeralStorageProperty(size=DEPLOYER_TMP_MIB)
@@ -590,6 +598,19 @@ class ServingStack(EnvironmentStack):
             findings[f"Resource::arn:<AWS::Partition>:kms:{preprod.region}:{preprod.account}:key/*"] = (
                 "The preprod gate key's id is generated in the preprod account; the ARN pins that account and "
                 "kms:ResourceAliases its alias"
+            )
+            # A record written after the approval: preprod's recorder announces it, the deployer checks again.
+            events.Rule(
+                self,
+                "PreprodGatePassed",
+                description=f"Passed preprod gates of approved {bu.name} versions, from preprod",
+                event_pattern=events.EventPattern(
+                    source=[gate_passed_source(environment.org_prefix)],
+                    detail_type=[GATE_PASSED_DETAIL_TYPE],
+                    account=[preprod.account],
+                    detail={"ModelPackageGroupName": self.gate_checked_groups},
+                ),
+                targets=[targets.LambdaFunction(deployer.function, retry_attempts=2)],
             )
 
     def _read_business_unit_models(

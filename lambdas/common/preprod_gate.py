@@ -33,6 +33,14 @@ RECORD_KEYS = (RESULT, RUN, SHA256, MAC)
 
 
 EXECUTION_PREFIX = "bu-gate-"
+# The event preprod's gate recorder sends when a passing record lands on a version that is already Approved
+# (the approval came first, and prod refused it then): prod's deployer checks that version again.
+GATE_PASSED_DETAIL_TYPE = "Preprod Gate Passed"
+
+
+def gate_passed_source(org_prefix: str) -> str:
+    """The event's source (custom sources may not start with `aws.`)."""
+    return f"{org_prefix}.preprod-gate"
 
 
 def execution_name(group: str, version: int) -> str:

@@ -6,6 +6,13 @@ execution is described again (the event only says which one ended); a run withou
 gate run and is left alone. The record (common.preprod_gate) goes into the version's CustomerMetadataProperties
 in the central registry, MAC-signed with the business unit's preprod gate key; a failed gate also rejects the
 version (ModelApprovalStatus Rejected, ApprovalDescription = why), which retires it from preprod serving.
+
+An approval may come before the record: prod's deployer then refuses the version (no record yet). So once a
+passing record is written, the version is described again and, when it is Approved by then, a "Preprod Gate
+Passed" event naming exactly that version goes on this account's default bus; a rule forwards it to prod's,
+where the deployer checks the version again (the record itself, never the event, decides what serves).
+Described after the write, not before: an approval landing between the two is either seen here or its own
+event finds the record in prod.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from common.preprod_gate import GateOutcome, GateRecord, sign
+from common.preprod_gate import GATE_PASSED_DETAIL_TYPE, GateOutcome, GateRecord, sign
 from evaluation.candidate import RunCandidate
 
 GATE_FAILED_ERROR = "EvaluationGateFailed"  # the state machine's error for a failed gate (evaluation_stack)
@@ -44,6 +51,7 @@ class Recorded:
     reason: str
     result: GateOutcome | None = None
     model_package_arn: str | None = None
+    announced: bool = False  # a "Preprod Gate Passed" event went out (the version was already Approved)
 
 
 def gate_outcome(execution: dict[str, Any]) -> tuple[GateOutcome, str]:
@@ -68,9 +76,18 @@ def gate_outcome(execution: dict[str, Any]) -> tuple[GateOutcome, str]:
 
 
 def record_gate(
-    event: object, *, sfn: Any, sagemaker: Any, kms: Any, key_id: str, groups: frozenset[str]
+    event: object,
+    *,
+    sfn: Any,
+    sagemaker: Any,
+    kms: Any,
+    key_id: str,
+    groups: frozenset[str],
+    events: Any = None,
+    source: str | None = None,
 ) -> Recorded:
-    """`groups`: the business unit's central groups as version ARN prefixes (`...:model-package/<group>/`)."""
+    """`groups`: the business unit's central groups as version ARN prefixes (`...:model-package/<group>/`).
+    `events` and `source`: where a passing record on an already approved version is announced (None: not)."""
     try:
         change = ExecutionStatusChange.model_validate(event)
     except ValidationError as exc:
@@ -117,4 +134,36 @@ def record_gate(
         update["ModelApprovalStatus"] = "Rejected"
         update["ApprovalDescription"] = f"preprod gate: {reason}"[:MAX_DESCRIPTION]
     sagemaker.update_model_package(**update)
-    return Recorded("recorded", reason, result, candidate.model_package_arn)
+    announced = False
+    if result == "passed" and events is not None and source:
+        announced = announce_if_approved(events, sagemaker, source, record)
+    return Recorded("recorded", reason, result, candidate.model_package_arn, announced)
+
+
+def gate_passed_detail(described: dict[str, Any]) -> dict[str, Any]:
+    """The event's detail: which version (prod's rule matches the group; its deployer describes the ARN)."""
+    return {
+        "ModelPackageArn": described["ModelPackageArn"],
+        "ModelPackageGroupName": described["ModelPackageGroupName"],
+        "ModelPackageVersion": int(described["ModelPackageVersion"]),
+    }
+
+
+def announce_if_approved(events: Any, sagemaker: Any, source: str, record: GateRecord) -> bool:
+    described = sagemaker.describe_model_package(ModelPackageName=record.model_package_arn)
+    if described.get("ModelApprovalStatus") != "Approved":
+        return False  # the approval, when it comes, has its own event and finds the record
+    response = events.put_events(
+        Entries=[
+            {
+                "Source": source,
+                "DetailType": GATE_PASSED_DETAIL_TYPE,
+                "Detail": json.dumps(gate_passed_detail(described)),
+                "Resources": [record.model_package_arn],
+            }
+        ]
+    )
+    if response.get("FailedEntryCount"):
+        # Raised, so the invocation fails and EventBridge retries it (the record write is idempotent).
+        raise RuntimeError(f"announcing the passed gate failed: {response['Entries']}")
+    return True

@@ -113,6 +113,8 @@ def record_gate(event: dict[str, Any], context: Any) -> dict[str, Any]:
         kms=boto3.client("kms"),
         key_id=os.environ["GATE_KEY_ARN"],
         groups=frozenset(json.loads(os.environ["GATE_GROUPS"])),
+        events=boto3.client("events"),
+        source=os.environ.get("GATE_PASSED_SOURCE"),
     )
     log = logger.error if outcome.result == "failed" else logger.info
     log("preprod gate run handled", extra={"outcome": outcome.__dict__})

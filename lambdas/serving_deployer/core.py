@@ -25,8 +25,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 from serving_runtime.lmi import LmiSettings
 
@@ -36,7 +38,10 @@ from serving_deployer.adapter_package import package_adapter, upload_package
 Action = Literal["deployed", "already_serving", "rolled_back", "retired", "skipped_stale", "ignored"]
 # The probe's body is in this format, so a served model is known to answer it; /invoke uses the same.
 PAYLOAD_FORMAT = "tgi"
-SPOOL_BYTES = 64 * 1024 * 1024  # larger artifacts spill to /tmp (the function's ephemeral storage)
+# The largest artifact served: /tmp holds it, its unpacked members and the package built from them (about
+# three times its size); stacks/serving_stack.py sizes the function's ephemeral storage from this.
+MAX_ARTIFACT_BYTES = 3 * 1024**3
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024  # what the download holds in memory at once (two: the new and the last)
 
 
 class DeploymentError(Exception):
@@ -220,7 +225,7 @@ def split_s3_url(url: str) -> tuple[str, str]:
 
 @contextmanager
 def verified_artifact(s3: Any, package: ModelPackage) -> Iterator[IO[bytes]]:
-    """The registered artifact's bytes (a spool at offset 0), only if they hash to the registered SHA-256."""
+    """The registered artifact (a file at offset 0), only if its bytes hash to the registered SHA-256."""
     if package.artifact_url is None:
         raise DeploymentError("InferenceSpecification.Containers[0].ModelDataUrl: missing")
     if not (isinstance(package.sha256, str) and SHA256_HEX.match(package.sha256)):
@@ -228,10 +233,17 @@ def verified_artifact(s3: Any, package: ModelPackage) -> Iterator[IO[bytes]]:
             "CustomerMetadataProperties.ArtifactSha256: missing or not a SHA-256 hex digest"
         )
     source_bucket, source_key = split_s3_url(package.artifact_url)
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+    # A file, not memory: the artifact may be gigabytes (the function's ephemeral storage is sized for it).
+    with tempfile.TemporaryFile(prefix="artifact-") as spool:
         try:
-            body = s3.get_object(Bucket=source_bucket, Key=source_key)["Body"]
-            digest = stream_sha256(body, copy_to=spool)
+            response = s3.get_object(Bucket=source_bucket, Key=source_key)
+            size = int(response.get("ContentLength") or 0)
+            if size > MAX_ARTIFACT_BYTES:
+                raise DeploymentError(
+                    f"{package.artifact_url}: {size} bytes, above the deployer's {MAX_ARTIFACT_BYTES} "
+                    "(its ephemeral storage holds the artifact, the unpacked adapter and the package)"
+                )
+            digest = stream_sha256(response["Body"], copy_to=spool, chunk_bytes=DOWNLOAD_CHUNK_BYTES)
         except ClientError as exc:
             raise DeploymentError(f"reading {package.artifact_url} failed: {exc}") from exc
         if digest != package.sha256:
@@ -315,17 +327,29 @@ class InferenceComponentTarget:
 
     def install(self, package: ModelPackage, artifact_key: str) -> Served:
         key = f"{self.prefix}{artifact_key}"
-        # The component loads the serving package built from the verified artifact, never the artifact itself.
-        with verified_artifact(self.s3, package) as spool:
-            artifact = spool.read()
-        try:
-            built = package_adapter(artifact, lmi=self.lmi, source=package.artifact_url)
-            upload_package(self.s3, built, bucket=self.bucket, key=key)
-        except (ValueError, ClientError) as exc:
-            raise DeploymentError(f"serving package for {package.arn}: {exc}") from exc
+        # The component loads the serving package built from the verified artifact, never the artifact itself;
+        # both stay files in /tmp (the function's ephemeral storage), streamed through in chunks.
+        with (
+            verified_artifact(self.s3, package) as artifact,
+            tempfile.TemporaryDirectory(prefix="package-") as workdir,
+        ):
+            try:
+                built = package_adapter(
+                    artifact,
+                    workdir=Path(workdir),
+                    lmi=self.lmi,
+                    source=package.artifact_url,
+                    source_sha256=str(package.sha256),
+                )
+                upload_package(self.s3, built, bucket=self.bucket, key=key)
+            except (ValueError, ClientError, S3UploadFailedError) as exc:
+                raise DeploymentError(f"serving package for {package.arn}: {exc}") from exc
         name = self.component_name(package)
         served = Served(
-            route={"inference_component": name}, artifact_key=key, component=name, package_sha256=built.sha256
+            route={"inference_component": name},
+            artifact_key=key,
+            component=name,
+            package_sha256=built.info.sha256,
         )
         try:
             self.sagemaker.create_inference_component(

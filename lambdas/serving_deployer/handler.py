@@ -16,6 +16,7 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import parse
 
+from common.preprod_gate import GATE_PASSED_DETAIL_TYPE
 from serving_deployer.core import (
     DeploymentError,
     InferenceComponentTarget,
@@ -25,7 +26,7 @@ from serving_deployer.core import (
     handle_package,
     package_from_description,
 )
-from serving_deployer.events import ModelPackageStateChange
+from serving_deployer.events import ModelPackageStateChange, PackageVersion, PreprodGatePassed
 from serving_deployer.preprod_gate import emit_refusal, prod_refusal, start_gate
 from serving_deployer.records import DynamoRecords
 from serving_deployer.settings import ServingMode, ServingSettings
@@ -70,14 +71,50 @@ def records() -> DynamoRecords:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if event.get("detail-type") == GATE_PASSED_DETAIL_TYPE:
+        return gate_passed(parse(event=event, model=PreprodGatePassed).detail)
     change = parse(event=event, model=ModelPackageStateChange).detail
     described = sagemaker_client().describe_model_package(ModelPackageName=change.ModelPackageArn)
-    tenant_groups = frozenset(json.loads(os.environ.get("TENANT_GROUPS", "[]")))
     try:
-        package = package_from_description(described, tenant_groups=tenant_groups)
+        package = package_from_description(described, tenant_groups=tenant_groups())
     except DeploymentError as exc:
         logger.error("registered version refused", extra={"arn": change.ModelPackageArn, "error": str(exc)})
         return {"action": "refused", "error": str(exc)}
+    return serve(described, package)
+
+
+def tenant_groups() -> frozenset[str]:
+    return frozenset(json.loads(os.environ.get("TENANT_GROUPS", "[]")))
+
+
+def gate_passed(named: PackageVersion) -> dict[str, Any]:
+    """Prod: preprod's gate passed after this version's approval; serve it now if its record verifies.
+
+    Only an approved business-unit version of a gated stage is considered, and only on its own record:
+    `serve` verifies it exactly as for the approval's event, so the event alone can serve nothing."""
+    ignored = {
+        "action": "ignored",
+        "group": named.ModelPackageGroupName,
+        "version": named.ModelPackageVersion,
+    }
+    if not os.environ.get("PREPROD_GATE_KEY_ARN"):
+        return {**ignored, "error": "this stage does not check preprod gate records"}
+    described = sagemaker_client().describe_model_package(ModelPackageName=named.ModelPackageArn)
+    try:
+        package = package_from_description(described, tenant_groups=tenant_groups())
+    except DeploymentError as exc:
+        return {**ignored, "error": str(exc)}
+    if package.tenant_id is not None or package.status != "Approved":
+        reason = (
+            "a tenant version" if package.tenant_id is not None else f"approval status is {package.status}"
+        )
+        logger.info("passed gate of an unservable version ignored", extra={"arn": package.arn, "why": reason})
+        return {**ignored, "error": reason}
+    logger.info("preprod gate passed after approval: checking again", extra={"arn": package.arn})
+    return serve(described, package)
+
+
+def serve(described: dict[str, Any], package: ModelPackage) -> dict[str, Any]:
     refused = check_preprod_gate(described, package)
     if refused is not None:
         return refused

@@ -17,6 +17,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from common.preprod_gate import GATE_PASSED_DETAIL_TYPE
 from stacks.blocks.event_bus_policy import default_bus_arn, default_bus_policy
 
 EVENT_SOURCE = "aws.sagemaker"
@@ -61,10 +62,18 @@ class RegistryEventForwarding(Construct):
 
 
 class RegistryEventReceiver(Construct):
-    """Lets the tooling account put model registry events on this account's default event bus."""
+    """Lets the tooling account put model registry events on this account's default event bus; in prod,
+    also lets the business unit's preprod account put its "Preprod Gate Passed" events (`gate_sender`:
+    preprod's account and the events' source), so a record that lands after the approval completes it."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, statement_id: str, tooling_account: str
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        statement_id: str,
+        tooling_account: str,
+        gate_sender: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.policy = default_bus_policy(
@@ -74,3 +83,13 @@ class RegistryEventReceiver(Construct):
             sender_account=tooling_account,
             conditions={"events:source": EVENT_SOURCE, "events:detail-type": EVENT_DETAIL_TYPE},
         )
+        self.gate_policy = None
+        if gate_sender is not None:
+            account, source = gate_sender
+            self.gate_policy = default_bus_policy(
+                self,
+                "PreprodGateBusPolicy",
+                statement_id=f"{statement_id}-preprod-gate",
+                sender_account=account,
+                conditions={"events:source": source, "events:detail-type": GATE_PASSED_DETAIL_TYPE},
+            )

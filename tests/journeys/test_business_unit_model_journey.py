@@ -76,6 +76,7 @@ def templates(default_platform: SynthesizedPlatform) -> dict[str, dict[str, Any]
         "dev": "exco-retail-dev-fine-tuning",
         "tooling": "exco-tooling",
         "preprod_events": "exco-retail-preprod-registry-events",
+        "prod_events": "exco-retail-prod-registry-events",
         "preprod": "exco-retail-preprod-serving",
         "evaluation": "exco-retail-preprod-evaluation",
         "prod": "exco-retail-prod-serving",
@@ -388,7 +389,9 @@ class Journey:
         self.gate_key = key_id
         return str(key_id)
 
-    def record(self, execution: dict[str, Any], state: dict[str, Any], status: str) -> Any:
+    def record(
+        self, execution: dict[str, Any], state: dict[str, Any], status: str, *, events: Any = None
+    ) -> Any:
         template = self.templates["evaluation"]
         (machine_id,) = resources(template, "AWS::StepFunctions::StateMachine")
         machine_name = template["Resources"][machine_id]["Properties"]["StateMachineName"]
@@ -471,6 +474,8 @@ class Journey:
                 kms=self.kms,
                 key_id=self.gate_key,
                 groups=frozenset(json.loads(resolve(env["GATE_GROUPS"], template))),
+                events=events,
+                source=env["GATE_PASSED_SOURCE"],
             )
 
     # ---- hop 7: the approver approves; prod hears it and checks the record -----------------------------
@@ -527,6 +532,63 @@ class Journey:
         mac = {"kms:MacAlgorithm": "HMAC_SHA_256"}
         assert resource_allows(key_policy, PROD, "kms:VerifyMac", key_arn, **mac)
         assert not resource_allows(key_policy, PROD, "kms:GenerateMac", key_arn, **mac)
+
+    # ---- hop 8 (approval before the record): the recorder's announcement reaches prod's deployer --------
+
+    def gate_passed_to_prod(self, entry: dict[str, Any], *, sender: str = PREPROD) -> dict[str, Any]:
+        """The recorder's PutEvents entry, as EventBridge delivers it: preprod's bus -> its forwarding rule ->
+        prod's bus (its policy admits preprod) -> prod's rule -> prod's deployer. Returns the event."""
+        evaluation, prod_events, prod = (
+            self.templates["evaluation"],
+            self.templates["prod_events"],
+            self.templates["prod"],
+        )
+        own_bus, prod_bus = (f"arn:aws:events:{REGION}:{a}:event-bus/default" for a in (PREPROD, PROD))
+        kind = {"events:source": entry["Source"], "events:detail-type": entry["DetailType"]}
+        recorder = function_role_statements(evaluation, "evaluation.handler.record_gate")
+        assert identity_allows(recorder, "events:PutEvents", own_bus, **kind)
+        assert not identity_allows(recorder, "events:PutEvents", own_bus, **{**kind, "events:source": "x"})
+        event = {
+            "version": "0",
+            "id": "c3b2a1d0-0000-4000-8000-000000000002",
+            "detail-type": entry["DetailType"],
+            "source": entry["Source"],
+            "account": sender,
+            "time": "2026-11-26T00:11:00Z",
+            "region": REGION,
+            "resources": entry["Resources"],
+            "detail": json.loads(entry["Detail"]),
+        }
+        (forward,) = [
+            r
+            for r in rules(evaluation)
+            if "EventPattern" in r and matches(r["EventPattern"], {**event, "account": PREPROD})
+        ]
+        (target,) = forward["Targets"]
+        assert resolve(target["Arn"], evaluation) == prod_bus
+        forwarder = role_statements(evaluation, target["RoleArn"]["Fn::GetAtt"][0])
+        assert identity_allows(forwarder, "events:PutEvents", prod_bus)
+        policies = [
+            resolve(r["Properties"]["Statement"], prod_events)
+            for r in resources(prod_events, "AWS::Events::EventBusPolicy").values()
+        ]
+        assert resource_allows(policies, PREPROD, "events:PutEvents", prod_bus, **kind)
+        for other in (DEV, FINANCE_PREPROD):  # dev and another business unit cannot send it
+            assert not resource_allows(policies, other, "events:PutEvents", prod_bus, **kind)
+        (rule,) = [
+            r for r in rules(prod) if r.get("EventPattern", {}).get("detail-type") == [entry["DetailType"]]
+        ]
+        deployer_id, _ = function_by_handler(prod, "serving_deployer.")
+        assert [t["Arn"]["Fn::GetAtt"][0] for t in rule["Targets"]] == [deployer_id]
+        if not matches(rule["EventPattern"], event):
+            raise AssertionError(f"prod's rule does not admit {event['account']}/{event['detail']}")
+        return event
+
+    def serving(self, stage: str) -> dict[str, Any] | None:
+        account = PREPROD if stage == "preprod" else PROD
+        table = boto3.resource("dynamodb", region_name=REGION).Table(f"records-{account}")
+        item = table.get_item(Key={"pk": f"GROUP#{GROUP}", "sk": "MODEL#default"}).get("Item")
+        return dict(item) if item else None
 
     def key_policy(self) -> list[dict[str, Any]]:
         template = self.templates["evaluation"]
@@ -722,3 +784,131 @@ def test_negative_another_business_units_gate_record_does_not_count(journey: Jou
     )
     outcome, _ = journey.deploy("prod", journey.approve())
     assert outcome["action"] == "refused"
+
+
+# ---- an approval given before the gate record exists: the record's arrival completes the promotion ----
+
+
+def _announcements() -> tuple[Any, list[dict[str, Any]]]:
+    """The recorder's events client (moto) and the entries it puts."""
+    client = boto3.client("events", region_name=REGION)
+    sent: list[dict[str, Any]] = []
+    client.meta.events.register(
+        "provide-client-params.events.PutEvents", lambda params, **_: sent.extend(params["Entries"])
+    )
+    return client, sent
+
+
+def test_an_approval_before_the_gate_record_is_served_in_prod_when_the_passing_record_lands(
+    journey: Journey,
+) -> None:
+    execution, state, order = _through_preprod(journey, GOOD)
+    assert order[-1] == "GatePassed"
+    # The approver approves while the gate run is still going: prod has no record to verify yet.
+    outcome, _ = journey.deploy("prod", journey.approve())
+    assert outcome["action"] == "refused" and "no preprod gate record" in outcome["error"]
+    assert journey.deployment("prod")["status"] == "refused" and journey.serving("prod") is None
+    # The run ends: the recorder writes the passing record and, the version being Approved, announces it.
+    events, sent = _announcements()
+    recorded = journey.record(execution, state, "SUCCEEDED", events=events)
+    assert recorded.result == "passed" and recorded.announced is True
+    (entry,) = sent
+    assert json.loads(entry["Detail"]) == {
+        "ModelPackageArn": journey.arn,
+        "ModelPackageGroupName": GROUP,
+        "ModelPackageVersion": 1,
+    }
+    outcome, _ = journey.deploy("prod", journey.gate_passed_to_prod(entry))
+    assert outcome["action"] == "deployed" and outcome["version"] == 1
+    assert journey.deployment("prod")["status"] == "serving"
+    assert journey.serving("prod")["model_package_arn"] == journey.arn
+    # The approval's own event, redelivered now, finds it served: nothing is installed twice.
+    outcome, _ = journey.deploy("prod", journey.event())
+    assert outcome["action"] == "already_serving"
+
+
+def test_a_passing_record_before_any_approval_announces_nothing(journey: Journey) -> None:
+    execution, state, _ = _through_preprod(journey, GOOD)
+    events, sent = _announcements()
+    recorded = journey.record(execution, state, "SUCCEEDED", events=events)
+    assert recorded.result == "passed" and recorded.announced is False and sent == []
+    # The approval, when it comes, carries its own event and finds the record (the first journey).
+    outcome, _ = journey.deploy("prod", journey.approve())
+    assert outcome["action"] == "deployed"
+
+
+def test_negative_a_failed_record_after_the_approval_serves_nothing_in_prod(journey: Journey) -> None:
+    wrong = {question: "no idea" for question in GOOD}
+    execution, state, order = _through_preprod(journey, wrong)
+    assert order == ["GateFailed"]
+    outcome, _ = journey.deploy("prod", journey.approve())
+    assert outcome["action"] == "refused"
+    events, sent = _announcements()
+    recorded = journey.record(execution, state, "FAILED", events=events)
+    assert recorded.result == "failed" and recorded.announced is False and sent == []
+    rejected = journey.event()
+    assert rejected["detail"]["ModelApprovalStatus"] == "Rejected"
+    outcome, _ = journey.deploy("prod", rejected)
+    assert outcome["action"] == "ignored"
+    # Even an announcement sent from preprod for this version (none was) serves nothing: it is Rejected.
+    entry = {
+        "Source": "exco.preprod-gate",
+        "DetailType": "Preprod Gate Passed",
+        "Resources": [journey.arn],
+        "Detail": json.dumps(
+            {"ModelPackageArn": journey.arn, "ModelPackageGroupName": GROUP, "ModelPackageVersion": 1}
+        ),
+    }
+    outcome, _ = journey.deploy("prod", journey.gate_passed_to_prod(entry))
+    assert outcome["action"] == "ignored" and "Rejected" in outcome["error"]
+    assert journey.serving("prod") is None
+
+
+def test_negative_an_announcement_for_another_version_or_from_elsewhere_serves_nothing(
+    journey: Journey,
+) -> None:
+    execution, state, _ = _through_preprod(journey, GOOD)
+    first_arn = journey.arn
+    journey.deploy("prod", journey.approve())  # refused: no record yet
+    events, sent = _announcements()
+    journey.record(execution, state, "SUCCEEDED", events=events)
+    (first_entry,) = sent
+    journey.deploy("prod", journey.gate_passed_to_prod(first_entry))
+    assert journey.serving("prod")["model_package_arn"] == first_arn
+    # Version 2 is approved before any gate ran on it; version 1's record copied onto it does not verify.
+    copied = {
+        k: v
+        for k, v in journey.registry.describe_model_package(ModelPackageName=first_arn)[
+            "CustomerMetadataProperties"
+        ].items()
+        if k.startswith("PreprodGate")
+    }
+    journey.register(adapter_artifact(base_model_name_or_path="retail, version 2 of the adapter"))
+    outcome, _ = journey.deploy("prod", journey.approve())
+    assert outcome["action"] == "refused"
+    # (restated for version 2's checksum, so only the MAC, bound to version 1's ARN, can tell)
+    copied["PreprodGateSha256"] = journey.metadata["ArtifactSha256"]
+    journey.registry.update_model_package(
+        ModelPackageArn=journey.arn, CustomerMetadataProperties={**journey.metadata, **copied}
+    )
+    second = {
+        **first_entry,
+        "Resources": [journey.arn],
+        "Detail": json.dumps(
+            {"ModelPackageArn": journey.arn, "ModelPackageGroupName": GROUP, "ModelPackageVersion": 2}
+        ),
+    }
+    outcome, _ = journey.deploy("prod", journey.gate_passed_to_prod(second))
+    assert (
+        outcome["action"] == "refused"
+        and "not written by this business unit's preprod gate" in outcome["error"]
+    )
+    assert journey.serving("prod")["model_package_arn"] == first_arn  # version 1 keeps serving
+    # The same announcement from the dev account or another business unit's preprod never reaches prod.
+    for sender in (DEV, FINANCE_PREPROD):
+        with pytest.raises(AssertionError, match="does not admit"):
+            journey.gate_passed_to_prod(second, sender=sender)
+    # Nor does one naming another business unit's group.
+    other_group = {**json.loads(second["Detail"]), "ModelPackageGroupName": "exco-finance-product-qa"}
+    with pytest.raises(AssertionError, match="does not admit"):
+        journey.gate_passed_to_prod({**second, "Detail": json.dumps(other_group)})
