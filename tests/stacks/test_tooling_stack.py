@@ -197,10 +197,17 @@ def test_registry_events_go_to_the_business_units_preprod_and_prod_buses(
         f"arn:aws:events:eu-west-1:{FINANCE[s]}:event-bus/default" for s in ("preprod", "prod")
     }
     receiver = default_platform.template("exco-retail-prod-registry-events")
-    (policy,) = resources_of_type(receiver, "AWS::Events::EventBusPolicy").values()
-    statement = flatten(policy["Properties"]["Statement"])
+    policies = {
+        p["Properties"]["StatementId"]: flatten(p["Properties"]["Statement"])
+        for p in resources_of_type(receiver, "AWS::Events::EventBusPolicy").values()
+    }
+    # The registry's events come from the tooling account only; the other statement admits the business
+    # unit's own preprod account for its "Preprod Gate Passed" announcements (test_gate_passed_routing.py).
+    assert set(policies) == {"exco-model-registry-events", "exco-model-registry-events-preprod-gate"}
+    statement = policies["exco-model-registry-events"]
     assert principal_accounts(statement) == {"111111111111"}
     assert statement["Resource"] == f"arn:aws:events:eu-west-1:{RETAIL['prod']}:event-bus/default"
+    assert principal_accounts(policies["exco-model-registry-events-preprod-gate"]) == {RETAIL["preprod"]}
 
 
 def test_sandbox_policies_collapse_to_one_account_and_require_the_business_unit_tag(
