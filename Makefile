@@ -22,10 +22,11 @@ CDK_FLAGS := --no-notices --no-version-reporting --ci
 REQ_HASH := $(shell cat requirements.txt requirements-dev.txt lambdas/*/requirements.txt 2>/dev/null | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.installed-$(REQ_HASH)
 NODE_STAMP := node_modules/.installed-$(shell sha256sum package.json package-lock.json | sha256sum | cut -c1-16)
+BYTECODE_STAMP := $(VENV)/.bytecode-$(REQ_HASH)
 
 .PHONY: bootstrap synth test lint bench clean bootstrap-commands
 
-bootstrap: $(VENV_STAMP) $(NODE_STAMP) lambda-deps
+bootstrap: $(VENV_STAMP) $(NODE_STAMP) $(BYTECODE_STAMP) lambda-deps
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +37,13 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@rm -f node_modules/.installed-* && touch $@
+
+# cdk.json runs the app as `python -O app.py` (jsii's runtime type checks off: about a CPU-second less per
+# synth); optimized mode reads .opt-1.pyc files, which pip does not write, so they are compiled here once for
+# every installed module the synth loads (tools/compile_synth_bytecode.py, docs/PERFORMANCE.md).
+$(BYTECODE_STAMP): $(VENV_STAMP) $(NODE_STAMP)
+	$(PY) -m tools.compile_synth_bytecode
+	@rm -f $(VENV)/.bytecode-* && touch $@
 
 # Third-party wheels for Lambda functions and the fine-tuning jobs, built once per requirements hash
 # (synth only packages them; each Lambda layer is packed once as a zip, so synth stages one file).

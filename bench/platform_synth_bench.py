@@ -16,13 +16,21 @@ In one run, alternating so machine load hits both sides alike (medians over --re
   only by folder assets packed as zip files with the same files inside (--repackaged-assets there).
 - with --make-phases: each command of `make -n synth` timed on its own after each warm run (where the warm
   `make synth` spends its time).
+- unless --skip-unvalidated: app, plain app and each baseline once more with CDK's built-in CloudFormation
+  validator off (CDK_VALIDATION=false; cdk-nag still runs), in the same rotation. That validator costs about the
+  same in every app (a WebAssembly rule engine built once per process, then one validation per template), so
+  the ratio without it is the platform's own synth cost against the plain app's. The main ratio stays the one
+  with the validator on, as `cdk synth` runs both apps.
+
+Every app runs with the interpreter flags of its tree's cdk.json `app` command (e.g. `python -O`), the plain app
+with this checkout's, so a change of flags counts on both sides.
 
 Wall seconds are medians; CPU seconds are the user + system time of the whole process tree (Python and its
 jsii Node process; getrusage of the waited-for children), which machine load inflates far less than wall
 time. The load average is printed at the start and the end.
 
     .venv/bin/python bench/platform_synth_bench.py [--repeats 3] [--skip-make] [--baseline-ref main]...
-        [--make-phases]
+        [--make-phases] [--skip-unvalidated]
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -90,7 +99,7 @@ class Series:
     def line(self) -> str:
         walls = [round(t.wall, 1) for t in self.runs]
         cpus = [round(t.cpu, 1) for t in self.runs]
-        return f"{self.label:<44} wall median {self.wall:6.1f} s {walls}  cpu median {self.cpu:6.1f} s {cpus}"
+        return f"{self.label:<62} wall median {self.wall:6.1f} s {walls}  cpu median {self.cpu:6.1f} s {cpus}"
 
 
 def _children_cpu() -> float:
@@ -109,12 +118,30 @@ def timed(
     return Timing(elapsed, cpu)
 
 
-def app_synth(outdir: Path, source: Path = REPO_ROOT) -> Timing:
-    """`app.py` of `source` (this checkout, or a baseline revision's tree) as `cdk synth` runs it."""
+def validation_env(builtin_validation: bool) -> dict[str, str]:
+    """CDK's built-in CloudFormation validator on (as `cdk synth` runs) or off; cdk-nag runs either way."""
+    return {} if builtin_validation else {"CDK_VALIDATION": "false"}
+
+
+def interpreter_flags(source: Path = REPO_ROOT) -> list[str]:
+    """The Python options of the `app` command in `source`'s cdk.json (`.venv/bin/python -O app.py` -> ["-O"])."""
+    command = shlex.split(json.loads((source / "cdk.json").read_text())["app"])
+    if len(command) < 2 or not Path(command[0]).name.startswith("python"):
+        raise SystemExit(f"{source / 'cdk.json'}: app must be `<python> [options] app.py`, got {command}")
+    return [word for word in command[1:-1] if word.startswith("-")]
+
+
+def app_synth(outdir: Path, source: Path = REPO_ROOT, *, builtin_validation: bool = True) -> Timing:
+    """`app.py` of `source` (this checkout, or a baseline revision's tree) as `cdk synth` runs it: with the
+    interpreter flags of that tree's cdk.json."""
     env = node_env(
-        {"CDK_CONTEXT_JSON": json.dumps({"config": "config/platform.yaml"}), "CDK_OUTDIR": str(outdir)}
+        {
+            "CDK_CONTEXT_JSON": json.dumps({"config": "config/platform.yaml"}),
+            "CDK_OUTDIR": str(outdir),
+            **validation_env(builtin_validation),
+        }
     )
-    return timed([sys.executable, "app.py"], env, cwd=source)
+    return timed([sys.executable, *interpreter_flags(source), "app.py"], env, cwd=source)
 
 
 def export_revision(ref: str, target: Path) -> Path:
@@ -172,11 +199,12 @@ def plain_spec(assembly: Path) -> dict[str, list[dict[str, Any]]]:
     return spec
 
 
-def plain_synth(spec_file: Path, script: Path, outdir: Path) -> Timing:
+def plain_synth(spec_file: Path, script: Path, outdir: Path, *, builtin_validation: bool = True) -> Timing:
+    """The plain app, with the interpreter flags and context `cdk synth` gives this checkout's app."""
     # the plain app has no acknowledgements: cdk-nag reports findings, which costs the same work; don't fail
     return timed(
-        [sys.executable, str(script), str(spec_file), str(REPO_ROOT / "cdk.json")],
-        node_env({"CDK_OUTDIR": str(outdir)}),
+        [sys.executable, *interpreter_flags(), str(script), str(spec_file), str(REPO_ROOT / "cdk.json")],
+        node_env({"CDK_OUTDIR": str(outdir), **validation_env(builtin_validation)}),
         allow_failure=True,
     )
 
@@ -206,6 +234,10 @@ def synths_per_push(assembly: Path) -> dict[str, int]:
     return per_branch
 
 
+def ratio_line(label: str, side: Series, reference: Series) -> str:
+    return f"{label}: wall {side.wall / reference.wall:.2f}x, cpu {side.cpu / reference.cpu:.2f}x"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -225,10 +257,18 @@ def main() -> int:
         action="store_true",
         help="also time each command of `make -n synth` on its own (after each warm make synth)",
     )
+    parser.add_argument(
+        "--skip-unvalidated",
+        action="store_true",
+        help="leave out the runs with CDK's built-in CloudFormation validator off (CDK_VALIDATION=false)",
+    )
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats: must be at least 1")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    # validator on (as `cdk synth` runs), then off unless skipped
+    modes = [True] if args.skip_unvalidated else [True, False]
+    suffix = {True: "", False: ", CDK_VALIDATION=false"}
     with tempfile.TemporaryDirectory() as work:
         root = Path(work)
         baselines = {
@@ -244,19 +284,27 @@ def main() -> int:
         script.write_text(PLAIN_APP)
         stacks = sum(len(s) for s in spec.values())
         resources = sum(len(s["resources"]) for stage in spec.values() for s in stage)
-        app = Series("app synth (app.py, cdk-nag)")
-        plain = Series("plain CDK app, same resources, cdk-nag")
-        befores = {ref: Series(f"app synth at {ref} (baseline)") for ref in baselines}
+        app = {m: Series(f"app synth (app.py, cdk-nag{suffix[m]})") for m in modes}
+        plain = {m: Series(f"plain CDK app, same resources, cdk-nag{suffix[m]}") for m in modes}
+        befores = {
+            m: {ref: Series(f"app synth at {ref} (baseline{suffix[m]})") for ref in baselines} for m in modes
+        }
         make = Series("make synth, warm (cfn-lint cache filled)")
         phase_commands = make_synth_commands() if args.make_phases else []
         phases = {command: Series(command[:60]) for command in phase_commands}
         if not args.skip_make:
             timed(["make", "-s", "synth"], node_env())  # unmeasured: fills the cfn-lint cache
         for index in range(args.repeats):
-            for number, (ref, tree) in enumerate(baselines.items()):
-                befores[ref].runs.append(app_synth(root / f"before{number}-{index}", tree))
-            app.runs.append(app_synth(root / f"app{index}"))
-            plain.runs.append(plain_synth(spec_file, script, root / f"plain{index}"))
+            for mode in modes:
+                tag = f"{index}" if mode else f"{index}-unvalidated"
+                for number, (ref, tree) in enumerate(baselines.items()):
+                    befores[mode][ref].runs.append(
+                        app_synth(root / f"before{number}-{tag}", tree, builtin_validation=mode)
+                    )
+                app[mode].runs.append(app_synth(root / f"app{tag}", builtin_validation=mode))
+                plain[mode].runs.append(
+                    plain_synth(spec_file, script, root / f"plain{tag}", builtin_validation=mode)
+                )
             if not args.skip_make:
                 make.runs.append(timed(["make", "-s", "synth"], node_env()))
             for command, series in phases.items():
@@ -267,21 +315,34 @@ def main() -> int:
             for number, ref in enumerate(baselines)
         }
     print(
-        f"default config: {stacks} stacks, {resources} resources; {args.repeats} repeats, {os.cpu_count()} CPUs"
+        f"default config: {stacks} stacks, {resources} resources; {args.repeats} repeats, {os.cpu_count()} CPUs;"
+        f" interpreter flags {interpreter_flags() or 'none'}"
     )
-    for series in (*befores.values(), app, plain, make, *phases.values()):
+    for mode in modes:
+        for series in (*befores[mode].values(), app[mode], plain[mode]):
+            print(series.line())
+    for series in (make, *phases.values()):
         if series.runs:
             print(series.line())
-    ratios = [a.wall / p.wall for a, p in zip(app.runs, plain.runs, strict=True)]
+    ratios = [a.wall / p.wall for a, p in zip(app[True].runs, plain[True].runs, strict=True)]
     print(
-        f"ratio app / plain: wall {app.wall / plain.wall:.2f}x (medians; per pair {[round(r, 2) for r in ratios]}),"
-        f" cpu {app.cpu / plain.cpu:.2f}x"
+        f"ratio app / plain: wall {app[True].wall / plain[True].wall:.2f}x (medians; per pair"
+        f" {[round(r, 2) for r in ratios]}), cpu {app[True].cpu / plain[True].cpu:.2f}x"
     )
-    for ref, before in befores.items():
-        print(
-            f"ratio {ref} / plain: wall {before.wall / plain.wall:.2f}x, cpu {before.cpu / plain.cpu:.2f}x;"
-            f" app / {ref}: wall {app.wall / before.wall:.2f}x, cpu {app.cpu / before.cpu:.2f}x"
-        )
+    if False in modes:
+        print(ratio_line("ratio app / plain without CDK's validator", app[False], plain[False]))
+        for label, sides in (("app", app), ("plain", plain)):
+            print(
+                f"CDK's validator in {label} (median with - median without): wall"
+                f" {sides[True].wall - sides[False].wall:.1f} s, cpu {sides[True].cpu - sides[False].cpu:.1f} s"
+            )
+    for ref in baselines:
+        for mode in modes:
+            before = befores[mode][ref]
+            print(
+                f"{ratio_line(f'ratio {ref} / plain{suffix[mode]}', before, plain[mode])};"
+                f" {ratio_line(f'app / {ref}', app[mode], before)}"
+            )
         verdict, lines = comparisons[ref]
         print(f"assemblies of {ref} and this checkout: {verdict}")
         for line in lines[:50]:

@@ -29,6 +29,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.platform_synth_bench import interpreter_flags  # noqa: E402
 from tools.synth_report import iter_stacks  # noqa: E402
 
 
@@ -74,6 +75,7 @@ def synth_once(config_path: Path, outdir: Path) -> tuple[float, int]:
     env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
     command = [
         sys.executable,
+        *interpreter_flags(),  # cdk.json's (`python -O`)
         "-c",
         "import sys; sys.argv=['app.py']; import runpy; runpy.run_path('app.py', run_name='__main__')",
     ]
