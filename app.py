@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from stacks.app_factory import compose, create_app, error_annotations
+from stacks.app_factory import compose, create_app, synth_errors
 from stacks.blocks.nag import failed_validations
 from stacks.settings import ConfigError, load_config
 
@@ -19,7 +19,7 @@ def main() -> None:
         raise SystemExit(2) from None
     compose(app, config)
     assembly = app.synth()
-    errors = error_annotations(assembly.directory)
+    errors = synth_errors(assembly.directory)
     if errors:
         print("synth errors:\n" + "\n".join(f"  - {e}" for e in errors), file=sys.stderr)
         raise SystemExit(1)

@@ -7,12 +7,13 @@ in-process do not go through the CLI, so the flags are read from cdk.json here t
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from aws_cdk import App
 
-from stacks.blocks.log_retention import require_log_retention
+from stacks.blocks.log_retention import log_groups_without_retention
 from stacks.blocks.nag import add_nag_checks
 from stacks.composition import Platform, build_platform
 from stacks.settings import PlatformConfig
@@ -35,32 +36,46 @@ def compose(app: App, config: PlatformConfig) -> Platform:
     """Build the whole platform into `app` with cdk-nag attached (as `cdk synth`, tests and benchmarks do)."""
     platform = build_platform(app, config)
     add_nag_checks(app)
-    require_log_retention(app)
     return platform
 
 
+def stack_artifacts(outdir: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(assembly directory, manifest entry) of every stack in the assembly, nested assemblies included."""
+    manifest = json.loads((Path(outdir) / "manifest.json").read_text(encoding="utf-8"))
+    for artifact in manifest.get("artifacts", {}).values():
+        if artifact["type"] == "cdk:cloud-assembly":
+            yield from stack_artifacts(Path(outdir) / artifact["properties"]["directoryName"])
+        elif artifact["type"] == "aws:cloudformation:stack":
+            yield Path(outdir), artifact
+
+
 def error_annotations(outdir: str | Path) -> list[str]:
-    """Error annotations (e.g. the log-retention check) of every stack, nested Stages included, one line each.
+    """Error annotations of every stack, nested Stages included, one line each.
 
     The CDK CLI fails a synth on errors of top-level stacks only; those inside a nested Stage pass silently,
     so app.py fails on this list itself. Read from the assembly's files: asking the jsii kernel for each
     stack's messages costs a round trip per stack that carries every acknowledgement and its stack trace.
     """
     errors: list[str] = []
-    manifest = json.loads((Path(outdir) / "manifest.json").read_text(encoding="utf-8"))
-    for artifact in manifest.get("artifacts", {}).values():
-        if artifact["type"] == "cdk:cloud-assembly":
-            errors += error_annotations(Path(outdir) / artifact["properties"]["directoryName"])
-        elif artifact["type"] == "aws:cloudformation:stack":
-            entries = [
-                (path, entry) for path, listed in artifact.get("metadata", {}).items() for entry in listed
-            ]
-            if "additionalMetadataFile" in artifact:
-                extra = json.loads(
-                    (Path(outdir) / artifact["additionalMetadataFile"]).read_text(encoding="utf-8")
-                )
-                entries += [(path, entry) for path, listed in extra.items() for entry in listed]
-            errors += [f"{path}: {entry['data']}" for path, entry in entries if entry["type"] == ERROR_ENTRY]
+    for directory, artifact in stack_artifacts(outdir):
+        entries = [(path, entry) for path, listed in artifact.get("metadata", {}).items() for entry in listed]
+        if "additionalMetadataFile" in artifact:
+            extra = json.loads((directory / artifact["additionalMetadataFile"]).read_text(encoding="utf-8"))
+            entries += [(path, entry) for path, listed in extra.items() for entry in listed]
+        errors += [f"{path}: {entry['data']}" for path, entry in entries if entry["type"] == ERROR_ENTRY]
+    return errors
+
+
+def synth_errors(outdir: str | Path) -> list[str]:
+    """What app.py fails a synth on: error annotations, and log groups without retention, of every stack."""
+    errors = error_annotations(outdir)
+    for directory, artifact in stack_artifacts(outdir):
+        template_file = artifact.get("properties", {}).get("templateFile")
+        if template_file is None:
+            continue
+        text = (directory / template_file).read_text(encoding="utf-8")
+        if "AWS::Logs::LogGroup" in text:  # most templates have none: skip parsing them
+            errors += log_groups_without_retention(artifact.get("displayName", template_file), json.loads(text))
     return errors
 
 

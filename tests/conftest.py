@@ -21,7 +21,7 @@ os.environ["JSII_DEPRECATED"] = "fail"
 
 from aws_cdk import cx_api
 
-from stacks.app_factory import synthesize_platform
+from stacks.app_factory import synth_errors, synthesize_platform
 from stacks.blocks.nag import failed_validations
 from stacks.composition import Platform
 from stacks.settings import PlatformConfig, load_config
@@ -62,13 +62,8 @@ def synthesize(config: PlatformConfig, outdir: Path) -> SynthesizedPlatform:
     violations = failed_validations(outdir)
     if violations:
         raise AssertionError("cdk-nag findings:\n" + "\n".join(violations))
-    # Error annotations (e.g. the log-retention aspect) fail `cdk synth`; fail the fixture the same way.
-    errors = [
-        f"{m.id}: {m.entry.data}"
-        for s in assembly.stacks_recursively
-        for m in s.messages
-        if m.level.name == "ERROR"
-    ]
+    # What app.py fails a synth on (error annotations, log groups without retention) fails the fixture too.
+    errors = synth_errors(outdir)
     if errors:
         raise AssertionError("synth reported errors:\n" + "\n".join(errors))
     return SynthesizedPlatform(config=config, platform=platform, assembly=assembly, outdir=outdir)

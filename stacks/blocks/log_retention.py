@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-from aws_cdk import Stage, Validations
-from aws_cdk import aws_logs as logs
+from collections.abc import Mapping
+from typing import Any
 
 RULE_ID = "LLMOps-LogRetention"
+MESSAGE = (
+    f"[{RULE_ID}] log group has no retention: create it with stacks.blocks.logs.encrypted_log_group "
+    "(retention from the stage's log_retention_days)"
+)
 
 
-def require_log_retention(app: Stage) -> None:
-    """Mark every log group without retention, nested Stages included, with an error annotation.
+def log_groups_without_retention(stack_path: str, template: Mapping[str, Any]) -> list[str]:
+    """One error line per log group of a synthesized template that keeps its logs forever.
 
-    Run once the platform is composed. A walk rather than an aspect: aspects stop at Stage boundaries (one on
-    the app never visits the business units' stages) and call back from Node into Python for every construct,
-    where this walk crosses into Node once for the list and once per log group.
-    """
-    for node in app.node.find_all():
-        if isinstance(node, logs.CfnLogGroup) and node.retention_in_days is None:
-            Validations.of(node).add_error(
-                RULE_ID,
-                "log group has no retention: create it with stacks.blocks.logs.encrypted_log_group "
-                "(retention from the stage's log_retention_days)",
-            )
+    Read from the templates the synth wrote, not from the construct tree: the pipelines synthesize every
+    business unit's Stage while the platform is being composed (CDK Pipelines' `add_stage`), so an
+    annotation added to the tree after composition never reached those Stages' assemblies, and a walk over the
+    tree cost one jsii object per construct of the app. The templates hold every log group, CDK's own
+    included."""
+    errors = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Logs::LogGroup":
+            continue
+        if resource.get("Properties", {}).get("RetentionInDays") is None:
+            path = resource.get("Metadata", {}).get("aws:cdk:path", f"{stack_path}/{logical_id}")
+            errors.append(f"/{path.lstrip('/')}: {MESSAGE}")
+    return errors

@@ -159,28 +159,54 @@ def test_cfn_lint_gate_detects_an_error(tmp_path: Path) -> None:
 def test_log_retention_check_fails_synth_for_log_groups_without_retention_in_any_stage(
     tmp_path: Path,
 ) -> None:
-    """compose() runs require_log_retention: it must flag the app's and a nested Stage's log groups only."""
+    """app.py fails on log groups without retention in any stack: the app's, a nested Stage's, and a Stage
+    synthesized before the app (as the pipelines' add_stage does with every business unit's)."""
     from aws_cdk import Stage
     from aws_cdk import aws_logs as logs
 
-    from stacks.app_factory import error_annotations
-    from stacks.blocks.log_retention import RULE_ID, require_log_retention
+    from stacks.app_factory import synth_errors
+    from stacks.blocks.log_retention import RULE_ID
 
     app = create_app(outdir=str(tmp_path))
     stage = Stage(app, "exco-retail-dev")
     logs.LogGroup(Stack(stage, "Inner"), "Kept", retention=logs.RetentionDays.INFINITE)
+    early = Stage(app, "exco-retail-prod")
+    logs.LogGroup(Stack(early, "Early"), "Kept", retention=logs.RetentionDays.INFINITE)
+    early.synth()  # what CDK Pipelines' add_stage does while the platform is composed
     outer = Stack(app, "Outer")
     logs.LogGroup(outer, "Kept", retention=logs.RetentionDays.INFINITE)
     logs.LogGroup(outer, "Bounded", retention=logs.RetentionDays.ONE_WEEK)
-    require_log_retention(app)
+    logs.CfnLogGroup(outer, "RawBounded", retention_in_days=30)
     assembly = app.synth()
-    # What app.py fails on (the CDK CLI itself does not fail on errors inside a nested Stage).
-    errors = sorted(error_annotations(assembly.directory))
-    assert [e.split(": ", 1)[0] for e in errors] == [
-        "/Outer/Kept/Resource",
-        f"/{stage.node.id}/Inner/Kept/Resource",
+    errors = sorted(synth_errors(assembly.directory))
+    assert [e.split(": ", 1)[0].rsplit("/", 1)[0] for e in errors] == [
+        "/Outer",
+        "/exco-retail-dev/Inner",
+        "/exco-retail-prod/Early",
     ]
+    assert [e.split(": ", 1)[0].rsplit("/", 1)[1][:4] for e in errors] == ["Kept"] * 3  # logical ids
     assert all(RULE_ID in e for e in errors)
+
+
+def test_a_log_group_names_its_construct_path_where_the_template_records_it() -> None:
+    from stacks.blocks.log_retention import log_groups_without_retention
+
+    template = {
+        "Resources": {
+            "Forever": {
+                "Type": "AWS::Logs::LogGroup",
+                "Metadata": {"aws:cdk:path": "exco-shared/exco-tooling/Forever/Resource"},
+            },
+            "NoProperties": {"Type": "AWS::Logs::LogGroup"},
+            "Kept": {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": 7}},
+            "Queue": {"Type": "AWS::SQS::Queue"},
+        }
+    }
+    errors = log_groups_without_retention("exco-shared/exco-tooling", template)
+    assert [e.split(": ", 1)[0] for e in errors] == [
+        "/exco-shared/exco-tooling/Forever/Resource",
+        "/exco-shared/exco-tooling/NoProperties",
+    ]
 
 
 @pytest.mark.parametrize("platform_fixture", ["default_platform", "sandbox_platform"])
