@@ -75,7 +75,9 @@ def synth_errors(outdir: str | Path) -> list[str]:
             continue
         text = (directory / template_file).read_text(encoding="utf-8")
         if "AWS::Logs::LogGroup" in text:  # most templates have none: skip parsing them
-            errors += log_groups_without_retention(artifact.get("displayName", template_file), json.loads(text))
+            errors += log_groups_without_retention(
+                artifact.get("displayName", template_file), json.loads(text)
+            )
     return errors
 
 

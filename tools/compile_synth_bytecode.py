@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(REPO_ROOT))
     # what `app.py` imports, plus the assembly module that `app.synth()` loads on return
     import aws_cdk.cx_api  # noqa: F401
+
     import app  # noqa: F401
 
     sources = installed_sources(list(sys.modules.values()))
