@@ -6,7 +6,10 @@ Builds the default platform once in this process (as `cdk synth` runs `app.py`, 
   repository's code that caused it, and to the stack class being built at the time;
 - each of our stack classes' construction timed: Python CPU (process time) and the jsii Node process's CPU
   (user + system ticks from /proc, Linux only), exclusive of stacks built inside it;
-- the app's synthesis (`app.synth()`: validation, cdk-nag, writing the assembly) timed the same way.
+- the app's synthesis (`app.synth()`: validation, cdk-nag, writing the assembly) timed the same way;
+- each request's wall time from Python's send to Node's answer, per jsii member and per call site: Node's work
+  for that request plus the transfer, i.e. which calls the Node side spends its time on (CDK Pipelines'
+  `addStage` synthesizes a whole Stage, an L2 constructor builds its resources, a getter costs a transfer).
 
 Round-trip counts are exact and repeatable; CPU seconds move with machine load (the load average is printed).
 
@@ -53,6 +56,9 @@ class Profile:
     by_member: collections.Counter[str] = field(default_factory=collections.Counter)
     by_member_and_site: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     by_call_site: collections.Counter[str] = field(default_factory=collections.Counter)
+    # seconds from sending a request to its answer (Node's work + transfer), per member and per call site
+    seconds_by_member: dict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
+    seconds_by_call_site: dict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
     by_stack: dict[str, Cost] = field(default_factory=lambda: collections.defaultdict(Cost))
     phases: dict[str, Cost] = field(default_factory=dict)
 
@@ -115,7 +121,13 @@ class Recorder:
             profile.by_call_site[site] += 1
             profile.by_member_and_site[(f"{kind} {member}", site)] += 1
             profile.by_stack[self._stack_names[-1]].round_trips += 1
-            return original_send(process, request, response_type)
+            started = time.perf_counter()
+            try:
+                return original_send(process, request, response_type)
+            finally:
+                elapsed = time.perf_counter() - started
+                profile.seconds_by_member[f"{kind} {member}"] += elapsed
+                profile.seconds_by_call_site[site] += elapsed
 
         _NodeProcess.send = counting_send  # type: ignore[method-assign,assignment]
 
@@ -211,6 +223,10 @@ def run(config_path: str) -> Profile:
     return profile
 
 
+def _largest(seconds: dict[str, float], top: int | None = None) -> list[tuple[str, float]]:
+    return sorted(seconds.items(), key=lambda item: -item[1])[:top]
+
+
 def _report(profile: Profile, top: int, members: list[str]) -> str:
     lines = [f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", ""]
     lines.append(f"{'phase':<56} {'round trips':>11} {'Python CPU':>10} {'Node CPU':>9}")
@@ -229,6 +245,17 @@ def _report(profile: Profile, top: int, members: list[str]) -> str:
     lines += [f"{count:>7}  {member}" for member, count in profile.by_member.most_common(top)]
     lines += ["", f"top {top} call sites (round trips):"]
     lines += [f"{count:>7}  {site}" for site, count in profile.by_call_site.most_common(top)]
+    waited = sum(profile.seconds_by_member.values())
+    lines += ["", f"top {top} members by time waiting for Node (wall; {waited:.2f} s in all):"]
+    lines += [
+        f"{seconds:>7.3f}s {profile.by_member[member]:>6}x  {member}"
+        for member, seconds in _largest(profile.seconds_by_member, top)
+    ]
+    lines += ["", f"top {top} call sites by time waiting for Node (wall):"]
+    lines += [
+        f"{seconds:>7.3f}s {profile.by_call_site[site]:>6}x  {site}"
+        for site, seconds in _largest(profile.seconds_by_call_site, top)
+    ]
     for member in members:
         sites = [
             (site, n) for (m, site), n in profile.by_member_and_site.most_common() if m.endswith(f" {member}")
@@ -270,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             "phases": {name: asdict(cost) for name, cost in profile.phases.items()},
             "by_stack": {name: asdict(cost) for name, cost in profile.by_stack.items()},
             "by_call_site": dict(profile.by_call_site.most_common()),
+            "seconds_by_member": dict(_largest(profile.seconds_by_member)),
+            "seconds_by_call_site": dict(_largest(profile.seconds_by_call_site)),
         }
         args.json.write_text(json.dumps(payload, indent=1), encoding="utf-8")
     return 0
