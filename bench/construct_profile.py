@@ -12,6 +12,8 @@ Builds the default platform once in this process (as `cdk synth` runs `app.py`, 
   `addStage` synthesizes a whole Stage, an L2 constructor builds its resources, a getter costs a transfer).
 
 Round-trip counts are exact and repeatable; CPU seconds move with machine load (the load average is printed).
+It runs under the interpreter flags of cdk.json's `app` command (`python -O`), as `cdk synth` runs the app:
+started without them, it starts itself again with them.
 
     .venv/bin/python bench/construct_profile.py [--config config/platform.yaml] [--top 25] [--json FILE]
 """
@@ -265,6 +267,16 @@ def _report(profile: Profile, top: int, members: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _run_as_cdk_synth_does(argv: list[str] | None) -> None:
+    """Start again under cdk.json's interpreter flags (e.g. -O: no jsii runtime type checks) if not under them."""
+    from bench.platform_synth_bench import interpreter_flags
+
+    flags = interpreter_flags()
+    if "-O" in flags and not sys.flags.optimize:
+        arguments = sys.argv[1:] if argv is None else argv
+        os.execv(sys.executable, [sys.executable, *flags, str(Path(__file__).resolve()), *arguments])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="config/platform.yaml", help="platform config to build")
@@ -287,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"--config: {error}", file=sys.stderr)
         return 2
+    _run_as_cdk_synth_does(argv)
     profile = run(args.config)
     print(_report(profile, args.top, args.member))
     if args.json:

@@ -111,3 +111,23 @@ def test_the_bench_refuses_an_app_command_it_cannot_reproduce(tmp_path: Path) ->
     (tmp_path / "cdk.json").write_text(json.dumps({"app": "node app.js"}))
     with pytest.raises(SystemExit, match="app must be"):
         load_bench().interpreter_flags(tmp_path)
+
+
+def test_the_construct_profile_restarts_under_cdk_jsons_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "construct_profile", REPO_ROOT / "bench" / "construct_profile.py"
+    )
+    assert spec is not None and spec.loader is not None
+    profile = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = profile  # its dataclasses look their module up
+    spec.loader.exec_module(profile)
+    started: list[list[str]] = []
+    monkeypatch.setattr(os, "execv", lambda path, args: started.append(args))
+    monkeypatch.setattr(sys, "flags", types.SimpleNamespace(optimize=0, verbose=0))
+    profile._run_as_cdk_synth_does(["--top", "3"])
+    assert started == [
+        [sys.executable, "-O", str(REPO_ROOT / "bench" / "construct_profile.py"), "--top", "3"]
+    ]
+    monkeypatch.setattr(sys, "flags", types.SimpleNamespace(optimize=1, verbose=0))
+    profile._run_as_cdk_synth_does(["--top", "3"])
+    assert len(started) == 1  # already optimized: runs on
