@@ -442,7 +442,9 @@ class FineTuningStack(EnvironmentStack):
             return [group.replace(":model-package-group/", ":model-package/") + "/*" for group in groups]
 
         if automatic:
-            allow(role, actions=["sagemaker:CreateModelPackage"], resources=automatic + versions_of(automatic))
+            allow(
+                role, actions=["sagemaker:CreateModelPackage"], resources=automatic + versions_of(automatic)
+            )
         if reviewed:
             allow(
                 role,

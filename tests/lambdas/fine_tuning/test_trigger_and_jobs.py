@@ -225,7 +225,7 @@ def test_a_start_that_outlived_its_reservation_stops_its_execution_and_reports_a
     capped = one_slot(leases)
     slow = SlowStart(capped, stubber, client)
     expect_stop(stubber, f"{EXECUTION}-slow")
-    with pytest.raises(SlotLostError, match="longer than its 600 s reservation.*the execution was stopped"):
+    with pytest.raises(SlotLostError, match=r"longer than its 600 s reservation.*the execution was stopped"):
         start_for_tenant(
             slow,
             capped,
