@@ -348,18 +348,24 @@ def test_the_cap_on_concurrent_runs_answers_429_and_starts_nothing(aws_env: None
         assert built.table_items() == []
 
 
-def test_a_start_that_lost_its_slot_is_stopped_and_answered_429_with_why(aws_env: None) -> None:
+@pytest.mark.parametrize("stopped", [True, False])
+def test_a_start_that_lost_its_slot_is_stopped_and_answered_429_with_why(
+    aws_env: None, stopped: bool
+) -> None:
     """The start outlived its reservation and another starter took the last slot: the execution is stopped,
-    nothing is recorded, and the tenant is told to retry."""
+    nothing is recorded, and the tenant is told to retry (a stop that fails is a 503, never a silent run)."""
     with _fine_tune_api() as (built, pipeline, stub):
         _running(pipeline, 1)
         racing = RunLeases(pipeline.leases._dynamodb, pipeline.leases.table_name, PIPELINE)
         stub.add_response("start_pipeline_execution", {"PipelineExecutionArn": EXECUTION}, None)
-        stub.add_response(
-            "stop_pipeline_execution",
-            {"PipelineExecutionArn": EXECUTION},
-            {"PipelineExecutionArn": EXECUTION, "ClientRequestToken": ANY},
-        )
+        if stopped:
+            stub.add_response(
+                "stop_pipeline_execution",
+                {"PipelineExecutionArn": EXECUTION},
+                {"PipelineExecutionArn": EXECUTION, "ClientRequestToken": ANY},
+            )
+        else:
+            stub.add_client_error("stop_pipeline_execution", "ThrottlingException", "slow down", 400)
         client = pipeline._sagemaker
 
         class SlowStart:
@@ -374,10 +380,13 @@ def test_a_start_that_lost_its_slot_is_stopped_and_answered_429_with_why(aws_env
 
         pipeline._sagemaker = SlowStart()
         status, body = built.call("POST", "/fine-tunes", {"model_name": "mine"})
-        assert (status, body["field"]) == (429, "fine_tunes"), body
-        assert (
-            "reservation" in body["message"] and "the execution was stopped; retry later" in body["message"]
-        )
+        if stopped:
+            assert (status, body["field"]) == (429, "fine_tunes"), body
+            assert "reservation" in body["message"]
+            assert "the execution was stopped; retry later" in body["message"]
+        else:
+            assert (status, body["field"]) == (503, "fine_tunes"), body
+            assert "ThrottlingException" in body["message"]
         assert built.table_items() == []
 
 
