@@ -70,6 +70,22 @@ def leases() -> Iterator[RunLeases]:
         yield leases_for(create_leases_table("eu-west-1"), PIPELINE)
 
 
+def start_acme(
+    sagemaker: Any, leases: RunLeases, use_case: str | None = None, token: str = "a" * 32, now: datetime = NOW
+) -> str:
+    """One start of tenant acme's uploads, as both starters make it."""
+    return start_for_tenant(
+        sagemaker,
+        leases,
+        tenant_id="acme",
+        input_uri="s3://raw/retail/prod/tenant=acme/uploads/",
+        model_name="personal",
+        client_token=token,
+        now=now,
+        use_case=use_case,
+    )
+
+
 def expect_start(
     stubber: Stubber,
     tenant: str = "acme",
@@ -98,17 +114,7 @@ def expect_start(
 def test_a_run_names_its_use_case_and_nothing_about_its_approval(sagemaker: Any, leases: RunLeases) -> None:
     client, stubber = sagemaker
     expect_start(stubber, use_case="product-qa")
-    arn = start_for_tenant(
-        client,
-        leases,
-        tenant_id="acme",
-        input_uri="s3://raw/retail/prod/tenant=acme/uploads/",
-        model_name="personal",
-        client_token="a" * 32,
-        now=NOW,
-        use_case="product-qa",
-    )
-    assert arn == EXECUTION
+    assert start_acme(client, leases, "product-qa") == EXECUTION
     assert [i["execution_arn"]["S"] for i in leases.held(now=NOW)] == [EXECUTION]
 
 
@@ -118,16 +124,7 @@ def test_an_unknown_use_case_starts_nothing_and_takes_no_slot(
 ) -> None:
     client, _ = sagemaker  # no response queued: a start would fail the test
     with pytest.raises(UnknownUseCaseError, match="product-qa, review-summarization"):
-        start_for_tenant(
-            client,
-            leases,
-            tenant_id="acme",
-            input_uri="s3://raw/retail/prod/tenant=acme/uploads/",
-            model_name="personal",
-            client_token="a" * 32,
-            now=NOW,
-            use_case=use_case,
-        )
+        start_acme(client, leases, use_case)
     assert leases.held(now=NOW) == []
 
 
@@ -212,47 +209,39 @@ def expect_stop(stubber: Stubber, execution: str) -> None:
     )
 
 
-def one_slot(leases: RunLeases) -> RunLeases:
-    return RunLeases(
+@pytest.fixture
+def slow(sagemaker: Any, leases: RunLeases) -> tuple[SlowStart, RunLeases, Stubber]:
+    """A slow start against a cap of one slot: (its client, the slot's leases, the SageMaker stubber)."""
+    client, stubber = sagemaker
+    capped = RunLeases(
         leases._dynamodb, leases.table_name, dataclasses.replace(PIPELINE, max_concurrent_runs=1)
     )
+    return SlowStart(capped, stubber, client), capped, stubber
 
 
 def test_a_start_that_outlived_its_reservation_stops_its_execution_and_reports_a_retryable_failure(
-    sagemaker: Any, leases: RunLeases
+    slow: tuple[SlowStart, RunLeases, Stubber],
 ) -> None:
-    client, stubber = sagemaker
-    capped = one_slot(leases)
-    slow = SlowStart(capped, stubber, client)
+    client, capped, stubber = slow
     expect_stop(stubber, f"{EXECUTION}-slow")
     with pytest.raises(SlotLostError, match=r"longer than its 600 s reservation.*the execution was stopped"):
-        start_for_tenant(
-            slow,
-            capped,
-            tenant_id="acme",
-            input_uri="s3://raw/retail/prod/tenant=acme/uploads/",
-            model_name="personal",
-            client_token="a" * 32,
-            now=NOW,
-        )
-    assert slow.stolen == ["another-starter"]
+        start_acme(client, capped)
+    assert client.stolen == ["another-starter"]
     # The execution that would run without a slot was stopped (the stub checked it); the cap of one holds.
-    assert [i["token"]["S"] for i in capped.held(now=slow.expired)] == ["another-starter"]
+    assert [i["token"]["S"] for i in capped.held(now=client.expired)] == ["another-starter"]
     assert isinstance(SlotLostError("x"), AtCapacityError)  # every starter treats it like a full cap
 
 
 def test_the_trigger_keeps_an_upload_whose_start_lost_its_slot_for_a_retry(
-    sagemaker: Any, leases: RunLeases, monkeypatch: pytest.MonkeyPatch
+    slow: tuple[SlowStart, RunLeases, Stubber], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fine_tuning_trigger import handler
 
-    client, stubber = sagemaker
-    capped = one_slot(leases)
-    slow = SlowStart(capped, stubber, client)
+    client, capped, stubber = slow
     expect_stop(stubber, f"{EXECUTION}-slow")
     monkeypatch.setattr(handler, "datetime", _FixedClock)
     key = "retail/prod/tenant=acme/uploads/1/data.jsonl"
-    failures = handler.handle_records([{"messageId": "m0", "body": s3_event(key)}], capped, slow)
+    failures = handler.handle_records([{"messageId": "m0", "body": s3_event(key)}], capped, client)
     assert failures == [{"itemIdentifier": "m0"}]  # SQS offers it again after the visibility timeout
 
 
@@ -263,22 +252,12 @@ class _FixedClock(datetime):
 
 
 def test_a_lost_slot_whose_stop_fails_is_an_error_never_a_silent_run(
-    sagemaker: Any, leases: RunLeases
+    slow: tuple[SlowStart, RunLeases, Stubber],
 ) -> None:
-    client, stubber = sagemaker
-    capped = one_slot(leases)
-    slow = SlowStart(capped, stubber, client)
+    client, capped, stubber = slow
     stubber.add_client_error("stop_pipeline_execution", "ThrottlingException", "slow down", 400)
     with pytest.raises(ClientError, match="ThrottlingException"):
-        start_for_tenant(
-            slow,
-            capped,
-            tenant_id="acme",
-            input_uri="s3://raw/retail/prod/tenant=acme/uploads/",
-            model_name="personal",
-            client_token="a" * 32,
-            now=NOW,
-        )
+        start_acme(client, capped)
 
 
 def test_a_retry_after_a_lost_slot_starts_a_new_execution_not_the_stopped_one(leases: RunLeases) -> None:
@@ -292,15 +271,7 @@ def test_a_retry_after_a_lost_slot_starts_a_new_execution_not_the_stopped_one(le
 
     first = leases.reserve("upload-1", now=NOW)
     leases.cancel(first)  # as after a lost slot: the reservation is gone
-    start_for_tenant(
-        Recording(),
-        leases,
-        tenant_id="acme",
-        input_uri="s3://raw/retail/prod/tenant=acme/uploads/",
-        model_name="personal",
-        client_token="upload-1",
-        now=NOW + timedelta(minutes=15),
-    )
+    start_acme(Recording(), leases, token="upload-1", now=NOW + timedelta(minutes=15))
     assert tokens == [f"upload-1-{int((NOW + timedelta(minutes=15)).timestamp())}"]
     assert tokens[0] != first.start_token
 
