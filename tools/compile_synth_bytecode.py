@@ -4,9 +4,10 @@ cdk.json runs the app as `python -O app.py`: optimized mode skips the runtime ty
 bindings run on every call into the CDK (typeguard and `typing.get_type_hints`, guarded by `__debug__`), about
 a CPU-second per synth (docs/PERFORMANCE.md). Python looks for `.opt-1.pyc` files in that mode, which pip does
 not write; without them every synth would compile aws-cdk-lib's bindings again wherever bytecode is not
-written back (PYTHONDONTWRITEBYTECODE, a read-only install, a fresh CI build). This tool imports the app as a
-synth does and compiles exactly the modules that import loaded, outside this repository (whose own modules
-change with every edit): about 700 files instead of all 20 s of aws-cdk-lib's 677 modules.
+written back (PYTHONDONTWRITEBYTECODE, a read-only install) or compile them on the first synth (a fresh CI
+build). This tool imports the app as a synth does and compiles exactly the installed modules that loaded, not
+this repository's own (they change with every edit): about 650 files, where compiling all of aws-cdk-lib's
+677 modules would take 20 s of CPU.
 
     python -m tools.compile_synth_bytecode      # `make bootstrap` runs it after installing the packages
 """
