@@ -7,6 +7,11 @@ In one run, alternating so machine load hits both sides alike (medians over --re
   `cdk synth` gives the platform (cdk.json's: feature flags, metadata settings), so CDK's built-in template
   validation and synthesis run with the same settings. Its ratio says what the platform's own code (L2
   constructs, blocks, settings, aspects, assets) costs beyond the resources themselves;
+- plain, typed L1: the same, but each stack is the platform's template read back with
+  `cloudformation_include.CfnInclude`, so every resource is a typed L1 (`CfnQueue`, `CfnRole`, ...) with its
+  properties, and the templates come out the same (DependsOn lists aside, which CfnInclude sorts). cdk-nag's
+  rules match L1 classes: on the raw `CfnResource`s of the plain app above they check nothing, here they check
+  every resource as in the platform (whose acknowledgements this app lacks: it reports the findings);
 - make synth, warm: `make -s synth` after one unmeasured run (venv, CLI, Lambda layers and the cfn-lint cache in
   place), i.e. what a developer waits for after changing code that leaves most templates as they were;
 - CI synths per push: from the synthesized pipelines, the Synth actions each branch's push starts.
@@ -67,6 +72,26 @@ for stage_id, stacks in spec.items():
         target = Stack(scope, stack["id"], stack_name=stack["name"], env={"account": stack["account"], "region": stack["region"]})
         for logical_id, resource in stack["resources"].items():
             CfnResource(target, logical_id, type=resource["Type"], properties=resource.get("Properties"))
+Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+app.synth()
+"""
+
+
+# The same app with typed L1 resources: each stack includes the platform's template, so cdk-nag's rules (which
+# match L1 classes) check every resource as they do in the platform.
+PLAIN_TYPED_APP = """
+import json, sys
+from pathlib import Path
+from aws_cdk import App, Stack, Stage, Validations
+from aws_cdk import cloudformation_include as cfn_include
+from cdk_nag import AwsSolutionsChecks
+spec = json.loads(Path(sys.argv[1]).read_text())
+app = App(context=json.loads(Path(sys.argv[2]).read_text())["context"])
+for stage_id, stacks in spec.items():
+    scope = app if stage_id == "" else Stage(app, stage_id)
+    for stack in stacks:
+        target = Stack(scope, stack["id"], stack_name=stack["name"], env={"account": stack["account"], "region": stack["region"]})
+        cfn_include.CfnInclude(target, "Template", template_file=stack["template_file"])
 Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 app.synth()
 """
@@ -167,8 +192,9 @@ def make_synth_commands() -> list[str]:
     return [line for line in listed.stdout.splitlines() if line.strip() and not line.startswith("make")]
 
 
-def plain_spec(assembly: Path) -> dict[str, list[dict[str, Any]]]:
-    """Stage id -> stacks (id, name, env, resources) of the platform's assembly, for the plain app."""
+def plain_spec(assembly: Path, *, with_template: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Stage id -> stacks (id, name, env, resources; the whole template too if asked) of the platform's
+    assembly, for the plain app."""
     spec: dict[str, list[dict[str, Any]]] = {}
 
     def walk(directory: Path, stage_id: str) -> None:
@@ -192,10 +218,34 @@ def plain_spec(assembly: Path) -> dict[str, list[dict[str, Any]]]:
                         "account": account,
                         "region": region,
                         "resources": resources,
+                        **({"template": template} if with_template else {}),
                     }
                 )
 
     walk(assembly, "")
+    return spec
+
+
+def plain_typed_spec(assembly: Path, templates: Path) -> dict[str, list[dict[str, Any]]]:
+    """`plain_spec` with each stack's whole template written to `templates` for CfnInclude, less what the
+    synthesizer adds again (the CDK metadata resource, the bootstrap version parameter and rule)."""
+    templates.mkdir(parents=True, exist_ok=True)
+    spec = plain_spec(assembly, with_template=True)
+    for stage_id, stacks in spec.items():
+        for stack in stacks:
+            template = dict(stack.pop("template"))
+            template["Resources"] = stack.pop("resources")
+            for section, generated in (
+                ("Parameters", "BootstrapVersion"),
+                ("Rules", "CheckBootstrapVersion"),
+            ):
+                kept = {k: v for k, v in template.get(section, {}).items() if k != generated}
+                template.pop(section, None)
+                if kept:
+                    template[section] = kept
+            target = templates / f"{stage_id or 'app'}-{stack['name']}.template.json"
+            target.write_text(json.dumps(template), encoding="utf-8")
+            stack["template_file"] = str(target)
     return spec
 
 
@@ -282,10 +332,15 @@ def main() -> int:
         spec_file.write_text(json.dumps(spec))
         script = root / "plain_app.py"
         script.write_text(PLAIN_APP)
+        typed_spec_file = root / "typed_spec.json"
+        typed_spec_file.write_text(json.dumps(plain_typed_spec(first, root / "templates")))
+        typed_script = root / "plain_typed_app.py"
+        typed_script.write_text(PLAIN_TYPED_APP)
         stacks = sum(len(s) for s in spec.values())
         resources = sum(len(s["resources"]) for stage in spec.values() for s in stage)
         app = {m: Series(f"app synth (app.py, cdk-nag{suffix[m]})") for m in modes}
         plain = {m: Series(f"plain CDK app, same resources, cdk-nag{suffix[m]}") for m in modes}
+        typed = {m: Series(f"plain CDK app, typed L1 (CfnInclude), cdk-nag{suffix[m]}") for m in modes}
         befores = {
             m: {ref: Series(f"app synth at {ref} (baseline{suffix[m]})") for ref in baselines} for m in modes
         }
@@ -305,6 +360,9 @@ def main() -> int:
                 plain[mode].runs.append(
                     plain_synth(spec_file, script, root / f"plain{tag}", builtin_validation=mode)
                 )
+                typed[mode].runs.append(
+                    plain_synth(typed_spec_file, typed_script, root / f"typed{tag}", builtin_validation=mode)
+                )
             if not args.skip_make:
                 make.runs.append(timed(["make", "-s", "synth"], node_env()))
             for command, series in phases.items():
@@ -319,7 +377,7 @@ def main() -> int:
         f" interpreter flags {interpreter_flags() or 'none'}"
     )
     for mode in modes:
-        for series in (*befores[mode].values(), app[mode], plain[mode]):
+        for series in (*befores[mode].values(), app[mode], plain[mode], typed[mode]):
             print(series.line())
     for series in (make, *phases.values()):
         if series.runs:
@@ -329,9 +387,15 @@ def main() -> int:
         f"ratio app / plain: wall {app[True].wall / plain[True].wall:.2f}x (medians; per pair"
         f" {[round(r, 2) for r in ratios]}), cpu {app[True].cpu / plain[True].cpu:.2f}x"
     )
+    print(
+        ratio_line("ratio app / plain with typed L1 (cdk-nag checks every resource)", app[True], typed[True])
+    )
     if False in modes:
         print(ratio_line("ratio app / plain without CDK's validator", app[False], plain[False]))
-        for label, sides in (("app", app), ("plain", plain)):
+        print(
+            ratio_line("ratio app / plain with typed L1, without CDK's validator", app[False], typed[False])
+        )
+        for label, sides in (("app", app), ("plain", plain), ("plain with typed L1", typed)):
             print(
                 f"CDK's validator in {label} (median with - median without): wall"
                 f" {sides[True].wall - sides[False].wall:.1f} s, cpu {sides[True].cpu - sides[False].cpu:.1f} s"
@@ -343,6 +407,7 @@ def main() -> int:
                 f"{ratio_line(f'ratio {ref} / plain{suffix[mode]}', before, plain[mode])};"
                 f" {ratio_line(f'app / {ref}', app[mode], before)}"
             )
+            print(ratio_line(f"ratio {ref} / plain with typed L1{suffix[mode]}", before, typed[mode]))
         verdict, lines = comparisons[ref]
         print(f"assemblies of {ref} and this checkout: {verdict}")
         for line in lines[:50]:
