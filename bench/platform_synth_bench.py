@@ -59,10 +59,12 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench.compare_assemblies import assembly_differences, repackaging_problems  # noqa: E402
 
-PLAIN_APP = """
+# The plain app: the platform's stages and stacks, each stack's resources made by RESOURCES, cdk-nag attached.
+_PLAIN_APP_SHAPE = """
 import json, sys
 from pathlib import Path
 from aws_cdk import App, CfnResource, Stack, Stage, Validations
+IMPORTS
 from cdk_nag import AwsSolutionsChecks
 spec = json.loads(Path(sys.argv[1]).read_text())
 app = App(context=json.loads(Path(sys.argv[2]).read_text())["context"])
@@ -70,31 +72,30 @@ for stage_id, stacks in spec.items():
     scope = app if stage_id == "" else Stage(app, stage_id)
     for stack in stacks:
         target = Stack(scope, stack["id"], stack_name=stack["name"], env={"account": stack["account"], "region": stack["region"]})
-        for logical_id, resource in stack["resources"].items():
-            CfnResource(target, logical_id, type=resource["Type"], properties=resource.get("Properties"))
+RESOURCES
 Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 app.synth()
 """
 
 
+def _plain_app(imports: str, resources: str) -> str:
+    return _PLAIN_APP_SHAPE.replace("IMPORTS\n", imports).replace("RESOURCES\n", resources)
+
+
+# Each resource a raw CfnResource with the template's type and properties.
+PLAIN_APP = _plain_app(
+    "",
+    """        for logical_id, resource in stack["resources"].items():
+            CfnResource(target, logical_id, type=resource["Type"], properties=resource.get("Properties"))
+""",
+)
 # The same app with typed L1 resources: each stack includes the platform's template, so cdk-nag's rules (which
 # match L1 classes) check every resource as they do in the platform.
-PLAIN_TYPED_APP = """
-import json, sys
-from pathlib import Path
-from aws_cdk import App, Stack, Stage, Validations
-from aws_cdk import cloudformation_include as cfn_include
-from cdk_nag import AwsSolutionsChecks
-spec = json.loads(Path(sys.argv[1]).read_text())
-app = App(context=json.loads(Path(sys.argv[2]).read_text())["context"])
-for stage_id, stacks in spec.items():
-    scope = app if stage_id == "" else Stage(app, stage_id)
-    for stack in stacks:
-        target = Stack(scope, stack["id"], stack_name=stack["name"], env={"account": stack["account"], "region": stack["region"]})
-        cfn_include.CfnInclude(target, "Template", template_file=stack["template_file"])
-Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-app.synth()
-"""
+PLAIN_TYPED_APP = _plain_app(
+    "from aws_cdk import cloudformation_include as cfn_include\n",
+    """        cfn_include.CfnInclude(target, "Template", template_file=stack["template_file"])
+""",
+)
 
 
 def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
