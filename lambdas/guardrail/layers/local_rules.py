@@ -22,7 +22,8 @@ import string
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
+from heapq import heapify, heappop, heapreplace
 from typing import AnyStr, NamedTuple
 
 import phonenumbers
@@ -51,28 +52,70 @@ _NOT_ABOUT_SOMETHING_ELSE = (
     r"|system|request|session|question|one|task|answer|reply)\b))"
 )
 _LIMITS = r"(?:rules|restrictions|limits|limitations|filters|guidelines|censorship|boundaries|guardrails)"
-INJECTION_PATTERNS: tuple[str, ...] = (
+# Every pattern but the markup one, as branches `\b(?:option|option...)rest`: each option starts with a
+# literal first word, which finds the pattern's candidates (see `injection_spans`); a pattern's branches are
+# joined with "|". Each rest starts with a non-word character (or `\b`), so only the options whose first
+# word is the text's word at a position can match there.
+_WORD_PATTERN_BRANCHES: tuple[tuple[tuple[tuple[str, ...], str], ...], ...] = (
     # "ignore all previous instructions", "disregard your guidelines", "forget the rules you were given"
-    rf"\b{_OVERRIDE_VERB}\W+(?:[\w'-]+\W+){{0,5}}?(?:{_GENERAL_CONTROL_NOUN}\b{_NOT_ABOUT_SOMETHING_ELSE}|{_AI_CONTROL_NOUN}\b)",
-    r"\b(?:ignore|disregard|forget)\s+(?:all\s+|everything\s+)?(?:of\s+)?(?:the\s+)?(?:above|preceding)"
-    r"(?:\s+(?:text|instructions|prompt|messages?))?\s*(?:and\b|,|;|\.|!)",
-    r"\b(?:your|all|the|any)\s+(?:previous\s+|prior\s+|safety\s+|content\s+|old\s+)?(?:rules|restrictions"
-    r"|guidelines|instructions|filters|guardrails|policies)\s+(?:no longer apply|(?:are|is)\s+(?:now\s+)?"
-    r"(?:void|lifted|disabled|suspended|off|cancel(?:l)?ed)|do not apply|don't apply)",
-    r"\b(?:forget|ignore|disregard)\W+(?:everything|anything|all)\W+(?:(?:you(?:'ve| have)? (?:been |were )?(?:told|given|said))|(?:above|before|so far|previously|earlier))",
+    ((("ignore", "ignoring", "disregard", "disregarding", "forget", "forgetting", "override", "overriding",
+       "bypass", "bypassing", "skip", "discard", "neglect", "abandon", "drop", "set aside", "put aside",
+       "throw away", "pay no (?:attention|heed) to", "stop (?:following|obeying)",
+       "(?:do not|don't|dont|no longer) (?:follow|obey|adhere to|comply with)"),
+      rf"\W+(?:[\w'-]+\W+){{0,5}}?(?:{_GENERAL_CONTROL_NOUN}\b{_NOT_ABOUT_SOMETHING_ELSE}|{_AI_CONTROL_NOUN}\b)"),),
+    ((("ignore", "disregard", "forget"),
+      r"\s+(?:all\s+|everything\s+)?(?:of\s+)?(?:the\s+)?(?:above|preceding)"
+      r"(?:\s+(?:text|instructions|prompt|messages?))?\s*(?:and\b|,|;|\.|!)"),),
+    ((("your", "all", "the", "any"),
+      r"\s+(?:previous\s+|prior\s+|safety\s+|content\s+|old\s+)?(?:rules|restrictions"
+      r"|guidelines|instructions|filters|guardrails|policies)\s+(?:no longer apply|(?:are|is)\s+(?:now\s+)?"
+      r"(?:void|lifted|disabled|suspended|off|cancel(?:l)?ed)|do not apply|don't apply)"),),
+    ((("forget", "ignore", "disregard"),
+      r"\W+(?:everything|anything|all)\W+(?:(?:you(?:'ve| have)? (?:been |were )?(?:told|given|said))"
+      r"|(?:above|before|so far|previously|earlier))"),),
     # personas without limits: "you are now DAN", "act as an AI without restrictions", "developer mode"
-    rf"\byou(?: are|'re)\s+(?:now\s+|no longer\s+)(?:[\w'-]+\s+){{0,3}}?(?:dan|jailbroken|unrestricted|unfiltered|uncensored|evil|free of|free from|without (?:any )?{_LIMITS}|not bound by)",
-    rf"\b(?:act|behave|respond|answer|pretend|roleplay|role-play)\s+(?:as|like|to be|that you are|you are)\b.{{0,80}}?\b(?:no|without|free of|free from|ignores? (?:all |any |your )?|bypass(?:es)? (?:all |any )?|not bound by (?:any )?)\s*(?:any\s+)?(?:ethical\s+|moral\s+|content\s+|safety\s+)?{_LIMITS}",
-    r"\b(?:enable|enter|activate|switch to|turn on|engage|you are in)\W+(?:\w+\W+){0,2}?(?:developer|god|dan|jailbreak|unrestricted|unfiltered|debug|admin|sudo|root) mode\b",
-    r"\bdo anything now\b",
-    r"\b(?:you are|you're|you have been|you've been) jailbroken\b|\bjailbreak (?:mode|prompt activated|enabled)\b",
+    ((("you",),
+      rf"(?: are|'re)\s+(?:now\s+|no longer\s+)(?:[\w'-]+\s+){{0,3}}?(?:dan|jailbroken|unrestricted|unfiltered"
+      rf"|uncensored|evil|free of|free from|without (?:any )?{_LIMITS}|not bound by)"),),
+    ((("act", "behave", "respond", "answer", "pretend", "roleplay", "role-play"),
+      rf"\s+(?:as|like|to be|that you are|you are)\b.{{0,80}}?\b(?:no|without|free of|free from|ignores? (?:all "
+      rf"|any |your )?|bypass(?:es)? (?:all |any )?|not bound by (?:any )?)\s*(?:any\s+)?(?:ethical\s+|moral\s+"
+      rf"|content\s+|safety\s+)?{_LIMITS}"),),
+    ((("enable", "enter", "activate", "switch to", "turn on", "engage", "you are in"),
+      r"\W+(?:\w+\W+){0,2}?(?:developer|god|dan|jailbreak|unrestricted|unfiltered|debug|admin|sudo|root)"
+      r" mode\b"),),
+    ((("do anything now",), r"\b"),),
+    ((("you are", "you're", "you have been", "you've been"), r" jailbroken\b"),
+     (("jailbreak",), r" (?:mode|prompt activated|enabled)\b")),
     # prompt extraction: "print your system prompt", "repeat the text above"
-    r"\b(?:reveal|print|show|repeat|output|leak|display|tell me|give me|write out|dump|recite|spell out|what (?:is|are|was|were))\W+(?:\w+\W+){0,4}?(?:(?:your|the|this chat's|the assistant's|its) (?:system (?:prompt|message)|initial (?:prompt|instructions)|hidden (?:prompt|instructions|rules)|original (?:prompt|instructions)|(?:instructions|prompt|guidelines|rules) (?:you were|you've been|you have been) given)|(?:everything|all|the text|the words) (?:above|before this)(?: this)?(?: line| message)?)",
+    ((("reveal", "print", "show", "repeat", "output", "leak", "display", "tell me", "give me", "write out",
+       "dump", "recite", "spell out", "what (?:is|are|was|were)"),
+      r"\W+(?:\w+\W+){0,4}?(?:(?:your|the|this chat's|the assistant's|its) (?:system (?:prompt|message)"
+      r"|initial (?:prompt|instructions)|hidden (?:prompt|instructions|rules)|original (?:prompt|instructions)"
+      r"|(?:instructions|prompt|guidelines|rules) (?:you were|you've been|you have been) given)|(?:everything"
+      r"|all|the text|the words) (?:above|before this)(?: this)?(?: line| message)?)"),),
     # new orders smuggled as the conversation's structure
-    r"\b(?:new|updated|revised|real|actual|true|secret) (?:system )?(?:instructions?|directives?|prompt|orders)\s*:",
-    r"\bsystem override\b",
-    r"\bfrom now on,?\s+(?:you\s+(?:will|must|shall|are to)|ignore|disregard|there are no)\b",
-    r"<\|(?:im_start|im_end|system|endoftext)\|>|\[/?INST\]|<</?SYS>>|</?(?:system|assistant)>|(?:^|\n)\s*#{2,}\s*(?:system|instructions?)\s*:",
+    ((("new", "updated", "revised", "real", "actual", "true", "secret"),
+      r" (?:system )?(?:instructions?|directives?|prompt|orders)\s*:"),),
+    ((("system override",), r"\b"),),
+    ((("from now on",), r",?\s+(?:you\s+(?:will|must|shall|are to)|ignore|disregard|there are no)\b"),),
+)  # fmt: skip
+_MARKUP_PATTERN = (
+    r"<\|(?:im_start|im_end|system|endoftext)\|>|\[/?INST\]|<</?SYS>>|</?(?:system|assistant)>"
+    r"|(?:^|\n)\s*#{2,}\s*(?:system|instructions?)\s*:"
+)
+
+
+def _alternation(options: tuple[str, ...]) -> str:
+    return options[0] if len(options) == 1 else f"(?:{'|'.join(options)})"
+
+
+INJECTION_PATTERNS: tuple[str, ...] = (
+    *(
+        "|".join(rf"\b{_alternation(options)}{rest}" for options, rest in branches)
+        for branches in _WORD_PATTERN_BRANCHES
+    ),
+    _MARKUP_PATTERN,
 )
 # Every injection pattern needs one of these words: a text without any skips the patterns (the common case).
 _INJECTION_ANCHORS = frozenset(
@@ -146,73 +189,108 @@ _WORD_TABLE = bytes.maketrans(
 
 _INJECTION_ANCHOR_BYTES = frozenset(word.encode() for word in _INJECTION_ANCHORS)
 
-# Two stages make the scan linear with a small constant, also on a text full of anchor words: `re` tries the
-# whole case-insensitive alternation at every position (about 0.6 us a character), so the candidates are
-# found first on the text's lower-case ASCII shape (`lower_shape_of`), where a pattern starts with a class
-# that `re` skips through in C and the alternatives start with literals it checks in one comparison; then
-# only the patterns that can start at a candidate run there, in the alternation's order, with `match`.
-# Every pattern starts with `\b` and a literal first word followed by a non-word character, except the
-# markup pattern (last), which starts with "<", "[" or a line start.
-_FIRST_WORDS: tuple[tuple[str, ...], ...] = (
-    ("ignore", "ignoring", "disregard", "disregarding", "forget", "forgetting", "override", "overriding",
-     "bypass", "bypassing", "skip", "discard", "neglect", "abandon", "drop", "set", "put", "throw", "pay",
-     "stop", "do", "don", "dont", "no"),
-    ("ignore", "disregard", "forget"),
-    ("your", "all", "the", "any"),
-    ("forget", "ignore", "disregard"),
-    ("you",),
-    ("act", "behave", "respond", "answer", "pretend", "roleplay", "role"),
-    ("enable", "enter", "activate", "switch", "turn", "engage", "you"),
-    ("do",),
-    ("you", "jailbreak"),
-    ("reveal", "print", "show", "repeat", "output", "leak", "display", "tell", "give", "write", "dump",
-     "recite", "spell", "what"),
-    ("new", "updated", "revised", "real", "actual", "true", "secret"),
-    ("system",),
-    ("from",),
+
+# Two stages make the scan linear with a small constant, also on a text full of anchor words: `re` tries a
+# pattern that starts with `\b` at every position (about 0.6 us a character for the whole alternation), so
+# each first word gets one regular expression that starts with the word itself, a literal that `re` searches
+# for in C: the word, the `\b` before it as a lookbehind, then the branches of every pattern that starts with
+# it, in the alternation's order (`_WORD_REGEXES`). Only the words that occur in the text are searched, and a
+# word only where one of its patterns' required words occur too (`_REQUIRED_WORDS`); the searches are
+# merged by position as `finditer` with the whole alternation would find them (`injection_spans`).
+def _flat_options(option: str) -> list[str]:
+    """An option as options that each start with a literal word: `(?:a|b) c` gives `a c` and `b c`."""
+    group = re.fullmatch(r"\(\?:([^()]*)\)(.*)", option)
+    return [first + group[2] for first in group[1].split("|")] if group else [option]
+
+
+def _first_word(option: str) -> str:
+    word = re.match(r"[a-z]+", option)
+    assert word is not None, option  # every option starts with a literal lower-case word
+    return word.group()
+
+
+# Per pattern, its first words in order (tests check that every match starts with one).
+_FIRST_WORDS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(
+        dict.fromkeys(
+            _first_word(flat)
+            for options, _ in branches
+            for option in options
+            for flat in _flat_options(option)
+        )
+    )
+    for branches in _WORD_PATTERN_BRANCHES
+)
+_CONTROL_NOUNS = (
+    "instruction", "instructions", "directions", "directive", "directives", "guideline", "guidelines", "rules",
+    "policy", "policies", "command", "commands", "prompt", "prompts", "guardrail", "guardrails", "restriction",
+    "restrictions", "constraint", "constraints", "programming", "safeguard", "safeguards", "filter", "filters",
 )  # fmt: skip
+# Words of which every match of a pattern holds one per group, each as a whole word (spaces or punctuation
+# around it in the pattern): a first word whose patterns all lack one is not searched, which spares the
+# searches for common words ("the", "all", "you", "what") in most texts. Patterns 1 and 5 have no such word.
+_REQUIRED_WORDS: dict[int, tuple[tuple[str, ...], ...]] = {
+    0: ((*_CONTROL_NOUNS, "message"),),
+    2: (
+        ("rules", "restrictions", "guidelines", "instructions", "filters", "guardrails", "policies"),
+        ("longer", "are", "is", "not", "don"),
+    ),
+    3: (("everything", "anything", "all"),),
+    4: (("are", "re"), ("now", "longer")),
+    6: (("mode",),),
+    7: (("anything",), ("now",)),
+    8: (("jailbroken", "jailbreak"),),
+    9: (("system", "initial", "hidden", "original", "were", "been", "everything", "all", "text", "words"),),
+    10: (("instruction", "instructions", "directive", "directives", "prompt", "orders"),),
+    11: (("override",),),
+    12: (("now",), ("on",)),
+}
+_REQUIRED_WORD_BYTES = {
+    index: tuple(frozenset(word.encode() for word in group) for group in groups)
+    for index, groups in _REQUIRED_WORDS.items()
+}
+_UNRESTRICTED = frozenset(range(len(_WORD_PATTERN_BRANCHES))) - _REQUIRED_WORDS.keys()
+
+
+def _word_regex_sources() -> dict[str, tuple[str, frozenset[int]]]:
+    """Per first word: its regular expression and the indexes of the patterns that start with it."""
+    branches_by_word: dict[str, list[str]] = {}
+    patterns_by_word: dict[str, set[int]] = {}
+    for index, branches in enumerate(_WORD_PATTERN_BRANCHES):
+        for options, rest in branches:
+            suffixes: dict[str, list[str]] = {}
+            for flat in (flat for option in options for flat in _flat_options(option)):
+                word = _first_word(flat)
+                suffixes.setdefault(word, []).append(flat[len(word) :])
+            for word, word_suffixes in suffixes.items():
+                branches_by_word.setdefault(word, []).append(f"(?:{'|'.join(word_suffixes)}){rest}")
+                patterns_by_word.setdefault(word, set()).add(index)
+    return {
+        word: (
+            rf"{word}(?<!\w{word})(?:{'|'.join(f'(?:{branch})' for branch in branches)})",
+            frozenset(patterns_by_word[word]),
+        )
+        for word, branches in branches_by_word.items()
+    }
+
+
+_WORD_REGEX_SOURCES = _word_regex_sources()
+# Matched on the lower-case text: the patterns but the markup one have no upper-case literal (a test checks it).
+_WORD_REGEXES = {word.encode(): re.compile(source) for word, (source, _) in _WORD_REGEX_SOURCES.items()}
+_PATTERNS_OF_WORD = {word.encode(): patterns for word, (_, patterns) in _WORD_REGEX_SOURCES.items()}
+
+
+@cache
+def _case_insensitive_word_regexes() -> dict[bytes, re.Pattern[str]]:
+    """For a text whose lower-case form has another length (never seen once folded): slower, as exact."""
+    return {
+        word.encode(): re.compile(source, re.IGNORECASE) for word, (source, _) in _WORD_REGEX_SOURCES.items()
+    }
+
+
 # On the shape (lower case, every non-ASCII character "?"), a class of the text widens to itself plus "?".
 _S = r"[\t-\r\x1c-\x20?]"  # \s
-_W = r"[^a-z0-9_]"  # \W
 _WORD_END = r"(?![a-z0-9_])"  # what follows a word: a non-word character or the end (as for `\b`)
-# What follows a first word, as far as it is a literal (or a widened class) in every pattern that starts
-# with it; a word not listed here is followed by a non-word character. The common words get more, so that
-# ordinary text yields few candidates.
-_FOLLOWS: dict[str, str] = {
-    **dict.fromkeys(
-        ("your", "all", "the", "any"),
-        rf"{_S}+(?:(?:previous|prior|safety|content|old){_S}+)?(?:rules|restrictions|guidelines|instructions"
-        rf"|filters|guardrails|policies){_S}+(?:no longer apply|(?:are|is){_S}+|do not apply|don't apply)",
-    ),
-    "you": r"(?: are|'re| have been|'ve been)",
-    "do": r"(?: not| anything now)",
-    "don": "'t",
-    "dont": " ",
-    "no": " longer",
-    "set": " aside",
-    "put": " aside",
-    "throw": " away",
-    "pay": " no ",
-    "stop": " ",
-    "switch": " to",
-    "turn": " on",
-    "tell": " me",
-    "give": " me",
-    "write": " out",
-    "spell": " out",
-    "what": " ",
-    "from": " now on",
-    "system": " override",
-    **dict.fromkeys(
-        ("new", "updated", "revised", "real", "actual", "true", "secret"),
-        r" (?:system )?(?:instruction|directive|prompt|orders)",
-    ),
-    **dict.fromkeys(
-        ("act", "behave", "respond", "answer", "pretend", "roleplay"),
-        rf"{_S}+(?:as|like|to be|that you are|you are)",
-    ),
-    "role": "-play",
-}
 
 
 def _word_finders(follows: dict[str, str]) -> dict[bytes, re.Pattern[bytes]]:
@@ -229,21 +307,11 @@ def _word_finders(follows: dict[str, str]) -> dict[bytes, re.Pattern[bytes]]:
 _SPLIT_TABLE = bytes(
     c if chr(c).isascii() and (chr(c).isalnum() or c == ord("_")) else 32 for c in range(256)
 )
-_FIRST_WORD_LIST = tuple(dict.fromkeys(word for words in _FIRST_WORDS for word in words))
-_PATTERNS_BY_WORD: dict[bytes, tuple[int, ...]] = {
-    word.encode(): tuple(i for i, words in enumerate(_FIRST_WORDS) if word in words)
-    for word in _FIRST_WORD_LIST
-}
-_INJECTION_FINDERS = _word_finders({word: _FOLLOWS.get(word, _W) for word in _FIRST_WORD_LIST})
 # The markup pattern's starts, widened: "<|", "[INST]", "<<SYS>>", "<system>", a line that opens with "##".
 _MARKUP_CANDIDATE = re.compile(
     rf"<(?=\||<|/?(?:sys|system|assistant)>|/?sys>)|\[(?=/?inst\])|\n(?={_S}*##)".encode()
 )
-_MARKUP = len(INJECTION_PATTERNS) - 1
-_INJECTION_REGEXES = tuple(re.compile(pattern, re.IGNORECASE) for pattern in INJECTION_PATTERNS)
-# For the lower-case text: the patterns but the markup one have no upper-case literal (a test checks it).
-_INJECTION_LOWER = (*(re.compile(p) for p in INJECTION_PATTERNS[:-1]), _INJECTION_REGEXES[-1])
-
+_MARKUP_REGEX = re.compile(_MARKUP_PATTERN, re.IGNORECASE)
 
 # Mentions are not attacks: a phrase in quotes, or a sentence that talks about attacks. A cue is a first word
 # and what follows it, all literal (no class), so the same text finds its candidates on the shape.
@@ -320,23 +388,12 @@ def _word_starts(
     return [(m.start() - 1, word) for word in present & finders.keys() for m in finders[word].finditer(shape)]
 
 
-_SCANNED_WORDS = frozenset(_INJECTION_FINDERS) | frozenset(_CUE_FINDERS)
+_SCANNED_WORDS = frozenset(_WORD_REGEXES).union(
+    _CUE_FINDERS, (word.encode() for groups in _REQUIRED_WORDS.values() for group in groups for word in group)
+)
 # Printable ASCII and white space: a text of nothing else splits into the same words with
 # `_WORD_TABLE` (the anchor check) as with `_SPLIT_TABLE`.
 _PLAIN_BYTES = bytes(range(0x09, 0x0E)) + bytes(range(0x20, 0x7F))
-
-
-def _injection_candidates(shape: bytes, present: frozenset[bytes]) -> list[tuple[int, tuple[int, ...]]]:
-    """(text offset, indexes of the patterns that may match there, in order), by offset. `present`: the
-    words of the text that `_INJECTION_FINDERS` has (or more)."""
-    by_word = _PATTERNS_BY_WORD
-    found = [(offset, by_word[word]) for offset, word in _word_starts(shape, _INJECTION_FINDERS, present)]
-    # The markup pattern can also start at the text's first character (`^`): always tried there.
-    found.append((0, (_MARKUP,)))
-    if b"<" in shape or b"[" in shape or b"\n" in shape:
-        found.extend((m.start() - 1, (_MARKUP,)) for m in _MARKUP_CANDIDATE.finditer(shape))
-    found.sort()  # at one offset: the word's patterns, then the markup pattern (last in the alternation)
-    return found
 
 
 class _Mentions:
@@ -350,9 +407,11 @@ class _Mentions:
         self.candidates = sorted(offset for offset, _ in _word_starts(shape, _CUE_FINDERS, present))
         self.cues = [c for c in self.candidates if _MENTION_CUES.match(text, c)]
         self.ends = [m.start() for m in _SENTENCE_END.finditer(text)] if self.candidates else []
+        # No cue, no quote: nothing makes a match a mention.
+        self.possible = bool(self.candidates) or self.quotes
 
     def is_mention(self, start: int, end: int) -> bool:
-        if not self.candidates and not self.quotes:  # no cue, no quote: nothing makes it a mention
+        if not self.possible:
             return False
         text = self.text
         window_start = max(0, start - _CONTEXT)
@@ -712,14 +771,17 @@ def _is_word_char(char: str) -> bool:
     return char.isalnum() or char == "_"
 
 
-def injection_spans(folded: str) -> Iterator[tuple[int, int]]:
+_Search = Callable[[str, int], "re.Match[str] | None"]  # `Pattern.search`: the next match from a position
+
+
+def injection_spans(folded: str) -> list[tuple[int, int]]:
     """Spans of `folded` (normalized) text that read as a prompt-injection attempt, not as a mention of one:
-    the matches of `finditer` with the alternation of `INJECTION_PATTERNS` (case-insensitive), found at the
-    candidates only (see `_FIRST_WORDS`)."""
+    the matches of `finditer` with the alternation of `INJECTION_PATTERNS` (case-insensitive), found by
+    the first words' regular expressions (`_WORD_REGEXES`) and the markup pattern's candidates."""
     # Every pattern needs one of the anchor words: a text without any skips the scan (the common case).
     words = folded.encode("ascii", "ignore").translate(_WORD_TABLE).split()
     if _INJECTION_ANCHOR_BYTES.isdisjoint(words):
-        return
+        return []
     shape = lower_shape_of(folded)
     if not folded.isascii() or shape.translate(None, _PLAIN_BYTES):
         # Other than printable ASCII and white space: the anchor check's words are not the shape's words.
@@ -728,25 +790,76 @@ def injection_spans(folded: str) -> Iterator[tuple[int, int]]:
     # Case-insensitive matching is the lower-case text matched case-sensitively (twice as fast), as no
     # character of a folded view other than ASCII letters is a case variant of one (a test checks it).
     lowered = folded.lower()
-    patterns = _INJECTION_LOWER if len(lowered) == len(folded) else _INJECTION_REGEXES
-    if patterns is _INJECTION_REGEXES:
-        lowered = folded
-    mentions: _Mentions | None = None
+    regexes = _WORD_REGEXES
+    if len(lowered) != len(folded):
+        lowered, regexes = folded, _case_insensitive_word_regexes()
+    matches = _leftmost_first(
+        lowered, [regexes[word] for word in _words_to_search(present)], _markup_matches(shape, lowered)
+    )
+    if not matches:
+        return []
+    mentions = _Mentions(folded, shape, present)
+    if not mentions.possible:
+        return matches
+    return [(start, end) for start, end in matches if not mentions.is_mention(start, end)]
+
+
+def _words_to_search(present: frozenset[bytes]) -> list[bytes]:
+    """The first words in `present` (the text's words) that start a pattern whose required words are too."""
+    possible = _UNRESTRICTED.union(
+        index
+        for index, groups in _REQUIRED_WORD_BYTES.items()
+        if all(not group.isdisjoint(present) for group in groups)
+    )
+    return [
+        word for word in present & _WORD_REGEXES.keys() if not possible.isdisjoint(_PATTERNS_OF_WORD[word])
+    ]
+
+
+def _markup_matches(shape: bytes, lowered: str) -> list[re.Match[str]]:
+    """The markup pattern's match at each of its candidates (the text's start, and `_MARKUP_CANDIDATE`'s)."""
+    starts = [0]
+    if b"<" in shape or b"[" in shape or b"\n" in shape:
+        starts += (m.start() - 1 for m in _MARKUP_CANDIDATE.finditer(shape))
+    return [match for start in sorted(set(starts)) if (match := _MARKUP_REGEX.match(lowered, start))]
+
+
+def _leftmost_first(
+    text: str, regexes: list[re.Pattern[str]], markup: list[re.Match[str]]
+) -> list[tuple[int, int]]:
+    """(start, end) of the matches that `finditer` of the patterns' alternation finds: each regular
+    expression's next match from the current position, the leftmost first (at one position only one first
+    word, or markup, can match); one whose next match starts inside the previous match searches again
+    after it."""
+    if not markup and len(regexes) <= 1:  # one regular expression: its own `finditer`
+        return [match.span() for regex in regexes for match in regex.finditer(text)]
+    markup_starts = [match.start() for match in markup]
+
+    def next_markup(_text: str, pos: int) -> re.Match[str] | None:
+        i = bisect_left(markup_starts, pos)
+        return markup[i] if i < len(markup) else None
+
+    searches: list[_Search] = [regex.search for regex in regexes]
+    if markup:
+        searches.append(next_markup)
+    heap: list[tuple[int, int, re.Match[str], _Search]] = []
+    for order, search in enumerate(searches):
+        if (match := search(text, 0)) is not None:
+            heap.append((match.start(), order, match, search))
+    heapify(heap)
+    spans = []
     pos = 0
-    for offset, indexes in _injection_candidates(shape, present):
-        if offset < pos:  # inside the previous match: `finditer` goes on after it
-            continue
-        for index in indexes:
-            match = patterns[index].match(lowered, offset)
-            if match is not None:
-                break
+    while heap:
+        start, order, match, search = heap[0]
+        if start >= pos:
+            pos = match.end()  # every pattern matches at least one character (a test checks it)
+            spans.append((start, pos))
+        following = search(text, pos)
+        if following is None:
+            heappop(heap)
         else:
-            continue
-        pos = match.end()  # every pattern matches at least one character (a test checks it)
-        if mentions is None:
-            mentions = _Mentions(folded, shape, present)
-        if not mentions.is_mention(offset, pos):
-            yield offset, pos
+            heapreplace(heap, (following.start(), order, following, search))
+    return spans
 
 
 class LocalRulesLayer:
