@@ -291,16 +291,26 @@ def _case_insensitive_word_regexes() -> dict[bytes, re.Pattern[str]]:
 # On the shape (lower case, every non-ASCII character "?"), a class of the text widens to itself plus "?".
 _S = r"[\t-\r\x1c-\x20?]"  # \s
 _WORD_END = r"(?![a-z0-9_])"  # what follows a word: a non-word character or the end (as for `\b`)
+# The literal start of a regular expression: lower-case letters, spaces and escaped dots, up to a character
+# that a quantifier makes optional.
+_LITERAL_START = re.compile(r"(?:[a-z ]|\\\.)*?(?=(?:[a-z ]|\\\.)?[?*+{]|[^a-z \\]|\\[^.]|$)")
 
 
 def _word_finders(follows: dict[str, str]) -> dict[bytes, re.Pattern[bytes]]:
     """For each word, a pattern that finds it on the shape as a whole word followed by what must follow it.
-    The pattern starts with the word, a literal that `re` searches for at memory speed; the byte before it
-    is checked after it (a lookbehind), the rest with a lookahead, so no candidate hides another."""
-    return {
-        word.encode(): re.compile(f"{word}(?<![a-z0-9_]{word})(?={rest})".encode())
-        for word, rest in follows.items()
-    }
+    The pattern starts with the word and the literal start of what follows ("in " for "in"), which `re`
+    searches for at memory speed (a common word inside other words is then no candidate); the byte before
+    the word is checked after it (a lookbehind), the rest with a lookahead, so no candidate hides another."""
+    finders = {}
+    for word, rest in follows.items():
+        literal = _LITERAL_START.match(rest)
+        assert literal is not None  # (the pattern matches the empty string)
+        prefix = word + literal.group().replace("\\", "")
+        following = rest[literal.end() :]
+        finders[word.encode()] = re.compile(
+            f"{re.escape(prefix)}(?<![a-z0-9_]{re.escape(prefix)})(?={following})".encode()
+        )
+    return finders
 
 
 # The words of the shape: every byte that is not a word character (after lower-casing) splits.
@@ -469,8 +479,8 @@ _SHAPE = bytes.maketrans(b"0123456789" + string.ascii_uppercase.encode(), b"0" *
 # Digit runs: card, SSN and phone candidates in one scan (a leading "+" or "(" is taken from the text
 # before the run); validated in Python.
 _DIGIT_RUN = re.compile(rb"0[0 ()./-]{5,}0")  # on the shape: \d[\d ()./-]{5,}\d
-# A run that is one card as written ("4111 1111 1111 1111", "4111-1111-..."): no per-match regex needed.
-_DOUBLE_SEPARATOR = re.compile(rb"[ -][ -]")
+# A run that is one card as written ("4111 1111 1111 1111", "4111-1111-..."), on the shape.
+_CARD_FORMAT = re.compile(rb"(?:0[ -]?){12,18}0")
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
 _NON_DIGIT = re.compile(r"\D")
@@ -546,13 +556,16 @@ def shape_of(text: str) -> bytes:
     return text.encode("ascii", "replace").translate(_SHAPE)
 
 
-def card_as_written(run: bytes) -> bytes | None:
-    """The digits of a digit run that is one card number as written: 13-19 digits with single spaces or
-    hyphens between them (`(?:\\d[ -]?){12,18}\\d`, without the repeated group that costs `re` a microsecond)."""
-    digits = run.translate(None, b" -")
-    if 13 <= len(digits) <= 19 and digits.isdigit() and not _DOUBLE_SEPARATOR.search(run):
-        return digits
-    return None
+# The longest card number as written: 19 digits and 18 separators.
+_LONGEST_CARD = 37
+
+
+@lru_cache(maxsize=512)
+def is_card_format(run_shape: bytes) -> bool:
+    """Whether a digit run is one card number as written, from its shape: 13-19 digits with single spaces
+    or hyphens between them. Cached by the shape: texts repeat a few formats ("0000 0000 0000 0000"), and
+    the pattern's repeated group costs `re` about a microsecond a run."""
+    return _CARD_FORMAT.fullmatch(run_shape) is not None
 
 
 def _digit_run_findings(
@@ -563,14 +576,12 @@ def _digit_run_findings(
     for run in _DIGIT_RUN.finditer(shape):
         start, end = run.span()
         # One card as written, then the checksum (`luhn_valid`, inlined)
-        digits = card_as_written(encoded[start:end])
-        if (
-            digits is not None
-            and (sum(digits[-1::-2]) + sum(digits[-2::-2].translate(doubled)) - 48 * len(digits)) % 10 == 0
-        ):
-            add(("CREDIT_DEBIT_NUMBER", start, end))
-        else:
-            _mixed_run_findings(text, run, region, add)
+        if end - start <= _LONGEST_CARD and is_card_format(run.group()):
+            digits = encoded[start:end].translate(None, b" -")
+            if (sum(digits[-1::-2] + digits[-2::-2].translate(doubled)) - 48 * len(digits)) % 10 == 0:
+                add(("CREDIT_DEBIT_NUMBER", start, end))
+                continue
+        _mixed_run_findings(text, run, region, add)
 
 
 def _mixed_run_findings(
@@ -611,11 +622,15 @@ def _phone_span(text: str, start: int, end: int, region: str) -> tuple[int, int]
     return shape.span() if phonenumbers.is_valid_number(number) else None
 
 
-def pii_spans(text: str, phone_region: str = "US") -> list[tuple[str, int, int]]:
-    """(Comprehend entity type, start, end) of every PII pattern match in (normalized) `text`."""
+def pii_spans(
+    text: str, phone_region: str = "US", encoded: bytes | None = None
+) -> list[tuple[str, int, int]]:
+    """(Comprehend entity type, start, end) of every PII pattern match in (normalized) `text`. `encoded`:
+    `text.encode("ascii", "replace")`, when the caller has it."""
     found = _email_findings(text)
     add = found.append
-    encoded = text.encode("ascii", "replace")
+    if encoded is None:
+        encoded = text.encode("ascii", "replace")
     shape = encoded.translate(_SHAPE)  # `shape_of(text)`
     _digit_run_findings(text, encoded, shape, phone_region, add)
     _key_and_iban_findings(text, encoded, shape, add)
@@ -719,16 +734,21 @@ def deny_pattern_spans(text: str, deny: DenyPattern) -> Iterator[tuple[int, int]
             yield match.span()
 
 
-def deny_term_spans(folded: str, term_list: tuple[str, ...]) -> Iterator[tuple[int, int]]:
+def deny_term_spans(
+    folded: str, term_list: tuple[str, ...], encoded: bytes | None = None
+) -> Iterator[tuple[int, int]]:
     """Whole-word, case-insensitive matches of the deny terms: a term that starts (ends) with a letter or
     digit must not continue a word there. At each position the longest whole-word term wins; matches do
     not overlap. Each term is found with `find` (a fast C search): cost is the text's length times the
-    number of terms, far below one regular expression pass for the few terms a business unit lists."""
+    number of terms, far below one regular expression pass for the few terms a business unit lists.
+    `encoded`: `folded.encode("ascii", "replace")`, when the caller has it."""
     if not folded.isascii() and all(term.isascii() and "?" not in term for term in term_list):
         # ASCII terms in the lower-case ASCII bytes ("?" for the rest): no other character of a folded
         # view lower-cases to ASCII, and bytes are searched faster than a wide string (which `lower`
         # also makes slowly).
-        hits = _term_hits(folded.encode("ascii", "replace").lower(), [t.encode() for t in term_list], folded)
+        if encoded is None:
+            encoded = folded.encode("ascii", "replace")
+        hits = _term_hits(encoded.lower(), [t.encode() for t in term_list], folded)
     else:
         lowered = folded.lower()
         if len(lowered) != len(folded):  # lower() changes the length of a few characters: keep offsets exact
@@ -892,30 +912,31 @@ class LocalRulesLayer:
     ) -> list[Finding]:
         view = NormalizedText(text)
         folded = view.text
-        # (type, action, start, end) in the folded view; mapped to the original's offsets at the end.
-        found: list[tuple[str, FindingAction, int, int]] = []
-        add = found.append
+        # The text as ASCII bytes ("?" for the rest), shared by the scans that read it.
+        encoded = folded.encode("ascii", "replace")
+        # (type, action, spans) in the folded view; mapped to the original's offsets at the end.
+        found: list[tuple[str, FindingAction, list[tuple[int, int]]]] = []
         if compiled.deny_term_list:
-            for start, end in deny_term_spans(folded, compiled.deny_term_list):
-                add(("deny_term", "block", start, end))
+            found.append(
+                ("deny_term", "block", list(deny_term_spans(folded, compiled.deny_term_list, encoded)))
+            )
         for deny in compiled.deny_patterns:
-            for start, end in deny_pattern_spans(folded, deny):
-                add(("deny_pattern", "block", start, end))
+            found.append(("deny_pattern", "block", list(deny_pattern_spans(folded, deny))))
         if injection and rules.injection_heuristics:
-            for start, end in injection_spans(folded):
-                add(("prompt_injection", "block", start, end))
-        pii = pii_spans(folded, rules.phone_region) if rules.pii_regex_fallback else []
-        if not found and not pii:
+            found.append(("prompt_injection", "block", injection_spans(folded)))
+        pii = pii_spans(folded, rules.phone_region, encoded) if rules.pii_regex_fallback else []
+        if not pii and not any(spans for _, _, spans in found):
             return []
         if not view.same_offsets:
             original = view.original_span
-            found = [(kind, action, *original(s, e)) for kind, action, s, e in found]
+            found = [(kind, action, [original(s, e) for s, e in spans]) for kind, action, spans in found]
             pii = [(kind, *original(s, e)) for kind, s, e in pii]
         # tuple.__new__ is C; a named tuple's own __new__ (and `_make`) is a Python function, twice the cost.
         name, new = self.name, tuple.__new__
         findings = [
             new(Finding, (name, kind, action, None, new(Span, (index, s, e)), False))
-            for kind, action, s, e in found
+            for kind, action, spans in found
+            for s, e in spans
         ]
         if pii:
             actions = {kind: settings.pii_action(kind) for kind in {span[0] for span in pii}}
