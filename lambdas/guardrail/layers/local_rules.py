@@ -11,8 +11,8 @@ fallback; the Bedrock guardrail's prompt-attack filter is the input's detector b
 
 Cost is linear in the text: every pattern starts with a literal or a small character class (Python's
 `re` then skips ahead in C), the injection patterns run only when one of their anchor words occurs and
-then only where one of their first words is (two stages: `injection_spans`), and candidates are validated
-in Python (Luhn, mod-97, phone metadata) only where a cheap scan found one.
+then as one regular expression per first word that starts with that word (`injection_spans`), and
+candidates are validated in Python (Luhn, mod-97, phone metadata) only where a cheap scan found one.
 """
 
 from __future__ import annotations
@@ -190,13 +190,13 @@ _WORD_TABLE = bytes.maketrans(
 _INJECTION_ANCHOR_BYTES = frozenset(word.encode() for word in _INJECTION_ANCHORS)
 
 
-# Two stages make the scan linear with a small constant, also on a text full of anchor words: `re` tries a
-# pattern that starts with `\b` at every position (about 0.6 us a character for the whole alternation), so
-# each first word gets one regular expression that starts with the word itself, a literal that `re` searches
-# for in C: the word, the `\b` before it as a lookbehind, then the branches of every pattern that starts with
-# it, in the alternation's order (`_WORD_REGEXES`). Only the words that occur in the text are searched, and a
-# word only where one of its patterns' required words occur too (`_REQUIRED_WORDS`); the searches are
-# merged by position as `finditer` with the whole alternation would find them (`injection_spans`).
+# The scan is linear with a small constant, also on a text full of anchor words: `re` tries a pattern that
+# starts with `\b` at every position (about 0.6 us a character for the whole alternation), so each first
+# word gets one regular expression that starts with the word itself, a literal that `re` searches for in C:
+# the word, the `\b` before it as a lookbehind, then the branches of every pattern that starts with it, in
+# the alternation's order (`_WORD_REGEXES`). Only the words that occur in the text are searched, and a word
+# only where one of its patterns' required words occur too (`_REQUIRED_WORDS`); the searches are merged by
+# position as `finditer` with the whole alternation would find them (`_leftmost_first`).
 def _flat_options(option: str) -> list[str]:
     """An option as options that each start with a literal word: `(?:a|b) c` gives `a c` and `b c`."""
     group = re.fullmatch(r"\(\?:([^()]*)\)(.*)", option)
@@ -291,9 +291,17 @@ def _case_insensitive_word_regexes() -> dict[bytes, re.Pattern[str]]:
 # On the shape (lower case, every non-ASCII character "?"), a class of the text widens to itself plus "?".
 _S = r"[\t-\r\x1c-\x20?]"  # \s
 _WORD_END = r"(?![a-z0-9_])"  # what follows a word: a non-word character or the end (as for `\b`)
-# The literal start of a regular expression: lower-case letters, spaces and escaped dots, up to a character
-# that a quantifier makes optional.
-_LITERAL_START = re.compile(r"(?:[a-z ]|\\\.)*?(?=(?:[a-z ]|\\\.)?[?*+{]|[^a-z \\]|\\[^.]|$)")
+_LITERAL_UNITS = re.compile(r"(?:[a-z ]|\\\.)*")  # lower-case letters, spaces and escaped dots
+
+
+def _literal_start(source: str) -> tuple[str, str]:
+    """A regular expression as its literal start and the rest: the letters, spaces and escaped dots it
+    starts with, but one that a quantifier follows (" injections?" gives " injection" and "s?")."""
+    literal = _LITERAL_UNITS.match(source)
+    end = literal.end() if literal else 0
+    if source[end : end + 1] in ("?", "*", "+", "{") and end:
+        end -= 2 if source[end - 2 : end] == "\\." else 1
+    return source[:end].replace("\\", ""), source[end:]
 
 
 def _word_finders(follows: dict[str, str]) -> dict[bytes, re.Pattern[bytes]]:
@@ -303,13 +311,9 @@ def _word_finders(follows: dict[str, str]) -> dict[bytes, re.Pattern[bytes]]:
     the word is checked after it (a lookbehind), the rest with a lookahead, so no candidate hides another."""
     finders = {}
     for word, rest in follows.items():
-        literal = _LITERAL_START.match(rest)
-        assert literal is not None  # (the pattern matches the empty string)
-        prefix = word + literal.group().replace("\\", "")
-        following = rest[literal.end() :]
-        finders[word.encode()] = re.compile(
-            f"{re.escape(prefix)}(?<![a-z0-9_]{re.escape(prefix)})(?={following})".encode()
-        )
+        literal, following = _literal_start(rest)
+        prefix = re.escape(word + literal)
+        finders[word.encode()] = re.compile(f"{prefix}(?<![a-z0-9_]{prefix})(?={following})".encode())
     return finders
 
 
