@@ -34,11 +34,6 @@ from guardrail.settings import DirectionSettings, LocalRules
 
 # ---- prompt injection ------------------------------------------------------------------------------------
 
-_OVERRIDE_VERB = (
-    r"(?:ignore|ignoring|disregard|disregarding|forget|forgetting|override|overriding|bypass|bypassing"
-    r"|skip|discard|neglect|abandon|drop|set aside|put aside|throw away|pay no (?:attention|heed) to"
-    r"|stop (?:following|obeying)|(?:do not|don't|dont|no longer) (?:follow|obey|adhere to|comply with))"
-)
 # Nouns that name an assistant's controls. The first group also names ordinary things ("the rules of
 # chess", "instructions for the coffee machine"): followed by of/for/about/on they count only when what
 # follows is the assistant or this conversation.

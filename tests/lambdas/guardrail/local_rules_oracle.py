@@ -8,11 +8,15 @@ import re
 from collections.abc import Iterator
 
 from guardrail.layers.local_rules import (
+    _AI_CONTROL_NOUN,
     _CONTEXT,
     _DIGIT_RUN,
     _EMAIL_DOMAIN,
     _EMAIL_LOCAL_REVERSED,
+    _GENERAL_CONTROL_NOUN,
     _INJECTION_ANCHOR_BYTES,
+    _LIMITS,
+    _NOT_ABOUT_SOMETHING_ELSE,
     _QUOTES,
     _SENTENCE_END,
     _WORD_TABLE,
@@ -27,25 +31,13 @@ from guardrail.normalize import NormalizedText
 from guardrail.settings import DirectionSettings
 
 # The injection patterns as d289b36 wrote them (the layer now builds them from its first words' branches):
-# a copy, so that a change to the layer's patterns shows as a difference.
+# a copy, so that a change to how the layer puts its patterns together shows as a difference (the nouns and
+# limits are the layer's own).
 _OVERRIDE_VERB = (
     r"(?:ignore|ignoring|disregard|disregarding|forget|forgetting|override|overriding|bypass|bypassing"
     r"|skip|discard|neglect|abandon|drop|set aside|put aside|throw away|pay no (?:attention|heed) to"
     r"|stop (?:following|obeying)|(?:do not|don't|dont|no longer) (?:follow|obey|adhere to|comply with))"
 )
-# Nouns that name an assistant's controls. The first group also names ordinary things ("the rules of
-# chess", "instructions for the coffee machine"): followed by of/for/about/on they count only when what
-# follows is the assistant or this conversation.
-_GENERAL_CONTROL_NOUN = r"(?:instructions?|directions|directives?|guidelines?|rules|polic(?:y|ies)|commands?)"
-_AI_CONTROL_NOUN = (
-    r"(?:(?:system )?prompts?|guardrails?|restrictions?|constraints?|programming|safeguards?"
-    r"|(?:content |safety )?filters?|system message)"
-)
-_NOT_ABOUT_SOMETHING_ELSE = (
-    r"(?!\s+(?:of|for|about|on)\s+(?!(?:the|this|that|your|my|any)\s+(?:ai|assistant|model|chat|conversation"
-    r"|system|request|session|question|one|task|answer|reply)\b))"
-)
-_LIMITS = r"(?:rules|restrictions|limits|limitations|filters|guidelines|censorship|boundaries|guardrails)"
 INJECTION_PATTERNS: tuple[str, ...] = (
     # "ignore all previous instructions", "disregard your guidelines", "forget the rules you were given"
     rf"\b{_OVERRIDE_VERB}\W+(?:[\w'-]+\W+){{0,5}}?(?:{_GENERAL_CONTROL_NOUN}\b{_NOT_ABOUT_SOMETHING_ELSE}|{_AI_CONTROL_NOUN}\b)",
