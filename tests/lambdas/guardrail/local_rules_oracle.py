@@ -14,13 +14,15 @@ from guardrail.layers.local_rules import (
     _EMAIL_DOMAIN,
     _EMAIL_LOCAL_REVERSED,
     _GENERAL_CONTROL_NOUN,
+    _IBAN,
     _INJECTION_ANCHOR_BYTES,
     _LIMITS,
     _NOT_ABOUT_SOMETHING_ELSE,
     _QUOTES,
     _SENTENCE_END,
     _WORD_TABLE,
-    _key_and_iban_findings,
+    IBAN_LENGTHS,
+    _key_findings,
     _longest_first,
     _mixed_run_findings,
     _term_hits,
@@ -134,11 +136,34 @@ def digit_run_findings(text: str, shape: bytes, region: str) -> list[tuple[str, 
     return found
 
 
+def iban_valid(candidate: str) -> bool:
+    iban = candidate.replace(" ", "")
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban):
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def iban_findings(text: str, shape: bytes) -> list[tuple[str, int, int]]:
+    found = []
+    for iban in _IBAN.finditer(shape):
+        start, end = iban.span()
+        if start and text[start - 1].isalnum():
+            continue
+        candidate = text[start:end]  # and its shorter prefixes that end on a character, longest first
+        for length in range(len(candidate), 14, -1):
+            if candidate[length - 1] != " " and iban_valid(candidate[:length]):
+                found.append(("INTERNATIONAL_BANK_ACCOUNT_NUMBER", start, start + length))
+                break
+    return found
+
+
 def pii_spans(text: str, phone_region: str = "US") -> list[tuple[str, int, int]]:
     found = [("EMAIL", start, end) for start, end in email_matches(text)] if "@" in text else []
     shape = shape_of(text)
     found += digit_run_findings(text, shape, phone_region)
-    _key_and_iban_findings(text, text.encode("ascii", "replace"), shape, found.append)  # unchanged
+    _key_findings(text, text.encode("ascii", "replace"), found.append)  # unchanged
+    found += iban_findings(text, shape)
     return found
 
 

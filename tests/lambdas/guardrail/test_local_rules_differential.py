@@ -176,6 +176,7 @@ PII_PIECES = st.sampled_from(
         "4111 -1111 1111 1111", "1 2-3.4/5(6)7", "٤١١١ ١١١١ ١١١١ ١١١١", "４１１１ １１１１ １１１１ １１１１",
         "078-05-1120", "000-12-3456", "(212) 555-0123", "+1 212 555 0123", "+49 30 901820", "2024-01-31", "1.2.3.4",
         "DE89 3704 0044 0532 0130 00", "DE89370400440532013000", "GB82 WEST 1234 5698 7654 32", "DE00 AAAA 0000",
+        "DE89 3704 0044 0532 0130 00 1234 5678", "NO9386011117947", "NO93 8601 1117 947X", "XX12 3456 7890 1234 5",
         "AKIAIOSFODNN7EXAMPLE", "xAKIAIOSFODNN7EXAMPLE", "secret access key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         "SECRET_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'", "sEcReT is abc", "ORD-123456", "ORD-12345",
         "Acme-Secret", "project x", "PROJECT X!", "projectx", "acme-secret-2", "ｐｒｏｊｅｃｔ x", "pro\u200bject x",
@@ -285,3 +286,28 @@ def test_every_match_of_a_pattern_holds_its_required_words(index, data):
         words = set(lower_shape_of(folded).translate(local_rules._SPLIT_TABLE).split())
         for group in _REQUIRED_WORDS[index]:
             assert words & {word.encode() for word in group}, (index, group, folded)
+
+
+def iban_with_check_digits(country: str, body: str) -> str:
+    """A valid IBAN of `country` with `body`: the check digits that make its mod 97 one."""
+    remainder = int((body + country + "00").translate(local_rules._IBAN_LETTER_VALUES)) % 97
+    return f"{country}{98 - remainder:02d}{body}"
+
+
+IBANS = st.sampled_from(sorted(local_rules.IBAN_LENGTHS.items())).flatmap(
+    lambda item: st.text(
+        alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=item[1] - 4, max_size=item[1] - 4
+    ).map(lambda body, country=item[0]: iban_with_check_digits(country, body))
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        IBANS,
+        IBANS.map(lambda iban: iban[:-1] + ("0" if iban[-1] != "0" else "1")),  # one character off
+        st.text(alphabet="ABDEGNOX0123456789 ab", max_size=40),
+    )
+)
+def test_an_iban_is_valid_as_before(candidate):
+    assert local_rules.iban_valid(candidate) == oracle.iban_valid(candidate)
