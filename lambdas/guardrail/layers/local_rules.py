@@ -244,7 +244,6 @@ _REQUIRED_WORD_BYTES = {
     index: tuple(frozenset(word.encode() for word in group) for group in groups)
     for index, groups in _REQUIRED_WORDS.items()
 }
-_UNRESTRICTED = frozenset(range(len(_WORD_PATTERN_BRANCHES))) - _REQUIRED_WORDS.keys()
 
 
 def _word_regex_sources() -> dict[str, tuple[str, frozenset[int]]]:
@@ -835,14 +834,18 @@ def injection_spans(folded: str) -> list[tuple[int, int]]:
 
 def _words_to_search(present: frozenset[bytes]) -> list[bytes]:
     """The first words in `present` (the text's words) that start a pattern whose required words are too."""
-    possible = _UNRESTRICTED.union(
-        index
-        for index, groups in _REQUIRED_WORD_BYTES.items()
-        if all(not group.isdisjoint(present) for group in groups)
-    )
-    return [
-        word for word in present & _WORD_REGEXES.keys() if not possible.isdisjoint(_PATTERNS_OF_WORD[word])
-    ]
+    possible: dict[int, bool] = {}  # pattern index -> its required words are present (decided once)
+    words = []
+    for word in present & _WORD_REGEXES.keys():
+        for index in _PATTERNS_OF_WORD[word]:
+            found = possible.get(index)
+            if found is None:
+                groups = _REQUIRED_WORD_BYTES.get(index, ())
+                found = possible[index] = all(not group.isdisjoint(present) for group in groups)
+            if found:
+                words.append(word)
+                break
+    return words
 
 
 def _markup_matches(shape: bytes, lowered: str) -> list[re.Match[str]]:
