@@ -926,18 +926,20 @@ class LocalRulesLayer:
         folded = view.text
         # The text as ASCII bytes ("?" for the rest), shared by the scans that read it.
         encoded = folded.encode("ascii", "replace")
-        # (type, action, spans) in the folded view; mapped to the original's offsets at the end.
+        # (type, action, spans) in the folded view, for the scans that found any; mapped to the original's
+        # offsets at the end.
         found: list[tuple[str, FindingAction, list[tuple[int, int]]]] = []
-        if compiled.deny_term_list:
-            found.append(
-                ("deny_term", "block", list(deny_term_spans(folded, compiled.deny_term_list, encoded)))
-            )
+        if compiled.deny_term_list and (
+            spans := list(deny_term_spans(folded, compiled.deny_term_list, encoded))
+        ):
+            found.append(("deny_term", "block", spans))
         for deny in compiled.deny_patterns:
-            found.append(("deny_pattern", "block", list(deny_pattern_spans(folded, deny))))
-        if injection and rules.injection_heuristics:
-            found.append(("prompt_injection", "block", injection_spans(folded)))
+            if spans := list(deny_pattern_spans(folded, deny)):
+                found.append(("deny_pattern", "block", spans))
+        if injection and rules.injection_heuristics and (spans := injection_spans(folded)):
+            found.append(("prompt_injection", "block", spans))
         pii = pii_spans(folded, rules.phone_region, encoded) if rules.pii_regex_fallback else []
-        if not pii and not any(spans for _, _, spans in found):
+        if not found and not pii:
             return []
         if not view.same_offsets:
             original = view.original_span
