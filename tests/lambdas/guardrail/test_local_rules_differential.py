@@ -268,6 +268,10 @@ def test_the_merged_searches_find_what_finditer_finds(text):
     folded = NormalizedText(text).text
     expected = [m.span() for m in oracle.INJECTION.finditer(folded)]
     assert all_word_matches(text) == expected, folded
+    # The case-insensitive expressions (for a text whose lower-case form changes length) on the text as is.
+    markup = _markup_matches(lower_shape_of(folded), folded)
+    regexes = list(local_rules._case_insensitive_word_regexes().values())
+    assert _leftmost_first(folded, regexes, markup) == expected, folded
 
 
 def test_the_layer_builds_the_patterns_as_they_were_written():
