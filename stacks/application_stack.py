@@ -330,7 +330,7 @@ class ApplicationStack(EnvironmentStack):
             return
         role = self.backend.role
         self.backend.function.add_environment("FINE_TUNING_PIPELINE", fine_tuning.pipeline_name)
-        # The use cases a request may name and their promotion policies, as the upload trigger reads them.
+        # The use cases a request may name and the default one, as the upload trigger reads them.
         self.backend.function.add_environment(TenantUseCases.ENV, fine_tuning.tenant_use_cases.to_json())
         if fine_tuning.run_leases is not None:  # the cap's slots, shared with the upload trigger
             self.backend.function.add_environment(

@@ -3,8 +3,11 @@
 preprocess (CPU processing: tenant JSON lines -> train / validation / held-out) -> fine-tune (LoRA on a GPU
 training instance, optional managed spot with checkpoints) -> evaluate (GPU processing: the evaluation
 engine's text metrics on the held-out split, written as a property file) -> condition (every configured
-threshold met) -> register (central registry in the tooling account, PendingManualApproval, with the
-evaluation report as model quality metrics) or fail.
+threshold met) -> register (with the evaluation report as model quality metrics) or fail.
+
+The registry status is fixed by the definition, never by a parameter a caller could set: a business-unit
+run registers PendingManualApproval; a tenant run registers Approved only when its `UseCase` is one whose
+promotion policy is `automatic` (a Condition step, ChooseApproval), else PendingManualApproval.
 
 Two kinds share the definition (`kind`): a tenant run (parameter TenantId; outputs under
 `<bu>/tenant=<id>/`; registered in its stage's own tenant group with TenantId and ModelName in the package
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from common.fine_tuning_runs import REGISTER_STEPS
 from stacks.settings.fine_tuning import FineTuningSettings
 
 SCHEMA_VERSION = "2020-12-01"
@@ -279,7 +283,7 @@ def _report_value(path: str) -> dict[str, Any]:
     }
 
 
-def _register(kind: Kind) -> dict[str, Any]:
+def _register(kind: Kind, name: str) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "BusinessUnit": get("Parameters.BusinessUnit"),
         "Stage": get("Parameters.Stage"),
@@ -289,14 +293,14 @@ def _register(kind: Kind) -> dict[str, Any]:
         metadata |= {"TenantId": get("Parameters.TenantId"), "ModelName": get("Parameters.ModelName")}
     owner = join("tenant ", get("Parameters.TenantId")) if kind == "tenant" else "the business unit"
     return {
-        "Name": "Register",
+        "Name": name,
         "Type": "RegisterModel",
         "Arguments": {
             # An ARN, not a name: a business unit's group lives in the tooling account (cross-account
             # registration); a tenant's group lives in this stage's account.
             "ModelPackageGroupName": join("${RegistryArnPrefix}", get("Parameters.UseCase")),
             "ModelPackageDescription": join("LoRA fine-tune for ", owner),
-            "ModelApprovalStatus": get("Parameters.ModelApprovalStatus"),
+            "ModelApprovalStatus": REGISTER_STEPS[name],
             "InferenceSpecification": {
                 "Containers": [
                     {
@@ -323,6 +327,28 @@ def _register(kind: Kind) -> dict[str, Any]:
     }
 
 
+def _registration(settings: FineTuningSettings, use_cases: list[str], kind: Kind) -> dict[str, Any]:
+    """The step that registers a version that passed the thresholds, with the status its kind and use case
+    call for: a ChooseApproval condition on `UseCase` when some tenant use cases promote automatically."""
+    step_for = {status: name for name, status in REGISTER_STEPS.items()}
+    if kind != "tenant":  # business-unit versions always wait for the preprod gate and an approver
+        return _register(kind, step_for[settings.approval_status])
+    automatic = sorted(u for u in use_cases if settings.approval_status_for(u) == "Approved")
+    approved, for_review = step_for["Approved"], step_for["PendingManualApproval"]
+    if not automatic:
+        return _register(kind, for_review)
+    return {
+        "Name": "ChooseApproval",
+        "Type": "Condition",
+        "Arguments": {
+            # Any other value, including a use case added later without a policy, waits for review.
+            "Conditions": [{"Type": "In", "QueryValue": get("Parameters.UseCase"), "Values": automatic}],
+            "IfSteps": [_register(kind, approved)],
+            "ElseSteps": [_register(kind, for_review)],
+        },
+    }
+
+
 def pipeline_definition(
     settings: FineTuningSettings,
     *,
@@ -331,10 +357,9 @@ def pipeline_definition(
     subnet_count: int,
     kind: Kind = "tenant",
     stage: str = "dev",
+    use_cases: list[str] | None = None,
 ) -> dict[str, Any]:
-    approval = (
-        settings.approval_status_for(default_use_case) if kind == "tenant" else settings.approval_status
-    )
+    """`use_cases`: the business unit's use cases (default: only `default_use_case`)."""
     owner: list[dict[str, Any]] = (
         [
             {"Name": "TenantId", "Type": "String"},
@@ -355,7 +380,6 @@ def pipeline_definition(
             "DefaultValue": f"s3://${{Bucket}}/{settings.base_model_prefix}",
         },
         {"Name": "HeldOutFraction", "Type": "Float", "DefaultValue": settings.held_out_fraction},
-        {"Name": "ModelApprovalStatus", "Type": "String", "DefaultValue": approval},
         *(
             {"Name": f"Min_{m}", "Type": "Float", "DefaultValue": v}
             for m, v in sorted(settings.thresholds.items())
@@ -405,6 +429,6 @@ def pipeline_definition(
             preprocess,
             _training(settings, subnet_count, kind),
             evaluate,
-            _condition(settings, _register(kind), kind),
+            _condition(settings, _registration(settings, use_cases or [default_use_case], kind), kind),
         ],
     }

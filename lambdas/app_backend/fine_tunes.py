@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from common.fine_tuning_runs import RunLeases, start_for_tenant
+from common.fine_tuning_runs import REGISTER_STEPS, RunLeases, start_for_tenant
 
 # The pipeline's steps (stacks/fine_tuning_pipeline.py) and what the tenant is told while each runs.
 STEP_PHASES = {
@@ -20,7 +20,8 @@ STEP_PHASES = {
     "FineTune": "training",
     "Evaluate": "evaluating",
     "CheckThresholds": "evaluating",
-    "Register": "evaluating",
+    "ChooseApproval": "evaluating",
+    **dict.fromkeys(REGISTER_STEPS, "evaluating"),
     "BelowThresholds": "evaluating",
 }
 _PACKAGE_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/([^/]+)/(\d+)$")
@@ -72,7 +73,8 @@ class SageMakerPipeline:
         if state == "Executing":
             running = next((s["StepName"] for s in steps if s.get("StepStatus") == "Executing"), "Preprocess")
             return {"status": STEP_PHASES.get(running, "training")}
-        register = next((s for s in steps if s.get("StepName") == "Register"), None)
+        # One of the registration steps ran: the one the run's use case calls for.
+        register = next((s for s in steps if s.get("StepName") in REGISTER_STEPS), None)
         arn = ((register or {}).get("Metadata") or {}).get("RegisterModel", {}).get("Arn")
         if state != "Succeeded" or not isinstance(arn, str):
             return {"status": "failed", "reason": f"the run ended ({state}) without registering a model"}

@@ -8,7 +8,7 @@ BEDROCK_GUARDRAIL_ID / BEDROCK_GUARDRAIL_VERSION. The catalog URL comes from the
 PROMPT_CATALOG_URL): an unreachable catalog answers 503. FINE_TUNING_PIPELINE is set where the stage has
 the tenant fine-tuning pipeline (with STAGE, MAX_CONCURRENT_RUNS, MAX_RUNTIME_HOURS and FINE_TUNING_LEASES_TABLE,
 the cap's lease slots shared with the upload trigger, and TENANT_USE_CASES, the use cases a request may name
-with their promotion policies); without it /fine-tunes
+and the default one); without it /fine-tunes
 answers 503. MODELS_TABLE is the serving stack's model records table (tenant -> served model), where the
 stage serves models.
 Cost and quality (docs/cost.md): DEFAULT_MODEL_PROFILE_ARN (the application inference profile the default

@@ -21,6 +21,7 @@ from common.fine_tuning_runs import (
     AtCapacityError,
     PipelineRef,
     RunLeases,
+    SlotLostError,
     TenantUseCases,
     start_for_tenant,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "AtCapacityError",
     "PipelineRef",
     "RunLeases",
+    "SlotLostError",
     "TenantUseCases",
     "Upload",
     "release_ended_run",

@@ -1,7 +1,7 @@
 """Queue of raw-zone uploads (S3 "Object Created" events via EventBridge -> SQS) -> pipeline executions.
 
-`lambda_handler`: each SQS message is one EventBridge event. A message whose upload found the cap reached, or whose start
-failed, is reported as a batch item failure: SQS offers it again after the visibility timeout, and after
+`lambda_handler`: each SQS message is one EventBridge event. A message whose upload found the cap reached, whose start
+failed, or whose start outlived its slot's reservation (that execution is stopped), is reported as a batch item failure: SQS offers it again after the visibility timeout, and after
 `maxReceiveCount` tries it moves to the dead-letter queue, never dropped.
 `release_handler`: a pipeline execution ended (EventBridge) -> its cap slot is freed.
 """
@@ -25,6 +25,7 @@ from fine_tuning_trigger.core import (
     AtCapacityError,
     PipelineRef,
     RunLeases,
+    SlotLostError,
     TenantUseCases,
     Upload,
     release_ended_run,
@@ -70,6 +71,13 @@ def handle_records(records: list[dict[str, Any]], leases: RunLeases, sagemaker: 
         try:
             execution = handle_message(record["body"], leases, sagemaker, datetime.now(UTC))
             logger.info("upload handled", extra={"message_id": message_id, "execution": execution})
+        except SlotLostError as exc:
+            # Rare by design (the reservation outlasts this function's timeout): worth a warning.
+            logger.warning(
+                "start outlived its reservation, execution stopped; the upload waits",
+                extra={"message_id": message_id, "reason": str(exc)},
+            )
+            failures.append({"itemIdentifier": message_id})
         except AtCapacityError as exc:
             logger.info("cap reached, the upload waits", extra={"message_id": message_id, "reason": str(exc)})
             failures.append({"itemIdentifier": message_id})

@@ -156,12 +156,14 @@ class ModelRegistry(Construct):
         )
         return iam.PolicyDocument(
             statements=[
+                # Nobody but the approver creates or sets a version Approved: dev registers versions that
+                # wait for the preprod gate and the approver, whatever its pipeline definition asks for.
                 iam.PolicyStatement(
                     sid=f"{access.sid}OnlyTheApproverApproves",
                     effect=iam.Effect.DENY,
                     principals=[iam.AnyPrincipal()],
-                    actions=["sagemaker:UpdateModelPackage"],
-                    resources=resources[1:],
+                    actions=["sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage"],
+                    resources=resources,
                     conditions={
                         "StringEquals": {"sagemaker:ModelApprovalStatus": "Approved"},
                         "ArnNotEquals": {"aws:PrincipalArn": approver},

@@ -172,3 +172,20 @@ def expect_adapter(stub: Any, endpoint: str, account: str, region: str) -> None:
             "InferenceComponentStatus": "InService",
         },
     )
+
+
+def registration_for(definition: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """The RegisterModel step one run of the synthesized pipeline executes once its held-out thresholds
+    passed: CheckThresholds' IfSteps, through every Condition step on the run's parameters (`In` checks
+    on Get Parameters.*, the only kind the definition uses to pick a registration)."""
+    (check,) = [s for s in definition["Steps"] if s["Name"] == "CheckThresholds"]
+    (step,) = check["Arguments"]["IfSteps"]
+    while step["Type"] == "Condition":
+        holds = True
+        for condition in step["Arguments"]["Conditions"]:
+            assert condition["Type"] == "In", condition
+            value = parameters[condition["QueryValue"]["Get"].removeprefix("Parameters.")]
+            holds = holds and value in condition["Values"]
+        (step,) = step["Arguments"]["IfSteps" if holds else "ElseSteps"]
+    assert step["Type"] == "RegisterModel", step
+    return step

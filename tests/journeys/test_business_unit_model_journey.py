@@ -41,6 +41,7 @@ from tests.journeys._fine_tuning import (
     identity_allows,
     matches,
     model_package_state_change,
+    registration_for,
     resource_allows,
     resources,
     role_statements,
@@ -135,10 +136,14 @@ class Journey:
         defaults = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
         group_arn = f"{resolve(variables['RegistryArnPrefix'], dev)}{defaults['UseCase']}"
         assert group_arn == f"arn:aws:sagemaker:{REGION}:{TOOLING}:model-package-group/{GROUP}"
-        assert identity_allows(
-            role_statements(dev, pipeline["RoleArn"]["Fn::GetAtt"][0]),
-            "sagemaker:CreateModelPackage",
-            group_arn,
+        # The definition fixes the status (no parameter); the job role may register it, never Approved.
+        status = registration_for(definition, defaults)["Arguments"]["ModelApprovalStatus"]
+        assert status == "PendingManualApproval"
+        job_policy = role_statements(dev, pipeline["RoleArn"]["Fn::GetAtt"][0])
+        create = "sagemaker:CreateModelPackage"
+        assert identity_allows(job_policy, create, group_arn, **{"sagemaker:ModelApprovalStatus": status})
+        assert not identity_allows(
+            job_policy, create, group_arn, **{"sagemaker:ModelApprovalStatus": "Approved"}
         )
         assert resource_allows(self.group_policy(), DEV, "sagemaker:CreateModelPackage", group_arn)
         assert not resource_allows(self.group_policy(), PROD, "sagemaker:CreateModelPackage", group_arn)
@@ -163,10 +168,9 @@ class Journey:
             "ArtifactSha256": hashlib.sha256(weights).hexdigest(),
             **extra,
         }
-        assert defaults["ModelApprovalStatus"] == "PendingManualApproval"
         self.arn = self.registry.create_model_package(
             ModelPackageGroupName=GROUP,
-            ModelApprovalStatus=defaults["ModelApprovalStatus"],
+            ModelApprovalStatus=status,
             CustomerMetadataProperties=self.metadata,
             InferenceSpecification={
                 "Containers": [

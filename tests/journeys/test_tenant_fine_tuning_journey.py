@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -36,7 +36,13 @@ from fine_tuning_trigger import handler as trigger_handler
 from serving_deployer import handler as deployer_handler
 from serving_runtime.packaging import read_artifact
 
-from common.fine_tuning_runs import AtCapacityError, PipelineRef, RunLeases, TenantUseCases
+from common.fine_tuning_runs import (
+    RESERVATION_SECONDS,
+    AtCapacityError,
+    PipelineRef,
+    RunLeases,
+    TenantUseCases,
+)
 from common.lake_layout import Zone
 from stacks.blocks.lake_access import lake_bucket_name
 from stacks.blocks.upload_events import tenant_fine_tuning_stages
@@ -49,6 +55,7 @@ from tests.journeys._fine_tuning import (
     identity_allows,
     matches,
     model_package_state_change,
+    registration_for,
     resource_allows,
     resources,
     role_statements,
@@ -202,9 +209,8 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
                 {"Name": "TenantId", "Value": tenant},
                 {"Name": "ModelName", "Value": "personal"},
                 {"Name": "InputDataUri", "Value": input_uri},
-                # An upload trains the business unit's default use case, under its promotion policy.
+                # An upload trains the business unit's default use case; no starter names a registry status.
                 {"Name": "UseCase", "Value": "product-qa"},
-                {"Name": "ModelApprovalStatus", "Value": "Approved"},
             ]
             stub.add_response(
                 "start_pipeline_execution",
@@ -253,11 +259,6 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
         g["Properties"]["ModelPackageGroupName"]
         for g in resources(fine_tuning, "AWS::SageMaker::ModelPackageGroup").values()
     ]
-    assert identity_allows(job_policy, "sagemaker:CreateModelPackage", group_arn)
-    register = next(s for s in definition["Steps"] if s["Name"] == "CheckThresholds")["Arguments"]["IfSteps"][
-        0
-    ]
-    arguments = register["Arguments"]
     s3 = boto3.client("s3", region_name=REGION)
     for bucket in (ft_bucket, "serving-models"):
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
@@ -269,6 +270,10 @@ def test_a_prod_tenants_upload_becomes_its_served_model_and_the_next_tenant_neve
     artifacts: dict[str, bytes] = {}
     for tenant in TENANTS:
         parameters = {**defaults, **{p["Name"]: p["Value"] for p in executions[tenant]}}
+        # The registration the pipeline picks for this run's use case, and the job role may make it.
+        arguments = registration_for(definition, parameters)["Arguments"]
+        approval = {"sagemaker:ModelApprovalStatus": arguments["ModelApprovalStatus"]}
+        assert identity_allows(job_policy, "sagemaker:CreateModelPackage", group_arn, **approval)
         output = evaluate(training["OutputDataConfig"]["S3OutputPath"], parameters, {"Bucket": ft_bucket})
         artifact = f"{output}/pipelines-{tenant}-FineTune/output/model.tar.gz"
         weights = adapter_artifact(base_model_name_or_path=f"adapter-of-{tenant}")  # the pipeline's layout
@@ -607,13 +612,13 @@ def _started_by_the_app(
         raw_bucket=stage.raw,
         uploads_prefix=lambda t: uploads_prefix("retail", "prod", t),
     )
-    # Exactly these parameters or the stub fails the start: the use case's group and its policy's status.
+    # Exactly these parameters or the stub fails the start: the use case picks the group (and, inside the
+    # pipeline, the status); no starter sends a status.
     sent = [
         {"Name": "TenantId", "Value": tenant},
         {"Name": "ModelName", "Value": "personal"},
         {"Name": "InputDataUri", "Value": f"s3://{stage.raw}/{uploads_prefix('retail', 'prod', tenant)}"},
         {"Name": "UseCase", "Value": use_case},
-        {"Name": "ModelApprovalStatus", "Value": "PendingManualApproval"},
     ]
     with Stubber(sagemaker) as stub:
         stub.add_response(
@@ -648,7 +653,7 @@ def _reviewed_registration(stage: Stage, tenant: str, started: list[dict[str, st
     }
     use_case = parameters["UseCase"]
     steps = {s["Name"]: s for s in definition["Steps"]}
-    register = steps["CheckThresholds"]["Arguments"]["IfSteps"][0]["Arguments"]
+    register = registration_for(definition, parameters)["Arguments"]
     (report,) = [
         o["S3Output"]["S3Uri"]
         for o in steps["Evaluate"]["Arguments"]["ProcessingOutputConfig"]["Outputs"]
@@ -695,11 +700,12 @@ def test_a_reviewed_tenant_version_is_served_only_after_a_reviewer_of_its_busine
     ]
     job_policy = role_statements(fine_tuning, job_role["Fn::GetAtt"][0])
     group_arn = registration["group_arn"]
+    pending = {"sagemaker:ModelApprovalStatus": registration["status"]}
     for arn in (group_arn, group_arn.replace(f"-tenants-{use_case}", "-tenants-product-qa")):
-        assert identity_allows(job_policy, "sagemaker:CreateModelPackage", arn)
+        assert identity_allows(job_policy, "sagemaker:CreateModelPackage", arn, **pending)
     for other in ("preprod", "dev"):
         foreign = group_arn.replace("-prod-tenants-", f"-{other}-tenants-")
-        assert not identity_allows(job_policy, "sagemaker:CreateModelPackage", foreign)
+        assert not identity_allows(job_policy, "sagemaker:CreateModelPackage", foreign, **pending)
     assert registration["report_key"] == "retail/tenant=cara/exec-cara/evaluate/evaluation/evaluation.json"
     group, bucket = registration["group"], registration["bucket"]
     s3 = boto3.client("s3", region_name=REGION)
@@ -851,6 +857,75 @@ def test_a_reviewed_tenant_version_is_served_only_after_a_reviewer_of_its_busine
     )
 
 
+def test_a_caller_that_asks_for_approved_gets_a_reviewed_use_cases_version_reviewed_anyway(
+    stage: Stage, aws: None
+) -> None:
+    """Negative journey: anyone allowed to start the pipeline passes ModelApprovalStatus=Approved for a
+    `reviewed` use case. The definition reads no such parameter and registers for review; the job role could
+    not register Approved there even from a changed definition; no starter may register or approve itself."""
+    fine_tuning = stage.template(FT_STACK)
+    use_case = _reviewed_use_case(stage)
+
+    # ---- hop 1: POST /fine-tunes has no field for a status: the body is refused before anything starts ----
+    with pytest.raises(ValueError, match="ModelApprovalStatus"):
+        FineTuneBody.model_validate(
+            {"model_name": "personal", "use_case": use_case, "ModelApprovalStatus": "x"}
+        )
+
+    # ---- hop 2: a caller with StartPipelineExecution adds the parameter: the pipeline declares none and
+    # the registration its use case calls for is still PendingManualApproval ----
+    service, _ = _app(_records_table("forged-records"))
+    sent = _started_by_the_app(stage, service, "eve", use_case)
+    (pipeline,) = [r["Properties"] for r in resources(fine_tuning, "AWS::SageMaker::Pipeline").values()]
+    body, _ = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    definition = json.loads(body)
+    assert "ModelApprovalStatus" not in {p["Name"] for p in definition["Parameters"]}
+    assert "Parameters.ModelApprovalStatus" not in body
+    forged = [*sent, {"Name": "ModelApprovalStatus", "Value": "Approved"}]
+    registration = _reviewed_registration(stage, "eve", forged)
+    assert registration["status"] == "PendingManualApproval"
+
+    # ---- hop 3: the job role's own policy holds even for a definition changed to register Approved ----
+    tampered = json.loads(
+        body.replace('"ModelApprovalStatus": "PendingManualApproval"', '"ModelApprovalStatus": "Approved"')
+    )
+    parameters = {p["Name"]: p["Value"] for p in forged}
+    assert registration_for(tampered, parameters)["Arguments"]["ModelApprovalStatus"] == "Approved"
+    job_policy = role_statements(fine_tuning, pipeline["RoleArn"]["Fn::GetAtt"][0])
+    group_arn = registration["group_arn"]
+    version = group_arn.replace(":model-package-group/", ":model-package/") + "/1"
+    for arn in (group_arn, version):
+        create = "sagemaker:CreateModelPackage"
+        assert not identity_allows(job_policy, create, arn, **{"sagemaker:ModelApprovalStatus": "Approved"})
+        assert identity_allows(
+            job_policy, create, arn, **{"sagemaker:ModelApprovalStatus": "PendingManualApproval"}
+        )
+        # The automatic use case's group is unchanged: its versions register Approved.
+        automatic = arn.replace(f"-tenants-{use_case}", "-tenants-product-qa")
+        assert identity_allows(job_policy, create, automatic, **{"sagemaker:ModelApprovalStatus": "Approved"})
+    # So the registry never holds an Approved version of that group: the review rule is its only way out.
+    registry = boto3.client("sagemaker", region_name=REGION)
+    registry.create_model_package_group(ModelPackageGroupName=registration["group"])
+    assert (
+        registry.list_model_packages(ModelPackageGroupName=registration["group"])["ModelPackageSummaryList"]
+        == []
+    )
+
+    # ---- hop 4: no starter may register a version or approve one itself ----
+    (start_policy,) = resources(fine_tuning, "AWS::IAM::ManagedPolicy").values()
+    starters = [
+        resolve(start_policy["Properties"]["PolicyDocument"]["Statement"], fine_tuning),
+        function_role_statements(fine_tuning, "fine_tuning_trigger.handler.lambda_handler"),
+    ]
+    for statements in starters:
+        pipeline_arn = f"arn:aws:sagemaker:{REGION}:{PROD}:pipeline/{FT_STACK}"
+        assert identity_allows(statements, "sagemaker:StartPipelineExecution", pipeline_arn)
+        for action in ("sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage"):
+            assert not identity_allows(
+                statements, action, version, **{"sagemaker:ModelApprovalStatus": "Approved"}
+            )
+
+
 class KeepsMetadata:
     """The registry as SageMaker behaves: UpdateModelPackage keeps the version's metadata (moto drops what
     the call does not restate, so this restates it)."""
@@ -878,7 +953,7 @@ class SplitExecutions:
         return getattr(self._registry if name == "describe_model_package" else self._executions, name)
 
 
-def _expect_registered(stub: Stubber, execution: str, package: str) -> None:
+def _expect_registered(stub: Stubber, execution: str, package: str, step: str = "RegisterForReview") -> None:
     stub.add_response(
         "describe_pipeline_execution",
         {"PipelineExecutionStatus": "Succeeded"},
@@ -889,7 +964,7 @@ def _expect_registered(stub: Stubber, execution: str, package: str) -> None:
         {
             "PipelineExecutionSteps": [
                 {
-                    "StepName": "Register",
+                    "StepName": step,
                     "StepStatus": "Succeeded",
                     "Metadata": {"RegisterModel": {"Arn": package}},
                 }
@@ -1031,6 +1106,96 @@ def test_an_upload_and_an_api_request_racing_for_the_last_slot_start_one_run(
 
 
 # ---- dead letters of the trigger path raise an alarm on the stage's topic ----------------------------------
+
+
+def test_an_upload_whose_start_outlived_its_reservation_stops_its_run_and_waits_while_the_api_keeps_the_slot(
+    stage: Stage, aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the reservation's lifetime guards against, replayed: the trigger's StartPipelineExecution takes
+    longer than the reservation, a POST /fine-tunes takes the last slot meanwhile. The trigger stops its own
+    execution (its role may stop exactly that pipeline's executions), the upload's message comes back later,
+    and the stopped run's end frees nothing of the API's slot."""
+    fine_tuning = stage.template(FT_STACK)
+    trigger = _function(fine_tuning, "fine_tuning_trigger.handler.lambda_handler")
+    create_leases_table(REGION, "leases")
+    for name, value in env_of(trigger, RUN_LEASES_TABLE="leases").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(
+        trigger_handler, "dynamodb_client", lambda: boto3.client("dynamodb", region_name=REGION)
+    )
+    leases = trigger_handler.leases_from_env()
+    now = datetime.now(UTC)
+    cap = leases.pipeline.max_concurrent_runs
+    for token in range(cap - 1):  # every slot but one is taken by runs in progress
+        leases.bind(leases.reserve(f"running-{token}", now=now), f"arn:running-{token}", now=now)
+    expired = now + timedelta(seconds=RESERVATION_SECONDS + 1)
+    api_execution = f"arn:aws:sagemaker:{REGION}:{PROD}:pipeline/{FT_STACK}/execution/api-run"
+    slow_execution = f"arn:aws:sagemaker:{REGION}:{PROD}:pipeline/{FT_STACK}/execution/slow-upload"
+
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+
+    class SlowStart:
+        def start_pipeline_execution(self, **request: Any) -> Any:
+            response = sagemaker.start_pipeline_execution(**request)
+            # Meanwhile the reservation expired and POST /fine-tunes took and bound the slot.
+            api = leases.reserve("api-request", now=expired)
+            leases.bind(api, api_execution, now=expired)
+            return response
+
+        def stop_pipeline_execution(self, **request: Any) -> Any:
+            return sagemaker.stop_pipeline_execution(**request)
+
+    key = f"{uploads_prefix('retail', 'prod', 'ann')}0001/data.jsonl"
+    message = {"messageId": "m0", "body": json.dumps(s3_object_created(LAKE, REGION, stage.raw, key))}
+    with Stubber(sagemaker) as stub:
+        stub.add_response("start_pipeline_execution", {"PipelineExecutionArn": slow_execution}, None)
+        stub.add_response(
+            "stop_pipeline_execution",
+            {"PipelineExecutionArn": slow_execution},
+            {"PipelineExecutionArn": slow_execution, "ClientRequestToken": ANY},
+        )
+        failures = trigger_handler.handle_records([message], leases, SlowStart())
+        stub.assert_no_pending_responses()
+    assert failures == [{"itemIdentifier": "m0"}]  # the upload's message comes back after 15 minutes
+    held = leases.held(now=expired)
+    assert len(held) == cap and "api-request" in [i["token"]["S"] for i in held]
+
+    # The trigger's role may stop exactly this execution, and no other pipeline's.
+    trigger_policy = function_role_statements(fine_tuning, "fine_tuning_trigger.handler.lambda_handler")
+    assert identity_allows(trigger_policy, "sagemaker:StopPipelineExecution", slow_execution)
+    other = slow_execution.replace("-prod-", "-preprod-").replace(PROD, PREPROD)
+    assert not identity_allows(trigger_policy, "sagemaker:StopPipelineExecution", other)
+
+    # The stopped run's end reaches the release rule, which frees no slot: the API's run keeps its own.
+    stopped = {
+        "version": "0",
+        "id": "7c1b0e52-2d3e-4c55-8e0c-5f3a7c1e2b90",
+        "detail-type": "SageMaker Model Building Pipeline Execution Status Change",
+        "source": "aws.sagemaker",
+        "account": PROD,
+        "time": "2025-01-01T00:00:00Z",
+        "region": REGION,
+        "resources": [slow_execution.split("/execution/")[0], slow_execution],
+        "detail": {
+            "currentPipelineExecutionStatus": "Stopped",
+            "previousPipelineExecutionStatus": "Stopping",
+            "pipelineArn": slow_execution.split("/execution/")[0],
+            "pipelineExecutionArn": slow_execution,
+        },
+    }
+    release_rule = resolve(_rule_named(fine_tuning, "-fine-tuning-run-ended"), fine_tuning)
+    assert matches(release_rule["EventPattern"], stopped)
+    assert (
+        trigger_core.release_ended_run(
+            leases,
+            pipeline_arn=stopped["detail"]["pipelineArn"],
+            execution_arn=slow_execution,
+            status="Stopped",
+            now=expired,
+        )
+        == 0
+    )
+    assert "api-request" in [i["token"]["S"] for i in leases.held(now=expired)]
 
 
 def test_an_upload_event_the_lake_cannot_forward_waits_in_a_dead_letter_queue_that_raises_an_alarm(

@@ -127,10 +127,9 @@ def run_trigger(event: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[
         "MAX_CONCURRENT_RUNS": "2",
         "MAX_RUNTIME_HOURS": "12",
         "RUN_LEASES_TABLE": LEASES_TABLE,
-        # retail's use cases and promotion policies (config/platform.yaml), as the stack writes them.
+        # retail's use cases (config/platform.yaml), as the stack writes them.
         TenantUseCases.ENV: TenantUseCases(
-            default="product-qa",
-            approval_statuses={"product-qa": "Approved", "review-summarization": "PendingManualApproval"},
+            default="product-qa", names=("product-qa", "review-summarization")
         ).to_json(),
         "POWERTOOLS_TRACE_DISABLED": "1",
     }.items():
@@ -158,7 +157,6 @@ def _start(event: dict[str, Any], handler: Any, client: Any) -> dict[str, Any]:
                     {"Name": "ModelName", "Value": "personal"},
                     {"Name": "InputDataUri", "Value": f"s3://{bucket}/{BU}/prod/tenant={TENANT}/uploads/"},
                     {"Name": "UseCase", "Value": "product-qa"},  # an upload trains the default use case
-                    {"Name": "ModelApprovalStatus", "Value": "Approved"},
                 ],
                 "ClientRequestToken": ANY,
             },

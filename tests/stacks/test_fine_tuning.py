@@ -7,26 +7,39 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from common.fine_tuning_runs import REGISTER_STEPS, RESERVATION_SECONDS
 from stacks.fine_tuning_pipeline import PLACEHOLDERS, SCHEMA_VERSION, pipeline_definition
 from stacks.settings.fine_tuning import FineTuningSettings, check_fine_tuning_placement
 from tests.conftest import SynthesizedPlatform
+from tests.journeys._fine_tuning import identity_allows, registration_for, role_statements
+from tests.stacks.policy_eval import resolve
+
+USE_CASES = ["product-qa", "review-summarization"]
 
 
-def definition(**settings: Any) -> dict[str, Any]:
+def definition(use_cases: list[str] | None = None, **settings: Any) -> dict[str, Any]:
     return pipeline_definition(
-        FineTuningSettings(**settings), business_unit="retail", default_use_case="product-qa", subnet_count=2
+        FineTuningSettings(**settings),
+        business_unit="retail",
+        default_use_case="product-qa",
+        subnet_count=2,
+        use_cases=use_cases,
     )
 
 
 def steps(d: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every step by name, nested Condition branches included."""
     found = {}
-    for step in d["Steps"]:
+    pending = list(d["Steps"])
+    while pending:
+        step = pending.pop()
         found[step["Name"]] = step
         for branch in ("IfSteps", "ElseSteps"):
-            for inner in step.get("Arguments", {}).get(branch, []):
-                found[inner["Name"]] = inner
+            pending += step.get("Arguments", {}).get(branch, [])
     return found
 
 
@@ -43,10 +56,22 @@ def test_steps_run_in_order_preprocess_train_evaluate_condition() -> None:
 
 def test_parameters_carry_tenant_data_and_thresholds() -> None:
     params = {p["Name"]: p for p in definition()["Parameters"]}
-    assert {"TenantId", "InputDataUri", "UseCase", "BaseModelUri", "ModelApprovalStatus"} <= set(params)
+    assert {"TenantId", "InputDataUri", "UseCase", "BaseModelUri"} <= set(params)
     assert "DefaultValue" not in params["TenantId"]  # every run names its tenant
     assert params["Min_token_f1"] == {"Name": "Min_token_f1", "Type": "Float", "DefaultValue": 0.5}
-    assert params["ModelApprovalStatus"]["DefaultValue"] == "PendingManualApproval"
+    # The registry status is no caller's choice: no parameter sets it, for either kind.
+    for kind in ("tenant", "business_unit"):
+        body = json.dumps(
+            pipeline_definition(
+                FineTuningSettings(),
+                business_unit="retail",
+                default_use_case="product-qa",
+                subnet_count=2,
+                kind=kind,
+            )
+        )  # type: ignore[arg-type]
+        assert "ModelApprovalStatus" not in {p["Name"] for p in json.loads(body)["Parameters"]}
+        assert "Parameters.ModelApprovalStatus" not in body
 
 
 def test_condition_checks_every_threshold_against_the_evaluation_report() -> None:
@@ -65,12 +90,12 @@ def test_condition_checks_every_threshold_against_the_evaluation_report() -> Non
     ]
 
 
-def test_registration_targets_the_central_registry_pending_approval_with_metrics() -> None:
-    register = steps(definition())["Register"]["Arguments"]
+def test_registration_targets_the_use_cases_group_pending_approval_with_metrics() -> None:
+    register = steps(definition())["RegisterForReview"]["Arguments"]
     assert register["ModelPackageGroupName"] == {
         "Std:Join": {"On": "", "Values": ["${RegistryArnPrefix}", {"Get": "Parameters.UseCase"}]}
     }
-    assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
+    assert register["ModelApprovalStatus"] == "PendingManualApproval"
     container = register["InferenceSpecification"]["Containers"][0]
     assert container["ModelDataUrl"] == {"Get": "Steps.FineTune.ModelArtifacts.S3ModelArtifacts"}
     assert register["ModelMetrics"]["ModelQuality"]["Statistics"]["ContentType"] == "application/json"
@@ -140,7 +165,7 @@ def test_bad_fine_tuning_settings_name_the_field(settings: dict[str, Any], field
 
 
 def test_tenant_and_business_unit_runs_register_what_each_deployer_needs() -> None:
-    tenant = steps(definition())["Register"]["Arguments"]
+    tenant = steps(definition())["RegisterForReview"]["Arguments"]
     assert set(tenant["CustomerMetadataProperties"]) == {
         "TenantId",
         "ModelName",
@@ -158,24 +183,51 @@ def test_tenant_and_business_unit_runs_register_what_each_deployer_needs() -> No
     )
     names = {p["Name"] for p in unit["Parameters"]}
     assert "TenantId" not in names and "ModelName" not in names
-    assert "TenantId" not in steps(unit)["Register"]["Arguments"]["CustomerMetadataProperties"]
+    register = steps(unit)["RegisterForReview"]["Arguments"]
+    assert "TenantId" not in register["CustomerMetadataProperties"]
+    # Business-unit versions always wait for the preprod gate and an approver: no choice in the definition.
+    assert register["ModelApprovalStatus"] == "PendingManualApproval"
+    assert "ChooseApproval" not in steps(unit)
     output = steps(unit)["FineTune"]["Arguments"]["OutputDataConfig"]["S3OutputPath"]["Std:Join"]["Values"]
     assert "/business-unit" in output
 
 
 @pytest.mark.parametrize(
-    ("promotion", "status"),
+    ("promotion", "statuses"),
     [
-        ({"product-qa": "automatic"}, "Approved"),
-        ({"product-qa": "reviewed"}, "PendingManualApproval"),
-        ({}, "PendingManualApproval"),
+        (
+            {"product-qa": "automatic", "review-summarization": "reviewed"},
+            {"product-qa": "Approved", "review-summarization": "PendingManualApproval"},
+        ),
+        (
+            {"product-qa": "automatic", "review-summarization": "automatic"},
+            dict.fromkeys(USE_CASES, "Approved"),
+        ),
+        ({}, dict.fromkeys(USE_CASES, "PendingManualApproval")),  # default_promotion: reviewed
     ],
 )
-def test_the_use_cases_promotion_policy_sets_the_registered_status(
-    promotion: dict[str, str], status: str
+def test_the_pipeline_derives_the_registered_status_from_the_runs_use_case(
+    promotion: dict[str, str], statuses: dict[str, str]
 ) -> None:
-    parameters = {p["Name"]: p for p in definition(promotion=promotion)["Parameters"]}
-    assert parameters["ModelApprovalStatus"]["DefaultValue"] == status
+    d = definition(USE_CASES, promotion=promotion)
+    for use_case, status in statuses.items():
+        register = registration_for(d, {"UseCase": use_case})
+        assert register["Arguments"]["ModelApprovalStatus"] == status, use_case
+        assert REGISTER_STEPS[register["Name"]] == status
+    # Without any automatic use case there is nothing to choose: one registration, for review.
+    if "Approved" not in statuses.values():
+        assert [s["Name"] for s in steps(d)["CheckThresholds"]["Arguments"]["IfSteps"]] == [
+            "RegisterForReview"
+        ]
+
+
+@given(st.text(max_size=64).filter(lambda u: u != "product-qa"))
+def test_a_use_case_that_is_not_automatic_never_registers_approved(use_case: str) -> None:
+    """Whatever UseCase a caller passes (a reviewed one, an unknown one, garbage), only an automatic use case
+    registers Approved; everything else waits for a reviewer."""
+    d = definition(USE_CASES, promotion={"product-qa": "automatic", "review-summarization": "reviewed"})
+    register = registration_for(d, {"UseCase": use_case})
+    assert register["Arguments"]["ModelApprovalStatus"] == "PendingManualApproval"
 
 
 @pytest.mark.parametrize(
@@ -231,14 +283,11 @@ def test_dev_trains_business_unit_models_into_the_central_registry_only(dev: dic
     assert of_type(dev, "AWS::IAM::ManagedPolicy") == []
 
 
-def test_both_starters_get_each_use_cases_approval_status_from_the_config(
+def test_both_starters_get_the_use_cases_and_no_approval_status(
     default_platform: SynthesizedPlatform, prod: dict[str, Any]
 ) -> None:
-    """One map for the trigger's functions and POST /fine-tunes, and the pipeline's default agrees with it."""
+    """One list for the trigger's functions and POST /fine-tunes; the statuses stay in the pipeline."""
     retail = next(b for b in default_platform.config.business_units if b.name == "retail")
-    expected = {u: retail.fine_tuning.approval_status_for(u) for u in retail.use_cases}
-    # config/platform.yaml: the two use cases have different policies, so a wrong map cannot pass.
-    assert expected == {"product-qa": "Approved", "review-summarization": "PendingManualApproval"}
     application = default_platform.template("exco-retail-prod-application")
     functions = [
         f
@@ -249,11 +298,12 @@ def test_both_starters_get_each_use_cases_approval_status_from_the_config(
     assert len(functions) == 3  # upload trigger, run-ended release, app backend
     for function in functions:
         use_cases = json.loads(function["Environment"]["Variables"]["TENANT_USE_CASES"])
-        assert use_cases == {"approval_statuses": expected, "default": "product-qa"}
+        assert use_cases == {"use_cases": sorted(retail.use_cases), "default": "product-qa"}
     (pipeline,) = of_type(prod, "AWS::SageMaker::Pipeline")
     body, _ = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
-    defaults = {p["Name"]: p.get("DefaultValue") for p in json.loads(body)["Parameters"]}
-    assert expected[defaults["UseCase"]] == defaults["ModelApprovalStatus"]
+    assert {p["Name"]: p.get("DefaultValue") for p in json.loads(body)["Parameters"]}[
+        "UseCase"
+    ] == "product-qa"
 
 
 def test_prod_runs_its_tenants_pipeline_into_its_own_tenant_groups(prod: dict[str, Any]) -> None:
@@ -267,7 +317,121 @@ def test_prod_runs_its_tenants_pipeline_into_its_own_tenant_groups(prod: dict[st
     assert groups == ["exco-retail-prod-tenants-product-qa", "exco-retail-prod-tenants-review-summarization"]
     parameters = {p["Name"]: p for p in json.loads(body)["Parameters"]}
     assert parameters["Stage"]["DefaultValue"] == "prod"
-    assert parameters["ModelApprovalStatus"]["DefaultValue"] == "Approved"  # product-qa: automatic
+    # config/platform.yaml: product-qa promotes automatically, review-summarization is reviewed.
+    definition = json.loads(body)
+    assert steps(definition)["ChooseApproval"]["Arguments"]["Conditions"] == [
+        {"Type": "In", "QueryValue": {"Get": "Parameters.UseCase"}, "Values": ["product-qa"]}
+    ]
+    assert registration_for(definition, {"UseCase": "product-qa"})["Name"] == "RegisterApproved"
+    assert registration_for(definition, {"UseCase": "review-summarization"})["Name"] == "RegisterForReview"
+
+
+def _job_policy(template: dict[str, Any]) -> list[dict[str, Any]]:
+    (pipeline,) = of_type(template, "AWS::SageMaker::Pipeline")
+    return role_statements(template, pipeline["RoleArn"]["Fn::GetAtt"][0])
+
+
+@pytest.mark.parametrize(
+    ("group", "may_approve"),
+    [("exco-retail-prod-tenants-product-qa", True), ("exco-retail-prod-tenants-review-summarization", False)],
+)
+def test_the_job_role_registers_a_reviewed_use_cases_versions_only_pending(
+    prod: dict[str, Any], group: str, may_approve: bool
+) -> None:
+    """Even a changed definition (or a caller that could set the status) cannot register a reviewed use
+    case's version as Approved: the job role's own policy forbids it."""
+    policy = _job_policy(prod)
+    for resource in (
+        f"arn:aws:sagemaker:eu-west-1:333333333333:model-package-group/{group}",
+        f"arn:aws:sagemaker:eu-west-1:333333333333:model-package/{group}/7",
+    ):
+        create = "sagemaker:CreateModelPackage"
+        pending = {"sagemaker:ModelApprovalStatus": "PendingManualApproval"}
+        assert identity_allows(policy, create, resource, **pending)
+        assert identity_allows(policy, create, resource, **{"sagemaker:ModelApprovalStatus": "Approved"}) is (
+            may_approve
+        )
+        # The registry's default for a versioned package is PendingManualApproval; an absent status is
+        # still refused in a reviewed group (the condition needs the key).
+        assert identity_allows(policy, create, resource) is may_approve
+        assert identity_allows(policy, "sagemaker:AddTags", resource)
+
+
+def test_the_business_unit_pipeline_registers_into_the_central_registry_only_pending(
+    dev: dict[str, Any],
+) -> None:
+    policy = _job_policy(dev)
+    version = "arn:aws:sagemaker:eu-west-1:111111111111:model-package/exco-retail-product-qa/3"
+    create = "sagemaker:CreateModelPackage"
+    assert identity_allows(
+        policy, create, version, **{"sagemaker:ModelApprovalStatus": "PendingManualApproval"}
+    )
+    assert not identity_allows(policy, create, version, **{"sagemaker:ModelApprovalStatus": "Approved"})
+
+
+def test_a_start_that_lost_its_slot_may_stop_executions_of_its_own_pipeline_only(
+    default_platform: SynthesizedPlatform, prod: dict[str, Any]
+) -> None:
+    (start_policy,) = of_type(prod, "AWS::IAM::ManagedPolicy")
+    trigger = next(
+        f
+        for f in of_type(prod, "AWS::Lambda::Function")
+        if f.get("Handler") == "fine_tuning_trigger.handler.lambda_handler"
+    )
+    base = "arn:aws:sagemaker:eu-west-1:333333333333:pipeline"
+    for statements in (
+        [resolve(s, prod) for s in start_policy["PolicyDocument"]["Statement"]],
+        role_statements(prod, trigger["Role"]["Fn::GetAtt"][0]),
+    ):
+        stop = "sagemaker:StopPipelineExecution"
+        assert identity_allows(statements, stop, f"{base}/exco-retail-prod-fine-tuning/execution/abc123")
+        assert not identity_allows(
+            statements, stop, f"{base}/exco-retail-preprod-fine-tuning/execution/abc123"
+        )
+        assert not identity_allows(statements, stop, f"{base}/exco-retail-prod-fine-tuning-other/execution/x")
+    release = next(
+        f
+        for f in of_type(prod, "AWS::Lambda::Function")
+        if f.get("Handler") == "fine_tuning_trigger.handler.release_handler"
+    )
+    assert not identity_allows(
+        role_statements(prod, release["Role"]["Fn::GetAtt"][0]),
+        "sagemaker:StopPipelineExecution",
+        f"{base}/exco-retail-prod-fine-tuning/execution/abc123",
+    )
+
+
+def _starting_services() -> set[str]:
+    """Lambda services (lambdas/<service>/) whose code starts tenant runs, found in the source itself."""
+    from stacks.blocks.lambda_deps import LAMBDAS_DIR
+
+    return {
+        path.relative_to(LAMBDAS_DIR).parts[0]
+        for path in LAMBDAS_DIR.glob("*/**/*.py")
+        if path.relative_to(LAMBDAS_DIR).parts[0] != "common" and "start_for_tenant(" in path.read_text()
+    }
+
+
+def test_no_function_that_starts_runs_can_outlive_its_reservation(
+    default_platform: SynthesizedPlatform,
+) -> None:
+    """A starter binds its lease before its Lambda timeout; that timeout is shorter than the reservation, so
+    a live starter's reservation cannot expire under it (bind_or_stop covers what clocks still allow)."""
+    services = _starting_services()
+    assert services == {"fine_tuning_trigger", "app_backend"}  # a new starter must be listed here on purpose
+    checked = []
+    for stack, template in default_platform.templates():
+        name = stack.stack_name
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] != "AWS::Lambda::Function":
+                continue
+            handler = str(resource["Properties"].get("Handler", ""))
+            if handler.split(".")[0] in services:
+                timeout = resource["Properties"].get("Timeout", 3)  # Lambda's default
+                assert timeout < RESERVATION_SECONDS, (name, logical_id, timeout)
+                checked.append(handler)
+    assert "fine_tuning_trigger.handler.lambda_handler" in checked
+    assert any(h.startswith("app_backend.") for h in checked)
 
 
 def rule_named(template: dict[str, Any], suffix: str) -> dict[str, Any]:
@@ -374,7 +538,8 @@ def test_app_backend_gets_a_start_policy_for_exactly_this_pipeline_and_the_caps_
     prod: dict[str, Any],
 ) -> None:
     (policy,) = of_type(prod, "AWS::IAM::ManagedPolicy")
-    start, leases, key = policy["PolicyDocument"]["Statement"]
+    start, stop, leases, key = policy["PolicyDocument"]["Statement"]
+    assert stop["Action"] == "sagemaker:StopPipelineExecution"
     assert start["Action"] == "sagemaker:StartPipelineExecution"
     assert start["Resource"]["Fn::Join"][1][-1].endswith(":pipeline/exco-retail-prod-fine-tuning")
     assert sorted(leases["Action"]) == [

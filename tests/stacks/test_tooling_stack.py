@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from stacks.blocks.model_registry import MAX_GROUP_NAME_LENGTH, model_package_group_name
 from tests.conftest import SynthesizedPlatform
+from tests.stacks.policy_eval import Request, decide
 from tests.stacks.policy_helpers import as_list, flatten, principal_accounts, resources_of_type
 
 RETAIL = {"dev": "333333333331", "preprod": "333333333332", "prod": "333333333333"}
@@ -69,6 +71,8 @@ def test_group_policy_lets_dev_register_and_preprod_prod_deploy_and_nobody_else(
     updates = [s for s in policy["Statement"] if any("UpdateModelPackage" in a for a in as_list(s["Action"]))]
     deny = next(s for sid, s in by_sid.items() if sid.endswith("OnlyTheApproverApproves"))
     assert deny["Effect"] == "Deny" and deny["Principal"] == {"AWS": "*"}
+    assert sorted(deny["Action"]) == ["sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage"]
+    assert set(deny["Resource"]) == set(register["Resource"])
     bu = group.split("-")[1]
     assert deny["Condition"] == {
         "StringEquals": {"sagemaker:ModelApprovalStatus": "Approved"},
@@ -232,3 +236,30 @@ def test_sandbox_policies_collapse_to_one_account_and_require_the_business_unit_
 def test_group_names_fit_sagemaker_limit_for_the_longest_names_the_config_allows() -> None:
     longest = model_package_group_name("a" * 10, "b" * 16, "c" * 32)
     assert len(longest) <= MAX_GROUP_NAME_LENGTH
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ({"sagemaker:ModelApprovalStatus": "Approved"}, "deny"),
+        ({"sagemaker:ModelApprovalStatus": "PendingManualApproval"}, "allow"),
+        ({}, "allow"),
+    ],  # omitted: the registry registers PendingManualApproval
+)
+def test_dev_registers_into_the_central_group_only_as_waiting_for_the_approver(
+    default_platform: SynthesizedPlatform, status: dict[str, str], expected: str
+) -> None:
+    """The group's own policy holds whatever dev's pipeline definition or job role says: a version created
+    Approved would skip the preprod gate and the approver."""
+    group = "exco-retail-product-qa"
+    policy = flatten(groups(default_platform.template("exco-tooling"))[group]["ModelPackageGroupPolicy"])
+    request = Request(
+        account=RETAIL["dev"],
+        action="sagemaker:CreateModelPackage",
+        resource=f"arn:aws:sagemaker:eu-west-1:111111111111:model-package/{group}/3",
+        context={"aws:PrincipalArn": f"arn:aws:iam::{RETAIL['dev']}:role/any-dev-role", **status},
+    )
+    assert decide(policy["Statement"], request) == expected
+    # Another business unit's dev account is never allowed, Approved or not.
+    other = decide(policy["Statement"], replace(request, account=FINANCE["dev"]))
+    assert other == ("deny" if expected == "deny" else "implicit")

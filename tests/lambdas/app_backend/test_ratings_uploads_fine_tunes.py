@@ -5,7 +5,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from common.evaluation_dataset import read_records
-from common.fine_tuning_runs import PipelineRef, RunLeases, TenantUseCases
+from common.fine_tuning_runs import RESERVATION_SECONDS, PipelineRef, RunLeases, TenantUseCases
 from tests.lambdas.fine_tuning._leases import LEASES_TABLE, create_leases_table
 
 from .conftest import BU, CANDIDATES, RAW, STAGE, USE_CASE, Backend, build_backend
@@ -203,11 +203,8 @@ def test_fine_tunes_are_503_when_the_pipeline_is_not_configured(backend: Backend
     assert backend.table_items() == []
 
 
-# The default use case promotes automatically; the other one waits for a reviewer (the config's promotion).
-USE_CASES = TenantUseCases(
-    default="product-qa",
-    approval_statuses={"product-qa": "Approved", "review-summarization": "PendingManualApproval"},
-)
+# The business unit's use cases (their promotion policies are the pipeline's business, not the API's).
+USE_CASES = TenantUseCases(default="product-qa", names=("product-qa", "review-summarization"))
 PIPELINE = PipelineRef("ft", BU, "prod", max_concurrent_runs=2, max_runtime_hours=12, use_cases=USE_CASES)
 EXECUTION = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/ft/execution/abc"
 PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/exco-retail-prod-tenants-product-qa/3"
@@ -258,9 +255,7 @@ def _record_fine_tune(built: Backend, fine_tune_id: str, model_name: str) -> Non
     )
 
 
-def _expect_start_and_status(
-    stub: Stubber, model_name: str, use_case: str, status: str, *, step: str
-) -> None:
+def _expect_start_and_status(stub: Stubber, model_name: str, use_case: str, *, step: str) -> None:
     """tenant-a's run starts with exactly these parameters, then reports `step` as executing."""
     stub.add_response(
         "start_pipeline_execution",
@@ -273,7 +268,6 @@ def _expect_start_and_status(
                 {"Name": "ModelName", "Value": model_name},
                 {"Name": "InputDataUri", "Value": f"s3://{RAW}/{BU}/prod/tenant=tenant-a/uploads/"},
                 {"Name": "UseCase", "Value": use_case},
-                {"Name": "ModelApprovalStatus", "Value": status},
             ],
             "ClientRequestToken": ANY,
         },
@@ -293,8 +287,8 @@ def _expect_start_and_status(
 def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_read_it(aws_env: None) -> None:
     with _fine_tune_api() as (built, pipeline, stub):
         _running(pipeline, 1)
-        # No use case asked for: the business unit's default, with its policy's status.
-        _expect_start_and_status(stub, "mine", "product-qa", "Approved", step="Evaluate")
+        # No use case asked for: the business unit's default; no registry status in the request.
+        _expect_start_and_status(stub, "mine", "product-qa", step="Evaluate")
 
         status, started = built.call("POST", "/fine-tunes", {"model_name": "mine"})
         assert (status, started["status"], started["use_case"]) == (202, "training", "product-qa")
@@ -305,18 +299,16 @@ def test_fine_tune_starts_the_pipeline_with_the_tenant_and_only_its_tenant_can_r
         assert (status, body["field"]) == (404, "fine_tune_id")
 
 
-def test_a_fine_tune_of_another_use_case_runs_under_that_use_cases_promotion_policy(aws_env: None) -> None:
+def test_a_fine_tune_of_another_use_case_names_that_use_case(aws_env: None) -> None:
     with _fine_tune_api() as (built, _, stub):
-        _expect_start_and_status(
-            stub, "summaries", "review-summarization", "PendingManualApproval", step="FineTune"
-        )
+        _expect_start_and_status(stub, "summaries", "review-summarization", step="ChooseApproval")
         request = {"model_name": "summaries", "use_case": "review-summarization"}
         status, started = built.call("POST", "/fine-tunes", request)
         assert (status, started["use_case"]) == (202, "review-summarization")
         status, listed = built.call("GET", "/models")
         assert status == 200
         assert [(f["fine_tune_id"], f["use_case"], f["status"]) for f in listed["fine_tunes"]] == [
-            (started["fine_tune_id"], "review-summarization", "training")
+            (started["fine_tune_id"], "review-summarization", "evaluating")
         ]
 
 
@@ -324,10 +316,10 @@ USE_CASE_NAME = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"  # the config's use case names (
 # Well-formed names the business unit lacks (422 from the service), and values the request model refuses
 # (400 naming the body's field, as every malformed body is answered).
 unknown_use_cases = st.one_of(
-    st.from_regex(rf"\A{USE_CASE_NAME}\Z").filter(lambda u: u not in USE_CASES.approval_statuses),
-    st.text(max_size=40).filter(lambda u: u not in USE_CASES.approval_statuses),
+    st.from_regex(rf"\A{USE_CASE_NAME}\Z").filter(lambda u: u not in USE_CASES.names),
+    st.text(max_size=40).filter(lambda u: u not in USE_CASES.names),
     st.integers(),
-    st.lists(st.sampled_from(sorted(USE_CASES.approval_statuses)), min_size=1, max_size=2),
+    st.lists(st.sampled_from(sorted(USE_CASES.names)), min_size=1, max_size=2),
 )
 
 
@@ -356,6 +348,48 @@ def test_the_cap_on_concurrent_runs_answers_429_and_starts_nothing(aws_env: None
         assert built.table_items() == []
 
 
+@pytest.mark.parametrize("stopped", [True, False])
+def test_a_start_that_lost_its_slot_is_stopped_and_answered_429_with_why(
+    aws_env: None, stopped: bool
+) -> None:
+    """The start outlived its reservation and another starter took the last slot: the execution is stopped,
+    nothing is recorded, and the tenant is told to retry (a stop that fails is a 503, never a silent run)."""
+    with _fine_tune_api() as (built, pipeline, stub):
+        _running(pipeline, 1)
+        racing = RunLeases(pipeline.leases._dynamodb, pipeline.leases.table_name, PIPELINE)
+        stub.add_response("start_pipeline_execution", {"PipelineExecutionArn": EXECUTION}, None)
+        if stopped:
+            stub.add_response(
+                "stop_pipeline_execution",
+                {"PipelineExecutionArn": EXECUTION},
+                {"PipelineExecutionArn": EXECUTION, "ClientRequestToken": ANY},
+            )
+        else:
+            stub.add_client_error("stop_pipeline_execution", "ThrottlingException", "slow down", 400)
+        client = pipeline._sagemaker
+
+        class SlowStart:
+            def start_pipeline_execution(self, **request: Any) -> Any:
+                response = client.start_pipeline_execution(**request)
+                later = datetime.now(UTC) + timedelta(seconds=RESERVATION_SECONDS + 1)
+                racing.reserve("another-starter", now=later)
+                return response
+
+            def stop_pipeline_execution(self, **request: Any) -> Any:
+                return client.stop_pipeline_execution(**request)
+
+        pipeline._sagemaker = SlowStart()
+        status, body = built.call("POST", "/fine-tunes", {"model_name": "mine"})
+        if stopped:
+            assert (status, body["field"]) == (429, "fine_tunes"), body
+            assert "reservation" in body["message"]
+            assert "the execution was stopped; retry later" in body["message"]
+        else:
+            assert (status, body["field"]) == (503, "fine_tunes"), body
+            assert "ThrottlingException" in body["message"]
+        assert built.table_items() == []
+
+
 def _succeeded(stub: Stubber, approval: str, description: str | None = None) -> None:
     stub.add_response(
         "describe_pipeline_execution",
@@ -367,7 +401,7 @@ def _succeeded(stub: Stubber, approval: str, description: str | None = None) -> 
         {
             "PipelineExecutionSteps": [
                 {
-                    "StepName": "Register",
+                    "StepName": "RegisterForReview" if approval != "Approved" else "RegisterApproved",
                     "StepStatus": "Succeeded",
                     "Metadata": {"RegisterModel": {"Arn": PACKAGE}},
                 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import threading
 import time
@@ -32,6 +33,7 @@ from moto import mock_aws
 
 from common.fine_tuning_runs import (
     RESERVATION_SECONDS,
+    SlotLostError,
     TenantUseCases,
     UnknownUseCaseError,
     start_for_tenant,
@@ -47,11 +49,8 @@ def sagemaker() -> Iterator[tuple[Any, Stubber]]:
         stubber.assert_no_pending_responses()
 
 
-# The default use case here waits for a reviewer; the other one promotes automatically.
-USE_CASES = TenantUseCases(
-    default="review-summarization",
-    approval_statuses={"product-qa": "Approved", "review-summarization": "PendingManualApproval"},
-)
+# The default use case here is not the first one: a start must name the right one.
+USE_CASES = TenantUseCases(default="review-summarization", names=("product-qa", "review-summarization"))
 PIPELINE = PipelineRef(
     "exco-retail-prod-fine-tuning",
     "retail",
@@ -71,13 +70,30 @@ def leases() -> Iterator[RunLeases]:
         yield leases_for(create_leases_table("eu-west-1"), PIPELINE)
 
 
+def start_acme(
+    sagemaker: Any, leases: RunLeases, use_case: str | None = None, token: str = "a" * 32, now: datetime = NOW
+) -> str:
+    """One start of tenant acme's uploads, as both starters make it."""
+    return start_for_tenant(
+        sagemaker,
+        leases,
+        tenant_id="acme",
+        input_uri="s3://raw/retail/prod/tenant=acme/uploads/",
+        model_name="personal",
+        client_token=token,
+        now=now,
+        use_case=use_case,
+    )
+
+
 def expect_start(
     stubber: Stubber,
     tenant: str = "acme",
     arn: str = EXECUTION,
-    use_case: tuple[str, str] = ("review-summarization", "PendingManualApproval"),
+    use_case: str = "review-summarization",
+    token: Any = ANY,
 ) -> None:
-    """An upload trains the default use case under its promotion policy's status."""
+    """An upload trains the default use case; no start names a registry status (the pipeline derives it)."""
     stubber.add_response(
         "start_pipeline_execution",
         {"PipelineExecutionArn": arn},
@@ -88,30 +104,17 @@ def expect_start(
                 {"Name": "TenantId", "Value": tenant},
                 {"Name": "ModelName", "Value": "personal"},
                 {"Name": "InputDataUri", "Value": f"s3://raw/retail/prod/tenant={tenant}/uploads/"},
-                {"Name": "UseCase", "Value": use_case[0]},
-                {"Name": "ModelApprovalStatus", "Value": use_case[1]},
+                {"Name": "UseCase", "Value": use_case},
             ],
-            "ClientRequestToken": ANY,
+            "ClientRequestToken": token,
         },
     )
 
 
-def test_a_run_names_its_use_case_and_that_use_cases_approval_status(
-    sagemaker: Any, leases: RunLeases
-) -> None:
+def test_a_run_names_its_use_case_and_nothing_about_its_approval(sagemaker: Any, leases: RunLeases) -> None:
     client, stubber = sagemaker
-    expect_start(stubber, use_case=("product-qa", "Approved"))
-    arn = start_for_tenant(
-        client,
-        leases,
-        tenant_id="acme",
-        input_uri="s3://raw/retail/prod/tenant=acme/uploads/",
-        model_name="personal",
-        client_token="a" * 32,
-        now=NOW,
-        use_case="product-qa",
-    )
-    assert arn == EXECUTION
+    expect_start(stubber, use_case="product-qa")
+    assert start_acme(client, leases, "product-qa") == EXECUTION
     assert [i["execution_arn"]["S"] for i in leases.held(now=NOW)] == [EXECUTION]
 
 
@@ -121,23 +124,18 @@ def test_an_unknown_use_case_starts_nothing_and_takes_no_slot(
 ) -> None:
     client, _ = sagemaker  # no response queued: a start would fail the test
     with pytest.raises(UnknownUseCaseError, match="product-qa, review-summarization"):
-        start_for_tenant(
-            client,
-            leases,
-            tenant_id="acme",
-            input_uri="s3://raw/retail/prod/tenant=acme/uploads/",
-            model_name="personal",
-            client_token="a" * 32,
-            now=NOW,
-            use_case=use_case,
-        )
+        start_acme(client, leases, use_case)
     assert leases.held(now=NOW) == []
 
 
-def test_the_use_cases_travel_through_the_environment_unchanged_and_need_a_default_policy() -> None:
+def test_the_use_cases_travel_through_the_environment_unchanged_and_need_a_known_default() -> None:
     assert TenantUseCases.from_json(USE_CASES.to_json()) == USE_CASES
-    with pytest.raises(ValueError, match="default use case 'support-bot' has no promotion policy"):
-        TenantUseCases(default="support-bot", approval_statuses={"product-qa": "Approved"})
+    assert json.loads(USE_CASES.to_json()) == {
+        "default": "review-summarization",
+        "use_cases": ["product-qa", "review-summarization"],
+    }
+    with pytest.raises(ValueError, match="default use case 'support-bot' is not one of product-qa"):
+        TenantUseCases(default="support-bot", names=("product-qa",))
 
 
 def upload_of(tenant: str, n: int = 1) -> Upload:
@@ -170,11 +168,112 @@ def test_the_cap_keeps_the_upload_waiting_and_starts_nothing(sagemaker: Any, lea
 
 def test_a_redelivered_upload_keeps_its_one_slot(sagemaker: Any, leases: RunLeases) -> None:
     client, stubber = sagemaker
-    expect_start(stubber)
-    expect_start(stubber)  # SageMaker answers the same client token with the same execution
+    token = f"{hashlib.sha256(b'raw/' + upload_of('acme').key.encode()).hexdigest()}-{int(NOW.timestamp())}"
+    expect_start(stubber, token=token)
+    # SageMaker answers the same client token with the same execution: the redelivery sends the same one.
+    expect_start(stubber, token=token)
     start_pipeline(client, leases, upload_of("acme"), now=NOW)
-    start_pipeline(client, leases, upload_of("acme"), now=NOW)
+    start_pipeline(client, leases, upload_of("acme"), now=NOW + timedelta(seconds=5))
     assert len(leases.held(now=NOW)) == 1
+
+
+# ---- a start slower than its reservation ------------------------------------------------------------------
+
+
+class SlowStart:
+    """The SageMaker client of a starter whose StartPipelineExecution takes longer than the reservation:
+    while the call runs, the reservation expires and another starter takes the slot (the race, replayed in
+    order). Requests go through a Stubber, which checks them against the service model."""
+
+    def __init__(self, leases: RunLeases, stubber: Stubber, client: Any) -> None:
+        self._racing = RunLeases(leases._dynamodb, leases.table_name, leases.pipeline)
+        self._client = client
+        self.stolen: list[str] = []
+        self.expired = NOW + timedelta(seconds=RESERVATION_SECONDS + 1)
+        stubber.add_response("start_pipeline_execution", {"PipelineExecutionArn": f"{EXECUTION}-slow"}, None)
+
+    def start_pipeline_execution(self, **request: Any) -> dict[str, Any]:
+        response: dict[str, Any] = self._client.start_pipeline_execution(**request)
+        self.stolen.append(self._racing.reserve("another-starter", now=self.expired).token)
+        return response
+
+    def stop_pipeline_execution(self, **request: Any) -> dict[str, Any]:
+        return self._client.stop_pipeline_execution(**request)  # type: ignore[no-any-return]
+
+
+def expect_stop(stubber: Stubber, execution: str) -> None:
+    stubber.add_response(
+        "stop_pipeline_execution",
+        {"PipelineExecutionArn": execution},
+        {"PipelineExecutionArn": execution, "ClientRequestToken": ANY},
+    )
+
+
+@pytest.fixture
+def slow(sagemaker: Any, leases: RunLeases) -> tuple[SlowStart, RunLeases, Stubber]:
+    """A slow start against a cap of one slot: (its client, the slot's leases, the SageMaker stubber)."""
+    client, stubber = sagemaker
+    capped = RunLeases(
+        leases._dynamodb, leases.table_name, dataclasses.replace(PIPELINE, max_concurrent_runs=1)
+    )
+    return SlowStart(capped, stubber, client), capped, stubber
+
+
+def test_a_start_that_outlived_its_reservation_stops_its_execution_and_reports_a_retryable_failure(
+    slow: tuple[SlowStart, RunLeases, Stubber],
+) -> None:
+    client, capped, stubber = slow
+    expect_stop(stubber, f"{EXECUTION}-slow")
+    with pytest.raises(SlotLostError, match=r"longer than its 600 s reservation.*the execution was stopped"):
+        start_acme(client, capped)
+    assert client.stolen == ["another-starter"]
+    # The execution that would run without a slot was stopped (the stub checked it); the cap of one holds.
+    assert [i["token"]["S"] for i in capped.held(now=client.expired)] == ["another-starter"]
+    assert isinstance(SlotLostError("x"), AtCapacityError)  # every starter treats it like a full cap
+
+
+def test_the_trigger_keeps_an_upload_whose_start_lost_its_slot_for_a_retry(
+    slow: tuple[SlowStart, RunLeases, Stubber], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fine_tuning_trigger import handler
+
+    client, capped, stubber = slow
+    expect_stop(stubber, f"{EXECUTION}-slow")
+    monkeypatch.setattr(handler, "datetime", _FixedClock)
+    key = "retail/prod/tenant=acme/uploads/1/data.jsonl"
+    failures = handler.handle_records([{"messageId": "m0", "body": s3_event(key)}], capped, client)
+    assert failures == [{"itemIdentifier": "m0"}]  # SQS offers it again after the visibility timeout
+
+
+class _FixedClock(datetime):
+    @classmethod
+    def now(cls, tz: Any = None) -> _FixedClock:  # type: ignore[override]
+        return cls.fromtimestamp(NOW.timestamp(), tz)
+
+
+def test_a_lost_slot_whose_stop_fails_is_an_error_never_a_silent_run(
+    slow: tuple[SlowStart, RunLeases, Stubber],
+) -> None:
+    client, capped, stubber = slow
+    stubber.add_client_error("stop_pipeline_execution", "ThrottlingException", "slow down", 400)
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        start_acme(client, capped)
+
+
+def test_a_retry_after_a_lost_slot_starts_a_new_execution_not_the_stopped_one(leases: RunLeases) -> None:
+    """StartPipelineExecution is idempotent per client token: a retry must not send the stopped start's."""
+    tokens: list[str] = []
+
+    class Recording:
+        def start_pipeline_execution(self, **request: Any) -> dict[str, str]:
+            tokens.append(request["ClientRequestToken"])
+            return {"PipelineExecutionArn": f"{EXECUTION}-{len(tokens)}"}
+
+    first = leases.reserve("upload-1", now=NOW)
+    leases.cancel(first)  # as after a lost slot: the reservation is gone
+    start_acme(Recording(), leases, token="upload-1", now=NOW + timedelta(minutes=15))
+    assert tokens == [f"upload-1-{int((NOW + timedelta(minutes=15)).timestamp())}"]
+    assert tokens[0] != first.start_token
 
 
 def test_a_failed_start_gives_its_slot_back_at_once(sagemaker: Any, leases: RunLeases) -> None:
