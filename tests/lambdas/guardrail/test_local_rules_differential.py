@@ -274,6 +274,19 @@ def test_the_merged_searches_find_what_finditer_finds(text):
     assert _leftmost_first(folded, regexes, markup) == expected, folded
 
 
+@pytest.mark.parametrize("index", range(len(INJECTION_PATTERNS)))
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_every_pattern_alone_is_found_by_the_merged_searches(index, data):
+    """Texts from one pattern at a time, of printable ASCII (which folding keeps, so the text stays a match),
+    so that every option of the pattern's first words is drawn."""
+    printable = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
+    regex = re.compile(INJECTION_PATTERNS[index], re.IGNORECASE)
+    text = data.draw(st.from_regex(regex, fullmatch=True, alphabet=printable))
+    folded = NormalizedText(text).text
+    assert all_word_matches(text) == [m.span() for m in oracle.INJECTION.finditer(folded)], folded
+
+
 def test_the_layer_builds_the_patterns_as_they_were_written():
     assert local_rules.INJECTION_PATTERNS == oracle.INJECTION_PATTERNS
 
