@@ -11,8 +11,8 @@ fallback; the Bedrock guardrail's prompt-attack filter is the input's detector b
 
 Cost is linear in the text: every pattern starts with a literal or a small character class (Python's
 `re` then skips ahead in C), the injection patterns run only when one of their anchor words occurs and
-then only where one of their first words is (two stages: `injection_spans`), and candidates are validated
-in Python (Luhn, mod-97, phone metadata) only where a cheap scan found one.
+then as one regular expression per first word that starts with that word (`injection_spans`), and
+candidates are validated in Python (Luhn, mod-97, phone metadata) only where a cheap scan found one.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import string
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
+from heapq import heapify, heappop, heapreplace
 from typing import AnyStr, NamedTuple
 
 import phonenumbers
@@ -33,11 +34,6 @@ from guardrail.settings import DirectionSettings, LocalRules
 
 # ---- prompt injection ------------------------------------------------------------------------------------
 
-_OVERRIDE_VERB = (
-    r"(?:ignore|ignoring|disregard|disregarding|forget|forgetting|override|overriding|bypass|bypassing"
-    r"|skip|discard|neglect|abandon|drop|set aside|put aside|throw away|pay no (?:attention|heed) to"
-    r"|stop (?:following|obeying)|(?:do not|don't|dont|no longer) (?:follow|obey|adhere to|comply with))"
-)
 # Nouns that name an assistant's controls. The first group also names ordinary things ("the rules of
 # chess", "instructions for the coffee machine"): followed by of/for/about/on they count only when what
 # follows is the assistant or this conversation.
@@ -51,28 +47,70 @@ _NOT_ABOUT_SOMETHING_ELSE = (
     r"|system|request|session|question|one|task|answer|reply)\b))"
 )
 _LIMITS = r"(?:rules|restrictions|limits|limitations|filters|guidelines|censorship|boundaries|guardrails)"
-INJECTION_PATTERNS: tuple[str, ...] = (
+# Every pattern but the markup one, as branches `\b(?:option|option...)rest`: each option starts with a
+# literal first word, which finds the pattern's candidates (see `injection_spans`); a pattern's branches are
+# joined with "|". Each rest starts with a non-word character (or `\b`), so only the options whose first
+# word is the text's word at a position can match there.
+_WORD_PATTERN_BRANCHES: tuple[tuple[tuple[tuple[str, ...], str], ...], ...] = (
     # "ignore all previous instructions", "disregard your guidelines", "forget the rules you were given"
-    rf"\b{_OVERRIDE_VERB}\W+(?:[\w'-]+\W+){{0,5}}?(?:{_GENERAL_CONTROL_NOUN}\b{_NOT_ABOUT_SOMETHING_ELSE}|{_AI_CONTROL_NOUN}\b)",
-    r"\b(?:ignore|disregard|forget)\s+(?:all\s+|everything\s+)?(?:of\s+)?(?:the\s+)?(?:above|preceding)"
-    r"(?:\s+(?:text|instructions|prompt|messages?))?\s*(?:and\b|,|;|\.|!)",
-    r"\b(?:your|all|the|any)\s+(?:previous\s+|prior\s+|safety\s+|content\s+|old\s+)?(?:rules|restrictions"
-    r"|guidelines|instructions|filters|guardrails|policies)\s+(?:no longer apply|(?:are|is)\s+(?:now\s+)?"
-    r"(?:void|lifted|disabled|suspended|off|cancel(?:l)?ed)|do not apply|don't apply)",
-    r"\b(?:forget|ignore|disregard)\W+(?:everything|anything|all)\W+(?:(?:you(?:'ve| have)? (?:been |were )?(?:told|given|said))|(?:above|before|so far|previously|earlier))",
+    ((("ignore", "ignoring", "disregard", "disregarding", "forget", "forgetting", "override", "overriding",
+       "bypass", "bypassing", "skip", "discard", "neglect", "abandon", "drop", "set aside", "put aside",
+       "throw away", "pay no (?:attention|heed) to", "stop (?:following|obeying)",
+       "(?:do not|don't|dont|no longer) (?:follow|obey|adhere to|comply with)"),
+      rf"\W+(?:[\w'-]+\W+){{0,5}}?(?:{_GENERAL_CONTROL_NOUN}\b{_NOT_ABOUT_SOMETHING_ELSE}|{_AI_CONTROL_NOUN}\b)"),),
+    ((("ignore", "disregard", "forget"),
+      r"\s+(?:all\s+|everything\s+)?(?:of\s+)?(?:the\s+)?(?:above|preceding)"
+      r"(?:\s+(?:text|instructions|prompt|messages?))?\s*(?:and\b|,|;|\.|!)"),),
+    ((("your", "all", "the", "any"),
+      r"\s+(?:previous\s+|prior\s+|safety\s+|content\s+|old\s+)?(?:rules|restrictions"
+      r"|guidelines|instructions|filters|guardrails|policies)\s+(?:no longer apply|(?:are|is)\s+(?:now\s+)?"
+      r"(?:void|lifted|disabled|suspended|off|cancel(?:l)?ed)|do not apply|don't apply)"),),
+    ((("forget", "ignore", "disregard"),
+      r"\W+(?:everything|anything|all)\W+(?:(?:you(?:'ve| have)? (?:been |were )?(?:told|given|said))"
+      r"|(?:above|before|so far|previously|earlier))"),),
     # personas without limits: "you are now DAN", "act as an AI without restrictions", "developer mode"
-    rf"\byou(?: are|'re)\s+(?:now\s+|no longer\s+)(?:[\w'-]+\s+){{0,3}}?(?:dan|jailbroken|unrestricted|unfiltered|uncensored|evil|free of|free from|without (?:any )?{_LIMITS}|not bound by)",
-    rf"\b(?:act|behave|respond|answer|pretend|roleplay|role-play)\s+(?:as|like|to be|that you are|you are)\b.{{0,80}}?\b(?:no|without|free of|free from|ignores? (?:all |any |your )?|bypass(?:es)? (?:all |any )?|not bound by (?:any )?)\s*(?:any\s+)?(?:ethical\s+|moral\s+|content\s+|safety\s+)?{_LIMITS}",
-    r"\b(?:enable|enter|activate|switch to|turn on|engage|you are in)\W+(?:\w+\W+){0,2}?(?:developer|god|dan|jailbreak|unrestricted|unfiltered|debug|admin|sudo|root) mode\b",
-    r"\bdo anything now\b",
-    r"\b(?:you are|you're|you have been|you've been) jailbroken\b|\bjailbreak (?:mode|prompt activated|enabled)\b",
+    ((("you",),
+      rf"(?: are|'re)\s+(?:now\s+|no longer\s+)(?:[\w'-]+\s+){{0,3}}?(?:dan|jailbroken|unrestricted|unfiltered"
+      rf"|uncensored|evil|free of|free from|without (?:any )?{_LIMITS}|not bound by)"),),
+    ((("act", "behave", "respond", "answer", "pretend", "roleplay", "role-play"),
+      rf"\s+(?:as|like|to be|that you are|you are)\b.{{0,80}}?\b(?:no|without|free of|free from|ignores? (?:all "
+      rf"|any |your )?|bypass(?:es)? (?:all |any )?|not bound by (?:any )?)\s*(?:any\s+)?(?:ethical\s+|moral\s+"
+      rf"|content\s+|safety\s+)?{_LIMITS}"),),
+    ((("enable", "enter", "activate", "switch to", "turn on", "engage", "you are in"),
+      r"\W+(?:\w+\W+){0,2}?(?:developer|god|dan|jailbreak|unrestricted|unfiltered|debug|admin|sudo|root)"
+      r" mode\b"),),
+    ((("do anything now",), r"\b"),),
+    ((("you are", "you're", "you have been", "you've been"), r" jailbroken\b"),
+     (("jailbreak",), r" (?:mode|prompt activated|enabled)\b")),
     # prompt extraction: "print your system prompt", "repeat the text above"
-    r"\b(?:reveal|print|show|repeat|output|leak|display|tell me|give me|write out|dump|recite|spell out|what (?:is|are|was|were))\W+(?:\w+\W+){0,4}?(?:(?:your|the|this chat's|the assistant's|its) (?:system (?:prompt|message)|initial (?:prompt|instructions)|hidden (?:prompt|instructions|rules)|original (?:prompt|instructions)|(?:instructions|prompt|guidelines|rules) (?:you were|you've been|you have been) given)|(?:everything|all|the text|the words) (?:above|before this)(?: this)?(?: line| message)?)",
+    ((("reveal", "print", "show", "repeat", "output", "leak", "display", "tell me", "give me", "write out",
+       "dump", "recite", "spell out", "what (?:is|are|was|were)"),
+      r"\W+(?:\w+\W+){0,4}?(?:(?:your|the|this chat's|the assistant's|its) (?:system (?:prompt|message)"
+      r"|initial (?:prompt|instructions)|hidden (?:prompt|instructions|rules)|original (?:prompt|instructions)"
+      r"|(?:instructions|prompt|guidelines|rules) (?:you were|you've been|you have been) given)|(?:everything"
+      r"|all|the text|the words) (?:above|before this)(?: this)?(?: line| message)?)"),),
     # new orders smuggled as the conversation's structure
-    r"\b(?:new|updated|revised|real|actual|true|secret) (?:system )?(?:instructions?|directives?|prompt|orders)\s*:",
-    r"\bsystem override\b",
-    r"\bfrom now on,?\s+(?:you\s+(?:will|must|shall|are to)|ignore|disregard|there are no)\b",
-    r"<\|(?:im_start|im_end|system|endoftext)\|>|\[/?INST\]|<</?SYS>>|</?(?:system|assistant)>|(?:^|\n)\s*#{2,}\s*(?:system|instructions?)\s*:",
+    ((("new", "updated", "revised", "real", "actual", "true", "secret"),
+      r" (?:system )?(?:instructions?|directives?|prompt|orders)\s*:"),),
+    ((("system override",), r"\b"),),
+    ((("from now on",), r",?\s+(?:you\s+(?:will|must|shall|are to)|ignore|disregard|there are no)\b"),),
+)  # fmt: skip
+_MARKUP_PATTERN = (
+    r"<\|(?:im_start|im_end|system|endoftext)\|>|\[/?INST\]|<</?SYS>>|</?(?:system|assistant)>"
+    r"|(?:^|\n)\s*#{2,}\s*(?:system|instructions?)\s*:"
+)
+
+
+def _alternation(options: tuple[str, ...]) -> str:
+    return options[0] if len(options) == 1 else f"(?:{'|'.join(options)})"
+
+
+INJECTION_PATTERNS: tuple[str, ...] = (
+    *(
+        "|".join(rf"\b{_alternation(options)}{rest}" for options, rest in branches)
+        for branches in _WORD_PATTERN_BRANCHES
+    ),
+    _MARKUP_PATTERN,
 )
 # Every injection pattern needs one of these words: a text without any skips the patterns (the common case).
 _INJECTION_ANCHORS = frozenset(
@@ -146,104 +184,142 @@ _WORD_TABLE = bytes.maketrans(
 
 _INJECTION_ANCHOR_BYTES = frozenset(word.encode() for word in _INJECTION_ANCHORS)
 
-# Two stages make the scan linear with a small constant, also on a text full of anchor words: `re` tries the
-# whole case-insensitive alternation at every position (about 0.6 us a character), so the candidates are
-# found first on the text's lower-case ASCII shape (`lower_shape_of`), where a pattern starts with a class
-# that `re` skips through in C and the alternatives start with literals it checks in one comparison; then
-# only the patterns that can start at a candidate run there, in the alternation's order, with `match`.
-# Every pattern starts with `\b` and a literal first word followed by a non-word character, except the
-# markup pattern (last), which starts with "<", "[" or a line start.
-_FIRST_WORDS: tuple[tuple[str, ...], ...] = (
-    ("ignore", "ignoring", "disregard", "disregarding", "forget", "forgetting", "override", "overriding",
-     "bypass", "bypassing", "skip", "discard", "neglect", "abandon", "drop", "set", "put", "throw", "pay",
-     "stop", "do", "don", "dont", "no"),
-    ("ignore", "disregard", "forget"),
-    ("your", "all", "the", "any"),
-    ("forget", "ignore", "disregard"),
-    ("you",),
-    ("act", "behave", "respond", "answer", "pretend", "roleplay", "role"),
-    ("enable", "enter", "activate", "switch", "turn", "engage", "you"),
-    ("do",),
-    ("you", "jailbreak"),
-    ("reveal", "print", "show", "repeat", "output", "leak", "display", "tell", "give", "write", "dump",
-     "recite", "spell", "what"),
-    ("new", "updated", "revised", "real", "actual", "true", "secret"),
-    ("system",),
-    ("from",),
+
+# The scan is linear with a small constant, also on a text full of anchor words: `re` tries a pattern that
+# starts with `\b` at every position (about 0.6 us a character for the whole alternation), so each first
+# word gets one regular expression that starts with the word itself, a literal that `re` searches for in C:
+# the word, the `\b` before it as a lookbehind, then the branches of every pattern that starts with it, in
+# the alternation's order (`_WORD_REGEXES`). Only the words that occur in the text are searched, and a word
+# only where one of its patterns' required words occur too (`_REQUIRED_WORDS`); the searches are merged by
+# position as `finditer` with the whole alternation would find them (`_leftmost_first`).
+def _flat_options(option: str) -> list[str]:
+    """An option as options that each start with a literal word: `(?:a|b) c` gives `a c` and `b c`."""
+    group = re.fullmatch(r"\(\?:([^()]*)\)(.*)", option)
+    return [first + group[2] for first in group[1].split("|")] if group else [option]
+
+
+def _first_word(option: str) -> str:
+    word = re.match(r"[a-z]+", option)
+    assert word is not None, option  # every option starts with a literal lower-case word
+    return word.group()
+
+
+# Per pattern, its first words in order (tests check that every match starts with one).
+_FIRST_WORDS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(
+        dict.fromkeys(
+            _first_word(flat)
+            for options, _ in branches
+            for option in options
+            for flat in _flat_options(option)
+        )
+    )
+    for branches in _WORD_PATTERN_BRANCHES
+)
+_CONTROL_NOUNS = (
+    "instruction", "instructions", "directions", "directive", "directives", "guideline", "guidelines", "rules",
+    "policy", "policies", "command", "commands", "prompt", "prompts", "guardrail", "guardrails", "restriction",
+    "restrictions", "constraint", "constraints", "programming", "safeguard", "safeguards", "filter", "filters",
 )  # fmt: skip
+# Words of which every match of a pattern holds one per group, each as a whole word (spaces or punctuation
+# around it in the pattern): a first word whose patterns all lack one is not searched, which spares the
+# searches for common words ("the", "all", "you", "what") in most texts. Patterns 1 and 5 have no such word.
+_REQUIRED_WORDS: dict[int, tuple[tuple[str, ...], ...]] = {
+    0: ((*_CONTROL_NOUNS, "message"),),
+    2: (
+        ("rules", "restrictions", "guidelines", "instructions", "filters", "guardrails", "policies"),
+        ("longer", "are", "is", "not", "don"),
+    ),
+    3: (("everything", "anything", "all"),),
+    4: (("are", "re"), ("now", "longer")),
+    6: (("mode",),),
+    7: (("anything",), ("now",)),
+    8: (("jailbroken", "jailbreak"),),
+    9: (("system", "initial", "hidden", "original", "were", "been", "everything", "all", "text", "words"),),
+    10: (("instruction", "instructions", "directive", "directives", "prompt", "orders"),),
+    11: (("override",),),
+    12: (("now",), ("on",)),
+}
+_REQUIRED_WORD_BYTES = {
+    index: tuple(frozenset(word.encode() for word in group) for group in groups)
+    for index, groups in _REQUIRED_WORDS.items()
+}
+
+
+def _word_regex_sources() -> dict[str, tuple[str, frozenset[int]]]:
+    """Per first word: its regular expression and the indexes of the patterns that start with it."""
+    branches_by_word: dict[str, list[str]] = {}
+    patterns_by_word: dict[str, set[int]] = {}
+    for index, branches in enumerate(_WORD_PATTERN_BRANCHES):
+        for options, rest in branches:
+            suffixes: dict[str, list[str]] = {}
+            for flat in (flat for option in options for flat in _flat_options(option)):
+                word = _first_word(flat)
+                suffixes.setdefault(word, []).append(flat[len(word) :])
+            for word, word_suffixes in suffixes.items():
+                branches_by_word.setdefault(word, []).append(f"(?:{'|'.join(word_suffixes)}){rest}")
+                patterns_by_word.setdefault(word, set()).add(index)
+    return {
+        word: (
+            rf"{word}(?<!\w{word})(?:{'|'.join(f'(?:{branch})' for branch in branches)})",
+            frozenset(patterns_by_word[word]),
+        )
+        for word, branches in branches_by_word.items()
+    }
+
+
+_WORD_REGEX_SOURCES = _word_regex_sources()
+# Matched on the lower-case text: the patterns but the markup one have no upper-case literal (a test checks it).
+_WORD_REGEXES = {word.encode(): re.compile(source) for word, (source, _) in _WORD_REGEX_SOURCES.items()}
+_PATTERNS_OF_WORD = {word.encode(): patterns for word, (_, patterns) in _WORD_REGEX_SOURCES.items()}
+
+
+@cache
+def _case_insensitive_word_regexes() -> dict[bytes, re.Pattern[str]]:
+    """For a text whose lower-case form has another length (never seen once folded): slower, as exact."""
+    return {
+        word.encode(): re.compile(source, re.IGNORECASE) for word, (source, _) in _WORD_REGEX_SOURCES.items()
+    }
+
+
 # On the shape (lower case, every non-ASCII character "?"), a class of the text widens to itself plus "?".
 _S = r"[\t-\r\x1c-\x20?]"  # \s
-_W = r"[^a-z0-9_]"  # \W
 _WORD_END = r"(?![a-z0-9_])"  # what follows a word: a non-word character or the end (as for `\b`)
-# What follows a first word, as far as it is a literal (or a widened class) in every pattern that starts
-# with it; a word not listed here is followed by a non-word character. The common words get more, so that
-# ordinary text yields few candidates.
-_FOLLOWS: dict[str, str] = {
-    **dict.fromkeys(
-        ("your", "all", "the", "any"),
-        rf"{_S}+(?:(?:previous|prior|safety|content|old){_S}+)?(?:rules|restrictions|guidelines|instructions"
-        rf"|filters|guardrails|policies){_S}+(?:no longer apply|(?:are|is){_S}+|do not apply|don't apply)",
-    ),
-    "you": r"(?: are|'re| have been|'ve been)",
-    "do": r"(?: not| anything now)",
-    "don": "'t",
-    "dont": " ",
-    "no": " longer",
-    "set": " aside",
-    "put": " aside",
-    "throw": " away",
-    "pay": " no ",
-    "stop": " ",
-    "switch": " to",
-    "turn": " on",
-    "tell": " me",
-    "give": " me",
-    "write": " out",
-    "spell": " out",
-    "what": " ",
-    "from": " now on",
-    "system": " override",
-    **dict.fromkeys(
-        ("new", "updated", "revised", "real", "actual", "true", "secret"),
-        r" (?:system )?(?:instruction|directive|prompt|orders)",
-    ),
-    **dict.fromkeys(
-        ("act", "behave", "respond", "answer", "pretend", "roleplay"),
-        rf"{_S}+(?:as|like|to be|that you are|you are)",
-    ),
-    "role": "-play",
-}
+_LITERAL_UNITS = re.compile(r"(?:[a-z ]|\\\.)*")  # lower-case letters, spaces and escaped dots
+
+
+def _literal_start(source: str) -> tuple[str, str]:
+    """A regular expression as its literal start and the rest: the letters, spaces and escaped dots it
+    starts with, but one that a quantifier follows (" injections?" gives " injection" and "s?")."""
+    literal = _LITERAL_UNITS.match(source)
+    end = literal.end() if literal else 0
+    if source[end : end + 1] in ("?", "*", "+", "{") and end:
+        end -= 2 if source[end - 2 : end] == "\\." else 1
+    return source[:end].replace("\\", ""), source[end:]
 
 
 def _word_finders(follows: dict[str, str]) -> dict[bytes, re.Pattern[bytes]]:
     """For each word, a pattern that finds it on the shape as a whole word followed by what must follow it.
-    The pattern starts with the word, a literal that `re` searches for at memory speed; the byte before it
-    is checked after it (a lookbehind), the rest with a lookahead, so no candidate hides another."""
-    return {
-        word.encode(): re.compile(f"{word}(?<![a-z0-9_]{word})(?={rest})".encode())
-        for word, rest in follows.items()
-    }
+    The pattern starts with the word and the literal start of what follows ("in " for "in"), which `re`
+    searches for at memory speed (a common word inside other words is then no candidate); the byte before
+    the word is checked after it (a lookbehind), the rest with a lookahead, so no candidate hides another."""
+    finders = {}
+    for word, rest in follows.items():
+        literal, following = _literal_start(rest)
+        prefix = re.escape(word + literal)
+        finders[word.encode()] = re.compile(f"{prefix}(?<![a-z0-9_]{prefix})(?={following})".encode())
+    return finders
 
 
 # The words of the shape: every byte that is not a word character (after lower-casing) splits.
 _SPLIT_TABLE = bytes(
     c if chr(c).isascii() and (chr(c).isalnum() or c == ord("_")) else 32 for c in range(256)
 )
-_FIRST_WORD_LIST = tuple(dict.fromkeys(word for words in _FIRST_WORDS for word in words))
-_PATTERNS_BY_WORD: dict[bytes, tuple[int, ...]] = {
-    word.encode(): tuple(i for i, words in enumerate(_FIRST_WORDS) if word in words)
-    for word in _FIRST_WORD_LIST
-}
-_INJECTION_FINDERS = _word_finders({word: _FOLLOWS.get(word, _W) for word in _FIRST_WORD_LIST})
 # The markup pattern's starts, widened: "<|", "[INST]", "<<SYS>>", "<system>", a line that opens with "##".
 _MARKUP_CANDIDATE = re.compile(
     rf"<(?=\||<|/?(?:sys|system|assistant)>|/?sys>)|\[(?=/?inst\])|\n(?={_S}*##)".encode()
 )
-_MARKUP = len(INJECTION_PATTERNS) - 1
-_INJECTION_REGEXES = tuple(re.compile(pattern, re.IGNORECASE) for pattern in INJECTION_PATTERNS)
-# For the lower-case text: the patterns but the markup one have no upper-case literal (a test checks it).
-_INJECTION_LOWER = (*(re.compile(p) for p in INJECTION_PATTERNS[:-1]), _INJECTION_REGEXES[-1])
-
+_MARKUP_REGEX = re.compile(_MARKUP_PATTERN, re.IGNORECASE)
 
 # Mentions are not attacks: a phrase in quotes, or a sentence that talks about attacks. A cue is a first word
 # and what follows it, all literal (no class), so the same text finds its candidates on the shape.
@@ -320,23 +396,12 @@ def _word_starts(
     return [(m.start() - 1, word) for word in present & finders.keys() for m in finders[word].finditer(shape)]
 
 
-_SCANNED_WORDS = frozenset(_INJECTION_FINDERS) | frozenset(_CUE_FINDERS)
+_SCANNED_WORDS = frozenset(_WORD_REGEXES).union(
+    _CUE_FINDERS, (word.encode() for groups in _REQUIRED_WORDS.values() for group in groups for word in group)
+)
 # Printable ASCII and white space: a text of nothing else splits into the same words with
 # `_WORD_TABLE` (the anchor check) as with `_SPLIT_TABLE`.
 _PLAIN_BYTES = bytes(range(0x09, 0x0E)) + bytes(range(0x20, 0x7F))
-
-
-def _injection_candidates(shape: bytes, present: frozenset[bytes]) -> list[tuple[int, tuple[int, ...]]]:
-    """(text offset, indexes of the patterns that may match there, in order), by offset. `present`: the
-    words of the text that `_INJECTION_FINDERS` has (or more)."""
-    by_word = _PATTERNS_BY_WORD
-    found = [(offset, by_word[word]) for offset, word in _word_starts(shape, _INJECTION_FINDERS, present)]
-    # The markup pattern can also start at the text's first character (`^`): always tried there.
-    found.append((0, (_MARKUP,)))
-    if b"<" in shape or b"[" in shape or b"\n" in shape:
-        found.extend((m.start() - 1, (_MARKUP,)) for m in _MARKUP_CANDIDATE.finditer(shape))
-    found.sort()  # at one offset: the word's patterns, then the markup pattern (last in the alternation)
-    return found
 
 
 class _Mentions:
@@ -350,9 +415,11 @@ class _Mentions:
         self.candidates = sorted(offset for offset, _ in _word_starts(shape, _CUE_FINDERS, present))
         self.cues = [c for c in self.candidates if _MENTION_CUES.match(text, c)]
         self.ends = [m.start() for m in _SENTENCE_END.finditer(text)] if self.candidates else []
+        # No cue, no quote: nothing makes a match a mention.
+        self.possible = bool(self.candidates) or self.quotes
 
     def is_mention(self, start: int, end: int) -> bool:
-        if not self.candidates and not self.quotes:  # no cue, no quote: nothing makes it a mention
+        if not self.possible:
             return False
         text = self.text
         window_start = max(0, start - _CONTEXT)
@@ -410,8 +477,8 @@ _SHAPE = bytes.maketrans(b"0123456789" + string.ascii_uppercase.encode(), b"0" *
 # Digit runs: card, SSN and phone candidates in one scan (a leading "+" or "(" is taken from the text
 # before the run); validated in Python.
 _DIGIT_RUN = re.compile(rb"0[0 ()./-]{5,}0")  # on the shape: \d[\d ()./-]{5,}\d
-# A run that is one card as written ("4111 1111 1111 1111", "4111-1111-..."): no per-match regex needed.
-_DOUBLE_SEPARATOR = re.compile(rb"[ -][ -]")
+# A run that is one card as written ("4111 1111 1111 1111", "4111-1111-..."), on the shape.
+_CARD_FORMAT = re.compile(rb"(?:0[ -]?){12,18}0")
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
 _NON_DIGIT = re.compile(r"\D")
@@ -439,6 +506,14 @@ IBAN_LENGTHS: dict[str, int] = {
     "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
     "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
 }  # fmt: skip
+# Letters as their values 10..35 (one C call: a generator over the characters cost 3 us an IBAN).
+_IBAN_LETTER_VALUES = {ord(letter): str(value) for value, letter in enumerate(string.ascii_uppercase, 10)} | {
+    ord(letter): str(value) for value, letter in enumerate(string.ascii_lowercase, 10)
+}
+# Per IBAN length, the start of a candidate (single spaces between its characters) with that many characters.
+_IBAN_PREFIXES = {
+    length: re.compile(f"(?:[^ ] ?){{{length - 1}}}[^ ]") for length in set(IBAN_LENGTHS.values())
+}
 _LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
 
 
@@ -454,7 +529,7 @@ def iban_valid(candidate: str) -> bool:
     if IBAN_LENGTHS.get(iban[:2]) != len(iban):
         return False
     rearranged = iban[4:] + iban[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    return int(rearranged.translate(_IBAN_LETTER_VALUES)) % 97 == 1
 
 
 def email_matches(text: str) -> list[tuple[int, int]]:
@@ -487,13 +562,16 @@ def shape_of(text: str) -> bytes:
     return text.encode("ascii", "replace").translate(_SHAPE)
 
 
-def card_as_written(run: bytes) -> bytes | None:
-    """The digits of a digit run that is one card number as written: 13-19 digits with single spaces or
-    hyphens between them (`(?:\\d[ -]?){12,18}\\d`, without the repeated group that costs `re` a microsecond)."""
-    digits = run.translate(None, b" -")
-    if 13 <= len(digits) <= 19 and digits.isdigit() and not _DOUBLE_SEPARATOR.search(run):
-        return digits
-    return None
+# The longest card number as written: 19 digits and 18 separators.
+_LONGEST_CARD = 37
+
+
+@lru_cache(maxsize=512)
+def is_card_format(run_shape: bytes) -> bool:
+    """Whether a digit run is one card number as written, from its shape: 13-19 digits with single spaces
+    or hyphens between them. Cached by the shape: texts repeat a few formats ("0000 0000 0000 0000"), and
+    the pattern's repeated group costs `re` about a microsecond a run."""
+    return _CARD_FORMAT.fullmatch(run_shape) is not None
 
 
 def _digit_run_findings(
@@ -504,14 +582,12 @@ def _digit_run_findings(
     for run in _DIGIT_RUN.finditer(shape):
         start, end = run.span()
         # One card as written, then the checksum (`luhn_valid`, inlined)
-        digits = card_as_written(encoded[start:end])
-        if (
-            digits is not None
-            and (sum(digits[-1::-2]) + sum(digits[-2::-2].translate(doubled)) - 48 * len(digits)) % 10 == 0
-        ):
-            add(("CREDIT_DEBIT_NUMBER", start, end))
-        else:
-            _mixed_run_findings(text, run, region, add)
+        if end - start <= _LONGEST_CARD and is_card_format(run.group()):
+            digits = encoded[start:end].translate(None, b" -")
+            if (sum(digits[-1::-2] + digits[-2::-2].translate(doubled)) - 48 * len(digits)) % 10 == 0:
+                add(("CREDIT_DEBIT_NUMBER", start, end))
+                continue
+        _mixed_run_findings(text, run, region, add)
 
 
 def _mixed_run_findings(
@@ -552,36 +628,44 @@ def _phone_span(text: str, start: int, end: int, region: str) -> tuple[int, int]
     return shape.span() if phonenumbers.is_valid_number(number) else None
 
 
-def pii_spans(text: str, phone_region: str = "US") -> list[tuple[str, int, int]]:
-    """(Comprehend entity type, start, end) of every PII pattern match in (normalized) `text`."""
+def pii_spans(
+    text: str, phone_region: str = "US", encoded: bytes | None = None
+) -> list[tuple[str, int, int]]:
+    """(Comprehend entity type, start, end) of every PII pattern match in (normalized) `text`. `encoded`:
+    `text.encode("ascii", "replace")`, when the caller has it."""
     found = _email_findings(text)
     add = found.append
-    encoded = text.encode("ascii", "replace")
+    if encoded is None:
+        encoded = text.encode("ascii", "replace")
     shape = encoded.translate(_SHAPE)  # `shape_of(text)`
     _digit_run_findings(text, encoded, shape, phone_region, add)
-    _key_and_iban_findings(text, encoded, shape, add)
+    _key_findings(text, encoded, add)
+    _iban_findings(text, shape, add)
     return found
 
 
-def _key_and_iban_findings(
-    text: str, encoded: bytes, shape: bytes, add: Callable[[tuple[str, int, int]], None]
-) -> None:
+def _key_findings(text: str, encoded: bytes, add: Callable[[tuple[str, int, int]], None]) -> None:
     for key in _AWS_ACCESS_KEY.finditer(text):
         if key.start() == 0 or not text[key.start() - 1].isalnum():
             add(("AWS_ACCESS_KEY", key.start(), key.end()))
-    if b"ecret" in encoded or b"ECRET" in encoded:  # ("ecret" in text, in bytes: faster)
+    # The pattern is case-insensitive, so the check that skips texts without the word must be too
+    # ("SeCrEt"); in bytes, as that is faster.
+    if b"secret" in encoded.lower():
         for secret in _AWS_SECRET.finditer(text):
             add(("AWS_SECRET_KEY", secret.start(1), secret.end(1)))
+
+
+def _iban_findings(text: str, shape: bytes, add: Callable[[tuple[str, int, int]], None]) -> None:
     for iban in _IBAN.finditer(shape):
         start, end = iban.span()
         if start and text[start - 1].isalnum():
             continue
-        # The pattern is greedy: try the candidate and its shorter prefixes that end on a character.
-        candidate = text[start:end]
-        for length in range(len(candidate), 14, -1):
-            if candidate[length - 1] != " " and iban_valid(candidate[:length]):
-                add(("INTERNATIONAL_BANK_ACCOUNT_NUMBER", start, start + length))
-                break
+        # The pattern is greedy: of the candidate's prefixes that end on a character, only the one with as
+        # many characters as its country's IBANs have can be valid (one mod-97 check, not one per length).
+        length = IBAN_LENGTHS.get(text[start : start + 2])
+        prefix = _IBAN_PREFIXES[length].match(text, start, end) if length else None
+        if prefix is not None and iban_valid(prefix.group()):
+            add(("INTERNATIONAL_BANK_ACCOUNT_NUMBER", start, prefix.end()))
 
 
 # ---- the layer -----------------------------------------------------------------------------------------------
@@ -660,16 +744,21 @@ def deny_pattern_spans(text: str, deny: DenyPattern) -> Iterator[tuple[int, int]
             yield match.span()
 
 
-def deny_term_spans(folded: str, term_list: tuple[str, ...]) -> Iterator[tuple[int, int]]:
+def deny_term_spans(
+    folded: str, term_list: tuple[str, ...], encoded: bytes | None = None
+) -> Iterator[tuple[int, int]]:
     """Whole-word, case-insensitive matches of the deny terms: a term that starts (ends) with a letter or
     digit must not continue a word there. At each position the longest whole-word term wins; matches do
     not overlap. Each term is found with `find` (a fast C search): cost is the text's length times the
-    number of terms, far below one regular expression pass for the few terms a business unit lists."""
+    number of terms, far below one regular expression pass for the few terms a business unit lists.
+    `encoded`: `folded.encode("ascii", "replace")`, when the caller has it."""
     if not folded.isascii() and all(term.isascii() and "?" not in term for term in term_list):
         # ASCII terms in the lower-case ASCII bytes ("?" for the rest): no other character of a folded
         # view lower-cases to ASCII, and bytes are searched faster than a wide string (which `lower`
         # also makes slowly).
-        hits = _term_hits(folded.encode("ascii", "replace").lower(), [t.encode() for t in term_list], folded)
+        if encoded is None:
+            encoded = folded.encode("ascii", "replace")
+        hits = _term_hits(encoded.lower(), [t.encode() for t in term_list], folded)
     else:
         lowered = folded.lower()
         if len(lowered) != len(folded):  # lower() changes the length of a few characters: keep offsets exact
@@ -712,14 +801,17 @@ def _is_word_char(char: str) -> bool:
     return char.isalnum() or char == "_"
 
 
-def injection_spans(folded: str) -> Iterator[tuple[int, int]]:
+_Search = Callable[[str, int], "re.Match[str] | None"]  # `Pattern.search`: the next match from a position
+
+
+def injection_spans(folded: str) -> list[tuple[int, int]]:
     """Spans of `folded` (normalized) text that read as a prompt-injection attempt, not as a mention of one:
-    the matches of `finditer` with the alternation of `INJECTION_PATTERNS` (case-insensitive), found at the
-    candidates only (see `_FIRST_WORDS`)."""
+    the matches of `finditer` with the alternation of `INJECTION_PATTERNS` (case-insensitive), found by
+    the first words' regular expressions (`_WORD_REGEXES`) and the markup pattern's candidates."""
     # Every pattern needs one of the anchor words: a text without any skips the scan (the common case).
     words = folded.encode("ascii", "ignore").translate(_WORD_TABLE).split()
     if _INJECTION_ANCHOR_BYTES.isdisjoint(words):
-        return
+        return []
     shape = lower_shape_of(folded)
     if not folded.isascii() or shape.translate(None, _PLAIN_BYTES):
         # Other than printable ASCII and white space: the anchor check's words are not the shape's words.
@@ -728,25 +820,80 @@ def injection_spans(folded: str) -> Iterator[tuple[int, int]]:
     # Case-insensitive matching is the lower-case text matched case-sensitively (twice as fast), as no
     # character of a folded view other than ASCII letters is a case variant of one (a test checks it).
     lowered = folded.lower()
-    patterns = _INJECTION_LOWER if len(lowered) == len(folded) else _INJECTION_REGEXES
-    if patterns is _INJECTION_REGEXES:
-        lowered = folded
-    mentions: _Mentions | None = None
-    pos = 0
-    for offset, indexes in _injection_candidates(shape, present):
-        if offset < pos:  # inside the previous match: `finditer` goes on after it
-            continue
-        for index in indexes:
-            match = patterns[index].match(lowered, offset)
-            if match is not None:
+    regexes = _WORD_REGEXES
+    if len(lowered) != len(folded):
+        lowered, regexes = folded, _case_insensitive_word_regexes()
+    matches = _leftmost_first(
+        lowered, [regexes[word] for word in _words_to_search(present)], _markup_matches(shape, lowered)
+    )
+    if not matches:
+        return []
+    mentions = _Mentions(folded, shape, present)
+    if not mentions.possible:
+        return matches
+    return [(start, end) for start, end in matches if not mentions.is_mention(start, end)]
+
+
+def _words_to_search(present: frozenset[bytes]) -> list[bytes]:
+    """The first words in `present` (the text's words) that start a pattern whose required words are too."""
+    possible: dict[int, bool] = {}  # pattern index -> its required words are present (decided once)
+    words = []
+    for word in present & _WORD_REGEXES.keys():
+        for index in _PATTERNS_OF_WORD[word]:
+            found = possible.get(index)
+            if found is None:
+                groups = _REQUIRED_WORD_BYTES.get(index, ())
+                found = possible[index] = all(not group.isdisjoint(present) for group in groups)
+            if found:
+                words.append(word)
                 break
+    return words
+
+
+def _markup_matches(shape: bytes, lowered: str) -> list[re.Match[str]]:
+    """The markup pattern's match at each of its candidates (the text's start, and `_MARKUP_CANDIDATE`'s)."""
+    starts = [0]
+    if b"<" in shape or b"[" in shape or b"\n" in shape:
+        starts += (m.start() - 1 for m in _MARKUP_CANDIDATE.finditer(shape))
+    return [match for start in sorted(set(starts)) if (match := _MARKUP_REGEX.match(lowered, start))]
+
+
+def _leftmost_first(
+    text: str, regexes: list[re.Pattern[str]], markup: list[re.Match[str]]
+) -> list[tuple[int, int]]:
+    """(start, end) of the matches that `finditer` of the patterns' alternation finds: each regular
+    expression's next match from the current position, the leftmost first (at one position only one first
+    word, or markup, can match); one whose next match starts inside the previous match searches again
+    after it."""
+    if not markup and len(regexes) <= 1:  # one regular expression: its own `finditer`
+        return [match.span() for regex in regexes for match in regex.finditer(text)]
+    markup_starts = [match.start() for match in markup]
+
+    def next_markup(_text: str, pos: int) -> re.Match[str] | None:
+        i = bisect_left(markup_starts, pos)
+        return markup[i] if i < len(markup) else None
+
+    searches: list[_Search] = [regex.search for regex in regexes]
+    if markup:
+        searches.append(next_markup)
+    heap: list[tuple[int, int, re.Match[str], _Search]] = []
+    for order, search in enumerate(searches):
+        if (match := search(text, 0)) is not None:
+            heap.append((match.start(), order, match, search))
+    heapify(heap)
+    spans = []
+    pos = 0
+    while heap:
+        start, order, match, search = heap[0]
+        if start >= pos:
+            pos = match.end()  # every pattern matches at least one character (a test checks it)
+            spans.append((start, pos))
+        following = search(text, pos)
+        if following is None:
+            heappop(heap)
         else:
-            continue
-        pos = match.end()  # every pattern matches at least one character (a test checks it)
-        if mentions is None:
-            mentions = _Mentions(folded, shape, present)
-        if not mentions.is_mention(offset, pos):
-            yield offset, pos
+            heapreplace(heap, (following.start(), order, following, search))
+    return spans
 
 
 class LocalRulesLayer:
@@ -779,30 +926,33 @@ class LocalRulesLayer:
     ) -> list[Finding]:
         view = NormalizedText(text)
         folded = view.text
-        # (type, action, start, end) in the folded view; mapped to the original's offsets at the end.
-        found: list[tuple[str, FindingAction, int, int]] = []
-        add = found.append
-        if compiled.deny_term_list:
-            for start, end in deny_term_spans(folded, compiled.deny_term_list):
-                add(("deny_term", "block", start, end))
+        # The text as ASCII bytes ("?" for the rest), shared by the scans that read it.
+        encoded = folded.encode("ascii", "replace")
+        # (type, action, spans) in the folded view, for the scans that found any; mapped to the original's
+        # offsets at the end.
+        found: list[tuple[str, FindingAction, list[tuple[int, int]]]] = []
+        if compiled.deny_term_list and (
+            spans := list(deny_term_spans(folded, compiled.deny_term_list, encoded))
+        ):
+            found.append(("deny_term", "block", spans))
         for deny in compiled.deny_patterns:
-            for start, end in deny_pattern_spans(folded, deny):
-                add(("deny_pattern", "block", start, end))
-        if injection and rules.injection_heuristics:
-            for start, end in injection_spans(folded):
-                add(("prompt_injection", "block", start, end))
-        pii = pii_spans(folded, rules.phone_region) if rules.pii_regex_fallback else []
+            if spans := list(deny_pattern_spans(folded, deny)):
+                found.append(("deny_pattern", "block", spans))
+        if injection and rules.injection_heuristics and (spans := injection_spans(folded)):
+            found.append(("prompt_injection", "block", spans))
+        pii = pii_spans(folded, rules.phone_region, encoded) if rules.pii_regex_fallback else []
         if not found and not pii:
             return []
         if not view.same_offsets:
             original = view.original_span
-            found = [(kind, action, *original(s, e)) for kind, action, s, e in found]
+            found = [(kind, action, [original(s, e) for s, e in spans]) for kind, action, spans in found]
             pii = [(kind, *original(s, e)) for kind, s, e in pii]
         # tuple.__new__ is C; a named tuple's own __new__ (and `_make`) is a Python function, twice the cost.
         name, new = self.name, tuple.__new__
         findings = [
             new(Finding, (name, kind, action, None, new(Span, (index, s, e)), False))
-            for kind, action, s, e in found
+            for kind, action, spans in found
+            for s, e in spans
         ]
         if pii:
             actions = {kind: settings.pii_action(kind) for kind in {span[0] for span in pii}}

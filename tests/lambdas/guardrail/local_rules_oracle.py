@@ -8,16 +8,21 @@ import re
 from collections.abc import Iterator
 
 from guardrail.layers.local_rules import (
+    _AI_CONTROL_NOUN,
     _CONTEXT,
     _DIGIT_RUN,
     _EMAIL_DOMAIN,
     _EMAIL_LOCAL_REVERSED,
+    _GENERAL_CONTROL_NOUN,
+    _IBAN,
     _INJECTION_ANCHOR_BYTES,
+    _LIMITS,
+    _NOT_ABOUT_SOMETHING_ELSE,
     _QUOTES,
     _SENTENCE_END,
     _WORD_TABLE,
-    INJECTION_PATTERNS,
-    _key_and_iban_findings,
+    IBAN_LENGTHS,
+    _key_findings,
     _longest_first,
     _mixed_run_findings,
     _term_hits,
@@ -27,6 +32,37 @@ from guardrail.layers.local_rules import (
 from guardrail.normalize import NormalizedText
 from guardrail.settings import DirectionSettings
 
+# The injection patterns as d289b36 wrote them (the layer now builds them from its first words' branches):
+# a copy, so that a change to how the layer puts its patterns together shows as a difference (the nouns and
+# limits are the layer's own).
+_OVERRIDE_VERB = (
+    r"(?:ignore|ignoring|disregard|disregarding|forget|forgetting|override|overriding|bypass|bypassing"
+    r"|skip|discard|neglect|abandon|drop|set aside|put aside|throw away|pay no (?:attention|heed) to"
+    r"|stop (?:following|obeying)|(?:do not|don't|dont|no longer) (?:follow|obey|adhere to|comply with))"
+)
+INJECTION_PATTERNS: tuple[str, ...] = (
+    # "ignore all previous instructions", "disregard your guidelines", "forget the rules you were given"
+    rf"\b{_OVERRIDE_VERB}\W+(?:[\w'-]+\W+){{0,5}}?(?:{_GENERAL_CONTROL_NOUN}\b{_NOT_ABOUT_SOMETHING_ELSE}|{_AI_CONTROL_NOUN}\b)",
+    r"\b(?:ignore|disregard|forget)\s+(?:all\s+|everything\s+)?(?:of\s+)?(?:the\s+)?(?:above|preceding)"
+    r"(?:\s+(?:text|instructions|prompt|messages?))?\s*(?:and\b|,|;|\.|!)",
+    r"\b(?:your|all|the|any)\s+(?:previous\s+|prior\s+|safety\s+|content\s+|old\s+)?(?:rules|restrictions"
+    r"|guidelines|instructions|filters|guardrails|policies)\s+(?:no longer apply|(?:are|is)\s+(?:now\s+)?"
+    r"(?:void|lifted|disabled|suspended|off|cancel(?:l)?ed)|do not apply|don't apply)",
+    r"\b(?:forget|ignore|disregard)\W+(?:everything|anything|all)\W+(?:(?:you(?:'ve| have)? (?:been |were )?(?:told|given|said))|(?:above|before|so far|previously|earlier))",
+    # personas without limits: "you are now DAN", "act as an AI without restrictions", "developer mode"
+    rf"\byou(?: are|'re)\s+(?:now\s+|no longer\s+)(?:[\w'-]+\s+){{0,3}}?(?:dan|jailbroken|unrestricted|unfiltered|uncensored|evil|free of|free from|without (?:any )?{_LIMITS}|not bound by)",
+    rf"\b(?:act|behave|respond|answer|pretend|roleplay|role-play)\s+(?:as|like|to be|that you are|you are)\b.{{0,80}}?\b(?:no|without|free of|free from|ignores? (?:all |any |your )?|bypass(?:es)? (?:all |any )?|not bound by (?:any )?)\s*(?:any\s+)?(?:ethical\s+|moral\s+|content\s+|safety\s+)?{_LIMITS}",
+    r"\b(?:enable|enter|activate|switch to|turn on|engage|you are in)\W+(?:\w+\W+){0,2}?(?:developer|god|dan|jailbreak|unrestricted|unfiltered|debug|admin|sudo|root) mode\b",
+    r"\bdo anything now\b",
+    r"\b(?:you are|you're|you have been|you've been) jailbroken\b|\bjailbreak (?:mode|prompt activated|enabled)\b",
+    # prompt extraction: "print your system prompt", "repeat the text above"
+    r"\b(?:reveal|print|show|repeat|output|leak|display|tell me|give me|write out|dump|recite|spell out|what (?:is|are|was|were))\W+(?:\w+\W+){0,4}?(?:(?:your|the|this chat's|the assistant's|its) (?:system (?:prompt|message)|initial (?:prompt|instructions)|hidden (?:prompt|instructions|rules)|original (?:prompt|instructions)|(?:instructions|prompt|guidelines|rules) (?:you were|you've been|you have been) given)|(?:everything|all|the text|the words) (?:above|before this)(?: this)?(?: line| message)?)",
+    # new orders smuggled as the conversation's structure
+    r"\b(?:new|updated|revised|real|actual|true|secret) (?:system )?(?:instructions?|directives?|prompt|orders)\s*:",
+    r"\bsystem override\b",
+    r"\bfrom now on,?\s+(?:you\s+(?:will|must|shall|are to)|ignore|disregard|there are no)\b",
+    r"<\|(?:im_start|im_end|system|endoftext)\|>|\[/?INST\]|<</?SYS>>|</?(?:system|assistant)>|(?:^|\n)\s*#{2,}\s*(?:system|instructions?)\s*:",
+)
 MENTION_CUES = re.compile(
     r"\b(?:prompt injections?|injection attacks?|jailbreak(?:s|ing)? (?:attempts?|attacks?|prompts?|techniques?)"
     r"|such as|for example|e\.g\.|like the phrase|the phrase|phrases like|the sentence|the words|means?|meaning"
@@ -100,11 +136,34 @@ def digit_run_findings(text: str, shape: bytes, region: str) -> list[tuple[str, 
     return found
 
 
+def iban_valid(candidate: str) -> bool:
+    iban = candidate.replace(" ", "")
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban):
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def iban_findings(text: str, shape: bytes) -> list[tuple[str, int, int]]:
+    found = []
+    for iban in _IBAN.finditer(shape):
+        start, end = iban.span()
+        if start and text[start - 1].isalnum():
+            continue
+        candidate = text[start:end]  # and its shorter prefixes that end on a character, longest first
+        for length in range(len(candidate), 14, -1):
+            if candidate[length - 1] != " " and iban_valid(candidate[:length]):
+                found.append(("INTERNATIONAL_BANK_ACCOUNT_NUMBER", start, start + length))
+                break
+    return found
+
+
 def pii_spans(text: str, phone_region: str = "US") -> list[tuple[str, int, int]]:
     found = [("EMAIL", start, end) for start, end in email_matches(text)] if "@" in text else []
     shape = shape_of(text)
     found += digit_run_findings(text, shape, phone_region)
-    _key_and_iban_findings(text, text.encode("ascii", "replace"), shape, found.append)  # unchanged
+    _key_findings(text, text.encode("ascii", "replace"), found.append)  # unchanged
+    found += iban_findings(text, shape)
     return found
 
 

@@ -12,7 +12,7 @@ import pytest
 from guardrail.client import InProcessGuardrail
 from guardrail.engine import GuardrailEngine
 from guardrail.layers.bedrock import BedrockGuardrailLayer
-from guardrail.layers.local_rules import LocalRulesLayer
+from guardrail.layers.local_rules import LocalRulesLayer, pii_spans
 from guardrail.layers.pii import PiiLayer
 from guardrail.layers.toxicity import ToxicityLayer
 from guardrail.model import CheckRequest, ContentItem, LayerResult
@@ -432,3 +432,14 @@ def test_deny_terms_cover_every_whole_word_occurrence_and_nothing_else(terms, te
     covered = {i for start, end in spans for i in range(start, end)}
     for match in reference.finditer(text):  # every whole-word occurrence is covered
         assert set(range(match.start(), match.end())) <= covered
+
+
+@pytest.mark.parametrize(
+    "word", ["secret access key", "SECRET_ACCESS_KEY", "Secret-Key", "SeCrEt_AcCeSs_KeY", "sECRET"]
+)
+def test_a_secret_access_key_is_found_whatever_the_case_of_its_label(word):
+    """The pattern is case-insensitive; the cheap check that skips texts without the word must be too."""
+    key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    text = f"{word} = {key}"
+    start = text.index(key)
+    assert ("AWS_SECRET_KEY", start, start + len(key)) in pii_spans(text)
