@@ -1,3 +1,5 @@
+import gc
+
 import pytest
 from guardrail import handler
 from guardrail.engine import GuardrailEngine
@@ -138,3 +140,17 @@ def test_every_other_business_unit_is_refused(business_unit):
     assert response["statusCode"] == 400
     assert response["error"].startswith("business_unit: this guardrail serves 'retail' only")
     assert layer.calls == 0 and sink.records == []
+
+
+def test_the_cold_start_leaves_what_it_built_out_of_later_collections(monkeypatch):
+    monkeypatch.setattr(handler, "_engine", None)
+    monkeypatch.setenv("GUARDRAIL_SETTINGS", "{}")
+    gc.unfreeze()
+    try:
+        built = handler.engine()
+        assert gc.get_freeze_count() > 0
+        assert handler.engine() is built  # built once per execution environment
+        # The engine itself is frozen: a later full collection does not walk it.
+        assert not gc.is_tracked(built) or built not in gc.get_objects()
+    finally:
+        gc.unfreeze()
