@@ -105,7 +105,7 @@ def worker_latency(runs: int) -> dict[str, Any]:
     settings = DirectionSettings(
         local_rules=LocalRules(deny_terms=("acme-secret", "project x"), deny_patterns=(r"\bORD-\d{6}\b",))
     )
-    # As the guardrail's handler does after its cold start (`keep_out_of_collections`), for every revision
+    # As the guardrail's handler does after its cold start (`common.cold_start.keep_out_of_collections`), for every revision
     # alike: what the imports built is left out of later garbage collections.
     layer.check(CheckRequest("input", (ContentItem(SENTENCE),), "retail", "m", "warm-up"), settings)
     gc.collect()

@@ -26,6 +26,7 @@ from app_backend.models import (
     bad_request,
 )
 from app_backend.service import AppService
+from common.cold_start import keep_out_of_collections
 from common.lake_layout import LakeLayoutError, check_tenant_id
 
 logger = Logger(service="app_backend")
@@ -41,6 +42,7 @@ def service() -> AppService:
         from app_backend.wiring import build_service
 
         _service = build_service()
+        keep_out_of_collections()
     return _service
 
 

@@ -8,13 +8,13 @@ BUSINESS_UNIT (the one business unit this function serves; requests for any othe
 
 from __future__ import annotations
 
-import gc
 import os
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from common.cold_start import keep_out_of_collections
 from common.lake_records import BusinessUnitName, SafeId
 from guardrail.engine import GuardrailEngine, InvalidRequestError
 from guardrail.model import CheckRequest, ContentItem
@@ -121,15 +121,6 @@ def engine() -> GuardrailEngine:
         _engine = build_engine()
         keep_out_of_collections()
     return _engine
-
-
-def keep_out_of_collections() -> None:
-    """Move what the cold start built (modules, settings, clients, compiled patterns), which lives as long
-    as the execution environment, out of the garbage collector's reach: a full collection walks every
-    tracked object, and a 64 KB check's findings trigger one often enough to put 10 ms or more on its p99
-    (docs/perf/guardrail.md). Collected first, so no garbage is kept."""
-    gc.collect()
-    gc.freeze()
 
 
 @logger.inject_lambda_context

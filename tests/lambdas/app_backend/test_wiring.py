@@ -66,3 +66,21 @@ def test_text_the_guardrail_refuses_is_a_400_naming_the_variables_and_writes_not
     assert backend.model.calls == []
     assert backend.table_items() == []
     assert backend.objects(RAW) == backend.objects(CANDIDATES) == []
+
+
+def test_the_cold_start_builds_the_service_once_and_leaves_it_out_of_later_collections(monkeypatch):
+    import gc
+
+    from app_backend import handler, wiring
+
+    built = object.__new__(handler.AppService)
+    monkeypatch.setattr(wiring, "build_service", lambda: built)
+    handler.use_service(None)
+    gc.unfreeze()
+    try:
+        assert handler.service() is built
+        assert handler.service() is built
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        handler.use_service(None)
