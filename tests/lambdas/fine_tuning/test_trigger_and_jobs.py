@@ -177,6 +177,25 @@ def test_a_redelivered_upload_keeps_its_one_slot(sagemaker: Any, leases: RunLeas
     assert len(leases.held(now=NOW)) == 1
 
 
+def test_an_upload_redelivered_after_its_run_ended_trains_once_more(
+    sagemaker: Any, leases: RunLeases
+) -> None:
+    """Once the run's end freed the slot there is no lease to join: the redelivery reserves anew, and the
+    reservation's time in the start token makes it a new execution (not the ended one, whose slot the end
+    event already freed, which would hold the new lease for up to a run's longest time)."""
+    client, stubber = sagemaker
+    key_hash = hashlib.sha256(b"raw/" + upload_of("acme").key.encode()).hexdigest()
+    later = NOW + timedelta(hours=2)
+    expect_start(stubber, token=f"{key_hash}-{int(NOW.timestamp())}")
+    start_pipeline(client, leases, upload_of("acme"), now=NOW)
+    ended = {"pipeline_arn": PIPELINE_ARN, "execution_arn": EXECUTION, "now": later}
+    assert release_ended_run(leases, status="Succeeded", **ended) == 1
+    expect_start(stubber, arn=f"{EXECUTION}2", token=f"{key_hash}-{int(later.timestamp())}")
+    assert start_pipeline(client, leases, upload_of("acme"), now=later) == f"{EXECUTION}2"
+    assert [i["execution_arn"]["S"] for i in leases.held(now=later)] == [f"{EXECUTION}2"]
+    stubber.assert_no_pending_responses()
+
+
 # ---- a start slower than its reservation ------------------------------------------------------------------
 
 
