@@ -49,6 +49,24 @@ def stack_artifacts(outdir: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]
             yield Path(outdir), artifact
 
 
+def _annotation_errors(directory: Path, artifact: dict[str, Any]) -> list[str]:
+    entries = [(path, entry) for path, listed in artifact.get("metadata", {}).items() for entry in listed]
+    if "additionalMetadataFile" in artifact:
+        extra = json.loads((directory / artifact["additionalMetadataFile"]).read_text(encoding="utf-8"))
+        entries += [(path, entry) for path, listed in extra.items() for entry in listed]
+    return [f"{path}: {entry['data']}" for path, entry in entries if entry["type"] == ERROR_ENTRY]
+
+
+def _retention_errors(directory: Path, artifact: dict[str, Any]) -> list[str]:
+    template_file = artifact.get("properties", {}).get("templateFile")
+    if template_file is None:
+        return []
+    text = (directory / template_file).read_text(encoding="utf-8")
+    if "AWS::Logs::LogGroup" not in text:  # most templates have none: skip parsing them
+        return []
+    return log_groups_without_retention(artifact.get("displayName", template_file), json.loads(text))
+
+
 def error_annotations(outdir: str | Path) -> list[str]:
     """Error annotations of every stack, nested Stages included, one line each.
 
@@ -56,28 +74,15 @@ def error_annotations(outdir: str | Path) -> list[str]:
     so app.py fails on this list itself. Read from the assembly's files: asking the jsii kernel for each
     stack's messages costs a round trip per stack that carries every acknowledgement and its stack trace.
     """
-    errors: list[str] = []
-    for directory, artifact in stack_artifacts(outdir):
-        entries = [(path, entry) for path, listed in artifact.get("metadata", {}).items() for entry in listed]
-        if "additionalMetadataFile" in artifact:
-            extra = json.loads((directory / artifact["additionalMetadataFile"]).read_text(encoding="utf-8"))
-            entries += [(path, entry) for path, listed in extra.items() for entry in listed]
-        errors += [f"{path}: {entry['data']}" for path, entry in entries if entry["type"] == ERROR_ENTRY]
-    return errors
+    return [error for found in stack_artifacts(outdir) for error in _annotation_errors(*found)]
 
 
 def synth_errors(outdir: str | Path) -> list[str]:
-    """What app.py fails a synth on: error annotations, and log groups without retention, of every stack."""
-    errors = error_annotations(outdir)
+    """What app.py fails a synth on: error annotations, and log groups without retention, of every stack
+    (one walk over the assembly)."""
+    errors: list[str] = []
     for directory, artifact in stack_artifacts(outdir):
-        template_file = artifact.get("properties", {}).get("templateFile")
-        if template_file is None:
-            continue
-        text = (directory / template_file).read_text(encoding="utf-8")
-        if "AWS::Logs::LogGroup" in text:  # most templates have none: skip parsing them
-            errors += log_groups_without_retention(
-                artifact.get("displayName", template_file), json.loads(text)
-            )
+        errors += _annotation_errors(directory, artifact) + _retention_errors(directory, artifact)
     return errors
 
 
