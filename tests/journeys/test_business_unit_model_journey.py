@@ -147,6 +147,14 @@ class Journey:
         )
         assert resource_allows(self.group_policy(), DEV, "sagemaker:CreateModelPackage", group_arn)
         assert not resource_allows(self.group_policy(), PROD, "sagemaker:CreateModelPackage", group_arn)
+        # The group's own policy holds too, whatever dev's role says: dev registers the definition's status,
+        # never Approved (only the approver approves).
+        assert resource_allows(
+            self.group_policy(), DEV, create, group_arn, **{"sagemaker:ModelApprovalStatus": status}
+        )
+        assert not resource_allows(
+            self.group_policy(), DEV, create, group_arn, **{"sagemaker:ModelApprovalStatus": "Approved"}
+        )
         bucket = next(
             r["Properties"]["BucketName"]
             for r in resources(dev, "AWS::S3::Bucket").values()
